@@ -1,0 +1,156 @@
+"""The process: the history store, the supervised actors, the HTTP server, the signals.
+
+Startup order: history store -> actors (in topology order) -> HTTP. Shutdown (SIGTERM or
+SIGINT): close the ingest gate (hooks answer 503), stop HTTP gracefully, let the
+pipeline empty, stop actors in reverse order (history last, flushing), exit 0 inside
+the 25 s Heroku allows.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from actors.supervisor import Supervisor
+from actors.topology import Topology, build
+from eyetok import log
+from eyetok.clock import Clock
+from eyetok.config import Settings
+from eyetok.http.app import create_app
+from eyetok.http.asgi import ASGIApp
+from eyetok.http.front import Front
+from eyetok.http.hooks import Hooks, IngestGate
+from state.history.store import HistoryStore
+
+DRAIN_DEADLINE_S = 25.0
+HTTP_GRACE_S = 5.0
+PIPELINE_GRACE_S = 12.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings, clock: Clock, *, host: str = "0.0.0.0") -> None:
+        self.settings = settings
+        self.clock = clock
+        self.host = host
+        self.gate = IngestGate()
+        self.supervisor = Supervisor()
+        self.store: HistoryStore | None = None
+        self.topology: Topology | None = None
+        self.bound_port: int | None = None
+        self._stop = trio.Event()
+        self._log = log.get("daemon")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def readiness(self) -> dict[str, Any]:
+        expected = [c.name for c in self.topology.children] if self.topology else []
+        started = set(self.supervisor.started)
+        return {
+            "ready": bool(expected) and all(n in started for n in expected) and self.gate.open,
+            "actors": {n: n in started for n in expected},
+            "accepting": self.gate.open,
+            "restarts": dict(self.supervisor.restarts),
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        settings = self.settings
+        db_path = settings.data_dir / "history.duckdb"
+        self.store = store = HistoryStore(db_path)
+        topology = self.topology = build(settings, store, self.clock)
+        self._log.info(
+            "eyetok_starting",
+            data=str(db_path),
+            new_history=store.is_new,
+            tenants=sorted(settings.tenants),
+            sinks_configured=settings.configured_sinks(),
+            sinks_unconfigured=sorted(set(settings.sinks) - set(settings.configured_sinks())),
+            port=settings.port,
+        )
+        hooks = Hooks(
+            tenants=settings.tenants,
+            operator_tenant=settings.operator_tenant,
+            recognisers=settings.recognisers,
+            submit=topology.submit,
+            clock=self.clock,
+            gate=self.gate,
+        )
+        front = Front(hooks, cast(ASGIApp, create_app(readiness=self.readiness)))
+        config = HypercornConfig()
+        config.bind = [f"{self.host}:{settings.port}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.graceful_timeout = HTTP_GRACE_S
+        config.keep_alive_timeout = 75
+        http_stopped = trio.Event()
+        http_stop = trio.Event()
+
+        async def http(
+            *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            try:
+                await serve(
+                    front,  # type: ignore[arg-type]
+                    config,
+                    shutdown_trigger=http_stop.wait,
+                    task_status=task_status,
+                )
+            finally:
+                http_stopped.set()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                await self.supervisor.start(nursery, topology.children)
+                binds = await nursery.start(http)
+                self.bound_port = _port_of(binds, settings.port)
+                self._log.info("eyetok_ready", listening=binds, port=self.bound_port)
+                task_status.started(self.bound_port)
+                nursery.start_soon(self._watch_signals)
+                await self._stop.wait()
+                with trio.move_on_after(DRAIN_DEADLINE_S) as deadline:
+                    await self._drain(topology, http_stop, http_stopped)
+                if deadline.cancelled_caught:
+                    self._log.warning("drain_deadline_passed", deadline_s=DRAIN_DEADLINE_S)
+                nursery.cancel_scope.cancel()
+        finally:
+            store.close()
+            self._log.info("eyetok_stopped")
+
+    async def _drain(
+        self, topology: Topology, http_stop: trio.Event, http_stopped: trio.Event
+    ) -> None:
+        started = trio.current_time()
+        self.gate.open = False
+        self._log.info("drain_started")
+        http_stop.set()
+        await http_stopped.wait()
+        with trio.move_on_after(PIPELINE_GRACE_S):
+            # Channel statistics have no "became empty" event: poll them.
+            while topology.backlog():  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        await self.supervisor.stop(grace_s=2.0)
+        self._log.info(
+            "drain_finished",
+            seconds=round(trio.current_time() - started, 3),
+            backlog=topology.backlog(),
+        )
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                self._log.info("signal_received", signal=signal.Signals(signum).name)
+                self.request_stop()
+                return
+
+
+def _port_of(binds: list[str], fallback: int) -> int:
+    for bind in binds:
+        try:
+            return int(bind.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            continue
+    return fallback

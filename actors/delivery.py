@@ -1,0 +1,227 @@
+"""The delivery actor: the one shared sink actor. It owns the per-destination lanes.
+
+Every ``Deliver`` is already an outbox row. The dispatcher puts it on the lane of its
+destination (sink id + target) and never blocks, so one slow or dead destination delays
+nobody else. A lane sends in order (an incident's thread replies follow its first post),
+keeps to the destination's rate, retries what may be retried with exponential backoff
+and jitter, and gives up at the maximum age or attempt count: the row ends ``dead``.
+Repeats of one incident waiting on a lane are coalesced into one thread reply.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import assert_never
+
+import trio
+
+from actors.sinks.base import Delivered, Permanent, Retry, Sink
+from eyetok import log
+from eyetok.clock import Clock
+from eyetok.config import DeliveryOptions
+from eyetok.messages import (
+    AuditRecorded,
+    Deliver,
+    DeliveryFinished,
+    HistoryMessage,
+    IncidentAction,
+)
+from state.history import queries
+from state.history.store import HistoryStore
+
+LaneKey = tuple[str, str]  # (sink_id, target)
+_SEEN_MAX = 200_000
+
+
+@dataclass(frozen=True)
+class DeliveryDeps:
+    store: HistoryStore
+    sinks: dict[str, Sink]
+    options: DeliveryOptions
+
+
+@dataclass
+class _Lane:
+    """A destination's queue. Owned by the delivery actor; only its lane task pops."""
+
+    key: LaneKey
+    queue: deque[list[Deliver]] = field(default_factory=deque)
+    update_slots: dict[str, list[Deliver]] = field(default_factory=dict)
+    wake: trio.Event = field(default_factory=trio.Event)
+
+    def push(self, deliver: Deliver) -> None:
+        incident_id = deliver.incident.incident_id
+        if deliver.action is IncidentAction.UPDATE:
+            slot = self.update_slots.get(incident_id)
+            if slot is not None:
+                slot.append(deliver)
+                return
+            slot = [deliver]
+            self.update_slots[incident_id] = slot
+            self.queue.append(slot)
+        else:
+            self.queue.append([deliver])
+        self.wake.set()
+
+    async def pop(self) -> list[Deliver]:
+        while not self.queue:
+            self.wake = trio.Event()
+            await self.wake.wait()
+        slot = self.queue.popleft()
+        head = slot[0]
+        if head.action is IncidentAction.UPDATE:
+            self.update_slots.pop(head.incident.incident_id, None)
+        return slot
+
+
+def backoff_s(attempt: int, options: DeliveryOptions, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, capped."""
+    ceiling = min(options.max_backoff_s, options.base_backoff_s * (2 ** (attempt - 1)))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+async def run_delivery(
+    deps: DeliveryDeps,
+    inbox: trio.MemoryReceiveChannel[Deliver],
+    to_history: trio.MemorySendChannel[HistoryMessage],
+    *,
+    clock: Clock,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    logger = log.get("delivery")
+    threads = await deps.store.read(
+        lambda con: queries.thread_refs(con, since=queries.thread_lookback(clock.now()))
+    )
+    lanes: dict[LaneKey, _Lane] = {}
+    seen: OrderedDict[str, None] = OrderedDict()
+    rng = random.Random()
+
+    async def finish(
+        deliver: Deliver, outcome: str, attempts: int, detail: str, ref: str = "", thread: str = ""
+    ) -> None:
+        now = clock.now()
+        latency_ms = (now - deliver.received_at).total_seconds() * 1000.0
+        await to_history.send(
+            DeliveryFinished(
+                delivery_id=deliver.delivery_id,
+                outcome=outcome,
+                attempts=attempts,
+                latency_ms=latency_ms,
+                finished_at=now,
+                detail=detail,
+                external_ref=ref,
+                thread_ref=thread,
+            )
+        )
+        event = {"delivered": "delivery_sent", "refused": "delivery_refused"}.get(
+            outcome, "delivery_dead"
+        )
+        log_fn = logger.info if outcome == "delivered" else logger.warning
+        log_fn(
+            event,
+            delivery_id=deliver.delivery_id,
+            tenant=deliver.tenant,
+            incident_id=deliver.incident.incident_id,
+            severity=deliver.incident.severity.value,
+            sev_channel=deliver.incident.sev_channel.value
+            if deliver.incident.sev_channel
+            else None,
+            sink=deliver.destination.sink_id,
+            target=deliver.destination.target,
+            action=deliver.action.value,
+            attempts=attempts,
+            latency_ms=round(latency_ms, 1),
+            detail=detail or None,
+        )
+        if outcome != "delivered":
+            await to_history.send(
+                AuditRecorded(
+                    at=now,
+                    tenant=deliver.tenant,
+                    event=event,
+                    detail=f"{deliver.destination.sink_id}:{deliver.destination.target}: {detail}",
+                    incident_id=deliver.incident.incident_id,
+                )
+            )
+
+    async def run_lane(lane: _Lane) -> None:
+        sink_id, target = lane.key
+        sink = deps.sinks.get(sink_id)
+        next_slot = trio.current_time()
+        while True:
+            slot = await lane.pop()
+            head = slot[-1]  # coalesced repeats: the newest snapshot speaks for all
+            if sink is None:
+                for d in slot:
+                    await finish(d, "refused", 0, f"sink {sink_id!r} is not configured")
+                continue
+            incident_id = head.incident.incident_id
+            thread = threads.get((sink_id, target, incident_id)) if sink.threads() else None
+            attempts = 0
+            while True:
+                if sink.rate_per_target:
+                    await trio.sleep_until(max(next_slot, trio.current_time()))
+                    next_slot = trio.current_time() + 1.0 / sink.rate_per_target
+                attempts += 1
+                payload = sink.render(head, thread_ref=thread)
+                result = await sink.send(payload, idempotency_key=head.delivery_id)
+                match result:
+                    case Delivered(external_ref=ref):
+                        root = thread or ref
+                        if sink.threads() and thread is None and head.action is IncidentAction.OPEN:
+                            threads[(sink_id, target, incident_id)] = ref
+                        for d in slot:
+                            await finish(d, "delivered", attempts, "", ref, root)
+                        break
+                    case Permanent(reason=reason):
+                        for d in slot:
+                            await finish(d, "refused", attempts, reason)
+                        break
+                    case Retry(reason=reason, after=after):
+                        age = (clock.now() - head.planned_at).total_seconds()
+                        wait = (
+                            after if after is not None else backoff_s(attempts, deps.options, rng)
+                        )
+                        if (
+                            attempts >= deps.options.max_attempts
+                            or age + wait > deps.options.max_age_s
+                        ):
+                            for d in slot:
+                                await finish(
+                                    d,
+                                    "dead",
+                                    attempts,
+                                    f"gave up after {attempts} attempts: {reason}",
+                                )
+                            break
+                        logger.info(
+                            "delivery_retrying",
+                            delivery_id=head.delivery_id,
+                            sink=sink_id,
+                            target=target,
+                            attempt=attempts,
+                            wait_s=round(wait, 3),
+                            reason=reason,
+                        )
+                        await trio.sleep(wait)
+                        if after is not None:
+                            next_slot = trio.current_time()
+                    case _:
+                        assert_never(result)
+
+    async with trio.open_nursery() as nursery:
+        task_status.started()
+        async for deliver in inbox:
+            if deliver.delivery_id in seen:
+                continue  # a re-queued row already on its lane
+            seen[deliver.delivery_id] = None
+            if len(seen) > _SEEN_MAX:
+                seen.popitem(last=False)
+            key = (deliver.destination.sink_id, deliver.destination.target)
+            lane = lanes.get(key)
+            if lane is None:
+                lane = lanes[key] = _Lane(key)
+                nursery.start_soon(run_lane, lane)
+            lane.push(deliver)

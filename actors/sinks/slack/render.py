@@ -1,0 +1,113 @@
+"""Slack messages in Block Kit, pure: an incident and what happened -> a message.
+
+SEV1 carries the Emergency SOP link and asks for a human ack; SEV2 mentions the on-call
+user and proposes a remediation for approval; SEV2.5 is SEV2 without the call-out; SEV3
+posts the triage outcome only. Repeats and resolves reply in the incident's thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from eyetok.config import SlackOptions
+from eyetok.messages import Deliver, IncidentAction, SevChannel
+
+
+class SlackMessage(msgspec.Struct, frozen=True, kw_only=True):
+    channel: str
+    text: str
+    blocks: tuple[dict[str, Any], ...]
+    thread_ts: str | None = None
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
+    incident = deliver.incident
+    channel_label = incident.sev_channel.value if incident.sev_channel else "audit"
+    title = _escape(incident.title)
+    link = f"<{incident.url}|{title}>" if incident.url else title
+    facts = (
+        f"*severity* {incident.severity.value} · *rule* `{deliver.rule}` · "
+        f"*incident* `{incident.incident_id}`"
+        + (f" · *env* {_escape(incident.environment)}" if incident.environment else "")
+        + (f" · *project* {_escape(incident.project)}" if incident.project else "")
+    )
+    blocks: list[dict[str, Any]] = []
+    match deliver.action:
+        case IncidentAction.OPEN:
+            header = f":rotating_light: [{channel_label}] {title}"
+            blocks.append({"type": "header", "text": {"type": "plain_text", "text": header[:150]}})
+            blocks.append(_section(f"{link}\n{facts}"))
+            if incident.culprit:
+                blocks.append(_context(f"culprit: `{_escape(incident.culprit)}`"))
+            blocks.extend(_posture(incident.sev_channel, options))
+            text = f"[{channel_label}] {incident.title}"
+        case IncidentAction.UPDATE:
+            text = (
+                f"Seen again: {incident.event_count} events, last at "
+                f"{incident.last_seen_at.isoformat(timespec='seconds')}"
+            )
+            blocks.append(_section(f":repeat: {text}"))
+            if incident.escalation_recommended is not None:
+                line = f"escalation_recommended: {incident.escalation_recommended.value}"
+                blocks.append(
+                    _section(f":arrow_double_up: `{line}` (an operator must acknowledge)")
+                )
+                text += f" · {line}"
+        case IncidentAction.RESOLVE:
+            at = (incident.resolved_at or incident.last_seen_at).isoformat(timespec="seconds")
+            text = f"Resolved at {at} after {incident.event_count} events"
+            blocks.append(_section(f":white_check_mark: {text}"))
+        case IncidentAction.AUDIT:
+            text = f"audit: {incident.title}"
+            blocks.append(_section(text))
+    if thread_ts is None and deliver.action is not IncidentAction.OPEN:
+        # The first message never landed: say what this is about at the top level.
+        blocks.insert(0, _section(f"[{channel_label}] {link}\n{facts}"))
+        text = f"[{channel_label}] {incident.title}: {text}"
+    return SlackMessage(
+        channel=deliver.destination.target, text=text, blocks=tuple(blocks), thread_ts=thread_ts
+    )
+
+
+def _posture(channel: SevChannel | None, options: SlackOptions) -> list[dict[str, Any]]:
+    match channel:
+        case SevChannel.SEV1:
+            return [
+                _section(
+                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
+                    "Waiting for a human ack; no autonomous action."
+                )
+            ]
+        case SevChannel.SEV2:
+            mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
+            return [
+                _section(
+                    f"{mention}Proposed remediation: follow the playbook for this rule. "
+                    "Waiting for approval before any change."
+                )
+            ]
+        case SevChannel.SEV2_5:
+            return [
+                _section(
+                    "Proposed remediation: follow the playbook for this rule. "
+                    "Waiting for approval before any change."
+                )
+            ]
+        case SevChannel.SEV3:
+            return [_context("Triage outcome: triaged by playbook; no human action needed.")]
+        case None:
+            return []

@@ -1,0 +1,139 @@
+"""The one place channels are made and actors are wired.
+
+    HTTP hooks --SignalReceived--> [incidents] --IncidentChanged--> [router]
+        --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [delivery]
+        --DeliveryFinished / AuditRecorded--> [history]
+
+Forward edges may block (that is the backpressure that ends in a 503 at the front door).
+The only back edge, delivery -> history, cannot deadlock: history's only outbound edge
+goes to the delivery dispatcher, which never blocks (it hands work to its lanes).
+The supervisor keeps every original channel end open for the life of the process; each
+actor incarnation gets clones, so a restarted actor reads the same inbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from actors.delivery import DeliveryDeps, run_delivery
+from actors.history import HistoryDeps, run_history
+from actors.incidents import IncidentsDeps, run_incidents
+from actors.router import RouterDeps, run_router
+from actors.sinks import build_sinks
+from actors.sinks.base import Sink
+from actors.supervisor import ChildSpec, Restart
+from eyetok.clock import Clock
+from eyetok.config import Settings
+from eyetok.errors import OverloadedError
+from eyetok.messages import (
+    Accepted,
+    Deliver,
+    HistoryMessage,
+    IncidentChanged,
+    JournalSignal,
+    Reply,
+    Signal,
+    SignalReceived,
+)
+from state.history.store import HistoryStore
+
+JOURNAL_TIMEOUT_S = 10.0
+PIPELINE_BUFFER = 1024
+
+
+@dataclass
+class Topology:
+    """The channels (originals, held for the process's life) and the child specs."""
+
+    children: list[ChildSpec]
+    ingest: trio.MemorySendChannel[SignalReceived]
+    channels: dict[str, trio.abc.AsyncResource]
+    sinks: dict[str, Sink]
+
+    async def submit(self, signal: Signal) -> Accepted:
+        """Hand a signal to the pipeline and wait until it is journalled."""
+        reply: Reply[Accepted] = Reply()
+        try:
+            self.ingest.send_nowait(SignalReceived(signal=signal, reply=reply))
+        except trio.WouldBlock:
+            raise OverloadedError("ingest queue is full; retry shortly", retry_after=1) from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise OverloadedError("EyeTok is draining; retry shortly", retry_after=5) from None
+        with trio.move_on_after(JOURNAL_TIMEOUT_S):
+            return await reply.wait()
+        raise OverloadedError("the journal did not confirm in time; retry", retry_after=2)
+
+    def backlog(self) -> int:
+        """Messages waiting in every pipeline channel (the drain waits for zero)."""
+        total = 0
+        for channel in self.channels.values():
+            if isinstance(channel, trio.MemorySendChannel):
+                total += channel.statistics().current_buffer_used
+        return total
+
+
+def _child(
+    name: str,
+    actor: Callable[..., Awaitable[None]],
+    deps: Any,
+    *ends: Any,
+    clock: Clock,
+    restart: Restart = Restart.PERMANENT,
+) -> ChildSpec:
+    async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        clones = [end.clone() for end in ends]
+        try:
+            await actor(deps, *clones, clock=clock, task_status=task_status)
+        finally:
+            for clone in clones:
+                clone.close()
+
+    return ChildSpec(name=name, run=run, restart=restart)
+
+
+def build(settings: Settings, store: HistoryStore, clock: Clock) -> Topology:
+    ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
+    router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
+    history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
+    delivery_tx, delivery_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
+    journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
+    sinks = build_sinks(settings)
+    children = [
+        _child(
+            "history", run_history, HistoryDeps(store=store), history_rx, delivery_tx, clock=clock
+        ),
+        _child(
+            "delivery",
+            run_delivery,
+            DeliveryDeps(store=store, sinks=sinks, options=settings.delivery),
+            delivery_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
+            "router", run_router, RouterDeps(settings=settings), router_rx, journal_tx, clock=clock
+        ),
+        _child(
+            "incidents",
+            run_incidents,
+            IncidentsDeps(settings=settings, store=store),
+            ingest_rx,
+            router_tx,
+            clock=clock,
+        ),
+    ]
+    return Topology(
+        children=children,
+        ingest=ingest_tx,
+        channels={
+            "ingest": ingest_tx,
+            "router": router_tx,
+            "history": history_tx,
+            "delivery": delivery_tx,
+        },
+        sinks=sinks,
+    )

@@ -1,0 +1,199 @@
+"""The ``eyetok`` command: ``run``, ``replay``.
+
+The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
+the daemon); it does so inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from eyetok import log
+from eyetok.clock import FixedClock, SystemClock
+from eyetok.config import Settings, load_settings
+from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
+from eyetok.incidents import IncidentKey, apply, decide
+from eyetok.messages import Incident
+from eyetok.policy import destinations_for
+from eyetok.severity import classify
+from eyetok.sources import sentry
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eyetok", description="EyeTok alert router")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon (binds $PORT, default 8080)")
+    run.add_argument("--host", default=os.environ.get("EYETOK_HOST", "0.0.0.0"))
+
+    replay = commands.add_parser("replay", help="replay recorded Sentry payloads")
+    replay.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    mode = replay.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--explain", action="store_true", help="route in-process, send nothing")
+    mode.add_argument("--url", help="post each payload, signed, to a running daemon")
+    replay.add_argument("--secret", help="the Sentry client secret to sign with (with --url)")
+    replay.add_argument("--at", help="fix the wall clock (ISO-8601 with an offset)")
+    replay.add_argument("--tenant", default=None, help="the tenant (default: the operator)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(json.dumps({"event": "config_invalid", "field": exc.field, "error": str(exc)}))
+        return 2
+    log.configure(settings.log_level)
+    if args.command == "run":
+        return _run(settings, args.host)
+    if args.command == "replay":
+        return _replay(settings, args)
+    return 2
+
+
+def _run(settings: Settings, host: str) -> int:
+    import trio
+
+    from actors.daemon import Daemon
+    from actors.supervisor import CrashLoopError
+
+    daemon = Daemon(settings, SystemClock(), host=host)
+    failed = 0
+    try:
+        trio.run(daemon.run)
+    except* CrashLoopError as group:
+        log.get("supervisor").error("supervisor_gave_up", reason=str(group.exceptions[0]))
+        failed = 1
+    except* EyeTokError as group:
+        exc = group.exceptions[0]
+        log.get("daemon").error("eyetok_failed", error=f"{type(exc).__name__}: {exc}")
+        failed = 1
+    except* KeyboardInterrupt:
+        pass
+    return failed
+
+
+def _parse_at(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SystemExit(f"eyetok replay: --at {text!r} is not ISO-8601") from exc
+    if at.tzinfo is None:
+        raise SystemExit(f"eyetok replay: --at {text!r} needs an offset (e.g. -05:00 or Z)")
+    return at
+
+
+def _headers_for(path: Path) -> dict[str, str]:
+    sibling = path.with_name(path.name.removesuffix(".json") + ".headers.json")
+    if not sibling.exists():
+        return {}
+    raw = json.loads(sibling.read_text(encoding="utf-8"))
+    return {str(k).lower(): str(v) for k, v in raw.items()}
+
+
+def _payload_files(paths: list[Path]) -> list[Path]:
+    """Payload files in the order given; a folder gives its ``*.json`` sorted by name.
+    ``NAME.headers.json`` files are the sidecars of ``NAME.json``, never payloads."""
+    files: list[Path] = []
+    for path in paths:
+        found = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        files.extend(f for f in found if not f.name.endswith(".headers.json"))
+    return files
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    tenant_id = args.tenant or settings.operator_tenant
+    tenant = settings.tenants.get(tenant_id)
+    if tenant is None:
+        print(json.dumps({"error": f"unknown tenant {tenant_id!r}"}))
+        return 2
+    if args.url:
+        return _replay_to_url(args, tenant_id)
+    clock = FixedClock(_parse_at(args.at)) if args.at else SystemClock()
+    open_incidents: dict[IncidentKey, Incident] = {}
+    failed = 0
+    for n, path in enumerate(_payload_files(args.paths)):
+        try:
+            body = path.read_bytes()
+            signal = sentry.normalise(
+                body,
+                _headers_for(path).get("sentry-hook-resource"),
+                tenant=tenant_id,
+                signal_id=f"replay-{n}",
+                received_at=clock.now(),
+                recognisers=settings.recognisers,
+            )
+        except (OSError, MalformedPayloadError, json.JSONDecodeError) as exc:
+            failed += 1
+            print(json.dumps({"file": str(path), "error": str(exc)}))
+            continue
+        routing = classify(signal, window=tenant.policy.business_hours)
+        action, incident = decide(open_incidents, signal, routing)
+        apply(open_incidents, action, incident)
+        channel = incident.sev_channel if incident else routing.sev_channel
+        destinations = destinations_for(
+            tenant.policy, channel if incident else None, settings.sink_types()
+        )
+        line = {
+            "file": str(path),
+            "resource": signal.resource,
+            "sentry_action": signal.action,
+            "action": action.value,
+            "severity": (incident.severity if incident else routing.severity).value,
+            "rule": routing.rule,
+            "sev_channel": channel.value if channel else None,
+            "business_hours": routing.business_hours,
+            "at": signal.received_at.isoformat(),
+            "destinations": [f"{d.sink_id}:{d.target}" for d in destinations],
+            "incident_key": signal.dedup_key,
+            "incident_id": incident.incident_id if incident else None,
+            "title": signal.title,
+            "marks": sorted(signal.marks),
+        }
+        print(msgspec.json.encode(line).decode())
+    return 1 if failed else 0
+
+
+def _replay_to_url(args: argparse.Namespace, tenant_id: str) -> int:
+    import httpx
+
+    if not args.secret:
+        print(json.dumps({"error": "--url needs --secret (the tenant's Sentry client secret)"}))
+        return 2
+    failed = 0
+    url = args.url.rstrip("/") + f"/hooks/sentry/{tenant_id}"
+    with httpx.Client(timeout=15.0) as client:
+        for path in _payload_files(args.paths):
+            try:
+                body = path.read_bytes()
+                headers = {"content-type": "application/json"}
+                resource = _headers_for(path).get("sentry-hook-resource")
+                if resource:
+                    headers["sentry-hook-resource"] = resource
+                headers["sentry-hook-signature"] = sentry.sign(body, args.secret)
+                response = client.post(url, content=body, headers=headers)
+            except (OSError, httpx.HTTPError, json.JSONDecodeError) as exc:
+                failed += 1
+                print(json.dumps({"file": str(path), "error": str(exc)}))
+                continue
+            ok = response.status_code == 202
+            failed += 0 if ok else 1
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = response.text
+            print(json.dumps({"file": str(path), "status": response.status_code, "answer": answer}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

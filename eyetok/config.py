@@ -1,0 +1,209 @@
+"""Configuration: an optional YAML file (``EYETOK_CONFIG``) plus the environment.
+
+Unknown keys and wrong types stop start-up with a :class:`ConfigError` that names the
+field path. With no file and no environment at all EyeTok runs on the embedded default:
+the operator tenant, the ADR's four Slack channels, an embedded DuckDB file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import yaml
+
+from eyetok.errors import ConfigError
+from eyetok.policy import DEFAULT_POLICY, Policy
+from eyetok.recognisers import Recognisers
+
+OPERATOR_TENANT = "operator"
+SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
+_TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class SlackSinkConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="slack",
+    tag_field="type",
+):
+    """A Slack workspace reached with a bot token (read from the environment)."""
+
+    token_env: str = "SLACK_BOT_TOKEN"
+    rate_per_channel: float = 1.0  # messages per second per channel (Slack's own limit)
+
+
+SinkConfig = SlackSinkConfig
+
+
+class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tier: str = "public"
+    sentry_secret_env: str | None = None  # env var holding this tenant's Sentry client secret
+    policy: Policy = DEFAULT_POLICY
+
+
+class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    emergency_sop_url: str = "https://runbooks.example.com/emergency-sop"
+    oncall_user: str | None = None  # Slack user id to mention on SEV2; env EYETOK_ONCALL_SLACK_USER
+
+
+class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_attempts: int = 8
+    max_age_s: float = 900.0
+    base_backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+
+
+class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The shape of the YAML file. Every key is optional."""
+
+    operator_tenant: str = OPERATOR_TENANT
+    tenants: dict[str, TenantConfig] = msgspec.field(default_factory=dict)
+    sinks: dict[str, SinkConfig] = msgspec.field(default_factory=dict)
+    recognisers: Recognisers = msgspec.field(default_factory=Recognisers)
+    slack: SlackOptions = msgspec.field(default_factory=SlackOptions)
+    delivery: DeliveryOptions = msgspec.field(default_factory=DeliveryOptions)
+    ingest_queue: int = 2048
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Tenant(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: str
+    tier: str
+    sentry_secret: str | None
+    policy: Policy
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the process needs, resolved once at start (and on SIGHUP)."""
+
+    port: int
+    data_dir: Path
+    operator_tenant: str
+    tenants: dict[str, Tenant]
+    sinks: dict[str, SinkConfig]
+    sink_secrets: dict[str, str]  # sink id -> credential from the environment (absent: unset)
+    slack_api_url: str
+    slack: SlackOptions
+    recognisers: Recognisers
+    delivery: DeliveryOptions
+    ingest_queue: int
+    log_level: str
+    database_url: str | None
+
+    def sink_types(self) -> dict[str, str]:
+        return {sink_id: "slack" for sink_id in self.sinks}
+
+    def configured_sinks(self) -> list[str]:
+        """Sink ids whose credentials are present."""
+        return sorted(s for s in self.sinks if s in self.sink_secrets)
+
+
+def _field_of(exc: msgspec.ValidationError) -> tuple[str, str]:
+    text = str(exc)
+    match = re.search(r" - at `\$\.?(.*)`$", text)
+    if match:
+        return match.group(1) or "(top level)", text[: match.start()]
+    return "(top level)", text
+
+
+def parse_file_config(text: str, *, source: str = "config") -> FileConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, f"not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "the top level must be a mapping")
+    try:
+        config = msgspec.convert(raw, FileConfig)
+    except msgspec.ValidationError as exc:
+        field, problem = _field_of(exc)
+        if field.startswith("sinks.") and "type" in problem.lower():
+            problem += f" (the sink types are: {', '.join(SINK_TYPES)})"
+        raise ConfigError(field, problem) from exc
+    for tenant_id in config.tenants:
+        if not _TENANT_ID.match(tenant_id):
+            raise ConfigError(f"tenants.{tenant_id}", "tenant ids are [a-z0-9_-], at most 63")
+    return config
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the YAML file (if ``EYETOK_CONFIG`` names one) and the environment."""
+    env = os.environ if environ is None else environ
+    path = env.get("EYETOK_CONFIG")
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("EYETOK_CONFIG", f"cannot read {path}: {exc.strerror}") from exc
+        file_config = parse_file_config(text, source=path)
+    else:
+        file_config = FileConfig()
+    return settings_from(file_config, env)
+
+
+def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
+    try:
+        port = int(env.get("PORT", "8080"))
+    except ValueError as exc:
+        raise ConfigError("PORT", f"{env['PORT']!r} is not a port number") from exc
+    if not 0 <= port <= 65535:
+        raise ConfigError("PORT", f"{port} is out of range")
+
+    sinks: dict[str, SinkConfig] = dict(file_config.sinks) or {"slack": SlackSinkConfig()}
+    operator = file_config.operator_tenant
+    tenant_configs = dict(file_config.tenants)
+    tenant_configs.setdefault(operator, TenantConfig(tier="operator"))
+
+    tenants: dict[str, Tenant] = {}
+    for tenant_id, tc in tenant_configs.items():
+        secret_env = tc.sentry_secret_env or (
+            "SENTRY_CLIENT_SECRET"
+            if tenant_id == operator
+            else f"SENTRY_CLIENT_SECRET_{tenant_id.upper().replace('-', '_')}"
+        )
+        for channel, routes in tc.policy.routes.items():
+            for i, route in enumerate(routes):
+                if route.sink not in sinks:
+                    raise ConfigError(
+                        f"tenants.{tenant_id}.policy.routes.{channel}[{i}].sink",
+                        f"no sink named {route.sink!r} (configured: {', '.join(sorted(sinks))})",
+                    )
+        tenants[tenant_id] = Tenant(
+            tenant_id=tenant_id,
+            tier=tc.tier,
+            sentry_secret=env.get(secret_env) or None,
+            policy=tc.policy,
+        )
+
+    sink_secrets = {
+        sink_id: env[sink.token_env] for sink_id, sink in sinks.items() if env.get(sink.token_env)
+    }
+    oncall = env.get("EYETOK_ONCALL_SLACK_USER") or file_config.slack.oncall_user
+    sop = env.get("EYETOK_SOP_URL") or file_config.slack.emergency_sop_url
+    slack = SlackOptions(emergency_sop_url=sop, oncall_user=oncall)
+    if file_config.ingest_queue < 1:
+        raise ConfigError("ingest_queue", "must be at least 1")
+    return Settings(
+        port=port,
+        data_dir=Path(env.get("EYETOK_DATA_DIR", ".eyetok")),
+        operator_tenant=operator,
+        tenants=tenants,
+        sinks=sinks,
+        sink_secrets=sink_secrets,
+        slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
+        slack=slack,
+        recognisers=file_config.recognisers,
+        delivery=file_config.delivery,
+        ingest_queue=file_config.ingest_queue,
+        log_level=env.get("EYETOK_LOG_LEVEL", file_config.log_level),
+        database_url=env.get("DATABASE_URL") or None,
+    )

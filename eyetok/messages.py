@@ -1,0 +1,244 @@
+"""Every message EyeTok's actors exchange, and the signal they carry.
+
+Messages are frozen msgspec Structs. Names are facts (``SignalAccepted``) or commands
+(``Deliver``). A message that asks for an answer carries a ``reply`` return address
+(a :class:`Reply`), as an Erlang ``call`` carries the caller's pid: the address is not
+state, it is where the answer goes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import msgspec
+import trio
+
+
+class Severity(enum.StrEnum):
+    """The canonical severity of ADR-0091."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class SevChannel(enum.StrEnum):
+    """The loudness a severity gets at a given time (design section 3)."""
+
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV2_5 = "SEV2.5"
+    SEV3 = "SEV3"
+
+
+class SignalKind(enum.StrEnum):
+    """Whether a signal raises (or re-raises) a problem or says it is over."""
+
+    ALERT = "alert"
+    RESOLVE = "resolve"
+
+
+class IncidentAction(enum.StrEnum):
+    """What a signal did to its incident."""
+
+    OPEN = "open"
+    UPDATE = "update"
+    RESOLVE = "resolve"
+    AUDIT = "audit"
+
+
+class Signal(msgspec.Struct, frozen=True, kw_only=True):
+    """One inbound alert, normalised from whatever source sent it.
+
+    ``received_at`` is stamped once at ingest and carried everywhere after.
+    ``marks`` are the recognisers that matched (``h12``, ``paper_gate``,
+    ``synthetic_check``); the severity rules read them.
+    """
+
+    signal_id: str
+    tenant: str
+    source: str  # "sentry", later "probe", "generic", "alertmanager"
+    resource: str  # sentry: event_alert | metric_alert | issue | error | legacy
+    action: str  # the source's own verb: triggered, created, resolved, critical ...
+    kind: SignalKind
+    dedup_key: str
+    title: str
+    received_at: datetime
+    level: str = "error"  # fatal | error | warning | info | debug
+    message: str = ""
+    culprit: str = ""
+    url: str = ""
+    project: str = ""
+    environment: str = ""
+    is_new: bool = False
+    is_regression: bool = False
+    unhandled: bool | None = None
+    users_affected: int | None = None
+    is_metric_alert: bool = False
+    is_performance: bool = False
+    tags: tuple[tuple[str, str], ...] = ()
+    marks: frozenset[str] = frozenset()
+    cluster_key: str | None = None
+
+
+class Routing(msgspec.Struct, frozen=True, kw_only=True):
+    """The severity decision for one signal: which rule matched and how loud it is."""
+
+    severity: Severity
+    rule: str
+    sev_channel: SevChannel | None  # None: audit log only
+    business_hours: bool
+
+
+class Incident(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of an incident as its owner (the incidents actor) last saw it."""
+
+    incident_id: str
+    tenant: str
+    dedup_key: str
+    title: str
+    severity: Severity
+    sev_channel: SevChannel | None
+    rule: str
+    status: str  # open | acknowledged | resolved
+    opened_at: datetime
+    last_seen_at: datetime
+    event_count: int
+    resolved_at: datetime | None = None
+    url: str = ""
+    culprit: str = ""
+    environment: str = ""
+    project: str = ""
+    level: str = "error"
+    escalation_recommended: SevChannel | None = None
+
+
+class Destination(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one delivery goes: a configured sink and a target inside it."""
+
+    sink_id: str
+    sink_type: str
+    target: str  # Slack channel name, webhook URL, address, routing key
+
+
+T = TypeVar("T")
+
+
+class Reply(Generic[T]):
+    """A one-shot return address: the asker waits, one actor answers once."""
+
+    __slots__ = ("_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: T | None = None
+
+    def send(self, value: T) -> None:
+        if self._event.is_set():
+            return
+        self._value = value
+        self._event.set()
+
+    async def wait(self) -> T:
+        await self._event.wait()
+        assert self._value is not None
+        return self._value
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer ingest gives once a signal is durably journalled."""
+
+    signal_id: str
+    incident_id: str | None
+    severity: Severity
+    sev_channel: SevChannel | None
+    action: IncidentAction
+    rule: str
+
+
+# --- inbox of the incidents actor ------------------------------------------------------
+
+
+class SignalReceived(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ingest hands a normalised signal to the incidents actor and waits on ``reply``."""
+
+    signal: Signal
+    reply: Reply[Accepted] | None = None
+
+
+# --- inbox of the router ---------------------------------------------------------------
+
+
+class IncidentChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The incidents actor decided what a signal does; the router picks destinations."""
+
+    signal: Signal
+    routing: Routing
+    action: IncidentAction
+    incident: Incident | None
+    reply: Reply[Accepted] | None = None
+
+
+# --- inbox of the history actor (the only owner of the DuckDB connection) -------------
+
+
+class JournalSignal(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Journal a signal, its incident snapshot and its planned deliveries (outbox rows)
+    in one transaction; answer ``reply`` after the commit, then hand the deliveries on."""
+
+    signal: Signal
+    routing: Routing
+    action: IncidentAction
+    incident: Incident | None
+    deliveries: tuple[Deliver, ...]
+    reply: Reply[Accepted] | None = None
+
+
+class DeliveryFinished(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A sink finished with an outbox row: delivered, refused or dead."""
+
+    delivery_id: str
+    outcome: str  # delivered | refused | dead
+    attempts: int
+    latency_ms: float
+    finished_at: datetime
+    detail: str = ""
+    external_ref: str = ""  # Slack ts, PagerDuty dedup key, SMTP Message-ID ...
+    thread_ref: str = ""  # the Slack thread this message went into
+
+
+class AuditRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """One audit-log line."""
+
+    at: datetime
+    tenant: str
+    event: str
+    detail: str
+    incident_id: str | None = None
+    signal_id: str | None = None
+
+
+HistoryMessage = JournalSignal | DeliveryFinished | AuditRecorded
+
+
+# --- inbox of the sink actor -----------------------------------------------------------
+
+
+class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Send one rendered notice about one incident to one destination.
+
+    ``delivery_id`` is the outbox row id and the idempotency key.
+    """
+
+    delivery_id: str
+    tenant: str
+    destination: Destination
+    incident: Incident
+    action: IncidentAction
+    rule: str
+    planned_at: datetime
+    received_at: datetime  # when the signal behind it reached EyeTok

@@ -1,0 +1,63 @@
+"""Read-side queries over the history: what actors need to rebuild their state on start,
+and what the operator's commands show. Each takes the connection; call through
+:meth:`HistoryStore.read`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+import msgspec
+
+from eyetok.messages import Deliver, Incident
+
+_incident = msgspec.json.Decoder(Incident)
+_deliver = msgspec.json.Decoder(Deliver)
+
+
+def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:
+    rows = con.execute(
+        "SELECT snapshot_json FROM incidents WHERE status <> 'resolved' ORDER BY opened_at"
+    ).fetchall()
+    return [_incident.decode(r[0]) for r in rows]
+
+
+def last_snapshot_seq(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT coalesce(max(seq), 0) FROM incident_snapshots").fetchone()
+    return int(row[0]) if row else 0
+
+
+def pending_deliveries(con: duckdb.DuckDBPyConnection) -> list[Deliver]:
+    rows = con.execute(
+        "SELECT deliver_json FROM notifications WHERE status = 'pending' ORDER BY planned_at"
+    ).fetchall()
+    return [_deliver.decode(r[0]) for r in rows]
+
+
+def thread_refs(
+    con: duckdb.DuckDBPyConnection, *, since: datetime
+) -> dict[tuple[str, str, str], str]:
+    """(sink_id, target, incident_id) -> the thread its first message opened."""
+    rows = con.execute(
+        """SELECT sink_id, target, incident_id, thread_ref FROM notifications
+           WHERE status = 'delivered' AND thread_ref <> '' AND planned_at >= ?
+           ORDER BY finished_at""",
+        [since],
+    ).fetchall()
+    refs: dict[tuple[str, str, str], str] = {}
+    for sink_id, target, incident_id, ref in rows:
+        refs.setdefault((sink_id, target, incident_id), ref)
+    return refs
+
+
+def thread_lookback(now: datetime) -> datetime:
+    return now - timedelta(days=30)
+
+
+def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts of the main tables (for tests, /metrics and operator commands)."""
+    out = {}
+    for table in ("signals", "incident_snapshots", "deliveries", "delivery_outcomes", "audit_log"):
+        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        out[table] = int(row[0]) if row else 0
+    return out

@@ -1,0 +1,48 @@
+"""The DuckDB history schema: append-only tables, views for the current state.
+
+Append-only keeps DuckDB fast (no index maintenance, no updates) and makes the file a
+journal: the current incident, notification and routing state are views over it.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+STATEMENTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS signals (
+        signal_id VARCHAR, tenant VARCHAR, source VARCHAR, resource VARCHAR, action VARCHAR,
+        kind VARCHAR, dedup_key VARCHAR, title VARCHAR, level VARCHAR,
+        received_at TIMESTAMPTZ, journalled_at TIMESTAMPTZ,
+        severity VARCHAR, rule VARCHAR, sev_channel VARCHAR, business_hours BOOLEAN,
+        incident_action VARCHAR, incident_id VARCHAR, cluster_key VARCHAR,
+        signal_json VARCHAR, incident_json VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS incident_snapshots (
+        incident_id VARCHAR, tenant VARCHAR, dedup_key VARCHAR, status VARCHAR,
+        severity VARCHAR, sev_channel VARCHAR, rule VARCHAR, title VARCHAR,
+        opened_at TIMESTAMPTZ, last_seen_at TIMESTAMPTZ, resolved_at TIMESTAMPTZ,
+        event_count INTEGER, recorded_at TIMESTAMPTZ, seq BIGINT, snapshot_json VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS signal_routed (signal_id VARCHAR, routed_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS deliveries (
+        delivery_id VARCHAR, signal_id VARCHAR, tenant VARCHAR, incident_id VARCHAR,
+        sink_id VARCHAR, sink_type VARCHAR, target VARCHAR, action VARCHAR,
+        planned_at TIMESTAMPTZ, received_at TIMESTAMPTZ, deliver_json VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS delivery_outcomes (
+        delivery_id VARCHAR, outcome VARCHAR, attempts INTEGER, latency_ms DOUBLE,
+        finished_at TIMESTAMPTZ, detail VARCHAR, external_ref VARCHAR, thread_ref VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        logged_at TIMESTAMPTZ, tenant VARCHAR, event VARCHAR, detail VARCHAR,
+        incident_id VARCHAR, signal_id VARCHAR)""",
+    """CREATE OR REPLACE VIEW incidents AS
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY seq DESC) AS rn
+            FROM incident_snapshots) WHERE rn = 1""",
+    """CREATE OR REPLACE VIEW notifications AS
+        SELECT d.delivery_id, d.signal_id, d.tenant, d.incident_id, d.sink_id, d.sink_type,
+               d.target, d.action, d.planned_at, d.received_at,
+               coalesce(o.outcome, 'pending') AS status, o.attempts, o.latency_ms,
+               o.finished_at, o.detail, o.external_ref, o.thread_ref, d.deliver_json
+        FROM (SELECT DISTINCT ON (delivery_id) * FROM deliveries) d
+        LEFT JOIN (SELECT DISTINCT ON (delivery_id) * FROM delivery_outcomes) o
+        USING (delivery_id)""",
+)

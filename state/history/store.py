@@ -1,0 +1,74 @@
+"""The DuckDB history store: one connection, used from worker threads one call at a time.
+
+The history actor is the only writer. Other actors read through :meth:`HistoryStore.read`
+when they (re)start, to rebuild their state; every call goes through the same
+``CapacityLimiter(1)`` so the connection is never used by two threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import trio
+
+from eyetok.errors import StateError
+from state.history.schema import SCHEMA_VERSION, STATEMENTS
+
+T = TypeVar("T")
+
+
+class HistoryStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else None
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.is_new = not self.path.exists()
+                self._con = duckdb.connect(str(self.path))
+            else:
+                self.is_new = True
+                self._con = duckdb.connect(":memory:")
+            for statement in STATEMENTS:
+                self._con.execute(statement)
+            if not self._con.execute("SELECT count(*) FROM schema_version").fetchall()[0][0]:
+                self._con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
+        except duckdb.Error as exc:
+            raise StateError(f"cannot open history at {path}: {exc}") from exc
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run a query function on the connection in a worker thread."""
+        return await trio.to_thread.run_sync(self._guarded, fn, limiter=self._limiter)
+
+    async def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``fn`` inside one transaction (the history actor's group commit)."""
+        return await trio.to_thread.run_sync(self._transaction, fn, limiter=self._limiter)
+
+    def _guarded(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        try:
+            return fn(self._con)
+        except duckdb.Error as exc:
+            raise StateError(f"history query failed: {exc}") from exc
+
+    def _transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        try:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                result = fn(self._con)
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+            return result
+        except duckdb.Error as exc:
+            raise StateError(f"history write failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._con.close()
+
+    def sync_query(self, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+        """A blocking query, for command-line tools that own the store outright."""
+        return self._con.execute(sql, params or []).fetchall()

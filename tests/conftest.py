@@ -1,0 +1,61 @@
+"""Shared fixtures: real local peers and an in-process daemon on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from actors.daemon import Daemon
+from eyetok.clock import SystemClock
+from eyetok.config import Settings, parse_file_config, settings_from
+from tests.peers.slack import FakeSlack
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sentry"
+SECRET = "sentry-client-secret-for-tests"
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+def daemon_settings(
+    data_dir: Path, slack: FakeSlack | None, *, config: str = "", **env: str
+) -> Settings:
+    environ = {
+        "PORT": "0",
+        "EYETOK_DATA_DIR": str(data_dir),
+        "SENTRY_CLIENT_SECRET": SECRET,
+        "EYETOK_ONCALL_SLACK_USER": "U0ONCALL",
+        **env,
+    }
+    if slack is not None:
+        environ |= {"SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.base_url}
+    return settings_from(parse_file_config(config), environ)
+
+
+@pytest.fixture
+async def daemon(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> AsyncIterator[Daemon]:
+    instance = Daemon(
+        daemon_settings(tmp_path / "data", fake_slack), SystemClock(), host="127.0.0.1"
+    )
+    await nursery.start(instance.run)
+    yield instance
+    instance.request_stop()
+
+
+@pytest.fixture
+async def client(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.bound_port}") as c:
+        yield c
+
+
+def fixture_body(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()

@@ -1,0 +1,144 @@
+"""Recognisers: the defaults, case-insensitivity, and configuration as data."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import pytest
+import yaml
+
+from eyetok.recognisers import (
+    DEFAULT_H12,
+    DEFAULT_PAPER_GATE,
+    DEFAULT_SYNTHETIC_CHECK,
+    Recogniser,
+    Recognisers,
+    marks_for,
+)
+
+DEFAULTS = Recognisers()
+
+
+def marks(
+    title: str = "", message: str = "", tags: tuple[tuple[str, str], ...] = ()
+) -> frozenset[str]:
+    return marks_for(DEFAULTS, title=title, message=message, tags=tags)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    assert DEFAULTS.h12 == DEFAULT_H12
+    assert DEFAULTS.paper_gate == DEFAULT_PAPER_GATE
+    assert DEFAULTS.synthetic_check == DEFAULT_SYNTHETIC_CHECK
+    assert DEFAULT_H12.tags == {"heroku.error_code": "H12"}
+    assert DEFAULT_SYNTHETIC_CHECK.tags == {
+        "eyetok.signal": "synthetic_check_failure",
+        "check.type": "synthetic",
+    }
+
+
+def test_nothing_matches_an_ordinary_error() -> None:
+    assert marks("KeyError: 'x'", "", (("handled", "no"),)) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("title", "message"),
+    [
+        ('at=error code=H12 desc="Request timeout" method=GET', ""),
+        ("", 'at=error code=h12 desc="request TIMEOUT"'),
+        ("Heroku H12 Request Timeout on web.1", "anything"),
+    ],
+)
+def test_h12_by_text(title: str, message: str) -> None:
+    assert marks(title, message) == frozenset({"h12"})
+
+
+def test_h12_needs_both_words_in_one_field() -> None:
+    assert marks("code=H12", "") == frozenset()
+    assert marks("Request timeout", "") == frozenset()
+    assert marks("code=H12", "Request timeout") == frozenset()
+
+
+def test_h12_by_tag_is_case_insensitive() -> None:
+    assert marks(tags=(("Heroku.Error_Code", "h12"),)) == frozenset({"h12"})
+    assert marks(tags=(("heroku.error_code", "H13"),)) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("title", "message", "tags"),
+    [
+        ("Paper gate breach: strategy x", "", ()),
+        ("", "paper GATE breach on mean-revert-7", ()),
+        ("Drawdown", "", (("eyetok.signal", "Paper_Gate_Breach"),)),
+    ],
+)
+def test_paper_gate(title: str, message: str, tags: tuple[tuple[str, str], ...]) -> None:
+    assert marks(title, message, tags) == frozenset({"paper_gate"})
+
+
+def test_paper_gate_is_a_prefix_not_a_substring() -> None:
+    assert marks("Alert: Paper gate breach", "") == frozenset()
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [(("eyetok.signal", "synthetic_check_failure"),), (("check.type", "SYNTHETIC"),)],
+)
+def test_synthetic_check(tags: tuple[tuple[str, str], ...]) -> None:
+    assert marks("Checkout failed", "", tags) == frozenset({"synthetic_check"})
+
+
+def test_several_marks_at_once_and_repeated_tag_keys() -> None:
+    tags = (("check.type", "http"), ("check.type", "synthetic"))
+    got = marks("Paper gate breach via H12 request timeout", "", tags)
+    assert got == frozenset({"h12", "paper_gate", "synthetic_check"})
+
+
+def test_tags_may_be_a_mapping() -> None:
+    got = marks_for(DEFAULTS, title="", message="", tags={"check.type": "synthetic"})
+    assert got == frozenset({"synthetic_check"})
+
+
+def test_an_empty_recogniser_never_matches() -> None:
+    off = Recogniser()
+    assert not off.matches(title="", message="", tags={})
+    assert not off.matches(title="H12 Request timeout", message="x", tags={})
+
+
+def test_built_from_yaml_with_msgspec_convert() -> None:
+    config = yaml.safe_load(
+        """
+        h12:
+          tags: {router.code: H12}
+          message_contains: [H12]
+        paper_gate:
+          title_prefix: ["[PAPER]", "Paper gate breach"]
+        """
+    )
+    custom = msgspec.convert(config, Recognisers)
+    assert custom.h12 == Recogniser(tags={"router.code": "H12"}, message_contains=("H12",))
+    assert custom.synthetic_check == DEFAULT_SYNTHETIC_CHECK
+    got = marks_for(custom, title="[paper] gate", message="code=H12", tags=())
+    assert got == frozenset({"h12", "paper_gate"})
+    # A named recogniser replaces its default as a whole: the default tag is gone.
+    old_tag = (("heroku.error_code", "H12"),)
+    assert marks_for(custom, title="", message="", tags=old_tag) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"h13": {}}, "h13"),
+        ({"h12": {"title_has": ["x"]}}, "$.h12"),
+        ({"h12": {"tags": {"a": 1}}}, "$.h12.tags[...]"),
+        ({"paper_gate": {"title_prefix": "Paper"}}, "$.paper_gate.title_prefix"),
+    ],
+)
+def test_bad_config_is_refused_with_its_path(config: object, where: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=re.escape(where)):
+        msgspec.convert(config, Recognisers)
+
+
+def test_recognisers_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        DEFAULTS.h12 = Recogniser()  # type: ignore[misc]
