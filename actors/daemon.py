@@ -28,7 +28,8 @@ from state.history.store import HistoryStore
 
 DRAIN_DEADLINE_S = 25.0
 HTTP_GRACE_S = 5.0
-PIPELINE_GRACE_S = 12.0
+PIPELINE_GRACE_S = 5.0
+STOP_GRACE_S = 11.0  # a lane finishing its in-flight attempt (10 s at most)
 
 
 class Daemon:
@@ -132,7 +133,7 @@ class Daemon:
             # Channel statistics have no "became empty" event: poll them.
             while topology.backlog():  # noqa: ASYNC110
                 await trio.sleep(0.02)
-        await self.supervisor.stop(grace_s=2.0)
+        await self.supervisor.stop(grace_s=STOP_GRACE_S)
         self._log.info(
             "drain_finished",
             seconds=round(trio.current_time() - started, 3),

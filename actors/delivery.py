@@ -17,7 +17,7 @@ from typing import assert_never
 
 import trio
 
-from actors.sinks.base import Delivered, Permanent, Retry, Sink
+from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import DeliveryOptions
@@ -33,6 +33,7 @@ from state.history.store import HistoryStore
 
 LaneKey = tuple[str, str]  # (sink_id, target)
 _SEEN_MAX = 200_000
+ATTEMPT_DEADLINE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -165,51 +166,61 @@ async def run_delivery(
                     await trio.sleep_until(max(next_slot, trio.current_time()))
                     next_slot = trio.current_time() + 1.0 / sink.rate_per_target
                 attempts += 1
-                payload = sink.render(head, thread_ref=thread)
-                result = await sink.send(payload, idempotency_key=head.delivery_id)
-                match result:
-                    case Delivered(external_ref=ref):
-                        root = thread or ref
-                        if sink.threads() and thread is None and head.action is IncidentAction.OPEN:
-                            threads[(sink_id, target, incident_id)] = ref
-                        for d in slot:
-                            await finish(d, "delivered", attempts, "", ref, root)
-                        break
-                    case Permanent(reason=reason):
-                        for d in slot:
-                            await finish(d, "refused", attempts, reason)
-                        break
-                    case Retry(reason=reason, after=after):
-                        age = (clock.now() - head.planned_at).total_seconds()
-                        wait = (
-                            after if after is not None else backoff_s(attempts, deps.options, rng)
+                # An attempt and the record of its outcome are never cut in half by a
+                # drain: a send that happened must not be sent again after a restart.
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(ATTEMPT_DEADLINE_S) as attempt:
+                        result = await sink.send(
+                            sink.render(head, thread_ref=thread), idempotency_key=head.delivery_id
                         )
-                        if (
-                            attempts >= deps.options.max_attempts
-                            or age + wait > deps.options.max_age_s
-                        ):
-                            for d in slot:
-                                await finish(
-                                    d,
-                                    "dead",
-                                    attempts,
-                                    f"gave up after {attempts} attempts: {reason}",
-                                )
-                            break
-                        logger.info(
-                            "delivery_retrying",
-                            delivery_id=head.delivery_id,
-                            sink=sink_id,
-                            target=target,
-                            attempt=attempts,
-                            wait_s=round(wait, 3),
-                            reason=reason,
+                    if attempt.cancelled_caught:
+                        result = Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
+                    wait = await settle(slot, result, attempts, thread)
+                if wait is None:
+                    break
+                await trio.sleep(wait)
+                if isinstance(result, Retry) and result.after is not None:
+                    next_slot = trio.current_time()
+
+    async def settle(
+        slot: list[Deliver], result: Outcome, attempts: int, thread: str | None
+    ) -> float | None:
+        """Record a final outcome (None), or say how long to wait before the next attempt."""
+        head = slot[-1]
+        sink_id, target = head.destination.sink_id, head.destination.target
+        incident_id = head.incident.incident_id
+        match result:
+            case Delivered(external_ref=ref):
+                if thread is None and head.action is IncidentAction.OPEN:
+                    threads[(sink_id, target, incident_id)] = ref
+                for d in slot:
+                    await finish(d, "delivered", attempts, "", ref, thread or ref)
+                return None
+            case Permanent(reason=reason):
+                for d in slot:
+                    await finish(d, "refused", attempts, reason)
+                return None
+            case Retry(reason=reason, after=after):
+                age = (clock.now() - head.planned_at).total_seconds()
+                wait = after if after is not None else backoff_s(attempts, deps.options, rng)
+                if attempts >= deps.options.max_attempts or age + wait > deps.options.max_age_s:
+                    for d in slot:
+                        await finish(
+                            d, "dead", attempts, f"gave up after {attempts} attempts: {reason}"
                         )
-                        await trio.sleep(wait)
-                        if after is not None:
-                            next_slot = trio.current_time()
-                    case _:
-                        assert_never(result)
+                    return None
+                logger.info(
+                    "delivery_retrying",
+                    delivery_id=head.delivery_id,
+                    sink=sink_id,
+                    target=target,
+                    attempt=attempts,
+                    wait_s=round(wait, 3),
+                    reason=reason,
+                )
+                return wait
+            case _:
+                assert_never(result)
 
     async with trio.open_nursery() as nursery:
         task_status.started()

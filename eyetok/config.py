@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -105,12 +105,63 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return sorted(s for s in self.sinks if s in self.sink_secrets)
 
 
-def _field_of(exc: msgspec.ValidationError) -> tuple[str, str]:
+_AT_PATH = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
+_PATH_STEP = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>\d+)\]|\[\.\.\.\]")
+
+
+def _field_of(exc: msgspec.ValidationError, raw: dict[Any, Any]) -> tuple[str, str]:
+    """The dotted path of the culprit (an unknown key names itself) and the problem."""
     text = str(exc)
-    match = re.search(r" - at `\$\.?(.*)`$", text)
-    if match:
-        return match.group(1) or "(top level)", text[: match.start()]
-    return "(top level)", text
+    match = _AT_PATH.search(text)
+    problem = text[: match.start()] if match else text
+    field = _name_entries(raw, match["path"]) if match else ""
+    if unknown := _UNKNOWN_FIELD.match(problem):
+        field += f".{unknown['name']}"
+    return field.lstrip(".") or "(top level)", problem
+
+
+def _name_entries(raw: dict[Any, Any], path: str) -> str:
+    """msgspec writes a mapping's key as ``[...]``; put back the key of the first entry
+    that fails on its own (the one msgspec reported, as it stops at the first error)."""
+    root: Any = raw
+    node: Any = raw
+    keys: list[Any] = []
+    named = ""
+    for step in _PATH_STEP.finditer(path):
+        if step["name"] is not None:
+            key: Any = step["name"]
+        elif step["index"] is not None:
+            key = int(step["index"])
+        else:
+            entries = node if isinstance(node, dict) else {}
+            key = next((k for k in entries if _fails(_replace(root, keys, {k: entries[k]}))), None)
+            if key is None:
+                return named + path[step.start() :]
+            root = _replace(root, keys, {key: entries[key]})
+        named += f"[{key}]" if isinstance(key, int) else f".{key}"
+        keys.append(key)
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return named + path[step.end() :]
+    return named
+
+
+def _replace(root: Any, keys: list[Any], value: Any) -> Any:
+    if not keys:
+        return value
+    copy = dict(root) if isinstance(root, dict) else list(root)
+    copy[keys[0]] = _replace(root[keys[0]], keys[1:], value)
+    return copy
+
+
+def _fails(raw: Any) -> bool:
+    try:
+        msgspec.convert(raw, FileConfig)
+    except (msgspec.ValidationError, ConfigError):
+        return True
+    return False
 
 
 def parse_file_config(text: str, *, source: str = "config") -> FileConfig:
@@ -125,8 +176,8 @@ def parse_file_config(text: str, *, source: str = "config") -> FileConfig:
     try:
         config = msgspec.convert(raw, FileConfig)
     except msgspec.ValidationError as exc:
-        field, problem = _field_of(exc)
-        if field.startswith("sinks.") and "type" in problem.lower():
+        field, problem = _field_of(exc, raw)
+        if field.startswith("sinks.") and ("type" in problem.lower() or field.endswith(".type")):
             problem += f" (the sink types are: {', '.join(SINK_TYPES)})"
         raise ConfigError(field, problem) from exc
     for tenant_id in config.tenants:

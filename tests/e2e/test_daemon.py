@@ -1,0 +1,104 @@
+"""The daemon as a subprocess, a local fake Slack driven by the real slack-sdk client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, SECRET
+from tests.e2e.daemon import DaemonProcess
+from tests.peers.slack import FakeSlack
+
+
+def _env(slack: FakeSlack) -> dict[str, str]:
+    return {
+        "SENTRY_CLIENT_SECRET": SECRET,
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_API_URL": slack.base_url,
+        "EYETOK_ONCALL_SLACK_USER": "U0ONCALL",
+    }
+
+
+def _fixture(name: str) -> tuple[bytes, str | None]:
+    body = (FIXTURES / f"{name}.json").read_bytes()
+    headers = json.loads((FIXTURES / f"{name}.headers.json").read_text())
+    return body, headers.get("Sentry-Hook-Resource")
+
+
+def test_open_repeat_resolve_and_a_clean_sigterm(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        body, resource = _fixture("event_alert_error_new_unhandled_prod")
+        first = daemon.post_sentry(body, resource, SECRET)
+        assert first.status_code == 202, first.text
+        opened = first.json()
+        assert opened["action"] == "open"
+        assert opened["severity"] == "high"
+        assert opened["sev_channel"] in {"SEV2", "SEV2.5"}
+
+        repeat = daemon.post_sentry(body, resource, SECRET)
+        assert repeat.status_code == 202
+        assert repeat.json()["action"] == "update"
+        assert repeat.json()["incident_id"] == opened["incident_id"]
+
+        body, resource = _fixture("issue_resolved")
+        resolved = daemon.post_sentry(body, resource, SECRET)
+        assert resolved.status_code == 202
+        assert resolved.json()["action"] == "resolve"
+        assert resolved.json()["incident_id"] == opened["incident_id"]
+
+        top, reply, resolve = fake_slack.wait_for_posts(3, timeout=15)
+        channel = "raxx-ops-alert-" + opened["sev_channel"]
+        assert [p.channel for p in (top, reply, resolve)] == [channel] * 3
+        assert top.thread_ts is None
+        assert opened["incident_id"] in str(top.blocks)
+        assert ("<@U0ONCALL>" in str(top.blocks)) == (opened["sev_channel"] == "SEV2")
+        assert reply.thread_ts == top.ts
+        assert "2 events" in reply.text
+        assert resolve.thread_ts == top.ts
+        assert resolve.text.startswith("Resolved")
+
+        code, seconds = daemon.terminate()
+    assert code == 0
+    assert seconds < 25
+    assert daemon.events("drain_finished")
+    assert daemon.events("eyetok_stopped")
+    sent = daemon.events("delivery_sent")
+    assert len(sent) == 3
+    assert {line["incident_id"] for line in sent} == {opened["incident_id"]}
+    assert all(line["actor"] == "delivery" and "latency_ms" in line for line in sent)
+
+
+def test_a_restart_keeps_the_incident_and_its_thread(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    body, resource = _fixture("event_alert_fatal")
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        opened = daemon.post_sentry(body, resource, SECRET).json()
+        [top] = fake_slack.wait_for_posts(1)
+        assert daemon.terminate()[0] == 0
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        again = daemon.post_sentry(body, resource, SECRET).json()
+        assert again["action"] == "update"
+        assert again["incident_id"] == opened["incident_id"]
+        _, reply = fake_slack.wait_for_posts(2)
+        assert reply.thread_ts == top.ts
+        assert daemon.terminate()[0] == 0
+
+
+def test_invalid_configuration_stops_start_up_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "eyetok.yaml"
+    config.write_text("tenants:\n  acme:\n    tier: team\n    colour: blue\n")
+    daemon = DaemonProcess(tmp_path / "data", {"EYETOK_CONFIG": str(config)})
+    with pytest.raises(AssertionError, match=r"daemon exited 2") as refused:
+        daemon.start(timeout=10)
+    assert "tenants.acme.colour" in str(refused.value)
+
+
+def test_no_configuration_at_all_starts_on_the_embedded_default(tmp_path: Path) -> None:
+    with DaemonProcess(tmp_path / "data", {}) as daemon:
+        [starting] = daemon.events("eyetok_starting")
+        assert starting["tenants"] == ["operator"]
+        assert starting["sinks_configured"] == []
+        assert starting["sinks_unconfigured"] == ["slack"]
+        assert (tmp_path / "data" / "history.duckdb").exists()
+        assert daemon.terminate()[0] == 0

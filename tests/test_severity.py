@@ -1,0 +1,344 @@
+"""The canonical severity table (design section 2): every row, the default rule, rule order,
+and every recorded Sentry fixture routed through ``sentry.normalise`` and ``classify``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from eyetok.messages import SevChannel, Severity, Signal, SignalKind
+from eyetok.recognisers import Recognisers
+from eyetok.severity import CANONICAL_RULES, DEFAULT_RULE, classify, match_rule
+from eyetok.sources import sentry
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sentry"
+
+# Tuesday 2026-11-24 10:00 EST: inside ET business hours.
+IN_HOURS = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+# Monday 2026-11-23 22:00 EST: outside ET business hours.
+OUT_OF_HOURS = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+CRITICAL, HIGH, MEDIUM, LOW, INFO = (
+    Severity.CRITICAL,
+    Severity.HIGH,
+    Severity.MEDIUM,
+    Severity.LOW,
+    Severity.INFO,
+)
+SEV1, SEV2, SEV2_5, SEV3 = SevChannel.SEV1, SevChannel.SEV2, SevChannel.SEV2_5, SevChannel.SEV3
+
+
+def signal(**fields: Any) -> Signal:
+    """A hand-built signal: an error in production nothing special is known about."""
+    base: dict[str, Any] = {
+        "signal_id": "sig-1",
+        "tenant": "operator",
+        "source": "sentry",
+        "resource": "event_alert",
+        "action": "triggered",
+        "kind": SignalKind.ALERT,
+        "dedup_key": "4242",
+        "title": "KeyError: 'settlement_account'",
+        "received_at": IN_HOURS,
+        "level": "error",
+        "environment": "production",
+    }
+    return Signal(**(base | fields))
+
+
+# The error that the "high" row names: new, unhandled, production, users affected.
+NEW_UNHANDLED_PROD: dict[str, Any] = {
+    "level": "error",
+    "is_new": True,
+    "unhandled": True,
+    "environment": "production",
+    "users_affected": 3,
+}
+
+
+# --- the table, row by row -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"level": "fatal"},
+        {"level": "fatal", "environment": "staging"},
+        {"level": "fatal", "environment": ""},
+        {"level": "fatal", "unhandled": False, "users_affected": 0},
+        {"level": "fatal", "is_regression": True, "is_metric_alert": True},
+    ],
+    ids=["production", "staging", "no-environment", "handled-no-users", "regression-metric"],
+)
+@pytest.mark.parametrize("at", [IN_HOURS, OUT_OF_HOURS], ids=["in-hours", "out-of-hours"])
+def test_fatal_in_any_scope_is_critical_sev1(fields: dict[str, Any], at: datetime) -> None:
+    routing = classify(signal(received_at=at, **fields))
+    assert routing.rule == "fatal"
+    assert routing.severity is CRITICAL
+    assert routing.sev_channel is SEV1
+
+
+@pytest.mark.parametrize(
+    ("at", "channel", "business"),
+    [(IN_HOURS, SEV2_5, True), (OUT_OF_HOURS, SEV2, False)],
+    ids=["in-hours", "out-of-hours"],
+)
+@pytest.mark.parametrize("environment", ["production", "prod", "Production"])
+def test_new_unhandled_production_error_with_users_is_high(
+    at: datetime, channel: SevChannel, business: bool, environment: str
+) -> None:
+    routing = classify(
+        signal(received_at=at, **(NEW_UNHANDLED_PROD | {"environment": environment}))
+    )
+    assert routing.rule == "error-new-unhandled-production"
+    assert routing.severity is HIGH
+    assert routing.sev_channel is channel
+    assert routing.business_hours is business
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"is_regression": True},
+        {"is_performance": True},
+        {"is_metric_alert": True, "resource": "metric_alert", "action": "critical"},
+        {"is_metric_alert": True, "is_performance": True},
+        # A regression is medium even when it is unhandled, in production, with users.
+        {"is_regression": True, "unhandled": True, "users_affected": 4},
+    ],
+    ids=["regression", "performance", "metric-alert", "perf-metric-alert", "unhandled-regression"],
+)
+@pytest.mark.parametrize("at", [IN_HOURS, OUT_OF_HOURS], ids=["in-hours", "out-of-hours"])
+def test_error_regression_performance_or_metric_alert_is_medium_sev3(
+    fields: dict[str, Any], at: datetime
+) -> None:
+    routing = classify(signal(level="error", received_at=at, **fields))
+    assert routing.rule == "error-regression-or-performance"
+    assert routing.severity is MEDIUM
+    assert routing.sev_channel is SEV3
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, NEW_UNHANDLED_PROD | {"level": "warning"}, {"is_metric_alert": True}],
+    ids=["plain", "new-unhandled-prod", "metric-alert-warning"],
+)
+@pytest.mark.parametrize("at", [IN_HOURS, OUT_OF_HOURS], ids=["in-hours", "out-of-hours"])
+def test_warning_is_low_sev3(fields: dict[str, Any], at: datetime) -> None:
+    routing = classify(signal(received_at=at, **(fields | {"level": "warning"})))
+    assert routing.rule == "warning"
+    assert routing.severity is LOW
+    assert routing.sev_channel is SEV3
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+@pytest.mark.parametrize("at", [IN_HOURS, OUT_OF_HOURS], ids=["in-hours", "out-of-hours"])
+def test_info_and_debug_are_audit_only(level: str, at: datetime) -> None:
+    routing = classify(signal(received_at=at, **(NEW_UNHANDLED_PROD | {"level": level})))
+    assert routing.rule == "info-debug-audit"
+    assert routing.severity is INFO
+    assert routing.sev_channel is None
+
+
+@pytest.mark.parametrize(
+    ("mark", "rule", "severity", "in_hours", "out_of_hours"),
+    [
+        ("h12", "heroku-h12", HIGH, SEV2_5, SEV2),
+        ("paper_gate", "paper-gate-breach", CRITICAL, SEV1, SEV1),
+        ("synthetic_check", "synthetic-check-failure", HIGH, SEV2_5, SEV2),
+    ],
+)
+def test_recognised_marks(
+    mark: str, rule: str, severity: Severity, in_hours: SevChannel, out_of_hours: SevChannel
+) -> None:
+    # An otherwise unremarkable (handled, no users, not new) error: only the mark decides.
+    fields = {"marks": frozenset({mark}), "unhandled": False, "users_affected": 0}
+    day = classify(signal(received_at=IN_HOURS, **fields))
+    night = classify(signal(received_at=OUT_OF_HOURS, **fields))
+    assert (day.rule, day.severity, day.sev_channel) == (rule, severity, in_hours)
+    assert (night.rule, night.severity, night.sev_channel) == (rule, severity, out_of_hours)
+
+
+# --- the named default rule ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        NEW_UNHANDLED_PROD | {"unhandled": False},
+        NEW_UNHANDLED_PROD | {"unhandled": None},
+        NEW_UNHANDLED_PROD | {"environment": "staging"},
+        NEW_UNHANDLED_PROD | {"environment": ""},
+        NEW_UNHANDLED_PROD | {"users_affected": 0},
+        NEW_UNHANDLED_PROD | {"users_affected": None},
+        NEW_UNHANDLED_PROD | {"is_new": False},
+        NEW_UNHANDLED_PROD | {"level": "notice"},
+        NEW_UNHANDLED_PROD | {"level": ""},
+        {"level": "critical-ish", "is_regression": True, "is_metric_alert": True},
+    ],
+    ids=[
+        "handled",
+        "unhandled-unknown",
+        "staging",
+        "no-environment",
+        "zero-users",
+        "users-unknown",
+        "not-new",
+        "unknown-level",
+        "empty-level",
+        "unknown-level-regression",
+    ],
+)
+@pytest.mark.parametrize("at", [IN_HOURS, OUT_OF_HOURS], ids=["in-hours", "out-of-hours"])
+def test_cases_the_table_does_not_name_fall_to_the_default_rule(
+    fields: dict[str, Any], at: datetime
+) -> None:
+    routing = classify(signal(received_at=at, **fields))
+    assert routing.rule == "default"
+    assert routing.severity is MEDIUM
+    assert routing.sev_channel is SEV3
+
+
+def test_the_default_rule_is_named_and_outside_the_table() -> None:
+    assert DEFAULT_RULE.name == "default"
+    assert DEFAULT_RULE.severity is MEDIUM
+    assert DEFAULT_RULE not in CANONICAL_RULES
+    assert match_rule(signal(level="notice"), ()) is DEFAULT_RULE
+    assert match_rule(signal(level="fatal"), rules=()) is DEFAULT_RULE
+
+
+def test_every_rule_has_a_distinct_name() -> None:
+    names = [rule.name for rule in CANONICAL_RULES]
+    assert len(set(names)) == len(names)
+    assert "default" not in names
+
+
+# --- rule order: first match wins ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "rule", "severity"),
+    [
+        ({"level": "fatal", "marks": frozenset({"h12"})}, "fatal", CRITICAL),
+        ({"level": "fatal", "marks": frozenset({"synthetic_check"})}, "fatal", CRITICAL),
+        (
+            {"level": "error", "marks": frozenset({"h12", "paper_gate"})},
+            "paper-gate-breach",
+            CRITICAL,
+        ),
+        (
+            {"level": "error", "marks": frozenset({"h12", "synthetic_check"})},
+            "heroku-h12",
+            HIGH,
+        ),
+        # A mark outranks the level: an H12 logged at warning or info is still high.
+        ({"level": "warning", "marks": frozenset({"h12"})}, "heroku-h12", HIGH),
+        ({"level": "info", "marks": frozenset({"paper_gate"})}, "paper-gate-breach", CRITICAL),
+        # The "high" error row comes before the regression row.
+        (NEW_UNHANDLED_PROD | {"is_regression": True}, "error-new-unhandled-production", HIGH),
+    ],
+    ids=[
+        "fatal-beats-h12",
+        "fatal-beats-synthetic",
+        "paper-gate-beats-h12",
+        "h12-beats-synthetic",
+        "h12-beats-warning",
+        "paper-gate-beats-info",
+        "new-unhandled-beats-regression",
+    ],
+)
+def test_the_first_matching_rule_wins(
+    fields: dict[str, Any], rule: str, severity: Severity
+) -> None:
+    routing = classify(signal(**fields))
+    assert routing.rule == rule
+    assert routing.severity is severity
+
+
+def test_custom_rules_are_read_in_order() -> None:
+    warning_rule = next(r for r in CANONICAL_RULES if r.name == "warning")
+    fatal_rule = next(r for r in CANONICAL_RULES if r.name == "fatal")
+    loud = msgspec.structs.replace(warning_rule, name="warning-is-loud", severity=HIGH)
+    routing = classify(signal(level="warning", received_at=OUT_OF_HOURS), rules=(loud,))
+    assert (routing.rule, routing.severity, routing.sev_channel) == ("warning-is-loud", HIGH, SEV2)
+    assert match_rule(signal(level="fatal"), (warning_rule, fatal_rule)) is fatal_rule
+
+
+# --- every recorded Sentry payload, end to end -----------------------------------------
+
+# fixture -> (rule, severity, channel at IN_HOURS, channel at OUT_OF_HOURS)
+FIXTURE_ROUTING: dict[str, tuple[str, Severity, SevChannel | None, SevChannel | None]] = {
+    "event_alert_fatal": ("fatal", CRITICAL, SEV1, SEV1),
+    "legacy_fatal": ("fatal", CRITICAL, SEV1, SEV1),
+    "event_alert_error_new_unhandled_prod": ("error-new-unhandled-production", HIGH, SEV2_5, SEV2),
+    "event_alert_h12": ("heroku-h12", HIGH, SEV2_5, SEV2),
+    "event_alert_paper_gate": ("paper-gate-breach", CRITICAL, SEV1, SEV1),
+    "event_alert_synthetic": ("synthetic-check-failure", HIGH, SEV2_5, SEV2),
+    "issue_unresolved_regression": ("error-regression-or-performance", MEDIUM, SEV3, SEV3),
+    "metric_alert_critical": ("error-regression-or-performance", MEDIUM, SEV3, SEV3),
+    # A metric alert's warning threshold normalises to level warning (sentry.py).
+    "metric_alert_warning": ("warning", LOW, SEV3, SEV3),
+    "event_alert_warning": ("warning", LOW, SEV3, SEV3),
+    "event_alert_info": ("info-debug-audit", INFO, None, None),
+    "event_alert_debug": ("info-debug-audit", INFO, None, None),
+    # The rows the table does not name.
+    "event_alert_error_handled": ("default", MEDIUM, SEV3, SEV3),
+    # Error webhooks fire on every event: never "new" without the explicit flag.
+    "error_created": ("default", MEDIUM, SEV3, SEV3),
+    "legacy_error": ("default", MEDIUM, SEV3, SEV3),
+    # Issue webhooks carry no environment, so "production" cannot be shown.
+    "issue_created": ("default", MEDIUM, SEV3, SEV3),
+    # Resolve-type webhooks are classified too (their incident decides the outcome).
+    "issue_resolved": ("default", MEDIUM, SEV3, SEV3),
+    "issue_ignored": ("warning", LOW, SEV3, SEV3),
+    "metric_alert_resolved": ("info-debug-audit", INFO, None, None),
+}
+
+
+def _fixture_signal(name: str, at: datetime) -> Signal:
+    path = FIXTURES / f"{name}.json"
+    headers_path = FIXTURES / f"{name}.headers.json"
+    headers = json.loads(headers_path.read_text()) if headers_path.exists() else {}
+    resource = {k.lower(): v for k, v in headers.items()}.get("sentry-hook-resource")
+    return sentry.normalise(
+        path.read_bytes(),
+        resource,
+        tenant="operator",
+        signal_id=f"fixture-{name}",
+        received_at=at,
+        recognisers=Recognisers(),
+    )
+
+
+def test_the_table_covers_every_fixture() -> None:
+    payloads = {
+        p.name.removesuffix(".json")
+        for p in FIXTURES.glob("*.json")
+        if not p.name.endswith(".headers.json")
+    }
+    assert payloads == set(FIXTURE_ROUTING)
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "severity", "in_hours", "out_of_hours"),
+    [(name, *expected) for name, expected in FIXTURE_ROUTING.items()],
+    ids=list(FIXTURE_ROUTING),
+)
+def test_fixture_routing(
+    name: str,
+    rule: str,
+    severity: Severity,
+    in_hours: SevChannel | None,
+    out_of_hours: SevChannel | None,
+) -> None:
+    day = classify(_fixture_signal(name, IN_HOURS))
+    night = classify(_fixture_signal(name, OUT_OF_HOURS))
+    assert (day.rule, day.severity, day.sev_channel) == (rule, severity, in_hours)
+    assert (night.rule, night.severity, night.sev_channel) == (rule, severity, out_of_hours)
+    assert day.business_hours is True
+    assert night.business_hours is False
