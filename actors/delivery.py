@@ -10,13 +10,17 @@ Repeats of one incident waiting on a lane are coalesced into one thread reply.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import assert_never
 
+import msgspec
 import trio
 
+from actors.breaker import Breaker
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
 from eyetok import log
 from eyetok.clock import Clock
@@ -25,8 +29,10 @@ from eyetok.messages import (
     AuditRecorded,
     Deliver,
     DeliveryFinished,
+    Destination,
     HistoryMessage,
     IncidentAction,
+    PlanDeliveries,
 )
 from state.history import queries
 from state.history.store import HistoryStore
@@ -41,6 +47,8 @@ class DeliveryDeps:
     store: HistoryStore
     sinks: dict[str, Sink]
     options: DeliveryOptions
+    operator_tenant: str
+    notices: Destination | None  # where dead deliveries are reported; None: nowhere
 
 
 @dataclass
@@ -77,6 +85,27 @@ class _Lane:
         return slot
 
 
+def dead_notice(deliver: Deliver, detail: str, deps: DeliveryDeps, now: datetime) -> Deliver:
+    """The operator's notice that ``deliver`` ended dead (itself an outbox row)."""
+    assert deps.notices is not None
+    dest = deliver.destination
+    text = (
+        f":skull: Delivery dead: {dest.sink_type} `{dest.target}` for tenant "
+        f"`{deliver.tenant}`, incident `{deliver.incident.incident_id}` "
+        f"({deliver.incident.title[:120]}), {deliver.action.value}: {detail}"
+    )
+    digest = hashlib.sha256(f"{deliver.delivery_id}|dead-notice".encode()).hexdigest()
+    return msgspec.structs.replace(
+        deliver,
+        delivery_id="dlv_" + digest[:24],
+        tenant=deps.operator_tenant,
+        destination=deps.notices,
+        action=IncidentAction.OPEN,
+        planned_at=now,
+        notice=text,
+    )
+
+
 def backoff_s(attempt: int, options: DeliveryOptions, rng: random.Random) -> float:
     """Exponential backoff with full jitter, capped."""
     ceiling = min(options.max_backoff_s, options.base_backoff_s * (2 ** (attempt - 1)))
@@ -107,6 +136,12 @@ async def run_delivery(
         await to_history.send(
             DeliveryFinished(
                 delivery_id=deliver.delivery_id,
+                tenant=deliver.tenant,
+                incident_id=deliver.incident.incident_id,
+                sink_id=deliver.destination.sink_id,
+                sink_type=deliver.destination.sink_type,
+                target=deliver.destination.target,
+                action=deliver.action,
                 outcome=outcome,
                 attempts=attempts,
                 latency_ms=latency_ms,
@@ -146,11 +181,23 @@ async def run_delivery(
                     incident_id=deliver.incident.incident_id,
                 )
             )
+        if outcome == "dead" and deliver.notice is None and deps.notices is not None:
+            await to_history.send(
+                PlanDeliveries(
+                    origin=deliver.delivery_id,
+                    deliveries=(dead_notice(deliver, detail, deps, now),),
+                )
+            )
 
     async def run_lane(lane: _Lane) -> None:
         sink_id, target = lane.key
         sink = deps.sinks.get(sink_id)
         next_slot = trio.current_time()
+        breaker = Breaker(
+            threshold=deps.options.breaker_threshold,
+            cooldown_s=deps.options.breaker_cooldown_s,
+            max_cooldown_s=deps.options.max_backoff_s,
+        )
         while True:
             slot = await lane.pop()
             head = slot[-1]  # coalesced repeats: the newest snapshot speaks for all
@@ -162,6 +209,7 @@ async def run_delivery(
             thread = threads.get((sink_id, target, incident_id)) if sink.threads() else None
             attempts = 0
             while True:
+                await breaker.wait_closed()
                 if sink.rate_per_target:
                     await trio.sleep_until(max(next_slot, trio.current_time()))
                     next_slot = trio.current_time() + 1.0 / sink.rate_per_target
@@ -176,11 +224,27 @@ async def run_delivery(
                     if attempt.cancelled_caught:
                         result = Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
                     wait = await settle(slot, result, attempts, thread)
+                record_breaker(breaker, result, lane.key)
                 if wait is None:
                     break
                 await trio.sleep(wait)
                 if isinstance(result, Retry) and result.after is not None:
                     next_slot = trio.current_time()
+
+    def record_breaker(breaker: Breaker, result: Outcome, key: LaneKey) -> None:
+        if isinstance(result, Retry):
+            cooldown = breaker.failed()
+            if cooldown is not None:
+                logger.warning(
+                    "breaker_opened",
+                    sink=key[0],
+                    target=key[1],
+                    failures=breaker.failures,
+                    cooldown_s=cooldown,
+                    reason=result.reason,
+                )
+        elif breaker.succeeded():
+            logger.info("breaker_closed", sink=key[0], target=key[1])
 
     async def settle(
         slot: list[Deliver], result: Outcome, attempts: int, thread: str | None

@@ -30,6 +30,7 @@ from eyetok.messages import (
     HistoryMessage,
     IncidentAction,
     JournalSignal,
+    PlanDeliveries,
 )
 from state.history import queries
 from state.history.journal import (
@@ -50,6 +51,22 @@ _encode = msgspec.json.Encoder().encode
 @dataclass(frozen=True)
 class HistoryDeps:
     store: HistoryStore
+
+
+def _delivery_row(d: Deliver, origin: str) -> DeliveryRow:
+    return DeliveryRow(
+        delivery_id=d.delivery_id,
+        signal_id=origin,
+        tenant=d.tenant,
+        incident_id=d.incident.incident_id,
+        sink_id=d.destination.sink_id,
+        sink_type=d.destination.sink_type,
+        target=d.destination.target,
+        action=d.action.value,
+        planned_at=d.planned_at,
+        received_at=d.received_at,
+        deliver_json=_encode(d).decode(),
+    )
 
 
 def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.Struct]:
@@ -110,22 +127,7 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                         signal_id=s.signal_id,
                     )
                 )
-            rows.extend(
-                DeliveryRow(
-                    delivery_id=d.delivery_id,
-                    signal_id=s.signal_id,
-                    tenant=d.tenant,
-                    incident_id=d.incident.incident_id,
-                    sink_id=d.destination.sink_id,
-                    sink_type=d.destination.sink_type,
-                    target=d.destination.target,
-                    action=d.action.value,
-                    planned_at=d.planned_at,
-                    received_at=d.received_at,
-                    deliver_json=_encode(d).decode(),
-                )
-                for d in plan
-            )
+            rows.extend(_delivery_row(d, s.signal_id) for d in plan)
             return rows
         case DeliveryFinished():
             return [
@@ -140,6 +142,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     thread_ref=message.thread_ref,
                 )
             ]
+        case PlanDeliveries(origin=origin, deliveries=plan):
+            return [_delivery_row(d, origin) for d in plan]
         case AuditRecorded():
             return [
                 AuditRow(
@@ -230,6 +234,6 @@ async def _after_commit(
         if isinstance(message, JournalSignal) and message.reply is not None:
             message.reply.send(_accepted(message))
     for message in batch:
-        if isinstance(message, JournalSignal):
+        if isinstance(message, JournalSignal | PlanDeliveries):
             for deliver in message.deliveries:
                 await to_delivery.send(deliver)

@@ -109,7 +109,13 @@ def build(settings: Settings, store: HistoryStore, clock: Clock) -> Topology:
         _child(
             "delivery",
             run_delivery,
-            DeliveryDeps(store=store, sinks=sinks, options=settings.delivery),
+            DeliveryDeps(
+                store=store,
+                sinks=sinks,
+                options=settings.delivery,
+                operator_tenant=settings.operator_tenant,
+                notices=settings.notices_destination(),
+            ),
             delivery_rx,
             history_tx,
             clock=clock,

@@ -17,7 +17,8 @@ import msgspec
 import yaml
 
 from eyetok.errors import ConfigError
-from eyetok.policy import DEFAULT_POLICY, Policy
+from eyetok.messages import Destination
+from eyetok.policy import DEFAULT_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
 
 OPERATOR_TENANT = "operator"
@@ -58,6 +59,10 @@ class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_age_s: float = 900.0
     base_backoff_s: float = 1.0
     max_backoff_s: float = 60.0
+    breaker_threshold: int = 3  # consecutive retryable failures that open a destination's breaker
+    breaker_cooldown_s: float = 5.0  # first open period; doubles while failures go on
+    # where the operator hears about dead deliveries and other trouble
+    operator_notices: Route = Route(sink="slack", target="#eyetok-operator")
 
 
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -99,6 +104,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: "slack" for sink_id in self.sinks}
+
+    def notices_destination(self) -> Destination:
+        route = self.delivery.operator_notices
+        return Destination(
+            sink_id=route.sink, sink_type=self.sink_types()[route.sink], target=route.target
+        )
 
     def configured_sinks(self) -> list[str]:
         """Sink ids whose credentials are present."""
@@ -235,6 +246,12 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             policy=tc.policy,
         )
 
+    notices = file_config.delivery.operator_notices
+    if notices.sink not in sinks:
+        raise ConfigError(
+            "delivery.operator_notices.sink",
+            f"no sink named {notices.sink!r} (configured: {', '.join(sorted(sinks))})",
+        )
     sink_secrets = {
         sink_id: env[sink.token_env] for sink_id, sink in sinks.items() if env.get(sink.token_env)
     }

@@ -202,6 +202,12 @@ class DeliveryFinished(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A sink finished with an outbox row: delivered, refused or dead."""
 
     delivery_id: str
+    tenant: str
+    incident_id: str
+    sink_id: str
+    sink_type: str
+    target: str
+    action: IncidentAction
     outcome: str  # delivered | refused | dead
     attempts: int
     latency_ms: float
@@ -222,7 +228,41 @@ class AuditRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     signal_id: str | None = None
 
 
-HistoryMessage = JournalSignal | DeliveryFinished | AuditRecorded
+class PlanDeliveries(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Write outbox rows for deliveries that no signal caused directly (operator notices,
+    digests), then hand them to the delivery actor."""
+
+    origin: str  # what caused them: a delivery id, a budget window ...
+    deliveries: tuple[Deliver, ...]
+
+
+HistoryMessage = JournalSignal | DeliveryFinished | AuditRecorded | PlanDeliveries
+
+
+# --- inbox of the mirror actor (Postgres incident_state, write-behind) -----------------
+
+
+class IncidentSnapshotted(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """An incident's new state was journalled; mirror it (newest ``recorded_at`` wins)."""
+
+    incident: Incident
+    recorded_at: datetime
+
+
+class DeliveryPlanned(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """An outbox row was journalled as pending; mirror it so a fresh dyno can resume it."""
+
+    deliver: Deliver
+
+
+class DeliveryClosed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """An outbox row finished; the mirror drops it from the pending set and, for a
+    delivered Slack opening message, records the thread on the incident."""
+
+    finished: DeliveryFinished
+
+
+MirrorMessage = IncidentSnapshotted | DeliveryPlanned | DeliveryClosed
 
 
 # --- inbox of the sink actor -----------------------------------------------------------
@@ -242,3 +282,4 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     rule: str
     planned_at: datetime
     received_at: datetime  # when the signal behind it reached EyeTok
+    notice: str | None = None  # an operator notice: this text, not the incident, is sent

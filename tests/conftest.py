@@ -12,6 +12,7 @@ import trio
 from actors.daemon import Daemon
 from eyetok.clock import SystemClock
 from eyetok.config import Settings, parse_file_config, settings_from
+from eyetok.sources import sentry
 from tests.peers.slack import FakeSlack
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sentry"
@@ -39,16 +40,30 @@ def daemon_settings(
     return settings_from(parse_file_config(config), environ)
 
 
+async def start_daemon(nursery: trio.Nursery, settings: Settings) -> Daemon:
+    """A daemon in this trio run, on a free port; stop it with ``request_stop()``."""
+    instance = Daemon(settings, SystemClock(), host="127.0.0.1")
+    await nursery.start(instance.run)
+    return instance
+
+
 @pytest.fixture
 async def daemon(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> AsyncIterator[Daemon]:
-    instance = Daemon(
-        daemon_settings(tmp_path / "data", fake_slack), SystemClock(), host="127.0.0.1"
-    )
-    await nursery.start(instance.run)
+    instance = await start_daemon(nursery, daemon_settings(tmp_path / "data", fake_slack))
     yield instance
     instance.request_stop()
+
+
+def signed_headers(body: bytes, resource: str | None = "event_alert") -> dict[str, str]:
+    headers = {
+        "content-type": "application/json",
+        "sentry-hook-signature": sentry.sign(body, SECRET),
+    }
+    if resource:
+        headers["sentry-hook-resource"] = resource
+    return headers
 
 
 @pytest.fixture

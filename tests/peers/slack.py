@@ -403,6 +403,7 @@ class FakeSlack:
         self._posts: list[SlackPost] = []
         self._calls: list[RawCall] = []
         self._script: deque[Scripted] = deque()
+        self._down_channels: dict[str, Scripted] = {}
         self._delay = 0.0
         self._last_ts_us = 0
         self._known_ts: set[tuple[str, str]] = set()  # (channel id, ts)
@@ -522,6 +523,16 @@ class FakeSlack:
         with self._cond:
             self._script.extend(responses)
 
+    def take_down(self, channel: str, answer: Scripted | None = None) -> None:
+        """Every chat.postMessage to ``channel`` gets ``answer`` (default: HTTP 503)
+        until :meth:`bring_up`; other channels are unaffected."""
+        with self._cond:
+            self._down_channels[_normalise_channel(channel)] = answer or Scripted.server_error(503)
+
+    def bring_up(self, channel: str) -> None:
+        with self._cond:
+            self._down_channels.pop(_normalise_channel(channel), None)
+
     @property
     def pending_script(self) -> list[Scripted]:
         with self._cond:
@@ -639,6 +650,10 @@ class FakeSlack:
         arrived_monotonic: float,
         arrived_wall: float,
     ) -> tuple[int, JSONDict, dict[str, str]]:
+        if method == "chat.postMessage":
+            down = self._down_channels.get(_normalise_channel(body.get("channel")))
+            if down is not None:
+                return down.answer()
         if method == "chat.postMessage" and self._script:
             scripted = self._script.popleft()
             if not scripted.is_passthrough:

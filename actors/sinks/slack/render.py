@@ -35,6 +35,12 @@ def _escape(text: str) -> str:
 
 
 def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
+    if deliver.notice is not None:
+        return SlackMessage(
+            channel=deliver.destination.target,
+            text=deliver.notice,
+            blocks=(_section(deliver.notice),),
+        )
     incident = deliver.incident
     channel_label = incident.sev_channel.value if incident.sev_channel else "audit"
     title = _escape(incident.title)

@@ -1,0 +1,138 @@
+"""The delivery discipline, end to end through the in-process daemon and the fake Slack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import trio
+
+from actors.daemon import Daemon
+from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
+from tests.peers.slack import FakeSlack, Scripted
+
+FAST_RETRIES = """
+delivery:
+  max_attempts: 50
+  max_age_s: 2.0
+  base_backoff_s: 0.05
+  max_backoff_s: 0.2
+  breaker_threshold: 3
+  breaker_cooldown_s: 0.1
+"""
+
+
+async def _post(daemon: Daemon, fixture: str) -> dict[str, str]:
+    body = fixture_body(fixture)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.bound_port}") as client:
+        response = await client.post("/hooks/sentry", content=body, headers=signed_headers(body))
+    assert response.status_code == 202, response.text
+    answer: dict[str, str] = response.json()
+    return answer
+
+
+async def _notification(daemon: Daemon, incident_id: str) -> tuple[object, ...]:
+    assert daemon.store is not None
+    with trio.fail_after(15):
+        while True:
+            rows = await daemon.store.read(
+                lambda con: con.execute(
+                    "SELECT status, attempts, detail, latency_ms FROM notifications "
+                    "WHERE incident_id = ? AND status <> 'pending'",
+                    [incident_id],
+                ).fetchall()
+            )
+            if rows:
+                return tuple(rows[0])
+            await trio.sleep(0.05)
+
+
+async def test_500_then_429_then_200_arrives_once_after_the_retry_after(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    fake_slack.fail_next(Scripted.server_error(500), Scripted.rate_limited(1))
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
+    answer = await _post(daemon, "event_alert_fatal")
+    [post] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 1)
+    status, attempts, detail, latency_ms = await _notification(daemon, answer["incident_id"])
+    assert (status, attempts, detail) == ("delivered", 3, "")
+    assert isinstance(latency_ms, float)
+    assert latency_ms >= 1000.0  # the 429 asked for one second
+    calls = [c for c in fake_slack.calls if c.method == "chat.postMessage"]
+    assert [c.status for c in calls] == [500, 429, 200]
+    assert calls[2].at - calls[1].at >= 1.0
+    assert len(fake_slack.posts) == 1
+    assert post.channel == "raxx-ops-alert-SEV1"
+    daemon.request_stop()
+
+
+async def test_a_permanent_slack_error_is_refused_without_retries(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    fake_slack.fail_next(Scripted.slack_error("channel_not_found"))
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
+    answer = await _post(daemon, "event_alert_fatal")
+    status, attempts, detail, _ = await _notification(daemon, answer["incident_id"])
+    assert (status, attempts) == ("refused", 1)
+    assert "channel_not_found" in str(detail)
+    daemon.request_stop()
+
+
+async def test_a_destination_down_past_the_maximum_age_ends_dead_and_the_operator_is_told(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    fake_slack.take_down("raxx-ops-alert-SEV1")
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack, config=FAST_RETRIES))
+    dead = await _post(daemon, "event_alert_fatal")  # SEV1: down
+    fine = await _post(daemon, "event_alert_warning")  # SEV3: up
+    # The SEV3 post is not held up behind the dead SEV1 channel.
+    [first] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 1)
+    assert first.channel == "raxx-ops-alert-SEV3"
+    assert fine["incident_id"] in str(first.blocks)
+    status, attempts, detail, _ = await _notification(daemon, dead["incident_id"])
+    assert status == "dead"
+    assert isinstance(attempts, int)
+    assert attempts >= 2
+    assert "gave up" in str(detail)
+    _, notice = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 2)
+    assert notice.channel == "eyetok-operator"
+    assert "Delivery dead" in notice.text
+    assert dead["incident_id"] in notice.text
+    assert daemon.store is not None
+    audit = await daemon.store.read(
+        lambda con: con.execute(
+            "SELECT event FROM audit_log WHERE incident_id = ?", [dead["incident_id"]]
+        ).fetchall()
+    )
+    assert ("delivery_dead",) in audit
+    daemon.request_stop()
+
+
+async def test_repeats_waiting_on_a_lane_become_one_thread_reply(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    """At Slack's one-per-second pace, ten quick repeats do not become ten replies."""
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
+    opened = await _post(daemon, "event_alert_fatal")
+    for _ in range(10):
+        await _post(daemon, "event_alert_fatal")
+    top, reply = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 2)
+    assert reply.thread_ts == top.ts
+    assert daemon.store is not None
+    with trio.fail_after(10):
+        while True:
+            rows = await daemon.store.read(
+                lambda con: con.execute(
+                    "SELECT status, external_ref FROM notifications WHERE incident_id = ? "
+                    "AND action = 'update'",
+                    [opened["incident_id"]],
+                ).fetchall()
+            )
+            if rows and all(status == "delivered" for status, _ in rows):
+                break
+            await trio.sleep(0.05)
+    assert len(rows) == 10
+    replies = [p for p in fake_slack.posts if p.thread_ts == top.ts]
+    assert len(replies) < 10
+    assert "11 events" in replies[-1].text
+    daemon.request_stop()
