@@ -25,6 +25,7 @@ from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
 from state.history.store import HistoryStore
+from state.history.wal import Journal
 
 DRAIN_DEADLINE_S = 25.0
 HTTP_GRACE_S = 5.0
@@ -62,7 +63,8 @@ class Daemon:
         settings = self.settings
         db_path = settings.data_dir / "history.duckdb"
         self.store = store = HistoryStore(db_path)
-        topology = self.topology = build(settings, store, self.clock)
+        journal = Journal(settings.data_dir / "journal")
+        topology = self.topology = build(settings, store, journal, self.clock)
         self._log.info(
             "eyetok_starting",
             data=str(db_path),
@@ -118,6 +120,7 @@ class Daemon:
                     self._log.warning("drain_deadline_passed", deadline_s=DRAIN_DEADLINE_S)
                 nursery.cancel_scope.cancel()
         finally:
+            journal.close()
             store.close()
             self._log.info("eyetok_stopped")
 

@@ -22,9 +22,10 @@ import trio
 
 from actors.breaker import Breaker
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
-from eyetok import log
+from eyetok import guard, log
 from eyetok.clock import Clock
 from eyetok.config import DeliveryOptions
+from eyetok.errors import PayloadRejectedError
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
@@ -49,6 +50,7 @@ class DeliveryDeps:
     options: DeliveryOptions
     operator_tenant: str
     notices: Destination | None  # where dead deliveries are reported; None: nowhere
+    tenants: tuple[str, ...] = ()  # every tenant id, for the payload guard
 
 
 @dataclass
@@ -154,6 +156,8 @@ async def run_delivery(
         event = {"delivered": "delivery_sent", "refused": "delivery_refused"}.get(
             outcome, "delivery_dead"
         )
+        if detail.startswith("payload_rejected"):
+            event = "payload_rejected"
         log_fn = logger.info if outcome == "delivered" else logger.warning
         log_fn(
             event,
@@ -216,11 +220,21 @@ async def run_delivery(
                 attempts += 1
                 # An attempt and the record of its outcome are never cut in half by a
                 # drain: a send that happened must not be sent again after a restart.
+                payload = sink.render(head, thread_ref=thread)
+                try:
+                    guard.check(
+                        msgspec.to_builtins(payload),
+                        tenant=head.tenant,
+                        tenants=deps.tenants,
+                        operator_tenant=deps.operator_tenant,
+                    )
+                except PayloadRejectedError as exc:
+                    for d in slot:
+                        await finish(d, "refused", attempts, f"payload_rejected {exc}")
+                    break
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(ATTEMPT_DEADLINE_S) as attempt:
-                        result = await sink.send(
-                            sink.render(head, thread_ref=thread), idempotency_key=head.delivery_id
-                        )
+                        result = await sink.send(payload, idempotency_key=head.delivery_id)
                     if attempt.cancelled_caught:
                         result = Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
                     wait = await settle(slot, result, attempts, thread)

@@ -1,10 +1,12 @@
-"""The history actor: the only writer of the DuckDB history, and the journal.
+"""The history actor: the only writer of the journal and of the DuckDB history.
 
-Group commit: it takes every message waiting in its inbox (up to ``MAX_BATCH``), writes
-them in one transaction, and only then answers ingest (the 202) and hands the planned
-deliveries to the delivery actor. While one commit is in its worker thread, the next
-batch gathers in the inbox, so commits are a few milliseconds apart under load and
-immediate when idle.
+Group commit: it takes every message waiting in its inbox (up to ``MAX_BATCH``), turns
+them into rows, appends them as one frame to the write-ahead journal (one fsync), and
+only then answers ingest (the 202) and hands the planned deliveries to the delivery
+actor. While one fsync is in its worker thread the next batch gathers in the inbox, so
+under load many requests share one commit. A second task of this actor materialises
+journalled rows into the DuckDB tables every ``materialise_every_s`` (DuckDB commits
+cost milliseconds of CPU each, so they are batched far larger than the fsyncs).
 
 On start it re-queues every outbox row still pending (a crash or a drain left it).
 Edges out of history go only to the delivery actor, whose dispatcher never blocks, so
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
+import duckdb
 import msgspec
 import trio
 
@@ -27,6 +30,7 @@ from eyetok.messages import (
     AuditRecorded,
     Deliver,
     DeliveryFinished,
+    FlushHistory,
     HistoryMessage,
     IncidentAction,
     JournalSignal,
@@ -42,6 +46,7 @@ from state.history.journal import (
     append_rows,
 )
 from state.history.store import HistoryStore
+from state.history.wal import Journal, Position, read_frames
 
 MAX_BATCH = 4096
 
@@ -51,6 +56,42 @@ _encode = msgspec.json.Encoder().encode
 @dataclass(frozen=True)
 class HistoryDeps:
     store: HistoryStore
+    journal: Journal
+    materialise_every_s: float = 0.25
+
+
+class Frame(msgspec.Struct, frozen=True, kw_only=True):
+    """One group commit in the journal: its rows, table by table."""
+
+    signals: list[SignalRow] = msgspec.field(default_factory=list)
+    snapshots: list[SnapshotRow] = msgspec.field(default_factory=list)
+    deliveries: list[DeliveryRow] = msgspec.field(default_factory=list)
+    outcomes: list[OutcomeRow] = msgspec.field(default_factory=list)
+    audits: list[AuditRow] = msgspec.field(default_factory=list)
+
+    def rows(self) -> list[msgspec.Struct]:
+        return [*self.signals, *self.snapshots, *self.deliveries, *self.outcomes, *self.audits]
+
+
+def _frame_of(rows: list[msgspec.Struct]) -> Frame:
+    frame = Frame()
+    for row in rows:
+        match row:
+            case SignalRow():
+                frame.signals.append(row)
+            case SnapshotRow():
+                frame.snapshots.append(row)
+            case DeliveryRow():
+                frame.deliveries.append(row)
+            case OutcomeRow():
+                frame.outcomes.append(row)
+            case AuditRow():
+                frame.audits.append(row)
+    return frame
+
+
+_frame_encoder = msgspec.msgpack.Encoder()
+_frame_decoder = msgspec.msgpack.Decoder(Frame)
 
 
 def _delivery_row(d: Deliver, origin: str) -> DeliveryRow:
@@ -144,6 +185,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             ]
         case PlanDeliveries(origin=origin, deliveries=plan):
             return [_delivery_row(d, origin) for d in plan]
+        case FlushHistory():
+            return []
         case AuditRecorded():
             return [
                 AuditRow(
@@ -168,14 +211,22 @@ async def run_history(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     logger = log.get("history")
-    store = deps.store
+    store, journal = deps.store, deps.journal
+    # Whatever the journal holds past the applied position reaches DuckDB before any
+    # actor rebuilds its state from it.
+    applied = await store.read(queries.wal_applied)
+    frames = await trio.to_thread.run_sync(lambda: list(read_frames(journal.directory, applied)))
+    replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
+    position = frames[-1][0] if frames else applied
+    if position > applied:
+        await store.write(lambda con: _materialise(con, replay, position, clock.now()))
+        logger.info("journal_replayed", rows=len(replay), segment=position.segment)
+    journal.forget_before(position)
     seq = await store.read(queries.last_snapshot_seq)
     pending = await store.read(queries.pending_deliveries)
-    task_status.started()
-    if pending:
-        logger.info("outbox_requeued", pending=len(pending))
-    for deliver in pending:
-        await to_delivery.send(deliver)
+    unmaterialised: list[msgspec.Struct] = []
+    journalled_to = journal.position
+    fsync_limiter = trio.CapacityLimiter(1)
 
     def take(first: HistoryMessage | None) -> list[HistoryMessage]:
         batch: list[HistoryMessage] = [] if first is None else [first]
@@ -187,23 +238,56 @@ async def run_history(
         return batch
 
     async def commit(batch: list[HistoryMessage]) -> None:
-        nonlocal seq
+        nonlocal seq, journalled_to
         now = clock.now()
         rows: list[msgspec.Struct] = []
         for message in batch:
             seq += 1
             rows.extend(_rows_for(message, now, seq))
-        # The commit runs to completion even if we are cancelled meanwhile (a worker
+        if not rows:
+            return
+        payload = _frame_encoder.encode(_frame_of(rows))
+        # The fsync runs to completion even if we are cancelled meanwhile (a worker
         # thread is never abandoned), so a drain never loses a batch it already took.
-        await store.write(lambda con: append_rows(con, rows))
+        journalled_to = await trio.to_thread.run_sync(
+            journal.append, payload, limiter=fsync_limiter
+        )
+        unmaterialised.extend(rows)
+
+    async def materialise() -> None:
+        nonlocal unmaterialised
+        if not unmaterialised:
+            return
+        rows, unmaterialised = unmaterialised, []
+        upto = journalled_to
+        await store.write(lambda con: _materialise(con, rows, upto, clock.now()))
+        journal.forget_before(upto)
+
+    async def materialise_periodically() -> None:
+        while True:
+            await trio.sleep(deps.materialise_every_s)
+            await materialise()
 
     try:
-        while True:
-            batch = take(await inbox.receive())
-            await commit(batch)
-            await _after_commit(batch, to_delivery)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(materialise_periodically)
+            task_status.started()
+            if pending:
+                logger.info("outbox_requeued", pending=len(pending))
+            for deliver in pending:
+                await to_delivery.send(deliver)
+            while True:
+                batch = take(await inbox.receive())
+                await commit(batch)
+                await _after_commit(batch, to_delivery)
+                flushes = [m for m in batch if isinstance(m, FlushHistory)]
+                if flushes:
+                    await materialise()
+                    for flush in flushes:
+                        flush.reply.send(True)
     finally:
-        # Stopping (drain or restart): whatever already waits in the inbox is written.
+        # Stopping (drain or restart): whatever already waits in the inbox is journalled,
+        # and everything journalled reaches DuckDB.
         with trio.CancelScope(shield=True):
             leftover = take(None)
             if leftover:
@@ -211,7 +295,15 @@ async def run_history(
                 for message in leftover:
                     if isinstance(message, JournalSignal) and message.reply is not None:
                         message.reply.send(_accepted(message))
-                logger.info("history_flushed", messages=len(leftover))
+            await materialise()
+            logger.info("history_flushed", journalled=len(leftover), position=journalled_to.offset)
+
+
+def _materialise(
+    con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct], upto: Position, now: datetime
+) -> None:
+    append_rows(con, rows)
+    con.execute("INSERT INTO wal_applied VALUES (?, ?, ?)", [upto.segment, upto.offset, now])
 
 
 def _accepted(message: JournalSignal) -> Accepted:

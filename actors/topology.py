@@ -32,6 +32,7 @@ from eyetok.errors import OverloadedError
 from eyetok.messages import (
     Accepted,
     Deliver,
+    FlushHistory,
     HistoryMessage,
     IncidentChanged,
     JournalSignal,
@@ -40,6 +41,7 @@ from eyetok.messages import (
     SignalReceived,
 )
 from state.history.store import HistoryStore
+from state.history.wal import Journal
 
 JOURNAL_TIMEOUT_S = 10.0
 PIPELINE_BUFFER = 1024
@@ -66,6 +68,14 @@ class Topology:
         with trio.move_on_after(JOURNAL_TIMEOUT_S):
             return await reply.wait()
         raise OverloadedError("the journal did not confirm in time; retry", retry_after=2)
+
+    async def flush_history(self) -> None:
+        """Wait until everything journalled so far is in the DuckDB tables."""
+        reply: Reply[bool] = Reply()
+        history = self.channels["history"]
+        assert isinstance(history, trio.MemorySendChannel)
+        await history.send(FlushHistory(reply=reply))
+        await reply.wait()
 
     def backlog(self) -> int:
         """Messages waiting in every pipeline channel (the drain waits for zero)."""
@@ -95,7 +105,7 @@ def _child(
     return ChildSpec(name=name, run=run, restart=restart)
 
 
-def build(settings: Settings, store: HistoryStore, clock: Clock) -> Topology:
+def build(settings: Settings, store: HistoryStore, journal: Journal, clock: Clock) -> Topology:
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
@@ -104,7 +114,12 @@ def build(settings: Settings, store: HistoryStore, clock: Clock) -> Topology:
     sinks = build_sinks(settings)
     children = [
         _child(
-            "history", run_history, HistoryDeps(store=store), history_rx, delivery_tx, clock=clock
+            "history",
+            run_history,
+            HistoryDeps(store=store, journal=journal),
+            history_rx,
+            delivery_tx,
+            clock=clock,
         ),
         _child(
             "delivery",
@@ -115,6 +130,7 @@ def build(settings: Settings, store: HistoryStore, clock: Clock) -> Topology:
                 options=settings.delivery,
                 operator_tenant=settings.operator_tenant,
                 notices=settings.notices_destination(),
+                tenants=tuple(settings.tenants),
             ),
             delivery_rx,
             history_tx,

@@ -236,7 +236,14 @@ class PlanDeliveries(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     deliveries: tuple[Deliver, ...]
 
 
-HistoryMessage = JournalSignal | DeliveryFinished | AuditRecorded | PlanDeliveries
+class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Materialise everything journalled into the DuckDB tables, then answer ``reply``
+    (operator commands and tests that read the tables right after an event)."""
+
+    reply: Reply[bool]
+
+
+HistoryMessage = JournalSignal | DeliveryFinished | AuditRecorded | PlanDeliveries | FlushHistory
 
 
 # --- inbox of the mirror actor (Postgres incident_state, write-behind) -----------------

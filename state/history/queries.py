@@ -10,9 +10,18 @@ import duckdb
 import msgspec
 
 from eyetok.messages import Deliver, Incident
+from state.history.wal import Position
 
 _incident = msgspec.json.Decoder(Incident)
 _deliver = msgspec.json.Decoder(Deliver)
+
+
+def wal_applied(con: duckdb.DuckDBPyConnection) -> Position:
+    """How far the write-ahead journal has been applied to these tables."""
+    row = con.execute(
+        'SELECT segment, "offset" FROM wal_applied ORDER BY segment DESC, "offset" DESC LIMIT 1'
+    ).fetchone()
+    return Position(int(row[0]), int(row[1])) if row else Position(0, 0)
 
 
 def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:

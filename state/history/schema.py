@@ -10,6 +10,8 @@ SCHEMA_VERSION = 1
 
 STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS wal_applied (
+        segment BIGINT, "offset" BIGINT, applied_at TIMESTAMPTZ)""",
     """CREATE TABLE IF NOT EXISTS signals (
         signal_id VARCHAR, tenant VARCHAR, source VARCHAR, resource VARCHAR, action VARCHAR,
         kind VARCHAR, dedup_key VARCHAR, title VARCHAR, level VARCHAR,

@@ -31,6 +31,10 @@ class HistoryStore:
             else:
                 self.is_new = True
                 self._con = duckdb.connect(":memory:")
+            # One worker thread and a small buffer pool: the history is append-mostly and
+            # shares two cores with the HTTP front.
+            self._con.execute("SET threads = 1")
+            self._con.execute("SET memory_limit = '256MB'")
             for statement in STATEMENTS:
                 self._con.execute(statement)
             if not self._con.execute("SELECT count(*) FROM schema_version").fetchall()[0][0]:

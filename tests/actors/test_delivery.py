@@ -99,6 +99,8 @@ async def test_a_destination_down_past_the_maximum_age_ends_dead_and_the_operato
     assert "Delivery dead" in notice.text
     assert dead["incident_id"] in notice.text
     assert daemon.store is not None
+    assert daemon.topology is not None
+    await daemon.topology.flush_history()
     audit = await daemon.store.read(
         lambda con: con.execute(
             "SELECT event FROM audit_log WHERE incident_id = ?", [dead["incident_id"]]

@@ -14,6 +14,7 @@ from eyetok.clock import SystemClock
 from eyetok.errors import OverloadedError
 from eyetok.messages import Signal, SignalKind
 from state.history.store import HistoryStore
+from state.history.wal import Journal
 from tests.conftest import daemon_settings
 
 
@@ -34,7 +35,8 @@ def _signal(n: int) -> Signal:
 
 async def test_a_full_ingest_queue_is_overloaded_with_retry_after(tmp_path: Path) -> None:
     settings = daemon_settings(tmp_path, None, config="ingest_queue: 1\n")
-    topology = build(settings, HistoryStore(":memory:"), SystemClock())
+    journal = Journal(tmp_path / "journal")
+    topology = build(settings, HistoryStore(":memory:"), journal, SystemClock())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(topology.submit, _signal(1))  # queued; no actor is reading
         await trio.testing.wait_all_tasks_blocked()
@@ -44,6 +46,7 @@ async def test_a_full_ingest_queue_is_overloaded_with_retry_after(tmp_path: Path
         assert refused.value.retry_after == 1
         assert refused.value.status == 503
         nursery.cancel_scope.cancel()
+    journal.close()
 
 
 async def test_an_unconfirmed_journal_is_overloaded_not_accepted(
@@ -51,6 +54,8 @@ async def test_an_unconfirmed_journal_is_overloaded_not_accepted(
 ) -> None:
     """No 202 without the journal's word: a signal that is never confirmed is a 503."""
     settings = daemon_settings(tmp_path, None)
-    topology = build(settings, HistoryStore(":memory:"), SystemClock())
+    journal = Journal(tmp_path / "journal")
+    topology = build(settings, HistoryStore(":memory:"), journal, SystemClock())
     with pytest.raises(OverloadedError, match="did not confirm"):
         await topology.submit(_signal(1))
+    journal.close()

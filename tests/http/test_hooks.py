@@ -71,6 +71,8 @@ async def test_info_is_audit_only(client: httpx.AsyncClient, daemon: Daemon) -> 
         "rule": "info-debug-audit",
     }
     assert daemon.store is not None
+    assert daemon.topology is not None
+    await daemon.topology.flush_history()
     rows = await daemon.store.read(
         lambda con: con.execute("SELECT event, signal_id FROM audit_log").fetchall()
     )

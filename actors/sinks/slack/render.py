@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from eyetok.config import SlackOptions
+from eyetok.guard import scrub
 from eyetok.messages import Deliver, IncidentAction, SevChannel
 
 
@@ -31,7 +32,8 @@ def _context(text: str) -> dict[str, Any]:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Upstream text made safe for mrkdwn, with IP literals scrubbed."""
+    return scrub(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
@@ -44,7 +46,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
     incident = deliver.incident
     channel_label = incident.sev_channel.value if incident.sev_channel else "audit"
     title = _escape(incident.title)
-    link = f"<{incident.url}|{title}>" if incident.url else title
+    link = f"<{scrub(incident.url)}|{title}>" if incident.url else title
     facts = (
         f"*severity* {incident.severity.value} · *rule* `{deliver.rule}` · "
         f"*incident* `{incident.incident_id}`"
@@ -60,7 +62,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             if incident.culprit:
                 blocks.append(_context(f"culprit: `{_escape(incident.culprit)}`"))
             blocks.extend(_posture(incident.sev_channel, options))
-            text = f"[{channel_label}] {incident.title}"
+            text = f"[{channel_label}] {scrub(incident.title)}"
         case IncidentAction.UPDATE:
             text = (
                 f"Seen again: {incident.event_count} events, last at "
@@ -78,12 +80,12 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             text = f"Resolved at {at} after {incident.event_count} events"
             blocks.append(_section(f":white_check_mark: {text}"))
         case IncidentAction.AUDIT:
-            text = f"audit: {incident.title}"
+            text = f"audit: {scrub(incident.title)}"
             blocks.append(_section(text))
     if thread_ts is None and deliver.action is not IncidentAction.OPEN:
         # The first message never landed: say what this is about at the top level.
         blocks.insert(0, _section(f"[{channel_label}] {link}\n{facts}"))
-        text = f"[{channel_label}] {incident.title}: {text}"
+        text = f"[{channel_label}] {scrub(incident.title)}: {text}"
     return SlackMessage(
         channel=deliver.destination.target, text=text, blocks=tuple(blocks), thread_ts=thread_ts
     )

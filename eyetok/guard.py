@@ -1,0 +1,101 @@
+"""The payload-shape guard: what may leave EyeTok, checked before every send.
+
+Four rules (design section 5), each named:
+
+- ``one-event``: a payload describes exactly one event (no batches, no lists of alerts);
+- ``no-ip-literal``: no IPv4 or IPv6 address literal anywhere (upstream IPs are scrubbed
+  at render time with :func:`scrub`; the guard is the backstop);
+- ``no-internals``: nothing of EyeTok's own machinery: process ids, actor names, stack
+  frames of EyeTok's code;
+- ``no-foreign-tenant``: no identifier of a tenant other than the payload's own (the
+  operator's own notices may name any tenant).
+
+:func:`check` raises :class:`PayloadRejectedError` naming the rule; it never mutates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+from eyetok.errors import PayloadRejectedError
+
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_INTERNAL_KEYS = frozenset({"pid", "process_id", "actor", "supervisor", "task", "nursery"})
+_INTERNAL_TEXT = re.compile(
+    r'File "[^"]*/(?:eyetok|actors|state|schedules|harness)/[^"]+", line \d+'
+    r"|\b(?:run_history|run_delivery|run_incidents|run_router|run_mirror|Supervisor)\b"
+    r"|\bpid[=: ]\d+"
+)
+_EVENT_LIST_KEYS = frozenset({"events", "alerts", "incidents", "batch"})
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def ip_literals(text: str) -> list[str]:
+    found = [m.group(0) for m in _IPV4.finditer(text) if _is_ip(m.group(0))]
+    found += [m.group(0) for m in _IPV6.finditer(text) if ":" in m.group(0) and _is_ip(m.group(0))]
+    return found
+
+
+def scrub(text: str) -> str:
+    """Upstream text with every IP literal replaced by ``[ip]``."""
+    for literal in sorted(set(ip_literals(text)), key=len, reverse=True):
+        text = text.replace(literal, "[ip]")
+    return text
+
+
+def _walk(value: object, path: str = "$") -> Iterator[tuple[str, str | None, object]]:
+    """(path, key, leaf-or-container) for every node of a JSON-like value."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield f"{path}.{key}", str(key), item
+            yield from _walk(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield f"{path}[{i}]", None, item
+            yield from _walk(item, f"{path}[{i}]")
+
+
+def check(
+    payload: object,
+    *,
+    tenant: str,
+    tenants: Iterable[str],
+    operator_tenant: str | None = None,
+) -> None:
+    """Raise :class:`PayloadRejectedError` if ``payload`` (JSON-like) breaks a rule."""
+    for path, key, item in _walk(payload):
+        count = len(item) if isinstance(item, list | tuple) else 1
+        if key is not None and key.lower() in _EVENT_LIST_KEYS and count != 1:
+            raise PayloadRejectedError("one-event", f"{path} carries {count} events")
+        if key is not None and key.lower() in _INTERNAL_KEYS:
+            raise PayloadRejectedError("no-internals", f"{path} is EyeTok-internal")
+        if isinstance(item, str):
+            ips = ip_literals(item)
+            if ips:
+                raise PayloadRejectedError("no-ip-literal", f"{path} contains {ips[0]}")
+            internal = _INTERNAL_TEXT.search(item)
+            if internal:
+                raise PayloadRejectedError("no-internals", f"{path} contains {internal.group(0)!r}")
+    if tenant == operator_tenant:
+        return
+    others = [t for t in tenants if t != tenant and len(t) >= 3]
+    if not others:
+        return
+    pattern = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, others)) + r")(?![\w-])")
+    for path, _, item in _walk(payload):
+        if isinstance(item, str):
+            match = pattern.search(item)
+            if match:
+                raise PayloadRejectedError(
+                    "no-foreign-tenant", f"{path} names tenant {match.group(0)!r}"
+                )
