@@ -41,7 +41,7 @@ def test_more_than_one_event_is_refused(payload: object) -> None:
     "text",
     [
         "upstream 192.0.2.17 timed out",
-        "fwd=\"198.51.100.4\"",
+        'fwd="198.51.100.4"',
         "peer 2001:db8::1 reset",
         "loopback ::1",
     ],
