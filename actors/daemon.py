@@ -20,12 +20,16 @@ from actors.topology import Topology, build
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
+from eyetok.errors import StateError
+from eyetok.health import HealthBoard
 from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
 from state.history.store import HistoryStore
 from state.history.wal import Journal
+from state.mirror.rehydrate import load_from_postgres, rehydrate_into
+from state.mirror.writer import MirrorWriter
 
 DRAIN_DEADLINE_S = 25.0
 HTTP_GRACE_S = 5.0
@@ -41,6 +45,7 @@ class Daemon:
         self.gate = IngestGate()
         self.supervisor = Supervisor()
         self.store: HistoryStore | None = None
+        self.health = HealthBoard()
         self.topology: Topology | None = None
         self.bound_port: int | None = None
         self._stop = trio.Event()
@@ -52,11 +57,14 @@ class Daemon:
     def readiness(self) -> dict[str, Any]:
         expected = [c.name for c in self.topology.children] if self.topology else []
         started = set(self.supervisor.started)
+        # A degraded mirror (Postgres down) is reported but does not make EyeTok unready:
+        # routing goes on and the mirror catches up.
         return {
             "ready": bool(expected) and all(n in started for n in expected) and self.gate.open,
             "actors": {n: n in started for n in expected},
             "accepting": self.gate.open,
             "restarts": dict(self.supervisor.restarts),
+            "components": self.health.snapshot(),
         }
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -64,7 +72,14 @@ class Daemon:
         db_path = settings.data_dir / "history.duckdb"
         self.store = store = HistoryStore(db_path)
         journal = Journal(settings.data_dir / "journal")
-        topology = self.topology = build(settings, store, journal, self.clock)
+        mirror_writer = None
+        if settings.database_url:
+            mirror_writer = MirrorWriter(settings.database_url)
+            if store.is_new:
+                await self._rehydrate(store, settings.database_url)
+        topology = self.topology = build(
+            settings, store, journal, self.clock, health=self.health, mirror_writer=mirror_writer
+        )
         self._log.info(
             "eyetok_starting",
             data=str(db_path),
@@ -121,8 +136,33 @@ class Daemon:
                 nursery.cancel_scope.cancel()
         finally:
             journal.close()
+            if mirror_writer is not None:
+                mirror_writer.close()
             store.close()
             self._log.info("eyetok_stopped")
+
+    async def _rehydrate(self, store: HistoryStore, dsn: str) -> None:
+        """A fresh dyno: restore open incidents, pending deliveries and Slack threads from
+        the Postgres mirror. If Postgres cannot be read, start anyway (routing new alerts
+        matters more) and say so loudly, in the log and on /readyz."""
+        try:
+            rehydrated = await trio.to_thread.run_sync(load_from_postgres, dsn)
+            restored = await store.write(
+                lambda con: rehydrate_into(con, rehydrated, now=self.clock.now())
+            )
+        except StateError as exc:
+            self._log.error("rehydration_failed", reason=str(exc))
+            self.health.set(
+                "rehydration", "degraded", f"not restored from Postgres: {exc}", at=self.clock.now()
+            )
+            return
+        self._log.info(
+            "rehydrated_from_postgres",
+            items=restored,
+            incidents=len(rehydrated.incidents),
+            deliveries=len(rehydrated.deliveries),
+            threads=len(rehydrated.threads),
+        )
 
     async def _drain(
         self, topology: Topology, http_stop: trio.Event, http_stopped: trio.Event

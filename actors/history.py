@@ -29,11 +29,15 @@ from eyetok.messages import (
     Accepted,
     AuditRecorded,
     Deliver,
+    DeliveryClosed,
     DeliveryFinished,
+    DeliveryPlanned,
     FlushHistory,
     HistoryMessage,
     IncidentAction,
+    IncidentSnapshotted,
     JournalSignal,
+    MirrorMessage,
     PlanDeliveries,
 )
 from state.history import queries
@@ -58,6 +62,7 @@ class HistoryDeps:
     store: HistoryStore
     journal: Journal
     materialise_every_s: float = 0.25
+    mirrored: bool = False  # with DATABASE_URL: every commit is also sent to the mirror
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True):
@@ -206,6 +211,7 @@ async def run_history(
     deps: HistoryDeps,
     inbox: trio.MemoryReceiveChannel[HistoryMessage],
     to_delivery: trio.MemorySendChannel[Deliver],
+    to_mirror: trio.MemorySendChannel[MirrorMessage],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -280,6 +286,8 @@ async def run_history(
                 batch = take(await inbox.receive())
                 await commit(batch)
                 await _after_commit(batch, to_delivery)
+                if deps.mirrored:
+                    await _mirror(batch, to_mirror, clock.now())
                 flushes = [m for m in batch if isinstance(m, FlushHistory)]
                 if flushes:
                     await materialise()
@@ -295,6 +303,9 @@ async def run_history(
                 for message in leftover:
                     if isinstance(message, JournalSignal) and message.reply is not None:
                         message.reply.send(_accepted(message))
+                if deps.mirrored:
+                    with trio.move_on_after(1.0):
+                        await _mirror(leftover, to_mirror, clock.now())
             await materialise()
             logger.info("history_flushed", journalled=len(leftover), position=journalled_to.offset)
 
@@ -317,6 +328,26 @@ def _accepted(message: JournalSignal) -> Accepted:
         action=message.action,
         rule=message.routing.rule,
     )
+
+
+async def _mirror(
+    batch: list[HistoryMessage], to_mirror: trio.MemorySendChannel[MirrorMessage], now: datetime
+) -> None:
+    """What Postgres mirrors of a commit. The mirror never blocks its inbox on Postgres."""
+    for message in batch:
+        match message:
+            case JournalSignal(incident=incident, deliveries=plan):
+                if incident is not None:
+                    await to_mirror.send(IncidentSnapshotted(incident=incident, recorded_at=now))
+                for deliver in plan:
+                    await to_mirror.send(DeliveryPlanned(deliver=deliver))
+            case PlanDeliveries(deliveries=plan):
+                for deliver in plan:
+                    await to_mirror.send(DeliveryPlanned(deliver=deliver))
+            case DeliveryFinished():
+                await to_mirror.send(DeliveryClosed(finished=message))
+            case _:
+                pass
 
 
 async def _after_commit(

@@ -22,6 +22,7 @@ import trio
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
+from actors.mirror import MirrorDeps, run_mirror
 from actors.router import RouterDeps, run_router
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
@@ -29,6 +30,7 @@ from actors.supervisor import ChildSpec, Restart
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import OverloadedError
+from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
     Deliver,
@@ -36,12 +38,14 @@ from eyetok.messages import (
     HistoryMessage,
     IncidentChanged,
     JournalSignal,
+    MirrorMessage,
     Reply,
     Signal,
     SignalReceived,
 )
 from state.history.store import HistoryStore
 from state.history.wal import Journal
+from state.mirror.writer import MirrorWriter
 
 JOURNAL_TIMEOUT_S = 10.0
 PIPELINE_BUFFER = 1024
@@ -105,20 +109,43 @@ def _child(
     return ChildSpec(name=name, run=run, restart=restart)
 
 
-def build(settings: Settings, store: HistoryStore, journal: Journal, clock: Clock) -> Topology:
+def build(
+    settings: Settings,
+    store: HistoryStore,
+    journal: Journal,
+    clock: Clock,
+    *,
+    health: HealthBoard | None = None,
+    mirror_writer: MirrorWriter | None = None,
+) -> Topology:
+    """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
     delivery_tx, delivery_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
+    mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
-    sinks = build_sinks(settings)
-    children = [
+    sinks = build_sinks(settings, clock)
+    children: list[ChildSpec] = []
+    if mirror_writer is not None:
+        # Started before history so that it stops after it and takes its final flush.
+        children.append(
+            _child(
+                "mirror",
+                run_mirror,
+                MirrorDeps(writer=mirror_writer, status=health or HealthBoard()),
+                mirror_rx,
+                clock=clock,
+            )
+        )
+    children += [
         _child(
             "history",
             run_history,
-            HistoryDeps(store=store, journal=journal),
+            HistoryDeps(store=store, journal=journal, mirrored=mirror_writer is not None),
             history_rx,
             delivery_tx,
+            mirror_tx,
             clock=clock,
         ),
         _child(
@@ -156,6 +183,7 @@ def build(settings: Settings, store: HistoryStore, journal: Journal, clock: Cloc
             "router": router_tx,
             "history": history_tx,
             "delivery": delivery_tx,
+            "mirror": mirror_tx,
         },
         sinks=sinks,
     )

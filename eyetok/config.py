@@ -18,35 +18,53 @@ import yaml
 
 from eyetok.errors import ConfigError
 from eyetok.messages import Destination
-from eyetok.policy import DEFAULT_POLICY, Policy, Route
+from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
+from eyetok.sinks.email import EmailSinkConfig
+from eyetok.sinks.pagerduty import PagerDutySinkConfig
+from eyetok.sinks.slack import SlackSinkConfig
+from eyetok.sinks.webhook import WebhookSinkConfig
 
 OPERATOR_TENANT = "operator"
 SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class SlackSinkConfig(
-    msgspec.Struct,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag="slack",
-    tag_field="type",
-):
-    """A Slack workspace reached with a bot token (read from the environment)."""
-
-    token_env: str = "SLACK_BOT_TOKEN"
-    rate_per_channel: float = 1.0  # messages per second per channel (Slack's own limit)
+SinkConfig = SlackSinkConfig | WebhookSinkConfig | EmailSinkConfig | PagerDutySinkConfig
 
 
-SinkConfig = SlackSinkConfig
+def sink_type_of(config: SinkConfig) -> str:
+    """``slack``, ``webhook``, ``email`` or ``pagerduty``: the config's type tag."""
+    return str(type(config).__struct_config__.tag)
+
+
+def secret_env_of(config: SinkConfig) -> str:
+    """The environment variable that must be set for the sink to deliver at all."""
+    match config:
+        case SlackSinkConfig():
+            return config.token_env
+        case WebhookSinkConfig():
+            return config.secret_env
+        case EmailSinkConfig():
+            return config.smtp_url_env
+        case PagerDutySinkConfig():
+            return config.routing_key_env
+
+
+def _optional_env_of(config: SinkConfig) -> tuple[str, ...]:
+    match config:
+        case WebhookSinkConfig(previous_secret_env=str(previous)):
+            return (previous,)
+        case PagerDutySinkConfig():
+            return ("PAGERDUTY_EVENTS_URL",)
+        case _:
+            return ()
 
 
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tier: str = "public"
     sentry_secret_env: str | None = None  # env var holding this tenant's Sentry client secret
-    policy: Policy = DEFAULT_POLICY
+    policy: Policy | None = None  # the operator's default: the ADR's channels; others: none
 
 
 class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +112,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tenants: dict[str, Tenant]
     sinks: dict[str, SinkConfig]
     sink_secrets: dict[str, str]  # sink id -> credential from the environment (absent: unset)
+    sink_env: dict[str, str]  # every other environment value a sink names (rotation, URLs)
     slack_api_url: str
     slack: SlackOptions
     recognisers: Recognisers
@@ -103,7 +122,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None
 
     def sink_types(self) -> dict[str, str]:
-        return {sink_id: "slack" for sink_id in self.sinks}
+        return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
 
     def notices_destination(self) -> Destination:
         route = self.delivery.operator_notices
@@ -121,6 +140,9 @@ _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$"
 _PATH_STEP = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>\d+)\]|\[\.\.\.\]")
 
 
+_INNER_FIELD = re.compile(r"^config (?P<name>[\w.\[\]]+): (?P<problem>.*)$", re.S)
+
+
 def _field_of(exc: msgspec.ValidationError, raw: dict[Any, Any]) -> tuple[str, str]:
     """The dotted path of the culprit (an unknown key names itself) and the problem."""
     text = str(exc)
@@ -129,6 +151,9 @@ def _field_of(exc: msgspec.ValidationError, raw: dict[Any, Any]) -> tuple[str, s
     field = _name_entries(raw, match["path"]) if match else ""
     if unknown := _UNKNOWN_FIELD.match(problem):
         field += f".{unknown['name']}"
+    if inner := _INNER_FIELD.match(problem):  # a ConfigError from a struct's __post_init__
+        field += f".{inner['name']}"
+        problem = inner["problem"]
     return field.lstrip(".") or "(top level)", problem
 
 
@@ -220,30 +245,45 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     if not 0 <= port <= 65535:
         raise ConfigError("PORT", f"{port} is out of range")
 
-    sinks: dict[str, SinkConfig] = dict(file_config.sinks) or {"slack": SlackSinkConfig()}
     operator = file_config.operator_tenant
+    # "tenant: operator" on a sink means the operator tenant, whatever its id.
+    sinks: dict[str, SinkConfig] = {
+        sink_id: msgspec.structs.replace(sink, tenant=operator)
+        if sink.tenant == OPERATOR_TENANT
+        else sink
+        for sink_id, sink in (dict(file_config.sinks) or {"slack": SlackSinkConfig()}).items()
+    }
     tenant_configs = dict(file_config.tenants)
     tenant_configs.setdefault(operator, TenantConfig(tier="operator"))
 
     tenants: dict[str, Tenant] = {}
     for tenant_id, tc in tenant_configs.items():
+        policy = tc.policy or (DEFAULT_POLICY if tenant_id == operator else EMPTY_POLICY)
         secret_env = tc.sentry_secret_env or (
             "SENTRY_CLIENT_SECRET"
             if tenant_id == operator
             else f"SENTRY_CLIENT_SECRET_{tenant_id.upper().replace('-', '_')}"
         )
-        for channel, routes in tc.policy.routes.items():
+        for channel, routes in policy.routes.items():
             for i, route in enumerate(routes):
+                field = f"tenants.{tenant_id}.policy.routes.{channel}[{i}].sink"
                 if route.sink not in sinks:
                     raise ConfigError(
-                        f"tenants.{tenant_id}.policy.routes.{channel}[{i}].sink",
+                        field,
                         f"no sink named {route.sink!r} (configured: {', '.join(sorted(sinks))})",
+                    )
+                owner = sinks[route.sink].tenant
+                if owner != tenant_id:
+                    raise ConfigError(
+                        field,
+                        f"sink {route.sink!r} belongs to tenant {owner!r}; a tenant's alerts go "
+                        "only to its own sinks (give the tenant a policy of its own)",
                     )
         tenants[tenant_id] = Tenant(
             tenant_id=tenant_id,
             tier=tc.tier,
             sentry_secret=env.get(secret_env) or None,
-            policy=tc.policy,
+            policy=policy,
         )
 
     notices = file_config.delivery.operator_notices
@@ -252,8 +292,19 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             "delivery.operator_notices.sink",
             f"no sink named {notices.sink!r} (configured: {', '.join(sorted(sinks))})",
         )
+    for sink_id, sink in sinks.items():
+        if sink.tenant not in tenant_configs:
+            raise ConfigError(f"sinks.{sink_id}.tenant", f"no tenant named {sink.tenant!r}")
     sink_secrets = {
-        sink_id: env[sink.token_env] for sink_id, sink in sinks.items() if env.get(sink.token_env)
+        sink_id: env[secret_env_of(sink)]
+        for sink_id, sink in sinks.items()
+        if env.get(secret_env_of(sink))
+    }
+    sink_env = {
+        name: env[name]
+        for sink in sinks.values()
+        for name in _optional_env_of(sink)
+        if env.get(name)
     }
     oncall = env.get("EYETOK_ONCALL_SLACK_USER") or file_config.slack.oncall_user
     sop = env.get("EYETOK_SOP_URL") or file_config.slack.emergency_sop_url
@@ -267,6 +318,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         tenants=tenants,
         sinks=sinks,
         sink_secrets=sink_secrets,
+        sink_env=sink_env,
         slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
         slack=slack,
         recognisers=file_config.recognisers,

@@ -27,8 +27,11 @@ class EyeTokError(Exception):
     """Base of every error EyeTok raises on purpose."""
 
 
-class ConfigError(EyeTokError):
-    """Configuration is unknown or invalid. ``field`` is the dotted path of the culprit."""
+class ConfigError(EyeTokError, ValueError):
+    """Configuration is unknown or invalid. ``field`` is the dotted path of the culprit.
+
+    A ``ValueError`` too, so that msgspec, converting a file, reports one raised in a
+    struct's ``__post_init__`` with the full path of the struct."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"config {field}: {problem}")

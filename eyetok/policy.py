@@ -38,10 +38,11 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Where each SEV channel goes, judged in the tenant's own business-hours window."""
 
     business_hours: BusinessWindow = ET_BUSINESS_HOURS
-    routes: dict[SevChannel, tuple[Route, ...]] = msgspec.field(default_factory=_default_routes)
+    routes: dict[SevChannel, tuple[Route, ...]] = msgspec.field(default_factory=dict)
 
 
-DEFAULT_POLICY = Policy()
+DEFAULT_POLICY = Policy(routes=_default_routes())  # the operator's: the ADR's four channels
+EMPTY_POLICY = Policy()  # a tenant with no routes of its own: recorded, not delivered
 
 
 def destinations_for(

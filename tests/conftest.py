@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,9 +14,18 @@ from eyetok.clock import SystemClock
 from eyetok.config import Settings, parse_file_config, settings_from
 from eyetok.sources import sentry
 from tests.peers.slack import FakeSlack
+from tests.pg import postgres_or_skip
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sentry"
 SECRET = "sentry-client-secret-for-tests"
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """The DSN of a fresh Postgres database, dropped after the test (skip when Postgres
+    is not reachable; fail instead when CI=true)."""
+    with postgres_or_skip() as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -70,6 +79,14 @@ def signed_headers(body: bytes, resource: str | None = "event_alert") -> dict[st
 async def client(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.bound_port}") as c:
         yield c
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
+    """Poll ``condition`` (it reads state outside this trio run: a peer, Postgres, the
+    daemon's tables) until it holds, failing after ``within`` seconds."""
+    with trio.fail_after(within):
+        while not await condition():  # noqa: ASYNC110 - polling an outside system
+            await trio.sleep(0.02)
 
 
 def fixture_body(name: str) -> bytes:

@@ -137,8 +137,9 @@ def test_a_config_error_names_the_field(text: str, field: str, needle: str) -> N
 
 def test_a_route_to_a_missing_sink_names_the_route() -> None:
     error = config_error(
+        "sinks:\n  slack: {type: slack}\n  acme-slack: {type: slack, tenant: acme}\n"
         "tenants:\n  acme:\n    policy:\n      routes:\n        SEV2:\n"
-        "          - sink: slack\n            target: '#ok'\n"
+        "          - sink: acme-slack\n            target: '#ok'\n"
         "          - sink: pager\n            target: routing-key\n"
     )
     assert error.field == "tenants.acme.policy.routes.SEV2[1].sink"
@@ -150,7 +151,7 @@ def test_routes_may_name_a_configured_sink() -> None:
     settings = settings_from(
         parse_file_config(
             "sinks:\n  slack:\n    type: slack\n"
-            "  ops:\n    type: slack\n    token_env: OPS_TOKEN\n"
+            "  ops:\n    type: slack\n    token_env: OPS_TOKEN\n    tenant: acme\n"
             "tenants:\n  acme:\n    policy:\n      routes:\n        SEV1:\n"
             "          - sink: ops\n            target: '#acme-sev1'\n"
         ),
@@ -158,7 +159,7 @@ def test_routes_may_name_a_configured_sink() -> None:
     )
     assert settings.sinks == {
         "slack": SlackSinkConfig(),
-        "ops": SlackSinkConfig(token_env="OPS_TOKEN"),
+        "ops": SlackSinkConfig(token_env="OPS_TOKEN", tenant="acme"),
     }
     assert settings.sink_secrets == {"ops": "xoxb-ops"}
     assert settings.configured_sinks() == ["ops"]

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from actors.sinks.base import Sink
+from actors.sinks.email.deliver import EmailSink
+from actors.sinks.pagerduty.config import events_url
+from actors.sinks.pagerduty.deliver import PagerDutySink
 from actors.sinks.slack.deliver import SlackSink
-from eyetok.config import Settings, SlackSinkConfig
+from actors.sinks.webhook.deliver import WebhookSink
+from eyetok.clock import Clock
+from eyetok.config import Settings
+from eyetok.sinks.email import EmailSinkConfig
+from eyetok.sinks.pagerduty import PagerDutySinkConfig
+from eyetok.sinks.slack import SlackSinkConfig
+from eyetok.sinks.webhook import WebhookSinkConfig
 
 
-def build_sinks(settings: Settings) -> dict[str, Sink]:
+def build_sinks(settings: Settings, clock: Clock) -> dict[str, Sink]:
     """A client for every configured sink whose credentials are present."""
     sinks: dict[str, Sink] = {}
     for sink_id, config in settings.sinks.items():
@@ -22,5 +31,17 @@ def build_sinks(settings: Settings) -> dict[str, Sink]:
                     api_url=settings.slack_api_url,
                     options=settings.slack,
                     rate=config.rate_per_channel,
+                )
+            case WebhookSinkConfig():
+                environ = {**settings.sink_env, config.secret_env: secret}
+                sinks[sink_id] = WebhookSink.from_config(sink_id, config, environ, clock=clock)
+            case EmailSinkConfig():
+                sinks[sink_id] = EmailSink.from_url(sink_id=sink_id, config=config, smtp_url=secret)
+            case PagerDutySinkConfig():
+                sinks[sink_id] = PagerDutySink(
+                    sink_id=sink_id,
+                    routing_key=secret,
+                    config=config,
+                    events_url=events_url(config, settings.sink_env),
                 )
     return sinks

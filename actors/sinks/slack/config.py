@@ -1,7 +1,11 @@
-"""Slack sink configuration lives in :mod:`eyetok.config` (``SlackSinkConfig``); this module
-names the defaults the Slack sink relies on."""
+"""Slack sink configuration lives in :mod:`eyetok.sinks.slack` (``SlackSinkConfig``); this
+module re-exports it and names the defaults the Slack sink relies on."""
 
 from __future__ import annotations
+
+from eyetok.sinks.slack import SlackSinkConfig
+
+__all__ = ["DEFAULT_API_URL", "REQUEST_TIMEOUT_S", "WORKER_THREADS", "SlackSinkConfig"]
 
 DEFAULT_API_URL = "https://slack.com/api/"
 REQUEST_TIMEOUT_S = 10

@@ -1,0 +1,254 @@
+"""The mirror actor: incident state and the pending outbox, written behind to Postgres.
+
+The receive loop only folds messages into :class:`MirrorBuffer` (it never waits on
+Postgres and never drops a change): the newest snapshot of an incident replaces older
+ones, a delivery planned and closed before it was written cancels out, the first Slack
+thread of an incident is kept. A flusher task in the actor's own nursery writes what
+has gathered as one batch (one transaction) ``flush_interval_s`` after the first change
+arrives, or at once when ``flush_at`` changes wait.
+
+While Postgres is down the buffer keeps growing (coalesced; a failed batch is merged
+back, newer changes winning), the flusher retries with exponential backoff up to
+``backoff_max_s`` and the health board says ``degraded`` with how much is buffered; the
+first write that succeeds catches up in one batch. Routing never waits on any of this.
+
+On start the migrations run (bounded by ``start_timeout_s``); if Postgres is down the
+actor starts anyway, degraded, and migrates when it comes back. On cancellation (drain)
+it writes what it holds in one last attempt, shielded and bounded by ``drain_flush_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import assert_never
+
+import trio
+
+from eyetok import log
+from eyetok.clock import Clock
+from eyetok.errors import StateError
+from eyetok.health import HealthBoard
+from eyetok.messages import (
+    Deliver,
+    DeliveryClosed,
+    DeliveryPlanned,
+    IncidentSnapshotted,
+    MirrorMessage,
+)
+from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
+
+COMPONENT = "mirror"
+
+
+def _one_thread() -> trio.CapacityLimiter:
+    return trio.CapacityLimiter(1)
+
+
+@dataclass(frozen=True)
+class MirrorDeps:
+    writer: MirrorWriter
+    status: HealthBoard
+    flush_interval_s: float = 0.2
+    flush_at: int = 500  # changes waiting that trigger a write before the interval ends
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    start_timeout_s: float = 5.0
+    drain_flush_s: float = 3.0
+    # The writer's connection is used by one thread at a time, across restarts too.
+    limiter: trio.CapacityLimiter = field(default_factory=_one_thread)
+
+
+class MirrorBuffer:
+    """Changes not yet (surely) written, coalesced. Owned by one mirror incarnation."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, IncidentSnapshotted] = {}
+        # delivery id -> (the row, whether a write of it was already attempted)
+        self._planned: dict[str, tuple[Deliver, bool]] = {}
+        self._closed: dict[str, None] = {}
+        self._threads: dict[str, SlackThread] = {}
+
+    def __len__(self) -> int:
+        return len(self._snapshots) + len(self._planned) + len(self._closed) + len(self._threads)
+
+    def add(self, message: MirrorMessage) -> None:
+        match message:
+            case IncidentSnapshotted(incident=incident, recorded_at=at):
+                older = self._snapshots.get(incident.incident_id)
+                if older is None or at >= older.recorded_at:  # same stamp: the later one
+                    self._snapshots[incident.incident_id] = message
+            case DeliveryPlanned(deliver=deliver):
+                self._planned[deliver.delivery_id] = (deliver, False)
+            case DeliveryClosed(finished=finished):
+                planned = self._planned.pop(finished.delivery_id, None)
+                if planned is None or planned[1]:
+                    # written, or maybe written by a batch that failed: delete it
+                    self._closed[finished.delivery_id] = None
+                thread = slack_thread_of(finished)
+                if thread is not None:
+                    self._threads.setdefault(thread.incident_id, thread)
+            case _:
+                assert_never(message)
+
+    def take(self) -> MirrorBatch:
+        """Everything buffered, as one batch; the buffer is left empty."""
+        batch = MirrorBatch(
+            snapshots=tuple(self._snapshots.values()),
+            planned=tuple(d for d, _ in self._planned.values()),
+            closed=tuple(self._closed),
+            threads=tuple(self._threads.values()),
+        )
+        self._snapshots, self._planned, self._closed, self._threads = {}, {}, {}, {}
+        return batch
+
+    def restore(self, batch: MirrorBatch) -> None:
+        """Merge back a batch that was not (surely) written; what arrived since wins."""
+        for snapshot in batch.snapshots:
+            newer = self._snapshots.get(snapshot.incident.incident_id)
+            if newer is None or snapshot.recorded_at > newer.recorded_at:
+                self._snapshots[snapshot.incident.incident_id] = snapshot
+        for deliver in batch.planned:
+            if deliver.delivery_id not in self._closed:  # closed since: the delete stays
+                self._planned[deliver.delivery_id] = (deliver, True)
+        for delivery_id in batch.closed:
+            self._closed[delivery_id] = None
+        for thread in batch.threads:
+            self._threads[thread.incident_id] = thread  # it came first: it wins
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class _Kick:
+    """Wakes the flusher; it re-checks its condition after every wake-up."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self._event = trio.Event()
+            await self._event.wait()
+
+
+async def run_mirror(
+    deps: MirrorDeps,
+    inbox: trio.MemoryReceiveChannel[MirrorMessage],
+    *,
+    clock: Clock,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    logger = log.get("mirror")
+    board = deps.status
+    buffer = MirrorBuffer()
+    kick = _Kick()
+    down_since: datetime | None = None
+
+    def degraded(error: str) -> None:
+        nonlocal down_since
+        now = clock.now()
+        first = down_since is None
+        if down_since is None:
+            down_since = now
+        detail = (
+            f"postgres unreachable since {down_since.isoformat(timespec='seconds')}; "
+            f"{len(buffer)} changes buffered; last error: {error}"
+        )
+        board.set(COMPONENT, "degraded", detail, at=now)
+        if first:
+            logger.warning("mirror_degraded", error=error, buffered=len(buffer))
+
+    def healthy(written: int) -> None:
+        nonlocal down_since
+        now = clock.now()
+        if down_since is not None:
+            logger.info(
+                "mirror_caught_up",
+                written=written,
+                down_s=round((now - down_since).total_seconds(), 3),
+            )
+            down_since = None
+        current = board.get(COMPONENT)
+        if current is None or current.state != "ok":
+            board.set(COMPONENT, "ok", "writing to postgres", at=now)
+
+    async def write(batch: MirrorBatch) -> None:
+        await trio.to_thread.run_sync(
+            deps.writer.apply, batch, limiter=deps.limiter, abandon_on_cancel=True
+        )
+
+    async def flusher() -> None:
+        backoff = deps.backoff_initial_s
+        while True:
+            if down_since is None:
+                await kick.until(lambda: len(buffer) > 0)
+                with trio.move_on_after(deps.flush_interval_s):
+                    await kick.until(lambda: len(buffer) >= deps.flush_at)
+            # Degraded: every retry writes all that waits; an empty batch is a probe
+            # (connect and migrate), so recovery is noticed even when nothing changes.
+            batch = buffer.take()
+            try:
+                await write(batch)
+            except StateError as exc:
+                buffer.restore(batch)
+                degraded(_one_line(exc))
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, deps.backoff_max_s)
+                continue
+            except BaseException:
+                buffer.restore(batch)  # cancelled mid-write: the last flush tries again
+                raise
+            backoff = deps.backoff_initial_s
+            healthy(len(batch))
+
+    board.set(COMPONENT, "starting", "applying migrations", at=clock.now())
+    with trio.move_on_after(deps.start_timeout_s) as start:
+        try:
+            await trio.to_thread.run_sync(
+                deps.writer.migrate, limiter=deps.limiter, abandon_on_cancel=True
+            )
+            healthy(0)
+        except StateError as exc:
+            degraded(_one_line(exc))
+    if start.cancelled_caught:
+        degraded(f"no answer within {deps.start_timeout_s:g}s")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flusher)
+            task_status.started()
+            async for message in inbox:
+                before = len(buffer)
+                buffer.add(message)
+                size = len(buffer)
+                if size >= deps.flush_at or (before == 0 and size > 0):
+                    kick.set()
+            nursery.cancel_scope.cancel()  # inbox closed: the last flush below writes it
+    finally:
+        # Drain (or a crash): write what is held, once, shielded and bounded.
+        with trio.CancelScope(shield=True) as last:
+            last.deadline = trio.current_time() + deps.drain_flush_s
+            while True:
+                try:
+                    buffer.add(inbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+            held = len(buffer)
+            if held:
+                try:
+                    await write(buffer.take())
+                    logger.info("mirror_flushed", written=held)
+                except StateError as exc:
+                    logger.warning("mirror_unflushed", changes=held, error=_one_line(exc))
+        if last.cancelled_caught:
+            logger.warning(
+                "mirror_unflushed",
+                changes=held,
+                error=f"no answer within {deps.drain_flush_s:g}s",
+            )

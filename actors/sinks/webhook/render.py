@@ -1,0 +1,104 @@
+"""Webhook payloads, pure: an incident and what happened -> one Standard Webhooks event.
+
+Every payload carries exactly one event::
+
+    {"type": "incident.opened", "timestamp": "2025-06-01T09:30:00Z",
+     "data": {"incident_id": ..., "tenant": ..., "title": ..., ...}}
+
+``type`` is ``incident.opened``, ``incident.updated``, ``incident.resolved`` or
+``eyetok.notice`` (an operator notice: ``data`` is ``{"text": ...}``, the whole message).
+``timestamp`` is when the event happened (not when it is delivered: that is the
+``webhook-timestamp`` header). Every string that came from upstream goes through
+:func:`eyetok.guard.scrub`, so an IP literal in a title never leaves EyeTok.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from eyetok.guard import scrub
+from eyetok.messages import Deliver, IncidentAction, SevChannel, Severity
+
+EventType = Literal["incident.opened", "incident.updated", "incident.resolved", "eyetok.notice"]
+
+# The router never plans deliveries for audit-only signals; if one comes, it is an update.
+_EVENT_TYPES: dict[IncidentAction, EventType] = {
+    IncidentAction.OPEN: "incident.opened",
+    IncidentAction.UPDATE: "incident.updated",
+    IncidentAction.RESOLVE: "incident.resolved",
+    IncidentAction.AUDIT: "incident.updated",
+}
+
+
+class IncidentData(msgspec.Struct, frozen=True, kw_only=True):
+    incident_id: str
+    tenant: str
+    title: str
+    severity: Severity
+    sev_channel: SevChannel | None
+    status: str
+    rule: str
+    event_count: int
+    opened_at: str
+    last_seen_at: str
+    resolved_at: str | None
+    url: str
+    environment: str
+    project: str
+
+
+class NoticeData(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+
+
+class WebhookPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """One event, as the JSON body of one POST."""
+
+    type: EventType
+    timestamp: str
+    data: IncidentData | NoticeData
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as the spec's examples write it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def render(deliver: Deliver) -> WebhookPayload:
+    if deliver.notice is not None:
+        return WebhookPayload(
+            type="eyetok.notice",
+            timestamp=iso(deliver.planned_at),
+            data=NoticeData(text=scrub(deliver.notice)),
+        )
+    incident = deliver.incident
+    match deliver.action:
+        case IncidentAction.OPEN:
+            happened = incident.opened_at
+        case IncidentAction.RESOLVE:
+            happened = incident.resolved_at or incident.last_seen_at
+        case IncidentAction.UPDATE | IncidentAction.AUDIT:
+            happened = incident.last_seen_at
+    return WebhookPayload(
+        type=_EVENT_TYPES[deliver.action],
+        timestamp=iso(happened),
+        data=IncidentData(
+            incident_id=incident.incident_id,
+            tenant=incident.tenant,
+            title=scrub(incident.title),
+            severity=incident.severity,
+            sev_channel=incident.sev_channel,
+            status=incident.status,
+            rule=deliver.rule,
+            event_count=incident.event_count,
+            opened_at=iso(incident.opened_at),
+            last_seen_at=iso(incident.last_seen_at),
+            resolved_at=iso(incident.resolved_at) if incident.resolved_at else None,
+            url=scrub(incident.url),
+            environment=scrub(incident.environment),
+            project=scrub(incident.project),
+        ),
+    )

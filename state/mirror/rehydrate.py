@@ -1,0 +1,204 @@
+"""Rehydration: a fresh process (an ephemeral dyno filesystem, a new DuckDB file) takes
+its open incidents, pending deliveries and Slack threads back from the Postgres mirror.
+
+:func:`load_from_postgres` reads them in one read-only, repeatable-read transaction;
+:func:`rehydrate_into` writes them into a new, empty history with the journal's own
+``append_rows`` so that ``queries.open_incidents``, ``queries.pending_deliveries`` and
+``queries.thread_refs`` return them. Both are blocking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import msgspec
+import psycopg
+from psycopg.rows import TupleRow
+
+from eyetok.errors import StateError
+from eyetok.messages import Deliver, Destination, Incident, IncidentAction
+from state.history.journal import DeliveryRow, OutcomeRow, SnapshotRow, append_rows
+
+# The signal id of outbox rows that came back from the mirror rather than from a signal.
+REHYDRATED_ORIGIN = "rehydrated"
+
+_incident = msgspec.json.Decoder(Incident)
+_deliver = msgspec.json.Decoder(Deliver)
+_encode = msgspec.json.Encoder().encode
+
+_OPEN_INCIDENTS = """
+SELECT snapshot::text FROM incident_state
+WHERE status <> 'resolved'
+ORDER BY opened_at, incident_id
+"""
+
+_PENDING = """
+SELECT deliver::text FROM outbox_pending ORDER BY planned_at, delivery_id
+"""
+
+# Threads of open incidents, and of resolved ones a pending delivery still posts into.
+_THREADS = """
+SELECT incident_id, coalesce(slack_sink_id, 'slack'), slack_channel, slack_ts, snapshot::text
+FROM incident_state i
+WHERE slack_ts IS NOT NULL AND slack_channel IS NOT NULL
+  AND (status <> 'resolved'
+       OR EXISTS (SELECT 1 FROM outbox_pending p WHERE p.incident_id = i.incident_id))
+ORDER BY opened_at, incident_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """The Slack thread an incident's opening message started."""
+
+    incident: Incident
+    sink_id: str
+    channel: str
+    ts: str
+
+    @property
+    def incident_id(self) -> str:
+        return self.incident.incident_id
+
+
+@dataclass(frozen=True, slots=True)
+class Rehydrated:
+    incidents: tuple[Incident, ...]  # open or acknowledged, oldest first
+    deliveries: tuple[Deliver, ...]  # pending outbox rows, oldest first
+    threads: tuple[ThreadRef, ...]
+
+    def __len__(self) -> int:
+        return len(self.incidents) + len(self.deliveries) + len(self.threads)
+
+
+def load_from_postgres(dsn: str, *, connect_timeout_s: int = 10) -> Rehydrated:
+    """Read the mirror's open incidents, pending deliveries and Slack threads.
+
+    A database the mirror never migrated (a first deploy) restores nothing. Raises
+    :class:`StateError` when Postgres cannot be reached or a row does not decode.
+    """
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=max(2, connect_timeout_s), application_name="eyetok-rehydrate"
+        ) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            return _load(conn)
+    except psycopg.Error as exc:
+        raise StateError(f"cannot rehydrate from the mirror: {exc}") from exc
+    except msgspec.ValidationError as exc:
+        raise StateError(f"the mirror holds a row that does not decode: {exc}") from exc
+
+
+def _load(conn: psycopg.Connection[TupleRow]) -> Rehydrated:
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT to_regclass('incident_state') IS NULL OR to_regclass('outbox_pending') IS NULL"
+        ).fetchone()
+        if row is None or row[0]:  # never migrated (a first deploy): nothing to restore
+            return Rehydrated(incidents=(), deliveries=(), threads=())
+        incidents = tuple(_incident.decode(r[0]) for r in conn.execute(_OPEN_INCIDENTS))
+        deliveries = tuple(_deliver.decode(r[0]) for r in conn.execute(_PENDING))
+        threads = tuple(
+            ThreadRef(incident=_incident.decode(snap), sink_id=sink_id, channel=chan, ts=ts)
+            for _id, sink_id, chan, ts, snap in conn.execute(_THREADS)
+        )
+    return Rehydrated(incidents=incidents, deliveries=deliveries, threads=threads)
+
+
+def rehydrate_into(con: duckdb.DuckDBPyConnection, rehydrated: Rehydrated, *, now: datetime) -> int:
+    """Write ``rehydrated`` into a new, empty history; return how many items it restored
+    (incidents + pending deliveries + threads).
+
+    Incidents become snapshots (``seq`` 1, 2, ... oldest first, recorded ``now``); pending
+    deliveries become outbox rows without an outcome; a thread becomes a delivered
+    Slack ``open`` row (planned and finished ``now``, so the thread lookback keeps it)
+    whose ``thread_ref`` is the thread's ts. Runs in the caller's transaction (use
+    ``HistoryStore.write``). Raises :class:`StateError` if the history is not empty.
+    """
+    try:
+        row = con.execute(
+            "SELECT (SELECT count(*) FROM incident_snapshots) + (SELECT count(*) FROM deliveries)"
+        ).fetchone()
+        if row is not None and row[0]:
+            raise StateError("rehydration needs a new, empty history")
+        append_rows(con, rows_for(rehydrated, now=now))
+    except duckdb.Error as exc:
+        raise StateError(f"rehydration into the history failed: {exc}") from exc
+    return len(rehydrated)
+
+
+def rows_for(rehydrated: Rehydrated, *, now: datetime) -> list[msgspec.Struct]:
+    """The history rows that restore ``rehydrated``."""
+    rows: list[msgspec.Struct] = []
+    for seq, inc in enumerate(rehydrated.incidents, start=1):
+        rows.append(
+            SnapshotRow(
+                incident_id=inc.incident_id,
+                tenant=inc.tenant,
+                dedup_key=inc.dedup_key,
+                status=inc.status,
+                severity=inc.severity.value,
+                sev_channel=inc.sev_channel.value if inc.sev_channel else None,
+                rule=inc.rule,
+                title=inc.title,
+                opened_at=inc.opened_at,
+                last_seen_at=inc.last_seen_at,
+                resolved_at=inc.resolved_at,
+                event_count=inc.event_count,
+                recorded_at=now,
+                seq=seq,
+                snapshot_json=_encode(inc).decode(),
+            )
+        )
+    rows.extend(_delivery_row(d) for d in rehydrated.deliveries)
+    for thread in rehydrated.threads:
+        opening = _opening(thread, now)
+        rows.append(_delivery_row(opening))
+        rows.append(
+            OutcomeRow(
+                delivery_id=opening.delivery_id,
+                outcome="delivered",
+                attempts=1,
+                latency_ms=0.0,
+                finished_at=now,
+                detail="rehydrated from the postgres mirror",
+                external_ref=thread.ts,
+                thread_ref=thread.ts,
+            )
+        )
+    return rows
+
+
+def _delivery_row(d: Deliver) -> DeliveryRow:
+    return DeliveryRow(
+        delivery_id=d.delivery_id,
+        signal_id=REHYDRATED_ORIGIN,
+        tenant=d.tenant,
+        incident_id=d.incident.incident_id,
+        sink_id=d.destination.sink_id,
+        sink_type=d.destination.sink_type,
+        target=d.destination.target,
+        action=d.action.value,
+        planned_at=d.planned_at,
+        received_at=d.received_at,
+        deliver_json=_encode(d).decode(),
+    )
+
+
+def _opening(thread: ThreadRef, now: datetime) -> Deliver:
+    """A stand-in for the (long finished) Slack message that opened the thread."""
+    key = f"{thread.incident_id}|{thread.sink_id}|{thread.channel}|{thread.ts}"
+    return Deliver(
+        delivery_id="dlv_rehydrated_" + hashlib.sha256(key.encode()).hexdigest()[:24],
+        tenant=thread.incident.tenant,
+        destination=Destination(sink_id=thread.sink_id, sink_type="slack", target=thread.channel),
+        incident=thread.incident,
+        action=IncidentAction.OPEN,
+        rule=thread.incident.rule,
+        planned_at=now,
+        received_at=now,
+    )

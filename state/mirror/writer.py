@@ -1,0 +1,349 @@
+"""The blocking writer of the Postgres mirror: one psycopg connection, one batch per
+transaction.
+
+:class:`MirrorWriter` is called from a worker thread (the mirror actor runs it through
+``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)``), never from the event loop.
+It connects lazily, applies the migrations once after its first successful connection,
+and after any connection failure drops the connection and raises :class:`StateError`;
+the next call connects again.
+
+One batch is one transaction, in this order:
+
+1. upsert incident snapshots; an older snapshot never overwrites a newer one
+   (``updated_at`` is the snapshot's ``recorded_at``), and the Slack thread and
+   acknowledgement columns are never overwritten with NULL;
+2. insert pending deliveries (``ON CONFLICT DO NOTHING``: re-applying a batch is harmless);
+3. delete closed deliveries;
+4. record the Slack thread of a delivered Slack ``open`` on its incident (the first
+   thread wins, as in the history's ``thread_refs``).
+
+Every step is idempotent, so a batch whose commit may or may not have landed is simply
+applied again. A row the server refuses (``DataError``/``IntegrityError``, say a status
+the CHECK does not know) must not wedge the mirror: the batch is then re-applied one row
+per savepoint, the refused rows are logged and skipped, the rest commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.rows import TupleRow
+
+from eyetok import log
+from eyetok.errors import StateError
+from eyetok.messages import Deliver, DeliveryFinished, IncidentAction, IncidentSnapshotted
+from state.mirror.migrate import Migration, migrate
+
+SLACK_SINK_TYPE = "slack"
+
+_encode = msgspec.json.Encoder().encode
+
+UPSERT_INCIDENT = """
+INSERT INTO incident_state (
+    incident_id, tenant_id, dedup_key, title, severity, sev_channel, status, opened_at,
+    acknowledged_at, acknowledged_by, resolved_at, last_seen_at, event_count, rule,
+    updated_at, snapshot)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (incident_id) DO UPDATE SET
+    dedup_key = EXCLUDED.dedup_key,
+    title = EXCLUDED.title,
+    severity = EXCLUDED.severity,
+    sev_channel = EXCLUDED.sev_channel,
+    status = EXCLUDED.status,
+    opened_at = EXCLUDED.opened_at,
+    acknowledged_at = COALESCE(EXCLUDED.acknowledged_at, incident_state.acknowledged_at),
+    acknowledged_by = COALESCE(EXCLUDED.acknowledged_by, incident_state.acknowledged_by),
+    resolved_at = EXCLUDED.resolved_at,
+    last_seen_at = EXCLUDED.last_seen_at,
+    event_count = EXCLUDED.event_count,
+    rule = EXCLUDED.rule,
+    updated_at = EXCLUDED.updated_at,
+    snapshot = EXCLUDED.snapshot
+WHERE incident_state.updated_at <= EXCLUDED.updated_at
+  AND incident_state.tenant_id = EXCLUDED.tenant_id
+"""
+
+INSERT_PENDING = """
+INSERT INTO outbox_pending (
+    delivery_id, tenant_id, incident_id, sink_id, sink_type, target, action, planned_at,
+    deliver)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (delivery_id) DO NOTHING
+"""
+
+DELETE_CLOSED = "DELETE FROM outbox_pending WHERE delivery_id = ANY(%s)"
+
+SET_THREAD = """
+UPDATE incident_state SET slack_channel = %s, slack_ts = %s, slack_sink_id = %s
+WHERE incident_id = %s AND tenant_id = %s AND slack_ts IS NULL
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackThread:
+    """The thread a delivered Slack ``open`` started for an incident."""
+
+    incident_id: str
+    tenant: str
+    sink_id: str
+    channel: str
+    ts: str
+
+
+def slack_thread_of(finished: DeliveryFinished) -> SlackThread | None:
+    """The thread a finished delivery opened, if it was a delivered Slack ``open``."""
+    if (
+        finished.sink_type != SLACK_SINK_TYPE
+        or finished.action is not IncidentAction.OPEN
+        or finished.outcome != "delivered"
+    ):
+        return None
+    ts = finished.thread_ref or finished.external_ref
+    if not ts:
+        return None
+    return SlackThread(
+        incident_id=finished.incident_id,
+        tenant=finished.tenant,
+        sink_id=finished.sink_id,
+        channel=finished.target,
+        ts=ts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorBatch:
+    """What one transaction writes; the mirror actor builds it already coalesced (one
+    snapshot per incident, the newest; a delivery planned and closed in the same window
+    appears in neither set)."""
+
+    snapshots: tuple[IncidentSnapshotted, ...] = ()
+    planned: tuple[Deliver, ...] = ()
+    closed: tuple[str, ...] = ()  # delivery ids
+    threads: tuple[SlackThread, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.snapshots) + len(self.planned) + len(self.closed) + len(self.threads)
+
+
+def _clean(value: object) -> object:
+    # Postgres text cannot hold NUL; a stray one in a title must not refuse the row.
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _strip_nul(v) for k, v in value.items()}
+    return value
+
+
+def _json(value: msgspec.Struct) -> str:
+    text = _encode(value).decode()
+    if "\\u0000" in text:  # jsonb refuses \u0000 too
+        text = _encode(_strip_nul(msgspec.json.decode(text))).decode()
+    return text
+
+
+def snapshot_params(message: IncidentSnapshotted) -> tuple[object, ...]:
+    inc = message.incident
+    params = (
+        inc.incident_id,
+        inc.tenant,
+        inc.dedup_key,
+        inc.title,
+        inc.severity.value,
+        inc.sev_channel.value if inc.sev_channel else None,
+        inc.status,
+        inc.opened_at,
+        None,  # acknowledged_at: the Incident snapshot does not carry it (yet); never
+        None,  # acknowledged_by: clobbers a value written by whoever does (COALESCE)
+        inc.resolved_at,
+        inc.last_seen_at,
+        inc.event_count,
+        inc.rule,
+        message.recorded_at,
+        _json(inc),
+    )
+    return tuple(_clean(p) for p in params)
+
+
+def pending_params(deliver: Deliver) -> tuple[object, ...]:
+    dest = deliver.destination
+    params = (
+        deliver.delivery_id,
+        deliver.tenant,
+        deliver.incident.incident_id,
+        dest.sink_id,
+        dest.sink_type,
+        dest.target,
+        deliver.action.value,
+        deliver.planned_at,
+        _json(deliver),
+    )
+    return tuple(_clean(p) for p in params)
+
+
+def thread_params(thread: SlackThread) -> tuple[object, ...]:
+    params = (thread.channel, thread.ts, thread.sink_id, thread.incident_id, thread.tenant)
+    return tuple(_clean(p) for p in params)
+
+
+class _ConnectionLost(StateError):
+    """The connection broke under a write (as opposed to the server refusing it)."""
+
+
+class MirrorWriter:
+    """Writes mirror batches to Postgres over one lazily opened connection.
+
+    Blocking, and not thread-safe: call it from one worker thread at a time.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout_s: int = 5,
+        migrations: list[Migration] | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.connect_timeout_s = connect_timeout_s
+        self._migrations = migrations
+        self._conn: psycopg.Connection[TupleRow] | None = None
+        self._migrated = False
+        self.rejected_rows = 0
+        self._log = log.get("mirror")
+
+    # --- connection -----------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[TupleRow]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        self._conn = None
+        try:
+            self._conn = psycopg.connect(
+                self.dsn,
+                autocommit=False,
+                connect_timeout=max(2, self.connect_timeout_s),
+                application_name="eyetok-mirror",
+                # a dead peer (no RST) is noticed in tens of seconds, not hours
+                keepalives=1,
+                keepalives_idle=15,
+                keepalives_interval=5,
+                keepalives_count=3,
+                tcp_user_timeout=30_000,
+            )
+        except psycopg.Error as exc:
+            raise StateError(f"cannot connect to the mirror database: {exc}") from exc
+        return self._conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def migrate(self) -> list[int]:
+        """Connect if needed and apply pending migrations (once per writer); return the
+        versions applied now. Raises :class:`StateError`."""
+        conn = self._connection()
+        if self._migrated:
+            return []
+        try:
+            applied = migrate(conn, self._migrations)
+        except psycopg.Error as exc:
+            self._discard()
+            raise StateError(f"mirror migrations failed: {exc}") from exc
+        except StateError:
+            self._discard()
+            raise
+        self._migrated = True
+        if applied:
+            self._log.info("mirror_migrated", versions=applied)
+        return applied
+
+    @property
+    def ready(self) -> bool:
+        """Connected and migrated (as far as the writer knows)."""
+        return self._migrated and self._conn is not None and not self._conn.closed
+
+    # --- writing --------------------------------------------------------------------
+
+    def apply(self, batch: MirrorBatch) -> None:
+        """Write one batch in one transaction. Connects (and migrates) first, even for an
+        empty batch: after a failure, an empty batch is the probe that finds the database
+        back. Raises :class:`StateError`."""
+        reused = self._conn is not None and not self._conn.closed
+        self.migrate()
+        if not len(batch):
+            return
+        try:
+            self._apply_once(batch)
+        except _ConnectionLost:
+            if not reused:
+                raise
+            # The connection had sat idle and the server (or a proxy) dropped it since:
+            # once more on a fresh one before reporting the database down.
+            self.migrate()
+            self._apply_once(batch)
+
+    def _apply_once(self, batch: MirrorBatch) -> None:
+        conn = self._connection()
+        try:
+            try:
+                self._write(conn, batch)
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                if conn.broken:
+                    raise
+                self._log.warning("mirror_batch_refused", error=str(exc), items=len(batch))
+                self._write_row_by_row(conn, batch)
+        except psycopg.Error as exc:
+            broken = conn.broken or isinstance(exc, psycopg.OperationalError)
+            self._discard()
+            error = _ConnectionLost if broken else StateError
+            raise error(f"mirror write failed: {exc}") from exc
+
+    def _write(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            if batch.snapshots:
+                cur.executemany(UPSERT_INCIDENT, [snapshot_params(s) for s in batch.snapshots])
+            if batch.planned:
+                cur.executemany(INSERT_PENDING, [pending_params(d) for d in batch.planned])
+            if batch.closed:
+                cur.execute(DELETE_CLOSED, [list(batch.closed)])
+            if batch.threads:
+                cur.executemany(SET_THREAD, [thread_params(t) for t in batch.threads])
+
+    def _write_row_by_row(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
+        statements: list[tuple[str, str, tuple[object, ...]]] = []
+        statements += [
+            (f"incident {s.incident.incident_id}", UPSERT_INCIDENT, snapshot_params(s))
+            for s in batch.snapshots
+        ]
+        statements += [
+            (f"delivery {d.delivery_id}", INSERT_PENDING, pending_params(d)) for d in batch.planned
+        ]
+        if batch.closed:
+            statements.append(("closed deliveries", DELETE_CLOSED, (list(batch.closed),)))
+        statements += [
+            (f"thread of {t.incident_id}", SET_THREAD, thread_params(t)) for t in batch.threads
+        ]
+        with conn.transaction(), conn.cursor() as cur:
+            for what, statement, params in statements:
+                try:
+                    with conn.transaction():  # a savepoint per row
+                        cur.execute(statement, params)
+                except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                    self.rejected_rows += 1
+                    self._log.error("mirror_row_rejected", row=what, error=str(exc))
+
+    def close(self) -> None:
+        self._discard()

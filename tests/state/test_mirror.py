@@ -1,0 +1,357 @@
+"""The Postgres mirror against the real server: migrations, the writer, rehydration."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+import psycopg
+import pytest
+
+from eyetok.errors import StateError
+from eyetok.messages import Deliver, Incident, IncidentAction
+from state.history import queries
+from state.history.store import HistoryStore
+from state.mirror.migrate import Migration, applied_versions, load_migrations, migrate
+from state.mirror.rehydrate import load_from_postgres, rehydrate_into
+from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
+from tests.pg import T0, deliver, finished, incident, query, snapshotted
+
+pytestmark = pytest.mark.postgres
+
+NOW = T0 + timedelta(days=1)
+
+
+@pytest.fixture
+def writer(pg_dsn: str) -> Iterator[MirrorWriter]:
+    w = MirrorWriter(pg_dsn)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def thread_of(d: Deliver, ts: str = "1763899200.000100") -> SlackThread:
+    thread = slack_thread_of(finished(d, ts=ts))
+    assert thread is not None
+    return thread
+
+
+def incident_row(dsn: str, incident_id: str) -> dict[str, object]:
+    rows = query(
+        dsn,
+        """SELECT status, event_count, updated_at, slack_channel, slack_ts, slack_sink_id,
+                  snapshot::text FROM incident_state WHERE incident_id = %s""",
+        [incident_id],
+    )
+    assert len(rows) == 1, f"no incident_state row for {incident_id}"
+    status, count, updated_at, channel, ts, sink_id, snap = rows[0]
+    return {
+        "status": status,
+        "event_count": count,
+        "updated_at": updated_at,
+        "slack_channel": channel,
+        "slack_ts": ts,
+        "slack_sink_id": sink_id,
+        "snapshot": msgspec.json.decode(snap, type=Incident),
+    }
+
+
+def pending_ids(dsn: str) -> list[str]:
+    return [r[0] for r in query(dsn, "SELECT delivery_id FROM outbox_pending ORDER BY 1")]
+
+
+# --- migrations --------------------------------------------------------------------------
+
+
+def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        assert applied_versions(conn) == []
+        assert migrate(conn) == [1]
+        assert migrate(conn) == []
+        assert applied_versions(conn) == [1]
+    with psycopg.connect(pg_dsn) as conn:  # a second process finds nothing to do
+        assert migrate(conn) == []
+
+    assert query(pg_dsn, "SELECT version, name FROM eyetok_schema_migrations") == [
+        (1, "incident_state")
+    ]
+    assert query(
+        pg_dsn,
+        "SELECT to_regclass('incident_state') IS NOT NULL,"
+        " to_regclass('outbox_pending') IS NOT NULL,"
+        " to_regclass('incident_state_tenant_status') IS NOT NULL",
+    ) == [(True, True, True)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        query(
+            pg_dsn,
+            """INSERT INTO incident_state (incident_id, tenant_id, dedup_key, title, severity,
+               status, opened_at, last_seen_at, event_count, rule, updated_at, snapshot)
+               VALUES ('x', 't', 'd', 't', 'high', 'snoozed', now(), now(), 1, 'r', now(), '{}')""",
+        )
+
+
+def test_concurrent_migrators_apply_each_migration_once(pg_dsn: str) -> None:
+    barrier = threading.Barrier(4)
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with psycopg.connect(pg_dsn) as conn:
+                barrier.wait(timeout=10)
+                results.append(migrate(conn))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert sorted(results) == [[], [], [], [1]]
+    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(1,)]
+
+
+def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> None:
+    migrations = [
+        *load_migrations(),
+        Migration(2, "broken", "CREATE TABLE half_done (id int); SELEC nonsense;"),
+    ]
+    with psycopg.connect(pg_dsn) as conn:
+        with pytest.raises(StateError, match="0002_broken"):
+            migrate(conn, migrations)
+        assert applied_versions(conn) == [1]
+    assert query(pg_dsn, "SELECT to_regclass('half_done') IS NULL") == [(True,)]
+
+
+def test_migration_files_must_be_named_by_version(tmp_path: Path) -> None:
+    (tmp_path / "0001_first.sql").write_text("SELECT 1;")
+    (tmp_path / "0001_again.sql").write_text("SELECT 1;")
+    with pytest.raises(StateError, match="two migrations have version 1"):
+        load_migrations(tmp_path)
+    (tmp_path / "0001_again.sql").unlink()
+    (tmp_path / "first.sql").write_text("SELECT 1;")
+    with pytest.raises(StateError, match="NNNN_name"):
+        load_migrations(tmp_path)
+
+
+# --- the writer ----------------------------------------------------------------------------
+
+
+def test_an_older_snapshot_never_overwrites_a_newer_one(writer: MirrorWriter, pg_dsn: str) -> None:
+    old = incident("inc_1", count=1)
+    new = incident("inc_1", count=5, status="acknowledged")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(new),)))
+    writer.apply(MirrorBatch(snapshots=(snapshotted(old),)))
+
+    row = incident_row(pg_dsn, "inc_1")
+    assert row["status"] == "acknowledged"
+    assert row["event_count"] == 5
+    assert row["snapshot"] == new
+    assert row["updated_at"] == snapshotted(new).recorded_at
+
+    newer = incident("inc_1", count=9, status="resolved")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(newer),)))
+    assert incident_row(pg_dsn, "inc_1")["snapshot"] == newer
+
+
+def test_pending_delivery_then_closed_removes_the_row(writer: MirrorWriter, pg_dsn: str) -> None:
+    inc = incident("inc_1")
+    d1, d2 = deliver("dlv_1", inc), deliver("dlv_2", inc, sink_id="hook", sink_type="webhook")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(inc),), planned=(d1, d2)))
+    assert pending_ids(pg_dsn) == ["dlv_1", "dlv_2"]
+    stored = query(pg_dsn, "SELECT deliver::text FROM outbox_pending WHERE delivery_id = 'dlv_2'")
+    assert msgspec.json.decode(stored[0][0], type=type(d2)) == d2
+
+    writer.apply(MirrorBatch(planned=(d1,)))  # applied twice (a retried batch): harmless
+    writer.apply(MirrorBatch(closed=("dlv_1",)))
+    assert pending_ids(pg_dsn) == ["dlv_2"]
+    writer.apply(MirrorBatch(closed=("dlv_1", "dlv_2")))  # deleting twice: harmless
+    assert pending_ids(pg_dsn) == []
+
+
+def test_a_delivered_slack_open_records_the_thread(writer: MirrorWriter, pg_dsn: str) -> None:
+    inc = incident("inc_1")
+    opening = deliver("dlv_open", inc, sink_id="slack-ops", target="#ops")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(inc),), planned=(opening,)))
+    writer.apply(MirrorBatch(closed=("dlv_open",), threads=(thread_of(opening, "111.222"),)))
+
+    row = incident_row(pg_dsn, "inc_1")
+    assert (row["slack_channel"], row["slack_ts"], row["slack_sink_id"]) == (
+        "#ops",
+        "111.222",
+        "slack-ops",
+    )
+    # a newer snapshot (which knows nothing of Slack) keeps the thread
+    writer.apply(MirrorBatch(snapshots=(snapshotted(incident("inc_1", count=3)),)))
+    row = incident_row(pg_dsn, "inc_1")
+    assert (row["event_count"], row["slack_ts"]) == (3, "111.222")
+    # the first thread wins, as in the history's thread_refs
+    second = deliver("dlv_open_2", inc, target="#other")
+    writer.apply(MirrorBatch(threads=(thread_of(second, "333.444"),)))
+    assert incident_row(pg_dsn, "inc_1")["slack_ts"] == "111.222"
+
+
+def test_only_a_delivered_slack_open_names_a_thread() -> None:
+    inc = incident("inc_1")
+    slack_open = deliver("d1", inc)
+    assert slack_thread_of(finished(slack_open, ts="1.2")) == SlackThread(
+        incident_id="inc_1", tenant="acme", sink_id="slack", channel="#alerts", ts="1.2"
+    )
+    assert slack_thread_of(finished(slack_open, outcome="dead")) is None
+    update = deliver("d2", inc, action=IncidentAction.UPDATE)
+    assert slack_thread_of(finished(update)) is None
+    hook = deliver("d3", inc, sink_id="hook", sink_type="webhook")
+    assert slack_thread_of(finished(hook)) is None
+
+
+def test_a_thread_from_another_tenant_is_not_recorded(writer: MirrorWriter, pg_dsn: str) -> None:
+    """An operator notice about an incident is delivered to the operator tenant's
+    channel: it must not become the incident's thread."""
+    inc = incident("inc_1")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(inc),)))
+    notice = msgspec.structs.replace(deliver("dlv_notice", inc), tenant="operator")
+    writer.apply(MirrorBatch(threads=(thread_of(notice),)))
+    assert incident_row(pg_dsn, "inc_1")["slack_ts"] is None
+
+
+def test_a_refused_row_does_not_wedge_the_batch(writer: MirrorWriter, pg_dsn: str) -> None:
+    good, bad = incident("inc_good"), incident("inc_bad", status="snoozed")
+    d = deliver("dlv_1", good)
+    writer.apply(MirrorBatch(snapshots=(snapshotted(good), snapshotted(bad)), planned=(d,)))
+    assert writer.rejected_rows == 1
+    assert incident_row(pg_dsn, "inc_good")["event_count"] == 1
+    assert query(pg_dsn, "SELECT count(*) FROM incident_state WHERE incident_id = 'inc_bad'") == [
+        (0,)
+    ]
+    assert pending_ids(pg_dsn) == ["dlv_1"]
+
+
+def test_nul_characters_do_not_refuse_a_row(writer: MirrorWriter, pg_dsn: str) -> None:
+    inc = incident("inc_nul", title="disk \x00 full")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(inc),), planned=(deliver("d", inc),)))
+    assert writer.rejected_rows == 0
+    snapshot = incident_row(pg_dsn, "inc_nul")["snapshot"]
+    assert isinstance(snapshot, Incident)
+    assert snapshot.title == "disk \ufffd full"
+    assert pending_ids(pg_dsn) == ["d"]
+
+
+def test_the_writer_reconnects_after_its_connection_is_killed(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    writer.apply(MirrorBatch(snapshots=(snapshotted(incident("inc_1")),)))
+    dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    killed = query(
+        pg_dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND application_name = 'eyetok-mirror'",
+        [dbname],
+    )
+    assert killed == [(True,)]
+    # the stale connection fails; the writer retries once on a fresh one
+    writer.apply(MirrorBatch(snapshots=(snapshotted(incident("inc_1", count=2)),)))
+    assert incident_row(pg_dsn, "inc_1")["event_count"] == 2
+
+
+def test_an_unreachable_database_is_a_state_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w = MirrorWriter(f"host=127.0.0.1 port={port} user=postgres dbname=nowhere")
+    with contextlib.closing(w), pytest.raises(StateError, match="cannot connect"):
+        w.apply(MirrorBatch(snapshots=(snapshotted(incident()),)))
+    assert not w.ready
+    with pytest.raises(StateError):
+        load_from_postgres(f"host=127.0.0.1 port={port} user=postgres dbname=nowhere")
+
+
+# --- rehydration ---------------------------------------------------------------------------
+
+
+async def test_rehydration_restores_open_incidents_pending_deliveries_and_threads(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    a = incident("inc_a", opened_at=T0)
+    b = incident("inc_b", status="acknowledged", opened_at=T0 + timedelta(minutes=1))
+    c = incident("inc_c", status="resolved", opened_at=T0 + timedelta(minutes=2))
+    d = incident("inc_d", status="resolved", opened_at=T0 + timedelta(minutes=3))
+    opening_a = deliver("dlv_a_open", a, sink_id="slack-ops", target="#ops")
+    opening_c = deliver("dlv_c_open", c)
+    opening_d = deliver("dlv_d_open", d)
+    update_a = deliver(
+        "dlv_a_update", a, action=IncidentAction.UPDATE, planned_at=T0 + timedelta(minutes=5)
+    )
+    resolve_c = deliver(
+        "dlv_c_resolve", c, action=IncidentAction.RESOLVE, planned_at=T0 + timedelta(minutes=6)
+    )
+    hook_b = deliver(
+        "dlv_b_hook", b, sink_id="hook", sink_type="webhook", target="https://hook.example/x"
+    )
+    # the history of it, as the actor would write it
+    writer.apply(
+        MirrorBatch(
+            snapshots=tuple(snapshotted(i) for i in (a, b, c, d)),
+            planned=(opening_a, opening_c, opening_d, update_a, resolve_c, hook_b),
+        )
+    )
+    writer.apply(
+        MirrorBatch(
+            closed=("dlv_a_open", "dlv_c_open", "dlv_d_open", "dlv_b_hook"),
+            threads=(
+                thread_of(opening_a, "100.001"),
+                thread_of(opening_c, "300.003"),
+                thread_of(opening_d, "400.004"),
+            ),
+        )
+    )
+
+    rehydrated = load_from_postgres(pg_dsn)
+    assert rehydrated.incidents == (a, b)
+    assert rehydrated.deliveries == (update_a, resolve_c)
+    # threads of open incidents and of resolved ones a pending delivery posts into
+    assert [(t.incident_id, t.sink_id, t.channel, t.ts) for t in rehydrated.threads] == [
+        ("inc_a", "slack-ops", "#ops", "100.001"),
+        ("inc_c", "slack", "#alerts", "300.003"),
+    ]
+
+    store = HistoryStore(":memory:")
+    try:
+        restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=NOW))
+        assert restored == 2 + 2 + 2
+        assert await store.read(queries.open_incidents) == [a, b]
+        assert await store.read(queries.pending_deliveries) == [update_a, resolve_c]
+        refs = await store.read(
+            lambda con: queries.thread_refs(con, since=queries.thread_lookback(NOW))
+        )
+        assert refs == {
+            ("slack-ops", "#ops", "inc_a"): "100.001",
+            ("slack", "#alerts", "inc_c"): "300.003",
+        }
+        assert await store.read(queries.last_snapshot_seq) == 2
+
+        # only into a new history
+        with pytest.raises(StateError, match="empty history"):
+            await store.write(lambda con: rehydrate_into(con, rehydrated, now=NOW))
+    finally:
+        store.close()
+
+
+def test_rehydrating_an_empty_mirror_restores_nothing(writer: MirrorWriter, pg_dsn: str) -> None:
+    assert len(load_from_postgres(pg_dsn)) == 0  # never migrated: a first deploy
+    writer.migrate()
+    rehydrated = load_from_postgres(pg_dsn)
+    assert len(rehydrated) == 0
+    store = HistoryStore(":memory:")
+    try:
+        assert rehydrate_into(store._con, rehydrated, now=NOW) == 0
+        assert store._con.execute("SELECT count(*) FROM incident_snapshots").fetchone() == (0,)
+    finally:
+        store.close()
