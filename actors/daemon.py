@@ -97,7 +97,14 @@ class Daemon:
             clock=self.clock,
             gate=self.gate,
         )
-        front = Front(hooks, cast(ASGIApp, create_app(readiness=self.readiness)))
+        app = create_app(
+            readiness=self.readiness,
+            verifier=topology,
+            root_token=settings.root_token,
+            slack_signing_secret=settings.slack_signing_secret,
+            clock=self.clock,
+        )
+        front = Front(hooks, cast(ASGIApp, app))
         config = HypercornConfig()
         config.bind = [f"{self.host}:{settings.port}"]
         config.accesslog = None

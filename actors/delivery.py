@@ -30,11 +30,14 @@ from eyetok.messages import (
     AuditRecorded,
     Deliver,
     DeliveryFinished,
+    DeliveryMessage,
     Destination,
     HistoryMessage,
     IncidentAction,
     PlanDeliveries,
+    VerificationChanged,
 )
+from eyetok.verification import Verification, refusal
 from state.history import queries
 from state.history.store import HistoryStore
 
@@ -51,6 +54,8 @@ class DeliveryDeps:
     operator_tenant: str
     notices: Destination | None  # where dead deliveries are reported; None: nowhere
     tenants: tuple[str, ...] = ()  # every tenant id, for the payload guard
+    # per tenant, one destination on each sink it owns: where "re-verify sink X" goes
+    tenant_destinations: dict[str, tuple[Destination, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,7 +121,7 @@ def backoff_s(attempt: int, options: DeliveryOptions, rng: random.Random) -> flo
 
 async def run_delivery(
     deps: DeliveryDeps,
-    inbox: trio.MemoryReceiveChannel[Deliver],
+    inbox: trio.MemoryReceiveChannel[DeliveryMessage],
     to_history: trio.MemorySendChannel[HistoryMessage],
     *,
     clock: Clock,
@@ -126,9 +131,51 @@ async def run_delivery(
     threads = await deps.store.read(
         lambda con: queries.thread_refs(con, since=queries.thread_lookback(clock.now()))
     )
+    verifications: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
+    noticed: set[tuple[str, str, str]] = set()  # (unverified sink, notice sink, day)
     lanes: dict[LaneKey, _Lane] = {}
     seen: OrderedDict[str, None] = OrderedDict()
     rng = random.Random()
+
+    async def refuse_unverified(slot: list[Deliver], reason: str) -> None:
+        """The gate: nothing goes to an unverified sink; the tenant hears of it through
+        its other verified sinks, once per sink per day."""
+        head = slot[-1]
+        for d in slot:
+            await finish(d, "refused_unverified", 0, f"sink not verified: {reason}")
+        if head.notice is not None:
+            return
+        now = clock.now()
+        day = now.date().isoformat()
+        sink_id = head.destination.sink_id
+        notices = []
+        for dest in deps.tenant_destinations.get(head.tenant, ()):
+            key = (sink_id, dest.sink_id, day)
+            if dest.sink_id == sink_id or key in noticed:
+                continue
+            if refusal(verifications.get(dest.sink_id), now) is not None:
+                continue
+            noticed.add(key)
+            text = (
+                f":warning: EyeTok did not deliver to your {head.destination.sink_type} sink "
+                f"`{sink_id}`: {reason}. Re-verify its ownership (`eyetok verify {sink_id}`); "
+                "until then its alerts are recorded, not sent."
+            )
+            digest = hashlib.sha256(f"{sink_id}|{dest.sink_id}|{day}|reverify".encode())
+            notices.append(
+                msgspec.structs.replace(
+                    head,
+                    delivery_id="dlv_" + digest.hexdigest()[:24],
+                    destination=dest,
+                    action=IncidentAction.OPEN,
+                    planned_at=now,
+                    notice=text,
+                )
+            )
+        if notices:
+            await to_history.send(
+                PlanDeliveries(origin=head.delivery_id, deliveries=tuple(notices))
+            )
 
     async def finish(
         deliver: Deliver, outcome: str, attempts: int, detail: str, ref: str = "", thread: str = ""
@@ -153,9 +200,11 @@ async def run_delivery(
                 thread_ref=thread,
             )
         )
-        event = {"delivered": "delivery_sent", "refused": "delivery_refused"}.get(
-            outcome, "delivery_dead"
-        )
+        event = {
+            "delivered": "delivery_sent",
+            "refused": "delivery_refused",
+            "refused_unverified": "delivery_refused_unverified",
+        }.get(outcome, "delivery_dead")
         if detail.startswith("payload_rejected"):
             event = "payload_rejected"
         log_fn = logger.info if outcome == "delivered" else logger.warning
@@ -208,6 +257,10 @@ async def run_delivery(
             if sink is None:
                 for d in slot:
                     await finish(d, "refused", 0, f"sink {sink_id!r} is not configured")
+                continue
+            unverified = refusal(verifications.get(sink_id), clock.now())
+            if unverified is not None:
+                await refuse_unverified(slot, unverified)
                 continue
             incident_id = head.incident.incident_id
             thread = threads.get((sink_id, target, incident_id)) if sink.threads() else None
@@ -302,7 +355,11 @@ async def run_delivery(
 
     async with trio.open_nursery() as nursery:
         task_status.started()
-        async for deliver in inbox:
+        async for message in inbox:
+            if isinstance(message, VerificationChanged):
+                verifications[message.verification.sink_id] = message.verification
+                continue
+            deliver = message
             if deliver.delivery_id in seen:
                 continue  # a re-queued row already on its lane
             seen[deliver.delivery_id] = None

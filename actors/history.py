@@ -39,6 +39,7 @@ from eyetok.messages import (
     JournalSignal,
     MirrorMessage,
     PlanDeliveries,
+    VerificationRecorded,
 )
 from state.history import queries
 from state.history.journal import (
@@ -47,6 +48,7 @@ from state.history.journal import (
     OutcomeRow,
     SignalRow,
     SnapshotRow,
+    VerificationRow,
     append_rows,
 )
 from state.history.store import HistoryStore
@@ -73,9 +75,17 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: list[DeliveryRow] = msgspec.field(default_factory=list)
     outcomes: list[OutcomeRow] = msgspec.field(default_factory=list)
     audits: list[AuditRow] = msgspec.field(default_factory=list)
+    verifications: list[VerificationRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
-        return [*self.signals, *self.snapshots, *self.deliveries, *self.outcomes, *self.audits]
+        return [
+            *self.signals,
+            *self.snapshots,
+            *self.deliveries,
+            *self.outcomes,
+            *self.audits,
+            *self.verifications,
+        ]
 
 
 def _frame_of(rows: list[msgspec.Struct]) -> Frame:
@@ -92,6 +102,8 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.outcomes.append(row)
             case AuditRow():
                 frame.audits.append(row)
+            case VerificationRow():
+                frame.verifications.append(row)
     return frame
 
 
@@ -192,6 +204,24 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             return [_delivery_row(d, origin) for d in plan]
         case FlushHistory():
             return []
+        case VerificationRecorded(verification=v):
+            return [
+                VerificationRow(
+                    sink_id=v.sink_id,
+                    sink_type=v.sink_type,
+                    tenant=v.tenant,
+                    status=v.status.value,
+                    verified_by=v.verified_by,
+                    approved_by=v.approved_by,
+                    handshake_at=v.handshake_at,
+                    expires_at=v.expires_at,
+                    nonce_hash=v.nonce_hash,
+                    audit_log_link=v.audit_log_link,
+                    detail=v.detail,
+                    recorded_at=now,
+                    verification_json=_encode(v).decode(),
+                )
+            ]
         case AuditRecorded():
             return [
                 AuditRow(
@@ -346,6 +376,8 @@ async def _mirror(
                     await to_mirror.send(DeliveryPlanned(deliver=deliver))
             case DeliveryFinished():
                 await to_mirror.send(DeliveryClosed(finished=message))
+            case VerificationRecorded():
+                await to_mirror.send(message)
             case _:
                 pass
 

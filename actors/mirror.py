@@ -1,11 +1,14 @@
-"""The mirror actor: incident state and the pending outbox, written behind to Postgres.
+"""The mirror actor: incident state, the pending outbox and the sink verification log,
+written behind to Postgres.
 
 The receive loop only folds messages into :class:`MirrorBuffer` (it never waits on
 Postgres and never drops a change): the newest snapshot of an incident replaces older
 ones, a delivery planned and closed before it was written cancels out, the first Slack
-thread of an incident is kept. A flusher task in the actor's own nursery writes what
-has gathered as one batch (one transaction) ``flush_interval_s`` after the first change
-arrives, or at once when ``flush_at`` changes wait.
+thread of an incident is kept; a verification-log row is appended, never coalesced (the
+log is append-only; a restart restores each sink's latest row). A flusher task in the
+actor's own nursery writes what has gathered as one batch (one transaction)
+``flush_interval_s`` after the first change arrives, or at once when ``flush_at``
+changes wait.
 
 While Postgres is down the buffer keeps growing (coalesced; a failed batch is merged
 back, newer changes winning), the flusher retries with exponential backoff up to
@@ -36,7 +39,9 @@ from eyetok.messages import (
     DeliveryPlanned,
     IncidentSnapshotted,
     MirrorMessage,
+    VerificationRecorded,
 )
+from eyetok.verification import Verification
 from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
 
 COMPONENT = "mirror"
@@ -69,9 +74,16 @@ class MirrorBuffer:
         self._planned: dict[str, tuple[Deliver, bool]] = {}
         self._closed: dict[str, None] = {}
         self._threads: dict[str, SlackThread] = {}
+        self._verifications: list[Verification] = []  # in the order recorded
 
     def __len__(self) -> int:
-        return len(self._snapshots) + len(self._planned) + len(self._closed) + len(self._threads)
+        return (
+            len(self._snapshots)
+            + len(self._planned)
+            + len(self._closed)
+            + len(self._threads)
+            + len(self._verifications)
+        )
 
     def add(self, message: MirrorMessage) -> None:
         match message:
@@ -89,6 +101,8 @@ class MirrorBuffer:
                 thread = slack_thread_of(finished)
                 if thread is not None:
                     self._threads.setdefault(thread.incident_id, thread)
+            case VerificationRecorded(verification=verification):
+                self._verifications.append(verification)
             case _:
                 assert_never(message)
 
@@ -99,8 +113,10 @@ class MirrorBuffer:
             planned=tuple(d for d, _ in self._planned.values()),
             closed=tuple(self._closed),
             threads=tuple(self._threads.values()),
+            verifications=tuple(self._verifications),
         )
         self._snapshots, self._planned, self._closed, self._threads = {}, {}, {}, {}
+        self._verifications = []
         return batch
 
     def restore(self, batch: MirrorBatch) -> None:
@@ -116,6 +132,8 @@ class MirrorBuffer:
             self._closed[delivery_id] = None
         for thread in batch.threads:
             self._threads[thread.incident_id] = thread  # it came first: it wins
+        # every row again (re-inserting one that landed is harmless), before the newer ones
+        self._verifications[:0] = batch.verifications
 
 
 def _one_line(exc: BaseException) -> str:

@@ -24,25 +24,37 @@ from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.router import RouterDeps, run_router
+from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
 from actors.supervisor import ChildSpec, Restart
+from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
-    Deliver,
+    DeliveryMessage,
+    EmailLinkOpened,
     FlushHistory,
+    HandshakeAnswer,
     HistoryMessage,
     IncidentChanged,
     JournalSignal,
+    ListVerifications,
     MirrorMessage,
+    OAuthCallback,
     Reply,
+    ReverifyDue,
     Signal,
     SignalReceived,
+    SlackMessageSeen,
+    StartVerification,
+    VerificationMessage,
 )
+from eyetok.verification import Verification
+from schedules.table import ScheduleEntry
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
@@ -73,6 +85,45 @@ class Topology:
             return await reply.wait()
         raise OverloadedError("the journal did not confirm in time; retry", retry_after=2)
 
+    async def _ask_verification(self, make: Callable[[Reply[Any]], Any]) -> Any:
+        reply: Reply[Any] = Reply()
+        channel = self.channels["verification"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(make(reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def start_verification(self, sink_id: str, requested_by: str) -> HandshakeAnswer:
+        answer: HandshakeAnswer = await self._ask_verification(
+            lambda r: StartVerification(sink_id=sink_id, requested_by=requested_by, reply=r)
+        )
+        return answer
+
+    async def slack_message(self, message: SlackMessageSeen) -> None:
+        channel = self.channels["verification"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(message)
+
+    async def email_link(self, token: str) -> HandshakeAnswer:
+        answer: HandshakeAnswer = await self._ask_verification(
+            lambda r: EmailLinkOpened(token=token, reply=r)
+        )
+        return answer
+
+    async def oauth_callback(
+        self, state: str, code: str | None, error: str | None
+    ) -> HandshakeAnswer:
+        answer: HandshakeAnswer = await self._ask_verification(
+            lambda r: OAuthCallback(state=state, code=code, error=error, reply=r)
+        )
+        return answer
+
+    async def verifications(self) -> tuple[Verification, ...]:
+        found: tuple[Verification, ...] = await self._ask_verification(
+            lambda r: ListVerifications(reply=r)
+        )
+        return found
+
     async def flush_history(self) -> None:
         """Wait until everything journalled so far is in the DuckDB tables."""
         reply: Reply[bool] = Reply()
@@ -88,6 +139,16 @@ class Topology:
             if isinstance(channel, trio.MemorySendChannel):
                 total += channel.statistics().current_buffer_used
         return total
+
+
+def _system_resolver() -> tuple[str, int]:
+    """The first nameserver of the host's resolver configuration (/etc/resolv.conf)."""
+    import dns.resolver
+
+    try:
+        return (str(dns.resolver.Resolver().nameservers[0]), 53)
+    except (dns.resolver.NoResolverConfiguration, IndexError):
+        return ("127.0.0.1", 53)
 
 
 def _child(
@@ -122,7 +183,8 @@ def build(
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
-    delivery_tx, delivery_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
+    delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
+    verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
@@ -158,9 +220,45 @@ def build(
                 operator_tenant=settings.operator_tenant,
                 notices=settings.notices_destination(),
                 tenants=tuple(settings.tenants),
+                tenant_destinations=settings.tenant_destinations(),
             ),
             delivery_rx,
             history_tx,
+            clock=clock,
+        ),
+        _child(
+            "verification",
+            run_verification,
+            VerificationDeps(
+                settings=settings,
+                store=store,
+                sinks=sinks,
+                public_url=settings.public_url,
+                dns_server=settings.dns_resolver or _system_resolver(),
+                txt_every_s=settings.verification.txt_every_s,
+                txt_for_s=settings.verification.txt_for_s,
+            ),
+            verification_rx,
+            history_tx,
+            delivery_tx,
+            clock=clock,
+        ),
+        _child(
+            "scheduler",
+            run_scheduler,
+            SchedulerDeps(
+                commands=(
+                    ScheduleCommand(
+                        entry=ScheduleEntry(
+                            name="reverify",
+                            cron=settings.verification.reverify_cron,
+                            zone=settings.verification.reverify_zone,
+                        ),
+                        make=lambda at: ReverifyDue(at=at),
+                        to=verification_tx,
+                    ),
+                )
+            ),
             clock=clock,
         ),
         _child(
@@ -184,6 +282,7 @@ def build(
             "history": history_tx,
             "delivery": delivery_tx,
             "mirror": mirror_tx,
+            "verification": verification_tx,
         },
         sinks=sinks,
     )

@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from eyetok.sources.sentry import sign  # noqa: E402
+from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, verify_slack_sync  # noqa: E402
 
 HOST = "127.0.0.1"
 FIXTURE_DIR = ROOT / "tests" / "fixtures" / "sentry"
@@ -887,6 +888,8 @@ def start_eyetok(
         SENTRY_CLIENT_SECRET=secret,
         SLACK_BOT_TOKEN=SLACK_TOKEN,
         SLACK_API_URL=slack_url,
+        EYETOK_ROOT_TOKEN=ROOT_TOKEN,
+        SLACK_SIGNING_SECRET=SLACK_SIGNING_SECRET,
         PYTHONUNBUFFERED="1",
     )
     env.update(extra_env or {})
@@ -914,6 +917,9 @@ def start_eyetok(
     proc = Proc("eyetok", popen, [out, err])
     try:
         bound = _wait_ready(popen, log_path, err_path, 60.0)
+        # The Slack sink delivers only once its ownership is verified: run the real
+        # handshake (a nonce DM'd through the Events API). A restart keeps it.
+        verify_slack_sync(f"http://{HOST}:{bound}", "slack")
     except Exception:
         proc.stop()
         raise

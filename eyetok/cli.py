@@ -42,6 +42,23 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--secret", help="the Sentry client secret to sign with (with --url)")
     replay.add_argument("--at", help="fix the wall clock (ISO-8601 with an offset)")
     replay.add_argument("--tenant", default=None, help="the tenant (default: the operator)")
+
+    check = commands.add_parser(
+        "check", help="run the payload-shape guard over every message template"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    daemon_url = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
+    verify = commands.add_parser(
+        "verify", help="start a sink's ownership handshake on the running daemon"
+    )
+    verify.add_argument("sink", help="the sink id, as in the configuration")
+    verify.add_argument("--by", default=os.environ.get("USER", "operator"), help="who asks")
+    verify.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+
+    sinks = commands.add_parser("sinks", help="every sink's verification standing")
+    sinks.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    sinks.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -57,7 +74,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(settings, args.host)
     if args.command == "replay":
         return _replay(settings, args)
+    if args.command == "check":
+        return _check(settings, as_json=args.json)
+    if args.command in ("verify", "sinks"):
+        return _operator_api(settings, args)
     return 2
+
+
+def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
+    """``verify`` and ``sinks``: the operator's API on the running daemon."""
+    import httpx
+
+    if not settings.root_token:
+        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
+        return 2
+    headers = {"authorization": f"Bearer {settings.root_token}"}
+    base = args.url.rstrip("/")
+    try:
+        if args.command == "verify":
+            response = httpx.post(
+                f"{base}/api/v1/sinks/{args.sink}/verification",
+                json={"requested_by": args.by},
+                headers=headers,
+                timeout=30.0,
+            )
+        else:
+            response = httpx.get(f"{base}/api/v1/sinks", headers=headers, timeout=30.0)
+    except httpx.HTTPError as exc:
+        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
+        return 1
+    try:
+        answer = response.json()
+    except ValueError:
+        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
+        return 1
+    if args.command == "verify":
+        print(json.dumps(answer) if response.status_code != 200 else answer["message"])
+        return 0 if response.status_code == 200 else 1
+    for row in answer.get("sinks", []):
+        if args.json:
+            print(json.dumps(row))
+        else:
+            standing = "deliverable" if row["deliverable"] else f"refused ({row['why']})"
+            print(f"{row['sink_id']:<20} {row['sink_type']:<10} {row['status']:<8} {standing}")
+    return 0 if response.status_code == 200 else 1
 
 
 def _run(settings: Settings, host: str) -> int:
@@ -192,6 +252,34 @@ def _replay_to_url(args: argparse.Namespace, tenant_id: str) -> int:
             except ValueError:
                 answer = response.text
             print(json.dumps({"file": str(path), "status": response.status_code, "answer": answer}))
+    return 1 if failed else 0
+
+
+def _check(settings: Settings, *, as_json: bool) -> int:
+    """The payload-shape guard over every template every sink can send (design section
+    5): one line per template, a summary, exit 1 if any is refused."""
+    from actors.sinks.templates import check_case, every_template, guard_tenants
+
+    operator = settings.operator_tenant
+    tenants = guard_tenants(settings.tenants, operator)
+    total = failed = 0
+    for case in every_template(operator_tenant=operator, slack_options=settings.slack):
+        failure = check_case(case, tenants=tenants, operator_tenant=operator)
+        total += 1
+        failed += failure is not None
+        if as_json:
+            line: dict[str, object] = {"template": case.name, "ok": failure is None}
+            if failure is not None:
+                line |= {"rule": failure.rule, "detail": failure.detail}
+            print(json.dumps(line))
+        elif failure is None:
+            print(f"ok {case.name}")
+        else:
+            print(f"FAIL {case.name}: {failure.rule}: {failure.detail}")
+    if as_json:
+        print(json.dumps({"templates": total, "failed": failed}))
+    else:
+        print(f"{total} templates, {failed} failed")
     return 1 if failed else 0
 
 

@@ -83,6 +83,13 @@ class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     operator_notices: Route = Route(sink="slack", target="#eyetok-operator")
 
 
+class VerificationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    txt_every_s: float = 300.0  # how often a webhook's DNS TXT record is looked up
+    txt_for_s: float = 86_400.0  # for how long before the handshake fails
+    reverify_cron: str = "0 9 * * FRI"  # the weekly re-verification (croniter syntax)
+    reverify_zone: str = "America/New_York"
+
+
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The shape of the YAML file. Every key is optional."""
 
@@ -92,6 +99,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     recognisers: Recognisers = msgspec.field(default_factory=Recognisers)
     slack: SlackOptions = msgspec.field(default_factory=SlackOptions)
     delivery: DeliveryOptions = msgspec.field(default_factory=DeliveryOptions)
+    verification: VerificationOptions = msgspec.field(default_factory=VerificationOptions)
     ingest_queue: int = 2048
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -120,6 +128,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingest_queue: int
     log_level: str
     database_url: str | None
+    verification: VerificationOptions = VerificationOptions()
+    root_token: str | None = None  # EYETOK_ROOT_TOKEN: the operator's API token
+    slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
+    public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
+    dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -129,6 +142,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Destination(
             sink_id=route.sink, sink_type=self.sink_types()[route.sink], target=route.target
         )
+
+    def tenant_destinations(self) -> dict[str, tuple[Destination, ...]]:
+        """Per tenant, one destination on each sink it routes to (the first route's target)."""
+        out: dict[str, tuple[Destination, ...]] = {}
+        types = self.sink_types()
+        for tenant_id, tenant in self.tenants.items():
+            seen: dict[str, Destination] = {}
+            for routes in tenant.policy.routes.values():
+                for route in routes:
+                    seen.setdefault(
+                        route.sink,
+                        Destination(
+                            sink_id=route.sink, sink_type=types[route.sink], target=route.target
+                        ),
+                    )
+            out[tenant_id] = tuple(seen.values())
+        return out
 
     def configured_sinks(self) -> list[str]:
         """Sink ids whose credentials are present."""
@@ -220,6 +250,18 @@ def parse_file_config(text: str, *, source: str = "config") -> FileConfig:
         if not _TENANT_ID.match(tenant_id):
             raise ConfigError(f"tenants.{tenant_id}", "tenant ids are [a-z0-9_-], at most 63")
     return config
+
+
+def _host_port(value: str | None, field: str) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host:
+        return (value, 53)
+    try:
+        return (host.strip("[]"), int(port))
+    except ValueError as exc:
+        raise ConfigError(field, f"{value!r} is not host:port") from exc
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -326,4 +368,9 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         ingest_queue=file_config.ingest_queue,
         log_level=env.get("EYETOK_LOG_LEVEL", file_config.log_level),
         database_url=env.get("DATABASE_URL") or None,
+        verification=file_config.verification,
+        root_token=env.get("EYETOK_ROOT_TOKEN") or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
+        dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),
     )

@@ -15,6 +15,8 @@ from typing import Generic, TypeVar
 import msgspec
 import trio
 
+from eyetok.verification import Verification
+
 
 class Severity(enum.StrEnum):
     """The canonical severity of ADR-0091."""
@@ -236,6 +238,12 @@ class PlanDeliveries(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     deliveries: tuple[Deliver, ...]
 
 
+class VerificationRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A row for the verification log."""
+
+    verification: Verification
+
+
 class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Materialise everything journalled into the DuckDB tables, then answer ``reply``
     (operator commands and tests that read the tables right after an event)."""
@@ -243,7 +251,14 @@ class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[bool]
 
 
-HistoryMessage = JournalSignal | DeliveryFinished | AuditRecorded | PlanDeliveries | FlushHistory
+HistoryMessage = (
+    JournalSignal
+    | DeliveryFinished
+    | AuditRecorded
+    | PlanDeliveries
+    | FlushHistory
+    | VerificationRecorded
+)
 
 
 # --- inbox of the mirror actor (Postgres incident_state, write-behind) -----------------
@@ -269,7 +284,7 @@ class DeliveryClosed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     finished: DeliveryFinished
 
 
-MirrorMessage = IncidentSnapshotted | DeliveryPlanned | DeliveryClosed
+MirrorMessage = IncidentSnapshotted | DeliveryPlanned | DeliveryClosed | VerificationRecorded
 
 
 # --- inbox of the sink actor -----------------------------------------------------------
@@ -290,3 +305,76 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     planned_at: datetime
     received_at: datetime  # when the signal behind it reached EyeTok
     notice: str | None = None  # an operator notice: this text, not the incident, is sent
+
+
+class VerificationChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A sink's verification changed; the delivery gate follows it from now on."""
+
+    verification: Verification
+
+
+DeliveryMessage = Deliver | VerificationChanged
+
+
+# --- inbox of the verification actor ---------------------------------------------------
+
+
+class HandshakeAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the operator (or the customer's browser) is told about a handshake step."""
+
+    ok: bool
+    sink_id: str
+    status: str  # pending | live | renewed | failed | refused
+    message: str  # the instruction to follow, or why it failed
+    nonce: str | None = None  # shown once, to whoever started the handshake
+    url: str | None = None  # PagerDuty: where to approve
+
+
+class StartVerification(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Start (or restart) the ownership handshake of one sink."""
+
+    sink_id: str
+    requested_by: str
+    reply: Reply[HandshakeAnswer]
+
+
+class SlackMessageSeen(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A message event from Slack's Events API (signature already checked)."""
+
+    team_id: str
+    channel: str
+    channel_type: str  # im | channel | group | mpim
+    user: str
+    text: str
+
+
+class EmailLinkOpened(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    token: str
+    reply: Reply[HandshakeAnswer]
+
+
+class OAuthCallback(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    state: str
+    code: str | None
+    error: str | None
+    reply: Reply[HandshakeAnswer]
+
+
+class ReverifyDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The re-verification schedule fired: renew every sink older than its cadence."""
+
+    at: datetime
+
+
+class ListVerifications(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    reply: Reply[tuple[Verification, ...]]
+
+
+VerificationMessage = (
+    StartVerification
+    | SlackMessageSeen
+    | EmailLinkOpened
+    | OAuthCallback
+    | ReverifyDue
+    | ListVerifications
+)

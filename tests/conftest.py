@@ -15,6 +15,7 @@ from eyetok.config import Settings, parse_file_config, settings_from
 from eyetok.sources import sentry
 from tests.peers.slack import FakeSlack
 from tests.pg import postgres_or_skip
+from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, verify_slack
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sentry"
 SECRET = "sentry-client-secret-for-tests"
@@ -42,6 +43,8 @@ def daemon_settings(
         "EYETOK_DATA_DIR": str(data_dir),
         "SENTRY_CLIENT_SECRET": SECRET,
         "EYETOK_ONCALL_SLACK_USER": "U0ONCALL",
+        "EYETOK_ROOT_TOKEN": ROOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         **env,
     }
     if slack is not None:
@@ -49,10 +52,16 @@ def daemon_settings(
     return settings_from(parse_file_config(config), environ)
 
 
-async def start_daemon(nursery: trio.Nursery, settings: Settings) -> Daemon:
-    """A daemon in this trio run, on a free port; stop it with ``request_stop()``."""
+async def start_daemon(
+    nursery: trio.Nursery, settings: Settings, *, verify: tuple[str, ...] = ("slack",)
+) -> Daemon:
+    """A daemon in this trio run, on a free port, its ``verify`` Slack sinks verified
+    through the real handshake; stop it with ``request_stop()``."""
     instance = Daemon(settings, SystemClock(), host="127.0.0.1")
     await nursery.start(instance.run)
+    for sink_id in verify:
+        if sink_id in settings.sink_secrets:
+            await verify_slack(f"http://127.0.0.1:{instance.bound_port}", sink_id)
     return instance
 
 

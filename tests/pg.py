@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from psycopg import sql
@@ -31,7 +32,9 @@ from eyetok.messages import (
     IncidentSnapshotted,
     SevChannel,
     Severity,
+    VerificationRecorded,
 )
+from eyetok.verification import Verification, VerificationStatus, expiry
 
 ADMIN_DSN = os.environ.get(
     "EYETOK_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -175,3 +178,42 @@ def finished(
 
 def closed(d: Deliver, **kw: Any) -> DeliveryClosed:
     return DeliveryClosed(finished=finished(d, **kw))
+
+
+def verification(
+    sink_id: str = "slack-ops",
+    status: VerificationStatus = VerificationStatus.LIVE,
+    *,
+    sink_type: str = "slack",
+    tenant: str = "acme",
+    at: datetime = T0,
+    detail: str = "",
+) -> Verification:
+    live = status in (VerificationStatus.LIVE, VerificationStatus.RENEWED)
+    return Verification(
+        sink_id=sink_id,
+        sink_type=sink_type,
+        tenant=tenant,
+        status=status,
+        handshake_at=at,
+        expires_at=expiry(sink_type, at) if live else None,
+        verified_by="slack:U123" if live else "",
+        approved_by="ops@acme.example",
+        nonce_hash="ab" * 32,
+        audit_log_link=f"https://eyetok.example/api/v1/sinks/{sink_id}/verification",
+        detail=detail or f"{status.value} at {at.isoformat()}",
+    )
+
+
+def recorded(v: Verification) -> VerificationRecorded:
+    return VerificationRecorded(verification=v)
+
+
+def verification_rows(dsn: str) -> list[Verification]:
+    """The mirror's verification log, oldest handshake first."""
+    rows = query(
+        dsn,
+        "SELECT verification::text FROM verification_log"
+        " ORDER BY sink_id, handshake_at, recorded_at, status",
+    )
+    return [msgspec.json.decode(r[0], type=Verification) for r in rows]

@@ -1,16 +1,83 @@
-"""The quart-trio app: everything that is not the ingest hot path."""
+"""The quart-trio app: everything that is not the ingest hot path.
+
+- ``/healthz`` (alive), ``/readyz`` (every actor started, accepting; components' health);
+- ``POST /slack/events``: Slack's Events API (request signature v0, 5-minute window,
+  ``url_verification``); direct messages carry Slack ownership nonces;
+- ``GET /verify/email/<token>``: the email magic link;
+- ``GET /oauth/pagerduty/callback``: the PagerDuty OAuth (PKCE) redirect;
+- ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``).
+"""
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from quart import Response
+import msgspec
+from quart import Response, request
 from quart_trio import QuartTrio
 
+from eyetok import slack_events
+from eyetok.clock import Clock
+from eyetok.errors import SignatureError
+from eyetok.messages import HandshakeAnswer, SlackMessageSeen
+from eyetok.verification import Verification, refusal
 
-def create_app(*, readiness: Callable[[], dict[str, Any]]) -> QuartTrio:
+
+class Verifier(Protocol):
+    """The verification actor, as the HTTP surfaces reach it."""
+
+    async def start_verification(self, sink_id: str, requested_by: str) -> HandshakeAnswer: ...
+
+    async def slack_message(self, message: SlackMessageSeen) -> None: ...
+
+    async def email_link(self, token: str) -> HandshakeAnswer: ...
+
+    async def oauth_callback(
+        self, state: str, code: str | None, error: str | None
+    ) -> HandshakeAnswer: ...
+
+    async def verifications(self) -> tuple[Verification, ...]: ...
+
+
+class _SlackEvent(msgspec.Struct, kw_only=True):
+    type: str = ""
+    subtype: str | None = None
+    bot_id: str | None = None
+    channel: str = ""
+    channel_type: str = ""
+    user: str = ""
+    text: str = ""
+
+
+class _SlackEnvelope(msgspec.Struct, kw_only=True):
+    type: str
+    challenge: str | None = None
+    team_id: str = ""
+    event: _SlackEvent | None = None
+
+
+def _json(body: object, status: int = 200) -> Response:
+    response = Response(json.dumps(body), status=status)
+    response.headers["content-type"] = "application/json"
+    return response
+
+
+def _page(answer: HandshakeAnswer) -> Response:
+    status = 200 if answer.ok else 400
+    return Response(f"EyeTok: {answer.message}\n", status=status, content_type="text/plain")
+
+
+def create_app(
+    *,
+    readiness: Callable[[], dict[str, Any]],
+    verifier: Verifier | None = None,
+    root_token: str | None = None,
+    slack_signing_secret: str | None = None,
+    clock: Clock | None = None,
+) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
 
@@ -21,8 +88,93 @@ def create_app(*, readiness: Callable[[], dict[str, Any]]) -> QuartTrio:
     @app.get("/readyz")
     async def readyz() -> Response:
         state = readiness()
-        response = Response(json.dumps(state), status=200 if state.get("ready") else 503)
-        response.headers["content-type"] = "application/json"
-        return response
+        return _json(state, 200 if state.get("ready") else 503)
+
+    if verifier is None or clock is None:
+        return app
+
+    def operator_only() -> Response | None:
+        if root_token is None:
+            return _json({"error": "no EYETOK_ROOT_TOKEN is configured"}, 503)
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), root_token.encode()):
+            return _json({"error": "a root token is required"}, 401)
+        return None
+
+    @app.post("/slack/events")
+    async def slack_event() -> Response:
+        if slack_signing_secret is None:
+            return _json({"error": "no SLACK_SIGNING_SECRET is configured"}, 503)
+        raw = await request.get_data(as_text=False)
+        body = raw if isinstance(raw, bytes) else raw.encode()
+        try:
+            slack_events.verify(
+                body,
+                timestamp=request.headers.get("x-slack-request-timestamp"),
+                signature=request.headers.get("x-slack-signature"),
+                signing_secret=slack_signing_secret,
+                now=int(clock.now().timestamp()),
+            )
+            envelope = msgspec.json.decode(body, type=_SlackEnvelope)
+        except SignatureError as exc:
+            return _json({"error": str(exc)}, 401)
+        except msgspec.DecodeError as exc:
+            return _json({"error": f"not a Slack event: {exc}"}, 400)
+        if envelope.type == "url_verification":
+            return _json({"challenge": envelope.challenge or ""})
+        event = envelope.event
+        if (
+            envelope.type == "event_callback"
+            and event is not None
+            and event.type == "message"
+            and event.subtype is None
+            and event.bot_id is None
+        ):
+            await verifier.slack_message(
+                SlackMessageSeen(
+                    team_id=envelope.team_id,
+                    channel=event.channel,
+                    channel_type=event.channel_type,
+                    user=event.user,
+                    text=event.text,
+                )
+            )
+        return _json({"ok": True})
+
+    @app.get("/verify/email/<token>")
+    async def email_link(token: str) -> Response:
+        return _page(await verifier.email_link(token))
+
+    @app.get("/oauth/pagerduty/callback")
+    async def oauth_callback() -> Response:
+        args = request.args
+        return _page(
+            await verifier.oauth_callback(
+                args.get("state", ""), args.get("code"), args.get("error")
+            )
+        )
+
+    @app.post("/api/v1/sinks/<sink_id>/verification")
+    async def start_verification(sink_id: str) -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        body = await request.get_json(silent=True) or {}
+        requested_by = str(body.get("requested_by") or "operator")
+        answer = await verifier.start_verification(sink_id, requested_by)
+        status = 200 if answer.ok else (404 if "no sink named" in answer.message else 400)
+        return _json(msgspec.to_builtins(answer), status)
+
+    @app.get("/api/v1/sinks")
+    async def sinks() -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        now = clock.now()
+        rows = []
+        for v in await verifier.verifications():
+            reason = refusal(v, now)
+            rows.append({**msgspec.to_builtins(v), "deliverable": reason is None, "why": reason})
+        return _json({"sinks": rows})
 
     return app

@@ -93,7 +93,24 @@ class AuditRow(msgspec.Struct, frozen=True):
     signal_id: str | None
 
 
+class VerificationRow(msgspec.Struct, frozen=True):
+    sink_id: str
+    sink_type: str
+    tenant: str
+    status: str
+    verified_by: str
+    approved_by: str
+    handshake_at: datetime
+    expires_at: datetime | None
+    nonce_hash: str
+    audit_log_link: str
+    detail: str
+    recorded_at: datetime
+    verification_json: str
+
+
 _TABLES: dict[type[msgspec.Struct], str] = {
+    VerificationRow: "verification_log",
     SignalRow: "signals",
     SnapshotRow: "incident_snapshots",
     RoutedRow: "signal_routed",

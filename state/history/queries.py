@@ -10,10 +10,12 @@ import duckdb
 import msgspec
 
 from eyetok.messages import Deliver, Incident
+from eyetok.verification import Verification, standing
 from state.history.wal import Position
 
 _incident = msgspec.json.Decoder(Incident)
 _deliver = msgspec.json.Decoder(Deliver)
+_verification = msgspec.json.Decoder(Verification)
 
 
 def wal_applied(con: duckdb.DuckDBPyConnection) -> Position:
@@ -22,6 +24,18 @@ def wal_applied(con: duckdb.DuckDBPyConnection) -> Position:
         'SELECT segment, "offset" FROM wal_applied ORDER BY segment DESC, "offset" DESC LIMIT 1'
     ).fetchone()
     return Position(int(row[0]), int(row[1])) if row else Position(0, 0)
+
+
+def latest_verifications(con: duckdb.DuckDBPyConnection) -> dict[str, Verification]:
+    """Each sink's standing: its verification log folded with :func:`standing`."""
+    rows = con.execute(
+        "SELECT verification_json FROM verification_log ORDER BY recorded_at, handshake_at"
+    ).fetchall()
+    current: dict[str, Verification] = {}
+    for (text,) in rows:
+        row = _verification.decode(text)
+        current[row.sink_id] = standing(current.get(row.sink_id), row)
+    return current
 
 
 def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:

@@ -32,6 +32,11 @@ STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS delivery_outcomes (
         delivery_id VARCHAR, outcome VARCHAR, attempts INTEGER, latency_ms DOUBLE,
         finished_at TIMESTAMPTZ, detail VARCHAR, external_ref VARCHAR, thread_ref VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS verification_log (
+        sink_id VARCHAR, sink_type VARCHAR, tenant VARCHAR, status VARCHAR,
+        verified_by VARCHAR, approved_by VARCHAR, handshake_at TIMESTAMPTZ,
+        expires_at TIMESTAMPTZ, nonce_hash VARCHAR, audit_log_link VARCHAR, detail VARCHAR,
+        recorded_at TIMESTAMPTZ, verification_json VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS audit_log (
         logged_at TIMESTAMPTZ, tenant VARCHAR, event VARCHAR, detail VARCHAR,
         incident_id VARCHAR, signal_id VARCHAR)""",

@@ -1,10 +1,12 @@
 """Rehydration: a fresh process (an ephemeral dyno filesystem, a new DuckDB file) takes
-its open incidents, pending deliveries and Slack threads back from the Postgres mirror.
+its open incidents, pending deliveries, Slack threads and every sink's latest ownership
+verification back from the Postgres mirror.
 
 :func:`load_from_postgres` reads them in one read-only, repeatable-read transaction;
 :func:`rehydrate_into` writes them into a new, empty history with the journal's own
-``append_rows`` so that ``queries.open_incidents``, ``queries.pending_deliveries`` and
-``queries.thread_refs`` return them. Both are blocking.
+``append_rows`` so that ``queries.open_incidents``, ``queries.pending_deliveries``,
+``queries.thread_refs`` and ``queries.latest_verifications`` return them. Both are
+blocking.
 """
 
 from __future__ import annotations
@@ -20,13 +22,21 @@ from psycopg.rows import TupleRow
 
 from eyetok.errors import StateError
 from eyetok.messages import Deliver, Destination, Incident, IncidentAction
-from state.history.journal import DeliveryRow, OutcomeRow, SnapshotRow, append_rows
+from eyetok.verification import Verification, standing
+from state.history.journal import (
+    DeliveryRow,
+    OutcomeRow,
+    SnapshotRow,
+    VerificationRow,
+    append_rows,
+)
 
 # The signal id of outbox rows that came back from the mirror rather than from a signal.
 REHYDRATED_ORIGIN = "rehydrated"
 
 _incident = msgspec.json.Decoder(Incident)
 _deliver = msgspec.json.Decoder(Deliver)
+_verification = msgspec.json.Decoder(Verification)
 _encode = msgspec.json.Encoder().encode
 
 _OPEN_INCIDENTS = """
@@ -49,6 +59,12 @@ WHERE slack_ts IS NOT NULL AND slack_channel IS NOT NULL
 ORDER BY opened_at, incident_id
 """
 
+# Every verification-log row, oldest first: folded with ``standing`` into what the
+# delivery gate follows (a pending re-handshake does not displace a live verification).
+_ALL_VERIFICATIONS = """
+SELECT verification::text FROM verification_log ORDER BY sink_id, handshake_at, recorded_at
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadRef:
@@ -69,15 +85,20 @@ class Rehydrated:
     incidents: tuple[Incident, ...]  # open or acknowledged, oldest first
     deliveries: tuple[Deliver, ...]  # pending outbox rows, oldest first
     threads: tuple[ThreadRef, ...]
+    verifications: tuple[Verification, ...] = ()  # each sink's latest, by sink id
 
     def __len__(self) -> int:
-        return len(self.incidents) + len(self.deliveries) + len(self.threads)
+        return (
+            len(self.incidents) + len(self.deliveries) + len(self.threads) + len(self.verifications)
+        )
 
 
 def load_from_postgres(dsn: str, *, connect_timeout_s: int = 10) -> Rehydrated:
-    """Read the mirror's open incidents, pending deliveries and Slack threads.
+    """Read the mirror's open incidents, pending deliveries, Slack threads and each
+    sink's latest verification.
 
-    A database the mirror never migrated (a first deploy) restores nothing. Raises
+    A database the mirror never migrated (a first deploy) restores nothing; one not yet
+    migrated to the verification log restores no verifications. Raises
     :class:`StateError` when Postgres cannot be reached or a row does not decode.
     """
     try:
@@ -106,22 +127,36 @@ def _load(conn: psycopg.Connection[TupleRow]) -> Rehydrated:
             ThreadRef(incident=_incident.decode(snap), sink_id=sink_id, channel=chan, ts=ts)
             for _id, sink_id, chan, ts, snap in conn.execute(_THREADS)
         )
-    return Rehydrated(incidents=incidents, deliveries=deliveries, threads=threads)
+        # a mirror written by a release before the verification log (migration 0002 runs
+        # in the mirror actor, after rehydration): no verifications to restore
+        row = conn.execute("SELECT to_regclass('verification_log') IS NOT NULL").fetchone()
+        verifications: tuple[Verification, ...] = ()
+        if row is not None and row[0]:
+            current: dict[str, Verification] = {}
+            for (text,) in conn.execute(_ALL_VERIFICATIONS):
+                found = _verification.decode(text)
+                current[found.sink_id] = standing(current.get(found.sink_id), found)
+            verifications = tuple(current[sink_id] for sink_id in sorted(current))
+    return Rehydrated(
+        incidents=incidents, deliveries=deliveries, threads=threads, verifications=verifications
+    )
 
 
 def rehydrate_into(con: duckdb.DuckDBPyConnection, rehydrated: Rehydrated, *, now: datetime) -> int:
     """Write ``rehydrated`` into a new, empty history; return how many items it restored
-    (incidents + pending deliveries + threads).
+    (incidents + pending deliveries + threads + verifications).
 
     Incidents become snapshots (``seq`` 1, 2, ... oldest first, recorded ``now``); pending
     deliveries become outbox rows without an outcome; a thread becomes a delivered
     Slack ``open`` row (planned and finished ``now``, so the thread lookback keeps it)
-    whose ``thread_ref`` is the thread's ts. Runs in the caller's transaction (use
+    whose ``thread_ref`` is the thread's ts; a sink's latest verification becomes its one
+    verification-log row (recorded ``now``). Runs in the caller's transaction (use
     ``HistoryStore.write``). Raises :class:`StateError` if the history is not empty.
     """
     try:
         row = con.execute(
             "SELECT (SELECT count(*) FROM incident_snapshots) + (SELECT count(*) FROM deliveries)"
+            " + (SELECT count(*) FROM verification_log)"
         ).fetchone()
         if row is not None and row[0]:
             raise StateError("rehydration needs a new, empty history")
@@ -170,7 +205,26 @@ def rows_for(rehydrated: Rehydrated, *, now: datetime) -> list[msgspec.Struct]:
                 thread_ref=thread.ts,
             )
         )
+    rows.extend(_verification_row(v, now) for v in rehydrated.verifications)
     return rows
+
+
+def _verification_row(v: Verification, now: datetime) -> VerificationRow:
+    return VerificationRow(
+        sink_id=v.sink_id,
+        sink_type=v.sink_type,
+        tenant=v.tenant,
+        status=v.status.value,
+        verified_by=v.verified_by,
+        approved_by=v.approved_by,
+        handshake_at=v.handshake_at,
+        expires_at=v.expires_at,
+        nonce_hash=v.nonce_hash,
+        audit_log_link=v.audit_log_link,
+        detail=v.detail,
+        recorded_at=now,
+        verification_json=_encode(v).decode(),
+    )
 
 
 def _delivery_row(d: Deliver) -> DeliveryRow:

@@ -15,7 +15,9 @@ One batch is one transaction, in this order:
 2. insert pending deliveries (``ON CONFLICT DO NOTHING``: re-applying a batch is harmless);
 3. delete closed deliveries;
 4. record the Slack thread of a delivered Slack ``open`` on its incident (the first
-   thread wins, as in the history's ``thread_refs``).
+   thread wins, as in the history's ``thread_refs``);
+5. append verification-log rows (``ON CONFLICT DO NOTHING`` on the row's key
+   ``(sink_id, handshake_at, status)``: re-applying a batch adds nothing).
 
 Every step is idempotent, so a batch whose commit may or may not have landed is simply
 applied again. A row the server refuses (``DataError``/``IntegrityError``, say a status
@@ -36,6 +38,7 @@ from psycopg.rows import TupleRow
 from eyetok import log
 from eyetok.errors import StateError
 from eyetok.messages import Deliver, DeliveryFinished, IncidentAction, IncidentSnapshotted
+from eyetok.verification import Verification
 from state.mirror.migrate import Migration, migrate
 
 SLACK_SINK_TYPE = "slack"
@@ -82,6 +85,14 @@ UPDATE incident_state SET slack_channel = %s, slack_ts = %s, slack_sink_id = %s
 WHERE incident_id = %s AND tenant_id = %s AND slack_ts IS NULL
 """
 
+INSERT_VERIFICATION = """
+INSERT INTO verification_log (
+    sink_id, sink_type, tenant_id, status, verified_by, approved_by, handshake_at,
+    expires_at, nonce_hash, audit_log_link, detail, verification)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (sink_id, handshake_at, status) DO NOTHING
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class SlackThread:
@@ -118,15 +129,23 @@ def slack_thread_of(finished: DeliveryFinished) -> SlackThread | None:
 class MirrorBatch:
     """What one transaction writes; the mirror actor builds it already coalesced (one
     snapshot per incident, the newest; a delivery planned and closed in the same window
-    appears in neither set)."""
+    appears in neither set). Verification-log rows are never coalesced: every one is
+    appended, in the order recorded."""
 
     snapshots: tuple[IncidentSnapshotted, ...] = ()
     planned: tuple[Deliver, ...] = ()
     closed: tuple[str, ...] = ()  # delivery ids
     threads: tuple[SlackThread, ...] = ()
+    verifications: tuple[Verification, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.snapshots) + len(self.planned) + len(self.closed) + len(self.threads)
+        return (
+            len(self.snapshots)
+            + len(self.planned)
+            + len(self.closed)
+            + len(self.threads)
+            + len(self.verifications)
+        )
 
 
 def _clean(value: object) -> object:
@@ -194,6 +213,24 @@ def pending_params(deliver: Deliver) -> tuple[object, ...]:
 
 def thread_params(thread: SlackThread) -> tuple[object, ...]:
     params = (thread.channel, thread.ts, thread.sink_id, thread.incident_id, thread.tenant)
+    return tuple(_clean(p) for p in params)
+
+
+def verification_params(v: Verification) -> tuple[object, ...]:
+    params = (
+        v.sink_id,
+        v.sink_type,
+        v.tenant,
+        v.status.value,
+        v.verified_by,
+        v.approved_by,
+        v.handshake_at,
+        v.expires_at,
+        v.nonce_hash,
+        v.audit_log_link,
+        v.detail,
+        _json(v),
+    )
     return tuple(_clean(p) for p in params)
 
 
@@ -321,6 +358,10 @@ class MirrorWriter:
                 cur.execute(DELETE_CLOSED, [list(batch.closed)])
             if batch.threads:
                 cur.executemany(SET_THREAD, [thread_params(t) for t in batch.threads])
+            if batch.verifications:
+                cur.executemany(
+                    INSERT_VERIFICATION, [verification_params(v) for v in batch.verifications]
+                )
 
     def _write_row_by_row(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
         statements: list[tuple[str, str, tuple[object, ...]]] = []
@@ -335,6 +376,14 @@ class MirrorWriter:
             statements.append(("closed deliveries", DELETE_CLOSED, (list(batch.closed),)))
         statements += [
             (f"thread of {t.incident_id}", SET_THREAD, thread_params(t)) for t in batch.threads
+        ]
+        statements += [
+            (
+                f"verification of {v.sink_id} ({v.status.value})",
+                INSERT_VERIFICATION,
+                verification_params(v),
+            )
+            for v in batch.verifications
         ]
         with conn.transaction(), conn.cursor() as cur:
             for what, statement, params in statements:

@@ -12,14 +12,34 @@ import trio
 import trio.testing
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from actors.history import _mirror
 from actors.mirror import COMPONENT, MirrorBuffer, MirrorDeps, run_mirror
 from eyetok.clock import SystemClock
 from eyetok.health import HealthBoard
-from eyetok.messages import DeliveryPlanned, IncidentAction, MirrorMessage
+from eyetok.messages import (
+    DeliveryClosed,
+    DeliveryPlanned,
+    HistoryMessage,
+    IncidentAction,
+    MirrorMessage,
+    PlanDeliveries,
+)
+from eyetok.verification import Verification, VerificationStatus
 from state.mirror.writer import MirrorBatch, MirrorWriter
 from tests.conftest import eventually
 from tests.peers.tcp_proxy import TcpProxy
-from tests.pg import T0, closed, deliver, incident, query, snapshotted
+from tests.pg import (
+    T0,
+    closed,
+    deliver,
+    finished,
+    incident,
+    query,
+    recorded,
+    snapshotted,
+    verification,
+    verification_rows,
+)
 
 
 class CountingWriter(MirrorWriter):
@@ -161,6 +181,52 @@ def test_a_failed_batch_merges_back_with_newer_changes_winning() -> None:
     buffer.restore(buffer.take())
     buffer.add(closed(d))
     assert buffer.take().closed == ("dlv_1",)
+
+
+def test_verification_rows_are_appended_never_coalesced() -> None:
+    buffer = MirrorBuffer()
+    pending = verification("slack-ops", VerificationStatus.PENDING, at=T0)
+    live = verification("slack-ops", VerificationStatus.LIVE, at=T0 + timedelta(minutes=1))
+    hook = verification("hook", VerificationStatus.FAILED, sink_type="webhook")
+    for v in (pending, live, hook, live):  # the same row twice stays twice (the writer's
+        buffer.add(recorded(v))  # ON CONFLICT makes it one row)
+    buffer.add(snapshotted(incident("inc_1")))
+    assert len(buffer) == 5
+    batch = buffer.take()
+    assert batch.verifications == (pending, live, hook, live)
+    assert len(batch) == 5
+    assert len(buffer) == 0
+    assert buffer.take() == MirrorBatch()
+
+
+def test_a_failed_batch_merges_its_verification_rows_back_first() -> None:
+    buffer = MirrorBuffer()
+    first = verification("slack-ops", VerificationStatus.PENDING, at=T0)
+    second = verification("slack-ops", VerificationStatus.LIVE, at=T0 + timedelta(minutes=1))
+    third = verification("slack-ops", VerificationStatus.ROTATED, at=T0 + timedelta(days=2))
+    buffer.add(recorded(first))
+    buffer.add(recorded(second))
+    failed = buffer.take()
+    buffer.add(recorded(third))  # meanwhile
+    buffer.restore(failed)
+    assert len(buffer) == 3
+    assert buffer.take().verifications == (first, second, third)
+
+
+async def test_the_history_forwards_verification_rows_to_the_mirror() -> None:
+    inc = incident("inc_1")
+    d = deliver("dlv_1", inc)
+    v = verification("slack-ops", VerificationStatus.LIVE)
+    batch: list[HistoryMessage] = [
+        PlanDeliveries(origin="test", deliveries=(d,)),
+        recorded(v),
+        finished(d),
+    ]
+    tx, rx = trio.open_memory_channel[MirrorMessage](math.inf)
+    await _mirror(batch, tx, T0)
+    tx.close()
+    got = [m async for m in rx]
+    assert got == [DeliveryPlanned(deliver=d), recorded(v), DeliveryClosed(finished=finished(d))]
 
 
 def test_the_health_board_keeps_since_while_only_the_detail_changes() -> None:
@@ -339,7 +405,7 @@ async def test_it_comes_back_by_itself_with_nothing_to_write(
             applied = await trio.to_thread.run_sync(
                 query, pg_dsn, "SELECT version FROM eyetok_schema_migrations"
             )
-            assert applied == [(1,)]
+            assert sorted(applied) == [(1,), (2,)]
 
             proxy.cut()  # the writer's connection is reset under it
             await inbox.send(snapshotted(incident("inc_1", count=2)))
@@ -400,3 +466,76 @@ async def test_the_snapshot_written_is_the_newest_even_across_batches(
 
 async def _count_rows(dsn: str, n: int) -> bool:
     return len(await rows_of(dsn)()) == n
+
+
+async def _verifications_are(dsn: str, expected: list[Verification]) -> bool:
+    return await trio.to_thread.run_sync(verification_rows, dsn) == expected
+
+
+@pytest.mark.postgres
+async def test_the_actor_mirrors_verification_rows(pg_dsn: str, nursery: trio.Nursery) -> None:
+    writer = MirrorWriter(pg_dsn)
+    board = HealthBoard()
+    try:
+        inbox, stop = await start_mirror(nursery, fast_deps(writer, board))
+        pending = verification("slack-ops", VerificationStatus.PENDING, at=T0)
+        live = verification("slack-ops", VerificationStatus.LIVE, at=T0 + timedelta(minutes=1))
+        await inbox.send(recorded(pending))
+        await inbox.send(snapshotted(incident("inc_1")))
+        await inbox.send(recorded(live))
+        await eventually(lambda: _verifications_are(pg_dsn, [pending, live]))
+        await eventually(lambda: _all_counts_are(pg_dsn, 1, 1))
+        stop.cancel()
+    finally:
+        writer.close()
+
+
+@pytest.mark.postgres
+async def test_verification_rows_written_while_postgres_is_down_arrive_with_no_gap(
+    pg_dsn: str, nursery: trio.Nursery
+) -> None:
+    with TcpProxy(*server_of(pg_dsn)) as proxy:
+        writer = CountingWriter(make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port))
+        board = HealthBoard()
+        try:
+            inbox, stop = await start_mirror(nursery, fast_deps(writer, board))
+            assert state_of(board) == "ok"
+            sinks = [f"sink-{i:02d}" for i in range(5)]
+            before = [verification(s, VerificationStatus.PENDING, at=T0) for s in sinks]
+            for v in before:
+                await inbox.send(recorded(v))
+            await eventually(lambda: _verifications_are(pg_dsn, sorted_rows(before)))
+
+            proxy.cut()
+            during: list[Verification] = []
+            for n in range(1, 6):  # 5 waves, some flush attempts between them
+                for s in sinks:
+                    status = VerificationStatus.LIVE if n % 2 else VerificationStatus.RENEWED
+                    v = verification(s, status, at=T0 + timedelta(hours=n))
+                    during.append(v)
+                    await inbox.send(recorded(v))
+                await trio.sleep(0.01)
+
+            async def degraded_with_every_row_buffered() -> bool:
+                health = board.get(COMPONENT)
+                return (
+                    health is not None
+                    and health.state == "degraded"
+                    and f"; {len(during)} changes buffered" in health.detail
+                )
+
+            await eventually(degraded_with_every_row_buffered)
+            assert await _verifications_are(pg_dsn, sorted_rows(before)), "nothing arrives"
+
+            proxy.restore()
+            await eventually(lambda: _state_is(board, "ok"))
+            # no gap: every row recorded while Postgres was away arrived, none coalesced
+            assert await _verifications_are(pg_dsn, sorted_rows(before + during))
+            stop.cancel()
+        finally:
+            writer.close()
+
+
+def sorted_rows(rows: list[Verification]) -> list[Verification]:
+    """In the order :func:`tests.pg.verification_rows` reads them back."""
+    return sorted(rows, key=lambda v: (v.sink_id, v.handshake_at, v.status.value))

@@ -17,6 +17,7 @@ from types import TracebackType
 import httpx
 
 from eyetok.sources import sentry
+from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, verify_slack_sync
 
 
 def free_port() -> int:
@@ -35,6 +36,8 @@ class DaemonProcess:
             **os.environ,
             "PORT": str(self.port),
             "EYETOK_DATA_DIR": str(data_dir),
+            "EYETOK_ROOT_TOKEN": ROOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
             **env,
         }
         if "EYETOK_CONFIG" not in env:
@@ -71,6 +74,11 @@ class DaemonProcess:
             time.sleep(0.05)
         self.kill()
         raise AssertionError(f"daemon not ready in {timeout}s: {self.raw[-20:]}")
+
+    def verify_slack(self, sink_id: str = "slack") -> DaemonProcess:
+        """Run the Slack ownership handshake through the daemon's HTTP surfaces."""
+        verify_slack_sync(self.url, sink_id)
+        return self
 
     def _read(self) -> None:
         assert self._proc is not None

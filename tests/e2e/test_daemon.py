@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.slack import FakeSlack
+from tests.verify import slack_event_body, slack_headers
 
 
 def _env(slack: FakeSlack) -> dict[str, str]:
@@ -29,6 +36,7 @@ def _fixture(name: str) -> tuple[bytes, str | None]:
 
 def test_open_repeat_resolve_and_a_clean_sigterm(tmp_path: Path, fake_slack: FakeSlack) -> None:
     with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        daemon.verify_slack()
         body, resource = _fixture("event_alert_error_new_unhandled_prod")
         first = daemon.post_sentry(body, resource, SECRET)
         assert first.status_code == 202, first.text
@@ -73,6 +81,7 @@ def test_open_repeat_resolve_and_a_clean_sigterm(tmp_path: Path, fake_slack: Fak
 def test_a_restart_keeps_the_incident_and_its_thread(tmp_path: Path, fake_slack: FakeSlack) -> None:
     body, resource = _fixture("event_alert_fatal")
     with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        daemon.verify_slack()
         opened = daemon.post_sentry(body, resource, SECRET).json()
         [top] = fake_slack.wait_for_posts(1)
         assert daemon.terminate()[0] == 0
@@ -101,4 +110,39 @@ def test_no_configuration_at_all_starts_on_the_embedded_default(tmp_path: Path) 
         assert starting["sinks_configured"] == []
         assert starting["sinks_unconfigured"] == ["slack"]
         assert (tmp_path / "data" / "history.duckdb").exists()
+        assert daemon.terminate()[0] == 0
+
+
+def test_the_readme_verify_and_sinks_commands_run_the_slack_handshake(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "eyetok verify" in b]
+    verify_line, sinks_line = (shlex.split(line) for line in block.strip().splitlines())
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        env = {**daemon.env, "PORT": str(daemon.port)}
+
+        def eyetok(argv: list[str]) -> subprocess.CompletedProcess[str]:
+            assert argv[:5] == ["python3", "-m", "uv", "run", "eyetok"]
+            return subprocess.run(
+                [sys.executable, "-m", "eyetok.cli", *argv[5:]],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+
+        started = eyetok(verify_line)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "direct message" in started.stdout
+        nonce = started.stdout.strip().split()[-1]
+        body = slack_event_body(f"here you go {nonce}")
+        sent = httpx.post(daemon.url + "/slack/events", content=body, headers=slack_headers(body))
+        assert sent.status_code == 200
+        deadline = time.monotonic() + 10
+        while "deliverable" not in (listed := eyetok(sinks_line)).stdout:
+            assert time.monotonic() < deadline, listed.stdout + listed.stderr
+            time.sleep(0.05)
+        assert listed.stdout.split()[:3] == ["slack", "slack", "live"]
         assert daemon.terminate()[0] == 0

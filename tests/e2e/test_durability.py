@@ -59,7 +59,7 @@ def test_kill_9_mid_stream_loses_nothing_that_was_accepted(
     fake_slack.delay = 0.02  # a slow Slack: deliveries are in flight when the kill lands
     data = tmp_path / "data"
     env = _env(fake_slack, tmp_path / "eyetok.yaml")
-    daemon = DaemonProcess(data, env).start()
+    daemon = DaemonProcess(data, env).start().verify_slack()
     current = {"daemon": daemon}
     killed = threading.Event()
 
@@ -96,7 +96,7 @@ def test_sigterm_under_load_exits_0_in_time_and_loses_nothing(
     fake_slack.delay = 0.01
     data = tmp_path / "data"
     env = _env(fake_slack, tmp_path / "eyetok.yaml")
-    daemon = DaemonProcess(data, env).start()
+    daemon = DaemonProcess(data, env).start().verify_slack()
     current = {"daemon": daemon}
     stopping = threading.Lock()
     stopped = threading.Event()

@@ -169,6 +169,8 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.json()["actors"] == {
         "history": True,
         "delivery": True,
+        "verification": True,
+        "scheduler": True,
         "router": True,
         "incidents": True,
     }

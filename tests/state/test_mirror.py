@@ -15,12 +15,22 @@ import pytest
 
 from eyetok.errors import StateError
 from eyetok.messages import Deliver, Incident, IncidentAction
+from eyetok.verification import VerificationStatus
 from state.history import queries
 from state.history.store import HistoryStore
 from state.mirror.migrate import Migration, applied_versions, load_migrations, migrate
-from state.mirror.rehydrate import load_from_postgres, rehydrate_into
+from state.mirror.rehydrate import Rehydrated, load_from_postgres, rehydrate_into
 from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
-from tests.pg import T0, deliver, finished, incident, query, snapshotted
+from tests.pg import (
+    T0,
+    deliver,
+    finished,
+    incident,
+    query,
+    snapshotted,
+    verification,
+    verification_rows,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -72,21 +82,24 @@ def pending_ids(dsn: str) -> list[str]:
 def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         assert applied_versions(conn) == []
-        assert migrate(conn) == [1]
+        assert migrate(conn) == [1, 2]
         assert migrate(conn) == []
-        assert applied_versions(conn) == [1]
+        assert applied_versions(conn) == [1, 2]
     with psycopg.connect(pg_dsn) as conn:  # a second process finds nothing to do
         assert migrate(conn) == []
 
-    assert query(pg_dsn, "SELECT version, name FROM eyetok_schema_migrations") == [
-        (1, "incident_state")
+    assert query(pg_dsn, "SELECT version, name FROM eyetok_schema_migrations ORDER BY 1") == [
+        (1, "incident_state"),
+        (2, "verification_log"),
     ]
     assert query(
         pg_dsn,
         "SELECT to_regclass('incident_state') IS NOT NULL,"
         " to_regclass('outbox_pending') IS NOT NULL,"
-        " to_regclass('incident_state_tenant_status') IS NOT NULL",
-    ) == [(True, True, True)]
+        " to_regclass('incident_state_tenant_status') IS NOT NULL,"
+        " to_regclass('verification_log') IS NOT NULL,"
+        " to_regclass('verification_log_sink_latest') IS NOT NULL",
+    ) == [(True, True, True, True, True)]
     with pytest.raises(psycopg.errors.CheckViolation):
         query(
             pg_dsn,
@@ -115,19 +128,22 @@ def test_concurrent_migrators_apply_each_migration_once(pg_dsn: str) -> None:
     for t in threads:
         t.join(timeout=30)
     assert errors == []
-    assert sorted(results) == [[], [], [], [1]]
-    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(1,)]
+    # each migration holds the lock in its own transaction: the work may be shared out,
+    # but every version is applied exactly once
+    assert len(results) == 4
+    assert sorted(v for applied in results for v in applied) == [1, 2]
+    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(2,)]
 
 
 def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> None:
     migrations = [
         *load_migrations(),
-        Migration(2, "broken", "CREATE TABLE half_done (id int); SELEC nonsense;"),
+        Migration(99, "broken", "CREATE TABLE half_done (id int); SELEC nonsense;"),
     ]
     with psycopg.connect(pg_dsn) as conn:
-        with pytest.raises(StateError, match="0002_broken"):
+        with pytest.raises(StateError, match="0099_broken"):
             migrate(conn, migrations)
-        assert applied_versions(conn) == [1]
+        assert applied_versions(conn) == [1, 2]
     assert query(pg_dsn, "SELECT to_regclass('half_done') IS NULL") == [(True,)]
 
 
@@ -244,6 +260,59 @@ def test_nul_characters_do_not_refuse_a_row(writer: MirrorWriter, pg_dsn: str) -
     assert pending_ids(pg_dsn) == ["d"]
 
 
+def test_verification_rows_are_appended_idempotently(writer: MirrorWriter, pg_dsn: str) -> None:
+    pending = verification("slack-ops", VerificationStatus.PENDING, at=T0)
+    live = verification("slack-ops", VerificationStatus.LIVE, at=T0 + timedelta(minutes=2))
+    hook = verification("hook", VerificationStatus.FAILED, sink_type="webhook", at=T0)
+    inc = incident("inc_1")
+    batch = MirrorBatch(snapshots=(snapshotted(inc),), verifications=(pending, live, hook))
+    assert len(batch) == 4
+    writer.apply(batch)  # in the same transaction as the rest
+    assert verification_rows(pg_dsn) == [hook, pending, live]
+    assert incident_row(pg_dsn, "inc_1")["event_count"] == 1
+
+    # a retried batch (its commit may have landed) and a row seen twice add nothing
+    writer.apply(batch)
+    writer.apply(MirrorBatch(verifications=(live, live)))
+    assert verification_rows(pg_dsn) == [hook, pending, live]
+    assert writer.rejected_rows == 0
+
+    rows = query(
+        pg_dsn,
+        """SELECT sink_id, sink_type, tenant_id, status, verified_by, approved_by,
+                  handshake_at, expires_at, nonce_hash, audit_log_link, detail,
+                  recorded_at IS NOT NULL
+           FROM verification_log WHERE sink_id = 'slack-ops' ORDER BY handshake_at""",
+    )
+    assert rows == [
+        (
+            v.sink_id,
+            v.sink_type,
+            v.tenant,
+            v.status.value,
+            v.verified_by,
+            v.approved_by,
+            v.handshake_at,
+            v.expires_at,
+            v.nonce_hash,
+            v.audit_log_link,
+            v.detail,
+            True,
+        )
+        for v in (pending, live)
+    ]
+
+
+def test_a_verification_with_nul_characters_is_not_refused(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    v = verification("slack-ops", VerificationStatus.FAILED, detail="bad \x00 nonce")
+    writer.apply(MirrorBatch(verifications=(v,)))
+    assert writer.rejected_rows == 0
+    [stored] = verification_rows(pg_dsn)
+    assert stored == msgspec.structs.replace(v, detail="bad \ufffd nonce")
+
+
 def test_the_writer_reconnects_after_its_connection_is_killed(
     writer: MirrorWriter, pg_dsn: str
 ) -> None:
@@ -355,3 +424,58 @@ def test_rehydrating_an_empty_mirror_restores_nothing(writer: MirrorWriter, pg_d
         assert store._con.execute("SELECT count(*) FROM incident_snapshots").fetchone() == (0,)
     finally:
         store.close()
+
+
+async def test_rehydration_restores_each_sinks_latest_verification(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    ops_pending = verification("slack-ops", VerificationStatus.PENDING, at=T0)
+    ops_live = verification("slack-ops", VerificationStatus.LIVE, at=T0 + timedelta(minutes=3))
+    hook_live = verification("hook", VerificationStatus.LIVE, sink_type="webhook", at=T0)
+    hook_failed = verification(
+        "hook", VerificationStatus.FAILED, sink_type="webhook", at=T0 + timedelta(days=30)
+    )
+    mail = verification("mail", VerificationStatus.PENDING, sink_type="email", at=T0)
+    writer.apply(MirrorBatch(verifications=(ops_pending, hook_live, mail)))
+    writer.apply(MirrorBatch(verifications=(ops_live, hook_failed)))
+    # a late copy of an older row (a retried batch) does not become the latest
+    writer.apply(MirrorBatch(verifications=(ops_pending,)))
+
+    rehydrated = load_from_postgres(pg_dsn)
+    assert rehydrated.verifications == (hook_failed, mail, ops_live)  # by sink id
+    assert len(rehydrated) == 3
+
+    store = HistoryStore(":memory:")
+    try:
+        restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=NOW))
+        assert restored == 3
+        assert await store.read(queries.latest_verifications) == {
+            "slack-ops": ops_live,
+            "hook": hook_failed,
+            "mail": mail,
+        }
+        recorded = store._con.execute(
+            "SELECT count(*) FROM verification_log WHERE recorded_at = ?", [NOW]
+        ).fetchone()
+        assert recorded == (3,)
+        # only into a new history: verification rows count as history too
+        nothing = Rehydrated(incidents=(), deliveries=(), threads=())
+        with pytest.raises(StateError, match="empty history"):
+            await store.write(lambda con: rehydrate_into(con, nothing, now=NOW))
+    finally:
+        store.close()
+
+
+def test_a_mirror_without_the_verification_log_still_rehydrates(pg_dsn: str) -> None:
+    """A mirror last migrated by a release before 0002 (the mirror actor migrates after
+    the daemon rehydrates): incidents come back, verifications are simply none."""
+    first = [m for m in load_migrations() if m.version == 1]
+    writer = MirrorWriter(pg_dsn, migrations=first)
+    try:
+        writer.apply(MirrorBatch(snapshots=(snapshotted(incident("inc_1")),)))
+    finally:
+        writer.close()
+    assert query(pg_dsn, "SELECT to_regclass('verification_log') IS NULL") == [(True,)]
+    rehydrated = load_from_postgres(pg_dsn)
+    assert rehydrated.incidents == (incident("inc_1"),)
+    assert rehydrated.verifications == ()

@@ -137,7 +137,7 @@ def render(deliver: Deliver, *, to: str | None = None) -> EmailMessageSpec:
             if incident.escalation_recommended is not None:
                 notes.append(
                     f"escalation_recommended: {incident.escalation_recommended.value} "
-                    "(an operator must acknowledge)"
+                    "(a human must acknowledge)"
                 )
         case IncidentAction.RESOLVE:
             at = incident.resolved_at or incident.last_seen_at

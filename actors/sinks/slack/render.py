@@ -38,10 +38,11 @@ def _escape(text: str) -> str:
 
 def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
     if deliver.notice is not None:
+        notice = scrub(deliver.notice)  # it quotes upstream text (a dead delivery's title)
         return SlackMessage(
             channel=deliver.destination.target,
-            text=deliver.notice,
-            blocks=(_section(deliver.notice),),
+            text=notice,
+            blocks=(_section(notice),),
         )
     incident = deliver.incident
     channel_label = incident.sev_channel.value if incident.sev_channel else "audit"
@@ -71,9 +72,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             blocks.append(_section(f":repeat: {text}"))
             if incident.escalation_recommended is not None:
                 line = f"escalation_recommended: {incident.escalation_recommended.value}"
-                blocks.append(
-                    _section(f":arrow_double_up: `{line}` (an operator must acknowledge)")
-                )
+                blocks.append(_section(f":arrow_double_up: `{line}` (a human must acknowledge)"))
                 text += f" · {line}"
         case IncidentAction.RESOLVE:
             at = (incident.resolved_at or incident.last_seen_at).isoformat(timespec="seconds")

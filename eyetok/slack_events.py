@@ -1,0 +1,36 @@
+"""Slack's Events API request signature (v0), pure.
+
+``X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:<timestamp>:<raw body>">`` keyed with
+the app's signing secret; ``X-Slack-Request-Timestamp`` must be within five minutes of
+now, so a captured request cannot be replayed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from eyetok.errors import SignatureError
+
+WINDOW_S = 300
+
+
+def sign(body: bytes, timestamp: int, signing_secret: str) -> str:
+    base = b"v0:" + str(timestamp).encode() + b":" + body
+    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def verify(
+    body: bytes, *, timestamp: str | None, signature: str | None, signing_secret: str, now: int
+) -> None:
+    """Raise :class:`SignatureError` unless the request is Slack's and fresh."""
+    if not timestamp or not signature:
+        raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
+    try:
+        stamp = int(timestamp)
+    except ValueError as exc:
+        raise SignatureError(f"X-Slack-Request-Timestamp {timestamp!r} is not a number") from exc
+    if abs(now - stamp) > WINDOW_S:
+        raise SignatureError("X-Slack-Request-Timestamp is outside the 5-minute window")
+    if not hmac.compare_digest(sign(body, stamp, signing_secret), signature):
+        raise SignatureError("X-Slack-Signature does not match")
