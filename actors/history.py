@@ -50,6 +50,9 @@ from state.history.journal import (
     SnapshotRow,
     VerificationRow,
     append_rows,
+    delivery_row,
+    snapshot_row,
+    verification_row,
 )
 from state.history.store import HistoryStore
 from state.history.wal import Journal, Position, read_frames
@@ -111,22 +114,6 @@ _frame_encoder = msgspec.msgpack.Encoder()
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
 
 
-def _delivery_row(d: Deliver, origin: str) -> DeliveryRow:
-    return DeliveryRow(
-        delivery_id=d.delivery_id,
-        signal_id=origin,
-        tenant=d.tenant,
-        incident_id=d.incident.incident_id,
-        sink_id=d.destination.sink_id,
-        sink_type=d.destination.sink_type,
-        target=d.destination.target,
-        action=d.action.value,
-        planned_at=d.planned_at,
-        received_at=d.received_at,
-        deliver_json=_encode(d).decode(),
-    )
-
-
 def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.Struct]:
     match message:
         case JournalSignal(signal=s, routing=r, action=action, incident=inc, deliveries=plan):
@@ -155,25 +142,7 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                 )
             ]
             if inc is not None:
-                rows.append(
-                    SnapshotRow(
-                        incident_id=inc.incident_id,
-                        tenant=inc.tenant,
-                        dedup_key=inc.dedup_key,
-                        status=inc.status,
-                        severity=inc.severity.value,
-                        sev_channel=inc.sev_channel.value if inc.sev_channel else None,
-                        rule=inc.rule,
-                        title=inc.title,
-                        opened_at=inc.opened_at,
-                        last_seen_at=inc.last_seen_at,
-                        resolved_at=inc.resolved_at,
-                        event_count=inc.event_count,
-                        recorded_at=now,
-                        seq=seq,
-                        snapshot_json=_encode(inc).decode(),
-                    )
-                )
+                rows.append(snapshot_row(inc, recorded_at=now, seq=seq))
             if action is IncidentAction.AUDIT:
                 rows.append(
                     AuditRow(
@@ -185,7 +154,7 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                         signal_id=s.signal_id,
                     )
                 )
-            rows.extend(_delivery_row(d, s.signal_id) for d in plan)
+            rows.extend(delivery_row(d, origin=s.signal_id) for d in plan)
             return rows
         case DeliveryFinished():
             return [
@@ -201,27 +170,11 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                 )
             ]
         case PlanDeliveries(origin=origin, deliveries=plan):
-            return [_delivery_row(d, origin) for d in plan]
+            return [delivery_row(d, origin=origin) for d in plan]
         case FlushHistory():
             return []
         case VerificationRecorded(verification=v):
-            return [
-                VerificationRow(
-                    sink_id=v.sink_id,
-                    sink_type=v.sink_type,
-                    tenant=v.tenant,
-                    status=v.status.value,
-                    verified_by=v.verified_by,
-                    approved_by=v.approved_by,
-                    handshake_at=v.handshake_at,
-                    expires_at=v.expires_at,
-                    nonce_hash=v.nonce_hash,
-                    audit_log_link=v.audit_log_link,
-                    detail=v.detail,
-                    recorded_at=now,
-                    verification_json=_encode(v).decode(),
-                )
-            ]
+            return [verification_row(v, recorded_at=now)]
         case AuditRecorded():
             return [
                 AuditRow(

@@ -12,6 +12,9 @@ from datetime import datetime
 import duckdb
 import msgspec
 
+from eyetok.messages import Deliver, Incident
+from eyetok.verification import Verification
+
 
 class SignalRow(msgspec.Struct, frozen=True, array_like=False):
     signal_id: str
@@ -165,3 +168,63 @@ def append_rows(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> N
         by_type.setdefault(type(row), []).append(row)
     for row_type, group in by_type.items():
         con.execute(_SQL[row_type], [_ENCODER.encode(group).decode()])
+
+
+# --- building rows from domain values (the history actor and rehydration share these) ---
+
+_encode = msgspec.json.Encoder().encode
+
+
+def snapshot_row(inc: Incident, *, recorded_at: datetime, seq: int) -> SnapshotRow:
+    return SnapshotRow(
+        incident_id=inc.incident_id,
+        tenant=inc.tenant,
+        dedup_key=inc.dedup_key,
+        status=inc.status,
+        severity=inc.severity.value,
+        sev_channel=inc.sev_channel.value if inc.sev_channel else None,
+        rule=inc.rule,
+        title=inc.title,
+        opened_at=inc.opened_at,
+        last_seen_at=inc.last_seen_at,
+        resolved_at=inc.resolved_at,
+        event_count=inc.event_count,
+        recorded_at=recorded_at,
+        seq=seq,
+        snapshot_json=_encode(inc).decode(),
+    )
+
+
+def delivery_row(d: Deliver, *, origin: str) -> DeliveryRow:
+    """The outbox row of ``d``; ``origin`` is the signal (or whatever) that caused it."""
+    return DeliveryRow(
+        delivery_id=d.delivery_id,
+        signal_id=origin,
+        tenant=d.tenant,
+        incident_id=d.incident.incident_id,
+        sink_id=d.destination.sink_id,
+        sink_type=d.destination.sink_type,
+        target=d.destination.target,
+        action=d.action.value,
+        planned_at=d.planned_at,
+        received_at=d.received_at,
+        deliver_json=_encode(d).decode(),
+    )
+
+
+def verification_row(v: Verification, *, recorded_at: datetime) -> VerificationRow:
+    return VerificationRow(
+        sink_id=v.sink_id,
+        sink_type=v.sink_type,
+        tenant=v.tenant,
+        status=v.status.value,
+        verified_by=v.verified_by,
+        approved_by=v.approved_by,
+        handshake_at=v.handshake_at,
+        expires_at=v.expires_at,
+        nonce_hash=v.nonce_hash,
+        audit_log_link=v.audit_log_link,
+        detail=v.detail,
+        recorded_at=recorded_at,
+        verification_json=_encode(v).decode(),
+    )

@@ -24,11 +24,11 @@ from eyetok.errors import StateError
 from eyetok.messages import Deliver, Destination, Incident, IncidentAction
 from eyetok.verification import Verification, standing
 from state.history.journal import (
-    DeliveryRow,
     OutcomeRow,
-    SnapshotRow,
-    VerificationRow,
     append_rows,
+    delivery_row,
+    snapshot_row,
+    verification_row,
 )
 
 # The signal id of outbox rows that came back from the mirror rather than from a signal.
@@ -170,29 +170,11 @@ def rows_for(rehydrated: Rehydrated, *, now: datetime) -> list[msgspec.Struct]:
     """The history rows that restore ``rehydrated``."""
     rows: list[msgspec.Struct] = []
     for seq, inc in enumerate(rehydrated.incidents, start=1):
-        rows.append(
-            SnapshotRow(
-                incident_id=inc.incident_id,
-                tenant=inc.tenant,
-                dedup_key=inc.dedup_key,
-                status=inc.status,
-                severity=inc.severity.value,
-                sev_channel=inc.sev_channel.value if inc.sev_channel else None,
-                rule=inc.rule,
-                title=inc.title,
-                opened_at=inc.opened_at,
-                last_seen_at=inc.last_seen_at,
-                resolved_at=inc.resolved_at,
-                event_count=inc.event_count,
-                recorded_at=now,
-                seq=seq,
-                snapshot_json=_encode(inc).decode(),
-            )
-        )
-    rows.extend(_delivery_row(d) for d in rehydrated.deliveries)
+        rows.append(snapshot_row(inc, recorded_at=now, seq=seq))
+    rows.extend(delivery_row(d, origin=REHYDRATED_ORIGIN) for d in rehydrated.deliveries)
     for thread in rehydrated.threads:
         opening = _opening(thread, now)
-        rows.append(_delivery_row(opening))
+        rows.append(delivery_row(opening, origin=REHYDRATED_ORIGIN))
         rows.append(
             OutcomeRow(
                 delivery_id=opening.delivery_id,
@@ -205,42 +187,8 @@ def rows_for(rehydrated: Rehydrated, *, now: datetime) -> list[msgspec.Struct]:
                 thread_ref=thread.ts,
             )
         )
-    rows.extend(_verification_row(v, now) for v in rehydrated.verifications)
+    rows.extend(verification_row(v, recorded_at=now) for v in rehydrated.verifications)
     return rows
-
-
-def _verification_row(v: Verification, now: datetime) -> VerificationRow:
-    return VerificationRow(
-        sink_id=v.sink_id,
-        sink_type=v.sink_type,
-        tenant=v.tenant,
-        status=v.status.value,
-        verified_by=v.verified_by,
-        approved_by=v.approved_by,
-        handshake_at=v.handshake_at,
-        expires_at=v.expires_at,
-        nonce_hash=v.nonce_hash,
-        audit_log_link=v.audit_log_link,
-        detail=v.detail,
-        recorded_at=now,
-        verification_json=_encode(v).decode(),
-    )
-
-
-def _delivery_row(d: Deliver) -> DeliveryRow:
-    return DeliveryRow(
-        delivery_id=d.delivery_id,
-        signal_id=REHYDRATED_ORIGIN,
-        tenant=d.tenant,
-        incident_id=d.incident.incident_id,
-        sink_id=d.destination.sink_id,
-        sink_type=d.destination.sink_type,
-        target=d.destination.target,
-        action=d.action.value,
-        planned_at=d.planned_at,
-        received_at=d.received_at,
-        deliver_json=_encode(d).decode(),
-    )
 
 
 def _opening(thread: ThreadRef, now: datetime) -> Deliver:
