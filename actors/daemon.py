@@ -142,6 +142,9 @@ class Daemon:
                     self._log.warning("drain_deadline_passed", deadline_s=DRAIN_DEADLINE_S)
                 nursery.cancel_scope.cancel()
         finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                for sink in topology.sinks.values():
+                    await sink.aclose()
             journal.close()
             if mirror_writer is not None:
                 mirror_writer.close()

@@ -186,7 +186,12 @@ async def run_verification(
             case "webhook":
                 assert isinstance(config, WebhookSinkConfig)
                 nonce = txt.new_nonce()
-                name = txt.record_name(config.url)
+                try:
+                    name = txt.record_name(config.url)
+                except ValueError as exc:  # an IP address: no domain to prove ownership of
+                    return HandshakeAnswer(
+                        ok=False, sink_id=sink_id, status="refused", message=str(exc)
+                    )
                 await record(
                     row(
                         sink_id,

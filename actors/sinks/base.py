@@ -46,3 +46,7 @@ class Sink(Protocol):
     def threads(self) -> bool:
         """Whether an incident's later messages go into its first message's thread."""
         ...
+
+    async def aclose(self) -> None:
+        """Release connections (the daemon calls it once, at shutdown)."""
+        ...

@@ -336,3 +336,20 @@ async def test_pagerduty_handshake_by_oauth_pkce(
             )
             assert unknown.status_code == 400
         daemon.request_stop()
+
+
+async def test_a_webhook_at_an_ip_address_cannot_be_verified_and_nothing_crashes(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    config = (
+        "sinks:\n  slack: {type: slack}\n"
+        "  hook: {type: webhook, url: 'https://192.0.2.10/hook', secret_env: HS}\n"
+    )
+    settings = daemon_settings(tmp_path, fake_slack, config=config, HS=new_secret())
+    daemon = await start_daemon(nursery, settings, verify=())
+    refused = await _start(daemon, "hook")
+    assert refused.status_code == 400
+    assert "IP address" in refused.json()["message"]
+    assert daemon.supervisor.restarts == {}
+    assert (await _start(daemon, "nope")).status_code == 404
+    daemon.request_stop()

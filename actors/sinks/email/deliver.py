@@ -163,6 +163,9 @@ class EmailSink:
     def threads(self) -> bool:
         return False
 
+    async def aclose(self) -> None:
+        """Nothing to release: every send opens and closes its own connection."""
+
     def render(self, deliver: Deliver, *, thread_ref: str | None) -> EmailMessageSpec:
         # Always the configured (verified) address: a route's target cannot redirect mail.
         return render(deliver, to=self.config.to)

@@ -56,6 +56,9 @@ class SlackSink:
     def threads(self) -> bool:
         return True
 
+    async def aclose(self) -> None:
+        """Nothing to release: every send opens and closes its own connection."""
+
     def render(self, deliver: Deliver, *, thread_ref: str | None) -> SlackMessage:
         return render(deliver, thread_ts=thread_ref, options=self._options)
 
