@@ -1,8 +1,10 @@
 """The delivery actor: the one shared sink actor. It owns the per-destination lanes.
 
 Every ``Deliver`` is already an outbox row. The dispatcher puts it on the lane of its
-destination (sink id + target) and never blocks, so one slow or dead destination delays
-nobody else. A lane sends in order (an incident's thread replies follow its first post),
+destination (sink id + target; for sinks without threads or a rate, one of
+``PARALLEL_SHARDS`` lanes chosen by incident) and never blocks, so one slow or dead
+destination delays nobody else. A lane sends in order (an incident's messages, and its
+thread replies after its first post),
 keeps to the destination's rate, retries what may be retried with exponential backoff
 and jitter, and gives up at the maximum age or attempt count: the row ends ``dead``.
 Repeats of one incident waiting on a lane are coalesced into one thread reply.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +44,11 @@ from eyetok.verification import Verification, refusal
 from state.history import queries
 from state.history.store import HistoryStore
 
-LaneKey = tuple[str, str]  # (sink_id, target)
+LaneKey = tuple[str, str, int]  # (sink_id, target, shard)
+# A destination that keeps no threads and has no rate of its own (webhook, email,
+# PagerDuty) is served by this many lanes, an incident always on the same one: its
+# messages stay in order, different incidents go out side by side.
+PARALLEL_SHARDS = 8
 _SEEN_MAX = 200_000
 ATTEMPT_DEADLINE_S = 10.0
 
@@ -111,6 +118,16 @@ def dead_notice(deliver: Deliver, detail: str, deps: DeliveryDeps, now: datetime
         planned_at=now,
         notice=text,
     )
+
+
+def lane_key(deliver: Deliver, sink: Sink | None) -> LaneKey:
+    """The lane of a delivery: one per destination, or one per incident shard where the
+    destination neither threads nor rate-limits."""
+    dest = deliver.destination
+    if sink is None or sink.threads() or sink.rate_per_target is not None:
+        return (dest.sink_id, dest.target, 0)
+    shard = zlib.crc32(deliver.incident.incident_id.encode()) % PARALLEL_SHARDS
+    return (dest.sink_id, dest.target, shard)
 
 
 def backoff_s(attempt: int, options: DeliveryOptions, rng: random.Random) -> float:
@@ -243,7 +260,7 @@ async def run_delivery(
             )
 
     async def run_lane(lane: _Lane) -> None:
-        sink_id, target = lane.key
+        sink_id, target, _ = lane.key
         sink = deps.sinks.get(sink_id)
         next_slot = trio.current_time()
         breaker = Breaker(
@@ -365,7 +382,7 @@ async def run_delivery(
             seen[deliver.delivery_id] = None
             if len(seen) > _SEEN_MAX:
                 seen.popitem(last=False)
-            key = (deliver.destination.sink_id, deliver.destination.target)
+            key = lane_key(deliver, deps.sinks.get(deliver.destination.sink_id))
             lane = lanes.get(key)
             if lane is None:
                 lane = lanes[key] = _Lane(key)

@@ -138,3 +138,54 @@ async def test_repeats_waiting_on_a_lane_become_one_thread_reply(
     assert len(replies) < 10
     assert "11 events" in replies[-1].text
     daemon.request_stop()
+
+
+def test_lanes_keep_each_incident_in_order_and_spread_incidents_where_they_may() -> None:
+    from datetime import UTC, datetime
+
+    from actors.delivery import PARALLEL_SHARDS, lane_key
+    from eyetok.messages import Deliver, Destination, Incident, IncidentAction, Severity
+
+    class _Sink:
+        def __init__(self, *, threads: bool, rate: float | None) -> None:
+            self._threads, self.rate_per_target = threads, rate
+
+        def threads(self) -> bool:
+            return self._threads
+
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def deliver(incident_id: str, sink_type: str) -> Deliver:
+        incident = Incident(
+            incident_id=incident_id,
+            tenant="acme",
+            dedup_key="1",
+            title="t",
+            severity=Severity.HIGH,
+            sev_channel=None,
+            rule="r",
+            status="open",
+            opened_at=at,
+            last_seen_at=at,
+            event_count=1,
+        )
+        return Deliver(
+            delivery_id="d-" + incident_id,
+            tenant="acme",
+            destination=Destination(sink_id="s", sink_type=sink_type, target="t"),
+            incident=incident,
+            action=IncidentAction.OPEN,
+            rule="r",
+            planned_at=at,
+            received_at=at,
+        )
+
+    hook = _Sink(threads=False, rate=None)
+    keys = {lane_key(deliver(f"inc_{n}", "webhook"), hook) for n in range(200)}
+    assert len(keys) == PARALLEL_SHARDS
+    again = lane_key(deliver("inc_7", "webhook"), hook)
+    assert again == lane_key(deliver("inc_7", "webhook"), hook)
+    slack = _Sink(threads=True, rate=1.0)
+    assert {lane_key(deliver(f"inc_{n}", "slack"), slack) for n in range(50)} == {("s", "t", 0)}
+    paced = _Sink(threads=False, rate=5.0)
+    assert {lane_key(deliver(f"inc_{n}", "webhook"), paced) for n in range(50)} == {("s", "t", 0)}
