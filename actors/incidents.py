@@ -16,7 +16,7 @@ from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.incidents import IncidentKey, apply, decide
-from eyetok.messages import Incident, IncidentChanged, SignalReceived
+from eyetok.messages import Incident, IncidentAction, IncidentChanged, SignalReceived
 from eyetok.severity import classify
 from state.history import queries
 from state.history.store import HistoryStore
@@ -49,6 +49,19 @@ async def run_incidents(
                 routing = classify(signal, window=tenant.policy.business_hours)
                 action, incident = decide(open_incidents, signal, routing)
                 apply(open_incidents, action, incident)
+                if incident is not None and action is not IncidentAction.UPDATE:
+                    logger.info(
+                        "incident_resolved"
+                        if action is IncidentAction.RESOLVE
+                        else "incident_opened",
+                        tenant=incident.tenant,
+                        incident_id=incident.incident_id,
+                        severity=incident.severity.value,
+                        sev_channel=incident.sev_channel.value if incident.sev_channel else None,
+                        rule=routing.rule,
+                        dedup_key=incident.dedup_key,
+                        signal_id=signal.signal_id,
+                    )
                 await outbox.send(
                     IncidentChanged(
                         signal=signal,

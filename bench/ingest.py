@@ -3,6 +3,7 @@
     uv run python bench/ingest.py                 # N=5000, C=32, ceiling + EyeTok burst
     uv run python bench/ingest.py -n 500 --trickle
     uv run python bench/ingest.py --json          # one JSON object on stdout
+    uv run python bench/ingest.py --sink webhook  # burst delivered to a webhook sink
 
 Phases (each bounded in count and time; only 127.0.0.1; every subprocess is stopped in
 a ``finally``):
@@ -16,6 +17,11 @@ a ``finally``):
    (psutil, every 50 ms, children included), then receipt -> Slack post latency for
    every accepted signal (matched by incident id; each body has its own issue id, so
    each opens an incident and makes one top-level post).
+   ``--sink webhook``: the operator tenant's policy routes all four SEV channels only to
+   a webhook sink whose receiver (``tests.peers.webhook_receiver``, threads in this
+   process) is verified through the real DNS TXT handshake against ``tests.peers.dns``
+   (also threads here); then receipt -> webhook arrival per incident instead (design
+   section 9's end-to-end target). Slack stays configured for the operator notices.
 3. trickle (``--trickle``): a fresh EyeTok on the default config (Slack's real 1 msg/s
    per channel) gets ``--trickle-count`` alerts, one at a time, spread over the SEV
    channels at ``--trickle-rate`` per channel: receipt -> Slack post p50/p99.
@@ -84,6 +90,11 @@ SLACK_TOKEN = "xoxb-test"
 TARGET_RATIO = 0.9
 TARGET_E2E_P99_MS = 1000.0
 TARGET_RSS_MB = 120.0
+SEV_CHANNELS = ("SEV1", "SEV2", "SEV2.5", "SEV3")
+WEBHOOK_SINK = "bench-hook"  # --sink webhook: the operator's webhook sink
+WEBHOOK_TARGET = "bench"
+WEBHOOK_SECRET_ENV = "BENCH_WHSEC"
+WEBHOOK_VERIFY_LIMIT_S = 30.0
 _INCIDENT_IN_POST = re.compile(r"\*incident\* `(inc_[0-9a-f]+)`")
 _ANY_INCIDENT = re.compile(r"inc_[0-9a-f]+")
 
@@ -175,6 +186,7 @@ class RunResult:
     wall0: list[float]  # time.time() just before the first byte was sent
     bodies: list[bytes | None]
     cpu_s: float = 0.0  # the generator process's CPU time during the run
+    thread_cpu_s: float = 0.0  # the generator's own thread (its loop) during the run
     client: str = "raw"
     timed_out: bool = False
 
@@ -208,7 +220,7 @@ def run_raw(port: int, requests: list[Request], concurrency: int, time_limit_s: 
     raws = [r.raw for r in requests]
     state = {"next": 0, "done": 0}
     perf, wall = time.perf_counter, time.time
-    cpu0 = time.process_time()
+    cpu0, tcpu0 = time.process_time(), time.thread_time()
     deadline = perf() + time_limit_s
 
     def open_conn() -> _Conn:
@@ -336,6 +348,7 @@ def run_raw(port: int, requests: list[Request], concurrency: int, time_limit_s: 
         key.data.sock.close()
     sel.close()
     result.cpu_s = time.process_time() - cpu0
+    result.thread_cpu_s = time.thread_time() - tcpu0
     return result
 
 
@@ -348,7 +361,7 @@ def run_httpx(
     n = len(requests)
     result = RunResult.empty(n, "httpx")
     url = f"http://{HOST}:{port}/hooks/sentry"
-    cpu0 = time.process_time()
+    cpu0, tcpu0 = time.process_time(), time.thread_time()
 
     async def main() -> None:
         nxt = 0
@@ -381,6 +394,7 @@ def run_httpx(
 
     trio.run(main)
     result.cpu_s = time.process_time() - cpu0
+    result.thread_cpu_s = time.thread_time() - tcpu0
     return result
 
 
@@ -676,6 +690,14 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "client": result.client,
         "client_cpu_s": round(result.cpu_s, 3),
         "client_cpu_us_per_request": round(result.cpu_s * 1e6 / max(len(answered), 1), 1),
+        "client_thread_cpu_us_per_request": round(
+            result.thread_cpu_s * 1e6 / max(len(answered), 1), 1
+        ),
+        # the generator's process minus its own thread: the RSS sampler and, with
+        # --sink webhook, the webhook receiver's and fake DNS's threads
+        "client_other_threads_cpu_cores": round(
+            max(result.cpu_s - result.thread_cpu_s, 0.0) / window, 2
+        ),
     }
 
 

@@ -146,3 +146,59 @@ def test_the_readme_verify_and_sinks_commands_run_the_slack_handshake(
             time.sleep(0.05)
         assert listed.stdout.split()[:3] == ["slack", "slack", "live"]
         assert daemon.terminate()[0] == 0
+
+
+def test_replay_url_posts_recorded_payloads_signed_to_a_running_daemon(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        daemon.verify_slack()
+        files = [str(FIXTURES / f"{n}.json") for n in ("event_alert_fatal", "legacy_error")]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eyetok.cli",
+                "replay",
+                "--url",
+                daemon.url,
+                "--secret",
+                SECRET,
+                *files,
+            ],
+            env=daemon.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        answers = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [a["status"] for a in answers] == [202, 202]
+        assert [a["answer"]["rule"] for a in answers] == ["fatal", "default"]
+        wrong = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eyetok.cli",
+                "replay",
+                "--url",
+                daemon.url,
+                "--secret",
+                "x",
+                *files[:1],
+            ],
+            env=daemon.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert wrong.returncode == 1
+        assert json.loads(wrong.stdout)["status"] == 401
+        opened = daemon.events("incident_opened")
+        assert {line["incident_id"] for line in opened} == {
+            a["answer"]["incident_id"] for a in answers
+        }
+        assert all(line["actor"] == "incidents" and line["tenant"] == "operator" for line in opened)
+        assert daemon.terminate()[0] == 0
