@@ -7,7 +7,6 @@ their clock, never ``datetime.now``; tests anchor wall time to trio's clock so
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -80,8 +79,3 @@ class FixedClock:
         if when > self._at:
             self._at = when
         await trio.lowlevel.checkpoint()
-
-
-def monotonic_ms() -> float:
-    """Milliseconds on the process's monotonic clock (for latency figures only)."""
-    return time.monotonic() * 1000.0

@@ -66,10 +66,6 @@ def standing(previous: Verification | None, new: Verification) -> Verification:
     return new
 
 
-def is_live(verification: Verification | None, now: datetime) -> bool:
-    return refusal(verification, now) is None
-
-
 def refusal(verification: Verification | None, now: datetime) -> str | None:
     """Why a delivery to this sink must be refused, or None when it may go."""
     if verification is None:

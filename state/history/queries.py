@@ -75,12 +75,3 @@ def thread_refs(
 
 def thread_lookback(now: datetime) -> datetime:
     return now - timedelta(days=30)
-
-
-def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Row counts of the main tables (for tests, /metrics and operator commands)."""
-    out = {}
-    for table in ("signals", "incident_snapshots", "deliveries", "delivery_outcomes", "audit_log"):
-        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        out[table] = int(row[0]) if row else 0
-    return out

@@ -72,7 +72,3 @@ class HistoryStore:
 
     def close(self) -> None:
         self._con.close()
-
-    def sync_query(self, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
-        """A blocking query, for command-line tools that own the store outright."""
-        return self._con.execute(sql, params or []).fetchall()

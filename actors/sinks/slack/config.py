@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from eyetok.sinks.slack import SlackSinkConfig
 
-__all__ = ["DEFAULT_API_URL", "REQUEST_TIMEOUT_S", "WORKER_THREADS", "SlackSinkConfig"]
+__all__ = ["REQUEST_TIMEOUT_S", "WORKER_THREADS", "SlackSinkConfig"]
 
-DEFAULT_API_URL = "https://slack.com/api/"
 REQUEST_TIMEOUT_S = 10
 WORKER_THREADS = 4  # concurrent chat.postMessage calls across all channels
