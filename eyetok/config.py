@@ -24,6 +24,7 @@ from eyetok.sinks.email import EmailSinkConfig
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.sinks.webhook import WebhookSinkConfig
+from eyetok.standard_webhooks import decode_secret
 
 OPERATOR_TENANT = "operator"
 SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
@@ -64,6 +65,9 @@ def _optional_env_of(config: SinkConfig) -> tuple[str, ...]:
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tier: str = "public"
     sentry_secret_env: str | None = None  # env var holding this tenant's Sentry client secret
+    # env var holding the whsec_ Standard Webhooks secret of /hooks/{probe,generic,alertmanager}
+    webhook_secret_env: str | None = None
+    hook_token_env: str | None = None  # env var holding the bearer token of those hooks
     policy: Policy | None = None  # the operator's default: the ADR's channels; others: none
 
 
@@ -109,6 +113,10 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     tier: str
     sentry_secret: str | None
     policy: Policy
+    hook_secret: str | None = None  # whsec_ secret for the probe, generic, alertmanager hooks
+    hook_token: str | None = None  # bearer token for the same hooks
+    hook_secret_env: str = ""  # where they came from (named when a hook answers 401)
+    hook_token_env: str = ""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +272,14 @@ def _host_port(value: str | None, field: str) -> tuple[str, int] | None:
         raise ConfigError(field, f"{value!r} is not host:port") from exc
 
 
+def _tenant_env(base: str, tenant_id: str, operator: str) -> str:
+    """``BASE`` for the operator tenant, ``BASE_<TENANT>`` (upper case, ``-`` as ``_``)
+    for the others."""
+    if tenant_id == operator:
+        return base
+    return f"{base}_{tenant_id.upper().replace('-', '_')}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve the YAML file (if ``EYETOK_CONFIG`` names one) and the environment."""
     env = os.environ if environ is None else environ
@@ -306,6 +322,16 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             if tenant_id == operator
             else f"SENTRY_CLIENT_SECRET_{tenant_id.upper().replace('-', '_')}"
         )
+        hook_secret_env = tc.webhook_secret_env or _tenant_env(
+            "EYETOK_HOOK_SECRET", tenant_id, operator
+        )
+        hook_token_env = tc.hook_token_env or _tenant_env("EYETOK_HOOK_TOKEN", tenant_id, operator)
+        hook_secret = env.get(hook_secret_env) or None
+        if hook_secret is not None:
+            try:
+                decode_secret(hook_secret)
+            except ValueError as exc:
+                raise ConfigError(hook_secret_env, str(exc)) from exc
         for channel, routes in policy.routes.items():
             for i, route in enumerate(routes):
                 field = f"tenants.{tenant_id}.policy.routes.{channel}[{i}].sink"
@@ -326,6 +352,10 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             tier=tc.tier,
             sentry_secret=env.get(secret_env) or None,
             policy=policy,
+            hook_secret=hook_secret,
+            hook_token=env.get(hook_token_env) or None,
+            hook_secret_env=hook_secret_env,
+            hook_token_env=hook_token_env,
         )
 
     notices = file_config.delivery.operator_notices

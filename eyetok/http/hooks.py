@@ -1,17 +1,39 @@
-"""The ingest hot path: ``POST /hooks/sentry[/{tenant}]`` as a raw ASGI handler.
+"""The ingest hot path: ``POST /hooks/*`` as a raw ASGI handler.
 
-It does only what design section 9 allows: read the body (413 past 1 MiB), check the
-tenant (404) and the signature (401), decode and normalise (400 naming the problem),
-hand the signal over and wait until it is journalled (202), or say 503 with Retry-After
-when the pipeline is full or draining. Nothing is dropped without an answer.
+``/hooks/sentry[/{tenant}]`` takes one Sentry webhook; ``/hooks/probe/{tenant}``,
+``/hooks/generic/{tenant}`` and ``/hooks/alertmanager/{tenant}`` take a payload that may
+carry many alerts (a batch). Every hook does only what design section 9 allows: read the
+body (413 past 1 MiB), check the tenant (404) and the credentials (401), decode and
+normalise (400 naming the problem), hand the signals over and wait until they are
+journalled (202), or say 503 with Retry-After when the pipeline is full or draining.
+Nothing is dropped without an answer.
+
+The batch hooks authenticate a request when EITHER its Standard Webhooks signature
+(``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) verifies with the tenant's
+``whsec_`` secret, within 5 minutes of the daemon's clock, OR its ``Authorization:
+Bearer <token>`` equals the tenant's hook token (compared in constant time); Alertmanager
+can only send the latter. Their 202 is ``{"accepted": n, "signals": [...]}``, one entry
+per signal in payload order. A batch is submitted concurrently, so one commit of the
+journal carries many of its signals, but signals that share a dedup key go one after
+the other, in payload order, so a "down" then "ok" for one server opens and then
+resolves. The batch hooks together keep at most :data:`BATCH_IN_FLIGHT` signals in the
+pipeline; a batch waits for room (up to :data:`BATCH_WAIT_S`) rather than overflowing
+the ingest queue. If the pipeline refuses part-way anyway the answer is 503 with
+Retry-After and ``{"error", "accepted", "total"}``; the remaining signals are not
+submitted, and a retried batch re-applies the accepted ones as updates (their dedup
+keys are stable).
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 
-from eyetok import log
+import trio
+
+from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Tenant
 from eyetok.errors import (
@@ -25,11 +47,19 @@ from eyetok.errors import (
 from eyetok.http.asgi import Receive, Scope, Send, header, send_json
 from eyetok.messages import Accepted, Signal
 from eyetok.recognisers import Recognisers
-from eyetok.sources import sentry
+from eyetok.sources import alertmanager, generic, probe, sentry
 
 MAX_BODY = 1024 * 1024
+BATCH_IN_FLIGHT = 1024
+"""Signals of the batch hooks in flight at once, all requests together: half the default
+ingest queue, so batches wait for room instead of overflowing it (and single Sentry
+webhooks keep the other half)."""
+BATCH_WAIT_S = 5.0
+"""How long a batch waits for room before it is answered 503 (with what was accepted)."""
+BATCH_SOURCES = ("probe", "generic", "alertmanager")
 
 Submit = Callable[[Signal], Awaitable[Accepted]]
+Normaliser = Callable[[bytes, str, datetime], list[Signal]]
 
 
 class IngestGate:
@@ -53,6 +83,7 @@ class Hooks:
         submit: Submit,
         clock: Clock,
         gate: IngestGate,
+        batch_in_flight: int = BATCH_IN_FLIGHT,
     ) -> None:
         self._tenants = tenants
         self._operator = operator_tenant
@@ -61,41 +92,206 @@ class Hooks:
         self._clock = clock
         self._gate = gate
         self._log = log.get("ingest")
+        self._slots = trio.Semaphore(batch_in_flight)
+        self._normalisers: dict[str, Normaliser] = {
+            "probe": lambda body, tenant, at: probe.normalise(
+                body, tenant=tenant, received_at=at, new_id=new_signal_id
+            ),
+            "generic": lambda body, tenant, at: generic.normalise(
+                body, tenant=tenant, received_at=at, new_id=new_signal_id, recognisers=recognisers
+            ),
+            "alertmanager": lambda body, tenant, at: alertmanager.normalise(
+                body, tenant=tenant, received_at=at, new_id=new_signal_id, recognisers=recognisers
+            ),
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"].rstrip("/")
         parts = path.split("/")  # ["", "hooks", source, tenant?]
-        if len(parts) not in (3, 4) or parts[2] != "sentry":
+        source = parts[2] if len(parts) in (3, 4) else ""
+        if source in BATCH_SOURCES and len(parts) == 3:
+            await send_json(
+                send,
+                404,
+                {
+                    "error": f"no hook at {path}: the {source} hook names its tenant, "
+                    f"/hooks/{source}/{{tenant}}"
+                },
+            )
+            return
+        if source != "sentry" and source not in BATCH_SOURCES:
             await send_json(send, 404, {"error": f"no hook at {path}"})
             return
         if scope["method"] != "POST":
             await send_json(send, 405, {"error": "hooks take POST"}, [(b"allow", b"POST")])
             return
         tenant_id = parts[3] if len(parts) == 4 else self._operator
+        if source != "sentry":
+            await self._batch(scope, receive, send, source, tenant_id)
+            return
         try:
             accepted = await self._ingest(scope, receive, tenant_id)
         except IngestError as exc:
-            extra: list[tuple[bytes, bytes]] = []
-            if isinstance(exc, OverloadedError):
-                extra.append((b"retry-after", str(exc.retry_after).encode()))
-            if exc.status != 404:
-                self._log.warning(
-                    "signal_refused", tenant=tenant_id, status=exc.status, reason=str(exc)
-                )
-            await send_json(send, exc.status, {"error": str(exc)}, extra)
+            await self._refuse(send, exc, tenant_id, source)
             return
+        await send_json(send, 202, _answer(accepted))
+
+    async def _refuse(self, send: Send, exc: IngestError, tenant_id: str, source: str) -> None:
+        extra: list[tuple[bytes, bytes]] = []
+        if isinstance(exc, OverloadedError):
+            extra.append((b"retry-after", str(exc.retry_after).encode()))
+        if exc.status != 404:
+            self._log.warning(
+                "signal_refused",
+                tenant=tenant_id,
+                source=source,
+                status=exc.status,
+                reason=str(exc),
+            )
+        await send_json(send, exc.status, {"error": str(exc)}, extra)
+
+    # --- the batch hooks (probe, generic, alertmanager) --------------------------------
+
+    async def _batch(
+        self, scope: Scope, receive: Receive, send: Send, source: str, tenant_id: str
+    ) -> None:
+        try:
+            signals = await self._normalise_batch(scope, receive, source, tenant_id)
+        except IngestError as exc:
+            await self._refuse(send, exc, tenant_id, source)
+            return
+        results, refusal = await self._submit_all(signals)
+        accepted = [a for a in results if a is not None]
+        if refusal is None:
+            await send_json(
+                send, 202, {"accepted": len(accepted), "signals": [_answer(a) for a in accepted]}
+            )
+            return
+        self._log.warning(
+            "batch_partly_refused",
+            tenant=tenant_id,
+            source=source,
+            accepted=len(accepted),
+            total=len(signals),
+            reason=str(refusal),
+        )
         await send_json(
             send,
-            202,
-            {
-                "signal_id": accepted.signal_id,
-                "incident_id": accepted.incident_id,
-                "severity": accepted.severity.value,
-                "sev_channel": accepted.sev_channel.value if accepted.sev_channel else None,
-                "action": accepted.action.value,
-                "rule": accepted.rule,
-            },
+            503,
+            {"error": str(refusal), "accepted": len(accepted), "total": len(signals)},
+            [(b"retry-after", str(refusal.retry_after).encode())],
         )
+
+    async def _normalise_batch(
+        self, scope: Scope, receive: Receive, source: str, tenant_id: str
+    ) -> list[Signal]:
+        if not self._gate.open:
+            await _discard(receive)
+            raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
+        body = await _read_body(scope, receive)
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
+        self._authenticate(scope, body, tenant)
+        return self._normalisers[source](body, tenant_id, self._clock.now())
+
+    def _authenticate(self, scope: Scope, body: bytes, tenant: Tenant) -> None:
+        """Return when the request carries a valid signature or bearer token, else raise
+        :class:`SignatureError` saying what is missing or wrong."""
+        secret, token = tenant.hook_secret, tenant.hook_token
+        if secret is None and token is None:
+            raise SignatureError(
+                f"no hook credentials are configured for tenant {tenant.tenant_id!r}: set "
+                f"{tenant.hook_secret_env} (a whsec_ Standard Webhooks secret) or "
+                f"{tenant.hook_token_env} (a bearer token)"
+            )
+        problems: list[str] = []
+        authorization = header(scope, b"authorization")
+        if authorization is not None:
+            scheme, _, credentials = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer":
+                problems.append("Authorization is not 'Bearer <token>'")
+            elif token is None:
+                problems.append(f"no bearer token is configured (set {tenant.hook_token_env})")
+            elif hmac.compare_digest(credentials.strip().encode("latin-1"), token.encode("utf-8")):
+                return
+            else:
+                problems.append("wrong bearer token")
+        signed = {
+            name: value
+            for name in (
+                standard_webhooks.HEADER_ID,
+                standard_webhooks.HEADER_TIMESTAMP,
+                standard_webhooks.HEADER_SIGNATURE,
+            )
+            if (value := header(scope, name.encode("ascii"))) is not None
+        }
+        if signed:
+            if secret is None:
+                problems.append(f"no webhook secret is configured (set {tenant.hook_secret_env})")
+            else:
+                try:
+                    standard_webhooks.verify(
+                        secret, signed, body, now=int(self._clock.now().timestamp())
+                    )
+                except standard_webhooks.WebhookVerificationError as exc:
+                    problems.append(f"Standard Webhooks signature: {exc}")
+                else:
+                    return
+        if not problems:
+            ways = []
+            if secret is not None:
+                ways.append(
+                    "a Standard Webhooks signature (webhook-id, webhook-timestamp, "
+                    "webhook-signature)"
+                )
+            if token is not None:
+                ways.append("Authorization: Bearer <token>")
+            problems.append("missing credentials: send " + " or ".join(ways))
+        raise SignatureError("; ".join(problems))
+
+    async def _submit_all(
+        self, signals: list[Signal]
+    ) -> tuple[list[Accepted | None], OverloadedError | None]:
+        """Submit every signal; the answers in payload order (None: not accepted) and the
+        first refusal. Signals sharing a dedup key go in order, one at a time; the others
+        concurrently, each holding one of the slots all batch requests share."""
+        results: list[Accepted | None] = [None] * len(signals)
+        refusals: list[OverloadedError] = []
+        chains: dict[str, list[int]] = {}
+        for i, signal in enumerate(signals):
+            chains.setdefault(signal.dedup_key, []).append(i)
+
+        async def run_chain(indices: list[int]) -> None:
+            try:
+                for i in indices:
+                    if refusals:
+                        return
+                    try:
+                        results[i] = await self._submit(signals[i])
+                    except OverloadedError as exc:
+                        refusals.append(exc)
+                        return
+            finally:
+                self._slots.release()
+
+        async with trio.open_nursery() as nursery:
+            for indices in chains.values():
+                with trio.move_on_after(BATCH_WAIT_S):
+                    await self._slots.acquire()
+                    if refusals:
+                        self._slots.release()
+                        break
+                    nursery.start_soon(run_chain, indices)
+                    continue
+                refusals.append(
+                    OverloadedError(
+                        f"the pipeline stayed full for {BATCH_WAIT_S:g} s; retry shortly",
+                        retry_after=2,
+                    )
+                )
+                break
+        return results, refusals[0] if refusals else None
 
     async def _ingest(self, scope: Scope, receive: Receive, tenant_id: str) -> Accepted:
         if not self._gate.open:
@@ -118,6 +314,17 @@ class Hooks:
             recognisers=self._recognisers,
         )
         return await self._submit(signal)
+
+
+def _answer(accepted: Accepted) -> dict[str, object]:
+    return {
+        "signal_id": accepted.signal_id,
+        "incident_id": accepted.incident_id,
+        "severity": accepted.severity.value,
+        "sev_channel": accepted.sev_channel.value if accepted.sev_channel else None,
+        "action": accepted.action.value,
+        "rule": accepted.rule,
+    }
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
