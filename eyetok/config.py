@@ -108,9 +108,22 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"
+
+
+def load_tier_defaults(path: Path = TIER_DEFAULTS_FILE) -> dict[str, int | None]:
+    """The tier-default registry: hourly alert budget per tier (None: uncapped)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return msgspec.convert(raw, dict[str, int | None])
+    except (OSError, yaml.YAMLError, msgspec.ValidationError) as exc:
+        raise ConfigError(str(path), f"not a tier registry: {exc}") from exc
+
+
 class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     tier: str
+    hourly_budget: int | None = None  # from the tier registry; None: uncapped
     sentry_secret: str | None
     policy: Policy
     hook_secret: str | None = None  # whsec_ secret for the probe, generic, alertmanager hooks
@@ -314,8 +327,14 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     tenant_configs = dict(file_config.tenants)
     tenant_configs.setdefault(operator, TenantConfig(tier="operator"))
 
+    tiers = load_tier_defaults()
     tenants: dict[str, Tenant] = {}
     for tenant_id, tc in tenant_configs.items():
+        if tc.tier not in tiers:
+            raise ConfigError(
+                f"tenants.{tenant_id}.tier",
+                f"unknown tier {tc.tier!r} (the tiers are: {', '.join(tiers)})",
+            )
         policy = tc.policy or (DEFAULT_POLICY if tenant_id == operator else EMPTY_POLICY)
         secret_env = tc.sentry_secret_env or (
             "SENTRY_CLIENT_SECRET"
@@ -350,6 +369,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         tenants[tenant_id] = Tenant(
             tenant_id=tenant_id,
             tier=tc.tier,
+            hourly_budget=tiers[tc.tier],
             sentry_secret=env.get(secret_env) or None,
             policy=policy,
             hook_secret=hook_secret,

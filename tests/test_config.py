@@ -300,3 +300,34 @@ def test_load_settings_names_the_file_in_its_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"EYETOK_CONFIG": str(path)})
     assert caught.value.field == str(path)
+
+
+def test_every_tenant_gets_its_tiers_hourly_budget_from_the_registry() -> None:
+    from eyetok.config import load_tier_defaults
+
+    assert load_tier_defaults() == {
+        "public": 50,
+        "author": 200,
+        "team": 1000,
+        "enterprise": 5000,
+        "drill": 10,
+        "operator": None,
+    }
+    settings = settings_from(
+        parse_file_config("tenants:\n  acme: {tier: team}\n  newcomer: {}\n  d: {tier: drill}\n"),
+        {},
+    )
+    budgets = {t: (v.tier, v.hourly_budget) for t, v in settings.tenants.items()}
+    assert budgets == {
+        "acme": ("team", 1000),
+        "newcomer": ("public", 50),
+        "d": ("drill", 10),
+        "operator": ("operator", None),
+    }
+
+
+def test_an_unknown_tier_stops_start_up_naming_the_tenant() -> None:
+    error = config_error("tenants:\n  acme: {tier: gold}\n")
+    assert error.field == "tenants.acme.tier"
+    assert "gold" in error.problem
+    assert "enterprise" in error.problem
