@@ -73,6 +73,11 @@ CANONICAL_RULES: tuple[Rule, ...] = (
         when=Condition(marks=frozenset({"synthetic_check"})),
     ),
     Rule(
+        name="declared-high",
+        severity=Severity.HIGH,
+        when=Condition(marks=frozenset({"declared_high"})),
+    ),
+    Rule(
         name="info-debug-audit",
         severity=Severity.INFO,
         when=Condition(levels=frozenset({"info", "debug"})),

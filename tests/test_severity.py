@@ -151,6 +151,7 @@ def test_info_and_debug_are_audit_only(level: str, at: datetime) -> None:
         ("h12", "heroku-h12", HIGH, SEV2_5, SEV2),
         ("paper_gate", "paper-gate-breach", CRITICAL, SEV1, SEV1),
         ("synthetic_check", "synthetic-check-failure", HIGH, SEV2_5, SEV2),
+        ("declared_high", "declared-high", HIGH, SEV2_5, SEV2),
     ],
 )
 def test_recognised_marks(

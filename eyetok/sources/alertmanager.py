@@ -54,8 +54,8 @@ Each alert of the group becomes one :class:`~eyetok.messages.Signal` (the group'
   ======================================  ==========  ==============================
   ``critical`` ``fatal`` ``emergency``    critical    ``fatal`` -> ``fatal``
   ``page``
-  ``high`` ``error`` ``major``            high        ``error`` + ``synthetic_check``
-                                                      -> ``synthetic-check-failure``
+  ``high`` ``error`` ``major``            high        ``error`` + ``declared_high``
+                                                      -> ``declared-high``
   ``medium`` ``minor``, missing, other    medium      ``error`` (a metric alert) ->
                                                       ``error-regression-or-performance``
   ``warning`` ``warn`` ``low``            low         ``warning`` -> ``warning``

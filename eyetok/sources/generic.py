@@ -28,16 +28,16 @@ the rule that matched is named in the answer and in ``replay --explain``):
 severity      the signal gets                        canonical rule (severity)
 ============  =====================================  ==============================
 ``critical``  level ``fatal``                        ``fatal`` (critical)
-``high``      level ``error`` + mark                 ``synthetic-check-failure``
-              ``synthetic_check``                    (high)
+``high``      level ``error`` + mark                 ``declared-high`` (high)
+              ``declared_high``
 ``medium``    level ``error``                        ``default`` (medium)
 ``low``       level ``warning``                      ``warning`` (low)
 ``info``      level ``info``                         ``info-debug-audit`` (info)
 ============  =====================================  ==============================
 
-``high`` borrows the synthetic-check row, the only high row that rests on one fact
-rather than on Sentry's "new, unhandled, production, users" conjunction; the table has
-no "declared high" row of its own. A declared severity is final: the recognisers
+``high`` has a canonical rule of its own, ``declared-high``: the sender, not EyeTok,
+judged the alert high (an Alertmanager ``severity`` label, a generic alert's field).
+A declared severity is final: the recognisers
 (``h12``, ``paper_gate``, ``synthetic_check``) are not consulted. Without ``severity``
 the alert is read like a Sentry event: ``level`` (default ``error``; ``critical`` is read
 as ``fatal``, ``warn`` as ``warning``) plus whatever the recognisers find in the title,
@@ -72,7 +72,7 @@ Level = Literal["fatal", "critical", "error", "warning", "warn", "info", "debug"
 
 SEVERITY_FACTS: dict[Severity, tuple[str, frozenset[str]]] = {
     Severity.CRITICAL: ("fatal", frozenset()),
-    Severity.HIGH: ("error", frozenset({"synthetic_check"})),
+    Severity.HIGH: ("error", frozenset({"declared_high"})),
     Severity.MEDIUM: ("error", frozenset()),
     Severity.LOW: ("warning", frozenset()),
     Severity.INFO: ("info", frozenset()),

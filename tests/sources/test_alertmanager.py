@@ -124,8 +124,8 @@ def test_the_watchdog_without_a_fingerprint_is_audit_only_with_a_label_hash() ->
     [
         ("critical", Severity.CRITICAL, "fatal"),
         ("Page", Severity.CRITICAL, "fatal"),
-        ("high", Severity.HIGH, "synthetic-check-failure"),
-        ("error", Severity.HIGH, "synthetic-check-failure"),
+        ("high", Severity.HIGH, "declared-high"),
+        ("error", Severity.HIGH, "declared-high"),
         ("medium", Severity.MEDIUM, "error-regression-or-performance"),
         ("something-else", Severity.MEDIUM, "error-regression-or-performance"),
         (None, Severity.MEDIUM, "error-regression-or-performance"),

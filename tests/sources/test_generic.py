@@ -42,7 +42,7 @@ def test_a_high_alert_carries_every_documented_field() -> None:
     assert signal.tags == (("service", "checkout"), ("team", "payments"))
     assert signal.cluster_key is None
     routing = classify(signal)
-    assert (routing.severity, routing.rule) == (Severity.HIGH, "synthetic-check-failure")
+    assert (routing.severity, routing.rule) == (Severity.HIGH, "declared-high")
 
 
 def test_resolved_is_a_resolve_with_the_same_key() -> None:
@@ -57,7 +57,7 @@ def test_each_declared_severity_lands_on_that_severity_in_the_canonical_table() 
     signals = decode((FIXTURES / "batch.json").read_bytes())
     assert [(classify(s).severity.value, classify(s).rule) for s in signals] == [
         ("critical", "fatal"),
-        ("high", "synthetic-check-failure"),
+        ("high", "declared-high"),
         ("medium", "default"),
         ("low", "warning"),
         ("info", "info-debug-audit"),
