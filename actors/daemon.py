@@ -103,6 +103,7 @@ class Daemon:
             root_token=settings.root_token,
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
+            operations=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = HypercornConfig()
@@ -157,9 +158,8 @@ class Daemon:
         matters more) and say so loudly, in the log and on /readyz."""
         try:
             rehydrated = await trio.to_thread.run_sync(load_from_postgres, dsn)
-            restored = await store.write(
-                lambda con: rehydrate_into(con, rehydrated, now=self.clock.now())
-            )
+            now = self.clock.now()
+            restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=now))
         except StateError as exc:
             self._log.error("rehydration_failed", reason=str(exc))
             self.health.set(

@@ -39,6 +39,7 @@ from eyetok.messages import (
     JournalSignal,
     MirrorMessage,
     PlanDeliveries,
+    SuppressionRecorded,
     VerificationRecorded,
 )
 from state.history import queries
@@ -48,10 +49,12 @@ from state.history.journal import (
     OutcomeRow,
     SignalRow,
     SnapshotRow,
+    SuppressionRow,
     VerificationRow,
     append_rows,
     delivery_row,
     snapshot_row,
+    suppression_row,
     verification_row,
 )
 from state.history.store import HistoryStore
@@ -79,6 +82,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: list[OutcomeRow] = msgspec.field(default_factory=list)
     audits: list[AuditRow] = msgspec.field(default_factory=list)
     verifications: list[VerificationRow] = msgspec.field(default_factory=list)
+    suppressions: list[SuppressionRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -88,6 +92,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.outcomes,
             *self.audits,
             *self.verifications,
+            *self.suppressions,
         ]
 
 
@@ -107,6 +112,8 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.audits.append(row)
             case VerificationRow():
                 frame.verifications.append(row)
+            case SuppressionRow():
+                frame.suppressions.append(row)
     return frame
 
 
@@ -175,6 +182,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             return []
         case VerificationRecorded(verification=v):
             return [verification_row(v, recorded_at=now)]
+        case SuppressionRecorded():
+            return [suppression_row(message)]
         case AuditRecorded():
             return [
                 AuditRow(
@@ -208,7 +217,8 @@ async def run_history(
     replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
     position = frames[-1][0] if frames else applied
     if position > applied:
-        await store.write(lambda con: _materialise(con, replay, position, clock.now()))
+        replayed_at = clock.now()
+        await store.write(lambda con: _materialise(con, replay, position, replayed_at))
         logger.info("journal_replayed", rows=len(replay), segment=position.segment)
     journal.forget_before(position)
     seq = await store.read(queries.last_snapshot_seq)
@@ -249,7 +259,8 @@ async def run_history(
             return
         rows, unmaterialised = unmaterialised, []
         upto = journalled_to
-        await store.write(lambda con: _materialise(con, rows, upto, clock.now()))
+        at = clock.now()  # read here: the clock may only be read in the trio thread
+        await store.write(lambda con: _materialise(con, rows, upto, at))
         journal.forget_before(upto)
 
     async def materialise_periodically() -> None:

@@ -1,12 +1,15 @@
 """The one place channels are made and actors are wired.
 
     HTTP hooks --SignalReceived--> [incidents] --IncidentChanged--> [router]
-        --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [delivery]
-        --DeliveryFinished / AuditRecorded--> [history]
+        --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [suppression]
+        --Deliver--> [budgets] --Deliver--> [delivery]
+        --DeliveryFinished / AuditRecorded / PlanDeliveries--> [history]
 
 Forward edges may block (that is the backpressure that ends in a 503 at the front door).
-The only back edge, delivery -> history, cannot deadlock: history's only outbound edge
-goes to the delivery dispatcher, which never blocks (it hands work to its lanes).
+The back edges into history (from suppression, budgets and delivery) cannot deadlock:
+suppression and budgets hand their history messages to a courier task and never wait on
+history themselves, and the delivery dispatcher never blocks (it hands work to its lanes),
+so history's outbound edge always drains.
 The supervisor keeps every original channel end open for the life of the process; each
 actor incarnation gets clones, so a restarted actor reads the same inbox.
 """
@@ -19,6 +22,7 @@ from typing import Any
 
 import trio
 
+from actors.budgets import BudgetsDeps, run_budgets
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
@@ -28,6 +32,7 @@ from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
 from actors.supervisor import ChildSpec, Restart
+from actors.suppression import SuppressionDeps, run_suppression
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -35,6 +40,10 @@ from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
+    AuditRecorded,
+    BudgetMessage,
+    BudgetStanding,
+    Deliver,
     DeliveryMessage,
     EmailLinkOpened,
     FlushHistory,
@@ -47,14 +56,17 @@ from eyetok.messages import (
     OAuthCallback,
     Reply,
     ReverifyDue,
+    ShowBudgets,
     Signal,
     SignalReceived,
     SlackMessageSeen,
     StartVerification,
+    SuppressionRecorded,
     VerificationMessage,
 )
 from eyetok.verification import Verification
 from schedules.table import ScheduleEntry
+from state.history import queries
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
@@ -71,6 +83,9 @@ class Topology:
     ingest: trio.MemorySendChannel[SignalReceived]
     channels: dict[str, trio.abc.AsyncResource]
     sinks: dict[str, Sink]
+    store: HistoryStore
+    clock: Clock
+    operator_tenant: str
 
     async def submit(self, signal: Signal) -> Accepted:
         """Hand a signal to the pipeline and wait until it is journalled."""
@@ -132,6 +147,59 @@ class Topology:
         await history.send(FlushHistory(reply=reply))
         await reply.wait()
 
+    async def budgets(self) -> tuple[BudgetStanding, ...]:
+        """Every tenant's budget this hour (tenants seen this hour, or with alerts held)."""
+        reply: Reply[tuple[BudgetStanding, ...]] = Reply()
+        budgets = self.channels["budgets"]
+        assert isinstance(budgets, trio.MemorySendChannel)
+        await budgets.send(ShowBudgets(reply=reply))
+        with trio.fail_after(30):
+            return await reply.wait()
+
+    async def record(self, message: HistoryMessage) -> None:
+        """Journal one history message (an acknowledgement, an audit line) and wait until
+        it is in the tables."""
+        history = self.channels["history"]
+        assert isinstance(history, trio.MemorySendChannel)
+        await history.send(message)
+        await self.flush_history()
+
+    async def suppressions(self) -> list[dict[str, Any]]:
+        await self.flush_history()
+        return await self.store.read(queries.suppressions)
+
+    async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None:
+        """Record the operator's acknowledgement of a cluster's notice (audited)."""
+        rows = await self.suppressions()
+        row = next((r for r in rows if r["cluster_id"] == cluster_id), None)
+        if row is None:
+            return None
+        if row["acked_at"] is None:
+            now = self.clock.now()
+            await self.record(
+                SuppressionRecorded(
+                    cluster_id=cluster_id,
+                    event="acknowledged",
+                    at=now,
+                    cluster_key=str(row["cluster_key"]),
+                    tenants=tuple(row["tenants"]),
+                    active_tenants=int(row["active_tenants"]),
+                    withheld=int(row["withheld"]),
+                    by=by,
+                )
+            )
+            await self.record(
+                AuditRecorded(
+                    at=now,
+                    tenant=self.operator_tenant,
+                    event="cluster_acknowledged",
+                    detail=f"cluster {cluster_id} acknowledged by {by}",
+                )
+            )
+            rows = await self.store.read(queries.suppressions)
+            row = next(r for r in rows if r["cluster_id"] == cluster_id)
+        return row
+
     def backlog(self) -> int:
         """Messages waiting in every pipeline channel (the drain waits for zero)."""
         total = 0
@@ -183,6 +251,8 @@ def build(
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
+    suppression_tx, suppression_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
+    budgets_tx, budgets_rx = trio.open_memory_channel[BudgetMessage](PIPELINE_BUFFER)
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
@@ -206,8 +276,40 @@ def build(
             run_history,
             HistoryDeps(store=store, journal=journal, mirrored=mirror_writer is not None),
             history_rx,
-            delivery_tx,
+            suppression_tx,
             mirror_tx,
+            clock=clock,
+        ),
+        _child(
+            "suppression",
+            run_suppression,
+            SuppressionDeps(
+                store=store,
+                options=settings.suppression,
+                active_tenants=len(settings.tenants),
+                operator_tenant=settings.operator_tenant,
+                notices=settings.notices_destination(),
+            ),
+            suppression_rx,
+            budgets_tx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
+            "budgets",
+            run_budgets,
+            BudgetsDeps(
+                store=store,
+                enabled=settings.budgets.enabled,
+                caps={t: tenant.hourly_budget for t, tenant in settings.tenants.items()},
+                tiers={t: tenant.tier for t, tenant in settings.tenants.items()},
+                primary=settings.primary_destinations(),
+                cap_notices=settings.cap_destination(),
+                operator_tenant=settings.operator_tenant,
+            ),
+            budgets_rx,
+            delivery_tx,
+            history_tx,
             clock=clock,
         ),
         _child(
@@ -219,7 +321,7 @@ def build(
                 options=settings.delivery,
                 operator_tenant=settings.operator_tenant,
                 notices=settings.notices_destination(),
-                tenants=tuple(settings.tenants),
+                tenants=frozenset(settings.tenants),
                 tenant_destinations=settings.tenant_destinations(),
             ),
             delivery_rx,
@@ -280,9 +382,14 @@ def build(
             "ingest": ingest_tx,
             "router": router_tx,
             "history": history_tx,
+            "suppression": suppression_tx,
+            "budgets": budgets_tx,
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,
         },
         sinks=sinks,
+        store=store,
+        clock=clock,
+        operator_tenant=settings.operator_tenant,
     )

@@ -244,6 +244,19 @@ class VerificationRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     verification: Verification
 
 
+class SuppressionRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A suppression-log row: a cluster fired, cleared, or its notice was acknowledged."""
+
+    cluster_id: str
+    event: str  # fired | cleared | acknowledged
+    at: datetime
+    cluster_key: str
+    tenants: tuple[str, ...] = ()  # the silenced tenant ids so far
+    active_tenants: int = 0
+    withheld: int = 0  # individual deliveries withheld so far
+    by: str = ""  # who acknowledged
+
+
 class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Materialise everything journalled into the DuckDB tables, then answer ``reply``
     (operator commands and tests that read the tables right after an event)."""
@@ -258,6 +271,7 @@ HistoryMessage = (
     | PlanDeliveries
     | FlushHistory
     | VerificationRecorded
+    | SuppressionRecorded
 )
 
 
@@ -305,6 +319,30 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     planned_at: datetime
     received_at: datetime  # when the signal behind it reached EyeTok
     notice: str | None = None  # an operator notice: this text, not the incident, is sent
+    signal_id: str = ""  # the signal that caused it (budgets count signals, not deliveries)
+    cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
+    acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
+
+
+class BudgetStanding(msgspec.Struct, frozen=True, kw_only=True):
+    """One tenant's budget in the current clock hour."""
+
+    tenant: str
+    tier: str
+    cap: int | None  # None: uncapped
+    window_start: datetime
+    admitted: int  # alerts delivered within the budget this hour
+    held: int  # alerts held for the digest at the top of the hour
+    capped: bool
+
+
+class ShowBudgets(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ask the budgets actor for every tenant's standing this hour."""
+
+    reply: Reply[tuple[BudgetStanding, ...]]
+
+
+BudgetMessage = Deliver | ShowBudgets
 
 
 class VerificationChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):

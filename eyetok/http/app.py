@@ -5,7 +5,9 @@
   ``url_verification``); direct messages carry Slack ownership nonces;
 - ``GET /verify/email/<token>``: the email magic link;
 - ``GET /oauth/pagerduty/callback``: the PagerDuty OAuth (PKCE) redirect;
-- ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``).
+- ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
+- ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
+  acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from quart_trio import QuartTrio
 from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
-from eyetok.messages import HandshakeAnswer, SlackMessageSeen
+from eyetok.messages import BudgetStanding, HandshakeAnswer, SlackMessageSeen
 from eyetok.verification import Verification, refusal
 
 
@@ -40,6 +42,18 @@ class Verifier(Protocol):
     ) -> HandshakeAnswer: ...
 
     async def verifications(self) -> tuple[Verification, ...]: ...
+
+
+class Operations(Protocol):
+    """The suppression log and the budgets, as the operator's API reaches them."""
+
+    async def budgets(self) -> tuple[BudgetStanding, ...]: ...
+
+    async def suppressions(self) -> list[dict[str, Any]]: ...
+
+    async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None:
+        """The cluster's row after the acknowledgement; None: no such cluster."""
+        ...
 
 
 class _SlackEvent(msgspec.Struct, kw_only=True):
@@ -77,6 +91,7 @@ def create_app(
     root_token: str | None = None,
     slack_signing_secret: str | None = None,
     clock: Clock | None = None,
+    operations: Operations | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -176,5 +191,36 @@ def create_app(
             reason = refusal(v, now)
             rows.append({**msgspec.to_builtins(v), "deliverable": reason is None, "why": reason})
         return _json({"sinks": rows})
+
+    if operations is None:
+        return app
+
+    @app.get("/api/v1/budgets")
+    async def budgets() -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        return _json({"budgets": msgspec.to_builtins(await operations.budgets())})
+
+    @app.get("/api/v1/suppressions")
+    async def suppressions() -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        return _json({"suppressions": await operations.suppressions()})
+
+    @app.post("/api/v1/suppressions/<cluster_id>/ack")
+    async def acknowledge(cluster_id: str) -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        body = await request.get_json(silent=True) or {}
+        by = str(body.get("by") or "").strip()
+        if not by:
+            return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
+        row = await operations.acknowledge_cluster(cluster_id, by[:200])
+        if row is None:
+            return _json({"error": f"no cluster named {cluster_id!r}"}, 404)
+        return _json({"suppression": row})
 
     return app

@@ -40,6 +40,26 @@ STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS audit_log (
         logged_at TIMESTAMPTZ, tenant VARCHAR, event VARCHAR, detail VARCHAR,
         incident_id VARCHAR, signal_id VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS suppression_log (
+        cluster_id VARCHAR, event VARCHAR, logged_at TIMESTAMPTZ, cluster_key VARCHAR,
+        error_kind VARCHAR, asn VARCHAR, registry VARCHAR, tenants VARCHAR,
+        tenant_count INTEGER, active_tenants INTEGER, withheld INTEGER, by_whom VARCHAR)""",
+    # One row per cluster: where it fired, the silenced tenants and withheld count as last
+    # recorded (the clear carries the final set), when it cleared, who acknowledged it.
+    """CREATE OR REPLACE VIEW suppressions AS
+        SELECT f.cluster_id, f.cluster_key, f.error_kind, f.asn, f.registry,
+               coalesce(c.tenants, f.tenants) AS tenants,
+               coalesce(c.tenant_count, f.tenant_count) AS tenant_count,
+               f.active_tenants, coalesce(c.withheld, f.withheld) AS withheld,
+               f.logged_at AS fired_at, c.logged_at AS cleared_at,
+               a.logged_at AS acked_at, a.by_whom AS acked_by
+        FROM (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
+              WHERE event = 'fired' ORDER BY cluster_id, logged_at) f
+        LEFT JOIN (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
+                   WHERE event = 'cleared' ORDER BY cluster_id, logged_at) c USING (cluster_id)
+        LEFT JOIN (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
+                   WHERE event = 'acknowledged' ORDER BY cluster_id, logged_at) a
+        USING (cluster_id)""",
     """CREATE OR REPLACE VIEW incidents AS
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY seq DESC) AS rn
