@@ -27,6 +27,8 @@ from eyetok import log
 from eyetok.clock import Clock
 from eyetok.messages import (
     Accepted,
+    AnomaliesFlagged,
+    AnomalyNoted,
     AuditRecorded,
     Deliver,
     DeliveryClosed,
@@ -43,6 +45,8 @@ from eyetok.messages import (
 )
 from state.history import queries
 from state.history.journal import (
+    AnomalyNoteRow,
+    AnomalyRow,
     AuditRow,
     DeliveryRow,
     OutcomeRow,
@@ -79,6 +83,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: list[OutcomeRow] = msgspec.field(default_factory=list)
     audits: list[AuditRow] = msgspec.field(default_factory=list)
     verifications: list[VerificationRow] = msgspec.field(default_factory=list)
+    anomalies: list[AnomalyRow] = msgspec.field(default_factory=list)
+    anomaly_notes: list[AnomalyNoteRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -88,6 +94,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.outcomes,
             *self.audits,
             *self.verifications,
+            *self.anomalies,
+            *self.anomaly_notes,
         ]
 
 
@@ -107,6 +115,10 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.audits.append(row)
             case VerificationRow():
                 frame.verifications.append(row)
+            case AnomalyRow():
+                frame.anomalies.append(row)
+            case AnomalyNoteRow():
+                frame.anomaly_notes.append(row)
     return frame
 
 
@@ -184,6 +196,29 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     detail=message.detail,
                     incident_id=message.incident_id,
                     signal_id=message.signal_id,
+                )
+            ]
+        case AnomaliesFlagged(anomalies=found, at=at):
+            return [
+                AnomalyRow(
+                    anomaly_id=a.anomaly_id,
+                    kind=a.kind,
+                    tenant=a.tenant,
+                    subject=a.subject,
+                    detail=a.detail,
+                    occurred_at=a.occurred_at,
+                    flagged_at=at,
+                )
+                for a in found
+            ]
+        case AnomalyNoted():
+            return [
+                AnomalyNoteRow(
+                    anomaly_id=message.anomaly_id,
+                    verdict=message.verdict,
+                    note=message.note,
+                    noted_by=message.by,
+                    noted_at=message.at,
                 )
             ]
         case _:
