@@ -243,7 +243,8 @@ async def run_history(
     replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
     position = frames[-1][0] if frames else applied
     if position > applied:
-        await store.write(lambda con: _materialise(con, replay, position, clock.now()))
+        replayed_at = clock.now()  # read here: a trio-anchored clock cannot be read in a thread
+        await store.write(lambda con: _materialise(con, replay, position, replayed_at))
         logger.info("journal_replayed", rows=len(replay), segment=position.segment)
     journal.forget_before(position)
     seq = await store.read(queries.last_snapshot_seq)
@@ -283,8 +284,8 @@ async def run_history(
         if not unmaterialised:
             return
         rows, unmaterialised = unmaterialised, []
-        upto = journalled_to
-        await store.write(lambda con: _materialise(con, rows, upto, clock.now()))
+        upto, now = journalled_to, clock.now()
+        await store.write(lambda con: _materialise(con, rows, upto, now))
         journal.forget_before(upto)
 
     async def materialise_periodically() -> None:

@@ -65,6 +65,7 @@ from eyetok.review import NoteAnswer, Review
 from eyetok.verification import Verification
 from schedules.credentials import credentials_of
 from schedules.loader import Routine
+from schedules.table import ScheduleEntry
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
@@ -182,21 +183,27 @@ def _system_resolver() -> tuple[str, int]:
         return ("127.0.0.1", 53)
 
 
-def _routine(
-    routine: Routine,
+def schedule_commands(
+    entries: tuple[ScheduleEntry, ...],
     verification: trio.MemorySendChannel[VerificationMessage],
     routines: trio.MemorySendChannel[RoutinesMessage],
-) -> tuple[Callable[[datetime], Any], trio.MemorySendChannel[Any]]:
-    """What a routine's schedule sends when it fires, and to whom."""
-    match routine:
-        case Routine.REVERIFY:
-            return (lambda at: ReverifyDue(at=at)), verification
-        case Routine.DAILY_REVIEW:
-            return (lambda at: ReviewDue(slot=at)), routines
-        case Routine.MONTHLY_DRILL:
-            return (lambda at: DrillDue(slot=at)), routines
-        case Routine.CREDENTIAL_ROTATION:
-            return (lambda at: RotationReminderDue(slot=at)), routines
+) -> tuple[ScheduleCommand, ...]:
+    """What each routine's schedule sends when it fires, and to whom."""
+    commands = []
+    for entry in entries:
+        make: Callable[[datetime], Any]
+        to: trio.MemorySendChannel[Any]
+        match Routine(entry.name):
+            case Routine.REVERIFY:
+                make, to = (lambda at: ReverifyDue(at=at)), verification
+            case Routine.DAILY_REVIEW:
+                make, to = (lambda at: ReviewDue(slot=at)), routines
+            case Routine.MONTHLY_DRILL:
+                make, to = (lambda at: DrillDue(slot=at)), routines
+            case Routine.CREDENTIAL_ROTATION:
+                make, to = (lambda at: RotationReminderDue(slot=at)), routines
+        commands.append(ScheduleCommand(entry=entry, make=make, to=to))
+    return tuple(commands)
 
 
 def _child(
@@ -315,11 +322,7 @@ def build(
             "scheduler",
             run_scheduler,
             SchedulerDeps(
-                commands=tuple(
-                    ScheduleCommand(entry=entry, make=make, to=to)
-                    for entry in settings.schedules
-                    for make, to in [_routine(Routine(entry.name), verification_tx, routines_tx)]
-                ),
+                commands=schedule_commands(settings.schedules, verification_tx, routines_tx),
                 store=store,
                 operator_tenant=settings.operator_tenant,
             ),
