@@ -367,8 +367,9 @@ async def run_routines(
         await audit("drill_ran", {"slot": slot.isoformat(), "passed": passed, "exit": returncode})
         await tell_operator(f"drill|{slot.isoformat()}", "monthly drill", text)
 
-    async def watch_sighup() -> None:
+    async def watch_sighup(*, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGHUP) as signals:
+            task_status.started()
             async for _ in signals:
                 logger.info("signal_received", signal="SIGHUP", why="re-read credentials")
                 await reread("SIGHUP")
@@ -376,7 +377,7 @@ async def run_routines(
     await record_credentials(deps.credentials(), "start")
     async with trio.open_nursery() as nursery:
         if deps.watch_sighup and threading.current_thread() is threading.main_thread():
-            nursery.start_soon(watch_sighup)
+            await nursery.start(watch_sighup)
         task_status.started()
         async for message in inbox:
             match message:
