@@ -122,6 +122,21 @@ async def test_the_monthly_drill_runs_against_the_daemon_itself(
     settings = daemon_settings(tmp_path / "data", fake_slack, config=config + "\n")
     daemon = await start_daemon(nursery, settings)
     assert daemon.topology is not None
+    assert daemon.store is not None
+    # the daemon's scheduler knows every routine (a new history: registered, none late)
+    await daemon.topology.flush_history()
+    registered = await daemon.store.read(
+        lambda con: con.execute(
+            "SELECT json_extract_string(detail, '$.schedule') FROM audit_log "
+            "WHERE event = 'schedule_registered' ORDER BY 1"
+        ).fetchall()
+    )
+    assert [name for (name,) in registered] == [
+        "credential-rotation",
+        "daily-review",
+        "monthly-drill",
+        "reverify",
+    ]
     routines = daemon.topology.channels["routines"]
     assert isinstance(routines, trio.MemorySendChannel)
     await routines.send(DrillDue(slot=datetime(2026, 12, 1, 15, tzinfo=UTC)))
