@@ -85,8 +85,8 @@ def rotation_reminder(
         ":key: Quarterly credential rotation (second Tuesday of the quarter). "
         f"EyeTok holds {len(current)} credentials. Rotate in order: Slack app token, "
         "webhook signing secrets (set the old one as previous_secret_env during the "
-        "switch), SMTP credentials, PagerDuty keys; then re-verify each sink "
-        "(`eyetok verify SINK`) and send EyeTok SIGHUP or restart it.",
+        "switch), SMTP credentials, PagerDuty keys; restart EyeTok with the new values "
+        "and re-verify each sink (`eyetok verify SINK`).",
     ]
     rows = []
     for name, value in current.items():
