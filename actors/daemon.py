@@ -78,7 +78,13 @@ class Daemon:
             if store.is_new:
                 await self._rehydrate(store, settings.database_url)
         topology = self.topology = build(
-            settings, store, journal, self.clock, health=self.health, mirror_writer=mirror_writer
+            settings,
+            store,
+            journal,
+            self.clock,
+            health=self.health,
+            mirror_writer=mirror_writer,
+            local_url=lambda: f"http://127.0.0.1:{self.bound_port or settings.port}",
         )
         self._log.info(
             "eyetok_starting",
@@ -100,6 +106,7 @@ class Daemon:
         app = create_app(
             readiness=self.readiness,
             verifier=topology,
+            reviewer=topology,
             root_token=settings.root_token,
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,

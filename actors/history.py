@@ -27,6 +27,8 @@ from eyetok import log
 from eyetok.clock import Clock
 from eyetok.messages import (
     Accepted,
+    AnomaliesFlagged,
+    AnomalyNoted,
     AuditRecorded,
     Deliver,
     DeliveryClosed,
@@ -44,6 +46,8 @@ from eyetok.messages import (
 )
 from state.history import queries
 from state.history.journal import (
+    AnomalyNoteRow,
+    AnomalyRow,
     AuditRow,
     DeliveryRow,
     OutcomeRow,
@@ -83,6 +87,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     audits: list[AuditRow] = msgspec.field(default_factory=list)
     verifications: list[VerificationRow] = msgspec.field(default_factory=list)
     suppressions: list[SuppressionRow] = msgspec.field(default_factory=list)
+    anomalies: list[AnomalyRow] = msgspec.field(default_factory=list)
+    anomaly_notes: list[AnomalyNoteRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -93,6 +99,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.audits,
             *self.verifications,
             *self.suppressions,
+            *self.anomalies,
+            *self.anomaly_notes,
         ]
 
 
@@ -114,6 +122,10 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.verifications.append(row)
             case SuppressionRow():
                 frame.suppressions.append(row)
+            case AnomalyRow():
+                frame.anomalies.append(row)
+            case AnomalyNoteRow():
+                frame.anomaly_notes.append(row)
     return frame
 
 
@@ -195,6 +207,29 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     signal_id=message.signal_id,
                 )
             ]
+        case AnomaliesFlagged(anomalies=found, at=at):
+            return [
+                AnomalyRow(
+                    anomaly_id=a.anomaly_id,
+                    kind=a.kind,
+                    tenant=a.tenant,
+                    subject=a.subject,
+                    detail=a.detail,
+                    occurred_at=a.occurred_at,
+                    flagged_at=at,
+                )
+                for a in found
+            ]
+        case AnomalyNoted():
+            return [
+                AnomalyNoteRow(
+                    anomaly_id=message.anomaly_id,
+                    verdict=message.verdict,
+                    note=message.note,
+                    noted_by=message.by,
+                    noted_at=message.at,
+                )
+            ]
         case _:
             assert_never(message)
 
@@ -217,7 +252,7 @@ async def run_history(
     replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
     position = frames[-1][0] if frames else applied
     if position > applied:
-        replayed_at = clock.now()
+        replayed_at = clock.now()  # read here: a trio-anchored clock cannot be read in a thread
         await store.write(lambda con: _materialise(con, replay, position, replayed_at))
         logger.info("journal_replayed", rows=len(replay), segment=position.segment)
     journal.forget_before(position)
@@ -258,9 +293,8 @@ async def run_history(
         if not unmaterialised:
             return
         rows, unmaterialised = unmaterialised, []
-        upto = journalled_to
-        at = clock.now()  # read here: the clock may only be read in the trio thread
-        await store.write(lambda con: _materialise(con, rows, upto, at))
+        upto, now = journalled_to, clock.now()
+        await store.write(lambda con: _materialise(con, rows, upto, now))
         journal.forget_before(upto)
 
     async def materialise_periodically() -> None:

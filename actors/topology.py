@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import trio
@@ -28,6 +29,7 @@ from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.router import RouterDeps, run_router
+from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
@@ -35,16 +37,18 @@ from actors.supervisor import ChildSpec, Restart
 from actors.suppression import SuppressionDeps, run_suppression
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
-from eyetok.config import Settings
+from eyetok.config import Settings, load_settings
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
+    AnomalyNoteRequested,
     AuditRecorded,
     BudgetMessage,
     BudgetStanding,
     Deliver,
     DeliveryMessage,
+    DrillDue,
     EmailLinkOpened,
     FlushHistory,
     HandshakeAnswer,
@@ -56,6 +60,10 @@ from eyetok.messages import (
     OAuthCallback,
     Reply,
     ReverifyDue,
+    ReviewDue,
+    ReviewRequested,
+    RotationReminderDue,
+    RoutinesMessage,
     ShowBudgets,
     Signal,
     SignalReceived,
@@ -64,7 +72,10 @@ from eyetok.messages import (
     SuppressionRecorded,
     VerificationMessage,
 )
+from eyetok.review import NoteAnswer, Review
 from eyetok.verification import Verification
+from schedules.credentials import credentials_of
+from schedules.loader import Routine
 from schedules.table import ScheduleEntry
 from state.history import queries
 from state.history.store import HistoryStore
@@ -200,6 +211,27 @@ class Topology:
             row = next(r for r in rows if r["cluster_id"] == cluster_id)
         return row
 
+    async def _ask_routines(self, make: Callable[[Reply[Any]], Any]) -> Any:
+        reply: Reply[Any] = Reply()
+        channel = self.channels["routines"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(make(reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def review(self, since: datetime) -> Review:
+        """The notification stream since ``since``, its anomalies recorded."""
+        found: Review = await self._ask_routines(lambda r: ReviewRequested(since=since, reply=r))
+        return found
+
+    async def note_anomaly(self, anomaly_id: str, verdict: str, note: str, by: str) -> NoteAnswer:
+        answer: NoteAnswer = await self._ask_routines(
+            lambda r: AnomalyNoteRequested(
+                anomaly_id=anomaly_id, verdict=verdict, note=note, by=by, reply=r
+            )
+        )
+        return answer
+
     def backlog(self) -> int:
         """Messages waiting in every pipeline channel (the drain waits for zero)."""
         total = 0
@@ -217,6 +249,29 @@ def _system_resolver() -> tuple[str, int]:
         return (str(dns.resolver.Resolver().nameservers[0]), 53)
     except (dns.resolver.NoResolverConfiguration, IndexError):
         return ("127.0.0.1", 53)
+
+
+def schedule_commands(
+    entries: tuple[ScheduleEntry, ...],
+    verification: trio.MemorySendChannel[VerificationMessage],
+    routines: trio.MemorySendChannel[RoutinesMessage],
+) -> tuple[ScheduleCommand, ...]:
+    """What each routine's schedule sends when it fires, and to whom."""
+    commands = []
+    for entry in entries:
+        make: Callable[[datetime], Any]
+        to: trio.MemorySendChannel[Any]
+        match Routine(entry.name):
+            case Routine.REVERIFY:
+                make, to = (lambda at: ReverifyDue(at=at)), verification
+            case Routine.DAILY_REVIEW:
+                make, to = (lambda at: ReviewDue(slot=at)), routines
+            case Routine.MONTHLY_DRILL:
+                make, to = (lambda at: DrillDue(slot=at)), routines
+            case Routine.CREDENTIAL_ROTATION:
+                make, to = (lambda at: RotationReminderDue(slot=at)), routines
+        commands.append(ScheduleCommand(entry=entry, make=make, to=to))
+    return tuple(commands)
 
 
 def _child(
@@ -246,6 +301,7 @@ def build(
     *,
     health: HealthBoard | None = None,
     mirror_writer: MirrorWriter | None = None,
+    local_url: Callable[[], str] | None = None,
 ) -> Topology:
     """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
@@ -256,6 +312,7 @@ def build(
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
+    routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
     children: list[ChildSpec] = []
@@ -346,21 +403,32 @@ def build(
             clock=clock,
         ),
         _child(
+            "routines",
+            run_routines,
+            RoutinesDeps(
+                store=store,
+                operator_tenant=settings.operator_tenant,
+                notices=settings.notices_destination(),
+                review_window=timedelta(hours=settings.routines.review_window_h),
+                drill_command=settings.routines.drill_command,
+                drill_timeout_s=settings.routines.drill_timeout_s,
+                local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
+                credentials=lambda: credentials_of(settings),
+                reread_credentials=lambda: credentials_of(load_settings()),
+            ),
+            routines_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
             "scheduler",
             run_scheduler,
             SchedulerDeps(
-                commands=(
-                    ScheduleCommand(
-                        entry=ScheduleEntry(
-                            name="reverify",
-                            cron=settings.verification.reverify_cron,
-                            zone=settings.verification.reverify_zone,
-                        ),
-                        make=lambda at: ReverifyDue(at=at),
-                        to=verification_tx,
-                    ),
-                )
+                commands=schedule_commands(settings.schedules, verification_tx, routines_tx),
+                store=store,
+                operator_tenant=settings.operator_tenant,
             ),
+            history_tx,
             clock=clock,
         ),
         _child(
@@ -387,6 +455,7 @@ def build(
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,
+            "routines": routines_tx,
         },
         sinks=sinks,
         store=store,

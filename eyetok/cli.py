@@ -1,4 +1,5 @@
-"""The ``eyetok`` command: ``run``, ``replay``.
+"""The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``review``,
+``tail``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
 the daemon); it does so inside the command that needs it.
@@ -76,11 +77,34 @@ def _parser() -> argparse.ArgumentParser:
     sinks = commands.add_parser("sinks", help="every sink's verification standing")
     sinks.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     sinks.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    review = commands.add_parser(
+        "review", help="the notification stream summarised, anomalies flagged; note a verdict"
+    )
+    review.add_argument("--since", default="24h", help="how far back (24h, 90m, 7d)")
+    review.add_argument("--json", action="store_true", help="the whole review as one JSON")
+    review.add_argument("--note", metavar="ID", help="record a verdict on anomaly ID")
+    verdict = review.add_mutually_exclusive_group()
+    verdict.add_argument("--benign", metavar="TEXT", help="with --note: benign, and why")
+    verdict.add_argument("--escalate", metavar="TEXT", help="with --note: escalate, and why")
+    review.add_argument("--by", default=os.environ.get("USER", "operator"), help="who notes")
+    review.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+
+    tail = commands.add_parser(
+        "tail", help="pretty-print and filter EyeTok's JSON log lines from stdin"
+    )
+    tail.add_argument("--severity", help="critical, high ... or SEV1 ... or a log level")
+    tail.add_argument("--tenant")
+    tail.add_argument("--incident", help="an incident id")
+    tail.add_argument("--actor", help="history, delivery, routines ...")
+    tail.add_argument("--json", action="store_true", help="only matching JSON lines, as JSON")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "tail":  # a pipe's reader: it needs no configuration
+        return _tail(args)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -95,7 +119,96 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings, as_json=args.json)
     if args.command in ("verify", "sinks"):
         return _operator_api(settings, args)
+    if args.command == "review":
+        return _review(settings, args)
     return 2
+
+
+def _review(settings: Settings, args: argparse.Namespace) -> int:
+    """``review``: the daemon computes the review (it holds the history); this asks it."""
+    import httpx
+
+    verdict = "benign" if args.benign is not None else "escalate"
+    text = args.benign if args.benign is not None else args.escalate
+    if (args.note is None) != (text is None):
+        print(json.dumps({"error": "--note ID goes with --benign TEXT or --escalate TEXT"}))
+        return 2
+    if not settings.root_token:
+        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
+        return 2
+    headers = {"authorization": f"Bearer {settings.root_token}"}
+    base = args.url.rstrip("/")
+    try:
+        if args.note is not None:
+            response = httpx.post(
+                f"{base}/api/v1/review/anomalies/{args.note}/note",
+                json={"verdict": verdict, "note": text, "by": args.by},
+                headers=headers,
+                timeout=60.0,
+            )
+        else:
+            response = httpx.get(
+                f"{base}/api/v1/review", params={"since": args.since}, headers=headers, timeout=60.0
+            )
+    except httpx.HTTPError as exc:
+        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
+        return 1
+    try:
+        answer = response.json()
+    except ValueError:
+        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
+        return 1
+    if response.status_code != 200:
+        print(json.dumps(answer))
+        return 1
+    if args.json:
+        print(json.dumps(answer))
+    elif args.note is not None:
+        print(answer["message"])
+    else:
+        for line in _review_lines(answer):
+            print(line)
+    return 0
+
+
+def _review_lines(review: dict[str, Any]) -> list[str]:
+    stream: list[dict[str, Any]] = review.get("stream") or []
+    anomalies: list[dict[str, Any]] = review.get("anomalies") or []
+    lines = [
+        f"Review {review['since']} to {review['until']}: {review['notifications']} notifications"
+    ]
+    if stream:
+        lines.append(f"{'tenant':<20} {'sink':<16} {'severity':<9} {'outcome':<19} {'count':>6}")
+        for row in stream:
+            lines.append(
+                f"{row['tenant']:<20} {row['sink_id']:<16} {row['severity']:<9} "
+                f"{row['outcome']:<19} {row['count']:>6}"
+            )
+    lines.append(f"Anomalies: {len(anomalies)}")
+    for a in anomalies:
+        verdict = f" [{a['verdict']} by {a['noted_by']}: {a['note']}]" if a.get("verdict") else ""
+        lines.append(f"{a['anomaly_id']}  {a['kind']:<11} {a['tenant']:<16} {a['detail']}{verdict}")
+    return lines
+
+
+def _tail(args: argparse.Namespace) -> int:
+    import io
+
+    from eyetok.tail import Filters, run
+
+    filters = Filters(
+        severity=args.severity, tenant=args.tenant, incident=args.incident, actor=args.actor
+    )
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    try:
+        run(stdin, sys.stdout, filters, colour=colour, as_json=args.json)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (| head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def _operator_api(settings: Settings, args: argparse.Namespace) -> int:

@@ -25,6 +25,8 @@ from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.sinks.webhook import WebhookSinkConfig
 from eyetok.standard_webhooks import decode_secret
+from schedules.loader import ScheduleOverride, resolve
+from schedules.table import ScheduleEntry
 
 OPERATOR_TENANT = "operator"
 SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
@@ -113,6 +115,26 @@ class SuppressionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     quiet_s: float = 300.0  # an active cluster clears after this long without an alert
 
 
+class RoutineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The operator's routines (the schedules fire them; ``eyetok review`` asks for one)."""
+
+    # The monthly drill: a command run against this daemon. ``{python}`` is this Python,
+    # ``{url}`` this daemon's local address, ``{port}`` its port.
+    drill_command: tuple[str, ...] = (
+        "{python}",
+        "-m",
+        "eyetok.cli",
+        "drill",
+        "run",
+        "single-tenant-outage",
+        "--url",
+        "{url}",
+        "--json",
+    )
+    drill_timeout_s: float = 1800.0
+    review_window_h: float = 24.0  # what the daily review reads: the last N hours
+
+
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The shape of the YAML file. Every key is optional."""
 
@@ -125,6 +147,8 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     verification: VerificationOptions = msgspec.field(default_factory=VerificationOptions)
     budgets: BudgetOptions = msgspec.field(default_factory=BudgetOptions)
     suppression: SuppressionOptions = msgspec.field(default_factory=SuppressionOptions)
+    schedules: tuple[ScheduleOverride, ...] = ()
+    routines: RoutineOptions = msgspec.field(default_factory=RoutineOptions)
     ingest_queue: int = 2048
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -178,6 +202,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
     budgets: BudgetOptions = BudgetOptions()
     suppression: SuppressionOptions = SuppressionOptions()
+    schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
+    routines: RoutineOptions = RoutineOptions()
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -485,4 +511,10 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),
         budgets=file_config.budgets,
         suppression=sup,
+        schedules=resolve(
+            file_config.schedules,
+            reverify_cron=file_config.verification.reverify_cron,
+            reverify_zone=file_config.verification.reverify_zone,
+        ),
+        routines=file_config.routines,
     )

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 import msgspec
 import trio
 
+from eyetok.review import Anomaly, NoteAnswer, Review
 from eyetok.verification import Verification
 
 
@@ -264,6 +265,23 @@ class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[bool]
 
 
+class AnomaliesFlagged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """New rows for the anomaly journal (a review found them)."""
+
+    anomalies: tuple[Anomaly, ...]
+    at: datetime
+
+
+class AnomalyNoted(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The on-call's verdict on an anomaly: who, when, benign or escalate, and why."""
+
+    anomaly_id: str
+    verdict: str  # benign | escalate
+    note: str
+    by: str
+    at: datetime
+
+
 HistoryMessage = (
     JournalSignal
     | DeliveryFinished
@@ -272,6 +290,8 @@ HistoryMessage = (
     | FlushHistory
     | VerificationRecorded
     | SuppressionRecorded
+    | AnomaliesFlagged
+    | AnomalyNoted
 )
 
 
@@ -415,4 +435,58 @@ VerificationMessage = (
     | OAuthCallback
     | ReverifyDue
     | ListVerifications
+)
+
+
+# --- inbox of the routines actor (the schedules' consumers, the operator's review) -----
+
+
+class ReviewDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The daily-review schedule fired (``slot``: the instant it was due)."""
+
+    slot: datetime
+
+
+class DrillDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The monthly-drill schedule fired."""
+
+    slot: datetime
+
+
+class RotationReminderDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The quarterly credential-rotation schedule fired."""
+
+    slot: datetime
+
+
+class ReviewRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``eyetok review``: the stream from ``since`` to now, anomalies recorded."""
+
+    since: datetime
+    reply: Reply[Review]
+
+
+class AnomalyNoteRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``eyetok review --note ID --benign|--escalate TEXT``."""
+
+    anomaly_id: str
+    verdict: str  # benign | escalate
+    note: str
+    by: str
+    reply: Reply[NoteAnswer]
+
+
+class CredentialsReread(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Re-read the credentials (SIGHUP) and record any whose value changed."""
+
+    why: str
+
+
+RoutinesMessage = (
+    ReviewDue
+    | DrillDue
+    | RotationReminderDue
+    | ReviewRequested
+    | AnomalyNoteRequested
+    | CredentialsReread
 )

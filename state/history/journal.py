@@ -146,8 +146,28 @@ def suppression_row(r: SuppressionRecorded) -> SuppressionRow:
     )
 
 
+class AnomalyRow(msgspec.Struct, frozen=True):
+    anomaly_id: str
+    kind: str
+    tenant: str
+    subject: str
+    detail: str
+    occurred_at: datetime
+    flagged_at: datetime
+
+
+class AnomalyNoteRow(msgspec.Struct, frozen=True):
+    anomaly_id: str
+    verdict: str
+    note: str
+    noted_by: str
+    noted_at: datetime
+
+
 _TABLES: dict[type[msgspec.Struct], str] = {
     SuppressionRow: "suppression_log",
+    AnomalyRow: "anomalies",
+    AnomalyNoteRow: "anomaly_notes",
     VerificationRow: "verification_log",
     SignalRow: "signals",
     SnapshotRow: "incident_snapshots",

@@ -60,6 +60,18 @@ STATEMENTS: tuple[str, ...] = (
         LEFT JOIN (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
                    WHERE event = 'acknowledged' ORDER BY cluster_id, logged_at) a
         USING (cluster_id)""",
+    """CREATE TABLE IF NOT EXISTS anomalies (
+        anomaly_id VARCHAR, kind VARCHAR, tenant VARCHAR, subject VARCHAR, detail VARCHAR,
+        occurred_at TIMESTAMPTZ, flagged_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS anomaly_notes (
+        anomaly_id VARCHAR, verdict VARCHAR, note VARCHAR, noted_by VARCHAR,
+        noted_at TIMESTAMPTZ)""",
+    """CREATE OR REPLACE VIEW anomaly_journal AS
+        SELECT a.*, n.verdict, n.note, n.noted_by, n.noted_at
+        FROM (SELECT DISTINCT ON (anomaly_id) * FROM anomalies) a
+        LEFT JOIN (SELECT DISTINCT ON (anomaly_id) * FROM anomaly_notes
+                   ORDER BY anomaly_id, noted_at DESC) n
+        USING (anomaly_id)""",
     """CREATE OR REPLACE VIEW incidents AS
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY seq DESC) AS rn
