@@ -103,6 +103,7 @@ class Daemon:
             root_token=settings.root_token,
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
+            tenant_api=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = HypercornConfig()

@@ -39,6 +39,7 @@ from eyetok.messages import (
     JournalSignal,
     MirrorMessage,
     PlanDeliveries,
+    TenantRecorded,
     VerificationRecorded,
 )
 from state.history import queries
@@ -48,10 +49,14 @@ from state.history.journal import (
     OutcomeRow,
     SignalRow,
     SnapshotRow,
+    TenantConfigRow,
+    TenantTokenRow,
     VerificationRow,
     append_rows,
     delivery_row,
     snapshot_row,
+    tenant_config_row,
+    tenant_token_row,
     verification_row,
 )
 from state.history.store import HistoryStore
@@ -79,6 +84,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: list[OutcomeRow] = msgspec.field(default_factory=list)
     audits: list[AuditRow] = msgspec.field(default_factory=list)
     verifications: list[VerificationRow] = msgspec.field(default_factory=list)
+    tenant_tokens: list[TenantTokenRow] = msgspec.field(default_factory=list)
+    tenant_config: list[TenantConfigRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -88,6 +95,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.outcomes,
             *self.audits,
             *self.verifications,
+            *self.tenant_tokens,
+            *self.tenant_config,
         ]
 
 
@@ -107,6 +116,10 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.audits.append(row)
             case VerificationRow():
                 frame.verifications.append(row)
+            case TenantTokenRow():
+                frame.tenant_tokens.append(row)
+            case TenantConfigRow():
+                frame.tenant_config.append(row)
     return frame
 
 
@@ -175,6 +188,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             return []
         case VerificationRecorded(verification=v):
             return [verification_row(v, recorded_at=now)]
+        case TenantRecorded(tokens=tokens, entries=entries):
+            return [*map(tenant_token_row, tokens), *map(tenant_config_row, entries)]
         case AuditRecorded():
             return [
                 AuditRow(
@@ -286,6 +301,8 @@ async def run_history(
                 for message in leftover:
                     if isinstance(message, JournalSignal) and message.reply is not None:
                         message.reply.send(_accepted(message))
+                    elif isinstance(message, TenantRecorded) and message.reply is not None:
+                        message.reply.send(True)
                 if deps.mirrored:
                     with trio.move_on_after(1.0):
                         await _mirror(leftover, to_mirror, clock.now())
@@ -341,6 +358,8 @@ async def _after_commit(
     for message in batch:
         if isinstance(message, JournalSignal) and message.reply is not None:
             message.reply.send(_accepted(message))
+        elif isinstance(message, TenantRecorded) and message.reply is not None:
+            message.reply.send(True)
     for message in batch:
         if isinstance(message, JournalSignal | PlanDeliveries):
             for deliver in message.deliveries:

@@ -14,6 +14,7 @@ from typing import assert_never
 
 import trio
 
+from actors.tenants import effective_settings
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.messages import (
@@ -22,13 +23,17 @@ from eyetok.messages import (
     IncidentAction,
     IncidentChanged,
     JournalSignal,
+    RouterMessage,
+    TenantConfigChanged,
 )
 from eyetok.policy import destinations_for
+from state.history.store import HistoryStore
 
 
 @dataclass(frozen=True)
 class RouterDeps:
     settings: Settings
+    store: HistoryStore | None = None  # with it: the tenants' API routes apply from start
 
 
 def delivery_id(signal_id: str, destination: Destination) -> str:
@@ -62,15 +67,20 @@ def plan(change: IncidentChanged, settings: Settings) -> tuple[Deliver, ...]:
 
 async def run_router(
     deps: RouterDeps,
-    inbox: trio.MemoryReceiveChannel[IncidentChanged],
+    inbox: trio.MemoryReceiveChannel[RouterMessage],
     outbox: trio.MemorySendChannel[JournalSignal],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    settings = deps.settings
+    if deps.store is not None:
+        settings = await effective_settings(deps.settings, deps.store)
     task_status.started()
     async for message in inbox:
         match message:
+            case TenantConfigChanged():
+                settings = message.settings
             case IncidentChanged():
                 await outbox.send(
                     JournalSignal(
@@ -78,7 +88,7 @@ async def run_router(
                         routing=message.routing,
                         action=message.action,
                         incident=message.incident,
-                        deliveries=plan(message, deps.settings),
+                        deliveries=plan(message, settings),
                         reply=message.reply,
                     )
                 )

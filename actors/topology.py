@@ -28,6 +28,7 @@ from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
 from actors.supervisor import ChildSpec, Restart
+from actors.tenants import TenantsDeps, run_tenants
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -35,27 +36,32 @@ from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
+    ApiAnswer,
     DeliveryMessage,
     EmailLinkOpened,
     FlushHistory,
     HandshakeAnswer,
     HistoryMessage,
-    IncidentChanged,
+    Incident,
     JournalSignal,
     ListVerifications,
     MirrorMessage,
     OAuthCallback,
     Reply,
     ReverifyDue,
+    RouterMessage,
     Signal,
     SignalReceived,
     SlackMessageSeen,
     StartVerification,
+    TenantRequest,
+    TenantsMessage,
     VerificationMessage,
 )
 from eyetok.verification import Verification
 from schedules.table import ScheduleEntry
 from state.history.store import HistoryStore
+from state.history.tenant_queries import TenantScope
 from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
 
@@ -71,6 +77,7 @@ class Topology:
     ingest: trio.MemorySendChannel[SignalReceived]
     channels: dict[str, trio.abc.AsyncResource]
     sinks: dict[str, Sink]
+    store: HistoryStore | None = None
 
     async def submit(self, signal: Signal) -> Accepted:
         """Hand a signal to the pipeline and wait until it is journalled."""
@@ -132,6 +139,34 @@ class Topology:
         await history.send(FlushHistory(reply=reply))
         await reply.wait()
 
+    async def tenant_call(
+        self, credential: str, tenant: str, op: str, key: str = "", body: object = None
+    ) -> ApiAnswer:
+        """One call on the tenant API, answered by the tenants actor."""
+        reply: Reply[ApiAnswer] = Reply()
+        channel = self.channels["tenants"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(
+            TenantRequest(
+                credential=credential, tenant=tenant, op=op, key=key, body=body, reply=reply
+            )
+        )
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def tenant_incidents(
+        self, tenant: str, *, status: str | None, limit: int
+    ) -> list[Incident]:
+        """The tenant's incidents from the history (the caller is authorised already)."""
+        assert self.store is not None
+        scope = TenantScope(tenant)
+        return await self.store.read(lambda con: scope.incidents(con, status=status, limit=limit))
+
+    async def tenant_incident(self, tenant: str, incident_id: str) -> Incident | None:
+        assert self.store is not None
+        scope = TenantScope(tenant)
+        return await self.store.read(lambda con: scope.incident(con, incident_id))
+
     def backlog(self) -> int:
         """Messages waiting in every pipeline channel (the drain waits for zero)."""
         total = 0
@@ -181,11 +216,12 @@ def build(
 ) -> Topology:
     """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
-    router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
+    router_tx, router_rx = trio.open_memory_channel[RouterMessage](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
+    tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
     children: list[ChildSpec] = []
@@ -211,6 +247,17 @@ def build(
             clock=clock,
         ),
         _child(
+            "tenants",
+            run_tenants,
+            TenantsDeps(settings=settings, store=store),
+            tenants_rx,
+            history_tx,
+            router_tx,
+            delivery_tx,
+            verification_tx,
+            clock=clock,
+        ),
+        _child(
             "delivery",
             run_delivery,
             DeliveryDeps(
@@ -221,6 +268,7 @@ def build(
                 notices=settings.notices_destination(),
                 tenants=tuple(settings.tenants),
                 tenant_destinations=settings.tenant_destinations(),
+                settings=settings,
             ),
             delivery_rx,
             history_tx,
@@ -262,7 +310,12 @@ def build(
             clock=clock,
         ),
         _child(
-            "router", run_router, RouterDeps(settings=settings), router_rx, journal_tx, clock=clock
+            "router",
+            run_router,
+            RouterDeps(settings=settings, store=store),
+            router_rx,
+            journal_tx,
+            clock=clock,
         ),
         _child(
             "incidents",
@@ -283,6 +336,8 @@ def build(
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,
+            "tenants": tenants_tx,
         },
         sinks=sinks,
+        store=store,
     )

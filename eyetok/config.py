@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +154,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
+    # environment a sink written through the tenant API may name (tenant_env_allowed)
+    tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -423,4 +425,29 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),
+        tenant_env={
+            name: value
+            for name, value in env.items()
+            if value and any(tenant_env_allowed(t, name, tenants) for t in tenants)
+        },
     )
+
+
+SHARED_SINK_ENV = frozenset({"SMTP_URL", "PAGERDUTY_EVENTS_URL"})
+
+
+def tenant_env_prefix(tenant_id: str) -> str:
+    """``ACME_`` for tenant ``acme``: the environment a tenant's API sinks may name."""
+    return tenant_id.upper().replace("-", "_") + "_"
+
+
+def tenant_env_allowed(tenant_id: str, name: str, tenants: Iterable[str]) -> bool:
+    """Whether a sink written through the tenant API may name the environment variable
+    ``name``: a shared relay (``SMTP_URL``) or the tenant's own (``ACME_…``), never the
+    operator's credentials or another tenant's. Where two tenants' prefixes both match
+    (``ACME_`` and ``ACME_X_``) the longer one owns the name."""
+    if name in SHARED_SINK_ENV:
+        return True
+    owners = [t for t in tenants if name.startswith(tenant_env_prefix(t))]
+    owners = [t for t in owners if len(name) > len(tenant_env_prefix(t))]
+    return bool(owners) and max(owners, key=lambda t: len(tenant_env_prefix(t))) == tenant_id

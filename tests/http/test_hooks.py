@@ -168,6 +168,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200
     assert ready.json()["actors"] == {
         "history": True,
+        "tenants": True,
         "delivery": True,
         "verification": True,
         "scheduler": True,
