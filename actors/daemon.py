@@ -157,7 +157,10 @@ class Daemon:
         the Postgres mirror. If Postgres cannot be read, start anyway (routing new alerts
         matters more) and say so loudly, in the log and on /readyz."""
         try:
-            rehydrated = await trio.to_thread.run_sync(load_from_postgres, dsn)
+            tenants = tuple(self.settings.tenants)
+            rehydrated = await trio.to_thread.run_sync(
+                lambda: load_from_postgres(dsn, tenants=tenants)
+            )
             restored = await store.write(
                 lambda con: rehydrate_into(con, rehydrated, now=self.clock.now())
             )
@@ -173,6 +176,8 @@ class Daemon:
             incidents=len(rehydrated.incidents),
             deliveries=len(rehydrated.deliveries),
             threads=len(rehydrated.threads),
+            tenant_changes=len(rehydrated.tenant_entries),
+            tenant_tokens=len(rehydrated.tenant_tokens),
         )
 
     async def _drain(

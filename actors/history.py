@@ -348,6 +348,8 @@ async def _mirror(
                 await to_mirror.send(DeliveryClosed(finished=message))
             case VerificationRecorded():
                 await to_mirror.send(message)
+            case TenantRecorded():
+                await to_mirror.send(msgspec.structs.replace(message, reply=None))
             case _:
                 pass
 

@@ -359,7 +359,9 @@ class DeliveryClosed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     finished: DeliveryFinished
 
 
-MirrorMessage = IncidentSnapshotted | DeliveryPlanned | DeliveryClosed | VerificationRecorded
+MirrorMessage = (
+    IncidentSnapshotted | DeliveryPlanned | DeliveryClosed | VerificationRecorded | TenantRecorded
+)
 
 
 # --- inbox of the sink actor -----------------------------------------------------------
