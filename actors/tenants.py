@@ -157,8 +157,7 @@ async def run_tenants(
         """Layer 1: "root", "token:<id>", or the refusal."""
         presented = request.credential.encode()
         if base.root_token is not None and hmac.compare_digest(presented, base.root_token.encode()):
-            if request.op != "authorise" or request.key:
-                await audit(request.tenant, "root_api", f"{request.op} {request.key}".strip())
+            await audit(request.tenant, "root_api", f"{request.op} {request.key}".strip())
             return "root"
         token = match_token(request.credential, tokens.values()) if request.credential else None
         if token is None:

@@ -233,8 +233,8 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
             return _json({"error": "the body is not valid JSON", "field": "(body)"}, 400)
         return _answer(await api.tenant_call(_credential(), tenant, op, key, body))
 
-    async def authorised(tenant: str) -> Response | None:
-        allowed = await api.tenant_call(_credential(), tenant, "authorise")
+    async def authorised(tenant: str, reading: str) -> Response | None:
+        allowed = await api.tenant_call(_credential(), tenant, "authorise", reading)
         return None if allowed.status == 200 else _answer(allowed)
 
     @app.get("/api/v1/tenants/<tenant>/sinks")
@@ -284,7 +284,7 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
 
     @app.get("/api/v1/tenants/<tenant>/incidents")
     async def tenant_incidents(tenant: str) -> Response:
-        refused = await authorised(tenant)
+        refused = await authorised(tenant, "incidents")
         if refused is not None:
             return refused
         status = request.args.get("status") or None
@@ -301,7 +301,7 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
 
     @app.get("/api/v1/tenants/<tenant>/incidents/<incident_id>")
     async def tenant_incident(tenant: str, incident_id: str) -> Response:
-        refused = await authorised(tenant)
+        refused = await authorised(tenant, f"incident {incident_id}")
         if refused is not None:
             return refused
         found = await api.tenant_incident(tenant, incident_id)
