@@ -25,9 +25,11 @@ from typing import assert_never
 import trio
 
 from actors.courier import Courier
+from actors.tenants import effective_settings
 from eyetok import log
 from eyetok.budgets import Spent, Window, digest_text, hour_of, spend
 from eyetok.clock import Clock
+from eyetok.config import Settings
 from eyetok.messages import (
     AuditRecorded,
     BudgetMessage,
@@ -38,6 +40,7 @@ from eyetok.messages import (
     HistoryMessage,
     PlanDeliveries,
     ShowBudgets,
+    TenantConfigChanged,
 )
 from eyetok.notices import notice, notice_id
 from state.history import queries
@@ -53,6 +56,8 @@ class BudgetsDeps:
     primary: dict[str, Destination]  # tenant -> where its digest goes
     cap_notices: Destination | None  # the operator's #alerts-cap channel
     operator_tenant: str
+    # with it: the tenants' API routes decide the primary sink (followed as they change)
+    settings: Settings | None = None
 
 
 async def run_budgets(
@@ -67,6 +72,9 @@ async def run_budgets(
     logger = log.get("budgets")
     courier: Courier[HistoryMessage] = Courier(to_history)
     windows: dict[str, Window] = {}
+    primary = dict(deps.primary)
+    if deps.settings is not None:
+        primary = (await effective_settings(deps.settings, deps.store)).primary_destinations()
 
     start = hour_of(clock.now())
     spent = await deps.store.read(lambda con: queries.budget_spent(con, since=start))
@@ -93,7 +101,7 @@ async def run_budgets(
         cap = deps.caps.get(tenant) or 0
         held_signals = len({d.signal_id or d.delivery_id for d in window.held})
         digest_id = notice_id("digest", tenant, window.start.isoformat())
-        destination = deps.primary.get(tenant)
+        destination = primary.get(tenant)
         if window.held:
             if destination is not None:
                 digest = notice(
@@ -217,6 +225,8 @@ async def run_budgets(
                     await admit(message)
                 case ShowBudgets(reply=reply):
                     reply.send(standings())
+                case TenantConfigChanged(settings=settings):
+                    primary = settings.primary_destinations()
                 case _:
                     assert_never(message)
 

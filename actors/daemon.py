@@ -111,6 +111,7 @@ class Daemon:
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
             operations=topology,
+            tenant_api=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = HypercornConfig()
@@ -164,8 +165,11 @@ class Daemon:
         the Postgres mirror. If Postgres cannot be read, start anyway (routing new alerts
         matters more) and say so loudly, in the log and on /readyz."""
         try:
-            rehydrated = await trio.to_thread.run_sync(load_from_postgres, dsn)
-            now = self.clock.now()
+            tenants = tuple(self.settings.tenants)
+            rehydrated = await trio.to_thread.run_sync(
+                lambda: load_from_postgres(dsn, tenants=tenants)
+            )
+            now = self.clock.now()  # read here: a trio-anchored clock cannot be read in a thread
             restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=now))
         except StateError as exc:
             self._log.error("rehydration_failed", reason=str(exc))
@@ -179,6 +183,8 @@ class Daemon:
             incidents=len(rehydrated.incidents),
             deliveries=len(rehydrated.deliveries),
             threads=len(rehydrated.threads),
+            tenant_changes=len(rehydrated.tenant_entries),
+            tenant_tokens=len(rehydrated.tenant_tokens),
         )
 
     async def _drain(

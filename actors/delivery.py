@@ -25,9 +25,10 @@ import trio
 
 from actors.breaker import Breaker
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
+from actors.tenants import api_sinks, effective_settings
 from eyetok import guard, log
 from eyetok.clock import Clock
-from eyetok.config import DeliveryOptions
+from eyetok.config import DeliveryOptions, Settings
 from eyetok.errors import PayloadRejectedError
 from eyetok.messages import (
     AuditRecorded,
@@ -38,6 +39,7 @@ from eyetok.messages import (
     HistoryMessage,
     IncidentAction,
     PlanDeliveries,
+    TenantConfigChanged,
     VerificationChanged,
 )
 from eyetok.verification import Verification, refusal
@@ -63,6 +65,9 @@ class DeliveryDeps:
     tenants: frozenset[str] = frozenset()  # every tenant id, for the payload guard
     # per tenant, one destination on each sink it owns: where "re-verify sink X" goes
     tenant_destinations: dict[str, tuple[Destination, ...]] = field(default_factory=dict)
+    # the file's settings: with them, sinks the tenants wrote through the API are
+    # delivered to as well (rebuilt on start, then followed by TenantConfigChanged)
+    settings: Settings | None = None
 
 
 @dataclass
@@ -152,6 +157,29 @@ async def run_delivery(
     lanes: dict[LaneKey, _Lane] = {}
     seen: OrderedDict[str, None] = OrderedDict()
     rng = random.Random()
+    sinks: dict[str, Sink] = dict(deps.sinks)
+    built: list[Sink] = []  # clients this actor made for API sinks (it closes them)
+    tenants = deps.tenants
+    tenant_destinations = deps.tenant_destinations
+
+    def follow(settings: Settings, changed: tuple[str, ...] | None) -> None:
+        """Deliver by ``settings`` from now on: clients for the API sinks ``changed``
+        (None: every one), the tenants and their destinations for notices and the guard."""
+        nonlocal tenants, tenant_destinations
+        wanted = [
+            s for s in settings.sinks if s not in deps.sinks and (changed is None or s in changed)
+        ]
+        for sink_id in changed or ():
+            if sink_id not in deps.sinks:
+                sinks.pop(sink_id, None)  # a lane takes the new client on its next slot
+        fresh = api_sinks(settings, wanted, clock)
+        sinks.update(fresh)
+        built.extend(fresh.values())
+        tenants = frozenset(settings.tenants)
+        tenant_destinations = settings.tenant_destinations()
+
+    if deps.settings is not None:
+        follow(await effective_settings(deps.settings, deps.store), None)
 
     async def refuse_unverified(slot: list[Deliver], reason: str) -> None:
         """The gate: nothing goes to an unverified sink; the tenant hears of it through
@@ -165,7 +193,7 @@ async def run_delivery(
         day = now.date().isoformat()
         sink_id = head.destination.sink_id
         notices = []
-        for dest in deps.tenant_destinations.get(head.tenant, ()):
+        for dest in tenant_destinations.get(head.tenant, ()):
             key = (sink_id, dest.sink_id, day)
             if dest.sink_id == sink_id or key in noticed:
                 continue
@@ -260,7 +288,6 @@ async def run_delivery(
 
     async def run_lane(lane: _Lane) -> None:
         sink_id, target, _ = lane.key
-        sink = deps.sinks.get(sink_id)
         next_slot = trio.current_time()
         breaker = Breaker(
             threshold=deps.options.breaker_threshold,
@@ -270,6 +297,7 @@ async def run_delivery(
         while True:
             slot = await lane.pop()
             head = slot[-1]  # coalesced repeats: the newest snapshot speaks for all
+            sink = sinks.get(sink_id)
             if sink is None:
                 for d in slot:
                     await finish(d, "refused", 0, f"sink {sink_id!r} is not configured")
@@ -294,7 +322,7 @@ async def run_delivery(
                     guard.check(
                         msgspec.to_builtins(payload),
                         tenant=head.tenant,
-                        tenants=deps.tenants,
+                        tenants=tenants,
                         operator_tenant=deps.operator_tenant,
                     )
                 except PayloadRejectedError as exc:
@@ -369,21 +397,36 @@ async def run_delivery(
             case _:
                 assert_never(result)
 
-    async with trio.open_nursery() as nursery:
-        task_status.started()
+    async def dispatch(nursery: trio.Nursery) -> None:
         async for message in inbox:
-            if isinstance(message, VerificationChanged):
-                verifications[message.verification.sink_id] = message.verification
-                continue
-            deliver = message
+            match message:
+                case VerificationChanged():
+                    verifications[message.verification.sink_id] = message.verification
+                    continue
+                case TenantConfigChanged():
+                    follow(message.settings, message.sinks)
+                    continue
+                case Deliver():
+                    deliver = message
+                case _:
+                    assert_never(message)
             if deliver.delivery_id in seen:
                 continue  # a re-queued row already on its lane
             seen[deliver.delivery_id] = None
             if len(seen) > _SEEN_MAX:
                 seen.popitem(last=False)
-            key = lane_key(deliver, deps.sinks.get(deliver.destination.sink_id))
+            key = lane_key(deliver, sinks.get(deliver.destination.sink_id))
             lane = lanes.get(key)
             if lane is None:
                 lane = lanes[key] = _Lane(key)
                 nursery.start_soon(run_lane, lane)
             lane.push(deliver)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await dispatch(nursery)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            for client in built:
+                await client.aclose()

@@ -42,6 +42,7 @@ from eyetok.messages import (
     MirrorMessage,
     PlanDeliveries,
     SuppressionRecorded,
+    TenantRecorded,
     VerificationRecorded,
 )
 from state.history import queries
@@ -54,11 +55,15 @@ from state.history.journal import (
     SignalRow,
     SnapshotRow,
     SuppressionRow,
+    TenantConfigRow,
+    TenantTokenRow,
     VerificationRow,
     append_rows,
     delivery_row,
     snapshot_row,
     suppression_row,
+    tenant_config_row,
+    tenant_token_row,
     verification_row,
 )
 from state.history.store import HistoryStore
@@ -89,6 +94,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     suppressions: list[SuppressionRow] = msgspec.field(default_factory=list)
     anomalies: list[AnomalyRow] = msgspec.field(default_factory=list)
     anomaly_notes: list[AnomalyNoteRow] = msgspec.field(default_factory=list)
+    tenant_tokens: list[TenantTokenRow] = msgspec.field(default_factory=list)
+    tenant_config: list[TenantConfigRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -101,6 +108,8 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.suppressions,
             *self.anomalies,
             *self.anomaly_notes,
+            *self.tenant_tokens,
+            *self.tenant_config,
         ]
 
 
@@ -126,6 +135,10 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.anomalies.append(row)
             case AnomalyNoteRow():
                 frame.anomaly_notes.append(row)
+            case TenantTokenRow():
+                frame.tenant_tokens.append(row)
+            case TenantConfigRow():
+                frame.tenant_config.append(row)
     return frame
 
 
@@ -196,6 +209,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             return [verification_row(v, recorded_at=now)]
         case SuppressionRecorded():
             return [suppression_row(message)]
+        case TenantRecorded(tokens=tokens, entries=entries):
+            return [*map(tenant_token_row, tokens), *map(tenant_config_row, entries)]
         case AuditRecorded():
             return [
                 AuditRow(
@@ -331,6 +346,8 @@ async def run_history(
                 for message in leftover:
                     if isinstance(message, JournalSignal) and message.reply is not None:
                         message.reply.send(_accepted(message))
+                    elif isinstance(message, TenantRecorded) and message.reply is not None:
+                        message.reply.send(True)
                 if deps.mirrored:
                     with trio.move_on_after(1.0):
                         await _mirror(leftover, to_mirror, clock.now())
@@ -376,6 +393,8 @@ async def _mirror(
                 await to_mirror.send(DeliveryClosed(finished=message))
             case VerificationRecorded():
                 await to_mirror.send(message)
+            case TenantRecorded():
+                await to_mirror.send(msgspec.structs.replace(message, reply=None))
             case _:
                 pass
 
@@ -386,6 +405,8 @@ async def _after_commit(
     for message in batch:
         if isinstance(message, JournalSignal) and message.reply is not None:
             message.reply.send(_accepted(message))
+        elif isinstance(message, TenantRecorded) and message.reply is not None:
+            message.reply.send(True)
     for message in batch:
         if isinstance(message, JournalSignal | PlanDeliveries):
             for deliver in message.deliveries:

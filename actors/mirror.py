@@ -39,6 +39,9 @@ from eyetok.messages import (
     DeliveryPlanned,
     IncidentSnapshotted,
     MirrorMessage,
+    TenantConfigEntry,
+    TenantRecorded,
+    TenantToken,
     VerificationRecorded,
 )
 from eyetok.verification import Verification
@@ -72,9 +75,11 @@ class MirrorBuffer:
         self._snapshots: dict[str, IncidentSnapshotted] = {}
         # delivery id -> (the row, whether a write of it was already attempted)
         self._planned: dict[str, tuple[Deliver, bool]] = {}
-        self._closed: dict[str, None] = {}
+        self._closed: dict[str, str] = {}  # delivery id -> its tenant
         self._threads: dict[str, SlackThread] = {}
         self._verifications: list[Verification] = []  # in the order recorded
+        self._tenant_entries: list[TenantConfigEntry] = []  # appended, never coalesced
+        self._tenant_tokens: list[TenantToken] = []
 
     def __len__(self) -> int:
         return (
@@ -83,6 +88,8 @@ class MirrorBuffer:
             + len(self._closed)
             + len(self._threads)
             + len(self._verifications)
+            + len(self._tenant_entries)
+            + len(self._tenant_tokens)
         )
 
     def add(self, message: MirrorMessage) -> None:
@@ -97,12 +104,15 @@ class MirrorBuffer:
                 planned = self._planned.pop(finished.delivery_id, None)
                 if planned is None or planned[1]:
                     # written, or maybe written by a batch that failed: delete it
-                    self._closed[finished.delivery_id] = None
+                    self._closed[finished.delivery_id] = finished.tenant
                 thread = slack_thread_of(finished)
                 if thread is not None:
                     self._threads.setdefault(thread.incident_id, thread)
             case VerificationRecorded(verification=verification):
                 self._verifications.append(verification)
+            case TenantRecorded(tokens=tokens, entries=entries):
+                self._tenant_tokens.extend(tokens)
+                self._tenant_entries.extend(entries)
             case _:
                 assert_never(message)
 
@@ -114,9 +124,12 @@ class MirrorBuffer:
             closed=tuple(self._closed),
             threads=tuple(self._threads.values()),
             verifications=tuple(self._verifications),
+            closed_tenants=dict(self._closed),
+            tenant_entries=tuple(self._tenant_entries),
+            tenant_tokens=tuple(self._tenant_tokens),
         )
         self._snapshots, self._planned, self._closed, self._threads = {}, {}, {}, {}
-        self._verifications = []
+        self._verifications, self._tenant_entries, self._tenant_tokens = [], [], []
         return batch
 
     def restore(self, batch: MirrorBatch) -> None:
@@ -129,11 +142,13 @@ class MirrorBuffer:
             if deliver.delivery_id not in self._closed:  # closed since: the delete stays
                 self._planned[deliver.delivery_id] = (deliver, True)
         for delivery_id in batch.closed:
-            self._closed[delivery_id] = None
+            self._closed[delivery_id] = batch.closed_tenants.get(delivery_id, "")
         for thread in batch.threads:
             self._threads[thread.incident_id] = thread  # it came first: it wins
         # every row again (re-inserting one that landed is harmless), before the newer ones
         self._verifications[:0] = batch.verifications
+        self._tenant_entries[:0] = batch.tenant_entries
+        self._tenant_tokens[:0] = batch.tenant_tokens
 
 
 def _one_line(exc: BaseException) -> str:

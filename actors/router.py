@@ -9,11 +9,12 @@ transaction before anything is answered or sent.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import assert_never
 
 import trio
 
+from actors.tenants import effective_settings
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.messages import (
@@ -22,15 +23,17 @@ from eyetok.messages import (
     IncidentAction,
     IncidentChanged,
     JournalSignal,
+    RouterMessage,
+    TenantConfigChanged,
 )
 from eyetok.policy import destinations_for
+from state.history.store import HistoryStore
 
 
 @dataclass(frozen=True)
 class RouterDeps:
     settings: Settings
-    # sink id -> type, computed once (Settings.sink_types() builds it on every call)
-    sink_types: dict[str, str] = field(default_factory=dict)
+    store: HistoryStore | None = None  # with it: the tenants' API routes apply from start
 
 
 def delivery_id(signal_id: str, destination: Destination) -> str:
@@ -69,16 +72,23 @@ def plan(
 
 async def run_router(
     deps: RouterDeps,
-    inbox: trio.MemoryReceiveChannel[IncidentChanged],
+    inbox: trio.MemoryReceiveChannel[RouterMessage],
     outbox: trio.MemorySendChannel[JournalSignal],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    sink_types = deps.sink_types or deps.settings.sink_types()
+    settings = deps.settings
+    if deps.store is not None:
+        settings = await effective_settings(deps.settings, deps.store)
+    # sink id -> type, computed once per settings (Settings.sink_types() builds it per call)
+    sink_types = settings.sink_types()
     task_status.started()
     async for message in inbox:
         match message:
+            case TenantConfigChanged():
+                settings = message.settings
+                sink_types = settings.sink_types()
             case IncidentChanged():
                 await outbox.send(
                     JournalSignal(
@@ -86,7 +96,7 @@ async def run_router(
                         routing=message.routing,
                         action=message.action,
                         incident=message.incident,
-                        deliveries=plan(message, deps.settings, sink_types),
+                        deliveries=plan(message, settings, sink_types),
                         reply=message.reply,
                     )
                 )

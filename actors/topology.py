@@ -35,6 +35,7 @@ from actors.sinks import build_sinks
 from actors.sinks.base import Sink
 from actors.supervisor import ChildSpec, Restart
 from actors.suppression import SuppressionDeps, run_suppression
+from actors.tenants import TenantsDeps, run_tenants
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings, load_settings
@@ -43,6 +44,7 @@ from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
     AnomalyNoteRequested,
+    ApiAnswer,
     AuditRecorded,
     BudgetMessage,
     BudgetStanding,
@@ -53,7 +55,7 @@ from eyetok.messages import (
     FlushHistory,
     HandshakeAnswer,
     HistoryMessage,
-    IncidentChanged,
+    Incident,
     JournalSignal,
     ListVerifications,
     MirrorMessage,
@@ -63,6 +65,7 @@ from eyetok.messages import (
     ReviewDue,
     ReviewRequested,
     RotationReminderDue,
+    RouterMessage,
     RoutinesMessage,
     ShowBudgets,
     Signal,
@@ -70,6 +73,8 @@ from eyetok.messages import (
     SlackMessageSeen,
     StartVerification,
     SuppressionRecorded,
+    TenantRequest,
+    TenantsMessage,
     VerificationMessage,
 )
 from eyetok.review import NoteAnswer, Review
@@ -79,6 +84,7 @@ from schedules.loader import Routine
 from schedules.table import ScheduleEntry
 from state.history import queries
 from state.history.store import HistoryStore
+from state.history.tenant_queries import TenantScope
 from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
 
@@ -232,6 +238,32 @@ class Topology:
         )
         return answer
 
+    async def tenant_call(
+        self, credential: str, tenant: str, op: str, key: str = "", body: object = None
+    ) -> ApiAnswer:
+        """One call on the tenant API, answered by the tenants actor."""
+        reply: Reply[ApiAnswer] = Reply()
+        channel = self.channels["tenants"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(
+            TenantRequest(
+                credential=credential, tenant=tenant, op=op, key=key, body=body, reply=reply
+            )
+        )
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def tenant_incidents(
+        self, tenant: str, *, status: str | None, limit: int
+    ) -> list[Incident]:
+        """The tenant's incidents from the history (the caller is authorised already)."""
+        scope = TenantScope(tenant)
+        return await self.store.read(lambda con: scope.incidents(con, status=status, limit=limit))
+
+    async def tenant_incident(self, tenant: str, incident_id: str) -> Incident | None:
+        scope = TenantScope(tenant)
+        return await self.store.read(lambda con: scope.incident(con, incident_id))
+
     def backlog(self) -> int:
         """Messages waiting in every pipeline channel (the drain waits for zero)."""
         total = 0
@@ -305,7 +337,7 @@ def build(
 ) -> Topology:
     """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
-    router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
+    router_tx, router_rx = trio.open_memory_channel[RouterMessage](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
     suppression_tx, suppression_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
     budgets_tx, budgets_rx = trio.open_memory_channel[BudgetMessage](PIPELINE_BUFFER)
@@ -313,6 +345,7 @@ def build(
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
+    tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
     children: list[ChildSpec] = []
@@ -363,10 +396,23 @@ def build(
                 primary=settings.primary_destinations(),
                 cap_notices=settings.cap_destination(),
                 operator_tenant=settings.operator_tenant,
+                settings=settings,
             ),
             budgets_rx,
             delivery_tx,
             history_tx,
+            clock=clock,
+        ),
+        _child(
+            "tenants",
+            run_tenants,
+            TenantsDeps(settings=settings, store=store),
+            tenants_rx,
+            history_tx,
+            router_tx,
+            delivery_tx,
+            verification_tx,
+            budgets_tx,
             clock=clock,
         ),
         _child(
@@ -380,6 +426,7 @@ def build(
                 notices=settings.notices_destination(),
                 tenants=frozenset(settings.tenants),
                 tenant_destinations=settings.tenant_destinations(),
+                settings=settings,
             ),
             delivery_rx,
             history_tx,
@@ -432,7 +479,12 @@ def build(
             clock=clock,
         ),
         _child(
-            "router", run_router, RouterDeps(settings=settings), router_rx, journal_tx, clock=clock
+            "router",
+            run_router,
+            RouterDeps(settings=settings, store=store),
+            router_rx,
+            journal_tx,
+            clock=clock,
         ),
         _child(
             "incidents",
@@ -456,6 +508,7 @@ def build(
             "mirror": mirror_tx,
             "verification": verification_tx,
             "routines": routines_tx,
+            "tenants": tenants_tx,
         },
         sinks=sinks,
         store=store,

@@ -45,6 +45,7 @@ from actors.sinks.pagerduty.verify import (
     refresh,
 )
 from actors.sinks.webhook import verify as txt
+from actors.tenants import api_sinks, effective_settings
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings, sink_type_of
@@ -57,6 +58,7 @@ from eyetok.messages import (
     ReverifyDue,
     SlackMessageSeen,
     StartVerification,
+    TenantConfigChanged,
     VerificationChanged,
     VerificationMessage,
     VerificationRecorded,
@@ -80,7 +82,7 @@ _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 
 @dataclass(frozen=True)
 class VerificationDeps:
-    settings: Settings
+    settings: Settings  # the file's; the tenants' API sinks are added on start and on change
     store: HistoryStore
     sinks: dict[str, Sink]
     public_url: str  # where magic links and OAuth callbacks point
@@ -113,7 +115,22 @@ async def run_verification(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     logger = log.get("verification")
-    settings = deps.settings
+    settings = await effective_settings(deps.settings, deps.store)
+    sinks: dict[str, Sink] = dict(deps.sinks)
+    built: list[Sink] = []  # clients made here for API sinks (closed when the actor stops)
+
+    def follow_api_sinks(changed: tuple[str, ...] | None) -> None:
+        wanted = [
+            s for s in settings.sinks if s not in deps.sinks and (changed is None or s in changed)
+        ]
+        fresh = api_sinks(settings, wanted, clock)
+        for sink_id in changed or ():
+            if sink_id not in deps.sinks:
+                sinks.pop(sink_id, None)
+        sinks.update(fresh)
+        built.extend(fresh.values())
+
+    follow_api_sinks(None)
     latest: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     pending = _Pending()
 
@@ -246,7 +263,7 @@ async def run_verification(
                 )
 
     async def send_magic_link(sink_id: str, config: EmailSinkConfig, who: str) -> HandshakeAnswer:
-        sink = deps.sinks.get(sink_id)
+        sink = sinks.get(sink_id)
         if sink is None:
             return HandshakeAnswer(
                 ok=False,
@@ -484,24 +501,61 @@ async def run_verification(
                         )
                     )
 
-    async with (
-        httpx.AsyncClient(transport=deps.http_transport, timeout=15.0) as client,
-        trio.open_nursery() as nursery,
-    ):
-        task_status.started()
-        async for message in inbox:
-            match message:
-                case StartVerification():
-                    message.reply.send(await start(message, nursery))
-                case SlackMessageSeen():
-                    await slack_message(message)
-                case EmailLinkOpened():
-                    message.reply.send(await email_link(message))
-                case OAuthCallback():
-                    message.reply.send(await oauth_callback(message, client))
-                case ReverifyDue(at=at):
-                    await reverify(at, client)
-                case ListVerifications(reply=reply):
-                    reply.send(tuple(latest[k] for k in sorted(latest)))
-                case _:
-                    assert_never(message)
+    async def reconfigured(message: TenantConfigChanged) -> None:
+        """A tenant wrote or removed sinks: follow the new settings. A sink whose address
+        changed under a verification must prove ownership again (the gate refuses it from
+        now on), so a verified webhook cannot be pointed somewhere else."""
+        nonlocal settings
+        before = settings
+        settings = message.settings
+        follow_api_sinks(message.sinks)
+        for sink_id in message.sinks:
+            current = latest.get(sink_id)
+            old, new = before.sinks.get(sink_id), settings.sinks.get(sink_id)
+            if current is None or old == new or current.status is VerificationStatus.ROTATED:
+                continue
+            config = new or old
+            assert config is not None
+            await record(
+                Verification(
+                    sink_id=sink_id,
+                    sink_type=sink_type_of(config),
+                    tenant=config.tenant,
+                    status=VerificationStatus.ROTATED,
+                    handshake_at=clock.now(),
+                    approved_by=f"tenant-api:{message.tenant}",
+                    audit_log_link=f"{deps.public_url}/api/v1/sinks/{sink_id}/verification",
+                    detail="changed through the tenant API; verify it again"
+                    if new is not None
+                    else "removed through the tenant API",
+                )
+            )
+
+    try:
+        async with (
+            httpx.AsyncClient(transport=deps.http_transport, timeout=15.0) as client,
+            trio.open_nursery() as nursery,
+        ):
+            task_status.started()
+            async for message in inbox:
+                match message:
+                    case StartVerification():
+                        message.reply.send(await start(message, nursery))
+                    case SlackMessageSeen():
+                        await slack_message(message)
+                    case EmailLinkOpened():
+                        message.reply.send(await email_link(message))
+                    case OAuthCallback():
+                        message.reply.send(await oauth_callback(message, client))
+                    case ReverifyDue(at=at):
+                        await reverify(at, client)
+                    case ListVerifications(reply=reply):
+                        reply.send(tuple(latest[k] for k in sorted(latest)))
+                    case TenantConfigChanged():
+                        await reconfigured(message)
+                    case _:
+                        assert_never(message)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            for made in built:
+                await made.aclose()

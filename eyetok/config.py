@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,6 +204,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     suppression: SuppressionOptions = SuppressionOptions()
     schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
     routines: RoutineOptions = RoutineOptions()
+    # environment a sink written through the tenant API may name (tenant_env_allowed)
+    tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -489,6 +491,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     slack = SlackOptions(emergency_sop_url=sop, oncall_user=oncall)
     if file_config.ingest_queue < 1:
         raise ConfigError("ingest_queue", "must be at least 1")
+    prefixes = {tenant_env_prefix(t): t for t in tenants}
     return Settings(
         port=port,
         data_dir=Path(env.get("EYETOK_DATA_DIR", ".eyetok")),
@@ -517,4 +520,38 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             reverify_zone=file_config.verification.reverify_zone,
         ),
         routines=file_config.routines,
+        tenant_env={
+            name: value
+            for name, value in env.items()
+            if value and (name in SHARED_SINK_ENV or env_owner(name, prefixes) is not None)
+        },
     )
+
+
+SHARED_SINK_ENV = frozenset({"SMTP_URL", "PAGERDUTY_EVENTS_URL"})
+
+
+def tenant_env_prefix(tenant_id: str) -> str:
+    """``ACME_`` for tenant ``acme``: the environment a tenant's API sinks may name."""
+    return tenant_id.upper().replace("-", "_") + "_"
+
+
+def env_owner(name: str, prefixes: Mapping[str, str]) -> str | None:
+    """The tenant whose API sinks may name the environment variable ``name`` (None:
+    none may), given every tenant's prefix (``{"ACME_": "acme"}``). Where two prefixes
+    both match (``ACME_`` and ``ACME_X_``) the longer one owns the name. Looks up only
+    the name's own underscore-ended prefixes, so it costs the same for 50,000 tenants."""
+    owner = None
+    for i, char in enumerate(name[:-1]):
+        if char == "_":
+            owner = prefixes.get(name[: i + 1], owner)
+    return owner
+
+
+def tenant_env_allowed(tenant_id: str, name: str, tenants: Iterable[str]) -> bool:
+    """Whether a sink written through the tenant API may name the environment variable
+    ``name``: a shared relay (``SMTP_URL``) or the tenant's own (``ACME_…``), never the
+    operator's credentials or another tenant's."""
+    if name in SHARED_SINK_ENV:
+        return True
+    return env_owner(name, {tenant_env_prefix(t): t for t in tenants}) == tenant_id

@@ -16,6 +16,7 @@ The tree::
     |   +-- SinkUnverifiedError      the sink's ownership is not verified
     +-- PayloadRejectedError     the payload-shape guard refused a payload
     +-- StateError               the history or mirror store failed
+        +-- CrossTenantError         a tenant's scope was handed another tenant's row
 
 Only the supervisor catches ``Exception``; nothing catches ``trio.Cancelled``.
 """
@@ -98,3 +99,8 @@ class PayloadRejectedError(EyeTokError):
 
 class StateError(EyeTokError):
     """The history store or the Postgres mirror failed."""
+
+
+class CrossTenantError(StateError):
+    """A store call scoped to one tenant was handed a row (or asked for a key) of another
+    tenant: refused before anything is written."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 import trio
 
 from eyetok.review import Anomaly, NoteAnswer, Review
 from eyetok.verification import Verification
+
+if TYPE_CHECKING:  # eyetok.config imports this module; a message only carries Settings
+    from eyetok.config import Settings
 
 
 class Severity(enum.StrEnum):
@@ -163,6 +166,77 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     rule: str
 
 
+# --- tenant-scoped configuration (the tenant API) ---------------------------------------
+
+
+class TenantToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's API token as EyeTok keeps it: only the SHA-256 of the token, never the
+    token. A row with ``revoked_at`` set revokes the token with that ``token_id``."""
+
+    token_id: str  # public handle (for listing and revoking), not a secret
+    tenant: str
+    token_hash: str  # sha256 hex of the token
+    issued_at: datetime
+    issued_by: str
+    label: str = ""
+    revoked_at: datetime | None = None
+    revoked_by: str = ""
+
+
+class TenantConfigEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One change a tenant (or root) made to the tenant's configuration through the API:
+    a sink written or removed (``kind`` "sink", ``key`` the sink id) or the routes
+    replaced (``kind`` "routes", ``key`` "routes"). ``value_json`` is the sink config or
+    the routes as JSON; empty when removed."""
+
+    tenant: str
+    kind: str  # sink | routes
+    key: str
+    value_json: str
+    recorded_at: datetime
+    recorded_by: str  # "token:<token_id>" or "root"
+
+
+class TenantRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Journal tenant tokens and configuration entries; answer ``reply`` after the commit
+    (the API answers only once the change is durable)."""
+
+    tokens: tuple[TenantToken, ...] = ()
+    entries: tuple[TenantConfigEntry, ...] = ()
+    reply: Reply[bool] | None = None
+
+
+class TenantConfigChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A tenant's sinks or routes changed through the API: route, verify and deliver by
+    ``settings`` from now on (the file's configuration with every tenant's API changes).
+    ``sinks`` are the sink ids written or removed."""
+
+    settings: Settings
+    tenant: str
+    sinks: tuple[str, ...] = ()
+
+
+class ApiAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the tenant API answers: an HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, object]
+
+
+class TenantRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """One call on the tenant API, for the tenants actor: ``credential`` is the bearer
+    token as presented; ``tenant`` the tenant in the path; ``op`` what is asked
+    (list_sinks, put_sink, delete_sink, get_routes, put_routes, issue_token, list_tokens,
+    revoke_token, authorise); ``key`` the sink or token id; ``body`` the decoded JSON."""
+
+    credential: str
+    tenant: str
+    op: str
+    reply: Reply[ApiAnswer]
+    key: str = ""
+    body: object = None
+
+
 # --- inbox of the incidents actor ------------------------------------------------------
 
 
@@ -292,6 +366,7 @@ HistoryMessage = (
     | SuppressionRecorded
     | AnomaliesFlagged
     | AnomalyNoted
+    | TenantRecorded
 )
 
 
@@ -318,7 +393,9 @@ class DeliveryClosed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     finished: DeliveryFinished
 
 
-MirrorMessage = IncidentSnapshotted | DeliveryPlanned | DeliveryClosed | VerificationRecorded
+MirrorMessage = (
+    IncidentSnapshotted | DeliveryPlanned | DeliveryClosed | VerificationRecorded | TenantRecorded
+)
 
 
 # --- inbox of the sink actor -----------------------------------------------------------
@@ -362,7 +439,7 @@ class ShowBudgets(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[tuple[BudgetStanding, ...]]
 
 
-BudgetMessage = Deliver | ShowBudgets
+BudgetMessage = Deliver | ShowBudgets | TenantConfigChanged
 
 
 class VerificationChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -371,7 +448,7 @@ class VerificationChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     verification: Verification
 
 
-DeliveryMessage = Deliver | VerificationChanged
+DeliveryMessage = Deliver | VerificationChanged | TenantConfigChanged
 
 
 # --- inbox of the verification actor ---------------------------------------------------
@@ -435,6 +512,7 @@ VerificationMessage = (
     | OAuthCallback
     | ReverifyDue
     | ListVerifications
+    | TenantConfigChanged
 )
 
 
@@ -490,3 +568,5 @@ RoutinesMessage = (
     | AnomalyNoteRequested
     | CredentialsReread
 )
+TenantsMessage = TenantRequest
+RouterMessage = IncidentChanged | TenantConfigChanged

@@ -20,7 +20,7 @@ import msgspec
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from eyetok.messages import (
     Deliver,
@@ -217,3 +217,40 @@ def verification_rows(dsn: str) -> list[Verification]:
         " ORDER BY sink_id, handshake_at, recorded_at, status",
     )
     return [msgspec.json.decode(r[0], type=Verification) for r in rows]
+
+
+@contextlib.contextmanager
+def app_role(dsn: str) -> Iterator[str]:
+    """A login role that is neither a superuser nor BYPASSRLS and owns the database (as
+    Heroku's DATABASE_URL user does); yields the DSN that connects as it. Row-level
+    security binds it only because the tables FORCE it."""
+    name = f"eyetok_app_{secrets.token_hex(6)}"
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    with _admin() as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(
+                sql.Identifier(name)
+            )
+        )
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(str(dbname)), sql.Identifier(name)
+            )
+        )
+    try:
+        yield make_conninfo(dsn, user=name)
+    finally:
+        with _admin() as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name]
+            )
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(sql.Identifier(str(dbname)))
+            )
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as owner_db:
+            owner_db.execute(
+                sql.SQL("REASSIGN OWNED BY {} TO postgres").format(sql.Identifier(name))
+            )
+            owner_db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        with _admin() as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

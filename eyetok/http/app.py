@@ -10,6 +10,8 @@
   acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 - ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
   daily review and the on-call's verdicts (root token too).
+- ``/api/v1/tenants/<tenant>/…``: the tenant API (sinks, routes, incidents, tokens), each
+  call authorised by the tenants actor (a tenant token on its own tenant, or root).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from quart_trio import QuartTrio
 from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
-from eyetok.messages import BudgetStanding, HandshakeAnswer, SlackMessageSeen
+from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
 
@@ -76,6 +78,20 @@ class _NoteBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by: str
 
 
+class TenantApi(Protocol):
+    """The tenants actor and the tenant-scoped history, as the tenant API reaches them."""
+
+    async def tenant_call(
+        self, credential: str, tenant: str, op: str, key: str = "", body: object = None
+    ) -> ApiAnswer: ...
+
+    async def tenant_incidents(
+        self, tenant: str, *, status: str | None, limit: int
+    ) -> list[Incident]: ...
+
+    async def tenant_incident(self, tenant: str, incident_id: str) -> Incident | None: ...
+
+
 class _SlackEvent(msgspec.Struct, kw_only=True):
     type: str = ""
     subtype: str | None = None
@@ -113,6 +129,7 @@ def create_app(
     slack_signing_secret: str | None = None,
     clock: Clock | None = None,
     operations: Operations | None = None,
+    tenant_api: TenantApi | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -277,4 +294,129 @@ def create_app(
         status = 200 if answer.ok else 404
         return _json(msgspec.to_builtins(answer), status)
 
+    if tenant_api is not None:
+        _tenant_routes(app, tenant_api, verifier, clock)
     return app
+
+
+_BAD_JSON = object()
+
+
+def _credential() -> str:
+    header = request.headers.get("authorization", "")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+def _answer(answer: ApiAnswer) -> Response:
+    return _json(answer.body, answer.status)
+
+
+async def _body() -> object:
+    raw = await request.get_data(as_text=False)
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    try:
+        return json.loads(data) if data.strip() else None
+    except ValueError:
+        return _BAD_JSON
+
+
+def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Clock) -> None:
+    """``/api/v1/tenants/<tenant>/…``: every call is authorised by the tenants actor
+    before anything is read or written (a token of another tenant: 403, audited)."""
+
+    async def call(tenant: str, op: str, key: str = "", *, with_body: bool = False) -> Response:
+        body = await _body() if with_body else None
+        if body is _BAD_JSON:
+            allowed = await api.tenant_call(_credential(), tenant, "authorise")
+            if allowed.status != 200:
+                return _answer(allowed)
+            return _json({"error": "the body is not valid JSON", "field": "(body)"}, 400)
+        return _answer(await api.tenant_call(_credential(), tenant, op, key, body))
+
+    async def authorised(tenant: str, reading: str) -> Response | None:
+        allowed = await api.tenant_call(_credential(), tenant, "authorise", reading)
+        return None if allowed.status == 200 else _answer(allowed)
+
+    @app.get("/api/v1/tenants/<tenant>/sinks")
+    async def tenant_sinks(tenant: str) -> Response:
+        answer = await api.tenant_call(_credential(), tenant, "list_sinks")
+        if answer.status != 200:
+            return _answer(answer)
+        standing = {v.sink_id: v for v in await verifier.verifications()}
+        now = clock.now()
+        sinks = []
+        for sink in answer.body.get("sinks", []):  # type: ignore[attr-defined]
+            v = standing.get(sink["sink_id"])
+            reason = refusal(v, now)
+            sinks.append(
+                {
+                    **sink,
+                    "verification": v.status.value if v else None,
+                    "deliverable": reason is None,
+                    "why": reason,
+                }
+            )
+        return _json({"tenant": tenant, "sinks": sinks})
+
+    @app.put("/api/v1/tenants/<tenant>/sinks/<sink_id>")
+    async def put_tenant_sink(tenant: str, sink_id: str) -> Response:
+        return await call(tenant, "put_sink", sink_id, with_body=True)
+
+    @app.delete("/api/v1/tenants/<tenant>/sinks/<sink_id>")
+    async def delete_tenant_sink(tenant: str, sink_id: str) -> Response:
+        return await call(tenant, "delete_sink", sink_id)
+
+    @app.post("/api/v1/tenants/<tenant>/sinks/<sink_id>/verification")
+    async def verify_tenant_sink(tenant: str, sink_id: str) -> Response:
+        owned = await api.tenant_call(_credential(), tenant, "own_sink", sink_id)
+        if owned.status != 200:
+            return _answer(owned)
+        answer = await verifier.start_verification(sink_id, f"tenant:{tenant}")
+        return _json(msgspec.to_builtins(answer), 200 if answer.ok else 400)
+
+    @app.get("/api/v1/tenants/<tenant>/routes")
+    async def tenant_routes(tenant: str) -> Response:
+        return await call(tenant, "get_routes")
+
+    @app.put("/api/v1/tenants/<tenant>/routes")
+    async def put_tenant_routes(tenant: str) -> Response:
+        return await call(tenant, "put_routes", with_body=True)
+
+    @app.get("/api/v1/tenants/<tenant>/incidents")
+    async def tenant_incidents(tenant: str) -> Response:
+        refused = await authorised(tenant, "incidents")
+        if refused is not None:
+            return refused
+        status = request.args.get("status") or None
+        if status not in (None, "open", "acknowledged", "resolved"):
+            return _json(
+                {"error": "status is open, acknowledged or resolved", "field": "status"}, 400
+            )
+        try:
+            limit = int(request.args.get("limit", "100"))
+        except ValueError:
+            return _json({"error": "limit is a number", "field": "limit"}, 400)
+        found = await api.tenant_incidents(tenant, status=status, limit=limit)
+        return _json({"tenant": tenant, "incidents": msgspec.to_builtins(found)})
+
+    @app.get("/api/v1/tenants/<tenant>/incidents/<incident_id>")
+    async def tenant_incident(tenant: str, incident_id: str) -> Response:
+        refused = await authorised(tenant, f"incident {incident_id}")
+        if refused is not None:
+            return refused
+        found = await api.tenant_incident(tenant, incident_id)
+        if found is None:
+            return _json({"error": f"tenant {tenant!r} has no incident {incident_id!r}"}, 404)
+        return _json(msgspec.to_builtins(found))
+
+    @app.post("/api/v1/tenants/<tenant>/tokens")
+    async def issue_tenant_token(tenant: str) -> Response:
+        return await call(tenant, "issue_token", with_body=True)
+
+    @app.get("/api/v1/tenants/<tenant>/tokens")
+    async def tenant_tokens(tenant: str) -> Response:
+        return await call(tenant, "list_tokens")
+
+    @app.delete("/api/v1/tenants/<tenant>/tokens/<token_id>")
+    async def revoke_tenant_token(tenant: str, token_id: str) -> Response:
+        return await call(tenant, "revoke_token", token_id)

@@ -12,7 +12,7 @@ from datetime import datetime
 import duckdb
 import msgspec
 
-from eyetok.messages import Deliver, Incident, SuppressionRecorded
+from eyetok.messages import Deliver, Incident, SuppressionRecorded, TenantConfigEntry, TenantToken
 from eyetok.suppression import describe
 from eyetok.verification import Verification
 
@@ -164,6 +164,28 @@ class AnomalyNoteRow(msgspec.Struct, frozen=True):
     noted_at: datetime
 
 
+class TenantTokenRow(msgspec.Struct, frozen=True):
+    token_id: str
+    tenant: str
+    token_hash: str
+    issued_at: datetime
+    issued_by: str
+    label: str
+    revoked_at: datetime | None
+    revoked_by: str
+    token_json: str
+
+
+class TenantConfigRow(msgspec.Struct, frozen=True):
+    tenant: str
+    kind: str
+    key: str
+    value_json: str
+    recorded_at: datetime
+    recorded_by: str
+    entry_json: str
+
+
 _TABLES: dict[type[msgspec.Struct], str] = {
     SuppressionRow: "suppression_log",
     AnomalyRow: "anomalies",
@@ -175,6 +197,8 @@ _TABLES: dict[type[msgspec.Struct], str] = {
     DeliveryRow: "deliveries",
     OutcomeRow: "delivery_outcomes",
     AuditRow: "audit_log",
+    TenantTokenRow: "tenant_tokens",
+    TenantConfigRow: "tenant_config_log",
 }
 
 _DUCK_TYPES = {
@@ -282,4 +306,30 @@ def verification_row(v: Verification, *, recorded_at: datetime) -> VerificationR
         detail=v.detail,
         recorded_at=recorded_at,
         verification_json=_encode(v).decode(),
+    )
+
+
+def tenant_token_row(t: TenantToken) -> TenantTokenRow:
+    return TenantTokenRow(
+        token_id=t.token_id,
+        tenant=t.tenant,
+        token_hash=t.token_hash,
+        issued_at=t.issued_at,
+        issued_by=t.issued_by,
+        label=t.label,
+        revoked_at=t.revoked_at,
+        revoked_by=t.revoked_by,
+        token_json=_encode(t).decode(),
+    )
+
+
+def tenant_config_row(e: TenantConfigEntry) -> TenantConfigRow:
+    return TenantConfigRow(
+        tenant=e.tenant,
+        kind=e.kind,
+        key=e.key,
+        value_json=e.value_json,
+        recorded_at=e.recorded_at,
+        recorded_by=e.recorded_by,
+        entry_json=_encode(e).decode(),
     )

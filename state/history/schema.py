@@ -72,6 +72,15 @@ STATEMENTS: tuple[str, ...] = (
         LEFT JOIN (SELECT DISTINCT ON (anomaly_id) * FROM anomaly_notes
                    ORDER BY anomaly_id, noted_at DESC) n
         USING (anomaly_id)""",
+    # The tenant API: tokens (hashes only; a row with revoked_at revokes) and every
+    # change to a tenant's sinks and routes, latest per (tenant, kind, key) wins.
+    """CREATE TABLE IF NOT EXISTS tenant_tokens (
+        token_id VARCHAR, tenant VARCHAR, token_hash VARCHAR, issued_at TIMESTAMPTZ,
+        issued_by VARCHAR, label VARCHAR, revoked_at TIMESTAMPTZ, revoked_by VARCHAR,
+        token_json VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS tenant_config_log (
+        tenant VARCHAR, kind VARCHAR, key VARCHAR, value_json VARCHAR,
+        recorded_at TIMESTAMPTZ, recorded_by VARCHAR, entry_json VARCHAR)""",
     """CREATE OR REPLACE VIEW incidents AS
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY seq DESC) AS rn

@@ -12,6 +12,7 @@ blocking.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,13 +22,22 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from eyetok.errors import StateError
-from eyetok.messages import Deliver, Destination, Incident, IncidentAction
+from eyetok.messages import (
+    Deliver,
+    Destination,
+    Incident,
+    IncidentAction,
+    TenantConfigEntry,
+    TenantToken,
+)
 from eyetok.verification import Verification, standing
 from state.history.journal import (
     OutcomeRow,
     append_rows,
     delivery_row,
     snapshot_row,
+    tenant_config_row,
+    tenant_token_row,
     verification_row,
 )
 
@@ -37,23 +47,29 @@ REHYDRATED_ORIGIN = "rehydrated"
 _incident = msgspec.json.Decoder(Incident)
 _deliver = msgspec.json.Decoder(Deliver)
 _verification = msgspec.json.Decoder(Verification)
+_entry = msgspec.json.Decoder(TenantConfigEntry)
+_token = msgspec.json.Decoder(TenantToken)
 _encode = msgspec.json.Encoder().encode
+
+# Every query reads one tenant: its predicate here, and row-level security (migration
+# 0003) under the eyetok.tenant setting the loop sets.
+_SET_TENANT = "SELECT set_config('eyetok.tenant', %s, true)"
 
 _OPEN_INCIDENTS = """
 SELECT snapshot::text FROM incident_state
-WHERE status <> 'resolved'
+WHERE tenant_id = %s AND status <> 'resolved'
 ORDER BY opened_at, incident_id
 """
 
 _PENDING = """
-SELECT deliver::text FROM outbox_pending ORDER BY planned_at, delivery_id
+SELECT deliver::text FROM outbox_pending WHERE tenant_id = %s ORDER BY planned_at, delivery_id
 """
 
 # Threads of open incidents, and of resolved ones a pending delivery still posts into.
 _THREADS = """
 SELECT incident_id, coalesce(slack_sink_id, 'slack'), slack_channel, slack_ts, snapshot::text
 FROM incident_state i
-WHERE slack_ts IS NOT NULL AND slack_channel IS NOT NULL
+WHERE tenant_id = %s AND slack_ts IS NOT NULL AND slack_channel IS NOT NULL
   AND (status <> 'resolved'
        OR EXISTS (SELECT 1 FROM outbox_pending p WHERE p.incident_id = i.incident_id))
 ORDER BY opened_at, incident_id
@@ -62,7 +78,17 @@ ORDER BY opened_at, incident_id
 # Every verification-log row, oldest first: folded with ``standing`` into what the
 # delivery gate follows (a pending re-handshake does not displace a live verification).
 _ALL_VERIFICATIONS = """
-SELECT verification::text FROM verification_log ORDER BY sink_id, handshake_at, recorded_at
+SELECT verification::text FROM verification_log WHERE tenant_id = %s
+ORDER BY sink_id, handshake_at, recorded_at
+"""
+
+_TENANT_ENTRIES = """
+SELECT entry::text FROM tenant_config_log WHERE tenant_id = %s ORDER BY recorded_at
+"""
+
+_TENANT_TOKENS = """
+SELECT token::text FROM tenant_tokens WHERE tenant_id = %s
+ORDER BY coalesce(revoked_at, issued_at), row_kind
 """
 
 
@@ -86,16 +112,26 @@ class Rehydrated:
     deliveries: tuple[Deliver, ...]  # pending outbox rows, oldest first
     threads: tuple[ThreadRef, ...]
     verifications: tuple[Verification, ...] = ()  # each sink's latest, by sink id
+    tenant_entries: tuple[TenantConfigEntry, ...] = ()  # the tenant API's changes, oldest first
+    tenant_tokens: tuple[TenantToken, ...] = ()  # token rows (hashes), oldest first
 
     def __len__(self) -> int:
         return (
-            len(self.incidents) + len(self.deliveries) + len(self.threads) + len(self.verifications)
+            len(self.incidents)
+            + len(self.deliveries)
+            + len(self.threads)
+            + len(self.verifications)
+            + len(self.tenant_entries)
+            + len(self.tenant_tokens)
         )
 
 
-def load_from_postgres(dsn: str, *, connect_timeout_s: int = 10) -> Rehydrated:
+def load_from_postgres(
+    dsn: str, *, tenants: Iterable[str], connect_timeout_s: int = 10
+) -> Rehydrated:
     """Read the mirror's open incidents, pending deliveries, Slack threads and each
-    sink's latest verification.
+    sink's latest verification, and the tenant API's configuration and tokens, of each
+    of ``tenants``, one tenant at a time (row-level security shows nothing else).
 
     A database the mirror never migrated (a first deploy) restores nothing; one not yet
     migrated to the verification log restores no verifications. Raises
@@ -107,38 +143,59 @@ def load_from_postgres(dsn: str, *, connect_timeout_s: int = 10) -> Rehydrated:
         ) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            return _load(conn)
+            return _load(conn, sorted(set(tenants)))
     except psycopg.Error as exc:
         raise StateError(f"cannot rehydrate from the mirror: {exc}") from exc
     except msgspec.ValidationError as exc:
         raise StateError(f"the mirror holds a row that does not decode: {exc}") from exc
 
 
-def _load(conn: psycopg.Connection[TupleRow]) -> Rehydrated:
+def _load(conn: psycopg.Connection[TupleRow], tenants: list[str]) -> Rehydrated:
     with conn.transaction():
         row = conn.execute(
             "SELECT to_regclass('incident_state') IS NULL OR to_regclass('outbox_pending') IS NULL"
         ).fetchone()
         if row is None or row[0]:  # never migrated (a first deploy): nothing to restore
             return Rehydrated(incidents=(), deliveries=(), threads=())
-        incidents = tuple(_incident.decode(r[0]) for r in conn.execute(_OPEN_INCIDENTS))
-        deliveries = tuple(_deliver.decode(r[0]) for r in conn.execute(_PENDING))
-        threads = tuple(
-            ThreadRef(incident=_incident.decode(snap), sink_id=sink_id, channel=chan, ts=ts)
-            for _id, sink_id, chan, ts, snap in conn.execute(_THREADS)
+        # a mirror written by a release before the verification log (0002) or the tenant
+        # tables (0003; migrations run in the mirror actor, after rehydration)
+        row = conn.execute(
+            "SELECT to_regclass('verification_log') IS NOT NULL,"
+            " to_regclass('tenant_config_log') IS NOT NULL"
+        ).fetchone()
+        has_verifications, has_tenant_tables = (
+            (bool(row[0]), bool(row[1])) if row else (False, False)
         )
-        # a mirror written by a release before the verification log (migration 0002 runs
-        # in the mirror actor, after rehydration): no verifications to restore
-        row = conn.execute("SELECT to_regclass('verification_log') IS NOT NULL").fetchone()
-        verifications: tuple[Verification, ...] = ()
-        if row is not None and row[0]:
-            current: dict[str, Verification] = {}
-            for (text,) in conn.execute(_ALL_VERIFICATIONS):
-                found = _verification.decode(text)
-                current[found.sink_id] = standing(current.get(found.sink_id), found)
-            verifications = tuple(current[sink_id] for sink_id in sorted(current))
+        incidents: list[Incident] = []
+        deliveries: list[Deliver] = []
+        threads: list[ThreadRef] = []
+        verifications: list[Verification] = []
+        entries: list[TenantConfigEntry] = []
+        tokens: list[TenantToken] = []
+        for tenant in tenants:
+            conn.execute(_SET_TENANT, [tenant])
+            incidents += [_incident.decode(r[0]) for r in conn.execute(_OPEN_INCIDENTS, [tenant])]
+            deliveries += [_deliver.decode(r[0]) for r in conn.execute(_PENDING, [tenant])]
+            threads += [
+                ThreadRef(incident=_incident.decode(snap), sink_id=sink_id, channel=chan, ts=ts)
+                for _id, sink_id, chan, ts, snap in conn.execute(_THREADS, [tenant])
+            ]
+            if has_verifications:
+                current: dict[str, Verification] = {}
+                for (text,) in conn.execute(_ALL_VERIFICATIONS, [tenant]):
+                    found = _verification.decode(text)
+                    current[found.sink_id] = standing(current.get(found.sink_id), found)
+                verifications += [current[sink_id] for sink_id in sorted(current)]
+            if has_tenant_tables:
+                entries += [_entry.decode(r[0]) for r in conn.execute(_TENANT_ENTRIES, [tenant])]
+                tokens += [_token.decode(r[0]) for r in conn.execute(_TENANT_TOKENS, [tenant])]
     return Rehydrated(
-        incidents=incidents, deliveries=deliveries, threads=threads, verifications=verifications
+        incidents=tuple(sorted(incidents, key=lambda i: (i.opened_at, i.incident_id))),
+        deliveries=tuple(sorted(deliveries, key=lambda d: (d.planned_at, d.delivery_id))),
+        threads=tuple(sorted(threads, key=lambda t: (t.incident.opened_at, t.incident_id))),
+        verifications=tuple(sorted(verifications, key=lambda v: v.sink_id)),
+        tenant_entries=tuple(entries),
+        tenant_tokens=tuple(tokens),
     )
 
 
@@ -188,6 +245,8 @@ def rows_for(rehydrated: Rehydrated, *, now: datetime) -> list[msgspec.Struct]:
             )
         )
     rows.extend(verification_row(v, recorded_at=now) for v in rehydrated.verifications)
+    rows.extend(tenant_config_row(e) for e in rehydrated.tenant_entries)
+    rows.extend(tenant_token_row(t) for t in rehydrated.tenant_tokens)
     return rows
 
 

@@ -17,7 +17,12 @@ One batch is one transaction, in this order:
 4. record the Slack thread of a delivered Slack ``open`` on its incident (the first
    thread wins, as in the history's ``thread_refs``);
 5. append verification-log rows (``ON CONFLICT DO NOTHING`` on the row's key
-   ``(sink_id, handshake_at, status)``: re-applying a batch adds nothing).
+   ``(sink_id, handshake_at, status)``: re-applying a batch adds nothing);
+6. append the tenant API's configuration entries and token rows (hashes only).
+
+Every table has row-level security (migration 0003): a row is written under the
+setting ``eyetok.tenant`` naming its tenant, set (transaction-local) before each
+tenant's rows, so even the mirror's own writes cannot land in another tenant's rows.
 
 Every step is idempotent, so a batch whose commit may or may not have landed is simply
 applied again. A row the server refuses (``DataError``/``IntegrityError``, say a status
@@ -28,7 +33,7 @@ per savepoint, the refused rows are logged and skipped, the rest commits.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -37,7 +42,14 @@ from psycopg.rows import TupleRow
 
 from eyetok import log
 from eyetok.errors import StateError
-from eyetok.messages import Deliver, DeliveryFinished, IncidentAction, IncidentSnapshotted
+from eyetok.messages import (
+    Deliver,
+    DeliveryFinished,
+    IncidentAction,
+    IncidentSnapshotted,
+    TenantConfigEntry,
+    TenantToken,
+)
 from eyetok.verification import Verification
 from state.mirror.migrate import Migration, migrate
 
@@ -93,6 +105,24 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
 ON CONFLICT (sink_id, handshake_at, status) DO NOTHING
 """
 
+INSERT_TENANT_ENTRY = """
+INSERT INTO tenant_config_log (
+    tenant_id, kind, key, value_json, recorded_at, recorded_by, entry)
+VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (tenant_id, kind, key, recorded_at) DO NOTHING
+"""
+
+INSERT_TENANT_TOKEN = """
+INSERT INTO tenant_tokens (
+    token_id, row_kind, tenant_id, token_hash, issued_at, issued_by, label, revoked_at,
+    revoked_by, token)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (token_id, row_kind) DO NOTHING
+"""
+
+# Row-level security: the tenant whose rows the next statements write (until commit).
+SET_TENANT = "SELECT set_config('eyetok.tenant', %s, true)"
+
 
 @dataclass(frozen=True, slots=True)
 class SlackThread:
@@ -137,6 +167,10 @@ class MirrorBatch:
     closed: tuple[str, ...] = ()  # delivery ids
     threads: tuple[SlackThread, ...] = ()
     verifications: tuple[Verification, ...] = ()
+    # the tenant of each closed delivery (row-level security deletes only under it)
+    closed_tenants: dict[str, str] = field(default_factory=dict)
+    tenant_entries: tuple[TenantConfigEntry, ...] = ()
+    tenant_tokens: tuple[TenantToken, ...] = ()
 
     def __len__(self) -> int:
         return (
@@ -145,7 +179,55 @@ class MirrorBatch:
             + len(self.closed)
             + len(self.threads)
             + len(self.verifications)
+            + len(self.tenant_entries)
+            + len(self.tenant_tokens)
         )
+
+    def statements(self) -> list[tuple[str, str, str, tuple[object, ...]]]:
+        """(tenant, what, statement, params) in the order they are written."""
+        out: list[tuple[str, str, str, tuple[object, ...]]] = []
+        out += [
+            (
+                s.incident.tenant,
+                f"incident {s.incident.incident_id}",
+                UPSERT_INCIDENT,
+                snapshot_params(s),
+            )
+            for s in self.snapshots
+        ]
+        out += [
+            (d.tenant, f"delivery {d.delivery_id}", INSERT_PENDING, pending_params(d))
+            for d in self.planned
+        ]
+        by_tenant: dict[str, list[str]] = {}
+        for delivery_id in self.closed:
+            by_tenant.setdefault(self.closed_tenants.get(delivery_id, ""), []).append(delivery_id)
+        out += [
+            (tenant, "closed deliveries", DELETE_CLOSED, (ids,))
+            for tenant, ids in by_tenant.items()
+        ]
+        out += [
+            (t.tenant, f"thread of {t.incident_id}", SET_THREAD, thread_params(t))
+            for t in self.threads
+        ]
+        out += [
+            (
+                v.tenant,
+                f"verification of {v.sink_id} ({v.status.value})",
+                INSERT_VERIFICATION,
+                verification_params(v),
+            )
+            for v in self.verifications
+        ]
+        out += [
+            (e.tenant, f"tenant {e.kind} {e.key}", INSERT_TENANT_ENTRY, tenant_entry_params(e))
+            for e in self.tenant_entries
+        ]
+        out += [
+            (t.tenant, f"token {t.token_id}", INSERT_TENANT_TOKEN, tenant_token_params(t))
+            for t in self.tenant_tokens
+        ]
+        return out
 
 
 def _clean(value: object) -> object:
@@ -230,6 +312,27 @@ def verification_params(v: Verification) -> tuple[object, ...]:
         v.audit_log_link,
         v.detail,
         _json(v),
+    )
+    return tuple(_clean(p) for p in params)
+
+
+def tenant_entry_params(e: TenantConfigEntry) -> tuple[object, ...]:
+    params = (e.tenant, e.kind, e.key, e.value_json, e.recorded_at, e.recorded_by, _json(e))
+    return tuple(_clean(p) for p in params)
+
+
+def tenant_token_params(t: TenantToken) -> tuple[object, ...]:
+    params = (
+        t.token_id,
+        "issued" if t.revoked_at is None else "revoked",
+        t.tenant,
+        t.token_hash,
+        t.issued_at,
+        t.issued_by,
+        t.label,
+        t.revoked_at,
+        t.revoked_by,
+        _json(t),
     )
     return tuple(_clean(p) for p in params)
 
@@ -349,46 +452,28 @@ class MirrorWriter:
             raise error(f"mirror write failed: {exc}") from exc
 
     def _write(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
+        """The batch in one transaction: each run of one statement for one tenant as one
+        ``executemany``, under that tenant's ``eyetok.tenant``."""
+        groups: list[tuple[str, str, list[tuple[object, ...]]]] = []
+        for tenant, _what, statement, params in batch.statements():
+            if groups and groups[-1][0] == tenant and groups[-1][1] == statement:
+                groups[-1][2].append(params)
+            else:
+                groups.append((tenant, statement, [params]))
         with conn.transaction(), conn.cursor() as cur:
-            if batch.snapshots:
-                cur.executemany(UPSERT_INCIDENT, [snapshot_params(s) for s in batch.snapshots])
-            if batch.planned:
-                cur.executemany(INSERT_PENDING, [pending_params(d) for d in batch.planned])
-            if batch.closed:
-                cur.execute(DELETE_CLOSED, [list(batch.closed)])
-            if batch.threads:
-                cur.executemany(SET_THREAD, [thread_params(t) for t in batch.threads])
-            if batch.verifications:
-                cur.executemany(
-                    INSERT_VERIFICATION, [verification_params(v) for v in batch.verifications]
-                )
+            current: str | None = None
+            for tenant, statement, rows in groups:
+                if tenant != current:
+                    cur.execute(SET_TENANT, [tenant])
+                    current = tenant
+                cur.executemany(statement, rows)
 
     def _write_row_by_row(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
-        statements: list[tuple[str, str, tuple[object, ...]]] = []
-        statements += [
-            (f"incident {s.incident.incident_id}", UPSERT_INCIDENT, snapshot_params(s))
-            for s in batch.snapshots
-        ]
-        statements += [
-            (f"delivery {d.delivery_id}", INSERT_PENDING, pending_params(d)) for d in batch.planned
-        ]
-        if batch.closed:
-            statements.append(("closed deliveries", DELETE_CLOSED, (list(batch.closed),)))
-        statements += [
-            (f"thread of {t.incident_id}", SET_THREAD, thread_params(t)) for t in batch.threads
-        ]
-        statements += [
-            (
-                f"verification of {v.sink_id} ({v.status.value})",
-                INSERT_VERIFICATION,
-                verification_params(v),
-            )
-            for v in batch.verifications
-        ]
         with conn.transaction(), conn.cursor() as cur:
-            for what, statement, params in statements:
+            for tenant, what, statement, params in batch.statements():
                 try:
                     with conn.transaction():  # a savepoint per row
+                        cur.execute(SET_TENANT, [tenant])
                         cur.execute(statement, params)
                 except (psycopg.DataError, psycopg.IntegrityError) as exc:
                     self.rejected_rows += 1

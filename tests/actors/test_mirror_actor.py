@@ -152,7 +152,7 @@ def test_planned_then_closed_before_writing_cancels_but_keeps_the_thread() -> No
     assert [(t.incident_id, t.ts) for t in batch.threads] == [("inc_1", "9.9")]
     # closed after its row was written: a delete
     buffer.add(closed(hook, outcome="dead"))
-    assert buffer.take() == MirrorBatch(closed=("dlv_hook",))
+    assert buffer.take() == MirrorBatch(closed=("dlv_hook",), closed_tenants={"dlv_hook": "acme"})
 
 
 def test_a_failed_batch_merges_back_with_newer_changes_winning() -> None:
@@ -405,7 +405,7 @@ async def test_it_comes_back_by_itself_with_nothing_to_write(
             applied = await trio.to_thread.run_sync(
                 query, pg_dsn, "SELECT version FROM eyetok_schema_migrations"
             )
-            assert sorted(applied) == [(1,), (2,)]
+            assert sorted(applied) == [(1,), (2,), (3,)]
 
             proxy.cut()  # the writer's connection is reset under it
             await inbox.send(snapshotted(incident("inc_1", count=2)))

@@ -172,6 +172,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "history": True,
         "suppression": True,
         "budgets": True,
+        "tenants": True,
         "delivery": True,
         "verification": True,
         "routines": True,

@@ -35,6 +35,7 @@ from tests.pg import (
 pytestmark = pytest.mark.postgres
 
 NOW = T0 + timedelta(days=1)
+TENANTS = ("acme", "operator")  # the tenants the rows below belong to
 
 
 @pytest.fixture
@@ -82,15 +83,16 @@ def pending_ids(dsn: str) -> list[str]:
 def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         assert applied_versions(conn) == []
-        assert migrate(conn) == [1, 2]
+        assert migrate(conn) == [1, 2, 3]
         assert migrate(conn) == []
-        assert applied_versions(conn) == [1, 2]
+        assert applied_versions(conn) == [1, 2, 3]
     with psycopg.connect(pg_dsn) as conn:  # a second process finds nothing to do
         assert migrate(conn) == []
 
     assert query(pg_dsn, "SELECT version, name FROM eyetok_schema_migrations ORDER BY 1") == [
         (1, "incident_state"),
         (2, "verification_log"),
+        (3, "tenant_rls"),
     ]
     assert query(
         pg_dsn,
@@ -131,8 +133,8 @@ def test_concurrent_migrators_apply_each_migration_once(pg_dsn: str) -> None:
     # each migration holds the lock in its own transaction: the work may be shared out,
     # but every version is applied exactly once
     assert len(results) == 4
-    assert sorted(v for applied in results for v in applied) == [1, 2]
-    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(2,)]
+    assert sorted(v for applied in results for v in applied) == [1, 2, 3]
+    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(3,)]
 
 
 def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> None:
@@ -143,7 +145,7 @@ def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> N
     with psycopg.connect(pg_dsn) as conn:
         with pytest.raises(StateError, match="0099_broken"):
             migrate(conn, migrations)
-        assert applied_versions(conn) == [1, 2]
+        assert applied_versions(conn) == [1, 2, 3]
     assert query(pg_dsn, "SELECT to_regclass('half_done') IS NULL") == [(True,)]
 
 
@@ -339,7 +341,9 @@ def test_an_unreachable_database_is_a_state_error() -> None:
         w.apply(MirrorBatch(snapshots=(snapshotted(incident()),)))
     assert not w.ready
     with pytest.raises(StateError):
-        load_from_postgres(f"host=127.0.0.1 port={port} user=postgres dbname=nowhere")
+        load_from_postgres(
+            f"host=127.0.0.1 port={port} user=postgres dbname=nowhere", tenants=TENANTS
+        )
 
 
 # --- rehydration ---------------------------------------------------------------------------
@@ -382,7 +386,7 @@ async def test_rehydration_restores_open_incidents_pending_deliveries_and_thread
         )
     )
 
-    rehydrated = load_from_postgres(pg_dsn)
+    rehydrated = load_from_postgres(pg_dsn, tenants=TENANTS)
     assert rehydrated.incidents == (a, b)
     assert rehydrated.deliveries == (update_a, resolve_c)
     # threads of open incidents and of resolved ones a pending delivery posts into
@@ -414,9 +418,9 @@ async def test_rehydration_restores_open_incidents_pending_deliveries_and_thread
 
 
 def test_rehydrating_an_empty_mirror_restores_nothing(writer: MirrorWriter, pg_dsn: str) -> None:
-    assert len(load_from_postgres(pg_dsn)) == 0  # never migrated: a first deploy
+    assert len(load_from_postgres(pg_dsn, tenants=TENANTS)) == 0  # never migrated: a first deploy
     writer.migrate()
-    rehydrated = load_from_postgres(pg_dsn)
+    rehydrated = load_from_postgres(pg_dsn, tenants=TENANTS)
     assert len(rehydrated) == 0
     store = HistoryStore(":memory:")
     try:
@@ -441,7 +445,7 @@ async def test_rehydration_restores_each_sinks_latest_verification(
     # a late copy of an older row (a retried batch) does not become the latest
     writer.apply(MirrorBatch(verifications=(ops_pending,)))
 
-    rehydrated = load_from_postgres(pg_dsn)
+    rehydrated = load_from_postgres(pg_dsn, tenants=TENANTS)
     assert rehydrated.verifications == (hook_failed, mail, ops_live)  # by sink id
     assert len(rehydrated) == 3
 
@@ -476,6 +480,6 @@ def test_a_mirror_without_the_verification_log_still_rehydrates(pg_dsn: str) -> 
     finally:
         writer.close()
     assert query(pg_dsn, "SELECT to_regclass('verification_log') IS NULL") == [(True,)]
-    rehydrated = load_from_postgres(pg_dsn)
+    rehydrated = load_from_postgres(pg_dsn, tenants=TENANTS)
     assert rehydrated.incidents == (incident("inc_1"),)
     assert rehydrated.verifications == ()
