@@ -110,6 +110,12 @@ async def run_suppression(
             withheld=row.withheld,
         )
 
+    # A lower bound on the earliest quiet deadline of an active cluster: alerts only move
+    # a cluster's deadline later, so the bound stays true until it is passed.
+    quiet_check_at = min(
+        (c.quiet_from + options.quiet_s for c in clusters.values()), default=math.inf
+    )
+
     def record(cluster: Cluster, event: str) -> None:
         courier.post(
             SuppressionRecorded(
@@ -177,6 +183,7 @@ async def run_suppression(
         )
 
     def fire(hold: Hold) -> None:
+        nonlocal quiet_check_at
         now = clock.now()
         cluster = Cluster(
             cluster_id=cluster_id_of(hold.key, now),
@@ -185,6 +192,7 @@ async def run_suppression(
             quiet_from=trio.current_time(),
         )
         clusters[hold.key] = cluster
+        quiet_check_at = min(quiet_check_at, cluster.quiet_from + options.quiet_s)
         for deliver in hold.waiting:
             withhold(deliver, cluster)
         record(cluster, "fired")
@@ -264,32 +272,42 @@ async def run_suppression(
         hold.waiting.append(deliver)
         hold.tenants.add(deliver.tenant)
 
+    def next_close() -> float:
+        """Hold windows open in order and last equally long: the first closes first."""
+        return next(iter(holds.values())).closes_at if holds else math.inf
+
     async def expire() -> None:
+        nonlocal quiet_check_at
         now = trio.current_time()
-        for key in [k for k, h in holds.items() if h.closes_at <= now]:
-            hold = holds.pop(key)
+        while holds and next_close() <= now:
+            hold = holds.pop(next(iter(holds)))
             if len(hold.tenants) >= needed:
                 fire(hold)
             else:
                 await release(hold)
-        for cluster in [c for c in clusters.values() if c.quiet_from + options.quiet_s <= now]:
-            clear(cluster)
-
-    def next_deadline() -> float:
-        deadlines = [h.closes_at for h in holds.values()]
-        deadlines += [c.quiet_from + options.quiet_s for c in clusters.values()]
-        return min(deadlines, default=math.inf)
+        if now >= quiet_check_at:
+            for cluster in [c for c in clusters.values() if c.quiet_from + options.quiet_s <= now]:
+                clear(cluster)
+            quiet_check_at = min(
+                (c.quiet_from + options.quiet_s for c in clusters.values()), default=math.inf
+            )
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(courier.run)
         task_status.started()
+        taken = 0
         while True:
             message: Deliver | None = None
-            with trio.move_on_at(next_deadline()):
-                try:
+            try:
+                message = inbox.receive_nowait()
+                taken += 1
+                if taken % 256 == 0:
+                    await trio.lowlevel.checkpoint()  # a long burst lets the courier run
+            except trio.WouldBlock:
+                with trio.move_on_at(min(next_close(), quiet_check_at)):
                     message = await inbox.receive()
-                except trio.EndOfChannel:
-                    return
+            except trio.EndOfChannel:
+                return
             match message:
                 case Deliver():
                     await admit(message)
@@ -297,4 +315,5 @@ async def run_suppression(
                     pass
                 case _:
                     assert_never(message)
-            await expire()
+            if min(next_close(), quiet_check_at) <= trio.current_time():
+                await expire()

@@ -294,6 +294,7 @@ def main() -> int:
         f"({args.verdicts / prepare_s:,.0f} verdicts/s decode+classify+decide+plan)"
     )
 
+    rss_prepared = process.memory_info().rss
     with tempfile.TemporaryDirectory() as tmp:
         store = HistoryStore(Path(tmp) / "history.duckdb")
         deps_s = SuppressionDeps(
@@ -358,8 +359,9 @@ def main() -> int:
         "actor and its channel hops"
     )
     print(
-        f"RSS: {mb(rss_start)} at start, {mb(process.memory_info().rss)} at the end, "
-        f"peak {mb(peak_rss())}"
+        f"RSS: {mb(rss_start)} at start, {mb(rss_prepared)} with the configuration and the "
+        f"burst built, {mb(process.memory_info().rss)} after the run, peak {mb(peak_rss())} "
+        f"(the actors' own state: about {mb(peak_rss() - rss_prepared)})"
     )
     return 0
 
