@@ -35,12 +35,12 @@ from eyetok.messages import (
     BudgetMessage,
     BudgetStanding,
     Deliver,
-    DeliveryFinished,
     Destination,
     HistoryMessage,
     PlanDeliveries,
     ShowBudgets,
     TenantConfigChanged,
+    finished,
 )
 from eyetok.notices import notice, notice_id
 from state.history import queries
@@ -124,7 +124,7 @@ async def run_budgets(
             else:
                 detail = "held over budget; the tenant routes to no sink, so no digest was sent"
             for deliver in window.held:
-                courier.post(_finished(deliver, "digested", detail, now))
+                courier.post(finished(deliver, "digested", at=now, detail=detail))
             courier.post(
                 AuditRecorded(
                     at=now,
@@ -229,20 +229,3 @@ async def run_budgets(
                     primary = settings.primary_destinations()
                 case _:
                     assert_never(message)
-
-
-def _finished(deliver: Deliver, outcome: str, detail: str, now: datetime) -> DeliveryFinished:
-    return DeliveryFinished(
-        delivery_id=deliver.delivery_id,
-        tenant=deliver.tenant,
-        incident_id=deliver.incident.incident_id,
-        sink_id=deliver.destination.sink_id,
-        sink_type=deliver.destination.sink_type,
-        target=deliver.destination.target,
-        action=deliver.action,
-        outcome=outcome,
-        attempts=0,
-        latency_ms=(now - deliver.received_at).total_seconds() * 1000.0,
-        finished_at=now,
-        detail=detail,
-    )

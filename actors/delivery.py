@@ -33,7 +33,6 @@ from eyetok.errors import PayloadRejectedError
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
-    DeliveryFinished,
     DeliveryMessage,
     Destination,
     HistoryMessage,
@@ -41,6 +40,7 @@ from eyetok.messages import (
     PlanDeliveries,
     TenantConfigChanged,
     VerificationChanged,
+    finished,
 )
 from eyetok.verification import Verification, refusal
 from state.history import queries
@@ -225,25 +225,17 @@ async def run_delivery(
         deliver: Deliver, outcome: str, attempts: int, detail: str, ref: str = "", thread: str = ""
     ) -> None:
         now = clock.now()
-        latency_ms = (now - deliver.received_at).total_seconds() * 1000.0
-        await to_history.send(
-            DeliveryFinished(
-                delivery_id=deliver.delivery_id,
-                tenant=deliver.tenant,
-                incident_id=deliver.incident.incident_id,
-                sink_id=deliver.destination.sink_id,
-                sink_type=deliver.destination.sink_type,
-                target=deliver.destination.target,
-                action=deliver.action,
-                outcome=outcome,
-                attempts=attempts,
-                latency_ms=latency_ms,
-                finished_at=now,
-                detail=detail,
-                external_ref=ref,
-                thread_ref=thread,
-            )
+        closed = finished(
+            deliver,
+            outcome,
+            at=now,
+            attempts=attempts,
+            detail=detail,
+            external_ref=ref,
+            thread_ref=thread,
         )
+        latency_ms = closed.latency_ms
+        await to_history.send(closed)
         event = {
             "delivered": "delivery_sent",
             "refused": "delivery_refused",

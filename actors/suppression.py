@@ -37,12 +37,12 @@ from eyetok.config import SuppressionOptions
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
-    DeliveryFinished,
     Destination,
     HistoryMessage,
     PlanDeliveries,
     Severity,
     SuppressionRecorded,
+    finished,
 )
 from eyetok.notices import notice, notice_id
 from eyetok.suppression import cluster_id_of, describe, threshold
@@ -166,20 +166,7 @@ async def run_suppression(
         else:
             cluster_id = cluster
         courier.post(
-            DeliveryFinished(
-                delivery_id=deliver.delivery_id,
-                tenant=deliver.tenant,
-                incident_id=deliver.incident.incident_id,
-                sink_id=deliver.destination.sink_id,
-                sink_type=deliver.destination.sink_type,
-                target=deliver.destination.target,
-                action=deliver.action,
-                outcome="suppressed",
-                attempts=0,
-                latency_ms=(now - deliver.received_at).total_seconds() * 1000.0,
-                finished_at=now,
-                detail=f"withheld by cluster {cluster_id}",
-            )
+            finished(deliver, "suppressed", at=now, detail=f"withheld by cluster {cluster_id}")
         )
 
     def fire(hold: Hold) -> None:

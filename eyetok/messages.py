@@ -294,6 +294,35 @@ class DeliveryFinished(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     thread_ref: str = ""  # the Slack thread this message went into
 
 
+def finished(
+    deliver: Deliver,
+    outcome: str,
+    *,
+    at: datetime,
+    attempts: int = 0,
+    detail: str = "",
+    external_ref: str = "",
+    thread_ref: str = "",
+) -> DeliveryFinished:
+    """The end of ``deliver``'s outbox row: ``outcome`` at ``at``, latency from receipt."""
+    return DeliveryFinished(
+        delivery_id=deliver.delivery_id,
+        tenant=deliver.tenant,
+        incident_id=deliver.incident.incident_id,
+        sink_id=deliver.destination.sink_id,
+        sink_type=deliver.destination.sink_type,
+        target=deliver.destination.target,
+        action=deliver.action,
+        outcome=outcome,
+        attempts=attempts,
+        latency_ms=(at - deliver.received_at).total_seconds() * 1000.0,
+        finished_at=at,
+        detail=detail,
+        external_ref=external_ref,
+        thread_ref=thread_ref,
+    )
+
+
 class AuditRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """One audit-log line."""
 

@@ -4,6 +4,9 @@ delivery (suppression, budgets)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
+
+import trio
 
 from eyetok.messages import (
     Deliver,
@@ -54,3 +57,16 @@ def deliver(
         signal_id=signal or f"sig_{tenant}_{n}",
         cluster_key=key,
     )
+
+
+M = TypeVar("M")
+
+
+def drain(channel: trio.MemoryReceiveChannel[M]) -> list[M]:
+    """Everything waiting in ``channel`` now."""
+    out: list[M] = []
+    while True:
+        try:
+            out.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return out

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
 
@@ -31,7 +28,7 @@ from eyetok.messages import (
 )
 from state.history.journal import AuditRow, append_rows
 from state.history.store import HistoryStore
-from tests.actors.deliveries import deliver
+from tests.actors.deliveries import deliver, drain
 
 ANCHOR = datetime(2026, 11, 24, 15, 20, tzinfo=UTC)  # 40 minutes before the top of the hour
 CAP_LINE = Destination(sink_id="slack", sink_type="slack", target="#alerts-cap")
@@ -54,16 +51,8 @@ class Budgets:
     async def settle(self, seconds: float = 0.0) -> None:
         await trio.sleep(seconds)
         await trio.testing.wait_all_tasks_blocked()
-        while True:
-            try:
-                self.seen_delivered.append(self.delivered.receive_nowait())
-            except trio.WouldBlock:
-                break
-        while True:
-            try:
-                self.seen_history.append(self.history.receive_nowait())
-            except trio.WouldBlock:
-                break
+        self.seen_delivered += drain(self.delivered)
+        self.seen_history += drain(self.history)
 
     async def standings(self) -> tuple[BudgetStanding, ...]:
         reply: Reply[tuple[BudgetStanding, ...]] = Reply()
@@ -111,13 +100,6 @@ async def open_budgets(
     )
     await trio.testing.wait_all_tasks_blocked()
     return Budgets(inbox=inbox_tx, delivered=out_rx, history=hist_rx, clock=clock)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[HistoryStore]:
-    s = HistoryStore(tmp_path / "history.duckdb")
-    yield s
-    s.close()
 
 
 async def test_the_51st_alert_of_a_public_tenant_waits_for_the_digest(

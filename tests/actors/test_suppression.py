@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
 
@@ -29,7 +26,7 @@ from eyetok.messages import (
 from eyetok.suppression import threshold
 from state.history.journal import append_rows, suppression_row
 from state.history.store import HistoryStore
-from tests.actors.deliveries import deliver
+from tests.actors.deliveries import deliver, drain
 
 ANCHOR = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 KEY = "tls_handshake|13335|npm"
@@ -58,16 +55,9 @@ class Window:
         self.collect()
 
     def collect(self) -> None:
-        while True:
-            try:
-                self.seen_released.append((trio.current_time(), self.released.receive_nowait()))
-            except trio.WouldBlock:
-                break
-        while True:
-            try:
-                self.seen_history.append(self.history.receive_nowait())
-            except trio.WouldBlock:
-                break
+        now = trio.current_time()
+        self.seen_released += [(now, d) for d in drain(self.released)]
+        self.seen_history += drain(self.history)
 
     def of(self, kind: type) -> list:  # type: ignore[type-arg]
         return [m for m in self.seen_history if isinstance(m, kind)]
@@ -102,13 +92,6 @@ async def open_window(
     )
     await trio.testing.wait_all_tasks_blocked()
     return Window(inbox=inbox_tx, released=out_rx, history=hist_rx, clock=clock)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[HistoryStore]:
-    s = HistoryStore(tmp_path / "history.duckdb")
-    yield s
-    s.close()
 
 
 def paged(count: int, *, key: str = KEY) -> list[Deliver]:
