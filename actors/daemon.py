@@ -100,6 +100,7 @@ class Daemon:
             operator_tenant=settings.operator_tenant,
             recognisers=settings.recognisers,
             submit=topology.submit,
+            submit_batch=topology.submit_batch,
             clock=self.clock,
             gate=self.gate,
         )

@@ -15,6 +15,7 @@ the back edge (delivery results into this inbox) cannot deadlock.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
@@ -39,6 +40,7 @@ from eyetok.messages import (
     IncidentAction,
     IncidentSnapshotted,
     JournalSignal,
+    JournalSignals,
     MirrorMessage,
     PlanDeliveries,
     SuppressionRecorded,
@@ -147,7 +149,11 @@ _frame_decoder = msgspec.msgpack.Decoder(Frame)
 
 
 def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.Struct]:
+    """The rows of one message (a chunk of signals is taken apart by :func:`_flat` first,
+    so that each signal's snapshot gets its own sequence number)."""
     match message:
+        case JournalSignals(items=items):
+            return [row for i, item in enumerate(items) for row in _rows_for(item, now, seq + i)]
         case JournalSignal(signal=s, routing=r, action=action, incident=inc, deliveries=plan):
             rows: list[msgspec.Struct] = [
                 SignalRow(
@@ -290,7 +296,7 @@ async def run_history(
         nonlocal seq, journalled_to
         now = clock.now()
         rows: list[msgspec.Struct] = []
-        for message in batch:
+        for message in _flat(batch):
             seq += 1
             rows.extend(_rows_for(message, now, seq))
         if not rows:
@@ -343,11 +349,7 @@ async def run_history(
             leftover = take(None)
             if leftover:
                 await commit(leftover)
-                for message in leftover:
-                    if isinstance(message, JournalSignal) and message.reply is not None:
-                        message.reply.send(_accepted(message))
-                    elif isinstance(message, TenantRecorded) and message.reply is not None:
-                        message.reply.send(True)
+                _answer(leftover)
                 if deps.mirrored:
                     with trio.move_on_after(1.0):
                         await _mirror(leftover, to_mirror, clock.now())
@@ -375,11 +377,34 @@ def _accepted(message: JournalSignal) -> Accepted:
     )
 
 
+def _flat(batch: list[HistoryMessage]) -> Iterator[HistoryMessage]:
+    """The messages of a commit with every chunk of signals taken apart."""
+    for message in batch:
+        if isinstance(message, JournalSignals):
+            yield from message.items
+        else:
+            yield message
+
+
+def _answer(batch: list[HistoryMessage]) -> None:
+    """Answer everyone waiting on a message of this (committed) batch."""
+    for message in batch:
+        match message:
+            case JournalSignal(reply=reply) if reply is not None:
+                reply.send(_accepted(message))
+            case JournalSignals(items=items, reply=batch_reply) if batch_reply is not None:
+                batch_reply.send(tuple(_accepted(item) for item in items))
+            case TenantRecorded(reply=done) if done is not None:
+                done.send(True)
+            case _:
+                pass
+
+
 async def _mirror(
     batch: list[HistoryMessage], to_mirror: trio.MemorySendChannel[MirrorMessage], now: datetime
 ) -> None:
     """What Postgres mirrors of a commit. The mirror never blocks its inbox on Postgres."""
-    for message in batch:
+    for message in _flat(batch):
         match message:
             case JournalSignal(incident=incident, deliveries=plan):
                 if incident is not None:
@@ -402,12 +427,8 @@ async def _mirror(
 async def _after_commit(
     batch: list[HistoryMessage], to_delivery: trio.MemorySendChannel[Deliver]
 ) -> None:
-    for message in batch:
-        if isinstance(message, JournalSignal) and message.reply is not None:
-            message.reply.send(_accepted(message))
-        elif isinstance(message, TenantRecorded) and message.reply is not None:
-            message.reply.send(True)
-    for message in batch:
+    _answer(batch)
+    for message in _flat(batch):
         if isinstance(message, JournalSignal | PlanDeliveries):
             for deliver in message.deliveries:
                 await to_delivery.send(deliver)

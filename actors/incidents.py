@@ -16,7 +16,18 @@ from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.incidents import IncidentKey, apply, decide
-from eyetok.messages import Incident, IncidentAction, IncidentChanged, SignalReceived
+from eyetok.messages import (
+    Accepted,
+    Incident,
+    IncidentAction,
+    IncidentChanged,
+    IncidentsChanged,
+    IngestMessage,
+    Reply,
+    Signal,
+    SignalReceived,
+    SignalsReceived,
+)
 from eyetok.severity import classify
 from state.history import queries
 from state.history.store import HistoryStore
@@ -30,8 +41,8 @@ class IncidentsDeps:
 
 async def run_incidents(
     deps: IncidentsDeps,
-    inbox: trio.MemoryReceiveChannel[SignalReceived],
-    outbox: trio.MemorySendChannel[IncidentChanged],
+    inbox: trio.MemoryReceiveChannel[IngestMessage],
+    outbox: trio.MemorySendChannel[IncidentChanged | IncidentsChanged],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -42,34 +53,33 @@ async def run_incidents(
     }
     logger.info("incidents_rehydrated", open=len(open_incidents))
     task_status.started()
+
+    def decided(signal: Signal, reply: Reply[Accepted] | None = None) -> IncidentChanged:
+        tenant = deps.settings.tenants[signal.tenant]
+        routing = classify(signal, window=tenant.policy.business_hours)
+        action, incident = decide(open_incidents, signal, routing)
+        apply(open_incidents, action, incident)
+        if incident is not None and action is not IncidentAction.UPDATE:
+            logger.info(
+                "incident_resolved" if action is IncidentAction.RESOLVE else "incident_opened",
+                tenant=incident.tenant,
+                incident_id=incident.incident_id,
+                severity=incident.severity.value,
+                sev_channel=incident.sev_channel.value if incident.sev_channel else None,
+                rule=routing.rule,
+                dedup_key=incident.dedup_key,
+                signal_id=signal.signal_id,
+            )
+        return IncidentChanged(
+            signal=signal, routing=routing, action=action, incident=incident, reply=reply
+        )
+
     async for message in inbox:
         match message:
             case SignalReceived(signal=signal, reply=reply):
-                tenant = deps.settings.tenants[signal.tenant]
-                routing = classify(signal, window=tenant.policy.business_hours)
-                action, incident = decide(open_incidents, signal, routing)
-                apply(open_incidents, action, incident)
-                if incident is not None and action is not IncidentAction.UPDATE:
-                    logger.info(
-                        "incident_resolved"
-                        if action is IncidentAction.RESOLVE
-                        else "incident_opened",
-                        tenant=incident.tenant,
-                        incident_id=incident.incident_id,
-                        severity=incident.severity.value,
-                        sev_channel=incident.sev_channel.value if incident.sev_channel else None,
-                        rule=routing.rule,
-                        dedup_key=incident.dedup_key,
-                        signal_id=signal.signal_id,
-                    )
-                await outbox.send(
-                    IncidentChanged(
-                        signal=signal,
-                        routing=routing,
-                        action=action,
-                        incident=incident,
-                        reply=reply,
-                    )
-                )
+                await outbox.send(decided(signal, reply))
+            case SignalsReceived(signals=signals, reply=batch_reply):
+                changes = tuple(decided(signal) for signal in signals)
+                await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
             case _:
                 assert_never(message)

@@ -22,7 +22,9 @@ from eyetok.messages import (
     Destination,
     IncidentAction,
     IncidentChanged,
+    IncidentsChanged,
     JournalSignal,
+    JournalSignals,
     RouterMessage,
     TenantConfigChanged,
 )
@@ -70,10 +72,24 @@ def plan(
     )
 
 
+def journal_entry(
+    change: IncidentChanged, settings: Settings, sink_types: dict[str, str]
+) -> JournalSignal:
+    """A decided signal and its planned deliveries, for the journal."""
+    return JournalSignal(
+        signal=change.signal,
+        routing=change.routing,
+        action=change.action,
+        incident=change.incident,
+        deliveries=plan(change, settings, sink_types),
+        reply=change.reply,
+    )
+
+
 async def run_router(
     deps: RouterDeps,
     inbox: trio.MemoryReceiveChannel[RouterMessage],
-    outbox: trio.MemorySendChannel[JournalSignal],
+    outbox: trio.MemorySendChannel[JournalSignal | JournalSignals],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -90,15 +106,9 @@ async def run_router(
                 settings = message.settings
                 sink_types = settings.sink_types()
             case IncidentChanged():
-                await outbox.send(
-                    JournalSignal(
-                        signal=message.signal,
-                        routing=message.routing,
-                        action=message.action,
-                        incident=message.incident,
-                        deliveries=plan(message, settings, sink_types),
-                        reply=message.reply,
-                    )
-                )
+                await outbox.send(journal_entry(message, settings, sink_types))
+            case IncidentsChanged(changes=changes, reply=reply):
+                items = tuple(journal_entry(c, settings, sink_types) for c in changes)
+                await outbox.send(JournalSignals(items=items, reply=reply))
             case _:
                 assert_never(message)

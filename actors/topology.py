@@ -16,7 +16,7 @@ actor incarnation gets clones, so a restarted actor reads the same inbox.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +56,7 @@ from eyetok.messages import (
     HandshakeAnswer,
     HistoryMessage,
     Incident,
+    IngestMessage,
     JournalSignal,
     ListVerifications,
     MirrorMessage,
@@ -70,6 +71,7 @@ from eyetok.messages import (
     ShowBudgets,
     Signal,
     SignalReceived,
+    SignalsReceived,
     SlackMessageSeen,
     StartVerification,
     SuppressionRecorded,
@@ -89,6 +91,7 @@ from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
 
 JOURNAL_TIMEOUT_S = 10.0
+BATCH_CHUNK = 64  # signals of a batch hook per pipeline message (and per commit at most)
 PIPELINE_BUFFER = 1024
 
 
@@ -97,7 +100,7 @@ class Topology:
     """The channels (originals, held for the process's life) and the child specs."""
 
     children: list[ChildSpec]
-    ingest: trio.MemorySendChannel[SignalReceived]
+    ingest: trio.MemorySendChannel[IngestMessage]
     channels: dict[str, trio.abc.AsyncResource]
     sinks: dict[str, Sink]
     store: HistoryStore
@@ -116,6 +119,35 @@ class Topology:
         with trio.move_on_after(JOURNAL_TIMEOUT_S):
             return await reply.wait()
         raise OverloadedError("the journal did not confirm in time; retry", retry_after=2)
+
+    async def submit_batch(
+        self, signals: Sequence[Signal]
+    ) -> tuple[list[Accepted], OverloadedError | None]:
+        """Hand a batch hook's signals to the pipeline in chunks of :data:`BATCH_CHUNK`
+        (one message, one commit, one answer each) and wait until they are journalled.
+        The answers in payload order, and why the rest was refused (a full ingest queue
+        refuses the remaining chunks; the chunks handed over still complete)."""
+        replies: list[Reply[tuple[Accepted, ...]]] = []
+        refusal: OverloadedError | None = None
+        for start in range(0, len(signals), BATCH_CHUNK):
+            reply: Reply[tuple[Accepted, ...]] = Reply()
+            chunk = tuple(signals[start : start + BATCH_CHUNK])
+            try:
+                self.ingest.send_nowait(SignalsReceived(signals=chunk, reply=reply))
+            except trio.WouldBlock:
+                refusal = OverloadedError("ingest queue is full; retry shortly", retry_after=1)
+                break
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                refusal = OverloadedError("EyeTok is draining; retry shortly", retry_after=5)
+                break
+            replies.append(reply)
+        accepted: list[Accepted] = []
+        with trio.move_on_after(JOURNAL_TIMEOUT_S) as waited:
+            for reply in replies:
+                accepted.extend(await reply.wait())
+        if waited.cancelled_caught and refusal is None:
+            refusal = OverloadedError("the journal did not confirm in time; retry", retry_after=2)
+        return accepted, refusal
 
     async def _ask_verification(self, make: Callable[[Reply[Any]], Any]) -> Any:
         reply: Reply[Any] = Reply()
@@ -336,7 +368,7 @@ def build(
     local_url: Callable[[], str] | None = None,
 ) -> Topology:
     """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
-    ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
+    ingest_tx, ingest_rx = trio.open_memory_channel[IngestMessage](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[RouterMessage](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
     suppression_tx, suppression_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)

@@ -247,6 +247,18 @@ class SignalReceived(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[Accepted] | None = None
 
 
+class SignalsReceived(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A batch hook hands a chunk of its signals over at once (one message, one answer,
+    one journal commit); they are decided in order, so a "down" then "ok" for one server
+    opens and then resolves."""
+
+    signals: tuple[Signal, ...]
+    reply: Reply[tuple[Accepted, ...]] | None = None
+
+
+IngestMessage = SignalReceived | SignalsReceived
+
+
 # --- inbox of the router ---------------------------------------------------------------
 
 
@@ -273,6 +285,13 @@ class JournalSignal(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     incident: Incident | None
     deliveries: tuple[Deliver, ...]
     reply: Reply[Accepted] | None = None
+
+
+class JournalSignals(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A chunk of :class:`JournalSignal`, journalled in one commit and answered at once."""
+
+    items: tuple[JournalSignal, ...]
+    reply: Reply[tuple[Accepted, ...]] | None = None
 
 
 class DeliveryFinished(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -387,6 +406,7 @@ class AnomalyNoted(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 HistoryMessage = (
     JournalSignal
+    | JournalSignals
     | DeliveryFinished
     | AuditRecorded
     | PlanDeliveries
@@ -598,4 +618,13 @@ RoutinesMessage = (
     | CredentialsReread
 )
 TenantsMessage = TenantRequest
-RouterMessage = IncidentChanged | TenantConfigChanged
+
+
+class IncidentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The incidents actor's decisions on a chunk of signals, in order (one answer)."""
+
+    changes: tuple[IncidentChanged, ...]
+    reply: Reply[tuple[Accepted, ...]] | None = None
+
+
+RouterMessage = IncidentChanged | IncidentsChanged | TenantConfigChanged

@@ -13,15 +13,12 @@ The batch hooks authenticate a request when EITHER its Standard Webhooks signatu
 ``whsec_`` secret, within 5 minutes of the daemon's clock, OR its ``Authorization:
 Bearer <token>`` equals the tenant's hook token (compared in constant time); Alertmanager
 can only send the latter. Their 202 is ``{"accepted": n, "signals": [...]}``, one entry
-per signal in payload order. A batch is submitted concurrently, so one commit of the
-journal carries many of its signals, but signals that share a dedup key go one after
-the other, in payload order, so a "down" then "ok" for one server opens and then
-resolves. The batch hooks together keep at most :data:`BATCH_IN_FLIGHT` signals in the
-pipeline; a batch waits for room (up to :data:`BATCH_WAIT_S`) rather than overflowing
-the ingest queue. If the pipeline refuses part-way anyway the answer is 503 with
-Retry-After and ``{"error", "accepted", "total"}``; the remaining signals are not
-submitted, and a retried batch re-applies the accepted ones as updates (their dedup
-keys are stable).
+per signal in payload order. A batch goes into the pipeline in chunks (one message,
+one journal commit and one answer per chunk, not per signal), decided in payload order,
+so a "down" then "ok" for one server opens and then resolves. If the ingest queue is
+full part-way the answer is 503 with Retry-After and ``{"error", "accepted", "total"}``:
+the chunks handed over are journalled, the rest are not submitted, and a retried batch
+re-applies the accepted ones as updates (their dedup keys are stable).
 """
 
 from __future__ import annotations
@@ -30,8 +27,6 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-
-import trio
 
 from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
@@ -50,15 +45,11 @@ from eyetok.recognisers import Recognisers
 from eyetok.sources import alertmanager, generic, probe, sentry
 
 MAX_BODY = 1024 * 1024
-BATCH_IN_FLIGHT = 1024
-"""Signals of the batch hooks in flight at once, all requests together: half the default
-ingest queue, so batches wait for room instead of overflowing it (and single Sentry
-webhooks keep the other half)."""
-BATCH_WAIT_S = 5.0
-"""How long a batch waits for room before it is answered 503 (with what was accepted)."""
 BATCH_SOURCES = ("probe", "generic", "alertmanager")
 
 Submit = Callable[[Signal], Awaitable[Accepted]]
+# a batch's signals -> the accepted ones in payload order, and why the rest was refused
+SubmitBatch = Callable[[list[Signal]], Awaitable[tuple[list[Accepted], OverloadedError | None]]]
 Normaliser = Callable[[bytes, str, datetime], list[Signal]]
 
 
@@ -81,18 +72,18 @@ class Hooks:
         operator_tenant: str,
         recognisers: Recognisers,
         submit: Submit,
+        submit_batch: SubmitBatch,
         clock: Clock,
         gate: IngestGate,
-        batch_in_flight: int = BATCH_IN_FLIGHT,
     ) -> None:
         self._tenants = tenants
         self._operator = operator_tenant
         self._recognisers = recognisers
         self._submit = submit
+        self._submit_batch = submit_batch
         self._clock = clock
         self._gate = gate
         self._log = log.get("ingest")
-        self._slots = trio.Semaphore(batch_in_flight)
         self._normalisers: dict[str, Normaliser] = {
             "probe": lambda body, tenant, at: probe.normalise(
                 body, tenant=tenant, received_at=at, new_id=new_signal_id
@@ -160,8 +151,7 @@ class Hooks:
         except IngestError as exc:
             await self._refuse(send, exc, tenant_id, source)
             return
-        results, refusal = await self._submit_all(signals)
-        accepted = [a for a in results if a is not None]
+        accepted, refusal = await self._submit_batch(signals)
         if refusal is None:
             await send_json(
                 send, 202, {"accepted": len(accepted), "signals": [_answer(a) for a in accepted]}
@@ -249,49 +239,6 @@ class Hooks:
                 ways.append("Authorization: Bearer <token>")
             problems.append("missing credentials: send " + " or ".join(ways))
         raise SignatureError("; ".join(problems))
-
-    async def _submit_all(
-        self, signals: list[Signal]
-    ) -> tuple[list[Accepted | None], OverloadedError | None]:
-        """Submit every signal; the answers in payload order (None: not accepted) and the
-        first refusal. Signals sharing a dedup key go in order, one at a time; the others
-        concurrently, each holding one of the slots all batch requests share."""
-        results: list[Accepted | None] = [None] * len(signals)
-        refusals: list[OverloadedError] = []
-        chains: dict[str, list[int]] = {}
-        for i, signal in enumerate(signals):
-            chains.setdefault(signal.dedup_key, []).append(i)
-
-        async def run_chain(indices: list[int]) -> None:
-            try:
-                for i in indices:
-                    if refusals:
-                        return
-                    try:
-                        results[i] = await self._submit(signals[i])
-                    except OverloadedError as exc:
-                        refusals.append(exc)
-                        return
-            finally:
-                self._slots.release()
-
-        async with trio.open_nursery() as nursery:
-            for indices in chains.values():
-                with trio.move_on_after(BATCH_WAIT_S):
-                    await self._slots.acquire()
-                    if refusals:
-                        self._slots.release()
-                        break
-                    nursery.start_soon(run_chain, indices)
-                    continue
-                refusals.append(
-                    OverloadedError(
-                        f"the pipeline stayed full for {BATCH_WAIT_S:g} s; retry shortly",
-                        retry_after=2,
-                    )
-                )
-                break
-        return results, refusals[0] if refusals else None
 
     async def _ingest(self, scope: Scope, receive: Receive, tenant_id: str) -> Accepted:
         if not self._gate.open:
