@@ -469,7 +469,8 @@ class Daemon:
     ready_s: float
 
 
-def start_eyetok(workdir: Path, token: str) -> Daemon:
+def start_eyetok(workdir: Path, token: str, root: Path) -> Daemon:
+    """``root``: the checkout whose ``eyetok`` runs (``-m`` puts it first on sys.path)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "eyetok.yaml"
     config_path.write_text(CONFIG_YAML, encoding="utf-8")
@@ -486,7 +487,7 @@ def start_eyetok(workdir: Path, token: str) -> Daemon:
     t0 = time.perf_counter()
     popen = subprocess.Popen(
         [sys.executable, "-m", "eyetok.cli", "run", "--host", HOST],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=out,
         stderr=err,
@@ -546,7 +547,7 @@ def phase_eyetok(
     workdir: Path,
     token: str,
 ) -> dict[str, Any]:
-    daemon = start_eyetok(workdir, token)
+    daemon = start_eyetok(workdir, token, Path(args.eyetok_root).resolve())
     sampler = RssSampler(daemon.proc.pid).start()
     figures: dict[str, Any] = {"ready_s": round(daemon.ready_s, 2)}
     ids: list[str] = []
@@ -696,6 +697,8 @@ def text_report(report: dict[str, Any]) -> str:
         "recorded, delivered nowhere)",
         "  load generator: raw HTTP/1.1 keep-alive, one epoll loop (bench/ingest.py run_raw)",
     ]
+    if meta["eyetok_root"] != str(ROOT):
+        lines.append(f"  EyeTok run from {meta['eyetok_root']}")
     for source in meta["sources"]:
         lines += source_lines(source, report["sources"][source])
     return "\n".join(lines)
@@ -719,6 +722,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-ceiling", action="store_true", help="do not measure the ceiling")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, journal)")
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per load phase")
+    p.add_argument(
+        "--eyetok-root",
+        default=str(ROOT),
+        help="checkout whose eyetok the daemon runs (another branch's snapshot; same venv)",
+    )
     p.add_argument(
         "--journal-timeout", type=float, default=30.0, help="seconds to wait for the journal"
     )
@@ -758,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
             "sources": sources,
             "tenant": TENANT,
             "routes": "none (journalled and recorded only)",
+            "eyetok_root": str(Path(args.eyetok_root).resolve()),
             "workdir_kept": str(workdir) if args.keep else None,
         },
         "sources": {},
