@@ -1,12 +1,21 @@
-"""The ceiling for single-webhook ingest: a bare ASGI app on hypercorn's trio worker.
+"""The ceiling for ingest: a bare ASGI app on hypercorn's trio worker.
 
 It does what EyeTok's hot path does minus the journal: read the body (413 past 1 MiB),
-check the Sentry HMAC signature (401), msgspec-decode the JSON body (400), answer 202
-with a small JSON object. No framework, no queue, no journal. ``bench/ingest.py`` starts
-it in a subprocess and measures it with the same load generator and the same requests
-it then sends to EyeTok, so the two figures come from one run on one machine.
+check the credentials (401), msgspec-decode the JSON body (400), answer 202 with a JSON
+object the size of EyeTok's. No framework, no queue, no journal. ``bench/ingest.py`` and
+``bench/batched.py`` start it in a subprocess and measure it with the same load generator
+and the same requests they then send to EyeTok, so the two figures come from one run on
+one machine.
 
-    python bench/ceiling_app.py --host 127.0.0.1 --port 0 --secret S
+* ``POST /hooks/sentry`` (any other path not below): the Sentry HMAC signature
+  (``Sentry-Hook-Signature``, keyed with ``--secret``), one signal answered.
+* ``POST /hooks/probe/{tenant}`` and ``POST /hooks/alertmanager/{tenant}`` (the batch
+  hooks, ``bench/batched.py``): ``Authorization: Bearer <--token>`` compared in constant
+  time, the body decoded (a JSON array of probe verdicts, or an Alertmanager payload whose
+  ``alerts`` are counted), and one answer entry per alert, as EyeTok's
+  ``{"accepted": n, "signals": [...]}``.
+
+    python bench/ceiling_app.py --host 127.0.0.1 --port 0 --secret S [--token T]
 
 prints one JSON line ``{"port": N, "binds": [...]}`` once it listens, then serves until
 it is killed (SIGTERM/SIGINT). hypercorn is configured as the daemon configures it
@@ -16,6 +25,7 @@ it is killed (SIGTERM/SIGINT). hypercorn is configured as the daemon configures 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import secrets
 import signal
@@ -57,7 +67,43 @@ def _header(scope: Any, name: bytes) -> str | None:
     return None
 
 
-def make_app(secret: str) -> Any:
+def _signal_answer(issue_id: object) -> dict[str, object]:
+    return {
+        "signal_id": "sig_" + secrets.token_hex(10),
+        "incident_id": f"inc_{issue_id}",
+        "severity": "high",
+        "sev_channel": "SEV2",
+        "action": "open",
+        "rule": "ceiling",
+    }
+
+
+async def _batch(scope: Any, body: bytes, send: Any, token: str | None) -> None:
+    """The batch hooks: bearer token, decode, one answer entry per alert."""
+    authorization = _header(scope, b"authorization") or ""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if (
+        token is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(credentials.strip().encode("latin-1"), token.encode("utf-8"))
+    ):
+        await _send_json(send, 401, {"error": "missing or wrong bearer token"})
+        return
+    try:
+        payload = _decode(body)
+    except msgspec.DecodeError as exc:
+        await _send_json(send, 400, {"error": str(exc)})
+        return
+    # Alertmanager: one group and its alerts; a probe: an array of verdicts (or just one)
+    alerts = payload.get("alerts", [payload]) if isinstance(payload, dict) else payload
+    if not isinstance(alerts, list):
+        await _send_json(send, 400, {"error": "expected an array of alerts"})
+        return
+    signals = [_signal_answer(secrets.token_hex(8)) for _ in alerts]
+    await _send_json(send, 202, {"accepted": len(signals), "signals": signals})
+
+
+def make_app(secret: str, token: str | None = None) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -88,6 +134,9 @@ def make_app(secret: str) -> Any:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if scope["path"].startswith(("/hooks/probe/", "/hooks/alertmanager/")):
+            await _batch(scope, body, send, token)
+            return
         if not verify(body, _header(scope, b"sentry-hook-signature"), secret):
             await _send_json(send, 401, {"error": "missing or wrong Sentry-Hook-Signature"})
             return
@@ -97,30 +146,19 @@ def make_app(secret: str) -> Any:
             await _send_json(send, 400, {"error": str(exc)})
             return
         issue_id = payload.get("data", {}).get("event", {}).get("issue_id")
-        await _send_json(
-            send,
-            202,
-            {
-                "signal_id": "sig_" + secrets.token_hex(10),
-                "incident_id": f"inc_{issue_id}",
-                "severity": "high",
-                "sev_channel": "SEV2",
-                "action": "open",
-                "rule": "ceiling",
-            },
-        )
+        await _send_json(send, 202, _signal_answer(issue_id))
 
     return app
 
 
-async def _main(host: str, port: int, secret: str) -> None:
+async def _main(host: str, port: int, secret: str, token: str | None) -> None:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = None
     config.keep_alive_timeout = 75
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, make_app(secret), config)
+        binds = await nursery.start(serve, make_app(secret, token), config)
         bound = int(binds[0].rsplit(":", 1)[1])
         sys.stdout.write(json.dumps({"port": bound, "binds": binds}) + "\n")
         sys.stdout.flush()
@@ -135,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--secret", required=True)
+    parser.add_argument("--token", default=None, help="bearer token of the batch hooks")
     args = parser.parse_args(argv)
-    trio.run(_main, args.host, args.port, args.secret)
+    trio.run(_main, args.host, args.port, args.secret, args.token)
     return 0
 
 
