@@ -1,7 +1,7 @@
-"""The ``eyetok`` command: ``run``, ``replay``.
+"""The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``drill``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
-the daemon); it does so inside the command that needs it.
+the daemon) and ``harness/`` (to run a drill); it does so inside the command that needs it.
 """
 
 from __future__ import annotations
@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     sinks = commands.add_parser("sinks", help="every sink's verification standing")
     sinks.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     sinks.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    drill = commands.add_parser("drill", help="the synthetic-outage drill harness")
+    drill_commands = drill.add_subparsers(dest="drill_command", required=True)
+    drill_run = drill_commands.add_parser(
+        "run", help="run a drill scenario and keep its receipt (exit 1 when a step fails)"
+    )
+    from harness.run import add_arguments
+
+    add_arguments(drill_run)
     return parser
 
 
@@ -78,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings, as_json=args.json)
     if args.command in ("verify", "sinks"):
         return _operator_api(settings, args)
+    if args.command == "drill":
+        from harness.run import main as drill_main
+
+        return drill_main(args)
     return 2
 
 

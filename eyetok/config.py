@@ -94,6 +94,18 @@ class VerificationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     reverify_zone: str = "America/New_York"
 
 
+class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Deliberately broken behaviour, for the drill harness's own tests: a drill must fail
+    when an invariant is broken, so its tests need a daemon that breaks one. Never set in
+    production; the daemon logs ``faults_injected`` at start when any is on."""
+
+    # judge every tenant's business hours in UTC instead of its zone (the ADR forbids it)
+    business_hours_in_utc: bool = False
+
+    def active(self) -> list[str]:
+        return [name for name in self.__struct_fields__ if getattr(self, name)]
+
+
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The shape of the YAML file. Every key is optional."""
 
@@ -105,6 +117,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     delivery: DeliveryOptions = msgspec.field(default_factory=DeliveryOptions)
     verification: VerificationOptions = msgspec.field(default_factory=VerificationOptions)
     ingest_queue: int = 2048
+    faults: Faults = msgspec.field(default_factory=Faults)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -154,6 +167,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
+    faults: Faults = Faults()
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -336,6 +350,11 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                 f"unknown tier {tc.tier!r} (the tiers are: {', '.join(tiers)})",
             )
         policy = tc.policy or (DEFAULT_POLICY if tenant_id == operator else EMPTY_POLICY)
+        if file_config.faults.business_hours_in_utc:
+            policy = msgspec.structs.replace(
+                policy,
+                business_hours=msgspec.structs.replace(policy.business_hours, zone="UTC"),
+            )
         secret_env = tc.sentry_secret_env or (
             "SENTRY_CLIENT_SECRET"
             if tenant_id == operator
@@ -423,4 +442,5 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),
+        faults=file_config.faults,
     )

@@ -251,6 +251,22 @@ class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[bool]
 
 
+class DrillReceiptRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A drill's receipt (posted by the harness through the operator API) for the
+    ``drill_receipts`` table; ``receipt_json`` is the whole one-page document."""
+
+    receipt_id: str
+    scenario: str
+    tenant: str
+    started_at: datetime
+    finished_at: datetime
+    verdict: str  # pass | fail
+    failed_steps: tuple[str, ...]
+    daemon_version: str
+    receipt_json: str
+    at: datetime
+
+
 HistoryMessage = (
     JournalSignal
     | DeliveryFinished
@@ -258,6 +274,7 @@ HistoryMessage = (
     | PlanDeliveries
     | FlushHistory
     | VerificationRecorded
+    | DrillReceiptRecorded
 )
 
 

@@ -5,7 +5,9 @@
   ``url_verification``); direct messages carry Slack ownership nonces;
 - ``GET /verify/email/<token>``: the email magic link;
 - ``GET /oauth/pagerduty/callback``: the PagerDuty OAuth (PKCE) redirect;
-- ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``).
+- ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
+- ``/api/v1/about``, ``notifications``, ``audit``, ``explain``, ``drills/receipts``: what the
+  drill harness reads and keeps (``eyetok/http/drills.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from quart_trio import QuartTrio
 from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
+from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.messages import HandshakeAnswer, SlackMessageSeen
 from eyetok.verification import Verification, refusal
 
@@ -77,6 +80,7 @@ def create_app(
     root_token: str | None = None,
     slack_signing_secret: str | None = None,
     clock: Clock | None = None,
+    drills: DrillDesk | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -177,4 +181,6 @@ def create_app(
             rows.append({**msgspec.to_builtins(v), "deliverable": reason is None, "why": reason})
         return _json({"sinks": rows})
 
+    if drills is not None:
+        add_drill_routes(app, drills, operator_only)
     return app

@@ -165,4 +165,3 @@ class Mailbox:
         with self._lock:
             self._messages.append(message)
             self._lock.notify_all()
-

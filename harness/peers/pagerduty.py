@@ -532,6 +532,11 @@ class FakePagerDuty:
         with self._cond:
             self._script.extend(answers)
 
+    def clear_script(self) -> None:
+        """Forget the scripted answers not yet given (the service is back up)."""
+        with self._cond:
+            self._script.clear()
+
     def reset(self) -> None:
         with self._cond:
             self._events.clear()

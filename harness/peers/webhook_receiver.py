@@ -303,6 +303,11 @@ class WebhookReceiver:
         with self._cond:
             self._script.extend(answers)
 
+    def clear_script(self) -> None:
+        """Forget the scripted answers not yet given (the endpoint is back up)."""
+        with self._cond:
+            self._script.clear()
+
     @property
     def delay(self) -> float:
         return self._delay

@@ -112,6 +112,19 @@ class VerificationRow(msgspec.Struct, frozen=True):
     verification_json: str
 
 
+class DrillReceiptRow(msgspec.Struct, frozen=True):
+    receipt_id: str
+    scenario: str
+    tenant: str
+    started_at: datetime
+    finished_at: datetime
+    verdict: str
+    failed_steps: str  # "scenario/step, ..." (empty when it passed)
+    daemon_version: str
+    recorded_at: datetime
+    receipt_json: str
+
+
 _TABLES: dict[type[msgspec.Struct], str] = {
     VerificationRow: "verification_log",
     SignalRow: "signals",
@@ -120,6 +133,7 @@ _TABLES: dict[type[msgspec.Struct], str] = {
     DeliveryRow: "deliveries",
     OutcomeRow: "delivery_outcomes",
     AuditRow: "audit_log",
+    DrillReceiptRow: "drill_receipts",
 }
 
 _DUCK_TYPES = {

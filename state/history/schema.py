@@ -40,6 +40,10 @@ STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS audit_log (
         logged_at TIMESTAMPTZ, tenant VARCHAR, event VARCHAR, detail VARCHAR,
         incident_id VARCHAR, signal_id VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS drill_receipts (
+        receipt_id VARCHAR, scenario VARCHAR, tenant VARCHAR, started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, verdict VARCHAR, failed_steps VARCHAR,
+        daemon_version VARCHAR, recorded_at TIMESTAMPTZ, receipt_json VARCHAR)""",
     """CREATE OR REPLACE VIEW incidents AS
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY seq DESC) AS rn
