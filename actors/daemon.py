@@ -165,9 +165,8 @@ class Daemon:
         matters more) and say so loudly, in the log and on /readyz."""
         try:
             rehydrated = await trio.to_thread.run_sync(load_from_postgres, dsn)
-            restored = await store.write(
-                lambda con: rehydrate_into(con, rehydrated, now=self.clock.now())
-            )
+            now = self.clock.now()  # read here: the clock may be trio's
+            restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=now))
         except StateError as exc:
             self._log.error("rehydration_failed", reason=str(exc))
             self.health.set(

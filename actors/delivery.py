@@ -145,9 +145,8 @@ async def run_delivery(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     logger = log.get("delivery")
-    threads = await deps.store.read(
-        lambda con: queries.thread_refs(con, since=queries.thread_lookback(clock.now()))
-    )
+    lookback = queries.thread_lookback(clock.now())  # read here: the clock may be trio's
+    threads = await deps.store.read(lambda con: queries.thread_refs(con, since=lookback))
     verifications: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     noticed: set[tuple[str, str, str]] = set()  # (unverified sink, notice sink, day)
     lanes: dict[LaneKey, _Lane] = {}

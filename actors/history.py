@@ -229,7 +229,8 @@ async def run_history(
     replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
     position = frames[-1][0] if frames else applied
     if position > applied:
-        await store.write(lambda con: _materialise(con, replay, position, clock.now()))
+        stamp = clock.now()  # read here: the clock may be trio's, not the worker thread's
+        await store.write(lambda con: _materialise(con, replay, position, stamp))
         logger.info("journal_replayed", rows=len(replay), segment=position.segment)
     journal.forget_before(position)
     seq = await store.read(queries.last_snapshot_seq)
@@ -270,7 +271,8 @@ async def run_history(
             return
         rows, unmaterialised = unmaterialised, []
         upto = journalled_to
-        await store.write(lambda con: _materialise(con, rows, upto, clock.now()))
+        stamp = clock.now()
+        await store.write(lambda con: _materialise(con, rows, upto, stamp))
         journal.forget_before(upto)
 
     async def materialise_periodically() -> None:
