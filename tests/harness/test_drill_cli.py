@@ -105,3 +105,12 @@ def test_json_prints_the_receipt(tmp_path: Path) -> None:
         "fall-back-0130-est",
     ]
     assert {s["verdict"] for s in receipt["steps"]} == {"pass"}
+
+
+def test_the_readme_documents_the_command_and_every_scenario() -> None:
+    from harness.scenarios import NAMES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python3 -m uv run eyetok drill run single-tenant-outage" in readme
+    for name in NAMES:
+        assert f"| `{name}` |" in readme
