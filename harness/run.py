@@ -87,6 +87,13 @@ def summary(receipt: Receipt) -> str:
     return "\n".join(lines)
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     options = RigOptions(
         url=args.url,
@@ -94,10 +101,13 @@ def main(args: argparse.Namespace) -> int:
         breaks=frozenset(args.breaks),
         no_wait=args.no_wait,
     )
+    receipt: Receipt | None = None
     try:
         receipt = trio.run(run_drill, args.scenario, options, SystemClock())
-    except (RigError, FrontDoorError, OSError) as exc:
-        print(f"eyetok drill: cannot run the drill: {exc}", file=sys.stderr)
+    except* (RigError, FrontDoorError, OSError) as group:
+        for exc in _leaves(group):
+            print(f"eyetok drill: cannot run the drill: {exc}", file=sys.stderr)
+    if receipt is None:
         return 2
     if args.receipt is not None:
         args.receipt.write_bytes(encode_receipt(receipt) + b"\n")

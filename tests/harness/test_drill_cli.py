@@ -114,3 +114,65 @@ def test_the_readme_documents_the_command_and_every_scenario() -> None:
     assert "python3 -m uv run eyetok drill run single-tenant-outage" in readme
     for name in NAMES:
         assert f"| `{name}` |" in readme
+
+
+def test_url_drives_a_running_daemon_and_it_keeps_the_receipt(tmp_path: Path) -> None:
+    import os
+
+    import httpx
+
+    from tests.e2e.daemon import DaemonProcess
+    from tests.verify import ROOT_TOKEN
+
+    config = tmp_path / "eyetok.yaml"
+    config.write_text("tenants:\n  drill: {tier: drill, hook_token_env: DRILL_TOKEN}\n")
+    env = {"EYETOK_CONFIG": str(config), "DRILL_TOKEN": "drill-token"}
+    with DaemonProcess(tmp_path / "data", env) as daemon:
+        result = subprocess.run(
+            [sys.executable, "-m", "eyetok.cli", "drill", "run", "dst-edge", "--url", daemon.url],
+            cwd=tmp_path,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("EYETOK_")},
+                "EYETOK_ROOT_TOKEN": ROOT_TOKEN,
+                "EYETOK_HOOK_TOKEN_DRILL": "drill-token",
+            },
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith(f"drill dst-edge against {daemon.url} (EyeTok 0.1.0): PASS")
+        kept = httpx.get(
+            daemon.url + "/api/v1/drills/receipts",
+            headers={"authorization": f"Bearer {ROOT_TOKEN}"},
+        ).json()["receipts"]
+    [row] = kept
+    assert row["scenario"] == "dst-edge"
+    assert row["verdict"] == "pass"
+    assert row["receipt_id"] in result.stdout
+
+
+def test_without_a_root_token_url_cannot_start(tmp_path: Path) -> None:
+    import os
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eyetok.cli",
+            "drill",
+            "run",
+            "dst-edge",
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EYETOK_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "EYETOK_ROOT_TOKEN" in result.stderr
