@@ -91,6 +91,29 @@ async def _reported(rig: Rig, checks: list[SyntheticCheck], word: str) -> list[P
     return posted
 
 
+async def _restore(steps: Steps, rig: Rig, checks: list[SyntheticCheck]) -> None:
+    """The last step of a scenario: every endpoint it broke recovers, every incident
+    it opened resolves (so the next scenario starts clean)."""
+    healed_at = rig.clock.now()
+    for check in checks:
+        rig.endpoint.set(check.name, Health.OK)
+
+    async def observe() -> Observed:
+        posted = await _reported(rig, checks, "ok")
+        resolved = sum(1 for p in posted if p.signals and p.signals[0].get("action") == "resolve")
+        return Observed(
+            ok=resolved == len(checks),
+            observation=f"{resolved} of {len(checks)} incidents resolved",
+            since=healed_at,
+        )
+
+    await steps.check(
+        "endpoints-recover",
+        f"the {len(checks)} broken endpoints recover; every incident resolves",
+        observe,
+    )
+
+
 def _incident(posted: Posted) -> str:
     [signal] = posted.signals
     return str(signal["incident_id"])
@@ -379,8 +402,8 @@ async def sink_failure(rig: Rig, steps: Steps) -> None:
                 lambda: _operator_told(rig, since, incident_id, dead.delivery_ids),
             )
             peers.bring_up(down)
-            rig.endpoint.set(check.name, Health.OK)
-            await _reported(rig, [check], "ok")
+            kinds = (down, *others)
+            await _recover_into_resolve(steps, rig, check, since, incident_id, kinds)
     finally:
         peers.bring_up(down)
 
@@ -513,9 +536,7 @@ async def registry_wide_outage(rig: Rig, steps: Steps) -> None:
             )
         else:
             steps.skip("drill-tenant-alone-delivered", "the drill tenant is delivered", "no alert")
-        for check in [*cluster, alone]:
-            rig.endpoint.set(check.name, Health.OK)
-        await _reported(rig, [*cluster, alone], "ok")
+        await _restore(steps, rig, [*cluster, alone])
 
 
 async def _one_notice(rig: Rig, since: datetime, key: str, broke_at: datetime) -> Observed:
@@ -672,9 +693,7 @@ async def budget_exhaustion(rig: Rig, steps: Steps) -> None:
                 "digest-at-top-of-hour", digest, lambda: _digest(rig, incidents, next_hour)
             )
             await steps.check("budget-reset", reset, lambda: _reset(rig, next_hour))
-        for check in checks:
-            rig.endpoint.set(check.name, Health.OK)
-        await _reported(rig, checks, "ok")
+        await _restore(steps, rig, checks)
 
 
 async def _open_rows(rig: Rig, since: datetime, incidents: list[str]) -> list[dict[str, Any]]:
