@@ -24,6 +24,16 @@ class FrontDoorError(Exception):
     """The daemon answered something the harness cannot use (named in the message)."""
 
 
+def _why(response: httpx.Response) -> str:
+    """The status and the daemon's own words (its JSON ``error``), not an HTML page."""
+    try:
+        said = response.json()
+    except ValueError:
+        return f"{response.status_code} {response.reason_phrase}"
+    error = said.get("error") if isinstance(said, dict) else None
+    return f"{response.status_code}: {error or response.text[:300]}"
+
+
 class HookCredentials:
     """One tenant's hook credential: a bearer token, or a ``whsec_`` secret to sign with."""
 
@@ -66,10 +76,7 @@ class FrontDoor:
             f"/hooks/{source}/{tenant}", content=body, headers=credentials.headers(body, now)
         )
         if response.status_code != 202:
-            raise FrontDoorError(
-                f"POST /hooks/{source}/{tenant} answered {response.status_code}: "
-                f"{response.text[:300]}"
-            )
+            raise FrontDoorError(f"POST /hooks/{source}/{tenant} answered {_why(response)}")
         answer: dict[str, Any] = response.json()
         return answer
 
@@ -78,18 +85,14 @@ class FrontDoor:
     async def _get(self, path: str, **params: str) -> dict[str, Any]:
         response = await self._client.get(path, params=params, headers=self._auth)
         if response.status_code != 200:
-            raise FrontDoorError(
-                f"GET {path} answered {response.status_code}: {response.text[:300]}"
-            )
+            raise FrontDoorError(f"GET {path} answered {_why(response)}")
         answer: dict[str, Any] = response.json()
         return answer
 
     async def _post(self, path: str, body: object, *, expect: int = 200) -> dict[str, Any]:
         response = await self._client.post(path, json=body, headers=self._auth)
         if response.status_code != expect:
-            raise FrontDoorError(
-                f"POST {path} answered {response.status_code}: {response.text[:300]}"
-            )
+            raise FrontDoorError(f"POST {path} answered {_why(response)}")
         answer: dict[str, Any] = response.json()
         return answer
 
@@ -114,12 +117,12 @@ class FrontDoor:
     async def slack_event(self, body: bytes, headers: dict[str, str]) -> None:
         response = await self._client.post("/slack/events", content=body, headers=headers)
         if response.status_code != 200:
-            raise FrontDoorError(f"POST /slack/events answered {response.status_code}")
+            raise FrontDoorError(f"POST /slack/events answered {_why(response)}")
 
     async def open_link(self, path: str, params: dict[str, str] | None = None) -> None:
         response = await self._client.get(path, params=params)
         if response.status_code != 200:
-            raise FrontDoorError(f"GET {path} answered {response.status_code}: {response.text}")
+            raise FrontDoorError(f"GET {path} answered {_why(response)}")
 
     async def notifications(
         self, tenant: str | None = None, since: datetime | None = None
@@ -171,9 +174,6 @@ class FrontDoor:
             headers={**self._auth, "content-type": "application/json"},
         )
         if response.status_code != 201:
-            raise FrontDoorError(
-                f"POST /api/v1/drills/receipts answered {response.status_code}: "
-                f"{response.text[:300]}"
-            )
+            raise FrontDoorError(f"POST /api/v1/drills/receipts answered {_why(response)}")
         answer: dict[str, Any] = response.json()
         return answer
