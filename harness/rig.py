@@ -243,6 +243,10 @@ def drill_env(peers: LocalPeers, keys: LocalSecrets) -> dict[str, str]:
     }
 
 
+# The drill daemon's environment is the drill's own: none of these leak in from the shell
+# (a DATABASE_URL would mirror the drill into a real Postgres; a SLACK_BOT_TOKEN post).
+_DAEMON_ENV = ("EYETOK_", "SLACK_", "SENTRY_", "PAGERDUTY_", "SMTP_", "DATABASE_URL", "PORT")
+
 # A daemon starter: given the configuration text and the environment, run a daemon
 # until the context exits; it yields the daemon's base URL.
 DaemonStarter = Callable[[str, dict[str, str]], AbstractAsyncContextManager[str]]
@@ -265,7 +269,7 @@ async def daemon_process(config: str, env: dict[str, str]) -> AsyncIterator[str]
         (data / "drill.yaml").write_text(config, encoding="utf-8")
         port = _free_port()
         full_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("EYETOK_", "SLACK_"))},
+            **{k: v for k, v in os.environ.items() if not k.startswith(_DAEMON_ENV)},
             **env,
             "PORT": str(port),
             "EYETOK_DATA_DIR": str(data / "data"),
