@@ -79,7 +79,13 @@ class Daemon:
             if store.is_new:
                 await self._rehydrate(store, settings.database_url)
         topology = self.topology = build(
-            settings, store, journal, self.clock, health=self.health, mirror_writer=mirror_writer
+            settings,
+            store,
+            journal,
+            self.clock,
+            health=self.health,
+            mirror_writer=mirror_writer,
+            local_url=lambda: f"http://127.0.0.1:{self.bound_port or settings.port}",
         )
         self._log.info(
             "eyetok_starting",
@@ -107,10 +113,12 @@ class Daemon:
         app = create_app(
             readiness=self.readiness,
             verifier=topology,
+            reviewer=topology,
             root_token=settings.root_token,
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
             drills=DrillDesk(settings, store, topology.history, self.clock),
+            operations=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = HypercornConfig()
@@ -165,7 +173,7 @@ class Daemon:
         matters more) and say so loudly, in the log and on /readyz."""
         try:
             rehydrated = await trio.to_thread.run_sync(load_from_postgres, dsn)
-            now = self.clock.now()  # read here: the clock may be trio's
+            now = self.clock.now()
             restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=now))
         except StateError as exc:
             self._log.error("rehydration_failed", reason=str(exc))

@@ -60,7 +60,7 @@ class DeliveryDeps:
     options: DeliveryOptions
     operator_tenant: str
     notices: Destination | None  # where dead deliveries are reported; None: nowhere
-    tenants: tuple[str, ...] = ()  # every tenant id, for the payload guard
+    tenants: frozenset[str] = frozenset()  # every tenant id, for the payload guard
     # per tenant, one destination on each sink it owns: where "re-verify sink X" goes
     tenant_destinations: dict[str, tuple[Destination, ...]] = field(default_factory=dict)
 
@@ -145,8 +145,8 @@ async def run_delivery(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     logger = log.get("delivery")
-    lookback = queries.thread_lookback(clock.now())  # read here: the clock may be trio's
-    threads = await deps.store.read(lambda con: queries.thread_refs(con, since=lookback))
+    since = queries.thread_lookback(clock.now())  # now, not in the worker thread
+    threads = await deps.store.read(lambda con: queries.thread_refs(con, since=since))
     verifications: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     noticed: set[tuple[str, str, str]] = set()  # (unverified sink, notice sink, day)
     lanes: dict[LaneKey, _Lane] = {}

@@ -27,6 +27,8 @@ from eyetok import log
 from eyetok.clock import Clock
 from eyetok.messages import (
     Accepted,
+    AnomaliesFlagged,
+    AnomalyNoted,
     AuditRecorded,
     Deliver,
     DeliveryClosed,
@@ -40,20 +42,25 @@ from eyetok.messages import (
     JournalSignal,
     MirrorMessage,
     PlanDeliveries,
+    SuppressionRecorded,
     VerificationRecorded,
 )
 from state.history import queries
 from state.history.journal import (
+    AnomalyNoteRow,
+    AnomalyRow,
     AuditRow,
     DeliveryRow,
     DrillReceiptRow,
     OutcomeRow,
     SignalRow,
     SnapshotRow,
+    SuppressionRow,
     VerificationRow,
     append_rows,
     delivery_row,
     snapshot_row,
+    suppression_row,
     verification_row,
 )
 from state.history.store import HistoryStore
@@ -82,6 +89,9 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     audits: list[AuditRow] = msgspec.field(default_factory=list)
     verifications: list[VerificationRow] = msgspec.field(default_factory=list)
     drill_receipts: list[DrillReceiptRow] = msgspec.field(default_factory=list)
+    suppressions: list[SuppressionRow] = msgspec.field(default_factory=list)
+    anomalies: list[AnomalyRow] = msgspec.field(default_factory=list)
+    anomaly_notes: list[AnomalyNoteRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -92,6 +102,9 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.audits,
             *self.verifications,
             *self.drill_receipts,
+            *self.suppressions,
+            *self.anomalies,
+            *self.anomaly_notes,
         ]
 
 
@@ -113,6 +126,12 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.verifications.append(row)
             case DrillReceiptRow():
                 frame.drill_receipts.append(row)
+            case SuppressionRow():
+                frame.suppressions.append(row)
+            case AnomalyRow():
+                frame.anomalies.append(row)
+            case AnomalyNoteRow():
+                frame.anomaly_notes.append(row)
     return frame
 
 
@@ -181,6 +200,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             return []
         case VerificationRecorded(verification=v):
             return [verification_row(v, recorded_at=now)]
+        case SuppressionRecorded():
+            return [suppression_row(message)]
         case AuditRecorded():
             return [
                 AuditRow(
@@ -207,6 +228,29 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     receipt_json=message.receipt_json,
                 )
             ]
+        case AnomaliesFlagged(anomalies=found, at=at):
+            return [
+                AnomalyRow(
+                    anomaly_id=a.anomaly_id,
+                    kind=a.kind,
+                    tenant=a.tenant,
+                    subject=a.subject,
+                    detail=a.detail,
+                    occurred_at=a.occurred_at,
+                    flagged_at=at,
+                )
+                for a in found
+            ]
+        case AnomalyNoted():
+            return [
+                AnomalyNoteRow(
+                    anomaly_id=message.anomaly_id,
+                    verdict=message.verdict,
+                    note=message.note,
+                    noted_by=message.by,
+                    noted_at=message.at,
+                )
+            ]
         case _:
             assert_never(message)
 
@@ -229,8 +273,8 @@ async def run_history(
     replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
     position = frames[-1][0] if frames else applied
     if position > applied:
-        stamp = clock.now()  # read here: the clock may be trio's, not the worker thread's
-        await store.write(lambda con: _materialise(con, replay, position, stamp))
+        replayed_at = clock.now()  # read here: a trio-anchored clock cannot be read in a thread
+        await store.write(lambda con: _materialise(con, replay, position, replayed_at))
         logger.info("journal_replayed", rows=len(replay), segment=position.segment)
     journal.forget_before(position)
     seq = await store.read(queries.last_snapshot_seq)
@@ -270,9 +314,8 @@ async def run_history(
         if not unmaterialised:
             return
         rows, unmaterialised = unmaterialised, []
-        upto = journalled_to
-        stamp = clock.now()
-        await store.write(lambda con: _materialise(con, rows, upto, stamp))
+        upto, now = journalled_to, clock.now()
+        await store.write(lambda con: _materialise(con, rows, upto, now))
         journal.forget_before(upto)
 
     async def materialise_periodically() -> None:

@@ -9,7 +9,7 @@ transaction before anything is answered or sent.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import assert_never
 
 import trio
@@ -29,6 +29,8 @@ from eyetok.policy import destinations_for
 @dataclass(frozen=True)
 class RouterDeps:
     settings: Settings
+    # sink id -> type, computed once (Settings.sink_types() builds it on every call)
+    sink_types: dict[str, str] = field(default_factory=dict)
 
 
 def delivery_id(signal_id: str, destination: Destination) -> str:
@@ -38,13 +40,16 @@ def delivery_id(signal_id: str, destination: Destination) -> str:
     return "dlv_" + digest[:24]
 
 
-def plan(change: IncidentChanged, settings: Settings) -> tuple[Deliver, ...]:
+def plan(
+    change: IncidentChanged, settings: Settings, sink_types: dict[str, str] | None = None
+) -> tuple[Deliver, ...]:
     """The deliveries for one decided signal (none for audit-only signals)."""
     incident = change.incident
     if change.action is IncidentAction.AUDIT or incident is None:
         return ()
     policy = settings.tenants[incident.tenant].policy
-    destinations = destinations_for(policy, incident.sev_channel, settings.sink_types())
+    types = sink_types if sink_types is not None else settings.sink_types()
+    destinations = destinations_for(policy, incident.sev_channel, types)
     return tuple(
         Deliver(
             delivery_id=delivery_id(change.signal.signal_id, dest),
@@ -55,6 +60,8 @@ def plan(change: IncidentChanged, settings: Settings) -> tuple[Deliver, ...]:
             rule=change.routing.rule,
             planned_at=change.signal.received_at,
             received_at=change.signal.received_at,
+            signal_id=change.signal.signal_id,
+            cluster_key=change.signal.cluster_key,
         )
         for dest in destinations
     )
@@ -68,6 +75,7 @@ async def run_router(
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    sink_types = deps.sink_types or deps.settings.sink_types()
     task_status.started()
     async for message in inbox:
         match message:
@@ -78,7 +86,7 @@ async def run_router(
                         routing=message.routing,
                         action=message.action,
                         incident=message.incident,
-                        deliveries=plan(message, deps.settings),
+                        deliveries=plan(message, deps.settings, sink_types),
                         reply=message.reply,
                     )
                 )

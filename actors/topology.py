@@ -1,12 +1,15 @@
 """The one place channels are made and actors are wired.
 
     HTTP hooks --SignalReceived--> [incidents] --IncidentChanged--> [router]
-        --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [delivery]
-        --DeliveryFinished / AuditRecorded--> [history]
+        --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [suppression]
+        --Deliver--> [budgets] --Deliver--> [delivery]
+        --DeliveryFinished / AuditRecorded / PlanDeliveries--> [history]
 
 Forward edges may block (that is the backpressure that ends in a 503 at the front door).
-The only back edge, delivery -> history, cannot deadlock: history's only outbound edge
-goes to the delivery dispatcher, which never blocks (it hands work to its lanes).
+The back edges into history (from suppression, budgets and delivery) cannot deadlock:
+suppression and budgets hand their history messages to a courier task and never wait on
+history themselves, and the delivery dispatcher never blocks (it hands work to its lanes),
+so history's outbound edge always drains.
 The supervisor keeps every original channel end open for the life of the process; each
 actor incarnation gets clones, so a restarted actor reads the same inbox.
 """
@@ -15,27 +18,37 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import trio
 
+from actors.budgets import BudgetsDeps, run_budgets
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.router import RouterDeps, run_router
+from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
 from actors.supervisor import ChildSpec, Restart
+from actors.suppression import SuppressionDeps, run_suppression
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
-from eyetok.config import Settings
+from eyetok.config import Settings, load_settings
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
     Accepted,
+    AnomalyNoteRequested,
+    AuditRecorded,
+    BudgetMessage,
+    BudgetStanding,
+    Deliver,
     DeliveryMessage,
+    DrillDue,
     EmailLinkOpened,
     FlushHistory,
     HandshakeAnswer,
@@ -47,14 +60,24 @@ from eyetok.messages import (
     OAuthCallback,
     Reply,
     ReverifyDue,
+    ReviewDue,
+    ReviewRequested,
+    RotationReminderDue,
+    RoutinesMessage,
+    ShowBudgets,
     Signal,
     SignalReceived,
     SlackMessageSeen,
     StartVerification,
+    SuppressionRecorded,
     VerificationMessage,
 )
+from eyetok.review import NoteAnswer, Review
 from eyetok.verification import Verification
+from schedules.credentials import credentials_of
+from schedules.loader import Routine
 from schedules.table import ScheduleEntry
+from state.history import queries
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.writer import MirrorWriter
@@ -71,6 +94,9 @@ class Topology:
     ingest: trio.MemorySendChannel[SignalReceived]
     channels: dict[str, trio.abc.AsyncResource]
     sinks: dict[str, Sink]
+    store: HistoryStore
+    clock: Clock
+    operator_tenant: str
 
     async def submit(self, signal: Signal) -> Accepted:
         """Hand a signal to the pipeline and wait until it is journalled."""
@@ -139,6 +165,80 @@ class Topology:
         await history.send(FlushHistory(reply=reply))
         await reply.wait()
 
+    async def budgets(self) -> tuple[BudgetStanding, ...]:
+        """Every tenant's budget this hour (tenants seen this hour, or with alerts held)."""
+        reply: Reply[tuple[BudgetStanding, ...]] = Reply()
+        budgets = self.channels["budgets"]
+        assert isinstance(budgets, trio.MemorySendChannel)
+        await budgets.send(ShowBudgets(reply=reply))
+        with trio.fail_after(30):
+            return await reply.wait()
+
+    async def record(self, message: HistoryMessage) -> None:
+        """Journal one history message (an acknowledgement, an audit line) and wait until
+        it is in the tables."""
+        history = self.channels["history"]
+        assert isinstance(history, trio.MemorySendChannel)
+        await history.send(message)
+        await self.flush_history()
+
+    async def suppressions(self) -> list[dict[str, Any]]:
+        await self.flush_history()
+        return await self.store.read(queries.suppressions)
+
+    async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None:
+        """Record the operator's acknowledgement of a cluster's notice (audited)."""
+        rows = await self.suppressions()
+        row = next((r for r in rows if r["cluster_id"] == cluster_id), None)
+        if row is None:
+            return None
+        if row["acked_at"] is None:
+            now = self.clock.now()
+            await self.record(
+                SuppressionRecorded(
+                    cluster_id=cluster_id,
+                    event="acknowledged",
+                    at=now,
+                    cluster_key=str(row["cluster_key"]),
+                    tenants=tuple(row["tenants"]),
+                    active_tenants=int(row["active_tenants"]),
+                    withheld=int(row["withheld"]),
+                    by=by,
+                )
+            )
+            await self.record(
+                AuditRecorded(
+                    at=now,
+                    tenant=self.operator_tenant,
+                    event="cluster_acknowledged",
+                    detail=f"cluster {cluster_id} acknowledged by {by}",
+                )
+            )
+            rows = await self.store.read(queries.suppressions)
+            row = next(r for r in rows if r["cluster_id"] == cluster_id)
+        return row
+
+    async def _ask_routines(self, make: Callable[[Reply[Any]], Any]) -> Any:
+        reply: Reply[Any] = Reply()
+        channel = self.channels["routines"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(make(reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def review(self, since: datetime) -> Review:
+        """The notification stream since ``since``, its anomalies recorded."""
+        found: Review = await self._ask_routines(lambda r: ReviewRequested(since=since, reply=r))
+        return found
+
+    async def note_anomaly(self, anomaly_id: str, verdict: str, note: str, by: str) -> NoteAnswer:
+        answer: NoteAnswer = await self._ask_routines(
+            lambda r: AnomalyNoteRequested(
+                anomaly_id=anomaly_id, verdict=verdict, note=note, by=by, reply=r
+            )
+        )
+        return answer
+
     def backlog(self) -> int:
         """Messages waiting in every pipeline channel (the drain waits for zero)."""
         total = 0
@@ -156,6 +256,29 @@ def _system_resolver() -> tuple[str, int]:
         return (str(dns.resolver.Resolver().nameservers[0]), 53)
     except (dns.resolver.NoResolverConfiguration, IndexError):
         return ("127.0.0.1", 53)
+
+
+def schedule_commands(
+    entries: tuple[ScheduleEntry, ...],
+    verification: trio.MemorySendChannel[VerificationMessage],
+    routines: trio.MemorySendChannel[RoutinesMessage],
+) -> tuple[ScheduleCommand, ...]:
+    """What each routine's schedule sends when it fires, and to whom."""
+    commands = []
+    for entry in entries:
+        make: Callable[[datetime], Any]
+        to: trio.MemorySendChannel[Any]
+        match Routine(entry.name):
+            case Routine.REVERIFY:
+                make, to = (lambda at: ReverifyDue(at=at)), verification
+            case Routine.DAILY_REVIEW:
+                make, to = (lambda at: ReviewDue(slot=at)), routines
+            case Routine.MONTHLY_DRILL:
+                make, to = (lambda at: DrillDue(slot=at)), routines
+            case Routine.CREDENTIAL_ROTATION:
+                make, to = (lambda at: RotationReminderDue(slot=at)), routines
+        commands.append(ScheduleCommand(entry=entry, make=make, to=to))
+    return tuple(commands)
 
 
 def _child(
@@ -185,14 +308,18 @@ def build(
     *,
     health: HealthBoard | None = None,
     mirror_writer: MirrorWriter | None = None,
+    local_url: Callable[[], str] | None = None,
 ) -> Topology:
     """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
     ingest_tx, ingest_rx = trio.open_memory_channel[SignalReceived](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[IncidentChanged](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
+    suppression_tx, suppression_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
+    budgets_tx, budgets_rx = trio.open_memory_channel[BudgetMessage](PIPELINE_BUFFER)
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
+    routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
     children: list[ChildSpec] = []
@@ -213,8 +340,40 @@ def build(
             run_history,
             HistoryDeps(store=store, journal=journal, mirrored=mirror_writer is not None),
             history_rx,
-            delivery_tx,
+            suppression_tx,
             mirror_tx,
+            clock=clock,
+        ),
+        _child(
+            "suppression",
+            run_suppression,
+            SuppressionDeps(
+                store=store,
+                options=settings.suppression,
+                active_tenants=len(settings.tenants),
+                operator_tenant=settings.operator_tenant,
+                notices=settings.notices_destination(),
+            ),
+            suppression_rx,
+            budgets_tx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
+            "budgets",
+            run_budgets,
+            BudgetsDeps(
+                store=store,
+                enabled=settings.budgets.enabled,
+                caps={t: tenant.hourly_budget for t, tenant in settings.tenants.items()},
+                tiers={t: tenant.tier for t, tenant in settings.tenants.items()},
+                primary=settings.primary_destinations(),
+                cap_notices=settings.cap_destination(),
+                operator_tenant=settings.operator_tenant,
+            ),
+            budgets_rx,
+            delivery_tx,
+            history_tx,
             clock=clock,
         ),
         _child(
@@ -226,7 +385,7 @@ def build(
                 options=settings.delivery,
                 operator_tenant=settings.operator_tenant,
                 notices=settings.notices_destination(),
-                tenants=tuple(settings.tenants),
+                tenants=frozenset(settings.tenants),
                 tenant_destinations=settings.tenant_destinations(),
             ),
             delivery_rx,
@@ -251,21 +410,32 @@ def build(
             clock=clock,
         ),
         _child(
+            "routines",
+            run_routines,
+            RoutinesDeps(
+                store=store,
+                operator_tenant=settings.operator_tenant,
+                notices=settings.notices_destination(),
+                review_window=timedelta(hours=settings.routines.review_window_h),
+                drill_command=settings.routines.drill_command,
+                drill_timeout_s=settings.routines.drill_timeout_s,
+                local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
+                credentials=lambda: credentials_of(settings),
+                reread_credentials=lambda: credentials_of(load_settings()),
+            ),
+            routines_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
             "scheduler",
             run_scheduler,
             SchedulerDeps(
-                commands=(
-                    ScheduleCommand(
-                        entry=ScheduleEntry(
-                            name="reverify",
-                            cron=settings.verification.reverify_cron,
-                            zone=settings.verification.reverify_zone,
-                        ),
-                        make=lambda at: ReverifyDue(at=at),
-                        to=verification_tx,
-                    ),
-                )
+                commands=schedule_commands(settings.schedules, verification_tx, routines_tx),
+                store=store,
+                operator_tenant=settings.operator_tenant,
             ),
+            history_tx,
             clock=clock,
         ),
         _child(
@@ -287,9 +457,15 @@ def build(
             "ingest": ingest_tx,
             "router": router_tx,
             "history": history_tx,
+            "suppression": suppression_tx,
+            "budgets": budgets_tx,
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,
+            "routines": routines_tx,
         },
         sinks=sinks,
+        store=store,
+        clock=clock,
+        operator_tenant=settings.operator_tenant,
     )

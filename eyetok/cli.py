@@ -1,4 +1,5 @@
-"""The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``drill``.
+"""The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``review``,
+``tail``, ``drill``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
 the daemon) and ``harness/`` (to run a drill); it does so inside the command that needs it.
@@ -11,20 +12,23 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from eyetok import log
+from eyetok.budgets import Window, hour_of, spend
 from eyetok.clock import FixedClock, SystemClock
 from eyetok.config import Settings, load_settings
 from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
 from eyetok.incidents import IncidentKey, apply, decide
-from eyetok.messages import Incident
+from eyetok.messages import Incident, Signal
 from eyetok.policy import destinations_for
 from eyetok.severity import classify
-from eyetok.sources import sentry
+from eyetok.sources import alertmanager, generic, probe, sentry
+from eyetok.suppression import cluster_id_of, threshold
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,14 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon (binds $PORT, default 8080)")
     run.add_argument("--host", default=os.environ.get("EYETOK_HOST", "0.0.0.0"))
 
-    replay = commands.add_parser("replay", help="replay recorded Sentry payloads")
+    replay = commands.add_parser(
+        "replay", help="replay recorded payloads (Sentry, probe, generic, Alertmanager)"
+    )
     replay.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     mode = replay.add_mutually_exclusive_group(required=True)
     mode.add_argument("--explain", action="store_true", help="route in-process, send nothing")
     mode.add_argument("--url", help="post each payload, signed, to a running daemon")
     replay.add_argument("--secret", help="the Sentry client secret to sign with (with --url)")
     replay.add_argument("--at", help="fix the wall clock (ISO-8601 with an offset)")
-    replay.add_argument("--tenant", default=None, help="the tenant (default: the operator)")
+    replay.add_argument(
+        "--tenant",
+        action="append",
+        default=None,
+        help="the tenant (default: the operator); with --explain it may be repeated, and "
+        "every payload is replayed for each tenant (a registry-wide outage)",
+    )
+    replay.add_argument(
+        "--source",
+        choices=("sentry", "probe", "generic", "alertmanager"),
+        default="sentry",
+        help="what the payloads are (default: sentry)",
+    )
 
     check = commands.add_parser(
         "check", help="run the payload-shape guard over every message template"
@@ -60,6 +78,26 @@ def _parser() -> argparse.ArgumentParser:
     sinks.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     sinks.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    review = commands.add_parser(
+        "review", help="the notification stream summarised, anomalies flagged; note a verdict"
+    )
+    review.add_argument("--since", default="24h", help="how far back (24h, 90m, 7d)")
+    review.add_argument("--json", action="store_true", help="the whole review as one JSON")
+    review.add_argument("--note", metavar="ID", help="record a verdict on anomaly ID")
+    verdict = review.add_mutually_exclusive_group()
+    verdict.add_argument("--benign", metavar="TEXT", help="with --note: benign, and why")
+    verdict.add_argument("--escalate", metavar="TEXT", help="with --note: escalate, and why")
+    review.add_argument("--by", default=os.environ.get("USER", "operator"), help="who notes")
+    review.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+
+    tail = commands.add_parser(
+        "tail", help="pretty-print and filter EyeTok's JSON log lines from stdin"
+    )
+    tail.add_argument("--severity", help="critical, high ... or SEV1 ... or a log level")
+    tail.add_argument("--tenant")
+    tail.add_argument("--incident", help="an incident id")
+    tail.add_argument("--actor", help="history, delivery, routines ...")
+    tail.add_argument("--json", action="store_true", help="only matching JSON lines, as JSON")
     drill = commands.add_parser("drill", help="the synthetic-outage drill harness")
     drill_commands = drill.add_subparsers(dest="drill_command", required=True)
     drill_run = drill_commands.add_parser(
@@ -73,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "tail":  # a pipe's reader: it needs no configuration
+        return _tail(args)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -87,11 +127,100 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings, as_json=args.json)
     if args.command in ("verify", "sinks"):
         return _operator_api(settings, args)
+    if args.command == "review":
+        return _review(settings, args)
     if args.command == "drill":
         from harness.run import main as drill_main
 
         return drill_main(args)
     return 2
+
+
+def _review(settings: Settings, args: argparse.Namespace) -> int:
+    """``review``: the daemon computes the review (it holds the history); this asks it."""
+    import httpx
+
+    verdict = "benign" if args.benign is not None else "escalate"
+    text = args.benign if args.benign is not None else args.escalate
+    if (args.note is None) != (text is None):
+        print(json.dumps({"error": "--note ID goes with --benign TEXT or --escalate TEXT"}))
+        return 2
+    if not settings.root_token:
+        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
+        return 2
+    headers = {"authorization": f"Bearer {settings.root_token}"}
+    base = args.url.rstrip("/")
+    try:
+        if args.note is not None:
+            response = httpx.post(
+                f"{base}/api/v1/review/anomalies/{args.note}/note",
+                json={"verdict": verdict, "note": text, "by": args.by},
+                headers=headers,
+                timeout=60.0,
+            )
+        else:
+            response = httpx.get(
+                f"{base}/api/v1/review", params={"since": args.since}, headers=headers, timeout=60.0
+            )
+    except httpx.HTTPError as exc:
+        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
+        return 1
+    try:
+        answer = response.json()
+    except ValueError:
+        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
+        return 1
+    if response.status_code != 200:
+        print(json.dumps(answer))
+        return 1
+    if args.json:
+        print(json.dumps(answer))
+    elif args.note is not None:
+        print(answer["message"])
+    else:
+        for line in _review_lines(answer):
+            print(line)
+    return 0
+
+
+def _review_lines(review: dict[str, Any]) -> list[str]:
+    stream: list[dict[str, Any]] = review.get("stream") or []
+    anomalies: list[dict[str, Any]] = review.get("anomalies") or []
+    lines = [
+        f"Review {review['since']} to {review['until']}: {review['notifications']} notifications"
+    ]
+    if stream:
+        lines.append(f"{'tenant':<20} {'sink':<16} {'severity':<9} {'outcome':<19} {'count':>6}")
+        for row in stream:
+            lines.append(
+                f"{row['tenant']:<20} {row['sink_id']:<16} {row['severity']:<9} "
+                f"{row['outcome']:<19} {row['count']:>6}"
+            )
+    lines.append(f"Anomalies: {len(anomalies)}")
+    for a in anomalies:
+        verdict = f" [{a['verdict']} by {a['noted_by']}: {a['note']}]" if a.get("verdict") else ""
+        lines.append(f"{a['anomaly_id']}  {a['kind']:<11} {a['tenant']:<16} {a['detail']}{verdict}")
+    return lines
+
+
+def _tail(args: argparse.Namespace) -> int:
+    import io
+
+    from eyetok.tail import Filters, run
+
+    filters = Filters(
+        severity=args.severity, tenant=args.tenant, incident=args.incident, actor=args.actor
+    )
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    try:
+        run(stdin, sys.stdout, filters, colour=colour, as_json=args.json)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (| head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
@@ -184,56 +313,163 @@ def _payload_files(paths: list[Path]) -> list[Path]:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    tenant_id = args.tenant or settings.operator_tenant
-    tenant = settings.tenants.get(tenant_id)
-    if tenant is None:
-        print(json.dumps({"error": f"unknown tenant {tenant_id!r}"}))
-        return 2
+    tenant_ids: list[str] = args.tenant or [settings.operator_tenant]
+    for tenant_id in tenant_ids:
+        if tenant_id not in settings.tenants:
+            print(json.dumps({"error": f"unknown tenant {tenant_id!r}"}))
+            return 2
     if args.url:
-        return _replay_to_url(args, tenant_id)
+        if len(tenant_ids) > 1 or args.source != "sentry":
+            print(json.dumps({"error": "--url replays Sentry payloads for one tenant"}))
+            return 2
+        return _replay_to_url(args, tenant_ids[0])
     clock = FixedClock(_parse_at(args.at)) if args.at else SystemClock()
-    open_incidents: dict[IncidentKey, Incident] = {}
+    explained = _Explanation(settings)
     failed = 0
-    for n, path in enumerate(_payload_files(args.paths)):
-        try:
-            body = path.read_bytes()
-            signal = sentry.normalise(
-                body,
-                _headers_for(path).get("sentry-hook-resource"),
-                tenant=tenant_id,
-                signal_id=f"replay-{n}",
-                received_at=clock.now(),
-                recognisers=settings.recognisers,
-            )
-        except (OSError, MalformedPayloadError, json.JSONDecodeError) as exc:
-            failed += 1
-            print(json.dumps({"file": str(path), "error": str(exc)}))
-            continue
-        routing = classify(signal, window=tenant.policy.business_hours)
-        action, incident = decide(open_incidents, signal, routing)
-        apply(open_incidents, action, incident)
-        channel = incident.sev_channel if incident else routing.sev_channel
-        destinations = destinations_for(
-            tenant.policy, channel if incident else None, settings.sink_types()
-        )
-        line = {
-            "file": str(path),
-            "resource": signal.resource,
-            "sentry_action": signal.action,
-            "action": action.value,
-            "severity": (incident.severity if incident else routing.severity).value,
-            "rule": routing.rule,
-            "sev_channel": channel.value if channel else None,
-            "business_hours": routing.business_hours,
-            "at": signal.received_at.isoformat(),
-            "destinations": [f"{d.sink_id}:{d.target}" for d in destinations],
-            "incident_key": signal.dedup_key,
-            "incident_id": incident.incident_id if incident else None,
-            "title": signal.title,
-            "marks": sorted(signal.marks),
-        }
+    for tenant_id in tenant_ids:
+        tenant = settings.tenants[tenant_id]
+        open_incidents: dict[IncidentKey, Incident] = {}
+        for n, path in enumerate(_payload_files(args.paths)):
+            try:
+                signals = _normalise(settings, args.source, path, tenant_id, n, clock.now())
+            except (OSError, MalformedPayloadError, json.JSONDecodeError) as exc:
+                failed += 1
+                explained.failed({"file": str(path), "tenant": tenant_id, "error": str(exc)})
+                continue
+            for signal in signals:
+                routing = classify(signal, window=tenant.policy.business_hours)
+                action, incident = decide(open_incidents, signal, routing)
+                apply(open_incidents, action, incident)
+                channel = incident.sev_channel if incident else routing.sev_channel
+                destinations = destinations_for(
+                    tenant.policy, channel if incident else None, settings.sink_types()
+                )
+                line: dict[str, Any] = {
+                    "file": str(path),
+                    "tenant": tenant_id,
+                    "source": signal.source,
+                    "resource": signal.resource,
+                    "sentry_action": signal.action,
+                    "action": action.value,
+                    "severity": (incident.severity if incident else routing.severity).value,
+                    "rule": routing.rule,
+                    "sev_channel": channel.value if channel else None,
+                    "business_hours": routing.business_hours,
+                    "at": signal.received_at.isoformat(),
+                    "destinations": [f"{d.sink_id}:{d.target}" for d in destinations],
+                    "incident_key": signal.dedup_key,
+                    "incident_id": incident.incident_id if incident else None,
+                    "title": signal.title,
+                    "marks": sorted(signal.marks),
+                }
+                explained.add(line, signal, sends=bool(destinations) and incident is not None)
+    for line in explained.lines():
         print(msgspec.json.encode(line).decode())
     return 1 if failed else 0
+
+
+def _normalise(
+    settings: Settings, source: str, path: Path, tenant_id: str, n: int, at: datetime
+) -> list[Signal]:
+    body = path.read_bytes()
+    ids = (f"replay-{tenant_id}-{n}-{i}" for i in range(1_000_000))
+    match source:
+        case "probe":
+            return probe.normalise(body, tenant=tenant_id, received_at=at, new_id=ids.__next__)
+        case "generic":
+            return generic.normalise(
+                body,
+                tenant=tenant_id,
+                received_at=at,
+                new_id=ids.__next__,
+                recognisers=settings.recognisers,
+            )
+        case "alertmanager":
+            return alertmanager.normalise(
+                body,
+                tenant=tenant_id,
+                received_at=at,
+                new_id=ids.__next__,
+                recognisers=settings.recognisers,
+            )
+        case _:
+            return [
+                sentry.normalise(
+                    body,
+                    _headers_for(path).get("sentry-hook-resource"),
+                    tenant=tenant_id,
+                    signal_id=f"replay-{tenant_id}-{n}",
+                    received_at=at,
+                    recognisers=settings.recognisers,
+                )
+            ]
+
+
+class _Explanation:
+    """What the budgets and the suppression window would do to the replayed signals, by
+    the daemon's own rules (eyetok.budgets, eyetok.suppression). Every payload is taken
+    as arriving inside one hold window, at the replay's wall clock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.windows: dict[str, Window] = {}
+        self.pending: list[tuple[dict[str, Any], Signal | None, bool]] = []
+        self.tenants_by_key: dict[str, set[str]] = {}
+        self.first_at: dict[str, datetime] = {}
+
+    def add(self, line: dict[str, Any], signal: Signal, *, sends: bool) -> None:
+        key = signal.cluster_key if sends and self.settings.suppression.enabled else None
+        if key is not None:
+            self.tenants_by_key.setdefault(key, set()).add(signal.tenant)
+            self.first_at.setdefault(key, signal.received_at)
+        self.pending.append((line, signal, sends))
+
+    def failed(self, line: dict[str, Any]) -> None:
+        self.pending.append((line, None, False))
+
+    def lines(self) -> list[dict[str, Any]]:
+        options = self.settings.suppression
+        needed = threshold(len(self.settings.tenants), options)
+        out = []
+        for line, signal, sends in self.pending:
+            if signal is None:
+                out.append(line)
+                continue
+            key = signal.cluster_key if sends and options.enabled else None
+            suppressed = False
+            if key is not None:
+                tenants = len(self.tenants_by_key[key])
+                suppressed = tenants >= needed
+                fired_at = self.first_at[key] + timedelta(seconds=options.hold_s)
+                line["suppression"] = {
+                    "cluster_key": key,
+                    "tenants": tenants,
+                    "needs_tenants": needed,
+                    "hold_s": options.hold_s,
+                    "state": "withheld" if suppressed else "released after the hold",
+                    "cluster_id": cluster_id_of(key, fired_at) if suppressed else None,
+                }
+            if sends and not suppressed:
+                line["budget"] = self._budget(signal)
+            out.append(line)
+        return out
+
+    def _budget(self, signal: Signal) -> dict[str, Any]:
+        tenant = self.settings.tenants[signal.tenant]
+        if not self.settings.budgets.enabled:
+            return {"tier": tenant.tier, "cap": tenant.hourly_budget, "state": "budgets off"}
+        start = hour_of(signal.received_at)
+        window = self.windows.get(signal.tenant)
+        if window is None or window.start != start:
+            window = self.windows[signal.tenant] = Window(start=start)
+        spent = spend(window, signal.signal_id, tenant.hourly_budget)
+        return {
+            "tier": tenant.tier,
+            "cap": tenant.hourly_budget,
+            "window_start": start.isoformat(),
+            "used": len(window.admitted),
+            "state": spent.value,
+        }
 
 
 def _replay_to_url(args: argparse.Namespace, tenant_id: str) -> int:

@@ -25,6 +25,8 @@ from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.sinks.webhook import WebhookSinkConfig
 from eyetok.standard_webhooks import decode_secret
+from schedules.loader import ScheduleOverride, resolve
+from schedules.table import ScheduleEntry
 
 OPERATOR_TENANT = "operator"
 SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
@@ -69,6 +71,7 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     webhook_secret_env: str | None = None
     hook_token_env: str | None = None  # env var holding the bearer token of those hooks
     policy: Policy | None = None  # the operator's default: the ADR's channels; others: none
+    primary_sink: str | None = None  # where the hourly digest goes; default: first routed sink
 
 
 class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -106,6 +109,44 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return [name for name in self.__struct_fields__ if getattr(self, name)]
 
 
+class BudgetOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per-tenant hourly budgets (the tier registry says how many alerts an hour)."""
+
+    enabled: bool = True  # false: nobody is capped
+    # where the first cap event of a tenant in an hour is announced, one line
+    cap_notices: Route = Route(sink="slack", target="#alerts-cap")
+
+
+class SuppressionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The cross-tenant suppression window (design section 4)."""
+
+    enabled: bool = True  # false: alerts with a cluster key are never held
+    hold_s: float = 60.0  # how long an alert with a cluster key waits for its cluster
+    min_tenants: int = 30  # the floor: at least this many distinct tenants ...
+    min_share: float = 0.10  # ... and at least this share of active tenants
+    quiet_s: float = 300.0  # an active cluster clears after this long without an alert
+
+
+class RoutineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The operator's routines (the schedules fire them; ``eyetok review`` asks for one)."""
+
+    # The monthly drill: a command run against this daemon. ``{python}`` is this Python,
+    # ``{url}`` this daemon's local address, ``{port}`` its port.
+    drill_command: tuple[str, ...] = (
+        "{python}",
+        "-m",
+        "eyetok.cli",
+        "drill",
+        "run",
+        "single-tenant-outage",
+        "--url",
+        "{url}",
+        "--json",
+    )
+    drill_timeout_s: float = 1800.0
+    review_window_h: float = 24.0  # what the daily review reads: the last N hours
+
+
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The shape of the YAML file. Every key is optional."""
 
@@ -116,6 +157,10 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     slack: SlackOptions = msgspec.field(default_factory=SlackOptions)
     delivery: DeliveryOptions = msgspec.field(default_factory=DeliveryOptions)
     verification: VerificationOptions = msgspec.field(default_factory=VerificationOptions)
+    budgets: BudgetOptions = msgspec.field(default_factory=BudgetOptions)
+    suppression: SuppressionOptions = msgspec.field(default_factory=SuppressionOptions)
+    schedules: tuple[ScheduleOverride, ...] = ()
+    routines: RoutineOptions = msgspec.field(default_factory=RoutineOptions)
     ingest_queue: int = 2048
     faults: Faults = msgspec.field(default_factory=Faults)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -143,6 +188,7 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     hook_token: str | None = None  # bearer token for the same hooks
     hook_secret_env: str = ""  # where they came from (named when a hook answers 401)
     hook_token_env: str = ""
+    primary_sink: str | None = None  # where the hourly digest goes (None: no sink routed)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +214,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
     faults: Faults = Faults()
+    budgets: BudgetOptions = BudgetOptions()
+    suppression: SuppressionOptions = SuppressionOptions()
+    schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
+    routines: RoutineOptions = RoutineOptions()
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -194,6 +244,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     )
             out[tenant_id] = tuple(seen.values())
         return out
+
+    def primary_destinations(self) -> dict[str, Destination]:
+        """Per tenant, where its hourly digest goes: its primary sink and that sink's first
+        routed target (a tenant that routes nowhere has none)."""
+        out: dict[str, Destination] = {}
+        for tenant_id, dests in self.tenant_destinations().items():
+            primary = self.tenants[tenant_id].primary_sink
+            chosen = next((d for d in dests if d.sink_id == primary), None)
+            if chosen is not None:
+                out[tenant_id] = chosen
+        return out
+
+    def cap_destination(self) -> Destination:
+        route = self.budgets.cap_notices
+        return Destination(
+            sink_id=route.sink, sink_type=self.sink_types()[route.sink], target=route.target
+        )
 
     def configured_sinks(self) -> list[str]:
         """Sink ids whose credentials are present."""
@@ -385,7 +452,15 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                         f"sink {route.sink!r} belongs to tenant {owner!r}; a tenant's alerts go "
                         "only to its own sinks (give the tenant a policy of its own)",
                     )
+        routed = [route.sink for routes in policy.routes.values() for route in routes]
+        if tc.primary_sink is not None and tc.primary_sink not in routed:
+            raise ConfigError(
+                f"tenants.{tenant_id}.primary_sink",
+                f"{tc.primary_sink!r} is not a sink this tenant routes to"
+                f" (its routes name: {', '.join(sorted(set(routed))) or 'none'})",
+            )
         tenants[tenant_id] = Tenant(
+            primary_sink=tc.primary_sink or (routed[0] if routed else None),
             tenant_id=tenant_id,
             tier=tc.tier,
             hourly_budget=tiers[tc.tier],
@@ -397,12 +472,23 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             hook_token_env=hook_token_env,
         )
 
-    notices = file_config.delivery.operator_notices
-    if notices.sink not in sinks:
+    for field, route in (
+        ("delivery.operator_notices.sink", file_config.delivery.operator_notices),
+        ("budgets.cap_notices.sink", file_config.budgets.cap_notices),
+    ):
+        if route.sink not in sinks:
+            raise ConfigError(
+                field, f"no sink named {route.sink!r} (configured: {', '.join(sorted(sinks))})"
+            )
+    sup = file_config.suppression
+    if sup.hold_s <= 0 or sup.quiet_s <= 0:
+        raise ConfigError("suppression.hold_s", "hold_s and quiet_s must be positive seconds")
+    if sup.min_tenants < 2:
         raise ConfigError(
-            "delivery.operator_notices.sink",
-            f"no sink named {notices.sink!r} (configured: {', '.join(sorted(sinks))})",
+            "suppression.min_tenants", "must be at least 2 (one tenant is never a cluster)"
         )
+    if not 0.0 < sup.min_share <= 1.0:
+        raise ConfigError("suppression.min_share", "must be a share above 0 and at most 1")
     for sink_id, sink in sinks.items():
         if sink.tenant not in tenant_configs:
             raise ConfigError(f"sinks.{sink_id}.tenant", f"no tenant named {sink.tenant!r}")
@@ -443,4 +529,12 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),
         faults=file_config.faults,
+        budgets=file_config.budgets,
+        suppression=sup,
+        schedules=resolve(
+            file_config.schedules,
+            reverify_cron=file_config.verification.reverify_cron,
+            reverify_zone=file_config.verification.reverify_zone,
+        ),
+        routines=file_config.routines,
     )

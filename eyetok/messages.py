@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 import msgspec
 import trio
 
+from eyetok.review import Anomaly, NoteAnswer, Review
 from eyetok.verification import Verification
 
 
@@ -244,6 +245,19 @@ class VerificationRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     verification: Verification
 
 
+class SuppressionRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A suppression-log row: a cluster fired, cleared, or its notice was acknowledged."""
+
+    cluster_id: str
+    event: str  # fired | cleared | acknowledged
+    at: datetime
+    cluster_key: str
+    tenants: tuple[str, ...] = ()  # the silenced tenant ids so far
+    active_tenants: int = 0
+    withheld: int = 0  # individual deliveries withheld so far
+    by: str = ""  # who acknowledged
+
+
 class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Materialise everything journalled into the DuckDB tables, then answer ``reply``
     (operator commands and tests that read the tables right after an event)."""
@@ -267,6 +281,23 @@ class DrillReceiptRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: datetime
 
 
+class AnomaliesFlagged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """New rows for the anomaly journal (a review found them)."""
+
+    anomalies: tuple[Anomaly, ...]
+    at: datetime
+
+
+class AnomalyNoted(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The on-call's verdict on an anomaly: who, when, benign or escalate, and why."""
+
+    anomaly_id: str
+    verdict: str  # benign | escalate
+    note: str
+    by: str
+    at: datetime
+
+
 HistoryMessage = (
     JournalSignal
     | DeliveryFinished
@@ -275,6 +306,9 @@ HistoryMessage = (
     | FlushHistory
     | VerificationRecorded
     | DrillReceiptRecorded
+    | SuppressionRecorded
+    | AnomaliesFlagged
+    | AnomalyNoted
 )
 
 
@@ -322,6 +356,30 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     planned_at: datetime
     received_at: datetime  # when the signal behind it reached EyeTok
     notice: str | None = None  # an operator notice: this text, not the incident, is sent
+    signal_id: str = ""  # the signal that caused it (budgets count signals, not deliveries)
+    cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
+    acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
+
+
+class BudgetStanding(msgspec.Struct, frozen=True, kw_only=True):
+    """One tenant's budget in the current clock hour."""
+
+    tenant: str
+    tier: str
+    cap: int | None  # None: uncapped
+    window_start: datetime
+    admitted: int  # alerts delivered within the budget this hour
+    held: int  # alerts held for the digest at the top of the hour
+    capped: bool
+
+
+class ShowBudgets(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ask the budgets actor for every tenant's standing this hour."""
+
+    reply: Reply[tuple[BudgetStanding, ...]]
+
+
+BudgetMessage = Deliver | ShowBudgets
 
 
 class VerificationChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -394,4 +452,58 @@ VerificationMessage = (
     | OAuthCallback
     | ReverifyDue
     | ListVerifications
+)
+
+
+# --- inbox of the routines actor (the schedules' consumers, the operator's review) -----
+
+
+class ReviewDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The daily-review schedule fired (``slot``: the instant it was due)."""
+
+    slot: datetime
+
+
+class DrillDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The monthly-drill schedule fired."""
+
+    slot: datetime
+
+
+class RotationReminderDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The quarterly credential-rotation schedule fired."""
+
+    slot: datetime
+
+
+class ReviewRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``eyetok review``: the stream from ``since`` to now, anomalies recorded."""
+
+    since: datetime
+    reply: Reply[Review]
+
+
+class AnomalyNoteRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``eyetok review --note ID --benign|--escalate TEXT``."""
+
+    anomaly_id: str
+    verdict: str  # benign | escalate
+    note: str
+    by: str
+    reply: Reply[NoteAnswer]
+
+
+class CredentialsReread(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Re-read the credentials (SIGHUP) and record any whose value changed."""
+
+    why: str
+
+
+RoutinesMessage = (
+    ReviewDue
+    | DrillDue
+    | RotationReminderDue
+    | ReviewRequested
+    | AnomalyNoteRequested
+    | CredentialsReread
 )

@@ -174,9 +174,9 @@ def test_a_file_that_is_not_json_is_reported_and_the_rest_still_print(tmp_path: 
         str(missing),
         str(fixture("event_alert_warning")),
     ]
-    assert out[1].keys() == {"file", "error"}
+    assert out[1].keys() == {"file", "tenant", "error"}
     assert "JSON" in out[1]["error"]
-    assert out[2].keys() == {"file", "error"}
+    assert out[2].keys() == {"file", "tenant", "error"}
     assert out[2]["error"]
     assert (out[0]["rule"], out[0]["sev_channel"]) == ("fatal", "SEV1")
     assert (out[3]["rule"], out[3]["sev_channel"]) == ("warning", "SEV3")
@@ -193,3 +193,91 @@ def test_a_bad_at_exits_non_zero_with_a_message(at: str, needle: str) -> None:
     assert needle in result.stderr
     assert at in result.stderr
     assert result.stdout.strip() == ""
+
+
+def _tenants_config(tmp_path: Path, count: int, tier: str = "team") -> dict[str, str]:
+    lines = ["tenants:", "  operator: {tier: operator}"]
+    for i in range(count):
+        t = f"t{i:03d}"
+        route = "[{sink: " + t + "-slack, target: '#" + t + "'}]"
+        lines += [
+            f"  {t}:",
+            f"    tier: {tier}",
+            f"    policy: {{routes: {{SEV2: {route}, SEV2.5: {route}}}}}",
+        ]
+    lines += ["sinks:", "  slack: {type: slack, tenant: operator}"]
+    lines += [f"  t{i:03d}-slack: {{type: slack, tenant: t{i:03d}}}" for i in range(count)]
+    path = tmp_path / "eyetok.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return {"EYETOK_CONFIG": str(path)}
+
+
+def replay_with(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "eyetok.cli", "replay", *map(str, args)],
+        cwd=ROOT,
+        env=clean_env() | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+PROBE_DOWN = ROOT / "tests" / "fixtures" / "probe" / "verdict_down.json"
+GENERIC_HIGH = ROOT / "tests" / "fixtures" / "generic" / "high_firing.json"
+
+
+def test_explain_names_the_cluster_a_registry_wide_outage_would_fire(tmp_path: Path) -> None:
+    env = _tenants_config(tmp_path, 100)
+    tenants = [arg for i in range(40) for arg in ("--tenant", f"t{i:03d}")]
+    result = replay_with(
+        env, "--explain", "--source", "probe", "--at", IN_HOURS, *tenants, PROBE_DOWN
+    )
+    assert result.returncode == 0, result.stderr
+    out = lines(result)
+    assert len(out) == 40
+    [cluster_id] = {line["suppression"]["cluster_id"] for line in out}
+    assert cluster_id.startswith("clu_")
+    first = out[0]["suppression"]
+    assert (first["state"], first["tenants"], first["needs_tenants"]) == ("withheld", 40, 30)
+    assert all("budget" not in line for line in out)  # withheld alerts spend no budget
+
+
+def test_explain_releases_below_the_floor_and_shows_the_budget(tmp_path: Path) -> None:
+    env = _tenants_config(tmp_path, 100)
+    tenants = [arg for i in range(10) for arg in ("--tenant", f"t{i:03d}")]
+    result = replay_with(
+        env, "--explain", "--source", "probe", "--at", IN_HOURS, *tenants, PROBE_DOWN
+    )
+    assert result.returncode == 0, result.stderr
+    out = lines(result)
+    assert {line["suppression"]["state"] for line in out} == {"released after the hold"}
+    assert {line["suppression"]["cluster_id"] for line in out} == {None}
+    assert out[0]["budget"] == {
+        "tier": "team",
+        "cap": 1000,
+        "window_start": "2026-11-24T15:00:00+00:00",
+        "used": 1,
+        "state": "within",
+    }
+
+
+def test_explain_shows_the_51st_alert_of_a_public_tenant_held(tmp_path: Path) -> None:
+    env = _tenants_config(tmp_path, 1, tier="public")
+    result = replay_with(
+        env,
+        "--explain",
+        "--source",
+        "generic",
+        "--at",
+        IN_HOURS,
+        "--tenant",
+        "t000",
+        *[GENERIC_HIGH] * 52,
+    )
+    assert result.returncode == 0, result.stderr
+    states = [line["budget"]["state"] for line in lines(result)]
+    assert states == ["within"] * 50 + ["capped", "held"]
+    operator = replay("--explain", "--at", IN_HOURS, fixture("event_alert_fatal"))
+    assert lines(operator)[0]["budget"]["state"] == "uncapped"

@@ -8,6 +8,10 @@
 - ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
 - ``/api/v1/about``, ``notifications``, ``audit``, ``explain``, ``drills/receipts``: what the
   drill harness reads and keeps (``eyetok/http/drills.py``).
+- ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
+  acknowledgement of a cluster's notice) and this hour's budgets (root token too).
+- ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
+  daily review and the on-call's verdicts (root token too).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -25,7 +30,8 @@ from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
 from eyetok.http.drills import DrillDesk, add_drill_routes
-from eyetok.messages import HandshakeAnswer, SlackMessageSeen
+from eyetok.messages import BudgetStanding, HandshakeAnswer, SlackMessageSeen
+from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
 
 
@@ -43,6 +49,34 @@ class Verifier(Protocol):
     ) -> HandshakeAnswer: ...
 
     async def verifications(self) -> tuple[Verification, ...]: ...
+
+
+class Operations(Protocol):
+    """The suppression log and the budgets, as the operator's API reaches them."""
+
+    async def budgets(self) -> tuple[BudgetStanding, ...]: ...
+
+    async def suppressions(self) -> list[dict[str, Any]]: ...
+
+    async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None:
+        """The cluster's row after the acknowledgement; None: no such cluster."""
+        ...
+
+
+class Reviewer(Protocol):
+    """The routines actor, as the operator's review API reaches it."""
+
+    async def review(self, since: datetime) -> Review: ...
+
+    async def note_anomaly(
+        self, anomaly_id: str, verdict: str, note: str, by: str
+    ) -> NoteAnswer: ...
+
+
+class _NoteBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    verdict: str
+    note: str
+    by: str
 
 
 class _SlackEvent(msgspec.Struct, kw_only=True):
@@ -77,10 +111,12 @@ def create_app(
     *,
     readiness: Callable[[], dict[str, Any]],
     verifier: Verifier | None = None,
+    reviewer: Reviewer | None = None,
     root_token: str | None = None,
     slack_signing_secret: str | None = None,
     clock: Clock | None = None,
     drills: DrillDesk | None = None,
+    operations: Operations | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -183,4 +219,68 @@ def create_app(
 
     if drills is not None:
         add_drill_routes(app, drills, operator_only)
+    if operations is not None:
+
+        @app.get("/api/v1/budgets")
+        async def budgets() -> Response:
+            refused = operator_only()
+            if refused is not None:
+                return refused
+            return _json({"budgets": msgspec.to_builtins(await operations.budgets())})
+
+        @app.get("/api/v1/suppressions")
+        async def suppressions() -> Response:
+            refused = operator_only()
+            if refused is not None:
+                return refused
+            return _json({"suppressions": await operations.suppressions()})
+
+        @app.post("/api/v1/suppressions/<cluster_id>/ack")
+        async def acknowledge(cluster_id: str) -> Response:
+            refused = operator_only()
+            if refused is not None:
+                return refused
+            body = await request.get_json(silent=True) or {}
+            by = str(body.get("by") or "").strip()
+            if not by:
+                return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
+            row = await operations.acknowledge_cluster(cluster_id, by[:200])
+            if row is None:
+                return _json({"error": f"no cluster named {cluster_id!r}"}, 404)
+            return _json({"suppression": row})
+
+    if reviewer is None:
+        return app
+
+    @app.get("/api/v1/review")
+    async def review() -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        try:
+            window = parse_since(request.args.get("since", "24h"))
+        except ValueError as exc:
+            return _json({"error": f"since: {exc}"}, 400)
+        found = await reviewer.review(clock.now() - window)
+        return _json(msgspec.to_builtins(found))
+
+    @app.post("/api/v1/review/anomalies/<anomaly_id>/note")
+    async def note_anomaly(anomaly_id: str) -> Response:
+        refused = operator_only()
+        if refused is not None:
+            return refused
+        raw = await request.get_data(as_text=False)
+        data = raw if isinstance(raw, bytes) else raw.encode()
+        try:
+            body = msgspec.json.decode(data, type=_NoteBody)
+        except msgspec.DecodeError as exc:
+            return _json({"error": f"a note is {{verdict, note, by}}: {exc}"}, 400)
+        if body.verdict not in ("benign", "escalate"):
+            return _json({"error": "verdict is benign or escalate"}, 400)
+        if not body.note.strip() or not body.by.strip():
+            return _json({"error": "a verdict needs a note and who gives it"}, 400)
+        answer = await reviewer.note_anomaly(anomaly_id, body.verdict, body.note, body.by)
+        status = 200 if answer.ok else 404
+        return _json(msgspec.to_builtins(answer), status)
+
     return app

@@ -12,7 +12,8 @@ from datetime import datetime
 import duckdb
 import msgspec
 
-from eyetok.messages import Deliver, Incident
+from eyetok.messages import Deliver, Incident, SuppressionRecorded
+from eyetok.suppression import describe
 from eyetok.verification import Verification
 
 
@@ -125,7 +126,61 @@ class DrillReceiptRow(msgspec.Struct, frozen=True):
     receipt_json: str
 
 
+class SuppressionRow(msgspec.Struct, frozen=True):
+    cluster_id: str
+    event: str  # fired | cleared | acknowledged
+    logged_at: datetime
+    cluster_key: str
+    error_kind: str
+    asn: str
+    registry: str
+    tenants: str  # JSON array of the silenced tenant ids
+    tenant_count: int
+    active_tenants: int
+    withheld: int
+    by_whom: str
+
+
+def suppression_row(r: SuppressionRecorded) -> SuppressionRow:
+    error_kind, asn, registry = describe(r.cluster_key)
+    return SuppressionRow(
+        cluster_id=r.cluster_id,
+        event=r.event,
+        logged_at=r.at,
+        cluster_key=r.cluster_key,
+        error_kind=error_kind,
+        asn=asn,
+        registry=registry,
+        tenants=_ENCODER.encode(sorted(r.tenants)).decode(),
+        tenant_count=len(r.tenants),
+        active_tenants=r.active_tenants,
+        withheld=r.withheld,
+        by_whom=r.by,
+    )
+
+
+class AnomalyRow(msgspec.Struct, frozen=True):
+    anomaly_id: str
+    kind: str
+    tenant: str
+    subject: str
+    detail: str
+    occurred_at: datetime
+    flagged_at: datetime
+
+
+class AnomalyNoteRow(msgspec.Struct, frozen=True):
+    anomaly_id: str
+    verdict: str
+    note: str
+    noted_by: str
+    noted_at: datetime
+
+
 _TABLES: dict[type[msgspec.Struct], str] = {
+    SuppressionRow: "suppression_log",
+    AnomalyRow: "anomalies",
+    AnomalyNoteRow: "anomaly_notes",
     VerificationRow: "verification_log",
     SignalRow: "signals",
     SnapshotRow: "incident_snapshots",

@@ -4,7 +4,7 @@ and what the operator's commands show. Each takes the connection; call through
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import msgspec
@@ -75,3 +75,76 @@ def thread_refs(
 
 def thread_lookback(now: datetime) -> datetime:
     return now - timedelta(days=30)
+
+
+class ActiveCluster(msgspec.Struct, frozen=True, kw_only=True):
+    cluster_id: str
+    cluster_key: str
+    tenants: list[str]
+    withheld: int
+    fired_at: datetime
+
+
+def active_suppressions(con: duckdb.DuckDBPyConnection) -> list[ActiveCluster]:
+    """Clusters that fired and have not cleared (the suppression actor resumes them)."""
+    rows = con.execute(
+        """SELECT cluster_id, cluster_key, tenants, withheld, epoch_us(fired_at)
+           FROM suppressions WHERE cleared_at IS NULL ORDER BY fired_at"""
+    ).fetchall()
+    return [
+        ActiveCluster(
+            cluster_id=r[0],
+            cluster_key=r[1],
+            tenants=msgspec.json.decode(r[2], type=list[str]),
+            withheld=int(r[3]),
+            fired_at=_from_epoch_us(r[4]),
+        )
+        for r in rows
+    ]
+
+
+def suppressions(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Every cluster, newest first, as the operator's API shows it."""
+    cursor = con.execute(
+        """SELECT * REPLACE (epoch_us(fired_at) AS fired_at, epoch_us(cleared_at) AS cleared_at,
+                             epoch_us(acked_at) AS acked_at)
+           FROM suppressions ORDER BY fired_at DESC"""
+    )
+    names = [d[0] for d in cursor.description]
+    out: list[dict[str, object]] = []
+    for row in cursor.fetchall():
+        item = dict(zip(names, row, strict=True))
+        item["tenants"] = msgspec.json.decode(str(item["tenants"]), type=list[str])
+        for key in ("fired_at", "cleared_at", "acked_at"):
+            value = item[key]
+            item[key] = _from_epoch_us(value).isoformat() if isinstance(value, int) else None
+        out.append(item)
+    return out
+
+
+def _from_epoch_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
+
+
+class BudgetSpent(msgspec.Struct, frozen=True, kw_only=True):
+    admitted: dict[str, list[str]]  # tenant -> signal ids delivered within budget
+    capped: list[str]  # tenants whose cap event was already announced
+
+
+def budget_spent(con: duckdb.DuckDBPyConnection, *, since: datetime) -> BudgetSpent:
+    """What the budgets actor had spent this hour before a restart: the signals whose
+    deliveries went out (or were tried), and the tenants already announced as capped."""
+    rows = con.execute(
+        """SELECT DISTINCT n.tenant, n.signal_id FROM notifications n
+           JOIN signals s USING (signal_id)
+           WHERE s.received_at >= ? AND n.status NOT IN ('pending', 'digested', 'suppressed')""",
+        [since],
+    ).fetchall()
+    admitted: dict[str, list[str]] = {}
+    for tenant, signal_id in rows:
+        admitted.setdefault(tenant, []).append(signal_id)
+    capped = con.execute(
+        "SELECT DISTINCT tenant FROM audit_log WHERE event = 'budget_capped' AND logged_at >= ?",
+        [since],
+    ).fetchall()
+    return BudgetSpent(admitted=admitted, capped=[r[0] for r in capped])

@@ -44,6 +44,38 @@ STATEMENTS: tuple[str, ...] = (
         receipt_id VARCHAR, scenario VARCHAR, tenant VARCHAR, started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, verdict VARCHAR, failed_steps VARCHAR,
         daemon_version VARCHAR, recorded_at TIMESTAMPTZ, receipt_json VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS suppression_log (
+        cluster_id VARCHAR, event VARCHAR, logged_at TIMESTAMPTZ, cluster_key VARCHAR,
+        error_kind VARCHAR, asn VARCHAR, registry VARCHAR, tenants VARCHAR,
+        tenant_count INTEGER, active_tenants INTEGER, withheld INTEGER, by_whom VARCHAR)""",
+    # One row per cluster: where it fired, the silenced tenants and withheld count as last
+    # recorded (the clear carries the final set), when it cleared, who acknowledged it.
+    """CREATE OR REPLACE VIEW suppressions AS
+        SELECT f.cluster_id, f.cluster_key, f.error_kind, f.asn, f.registry,
+               coalesce(c.tenants, f.tenants) AS tenants,
+               coalesce(c.tenant_count, f.tenant_count) AS tenant_count,
+               f.active_tenants, coalesce(c.withheld, f.withheld) AS withheld,
+               f.logged_at AS fired_at, c.logged_at AS cleared_at,
+               a.logged_at AS acked_at, a.by_whom AS acked_by
+        FROM (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
+              WHERE event = 'fired' ORDER BY cluster_id, logged_at) f
+        LEFT JOIN (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
+                   WHERE event = 'cleared' ORDER BY cluster_id, logged_at) c USING (cluster_id)
+        LEFT JOIN (SELECT DISTINCT ON (cluster_id) * FROM suppression_log
+                   WHERE event = 'acknowledged' ORDER BY cluster_id, logged_at) a
+        USING (cluster_id)""",
+    """CREATE TABLE IF NOT EXISTS anomalies (
+        anomaly_id VARCHAR, kind VARCHAR, tenant VARCHAR, subject VARCHAR, detail VARCHAR,
+        occurred_at TIMESTAMPTZ, flagged_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS anomaly_notes (
+        anomaly_id VARCHAR, verdict VARCHAR, note VARCHAR, noted_by VARCHAR,
+        noted_at TIMESTAMPTZ)""",
+    """CREATE OR REPLACE VIEW anomaly_journal AS
+        SELECT a.*, n.verdict, n.note, n.noted_by, n.noted_at
+        FROM (SELECT DISTINCT ON (anomaly_id) * FROM anomalies) a
+        LEFT JOIN (SELECT DISTINCT ON (anomaly_id) * FROM anomaly_notes
+                   ORDER BY anomaly_id, noted_at DESC) n
+        USING (anomaly_id)""",
     """CREATE OR REPLACE VIEW incidents AS
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY seq DESC) AS rn

@@ -74,7 +74,9 @@ async def test_info_is_audit_only(client: httpx.AsyncClient, daemon: Daemon) -> 
     assert daemon.topology is not None
     await daemon.topology.flush_history()
     rows = await daemon.store.read(
-        lambda con: con.execute("SELECT event, signal_id FROM audit_log").fetchall()
+        lambda con: con.execute(
+            "SELECT event, signal_id FROM audit_log WHERE signal_id IS NOT NULL"
+        ).fetchall()
     )
     assert rows == [("signal_audit_only", response.json()["signal_id"])]
 
@@ -168,8 +170,11 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200
     assert ready.json()["actors"] == {
         "history": True,
+        "suppression": True,
+        "budgets": True,
         "delivery": True,
         "verification": True,
+        "routines": True,
         "scheduler": True,
         "router": True,
         "incidents": True,

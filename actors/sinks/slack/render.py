@@ -31,6 +31,26 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
+ACKNOWLEDGE_ACTION = "eyetok_acknowledge"
+
+
+def _acknowledge_button(what: str) -> dict[str, Any]:
+    """A notice a human must acknowledge (``cluster:<id>``): Slack's interactivity
+    request carries ``action_id`` and ``value`` back to EyeTok."""
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "style": "primary",
+                "text": {"type": "plain_text", "text": "Acknowledge"},
+                "action_id": ACKNOWLEDGE_ACTION,
+                "value": what,
+            }
+        ],
+    }
+
+
 def _escape(text: str) -> str:
     """Upstream text made safe for mrkdwn, with IP literals scrubbed."""
     return scrub(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -39,10 +59,13 @@ def _escape(text: str) -> str:
 def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
     if deliver.notice is not None:
         notice = scrub(deliver.notice)  # it quotes upstream text (a dead delivery's title)
+        notice_blocks = [_section(notice)]
+        if deliver.acknowledge is not None:
+            notice_blocks.append(_acknowledge_button(deliver.acknowledge))
         return SlackMessage(
             channel=deliver.destination.target,
             text=notice,
-            blocks=(_section(notice),),
+            blocks=tuple(notice_blocks),
         )
     incident = deliver.incident
     channel_label = incident.sev_channel.value if incident.sev_channel else "audit"

@@ -1,0 +1,403 @@
+"""The routines actor: what the operator's schedules and ``eyetok review`` ask for.
+
+- ``ReviewDue`` (daily) and ``ReviewRequested`` (``GET /api/v1/review``): the notification
+  stream of a window summarised by tenant, sink, severity and outcome; anomalies flagged
+  (eyetok/review.py) and written to the anomaly journal once each; the daily one is posted
+  to the operator.
+- ``AnomalyNoteRequested``: the on-call's verdict on an anomaly, with who and when.
+- ``DrillDue`` (monthly): runs the drill command (``routines.drill_command``) against this
+  daemon as a subprocess and posts the receipt's summary to the operator. One drill at a
+  time; it runs beside the inbox so a review is never stuck behind a drill.
+- ``RotationReminderDue`` (quarterly): every credential EyeTok holds and its age.
+- Credentials are fingerprinted (never stored) at start, on SIGHUP and on
+  ``CredentialsReread``; a changed fingerprint is a rotation, recorded in the audit log.
+
+Operator notices are outbox rows (``PlanDeliveries``) to ``delivery.operator_notices``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, assert_never
+
+import trio
+
+from eyetok import log
+from eyetok.clock import Clock
+from eyetok.errors import ConfigError
+from eyetok.guard import scrub
+from eyetok.messages import (
+    AnomaliesFlagged,
+    AnomalyNoted,
+    AnomalyNoteRequested,
+    AuditRecorded,
+    CredentialsReread,
+    Deliver,
+    Destination,
+    DrillDue,
+    FlushHistory,
+    HistoryMessage,
+    Incident,
+    IncidentAction,
+    PlanDeliveries,
+    Reply,
+    ReviewDue,
+    ReviewRequested,
+    RotationReminderDue,
+    RoutinesMessage,
+    Severity,
+)
+from eyetok.review import (
+    Anomaly,
+    NoteAnswer,
+    Review,
+    audit_events,
+    bursts,
+    failed_deliveries,
+    summary,
+)
+from schedules.credentials import CredentialSeen, changed, rotation_reminder
+from state.history import routines as queries
+from state.history.store import HistoryStore
+
+VERDICTS = ("benign", "escalate")
+MAX_STDOUT = 1_000_000
+
+
+@dataclass(frozen=True)
+class RoutinesDeps:
+    store: HistoryStore
+    operator_tenant: str
+    notices: Destination | None  # where the operator hears (None: logged only)
+    review_window: timedelta
+    drill_command: tuple[str, ...]
+    drill_timeout_s: float
+    local_url: Callable[[], str]  # this daemon, as the drill reaches it
+    credentials: Callable[[], dict[str, str]]  # the credentials in use now
+    reread_credentials: Callable[[], dict[str, str]]  # re-read them (SIGHUP)
+    watch_sighup: bool = True
+
+
+def operator_notice(
+    deps: RoutinesDeps, *, key: str, title: str, text: str, now: datetime
+) -> Deliver | None:
+    """An outbox row carrying ``text`` to the operator; ``key`` makes it idempotent."""
+    if deps.notices is None:
+        return None
+    digest = hashlib.sha256(f"routine|{key}".encode()).hexdigest()
+    incident = Incident(
+        incident_id="rtn_" + digest[:16],
+        tenant=deps.operator_tenant,
+        dedup_key=f"routine:{key}",
+        title=title,
+        severity=Severity.INFO,
+        sev_channel=None,
+        rule="routine",
+        status="open",
+        opened_at=now,
+        last_seen_at=now,
+        event_count=1,
+    )
+    return Deliver(
+        delivery_id="dlv_" + digest[:24],
+        tenant=deps.operator_tenant,
+        destination=deps.notices,
+        incident=incident,
+        action=IncidentAction.OPEN,
+        rule="routine",
+        planned_at=now,
+        received_at=now,
+        notice=scrub(text),
+    )
+
+
+def drill_argv(command: tuple[str, ...], url: str) -> list[str]:
+    port = url.rsplit(":", 1)[-1].rstrip("/")
+    return [
+        part.replace("{python}", sys.executable).replace("{url}", url).replace("{port}", port)
+        for part in command
+    ]
+
+
+def _receipts(stdout: str) -> list[dict[str, Any]]:
+    """The JSON receipts a drill printed: one per line, or the whole output as one."""
+    found = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and ("steps" in value or "scenario" in value):
+                found.append(value)
+    if not found:
+        try:
+            value = json.loads(stdout)
+        except ValueError:
+            return []
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+def _failed(step: dict[str, Any]) -> bool:
+    return str(step.get("verdict", "")).lower() in ("fail", "failed", "error")
+
+
+def drill_summary(returncode: int, stdout: str, stderr: str) -> tuple[bool, str]:
+    """(passed, the operator's one message) from a drill's exit status and receipt."""
+    receipts = _receipts(stdout)
+    if not receipts:
+        last = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["no output"])[-1]
+        return False, (
+            f":rotating_light: Monthly drill: no receipt (exit {returncode}). "
+            f"Last line: {last[:300]}"
+        )
+    lines = []
+    passed = returncode == 0
+    for receipt in receipts:
+        scenario = receipt.get("scenario", "?")
+        steps = [s for s in receipt.get("steps", []) if isinstance(s, dict)]
+        failed = [s for s in steps if _failed(s)]
+        passed = passed and not failed
+        ident = receipt.get("receipt_id") or receipt.get("id") or ""
+        ref = f" (receipt `{ident}`)" if ident else ""
+        if not failed and returncode == 0:
+            lines.append(
+                f":white_check_mark: Monthly drill `{scenario}` passed: {len(steps)} steps{ref}."
+            )
+            continue
+        lines.append(
+            f":rotating_light: Monthly drill `{scenario}` FAILED (exit {returncode}): "
+            f"{len(failed)} of {len(steps)} steps failed{ref}."
+        )
+        for step in failed[:5]:
+            lines.append(
+                f"- step `{step.get('name', '?')}`: expected {step.get('expectation', '?')}; "
+                f"observed {step.get('observation', '?')}"
+            )
+    return passed, "\n".join(lines)
+
+
+async def run_routines(
+    deps: RoutinesDeps,
+    inbox: trio.MemoryReceiveChannel[RoutinesMessage],
+    to_history: trio.MemorySendChannel[HistoryMessage],
+    *,
+    clock: Clock,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    logger = log.get("routines")
+    store = deps.store
+    drilling = False
+
+    async def flush() -> None:
+        reply: Reply[bool] = Reply()
+        await to_history.send(FlushHistory(reply=reply))
+        await reply.wait()
+
+    async def tell_operator(key: str, title: str, text: str) -> None:
+        deliver = operator_notice(deps, key=key, title=title, text=text, now=clock.now())
+        if deliver is None:
+            logger.warning("operator_notice_nowhere", routine=title, text=text)
+            return
+        await to_history.send(PlanDeliveries(origin=f"routine:{key}", deliveries=(deliver,)))
+
+    async def audit(event: str, detail: dict[str, Any]) -> None:
+        await to_history.send(
+            AuditRecorded(
+                at=clock.now(),
+                tenant=deps.operator_tenant,
+                event=event,
+                detail=json.dumps(detail, sort_keys=True),
+            )
+        )
+
+    async def review(since: datetime, until: datetime) -> Review:
+        await flush()
+
+        def read(con: Any) -> tuple[Any, ...]:
+            return (
+                queries.stream(con, since, until),
+                queries.hourly_alerts(con, since, until),
+                queries.baseline_alerts(con, since),
+                queries.failed_deliveries(con, since, until),
+                queries.anomalous_audit(con, since, until),
+            )
+
+        stream, hourly, baseline, failed, audited = await store.read(read)
+        found: dict[str, Anomaly] = {}
+        for anomaly in [*bursts(hourly, baseline), *failed_deliveries(failed)]:
+            found.setdefault(anomaly.anomaly_id, anomaly)
+        for anomaly in audit_events(audited):
+            found.setdefault(anomaly.anomaly_id, anomaly)
+        ids = list(found)
+        known = await store.read(lambda con: queries.anomalies(con, ids))
+        new = tuple(a for i, a in found.items() if i not in known)
+        if new:
+            await to_history.send(AnomaliesFlagged(anomalies=new, at=clock.now()))
+            for a in new:
+                logger.info(
+                    "anomaly_flagged",
+                    anomaly_id=a.anomaly_id,
+                    kind=a.kind,
+                    tenant=a.tenant,
+                    detail=a.detail,
+                )
+        ordered = sorted(
+            (known.get(i, a) for i, a in found.items()), key=lambda a: (a.occurred_at, a.kind)
+        )
+        return Review(
+            since=since,
+            until=until,
+            notifications=sum(row.count for row in stream),
+            stream=tuple(stream),
+            anomalies=tuple(ordered),
+        )
+
+    async def note(message: AnomalyNoteRequested) -> NoteAnswer:
+        if message.verdict not in VERDICTS:
+            return NoteAnswer(ok=False, message=f"the verdict is one of {', '.join(VERDICTS)}")
+        await flush()
+        known = await store.read(lambda con: queries.anomalies(con, [message.anomaly_id]))
+        if message.anomaly_id not in known:
+            return NoteAnswer(ok=False, message=f"no anomaly {message.anomaly_id!r} on record")
+        now = clock.now()
+        await to_history.send(
+            AnomalyNoted(
+                anomaly_id=message.anomaly_id,
+                verdict=message.verdict,
+                note=message.note,
+                by=message.by,
+                at=now,
+            )
+        )
+        await flush()
+        noted = await store.read(lambda con: queries.anomalies(con, [message.anomaly_id]))
+        anomaly = noted[message.anomaly_id]
+        logger.info(
+            "anomaly_noted",
+            anomaly_id=anomaly.anomaly_id,
+            verdict=message.verdict,
+            by=message.by,
+        )
+        if message.verdict == "escalate":
+            await tell_operator(
+                f"escalate|{anomaly.anomaly_id}|{now.isoformat()}",
+                "anomaly escalated",
+                f":rotating_light: {message.by} escalated anomaly `{anomaly.anomaly_id}` "
+                f"({anomaly.kind}, {anomaly.tenant}: {anomaly.detail}): {message.note}",
+            )
+        return NoteAnswer(
+            ok=True, message=f"{message.verdict} noted by {message.by}", anomaly=anomaly
+        )
+
+    async def record_credentials(current: dict[str, str], why: str) -> None:
+        await flush()
+        on_record, _ = await store.read(queries.credentials_on_record)
+        recorded = {
+            name: CredentialSeen(credential=name, fingerprint=print_, first_seen=at)
+            for name, (print_, at) in on_record.items()
+        }
+        for name, print_, rotated in changed(current, recorded):
+            await audit(
+                queries.CREDENTIAL_EVENT,
+                {"credential": name, "fingerprint": print_, "rotated": rotated, "why": why},
+            )
+            logger.info("credential_seen", credential=name, rotated=rotated, why=why)
+
+    async def reread(why: str) -> None:
+        try:
+            current = deps.reread_credentials()
+        except ConfigError as exc:
+            logger.error("credentials_not_reread", why=why, error=str(exc))
+            return
+        await record_credentials(current, why)
+
+    async def remind_rotation(slot: datetime) -> None:
+        await flush()
+        on_record, since = await store.read(queries.credentials_on_record)
+        recorded = {
+            name: CredentialSeen(credential=name, fingerprint=print_, first_seen=at)
+            for name, (print_, at) in on_record.items()
+        }
+        text = rotation_reminder(deps.credentials(), recorded, now=clock.now(), records_since=since)
+        await tell_operator(f"rotation|{slot.isoformat()}", "credential rotation", text)
+
+    async def drill(slot: datetime) -> None:
+        nonlocal drilling
+        argv = drill_argv(deps.drill_command, deps.local_url())
+        logger.info("drill_started", slot=slot.isoformat(), command=argv[1:6])
+        started = clock.now()
+        try:
+            with trio.move_on_after(deps.drill_timeout_s) as deadline:
+                result = await trio.run_process(
+                    argv, capture_stdout=True, capture_stderr=True, check=False
+                )
+            if deadline.cancelled_caught:
+                passed = False
+                text = (
+                    f":rotating_light: Monthly drill did not finish within "
+                    f"{deps.drill_timeout_s:g} s; it was stopped."
+                )
+                returncode = -1
+            else:
+                returncode = result.returncode
+                passed, text = drill_summary(
+                    returncode,
+                    result.stdout[:MAX_STDOUT].decode(errors="replace"),
+                    result.stderr[-MAX_STDOUT:].decode(errors="replace"),
+                )
+        except OSError as exc:
+            passed, returncode = False, -1
+            text = f":rotating_light: Monthly drill could not start: {exc.strerror or exc}"
+        finally:
+            drilling = False
+        seconds = (clock.now() - started).total_seconds()
+        log_at = logger.info if passed else logger.error
+        log_at("drill_finished", passed=passed, exit=returncode, seconds=round(seconds, 1))
+        await audit("drill_ran", {"slot": slot.isoformat(), "passed": passed, "exit": returncode})
+        await tell_operator(f"drill|{slot.isoformat()}", "monthly drill", text)
+
+    async def watch_sighup(*, task_status: trio.TaskStatus[None]) -> None:
+        with trio.open_signal_receiver(signal.SIGHUP) as signals:
+            task_status.started()
+            async for _ in signals:
+                logger.info("signal_received", signal="SIGHUP", why="re-read credentials")
+                await reread("SIGHUP")
+
+    await record_credentials(deps.credentials(), "start")
+    async with trio.open_nursery() as nursery:
+        if deps.watch_sighup and threading.current_thread() is threading.main_thread():
+            await nursery.start(watch_sighup)
+        task_status.started()
+        async for message in inbox:
+            match message:
+                case ReviewDue(slot=slot):
+                    found = await review(slot - deps.review_window, slot)
+                    text = summary(found)
+                    await tell_operator(f"review|{slot.isoformat()}", "daily review", text)
+                case ReviewRequested(since=since, reply=reply):
+                    reply.send(await review(since, clock.now()))
+                case AnomalyNoteRequested():
+                    message.reply.send(await note(message))
+                case DrillDue(slot=slot):
+                    if drilling:
+                        logger.warning("drill_skipped", slot=slot.isoformat(), why="one is running")
+                        continue
+                    drilling = True
+                    nursery.start_soon(drill, slot)
+                case RotationReminderDue(slot=slot):
+                    await remind_rotation(slot)
+                case CredentialsReread(why=why):
+                    await reread(why)
+                case _:
+                    assert_never(message)
