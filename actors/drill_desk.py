@@ -71,15 +71,19 @@ class DrillDesk:
         settings = self.settings
         types = settings.sink_types()
         notices = settings.delivery.operator_notices
+        cap = settings.budgets.cap_notices
         return {
             "version": daemon_version(),
             "operator_tenant": settings.operator_tenant,
             "operator_notices": f"{notices.sink}:{notices.target}",
+            "cap_notices": f"{cap.sink}:{cap.target}",
+            "suppression_hold_s": settings.suppression.hold_s,
             "tenants": [
                 {
                     "tenant": t.tenant_id,
                     "tier": t.tier,
                     "hourly_budget": t.hourly_budget,
+                    "primary_sink": t.primary_sink,
                     "sinks": [
                         {"sink_id": sink_id, "sink_type": types[sink_id]}
                         for sink_id, sink in settings.sinks.items()

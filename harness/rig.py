@@ -78,8 +78,6 @@ class RigOptions:
     no_wait: bool = False  # mark the hour-boundary steps skipped instead of waiting
     suppression_hold_s: float = 2.0
     delivery_max_age_s: float = 4.0
-    # the daemon has the budgets and suppression stages (their config keys)
-    pipeline_keys: bool = False
 
 
 class LocalPeers:
@@ -177,6 +175,7 @@ def drill_config(peers: LocalPeers, options: RigOptions) -> str:
         t: {
             "tier": "drill",
             "hook_token_env": "EYETOK_DRILL_HOOK_TOKEN",
+            "primary_sink": f"{t}-slack",  # where the hourly digest goes
             "policy": {
                 "routes": {"SEV1": four, "SEV2": four, "SEV2.5": four, "SEV3": four[:1]},
             },
@@ -204,18 +203,17 @@ def drill_config(peers: LocalPeers, options: RigOptions) -> str:
     }
     if "clock" in options.breaks:
         config["faults"] = {"business_hours_in_utc": True}
-    if options.pipeline_keys:
-        config["budgets"] = {
-            "enabled": "budgets" not in options.breaks,
-            "cap_notices": {"sink": "slack", "target": CAP_NOTICES},
-        }
-        config["suppression"] = {
-            "enabled": "suppression" not in options.breaks,
-            "hold_s": options.suppression_hold_s,
-            "min_tenants": 30,
-            "min_share": 0.10,
-            "quiet_s": 30,
-        }
+    config["budgets"] = {
+        "enabled": "budgets" not in options.breaks,
+        "cap_notices": {"sink": "slack", "target": CAP_NOTICES},
+    }
+    config["suppression"] = {
+        "enabled": "suppression" not in options.breaks,
+        "hold_s": options.suppression_hold_s,
+        "min_tenants": 30,
+        "min_share": 0.10,
+        "quiet_s": 30,
+    }
     return msgspec.json.encode(config).decode()  # JSON is YAML
 
 

@@ -24,8 +24,9 @@ from eyetok.config import parse_file_config, settings_from
 from harness.rig import DaemonStarter, RigOptions
 from harness.run import run_drill
 
-# 70 s before a top of the hour, on a Tuesday inside ET business hours
-ANCHOR = datetime(2026, 11, 24, 15, 58, 50, tzinfo=UTC)
+# 50 s before a top of the hour (the drill wants 40 s + the 2 s suppression hold), on a
+# Tuesday inside ET business hours
+ANCHOR = datetime(2026, 11, 24, 15, 59, 10, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ async def test_budget_exhaustion_runs_whole_under_the_mock_clock(
     clock = TrioWallClock(ANCHOR)
     receipt = await run_drill(
         "budget-exhaustion",
-        RigOptions(pipeline_keys=True),
+        RigOptions(),
         clock,
         starter=_in_process(tmp_path / "data", clock),
     )
@@ -79,6 +80,7 @@ async def test_budget_exhaustion_runs_whole_under_the_mock_clock(
         "rest-held",
         "one-cap-line",
         "cap-audited",
+        "endpoints-recover",
         "digest-at-top-of-hour",
         "budget-reset",
     ]

@@ -71,11 +71,14 @@ async def test_about_names_the_version_the_tenants_and_the_notices(
     assert about["version"] == "0.1.0"
     assert about["operator_tenant"] == "operator"
     assert about["operator_notices"] == "slack:#eyetok-operator"
+    assert about["cap_notices"] == "slack:#alerts-cap"
+    assert about["suppression_hold_s"] == 60.0
     assert about["tenants"] == [
         {
             "tenant": "operator",
             "tier": "operator",
             "hourly_budget": None,
+            "primary_sink": "slack",
             "sinks": [{"sink_id": "slack", "sink_type": "slack"}],
         }
     ]
