@@ -44,7 +44,7 @@ from harness.synthetic import HealthEndpoint
 
 DRILL_TENANT = "drill"
 SYNTHETIC_TENANTS = 30  # the suppression floor's minimum tenant count
-SYNTHETIC_PREFIX = "drill-synth-"
+SYNTHETIC_PREFIX = "synth-"  # never naming the drill tenant: the payload guard
 DRILL_MAIL = "drill@eyetok.invalid"
 OPERATOR_NOTICES = "#eyetok-operator"
 CAP_NOTICES = "#alerts-cap"

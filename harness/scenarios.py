@@ -466,7 +466,7 @@ async def registry_wide_outage(rig: Rig, steps: Steps) -> None:
     synthetic = rig.synthetic_tenants()
     active = len(rig.about["tenants"])
     floor = max(MIN_TENANTS, math.ceil(MIN_SHARE * active))
-    registry = "drill-registry-wide"
+    registry = "registry-wide"  # no other tenant's id in a tenant's alert (the payload guard)
 
     async def enough() -> Observed:
         return Observed(
@@ -539,17 +539,21 @@ async def registry_wide_outage(rig: Rig, steps: Steps) -> None:
         await _restore(steps, rig, [*cluster, alone])
 
 
+# outcomes of a page that got past the suppression window and the budget
+_SENT = ("delivered", "dead", "refused", "refused_unverified")
+
+
 async def _all_sent(rig: Rig, since: datetime, incidents: set[str]) -> bool:
-    """Every one of these incidents has had a page delivered: none is held any more (the
+    """Every one of these incidents has had a page sent (or tried): none is held any more (the
     suppression window and the budgets hold an alert's deliveries together), so no
     cluster or cap can come of them now."""
     rows = await rig.front.notifications(None, since)
-    delivered = {
+    gone = {
         r["incident_id"]
         for r in rows
-        if r["incident_id"] in incidents and r["action"] == "open" and r["status"] == "delivered"
+        if r["incident_id"] in incidents and r["action"] == "open" and r["status"] in _SENT
     }
-    return delivered == incidents
+    return gone == incidents
 
 
 async def _one_notice(

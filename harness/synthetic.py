@@ -132,7 +132,7 @@ class SyntheticCheck:
 
     @property
     def server(self) -> str:
-        return f"{self.name}.synthetic.drill"
+        return f"{self.name}.synthetic"
 
     def cluster_key(self, error_kind: str) -> str:
         """The cluster key the daemon gives this check's failing verdicts."""

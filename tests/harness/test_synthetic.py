@@ -39,7 +39,7 @@ async def test_the_endpoint_answers_ok_503_or_nothing(nursery: trio.Nursery) -> 
     assert check.cluster_key("http_503") == f"http_503|{DRILL_ASN}|drill"
     verdict = check.verdict("down", "http_503")
     assert (verdict["server"], verdict["error_kind"]) == (
-        "drill-health.synthetic.drill",
+        "drill-health.synthetic",
         "http_503",
     )
     assert "error_kind" not in check.verdict("ok", None)
