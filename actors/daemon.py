@@ -15,6 +15,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from actors.drill_desk import DrillDesk
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import log
@@ -95,6 +96,12 @@ class Daemon:
             sinks_unconfigured=sorted(set(settings.sinks) - set(settings.configured_sinks())),
             port=settings.port,
         )
+        if settings.faults.active():
+            self._log.warning(
+                "faults_injected",
+                faults=settings.faults.active(),
+                why="configured under faults: for drill tests; routing is broken on purpose",
+            )
         hooks = Hooks(
             tenants=settings.tenants,
             operator_tenant=settings.operator_tenant,
@@ -111,6 +118,7 @@ class Daemon:
             root_token=settings.root_token,
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
+            drills=DrillDesk(settings, store, topology.history, self.clock),
             operations=topology,
             tenant_api=topology,
         )

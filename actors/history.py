@@ -35,6 +35,7 @@ from eyetok.messages import (
     DeliveryClosed,
     DeliveryFinished,
     DeliveryPlanned,
+    DrillReceiptRecorded,
     FlushHistory,
     HistoryMessage,
     IncidentAction,
@@ -53,6 +54,7 @@ from state.history.journal import (
     AnomalyRow,
     AuditRow,
     DeliveryRow,
+    DrillReceiptRow,
     OutcomeRow,
     SignalRow,
     SnapshotRow,
@@ -93,6 +95,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: list[OutcomeRow] = msgspec.field(default_factory=list)
     audits: list[AuditRow] = msgspec.field(default_factory=list)
     verifications: list[VerificationRow] = msgspec.field(default_factory=list)
+    drill_receipts: list[DrillReceiptRow] = msgspec.field(default_factory=list)
     suppressions: list[SuppressionRow] = msgspec.field(default_factory=list)
     anomalies: list[AnomalyRow] = msgspec.field(default_factory=list)
     anomaly_notes: list[AnomalyNoteRow] = msgspec.field(default_factory=list)
@@ -107,6 +110,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.outcomes,
             *self.audits,
             *self.verifications,
+            *self.drill_receipts,
             *self.suppressions,
             *self.anomalies,
             *self.anomaly_notes,
@@ -131,6 +135,8 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.audits.append(row)
             case VerificationRow():
                 frame.verifications.append(row)
+            case DrillReceiptRow():
+                frame.drill_receipts.append(row)
             case SuppressionRow():
                 frame.suppressions.append(row)
             case AnomalyRow():
@@ -226,6 +232,21 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     detail=message.detail,
                     incident_id=message.incident_id,
                     signal_id=message.signal_id,
+                )
+            ]
+        case DrillReceiptRecorded():
+            return [
+                DrillReceiptRow(
+                    receipt_id=message.receipt_id,
+                    scenario=message.scenario,
+                    tenant=message.tenant,
+                    started_at=message.started_at,
+                    finished_at=message.finished_at,
+                    verdict=message.verdict,
+                    failed_steps=", ".join(message.failed_steps),
+                    daemon_version=message.daemon_version,
+                    recorded_at=now,
+                    receipt_json=message.receipt_json,
                 )
             ]
         case AnomaliesFlagged(anomalies=found, at=at):

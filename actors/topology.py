@@ -188,6 +188,13 @@ class Topology:
         )
         return found
 
+    @property
+    def history(self) -> trio.MemorySendChannel[HistoryMessage]:
+        """The history actor's inbox (the drill desk journals receipts through it)."""
+        history = self.channels["history"]
+        assert isinstance(history, trio.MemorySendChannel)
+        return history
+
     async def flush_history(self) -> None:
         """Wait until everything journalled so far is in the DuckDB tables."""
         reply: Reply[bool] = Reply()

@@ -1,8 +1,8 @@
 """The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``review``,
-``tail``.
+``tail``, ``drill``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
-the daemon); it does so inside the command that needs it.
+the daemon) and ``harness/`` (to run a drill); it does so inside the command that needs it.
 """
 
 from __future__ import annotations
@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--incident", help="an incident id")
     tail.add_argument("--actor", help="history, delivery, routines ...")
     tail.add_argument("--json", action="store_true", help="only matching JSON lines, as JSON")
+    drill = commands.add_parser("drill", help="the synthetic-outage drill harness")
+    drill_commands = drill.add_subparsers(dest="drill_command", required=True)
+    drill_run = drill_commands.add_parser(
+        "run", help="run a drill scenario and keep its receipt (exit 1 when a step fails)"
+    )
+    from harness.run import add_arguments
+
+    add_arguments(drill_run)
     return parser
 
 
@@ -121,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _operator_api(settings, args)
     if args.command == "review":
         return _review(settings, args)
+    if args.command == "drill":
+        from harness.run import main as drill_main
+
+        return drill_main(args)
     return 2
 
 

@@ -97,6 +97,18 @@ class VerificationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     reverify_zone: str = "America/New_York"
 
 
+class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Deliberately broken behaviour, for the drill harness's own tests: a drill must fail
+    when an invariant is broken, so its tests need a daemon that breaks one. Never set in
+    production; the daemon logs ``faults_injected`` at start when any is on."""
+
+    # judge every tenant's business hours in UTC instead of its zone (the ADR forbids it)
+    business_hours_in_utc: bool = False
+
+    def active(self) -> list[str]:
+        return [name for name in self.__struct_fields__ if getattr(self, name)]
+
+
 class BudgetOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Per-tenant hourly budgets (the tier registry says how many alerts an hour)."""
 
@@ -150,6 +162,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     schedules: tuple[ScheduleOverride, ...] = ()
     routines: RoutineOptions = msgspec.field(default_factory=RoutineOptions)
     ingest_queue: int = 2048
+    faults: Faults = msgspec.field(default_factory=Faults)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -200,6 +213,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
+    faults: Faults = Faults()
     budgets: BudgetOptions = BudgetOptions()
     suppression: SuppressionOptions = SuppressionOptions()
     schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
@@ -405,6 +419,11 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                 f"unknown tier {tc.tier!r} (the tiers are: {', '.join(tiers)})",
             )
         policy = tc.policy or (DEFAULT_POLICY if tenant_id == operator else EMPTY_POLICY)
+        if file_config.faults.business_hours_in_utc:
+            policy = msgspec.structs.replace(
+                policy,
+                business_hours=msgspec.structs.replace(policy.business_hours, zone="UTC"),
+            )
         secret_env = tc.sentry_secret_env or (
             "SENTRY_CLIENT_SECRET"
             if tenant_id == operator
@@ -512,6 +531,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),
+        faults=file_config.faults,
         budgets=file_config.budgets,
         suppression=sup,
         schedules=resolve(

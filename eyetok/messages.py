@@ -387,6 +387,22 @@ class FlushHistory(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[bool]
 
 
+class DrillReceiptRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A drill's receipt (posted by the harness through the operator API) for the
+    ``drill_receipts`` table; ``receipt_json`` is the whole one-page document."""
+
+    receipt_id: str
+    scenario: str
+    tenant: str
+    started_at: datetime
+    finished_at: datetime
+    verdict: str  # pass | fail
+    failed_steps: tuple[str, ...]
+    daemon_version: str
+    receipt_json: str
+    at: datetime
+
+
 class AnomaliesFlagged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """New rows for the anomaly journal (a review found them)."""
 
@@ -412,6 +428,7 @@ HistoryMessage = (
     | PlanDeliveries
     | FlushHistory
     | VerificationRecorded
+    | DrillReceiptRecorded
     | SuppressionRecorded
     | AnomaliesFlagged
     | AnomalyNoted

@@ -6,6 +6,8 @@
 - ``GET /verify/email/<token>``: the email magic link;
 - ``GET /oauth/pagerduty/callback``: the PagerDuty OAuth (PKCE) redirect;
 - ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
+- ``/api/v1/about``, ``notifications``, ``audit``, ``explain``, ``drills/receipts``: what the
+  drill harness reads and keeps (``eyetok/http/drills.py``).
 - ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
   acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 - ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
@@ -29,6 +31,7 @@ from quart_trio import QuartTrio
 from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
+from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -128,6 +131,7 @@ def create_app(
     root_token: str | None = None,
     slack_signing_secret: str | None = None,
     clock: Clock | None = None,
+    drills: DrillDesk | None = None,
     operations: Operations | None = None,
     tenant_api: TenantApi | None = None,
 ) -> QuartTrio:
@@ -230,6 +234,8 @@ def create_app(
             rows.append({**msgspec.to_builtins(v), "deliverable": reason is None, "why": reason})
         return _json({"sinks": rows})
 
+    if drills is not None:
+        add_drill_routes(app, drills, operator_only)
     if operations is not None:
 
         @app.get("/api/v1/budgets")

@@ -113,6 +113,19 @@ class VerificationRow(msgspec.Struct, frozen=True):
     verification_json: str
 
 
+class DrillReceiptRow(msgspec.Struct, frozen=True):
+    receipt_id: str
+    scenario: str
+    tenant: str
+    started_at: datetime
+    finished_at: datetime
+    verdict: str
+    failed_steps: str  # "scenario/step, ..." (empty when it passed)
+    daemon_version: str
+    recorded_at: datetime
+    receipt_json: str
+
+
 class SuppressionRow(msgspec.Struct, frozen=True):
     cluster_id: str
     event: str  # fired | cleared | acknowledged
@@ -199,6 +212,7 @@ _TABLES: dict[type[msgspec.Struct], str] = {
     AuditRow: "audit_log",
     TenantTokenRow: "tenant_tokens",
     TenantConfigRow: "tenant_config_log",
+    DrillReceiptRow: "drill_receipts",
 }
 
 _DUCK_TYPES = {

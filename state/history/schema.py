@@ -40,6 +40,10 @@ STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS audit_log (
         logged_at TIMESTAMPTZ, tenant VARCHAR, event VARCHAR, detail VARCHAR,
         incident_id VARCHAR, signal_id VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS drill_receipts (
+        receipt_id VARCHAR, scenario VARCHAR, tenant VARCHAR, started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, verdict VARCHAR, failed_steps VARCHAR,
+        daemon_version VARCHAR, recorded_at TIMESTAMPTZ, receipt_json VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS suppression_log (
         cluster_id VARCHAR, event VARCHAR, logged_at TIMESTAMPTZ, cluster_key VARCHAR,
         error_kind VARCHAR, asn VARCHAR, registry VARCHAR, tenants VARCHAR,
