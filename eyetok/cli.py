@@ -78,6 +78,21 @@ def _parser() -> argparse.ArgumentParser:
     sinks.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     sinks.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    suppressions = commands.add_parser(
+        "suppressions", help="the suppression log (clusters); --ack records an acknowledgement"
+    )
+    suppressions.add_argument(
+        "--url", default=daemon_url, help=f"the daemon (default {daemon_url})"
+    )
+    suppressions.add_argument("--json", action="store_true", help="one JSON object per line")
+    suppressions.add_argument("--ack", metavar="CLUSTER", help="acknowledge this cluster's notice")
+    suppressions.add_argument(
+        "--by", default=os.environ.get("USER", "operator"), help="who acknowledges (with --ack)"
+    )
+    budgets = commands.add_parser("budgets", help="every tenant's hourly budget this hour")
+    budgets.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    budgets.add_argument("--json", action="store_true", help="one JSON object per line")
+
     review = commands.add_parser(
         "review", help="the notification stream summarised, anomalies flagged; note a verdict"
     )
@@ -127,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings, as_json=args.json)
     if args.command in ("verify", "sinks"):
         return _operator_api(settings, args)
+    if args.command in ("suppressions", "budgets"):
+        return _clusters_and_budgets(settings, args)
     if args.command == "review":
         return _review(settings, args)
     if args.command == "drill":
@@ -260,6 +277,56 @@ def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
             standing = "deliverable" if row["deliverable"] else f"refused ({row['why']})"
             print(f"{row['sink_id']:<20} {row['sink_type']:<10} {row['status']:<8} {standing}")
     return 0 if response.status_code == 200 else 1
+
+
+def _clusters_and_budgets(settings: Settings, args: argparse.Namespace) -> int:
+    """``suppressions`` (and ``--ack``) and ``budgets``: the operator's API, as text."""
+    import httpx
+
+    if not settings.root_token:
+        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
+        return 2
+    headers = {"authorization": f"Bearer {settings.root_token}"}
+    base = args.url.rstrip("/")
+    try:
+        if args.command == "suppressions" and args.ack:
+            response = httpx.post(
+                f"{base}/api/v1/suppressions/{args.ack}/ack",
+                json={"by": args.by},
+                headers=headers,
+                timeout=30.0,
+            )
+        else:
+            response = httpx.get(f"{base}/api/v1/{args.command}", headers=headers, timeout=30.0)
+        answer = response.json()
+    except httpx.HTTPError as exc:
+        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
+        return 1
+    except ValueError:
+        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
+        return 1
+    if response.status_code != 200:
+        print(json.dumps(answer))
+        return 1
+    rows = [answer["suppression"]] if "suppression" in answer else answer[args.command]
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        elif args.command == "budgets":
+            cap = "uncapped" if row["cap"] is None else f"{row['admitted']}/{row['cap']}"
+            capped = "CAPPED" if row["capped"] else ""
+            print(
+                f"{row['tenant']:<24} {row['tier']:<10} {cap:>11}  held {row['held']:<6} {capped}"
+            )
+        else:
+            state = f"cleared {row['cleared_at']}" if row["cleared_at"] else "ACTIVE"
+            acked = f"acked by {row['acked_by']}" if row["acked_at"] else "NOT ACKNOWLEDGED"
+            print(
+                f"{row['cluster_id']}  {row['error_kind']} AS{row['asn']} {row['registry']}: "
+                f"{row['tenant_count']} tenants, {row['withheld']} withheld; fired "
+                f"{row['fired_at']}, {state}; {acked}"
+            )
+    return 0
 
 
 def _run(settings: Settings, host: str) -> int:

@@ -9,6 +9,8 @@ MockClock in tests/actors/test_budgets.py) and Slack's signed requests stay in w
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,23 @@ from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, verify_slack
 
 HOOK_TOKEN = "tenant-hook-token-5b1c"
+
+
+async def cli(argv: list[str]) -> str:
+    """``eyetok`` as the operator runs it (a subprocess with the root token), its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EYETOK_", "SLACK_"))}
+    done = await trio.run_process(
+        [sys.executable, "-m", "eyetok.cli", *argv],
+        env=env | {"EYETOK_ROOT_TOKEN": ROOT_TOKEN},
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    return out
+
+
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}
 
 
@@ -141,14 +160,21 @@ async def test_a_registry_wide_outage_is_one_acknowledgeable_notice(
     assert row["acked_at"] is None
     assert [p for p in fake_slack.posts if p.channel.startswith("t")] == []
 
+    listed_cli = await cli(["suppressions", "--url", base])
+    assert listed_cli.startswith(f"{cluster_id}  tls_handshake AS13335 npm: 40 tenants")
+    assert listed_cli.rstrip().endswith("ACTIVE; NOT ACKNOWLEDGED")
     refused = await api.post(f"{base}/api/v1/suppressions/{cluster_id}/ack", json={"by": "x"})
     assert refused.status_code == 401
     missing = await api.post(
         f"{base}/api/v1/suppressions/clu_nope/ack", json={"by": "dana"}, headers=AUTH
     )
     assert missing.status_code == 404
-    acked = await api.post(
-        f"{base}/api/v1/suppressions/{cluster_id}/ack", json={"by": "dana"}, headers=AUTH
+    acked_cli = await cli(
+        ["suppressions", "--url", base, "--ack", cluster_id, "--by", "dana", "--json"]
+    )
+    assert json.loads(acked_cli)["acked_by"] == "dana"
+    acked = await api.post(  # a second acknowledgement changes nothing
+        f"{base}/api/v1/suppressions/{cluster_id}/ack", json={"by": "lee"}, headers=AUTH
     )
     assert acked.status_code == 200, acked.text
     assert acked.json()["suppression"]["acked_by"] == "dana"
@@ -239,6 +265,8 @@ async def test_the_drill_tier_is_capped_at_ten_and_the_hour_survives_a_restart(
             2,
         )
         assert standing["capped"] is True
+        shown = await cli(["budgets", "--url", base])
+        assert shown.split() == ["acme", "drill", "10/10", "held", "2", "CAPPED"]
         daemon.request_stop()
 
     again = await _start(nursery, settings, TrioWallClock(anchor + timedelta(seconds=30)))
