@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
-import time
-from types import TracebackType
+import socketserver
 
 import dns.exception
 import dns.flags
@@ -33,6 +31,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from harness.peers.base import LocalServer
 
 __all__ = ["FakeDns"]
 
@@ -58,128 +58,90 @@ def _quoted(value: str) -> str:
     return " ".join(parts)
 
 
-class FakeDns:
+class _Server(socketserver.UDPServer):
+    max_packet_size = 65535  # a whole datagram, whatever its size
+
+    def __init__(self, fake: FakeDns, address: tuple[str, int]) -> None:
+        self.fake = fake
+        super().__init__(address, _Question)
+
+
+class _Question(socketserver.BaseRequestHandler):
+    """One datagram, answered on the server's thread."""
+
+    def handle(self) -> None:
+        server = self.server
+        assert isinstance(server, _Server)
+        wire, sock = self.request
+        server.fake._reply(wire, sock, self.client_address)
+
+
+class FakeDns(LocalServer):
+    label = "FakeDns"
+    thread_name = "fake-dns-{port}"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self._requested_port = port
-        self._lock = threading.Lock()
+        super().__init__(host=host, port=port)
         self._records: dict[str, list[str]] = {}
         self._servfail: set[str] = set()
         self.silent = False
         self._queries = 0
         self._answered = 0
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> None:
-        if self._sock is not None:
-            raise RuntimeError("FakeDns already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((self.host, self._requested_port))
-        sock.settimeout(0.05)
-        self._sock = sock
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._serve, name=f"fake-dns-{self.port}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        sock, thread = self._sock, self._thread
-        if sock is None:
-            return
-        self._stopping.set()
-        if thread is not None:
-            thread.join(timeout=5)
-        sock.close()
-        self._sock = None
-        self._thread = None
-
-    def __enter__(self) -> FakeDns:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._sock is None:
-            raise RuntimeError("FakeDns is not started")
-        return int(self._sock.getsockname()[1])
+    def _bind(self) -> socketserver.TCPServer:
+        return _Server(self, (self._host, self._port))
 
     # -- records --------------------------------------------------------------
 
     @property
     def records(self) -> dict[str, list[str]]:
         """A copy of the zone: name (lower-case, no final dot) -> TXT values."""
-        with self._lock:
+        with self._cond:
             return {name: list(values) for name, values in self._records.items()}
 
     def set_txt(self, name: str, *values: str) -> None:
         """Make ``name`` exist with these TXT values (none: exists, no TXT)."""
-        with self._lock:
+        with self._cond:
             self._records[_key(name)] = list(values)
 
     def clear(self, name: str) -> None:
         """Remove ``name``: it answers NXDOMAIN again."""
-        with self._lock:
+        with self._cond:
             self._records.pop(_key(name), None)
             self._servfail.discard(_key(name))
 
     def fail(self, name: str) -> None:
         """Answer SERVFAIL for ``name`` until :meth:`clear`."""
-        with self._lock:
+        with self._cond:
             self._servfail.add(_key(name))
 
     @property
     def queries(self) -> int:
-        with self._lock:
+        with self._cond:
             return self._queries
 
     @property
     def answered(self) -> int:
-        with self._lock:
+        with self._cond:
             return self._answered
 
     def wait_answered(self, n: int, timeout: float = 5.0) -> bool:
         """Block (real time) until ``n`` answers have been sent."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.answered >= n:
-                return True
-            time.sleep(0.005)
-        return self.answered >= n
+        return self._until(lambda: self._answered >= n, timeout)
 
     # -- serving --------------------------------------------------------------
 
-    def _serve(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        while not self._stopping.is_set():
-            try:
-                wire, peer = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._queries += 1
-            response = self._answer(wire)
-            if response is None:
-                continue
-            with contextlib.suppress(OSError):
-                sock.sendto(response, peer)
-            with self._lock:
-                self._answered += 1
+    def _reply(self, wire: bytes, sock: socket.socket, peer: tuple[str, int]) -> None:
+        with self._cond:
+            self._queries += 1
+        response = self._answer(wire)
+        if response is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.sendto(response, peer)
+        with self._cond:
+            self._answered += 1
+            self._cond.notify_all()
 
     def _answer(self, wire: bytes) -> bytes | None:
         try:
@@ -195,7 +157,7 @@ class FakeDns:
             return response.to_wire()
         question = query.question[0]
         key = _key(question.name)
-        with self._lock:
+        with self._cond:
             servfail = key in self._servfail
             values = None if key not in self._records else list(self._records[key])
         if servfail:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import email
 import email.policy
 import socketserver
-import threading
-import time
 from email.message import EmailMessage
-from types import TracebackType
+
+from harness.peers.base import LocalServer, PeerServer, TrackedHandler
 
 __all__ = ["Mailbox"]
 
@@ -24,16 +23,7 @@ _MAX_LINE = 64 * 1024
 _MAX_MESSAGE = 4 * 1024 * 1024
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, mailbox: Mailbox) -> None:
-        self.mailbox = mailbox
-        super().__init__(("127.0.0.1", 0), _Session)
-
-
-class _Session(socketserver.StreamRequestHandler):
+class _Session(TrackedHandler):
     timeout = 30
 
     def _say(self, line: str) -> None:
@@ -47,9 +37,8 @@ class _Session(socketserver.StreamRequestHandler):
         return raw.decode("utf-8", "replace").rstrip("\r\n")
 
     def handle(self) -> None:
-        server = self.server
-        assert isinstance(server, _Server)
-        mailbox = server.mailbox
+        mailbox = self.peer
+        assert isinstance(mailbox, Mailbox)
         self._say("220 drill-mailbox ESMTP ready")
         rcpts: list[str] = []
         while (line := self._line()) is not None:
@@ -96,46 +85,19 @@ class _Session(socketserver.StreamRequestHandler):
         self._say("250 queued")
 
 
-class Mailbox:
+class Mailbox(LocalServer):
     """Thread-safe; use as a context manager or ``start()``/``stop()``."""
 
+    label = "Mailbox"
+    thread_name = "drill-mailbox"
+
     def __init__(self) -> None:
-        self._lock = threading.Condition()
+        super().__init__()
         self._messages: list[EmailMessage] = []
         self.failing = False
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Mailbox:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="drill-mailbox", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Mailbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
+    def _bind(self) -> socketserver.TCPServer:
+        return PeerServer(self, (self._host, self._port), _Session)
 
     @property
     def url(self) -> str:
@@ -143,25 +105,20 @@ class Mailbox:
 
     @property
     def messages(self) -> list[EmailMessage]:
-        with self._lock:
+        with self._cond:
             return list(self._messages)
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[EmailMessage]:
         """Block (a worker thread, never the event loop) until ``n`` messages arrived."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self._messages) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
+        with self._cond:
+            self._until(lambda: len(self._messages) >= n, timeout)
             return list(self._messages)
 
     def reset(self) -> None:
-        with self._lock:
+        with self._cond:
             self._messages.clear()
 
     def _record(self, message: EmailMessage) -> None:
-        with self._lock:
+        with self._cond:
             self._messages.append(message)
-            self._lock.notify_all()
+            self._cond.notify_all()

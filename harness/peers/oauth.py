@@ -23,20 +23,16 @@ Standard library only: a ``ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import json
 import re
 import secrets
-import socket
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from harness.peers.base import HttpPeer, PeerHTTPHandler
 
 __all__ = ["AuthorizeError", "FakeOAuth", "Grant", "TokenRequest", "s256"]
 
@@ -97,77 +93,43 @@ class TokenRequest:
     error: str | None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeOAuth) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(PeerHTTPHandler):
     server_version = "FakeOAuth/1.0"
-    sys_version = ""
     disable_nagle_algorithm = True
     timeout = 120
 
     @property
     def _fake(self) -> FakeOAuth:
-        assert isinstance(self.server, _Server)
-        return self.server.fake
-
-    def setup(self) -> None:
-        super().setup()
-        self._fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self._fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+        fake = self.peer
+        assert isinstance(fake, FakeOAuth)
+        return fake
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path != "/oauth/authorize":
-            self._json(404, {"error": "not_found"})
+            self._send_json(404, {"error": "not_found"}, {})
             return
         status, headers, payload = self._fake._authorize(url.query)
-        self._json(status, payload, headers)
+        self._send_json(status, payload, headers)
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         data = self.rfile.read(length) if length > 0 else b""
         if url.path != "/oauth/token":
-            self._json(404, {"error": "not_found"})
+            self._send_json(404, {"error": "not_found"}, {})
             return
         content_type = self.headers.get_content_type() if self.headers.get("Content-Type") else ""
         status, payload = self._fake._token(content_type, data)
-        self._json(status, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    def _json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            self.close_connection = True
+        self._send_json(status, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-class FakeOAuth:
+class FakeOAuth(HttpPeer):
     """A fake authorization server (authorize + token endpoints). Thread-safe."""
+
+    label = "FakeOAuth"
+    thread_name = "fake-oauth-{port}"
+    handler = _Handler
 
     def __init__(
         self,
@@ -180,78 +142,19 @@ class FakeOAuth:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.client_id = client_id
         self.redirect_uris = tuple(redirect_uris)
         self.client_secret = client_secret
         self.expires_in = expires_in
         self.code_ttl = code_ttl
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
         self._grants: dict[str, Grant] = {}
         self._access: dict[str, str] = {}  # access token -> scope
         self._refresh: dict[str, tuple[str, str]] = {}  # refresh token -> (client_id, scope)
         self._requests: list[TokenRequest] = []
         self._deny: str | None = None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
 
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("FakeOAuth already started")
-        server = _Server((self._host, self._port), self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-oauth-{server.server_address[1]}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeOAuth:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeOAuth is not started")
-        return f"http://{self._host}:{self._server.server_address[1]}"
+    # -- where it is ----------------------------------------------------------
 
     @property
     def authorize_url(self) -> str:
@@ -265,17 +168,17 @@ class FakeOAuth:
 
     @property
     def token_requests(self) -> list[TokenRequest]:
-        with self._lock:
+        with self._cond:
             return list(self._requests)
 
     def is_active(self, token: str) -> bool:
         """Whether an access or refresh token is currently honoured."""
-        with self._lock:
+        with self._cond:
             return token in self._access or token in self._refresh
 
     def deny_next(self, error: str = "access_denied") -> None:
         """The next authorization request is refused by the "customer" with ``error``."""
-        with self._lock:
+        with self._cond:
             self._deny = error
 
     # -- the authorization endpoint ------------------------------------------
@@ -301,7 +204,7 @@ class FakeOAuth:
             raise AuthorizeError("invalid_request", "transform algorithm not supported (S256 only)")
         if not _CHALLENGE.match(challenge):
             raise AuthorizeError("invalid_request", "code_challenge is not a base64url SHA-256")
-        with self._lock:
+        with self._cond:
             denied, self._deny = self._deny, None
             if denied:
                 raise AuthorizeError(denied, "The resource owner denied the request.")
@@ -340,7 +243,7 @@ class FakeOAuth:
             if content_type != "application/x-www-form-urlencoded":
                 raise _TokenError("invalid_request", "the body must be form-encoded")
             form = dict(parse_qsl(data.decode("utf-8"), keep_blank_values=True))
-            with self._lock:
+            with self._cond:
                 if form.get("client_id") != self.client_id:
                     raise _TokenError("invalid_client", "unknown client", status=401)
                 grant_type = form.get("grant_type")
@@ -353,7 +256,7 @@ class FakeOAuth:
                 self._requests.append(TokenRequest(form, 200, None))
             return 200, payload
         except _TokenError as exc:
-            with self._lock:
+            with self._cond:
                 self._requests.append(TokenRequest(form, exc.status, exc.error))
             return exc.status, {"error": exc.error, "error_description": exc.description}
 

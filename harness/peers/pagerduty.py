@@ -32,22 +32,17 @@ Test-control endpoints, JSON in and out: ``GET /_fake/events``, ``GET /_fake/ale
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
-import socket
-import sys
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from harness.peers.base import HttpPeer, PeerHTTPHandler, serve_until_signalled
 
 __all__ = [
     "EVENT_ACTIONS",
@@ -286,41 +281,16 @@ class Scripted:
 # HTTP plumbing
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakePagerDuty) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(PeerHTTPHandler):
     server_version = "FakePagerDuty/1.0"
-    sys_version = ""
     disable_nagle_algorithm = True
     timeout = 120
 
     @property
     def _fake(self) -> FakePagerDuty:
-        assert isinstance(self.server, _Server)
-        return self.server.fake
-
-    def setup(self) -> None:
-        super().setup()
-        self._fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self._fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+        fake = self.peer
+        assert isinstance(fake, FakePagerDuty)
+        return fake
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -336,30 +306,16 @@ class _Handler(BaseHTTPRequestHandler):
             length = -1
         if length < 0 or length > 4 * MAX_BODY:
             self.close_connection = True
-            self._send(400, _invalid(["invalid Content-Length"]), {})
+            self._send_json(400, _invalid(["invalid Content-Length"]), {})
             return
         data = self.rfile.read(length) if length else b""
         if url.path.startswith("/_fake/"):
             status, payload = self._fake._control(self.command, url.path[len("/_fake/") :], data)
-            self._send(status, payload, {})
+            self._send_json(status, payload, {})
             return
         content_type = self.headers.get_content_type() if self.headers.get("Content-Type") else ""
         status, payload, extra = self._fake._api(self.command, url.path, content_type, data)
-        self._send(status, payload, extra)
-
-    def _send(self, status: int, payload: Any, extra: dict[str, str]) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
+        self._send_json(status, payload, extra)
 
 
 # ---------------------------------------------------------------------------
@@ -390,8 +346,12 @@ class _Alert:
         )
 
 
-class FakePagerDuty:
+class FakePagerDuty(HttpPeer):
     """A fake Events API v2 on 127.0.0.1. Thread-safe."""
+
+    label = "FakePagerDuty"
+    thread_name = "fake-pagerduty-{port}"
+    handler = _Handler
 
     def __init__(
         self,
@@ -401,78 +361,15 @@ class FakePagerDuty:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.routing_key = routing_key
         self.strict_key_length = strict_key_length
-        self._host = host
-        self._port = port
-        self._cond = threading.Condition()
         self._events: list[PdEvent] = []
         self._calls: list[PdCall] = []
         self._alerts: list[_Alert] = []
         self._script: deque[Scripted] = deque()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
 
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("FakePagerDuty already started")
-        server = _Server((self._host, self._port), self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-pagerduty-{server.server_address[1]}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._cond:
-            connections = list(self._connections)
-            self._connections.clear()
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakePagerDuty:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakePagerDuty is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+    # -- where it is ----------------------------------------------------------
 
     @property
     def events_url(self) -> str:
@@ -516,14 +413,13 @@ class FakePagerDuty:
     def wait_for(self, n: int, timeout: float = 10.0) -> list[PdEvent]:
         """Block until at least ``n`` events were accepted; return them all."""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._events) >= n, timeout=timeout):
-                seen = [(e.event_action, e.dedup_key) for e in self._events]
-                refused = [(c.status, c.answer) for c in self._calls if c.status != 202]
-                raise AssertionError(
-                    f"FakePagerDuty: expected {n} event(s) within {timeout}s; "
-                    f"{len(seen)} accepted: {seen!r}; refused: {refused!r}"
-                )
+            self._wait(lambda: len(self._events) >= n, timeout, f"{n} event(s)")
             return list(self._events)
+
+    def _seen(self) -> str:
+        seen = [(e.event_action, e.dedup_key) for e in self._events]
+        refused = [(c.status, c.answer) for c in self._calls if c.status != 202]
+        return f"{len(seen)} accepted: {seen!r}; refused: {refused!r}"
 
     # -- scripting ------------------------------------------------------------
 
@@ -658,19 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--routing-key", default=None, help="refuse any other routing key")
     args = parser.parse_args(argv)
 
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with FakePagerDuty(routing_key=args.routing_key, host=args.host, port=args.port) as fake:
-        sys.stdout.write(json.dumps({"events_url": fake.events_url, "port": fake.port}) + "\n")
-        sys.stdout.flush()
-        while not stopping.wait(0.5):
-            pass
-    return 0
+    fake = FakePagerDuty(routing_key=args.routing_key, host=args.host, port=args.port)
+    return serve_until_signalled(fake, lambda: {"events_url": fake.events_url, "port": fake.port})
 
 
 if __name__ == "__main__":

@@ -31,22 +31,17 @@ Test-control endpoints (in-process and subprocess alike), JSON in and out:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import re
-import signal
-import socket
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from harness.peers.base import HttpPeer, PeerHTTPHandler, serve_until_signalled
 
 __all__ = ["FakeSlack", "RawCall", "Scripted", "SlackPost", "main"]
 
@@ -270,43 +265,18 @@ def _fake_channel_id(name: str) -> str:
 # HTTP plumbing
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], fake: FakeSlack) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(PeerHTTPHandler):
     server_version = "FakeSlack/1.0"
-    sys_version = ""
     disable_nagle_algorithm = True
     timeout = 120  # idle keep-alive connections are dropped after this
+    json_type = "application/json; charset=utf-8"
+    say_close = True
 
     @property
     def _fake(self) -> FakeSlack:
-        server = self.server
-        assert isinstance(server, _Server)
-        return server.fake
-
-    def setup(self) -> None:
-        super().setup()
-        self._fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self._fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # no per-request logging
+        fake = self.peer
+        assert isinstance(fake, FakeSlack)
+        return fake
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -335,13 +305,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             data = self._read_body()
         except _BadRequest as exc:
-            self._send(400, {"ok": False, "error": exc.error}, {})
+            self._send_json(400, {"ok": False, "error": exc.error}, {})
             return
         if url.path.startswith("/_fake/"):
             status, payload = fake._control(
                 self.command, url.path[len("/_fake/") :], url.query, data
             )
-            self._send(status, payload, {})
+            self._send_json(status, payload, {})
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, payload, extra, delay = fake._api(
@@ -356,30 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if delay > 0:
             time.sleep(delay)
-        self._send(status, payload, extra)
-
-    def _send(self, status: int, payload: Any, extra: dict[str, str]) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:  # client went away (timed out, fake stopped, ...)
-            self.close_connection = True
+        self._send_json(status, payload, extra)
 
 
 # ---------------------------------------------------------------------------
 # the fake
 
 
-class FakeSlack:
+class FakeSlack(HttpPeer):
     """A fake Slack Web API on 127.0.0.1. Thread-safe.
 
     ``posts`` records successful ``chat.postMessage`` calls in arrival order;
@@ -387,6 +341,11 @@ class FakeSlack:
     its ``ts`` assigned) when the request arrives; ``delay`` then holds back the
     *answer*, as a slow Slack that has already posted the message would.
     """
+
+    label = "FakeSlack"
+    thread_name = "fake-slack-{port}"
+    handler = _Handler
+    backlog = 128
 
     def __init__(
         self,
@@ -396,10 +355,8 @@ class FakeSlack:
         port: int = 0,
         channels: Sequence[str] = DEFAULT_CHANNELS,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.token = token
-        self._host = host
-        self._port = port
-        self._cond = threading.Condition()
         self._posts: list[SlackPost] = []
         self._calls: list[RawCall] = []
         self._script: deque[Scripted] = deque()
@@ -410,60 +367,8 @@ class FakeSlack:
         self._channels: dict[str, str] = {}  # name -> id
         for name in channels:
             self._channel_id(_normalise_channel(name))
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
 
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("FakeSlack already started")
-        server = _Server((self._host, self._port), self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-slack-{server.server_address[1]}",
-            daemon=True,
-        )
-        self._server = server
-        self._thread = thread
-        thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._cond:
-            connections = list(self._connections)
-            self._connections.clear()
-        for conn in connections:  # unblock handler threads idling on keep-alive
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not started")
-        return int(self._server.server_address[1])
+    # -- where it is ----------------------------------------------------------
 
     @property
     def base_url(self) -> str:
@@ -484,7 +389,9 @@ class FakeSlack:
 
     def wait_for_posts(self, n: int, timeout: float = 10.0) -> list[SlackPost]:
         """Block until at least ``n`` posts arrived; return them all."""
-        return self._wait(lambda: len(self._posts) >= n, timeout, f"{n} post(s)")[0]
+        with self._cond:
+            self._wait(lambda: len(self._posts) >= n, timeout, f"{n} post(s)")
+            return list(self._posts)
 
     def wait_for_calls(
         self, n: int, timeout: float = 10.0, *, method: str | None = None
@@ -495,26 +402,17 @@ class FakeSlack:
             return len(self._matching_calls(method)) >= n
 
         what = f"{n} call(s)" + (f" of {method}" if method else "")
-        self._wait(done, timeout, what)
         with self._cond:
+            self._wait(done, timeout, what)
             return self._matching_calls(method)
 
     def _matching_calls(self, method: str | None) -> list[RawCall]:
         return [c for c in self._calls if method is None or c.method == method]
 
-    def _wait(
-        self, predicate: Callable[[], bool], timeout: float, what: str
-    ) -> tuple[list[SlackPost], list[RawCall]]:
-        with self._cond:
-            if not self._cond.wait_for(predicate, timeout=timeout):
-                posts = [(p.channel, p.text, p.thread_ts) for p in self._posts]
-                calls = [(c.method, c.status, c.error) for c in self._calls]
-                raise AssertionError(
-                    f"FakeSlack: expected {what} within {timeout}s; "
-                    f"{len(posts)} post(s) arrived: {posts!r}; "
-                    f"{len(calls)} call(s): {calls!r}"
-                )
-            return list(self._posts), list(self._calls)
+    def _seen(self) -> str:
+        posts = [(p.channel, p.text, p.thread_ts) for p in self._posts]
+        calls = [(c.method, c.status, c.error) for c in self._calls]
+        return f"{len(posts)} post(s) arrived: {posts!r}; {len(calls)} call(s): {calls!r}"
 
     # -- scripting ------------------------------------------------------------
 
@@ -560,13 +458,6 @@ class FakeSlack:
             self._cond.notify_all()
 
     # -- internals (called from handler threads) ------------------------------
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _channel_id(self, name: str) -> str:
         channel_id = self._channels.get(name)
@@ -857,26 +748,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="answer delay (s)")
     args = parser.parse_args(argv)
 
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
     fake = FakeSlack(token=args.token, host=args.host, port=args.port)
     fake.delay = args.delay
-    fake.start()
-    try:
-        line = {"base_url": fake.base_url, "port": fake.port, "token": fake.token}
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    return serve_until_signalled(
+        fake, lambda: {"base_url": fake.base_url, "port": fake.port, "token": fake.token}
+    )
 
 
 if __name__ == "__main__":

@@ -25,15 +25,13 @@ import contextlib
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from harness.peers.base import HttpPeer, PeerHTTPHandler
 
 __all__ = ["Answer", "ReceivedWebhook", "WebhookReceiver"]
 
@@ -134,41 +132,15 @@ def check_signature(
     return tuple(labels), None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
-        self.receiver = receiver
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(PeerHTTPHandler):
     server_version = "FakeWebhookReceiver/1.0"
-    sys_version = ""
     timeout = 60
 
     @property
     def _receiver(self) -> WebhookReceiver:
-        server = self.server
-        assert isinstance(server, _Server)
-        return server.receiver
-
-    def setup(self) -> None:
-        super().setup()
-        self._receiver._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self._receiver._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+        receiver = self.peer
+        assert isinstance(receiver, WebhookReceiver)
+        return receiver
 
     def do_POST(self) -> None:
         self._handle()
@@ -206,12 +178,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class WebhookReceiver:
+class WebhookReceiver(HttpPeer):
     """A Standard Webhooks receiver on 127.0.0.1. Thread-safe.
 
     ``now`` is the receiver's wall clock in Unix seconds (default ``time.time``): tests
     that sign with a fixed or mock clock pass the same clock here.
     """
+
+    label = "WebhookReceiver"
+    thread_name = "webhook-receiver-{port}"
+    handler = _Handler
 
     def __init__(
         self,
@@ -222,70 +198,17 @@ class WebhookReceiver:
         tolerance_s: float = 300,
         now: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(host=host, port=port)
         self._secrets = dict(secrets)
         for secret in self._secrets.values():
             _key(secret)  # fail early on a malformed test secret
-        self._host = host
-        self._port = port
         self.tolerance_s = tolerance_s
         self._now = now
-        self._cond = threading.Condition()
         self._deliveries: list[ReceivedWebhook] = []
         self._script: deque[Answer] = deque()
         self._delay = 0.0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
 
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("WebhookReceiver already started")
-        server = _Server((self._host, self._port), self)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"webhook-receiver-{server.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._cond:
-            connections = list(self._connections)
-            self._connections.clear()
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> WebhookReceiver:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("WebhookReceiver is not started")
-        return int(self._server.server_address[1])
+    # -- where it is ----------------------------------------------------------
 
     @property
     def url(self) -> str:
@@ -337,18 +260,11 @@ class WebhookReceiver:
         """Block until ``n`` requests arrived; the first ``n``. Raises ``TimeoutError``.
         From trio: ``await trio.to_thread.run_sync(receiver.wait_for, n)``."""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._deliveries) >= n, timeout):
+            if not self._until(lambda: len(self._deliveries) >= n, timeout):
                 raise TimeoutError(f"{len(self._deliveries)} of {n} deliveries after {timeout}s")
             return self._deliveries[:n]
 
     # -- internals (handler threads) ------------------------------------------
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _receive(
         self, method: str, path: str, headers: dict[str, str], body: bytes, arrived: float

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import trio
@@ -51,6 +50,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from eyetok.sinks.email import SmtpEndpoint
+from harness.peers.base import Startable
 
 __all__ = [
     "FakeSmtp",
@@ -225,7 +225,7 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-class FakeSmtp:
+class FakeSmtp(Startable):
     """A real SMTP server on 127.0.0.1 (a free port) that records what it accepts."""
 
     def __init__(
@@ -267,17 +267,6 @@ class FakeSmtp:
 
     def stop(self) -> None:
         self._controller.stop()
-
-    def __enter__(self) -> FakeSmtp:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- where it is -------------------------------------------------------------------
 
