@@ -153,41 +153,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _review(settings: Settings, args: argparse.Namespace) -> int:
-    """``review``: the daemon computes the review (it holds the history); this asks it."""
+class _ApiRefused(Exception):
+    """An operator command could not get an answer; ``status`` is its exit status."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def _ask_daemon(
+    settings: Settings,
+    url: str,
+    path: str,
+    *,
+    body: object = None,
+    params: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, Any]:
+    """One call on the running daemon's operator API (root token from the environment):
+    its HTTP status and JSON answer. Says what went wrong and raises :class:`_ApiRefused`
+    when there is no answer to show."""
     import httpx
 
+    if not settings.root_token:
+        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
+        raise _ApiRefused(2)
+    headers = {"authorization": f"Bearer {settings.root_token}"}
+    base = url.rstrip("/")
+    try:
+        if body is None:
+            response = httpx.get(base + path, params=params, headers=headers, timeout=timeout)
+        else:
+            response = httpx.post(base + path, json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
+        raise _ApiRefused(1) from exc
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
+        raise _ApiRefused(1) from None
+
+
+def _review(settings: Settings, args: argparse.Namespace) -> int:
+    """``review``: the daemon computes the review (it holds the history); this asks it."""
     verdict = "benign" if args.benign is not None else "escalate"
     text = args.benign if args.benign is not None else args.escalate
     if (args.note is None) != (text is None):
         print(json.dumps({"error": "--note ID goes with --benign TEXT or --escalate TEXT"}))
         return 2
-    if not settings.root_token:
-        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
-        return 2
-    headers = {"authorization": f"Bearer {settings.root_token}"}
-    base = args.url.rstrip("/")
     try:
         if args.note is not None:
-            response = httpx.post(
-                f"{base}/api/v1/review/anomalies/{args.note}/note",
-                json={"verdict": verdict, "note": text, "by": args.by},
-                headers=headers,
+            status, answer = _ask_daemon(
+                settings,
+                args.url,
+                f"/api/v1/review/anomalies/{args.note}/note",
+                body={"verdict": verdict, "note": text, "by": args.by},
                 timeout=60.0,
             )
         else:
-            response = httpx.get(
-                f"{base}/api/v1/review", params={"since": args.since}, headers=headers, timeout=60.0
+            status, answer = _ask_daemon(
+                settings, args.url, "/api/v1/review", params={"since": args.since}, timeout=60.0
             )
-    except httpx.HTTPError as exc:
-        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
-        return 1
-    try:
-        answer = response.json()
-    except ValueError:
-        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
-        return 1
-    if response.status_code != 200:
+    except _ApiRefused as refused:
+        return refused.status
+    if status != 200:
         print(json.dumps(answer))
         return 1
     if args.json:
@@ -242,70 +271,41 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
     """``verify`` and ``sinks``: the operator's API on the running daemon."""
-    import httpx
-
-    if not settings.root_token:
-        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
-        return 2
-    headers = {"authorization": f"Bearer {settings.root_token}"}
-    base = args.url.rstrip("/")
     try:
         if args.command == "verify":
-            response = httpx.post(
-                f"{base}/api/v1/sinks/{args.sink}/verification",
-                json={"requested_by": args.by},
-                headers=headers,
-                timeout=30.0,
+            status, answer = _ask_daemon(
+                settings,
+                args.url,
+                f"/api/v1/sinks/{args.sink}/verification",
+                body={"requested_by": args.by},
             )
         else:
-            response = httpx.get(f"{base}/api/v1/sinks", headers=headers, timeout=30.0)
-    except httpx.HTTPError as exc:
-        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
-        return 1
-    try:
-        answer = response.json()
-    except ValueError:
-        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
-        return 1
+            status, answer = _ask_daemon(settings, args.url, "/api/v1/sinks")
+    except _ApiRefused as refused:
+        return refused.status
     if args.command == "verify":
-        print(json.dumps(answer) if response.status_code != 200 else answer["message"])
-        return 0 if response.status_code == 200 else 1
+        print(json.dumps(answer) if status != 200 else answer["message"])
+        return 0 if status == 200 else 1
     for row in answer.get("sinks", []):
         if args.json:
             print(json.dumps(row))
         else:
             standing = "deliverable" if row["deliverable"] else f"refused ({row['why']})"
             print(f"{row['sink_id']:<20} {row['sink_type']:<10} {row['status']:<8} {standing}")
-    return 0 if response.status_code == 200 else 1
+    return 0 if status == 200 else 1
 
 
 def _clusters_and_budgets(settings: Settings, args: argparse.Namespace) -> int:
     """``suppressions`` (and ``--ack``) and ``budgets``: the operator's API, as text."""
-    import httpx
-
-    if not settings.root_token:
-        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
-        return 2
-    headers = {"authorization": f"Bearer {settings.root_token}"}
-    base = args.url.rstrip("/")
     try:
         if args.command == "suppressions" and args.ack:
-            response = httpx.post(
-                f"{base}/api/v1/suppressions/{args.ack}/ack",
-                json={"by": args.by},
-                headers=headers,
-                timeout=30.0,
-            )
+            path, body = f"/api/v1/suppressions/{args.ack}/ack", {"by": args.by}
+            status, answer = _ask_daemon(settings, args.url, path, body=body)
         else:
-            response = httpx.get(f"{base}/api/v1/{args.command}", headers=headers, timeout=30.0)
-        answer = response.json()
-    except httpx.HTTPError as exc:
-        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
-        return 1
-    except ValueError:
-        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
-        return 1
-    if response.status_code != 200:
+            status, answer = _ask_daemon(settings, args.url, f"/api/v1/{args.command}")
+    except _ApiRefused as refused:
+        return refused.status
+    if status != 200:
         print(json.dumps(answer))
         return 1
     rows = [answer["suppression"]] if "suppression" in answer else answer[args.command]
