@@ -80,6 +80,15 @@ from state.history.store import HistoryStore
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 
 
+class SinkRemovedError(Exception):
+    """A handshake came back for a sink that has since been removed (through the tenant
+    API): there is nothing left to verify, so it is dropped."""
+
+    def __init__(self, sink_id: str) -> None:
+        super().__init__(f"sink {sink_id!r} was removed while its handshake was under way")
+        self.sink_id = sink_id
+
+
 @dataclass(frozen=True)
 class VerificationDeps:
     settings: Settings  # the file's; the tenants' API sinks are added on start and on change
@@ -134,6 +143,13 @@ async def run_verification(
     latest: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     pending = _Pending()
 
+    def dropped(exc: SinkRemovedError) -> None:
+        logger.warning("handshake_dropped", sink=exc.sink_id, reason=str(exc))
+
+    def gone(exc: SinkRemovedError) -> HandshakeAnswer:
+        dropped(exc)
+        return HandshakeAnswer(ok=False, sink_id=exc.sink_id, status="refused", message=str(exc))
+
     async def record(v: Verification) -> None:
         latest[v.sink_id] = standing(latest.get(v.sink_id), v)
         await to_history.send(VerificationRecorded(verification=v))
@@ -152,7 +168,9 @@ async def run_verification(
     def row(
         sink_id: str, status: VerificationStatus, *, detail: str = "", **fields: object
     ) -> Verification:
-        config = settings.sinks[sink_id]
+        config = settings.sinks.get(sink_id)
+        if config is None:
+            raise SinkRemovedError(sink_id)
         now = clock.now()
         live = status in (VerificationStatus.LIVE, VerificationStatus.RENEWED)
         return msgspec.convert(
@@ -313,16 +331,19 @@ async def run_verification(
             for_s=deps.txt_for_s,
         )
         status = VerificationStatus.LIVE if verdict.verified else VerificationStatus.FAILED
-        await record(
-            row(
-                sink_id,
-                status,
-                verified_by=f"dns:{name}",
-                approved_by=who,
-                nonce_hash=nonce_hash(nonce),
-                detail=verdict.detail,
+        try:
+            await record(
+                row(
+                    sink_id,
+                    status,
+                    verified_by=f"dns:{name}",
+                    approved_by=who,
+                    nonce_hash=nonce_hash(nonce),
+                    detail=verdict.detail,
+                )
             )
-        )
+        except SinkRemovedError as exc:
+            dropped(exc)
 
     async def slack_message(message: SlackMessageSeen) -> None:
         for candidate in _HEX64.findall(message.text.lower()):
@@ -387,7 +408,9 @@ async def run_verification(
         pending.oauth.pop(message.state, None)
         who = pending.oauth_by.pop(message.state, "")
         sink_id = authorization.sink_id
-        config = settings.sinks[sink_id]
+        config = settings.sinks.get(sink_id)
+        if config is None:
+            return gone(SinkRemovedError(sink_id))
         assert isinstance(config, PagerDutySinkConfig)
         if message.error or not message.code:
             detail = f"authorization refused: {message.error or 'no code'}"
@@ -542,11 +565,20 @@ async def run_verification(
                     case StartVerification():
                         message.reply.send(await start(message, nursery))
                     case SlackMessageSeen():
-                        await slack_message(message)
+                        try:
+                            await slack_message(message)
+                        except SinkRemovedError as exc:
+                            dropped(exc)
                     case EmailLinkOpened():
-                        message.reply.send(await email_link(message))
+                        try:
+                            message.reply.send(await email_link(message))
+                        except SinkRemovedError as exc:
+                            message.reply.send(gone(exc))
                     case OAuthCallback():
-                        message.reply.send(await oauth_callback(message, client))
+                        try:
+                            message.reply.send(await oauth_callback(message, client))
+                        except SinkRemovedError as exc:
+                            message.reply.send(gone(exc))
                     case ReverifyDue(at=at):
                         await reverify(at, client)
                     case ListVerifications(reply=reply):

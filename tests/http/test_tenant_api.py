@@ -440,3 +440,34 @@ async def test_a_fresh_dyno_takes_the_tenants_tokens_sinks_and_routes_back_from_
                 assert routes["source"] == "api"
                 assert routes["routes"]["SEV1"] == [{"sink": "acme.slack", "target": "#acme-pager"}]
             second.request_stop()
+
+
+async def test_a_handshake_for_a_sink_removed_meanwhile_is_dropped_not_a_crash(
+    api: httpx.AsyncClient, tenant_daemon: Daemon
+) -> None:
+    acme = await issue(api, "acme")
+    written = await api.put(
+        "/api/v1/tenants/acme/sinks/acme.slack",
+        json={"type": "slack", "token_env": "ACME_SLACK_TOKEN"},
+        headers=bearer(acme),
+    )
+    assert written.status_code == 201, written.text
+    started = await api.post(
+        "/api/v1/tenants/acme/sinks/acme.slack/verification", headers=bearer(acme)
+    )
+    assert started.status_code == 200, started.text
+    removed = await api.delete("/api/v1/tenants/acme/sinks/acme.slack", headers=bearer(acme))
+    assert removed.status_code == 200, removed.text
+    # The nonce comes back after the sink is gone: the handshake is dropped.
+    body = slack_event_body(f"nonce {started.json()['nonce']}")
+    assert (await api.post("/slack/events", content=body, headers=slack_headers(body))).is_success
+    # The verification actor still answers (it did not crash) and nothing was verified.
+    restarted = await api.post(
+        "/api/v1/tenants/acme/sinks/acme.slack/verification", headers=bearer(acme)
+    )
+    assert restarted.status_code == 404, restarted.text
+    listed = await api.get("/api/v1/sinks", headers=ROOT)
+    assert [
+        s for s in listed.json()["sinks"] if s["sink_id"] == "acme.slack" and s["deliverable"]
+    ] == []
+    assert tenant_daemon.supervisor.restarts.get("verification", 0) == 0
