@@ -77,13 +77,13 @@ from bench.ingest import (  # noqa: E402
     RunResult,
     _clean_env,
     _fmt,
-    _read_json_line,
     _version,
     _wait_ready,
     cpu_snapshot,
     journal_stats,
     retarget,
     run_raw,
+    start_ceiling,
     summarise,
 )
 
@@ -446,21 +446,6 @@ def materialised(db_path: Path, ids: list[str]) -> dict[str, Any]:
 # --- processes -----------------------------------------------------------------------------
 
 
-def start_ceiling(workdir: Path, token: str) -> tuple[Proc, int]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    err = (workdir / "ceiling.stderr").open("ab")
-    argv = [sys.executable, str(ROOT / "bench" / "ceiling_app.py"), "--host", HOST]
-    argv += ["--port", "0", "--secret", secrets.token_hex(16), "--token", token]
-    popen = subprocess.Popen(argv, cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=err)
-    proc = Proc("ceiling", popen, [err])
-    try:
-        port = int(_read_json_line(popen, 30.0, "ceiling_app")["port"])
-    except Exception:
-        proc.stop()
-        raise
-    return proc, port
-
-
 @dataclass
 class Daemon:
     proc: Proc
@@ -512,7 +497,7 @@ def phase_ceiling(
     workdir: Path,
     token: str,
 ) -> dict[str, Any]:
-    proc, port = start_ceiling(workdir, token)
+    proc, port = start_ceiling(secrets.token_hex(16), workdir, token=token)
     sampler = RssSampler(proc.pid).start()
     try:
         if warm:

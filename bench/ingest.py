@@ -828,24 +828,16 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-def start_ceiling(secret: str, workdir: Path) -> tuple[Proc, int]:
-    err = (workdir / "ceiling.stderr").open("wb")
-    popen = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "ceiling_app.py"),
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--secret",
-            secret,
-        ],
-        cwd=ROOT,
-        env=_clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=err,
-    )
+def start_ceiling(secret: str, workdir: Path, *, token: str | None = None) -> tuple[Proc, int]:
+    """The bare ASGI ceiling on a free port; ``token``: the bearer token its batch hooks
+    (``bench/batched.py``) require."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    err = (workdir / "ceiling.stderr").open("ab")
+    argv = [sys.executable, str(ROOT / "bench" / "ceiling_app.py"), "--host", HOST]
+    argv += ["--port", "0", "--secret", secret]
+    if token is not None:
+        argv += ["--token", token]
+    popen = subprocess.Popen(argv, cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=err)
     proc = Proc("ceiling", popen, [err])
     try:
         port = int(_read_json_line(popen, 30.0, "ceiling_app")["port"])
