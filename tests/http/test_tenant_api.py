@@ -106,6 +106,17 @@ async def verify_tenant_slack(
             await trio.sleep(0.02)
 
 
+async def put_acme_slack(api: httpx.AsyncClient, token: str) -> httpx.Response:
+    """acme writes its Slack sink ``acme.slack`` through the API (a new one: 201)."""
+    written = await api.put(
+        "/api/v1/tenants/acme/sinks/acme.slack",
+        json={"type": "slack", "token_env": "ACME_SLACK_TOKEN"},
+        headers=bearer(token),
+    )
+    assert written.status_code == 201, written.text
+    return written
+
+
 def routes_to(sink: str, target: str) -> dict[str, Any]:
     return {"routes": {channel: [{"sink": sink, "target": target}] for channel in ALL_CHANNELS}}
 
@@ -123,12 +134,7 @@ async def test_a_route_written_by_the_api_changes_where_the_next_alert_goes(
     api: httpx.AsyncClient, tenant_daemon: Daemon, fake_slack: FakeSlack
 ) -> None:
     acme = await issue(api, "acme")
-    written = await api.put(
-        "/api/v1/tenants/acme/sinks/acme.slack",
-        json={"type": "slack", "token_env": "ACME_SLACK_TOKEN"},
-        headers=bearer(acme),
-    )
-    assert written.status_code == 201, written.text
+    written = await put_acme_slack(api, acme)
     assert written.json()["verified"] is False
 
     # A route to it before the handshake: recorded, refused at the delivery gate.
@@ -446,12 +452,7 @@ async def test_a_handshake_for_a_sink_removed_meanwhile_is_dropped_not_a_crash(
     api: httpx.AsyncClient, tenant_daemon: Daemon
 ) -> None:
     acme = await issue(api, "acme")
-    written = await api.put(
-        "/api/v1/tenants/acme/sinks/acme.slack",
-        json={"type": "slack", "token_env": "ACME_SLACK_TOKEN"},
-        headers=bearer(acme),
-    )
-    assert written.status_code == 201, written.text
+    await put_acme_slack(api, acme)
     started = await api.post(
         "/api/v1/tenants/acme/sinks/acme.slack/verification", headers=bearer(acme)
     )
