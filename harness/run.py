@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
+import msgspec
 import trio
 
 from eyetok.clock import Clock, SystemClock
@@ -20,6 +23,18 @@ from harness.front_door import FrontDoorError
 from harness.rig import BREAKAGES, DaemonStarter, RigError, RigOptions, daemon_process, open_rig
 from harness.scenarios import NAMES, SCENARIOS
 from harness.steps import Steps, receipt_of
+from schedules.drills import FLAVOURS
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 instant with its offset, in UTC."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant") from exc
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return at.astimezone(UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-wait",
         action="store_true",
         help="mark the hour-boundary steps skipped instead of waiting for the hour",
+    )
+    parser.add_argument(
+        "--monthly-slot",
+        type=_instant,
+        help="the monthly-drill slot this run is (the daemon's schedule passes it)",
     )
     parser.add_argument(
         "--break",
@@ -51,6 +71,7 @@ async def run_drill(
     clock: Clock,
     *,
     starter: DaemonStarter = daemon_process,
+    monthly_slot: datetime | None = None,
 ) -> Receipt:
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     started = clock.now()
@@ -69,14 +90,17 @@ async def run_drill(
             finished=clock.now(),
             steps=all_steps,
         )
+        flavour = next((f.name for f in FLAVOURS if f.scenario == scenario), None)
+        receipt = msgspec.structs.replace(receipt, flavour=flavour, monthly_slot=monthly_slot)
         await rig.front.record_receipt(receipt)
     return receipt
 
 
 def summary(receipt: Receipt) -> str:
+    flavour = f" ({receipt.flavour})" if receipt.flavour else ""
     lines = [
-        f"drill {receipt.scenario} against {receipt.daemon_url} (EyeTok {receipt.daemon_version})"
-        f": {receipt.verdict.upper()}  [{receipt.receipt_id}]"
+        f"drill {receipt.scenario}{flavour} against {receipt.daemon_url} "
+        f"(EyeTok {receipt.daemon_version}): {receipt.verdict.upper()}  [{receipt.receipt_id}]"
     ]
     for step in receipt.steps:
         mark = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}[step.verdict]
@@ -103,7 +127,12 @@ def main(args: argparse.Namespace) -> int:
     )
     receipt: Receipt | None = None
     try:
-        receipt = trio.run(run_drill, args.scenario, options, SystemClock())
+        receipt = trio.run(
+            partial(run_drill, monthly_slot=args.monthly_slot),
+            args.scenario,
+            options,
+            SystemClock(),
+        )
     except* (RigError, FrontDoorError, OSError) as group:
         for exc in _leaves(group):
             print(f"eyetok drill: cannot run the drill: {exc}", file=sys.stderr)

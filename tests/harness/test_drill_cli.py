@@ -89,7 +89,10 @@ def test_a_scenario_fails_when_its_invariant_is_broken(
 
 def test_json_prints_the_receipt(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "eyetok.cli", "drill", "run", "dst-edge", "--json"],
+        [
+            *(sys.executable, "-m", "eyetok.cli", "drill", "run", "dst-edge", "--json"),
+            *("--monthly-slot", "2027-01-06T10:00:00-05:00"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -105,6 +108,7 @@ def test_json_prints_the_receipt(tmp_path: Path) -> None:
         "fall-back-0130-est",
     ]
     assert {s["verdict"] for s in receipt["steps"]} == {"pass"}
+    assert receipt["monthly_slot"] == "2027-01-06T15:00:00Z"
 
 
 def test_the_readme_documents_the_command_and_every_scenario() -> None:
