@@ -117,7 +117,7 @@ async def run_drill(
                 with trio.CancelScope() as stepping:
                     ctrl_c.target = stepping
                     for name in names:
-                        steps = Steps(name, clock)
+                        steps = Steps(name, clock, say=rig.say)
                         try:
                             await SCENARIOS[name](rig, steps)
                         finally:

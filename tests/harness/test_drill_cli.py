@@ -205,10 +205,11 @@ def test_ctrl_c_ends_the_drill_with_one_line_and_a_partial_receipt(tmp_path: Pat
     try:
         assert drill.stderr is not None
         deadline = time.monotonic() + RUN_TIMEOUT_S
-        waiting = ""
+        waiting, said = "", []
         while time.monotonic() < deadline and "top of the hour" not in waiting:
             waiting = drill.stderr.readline()
             assert waiting or drill.poll() is None, "the drill ended without waiting"
+            said.append(waiting)
         assert re.fullmatch(
             r"eyetok drill: budget-exhaustion waits \d+ min \d+ s for the top of the hour "
             r"\(\d\d:00 UTC\) to (see the digest and the budget reset|start in a fresh hour); "
@@ -238,6 +239,9 @@ def test_ctrl_c_ends_the_drill_with_one_line_and_a_partial_receipt(tmp_path: Pat
             "endpoints-recover",
         ][: len(done)]
     )
+    # each step was named on stderr as it ended, before the wait
+    named = [line.split()[3].split("/")[1] for line in said if line.startswith("eyetok drill: ok")]
+    assert named == done
     [line] = stdout.splitlines()
     assert line.startswith(f"drill budget-exhaustion interrupted (Ctrl-C) after {len(done)} steps")
     assert line.endswith(f"partial receipt {receipt['receipt_id']} kept, verdict interrupted")
