@@ -334,13 +334,14 @@ def _fixture_signal(name: str, at: datetime) -> Signal:
     )
 
 
-def test_the_table_covers_every_fixture() -> None:
+def test_the_table_covers_the_original_fixtures() -> None:
+    # The whole labelled corpus (60+ shapes, three clock points) is tests/test_corpus.py.
     payloads = {
         p.name.removesuffix(".json")
         for p in FIXTURES.glob("*.json")
         if not p.name.endswith(".headers.json")
     }
-    assert payloads == set(FIXTURE_ROUTING)
+    assert set(FIXTURE_ROUTING) <= payloads
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ from eyetok.sources.sentry_facts import (
     issue_tags,
     level,
     metadata_title,
+    performance_level,
     tag,
     unhandled_by_tags,
 )
@@ -418,13 +419,18 @@ def _parse_issue(body: bytes) -> Draft:
     tags = issue_tags(issue.tags)
     category = (issue.issue_category or "").lower()
     is_new, is_regression = issue_novelty(action, issue)
+    performance = (
+        category == "performance"
+        or (issue.issue_type or "").startswith("performance_")
+        or issue.type == "transaction"
+    )
     return Draft(
         resource="issue",
         action=action,
         kind=SignalKind.RESOLVE if action in _RESOLVING_ISSUE_ACTIONS else SignalKind.ALERT,
         dedup_key=str(issue.id),
         title=first(issue.title, metadata_title(issue.metadata)) or f"Sentry issue {issue.id}",
-        level=level(issue.level),
+        level=performance_level(level(issue.level), performance),
         message=first(issue.metadata.value if issue.metadata else None),
         culprit=first(issue.culprit),
         url=first(issue.web_url, issue.permalink, issue.url),
@@ -434,9 +440,7 @@ def _parse_issue(body: bytes) -> Draft:
         is_regression=is_regression,
         unhandled=issue.is_unhandled if issue.is_unhandled is not None else unhandled_by_tags(tags),
         users_affected=issue.user_count,
-        is_performance=category == "performance"
-        or (issue.issue_type or "").startswith("performance_")
-        or issue.type == "transaction",
+        is_performance=performance,
         tags=tags,
         issue_type=(issue.issue_type or "").lower(),
         issue_category=category,

@@ -13,7 +13,9 @@ them, the facts the severity rules read. The choices the payloads leave open:
   ``fatal``, ``warn`` as ``warning``, missing as ``error``). Metric alerts have no
   level, and the trigger that fired is not one: ``critical`` and ``warning`` both give
   ``error`` (a performance alert either way; the table's warning row is Sentry's
-  event level), ``resolved`` gives ``info``.
+  event level), ``resolved`` gives ``info``. Likewise a performance issue or a
+  transaction event is a performance alert: its level (Sentry files most at ``info``)
+  reads as ``error`` unless it is ``fatal``.
 * ``is_new``: whether the *payload* says the issue is new: ``True`` for an issue
   ``created`` action, an explicit boolean ``is_new``/``isNew`` on an event (not part
   of Sentry's documented payload; honoured when a relay or a drill adds it) or a
@@ -124,6 +126,7 @@ def event_draft(
         or event.is_regression_camel is True
         or any(w in rule_text for w in _REGRESSION_RULE_WORDS)
     )
+    performance = event.type == "transaction"
     said_new = event.is_new if event.is_new is not None else event.is_new_camel
     if regression:
         is_new: bool | None = False
@@ -138,7 +141,7 @@ def event_draft(
         dedup_key=str(issue_id),
         title=first(event.title, metadata_title(event.metadata), message)
         or f"Sentry issue {issue_id}",
-        level=level(event.level or tag(tags, "level")),
+        level=performance_level(level(event.level or tag(tags, "level")), performance),
         message=message,
         culprit=first(event.culprit),
         url=first(event.web_url, event.issue_url, event.url),
@@ -148,7 +151,7 @@ def event_draft(
         is_regression=regression,
         unhandled=unhandled(event.exception or event.old_exception, tags),
         users_affected=users_affected(event.user or event.old_user, tags),
-        is_performance=event.type == "transaction",
+        is_performance=performance,
         tags=tags,
     )
 
@@ -264,6 +267,11 @@ def metadata_title(metadata: _Metadata | None) -> str:
     if metadata.type and metadata.value:
         return f"{metadata.type}: {metadata.value}"
     return metadata.type or metadata.value or ""
+
+
+def performance_level(name: str, performance: bool) -> str:
+    """A performance alert's level: ``error`` unless ``fatal`` (its level is no event's)."""
+    return "error" if performance and name != "fatal" else name
 
 
 def first(*values: str | None) -> str:
