@@ -51,11 +51,11 @@ def resolved_since(
     """(tenant, dedup_key) -> when it was last resolved, for incidents resolved since
     ``since`` (what EyeTok still knows of; see ``eyetok.incidents.knows``)."""
     rows = con.execute(
-        "SELECT tenant, dedup_key, max(resolved_at) FROM incidents "
-        "WHERE status = 'resolved' AND resolved_at >= ? GROUP BY tenant, dedup_key",
-        [since],
+        "SELECT tenant, dedup_key, max(epoch_us(resolved_at)) FROM incidents "
+        "WHERE status = 'resolved' AND epoch_us(resolved_at) >= ? GROUP BY tenant, dedup_key",
+        [int(since.timestamp() * 1_000_000)],
     ).fetchall()
-    return {(str(t), str(k)): at.astimezone(UTC) for t, k, at in rows}
+    return {(str(t), str(k)): _from_epoch_us(int(us)) for t, k, us in rows}
 
 
 def last_snapshot_seq(con: duckdb.DuckDBPyConnection) -> int:
