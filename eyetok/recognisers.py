@@ -73,18 +73,25 @@ _SEPARATORS = re.compile(r"[\s_.\-]+")
 _SAYS_NO = frozenset({"", "false", "no", "0", "none", "off"})
 
 
+_CAMEL_ASCII = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
 @functools.lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
     """``PaperGate``, ``paper_gate``, ``paper-gate``, ``Paper  gate`` -> ``paper gate``."""
-    out: list[str] = []
-    for i, char in enumerate(text):
-        if i and char.isupper():
-            before = text[i - 1]
-            after = text[i + 1] if i + 1 < len(text) else ""
-            if before.islower() or before.isdigit() or (before.isupper() and after.islower()):
-                out.append(" ")
-        out.append(char)
-    return _SEPARATORS.sub(" ", "".join(out)).strip().casefold()
+    if text.isascii():
+        spaced = _CAMEL_ASCII.sub(" ", text)
+    else:
+        out: list[str] = []
+        for i, char in enumerate(text):
+            if i and char.isupper():
+                before = text[i - 1]
+                after = text[i + 1] if i + 1 < len(text) else ""
+                if before.islower() or before.isdigit() or (before.isupper() and after.islower()):
+                    out.append(" ")
+            out.append(char)
+        spaced = "".join(out)
+    return _SEPARATORS.sub(" ", spaced).strip().casefold()
 
 
 class Recogniser(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -113,25 +120,42 @@ class Recogniser(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         ``title`` and ``message`` are as sent; ``tags`` maps normalised keys to the
         normalised values seen for that key (see :func:`marks_for`).
         """
+        return self._matches(
+            normalise(title),
+            normalise(message),
+            tags,
+            normalise(issue_type),
+            normalise(issue_category),
+        )
+
+    def _matches(
+        self,
+        title: str,
+        message: str,
+        tags: Mapping[str, frozenset[str]],
+        issue_type: str,
+        issue_category: str,
+    ) -> bool:
+        """:meth:`matches` over text already normalised."""
         for key, value in self.tags.items():
             if normalise(value) in tags.get(normalise(key), frozenset()):
                 return True
         for key in self.tag_keys:
             if tags.get(normalise(key), frozenset()) - _SAYS_NO:
                 return True
-        title_n, message_n = normalise(title), normalise(message)
-        if _contains_all(title_n, self.title_contains):
+        if _contains_all(title, self.title_contains):
             return True
-        if _contains_all(message_n, self.message_contains):
+        if _contains_all(message, self.message_contains):
             return True
-        if _starts_with_any(title_n, self.title_prefix):
+        if _starts_with_any(title, self.title_prefix):
             return True
-        if _starts_with_any(message_n, self.message_prefix):
+        if _starts_with_any(message, self.message_prefix):
             return True
-        if issue_type and normalise(issue_type) in {normalise(t) for t in self.issue_types}:
+        if issue_type and any(issue_type == normalise(t) for t in self.issue_types):
             return True
-        wanted = {normalise(c) for c in self.issue_categories}
-        return bool(issue_category) and normalise(issue_category) in wanted
+        return bool(issue_category) and any(
+            issue_category == normalise(c) for c in self.issue_categories
+        )
 
 
 def _contains_all(haystack: str, needles: tuple[str, ...]) -> bool:
@@ -197,16 +221,17 @@ def marks_for(
     for key, value in pairs:
         seen.setdefault(normalise(key), set()).add(normalise(value))
     by_key = {key: frozenset(values) for key, values in seen.items()}
+    facts = (
+        normalise(title),
+        normalise(message),
+        by_key,
+        normalise(issue_type),
+        normalise(issue_category),
+    )
     return frozenset(
         name
         for name in recognisers.__struct_fields__
-        if _recogniser(recognisers, name).matches(
-            title=title,
-            message=message,
-            tags=by_key,
-            issue_type=issue_type,
-            issue_category=issue_category,
-        )
+        if _recogniser(recognisers, name)._matches(*facts)
     )
 
 
