@@ -84,6 +84,7 @@ async def run_incidents(
                 severity=incident.severity.value,
                 sev_channel=incident.sev_channel.value if incident.sev_channel else None,
                 rule=routing.rule,
+                known_to_eyetok=known,
                 dedup_key=incident.dedup_key,
                 signal_id=signal.signal_id,
             )
