@@ -2,12 +2,16 @@
 
 It classifies each signal (severity rule and SEV channel at the signal's receipt time,
 in the tenant's business-hours window), decides open / update / resolve / audit, and
-hands the decision to the router. State is rebuilt from the history on every start.
+hands the decision to the router. It is where EyeTok's knowledge of incidents lives, so
+it tells the severity rules whether the signal's issue is already known (an open or
+recently resolved incident with its key): that decides "new" when the payload does not.
+State (open incidents, recent resolutions) is rebuilt from the history on every start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import assert_never
 
 import trio
@@ -15,7 +19,7 @@ import trio
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
-from eyetok.incidents import IncidentKey, apply, decide
+from eyetok.incidents import RECENTLY_RESOLVED, IncidentKey, apply, decide, key_of, knows
 from eyetok.messages import (
     Accepted,
     Incident,
@@ -51,14 +55,27 @@ async def run_incidents(
     open_incidents: dict[IncidentKey, Incident] = {
         (i.tenant, i.dedup_key): i for i in await deps.store.read(queries.open_incidents)
     }
-    logger.info("incidents_rehydrated", open=len(open_incidents))
+    since = clock.now() - RECENTLY_RESOLVED
+    recently_resolved = await deps.store.read(partial(queries.resolved_since, since=since))
+    logger.info(
+        "incidents_rehydrated", open=len(open_incidents), recently_resolved=len(recently_resolved)
+    )
     task_status.started()
 
     def decided(signal: Signal, reply: Reply[Accepted] | None = None) -> IncidentChanged:
         tenant = deps.settings.tenants[signal.tenant]
-        routing = classify(signal, window=tenant.policy.business_hours)
+        known = knows(open_incidents, recently_resolved, key_of(signal), signal.received_at)
+        routing = classify(signal, known=known, window=tenant.policy.business_hours)
         action, incident = decide(open_incidents, signal, routing)
-        apply(open_incidents, action, incident)
+        apply(open_incidents, action, incident, recently_resolved)
+        if incident is None and action is IncidentAction.RESOLVE:
+            logger.info(
+                "resolve_of_nothing_open",
+                tenant=signal.tenant,
+                dedup_key=signal.dedup_key,
+                signal_id=signal.signal_id,
+                reason="no open incident has this key; nothing opened, nothing sent",
+            )
         if incident is not None and action is not IncidentAction.UPDATE:
             logger.info(
                 "incident_resolved" if action is IncidentAction.RESOLVE else "incident_opened",
@@ -67,6 +84,7 @@ async def run_incidents(
                 severity=incident.severity.value,
                 sev_channel=incident.sev_channel.value if incident.sev_channel else None,
                 rule=routing.rule,
+                known_to_eyetok=known,
                 dedup_key=incident.dedup_key,
                 signal_id=signal.signal_id,
             )

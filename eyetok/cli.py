@@ -23,10 +23,8 @@ from eyetok.budgets import Window, hour_of, spend
 from eyetok.clock import FixedClock, SystemClock
 from eyetok.config import Settings, load_settings
 from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
-from eyetok.incidents import IncidentKey, apply, decide
-from eyetok.messages import Incident, Signal
-from eyetok.policy import destinations_for
-from eyetok.severity import classify
+from eyetok.messages import Signal
+from eyetok.replay import Judge, NoPayloadsError, payload_files, table
 from eyetok.sources import alertmanager, generic, probe, sentry
 from eyetok.suppression import cluster_id_of, threshold
 
@@ -53,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the tenant (default: the operator); with --explain it may be repeated, and "
         "every payload is replayed for each tenant (a registry-wide outage)",
+    )
+    replay.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default="json",
+        help="with --explain: JSON lines for scripts (default) or an aligned table for people",
     )
     replay.add_argument(
         "--source",
@@ -369,16 +373,6 @@ def _headers_for(path: Path) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in raw.items()}
 
 
-def _payload_files(paths: list[Path]) -> list[Path]:
-    """Payload files in the order given; a folder gives its ``*.json`` sorted by name.
-    ``NAME.headers.json`` files are the sidecars of ``NAME.json``, never payloads."""
-    files: list[Path] = []
-    for path in paths:
-        found = sorted(path.glob("*.json")) if path.is_dir() else [path]
-        files.extend(f for f in found if not f.name.endswith(".headers.json"))
-    return files
-
-
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     tenant_ids: list[str] = args.tenant or [settings.operator_tenant]
     for tenant_id in tenant_ids:
@@ -391,12 +385,16 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         return _replay_to_url(args, tenant_ids[0])
     clock = FixedClock(_parse_at(args.at)) if args.at else SystemClock()
+    try:
+        files = payload_files(args.paths)
+    except NoPayloadsError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 2
     explained = _Explanation(settings)
     failed = 0
     for tenant_id in tenant_ids:
-        tenant = settings.tenants[tenant_id]
-        open_incidents: dict[IncidentKey, Incident] = {}
-        for n, path in enumerate(_payload_files(args.paths)):
+        judge = Judge(settings, tenant_id)
+        for n, path in enumerate(files):
             try:
                 signals = _normalise(settings, args.source, path, tenant_id, n, clock.now())
             except (OSError, MalformedPayloadError, json.JSONDecodeError) as exc:
@@ -404,34 +402,14 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
                 explained.failed({"file": str(path), "tenant": tenant_id, "error": str(exc)})
                 continue
             for signal in signals:
-                routing = classify(signal, window=tenant.policy.business_hours)
-                action, incident = decide(open_incidents, signal, routing)
-                apply(open_incidents, action, incident)
-                channel = incident.sev_channel if incident else routing.sev_channel
-                destinations = destinations_for(
-                    tenant.policy, channel if incident else None, settings.sink_types()
-                )
-                line: dict[str, Any] = {
-                    "file": str(path),
-                    "tenant": tenant_id,
-                    "source": signal.source,
-                    "resource": signal.resource,
-                    "sentry_action": signal.action,
-                    "action": action.value,
-                    "severity": (incident.severity if incident else routing.severity).value,
-                    "rule": routing.rule,
-                    "sev_channel": channel.value if channel else None,
-                    "business_hours": routing.business_hours,
-                    "at": signal.received_at.isoformat(),
-                    "destinations": [f"{d.sink_id}:{d.target}" for d in destinations],
-                    "incident_key": signal.dedup_key,
-                    "incident_id": incident.incident_id if incident else None,
-                    "title": signal.title,
-                    "marks": sorted(signal.marks),
-                }
-                explained.add(line, signal, sends=bool(destinations) and incident is not None)
-    for line in explained.lines():
-        print(msgspec.json.encode(line).decode())
+                line, sends = judge.line(signal, str(path))
+                explained.add(line, signal, sends=sends)
+    if args.format == "table":
+        for row in table(explained.lines()):
+            print(row)
+    else:
+        for line in explained.lines():
+            print(msgspec.json.encode(line).decode())
     return 1 if failed else 0
 
 
@@ -545,10 +523,15 @@ def _replay_to_url(args: argparse.Namespace, tenant_id: str) -> int:
     if not args.secret:
         print(json.dumps({"error": "--url needs --secret (the tenant's Sentry client secret)"}))
         return 2
+    try:
+        files = payload_files(args.paths)
+    except NoPayloadsError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 2
     failed = 0
     url = args.url.rstrip("/") + f"/hooks/sentry/{tenant_id}"
     with httpx.Client(timeout=15.0) as client:
-        for path in _payload_files(args.paths):
+        for path in files:
             try:
                 body = path.read_bytes()
                 headers = {"content-type": "application/json"}

@@ -4,7 +4,8 @@
 probe verdict or a generic alert), for one tenant, judged as if it arrived at ``at``. It
 is what ``eyetok replay --explain --at`` does for Sentry payloads, asked of the running
 daemon instead (its configuration, its recognisers, its tenants' business hours), so a
-drill can check the DST edges of the loudness table through the front door.
+drill can check the DST edges of the loudness table through the front door. Each alert
+is judged as new to EyeTok (the explain API does not consult the open incidents).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 from eyetok.config import Settings
 from eyetok.errors import MalformedPayloadError, UnknownTenantError
 from eyetok.policy import destinations_for
-from eyetok.severity import classify
+from eyetok.severity import Why, classify, facts_of, why
 from eyetok.sources import generic, probe
 
 EXPLAINABLE = ("probe", "generic")
@@ -36,6 +37,7 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     sev_channel: str | None
     destinations: list[str]  # "sink_id:target"
     title: str
+    why: Why  # the rule, what held, and the first failure of each louder rule above it
 
 
 def parse_instant(text: str) -> datetime:
@@ -91,6 +93,7 @@ def explain(
                 sev_channel=routing.sev_channel.value if routing.sev_channel else None,
                 destinations=[f"{d.sink_id}:{d.target}" for d in destinations],
                 title=signal.title,
+                why=why(facts_of(signal)),
             )
         )
     return out

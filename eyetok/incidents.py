@@ -2,12 +2,16 @@
 
 The incidents actor keeps the open incidents and calls :func:`decide`; replay calls the
 same function over an in-memory map, so ``--explain`` and the daemon cannot disagree.
+Both also keep the keys resolved in the last :data:`RECENTLY_RESOLVED`: with the open
+ones, they are what EyeTok *knows* (:func:`knows`), which decides whether an issue whose
+payload does not say is new.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -22,6 +26,9 @@ from eyetok.messages import (
 )
 
 IncidentKey = tuple[str, str]  # (tenant, dedup_key)
+
+RECENTLY_RESOLVED = timedelta(hours=24)
+"""How long a resolved incident keeps its issue known to EyeTok (not new again)."""
 
 _LOUDNESS = {SevChannel.SEV3: 0, SevChannel.SEV2_5: 1, SevChannel.SEV2: 2, SevChannel.SEV1: 3}
 
@@ -43,6 +50,19 @@ def louder(a: SevChannel | None, b: SevChannel | None) -> bool:
     return _LOUDNESS[a] > _LOUDNESS[b]
 
 
+def knows(
+    open_incidents: Mapping[IncidentKey, Incident],
+    recently_resolved: Mapping[IncidentKey, datetime],
+    key: IncidentKey,
+    at: datetime,
+) -> bool:
+    """Whether EyeTok has an open, or a recently resolved, incident for ``key`` at ``at``."""
+    if key in open_incidents:
+        return True
+    resolved_at = recently_resolved.get(key)
+    return resolved_at is not None and at - resolved_at <= RECENTLY_RESOLVED
+
+
 def decide(
     open_incidents: Mapping[IncidentKey, Incident],
     signal: Signal,
@@ -52,7 +72,8 @@ def decide(
 ) -> tuple[IncidentAction, Incident | None]:
     """The action and the incident's new snapshot (None for audit-only signals).
 
-    - a resolve-type signal resolves the open incident with the same key, else is audited;
+    - a resolve-type signal resolves the open incident with the same key; with none
+      open it is still a resolve, of nothing (no incident: it opens and sends nothing);
     - an info/debug signal is audited and touches nothing;
     - a repeat of an open incident updates it (count, last seen). Its severity and
       channel never rise by themselves: a louder repeat of a SEV3 incident only sets
@@ -63,7 +84,7 @@ def decide(
     now = signal.received_at
     if signal.kind is SignalKind.RESOLVE:
         if existing is None:
-            return IncidentAction.AUDIT, None
+            return IncidentAction.RESOLVE, None
         resolved = msgspec.structs.replace(
             existing, status="resolved", resolved_at=now, last_seen_at=now
         )
@@ -108,12 +129,20 @@ def apply(
     open_incidents: dict[IncidentKey, Incident],
     action: IncidentAction,
     incident: Incident | None,
+    recently_resolved: MutableMapping[IncidentKey, datetime] | None = None,
 ) -> None:
-    """Fold a decision into the map of open incidents (the caller owns the map)."""
+    """Fold a decision into the map of open incidents (the caller owns the map), and a
+    resolution into ``recently_resolved`` (forgetting those older than the window)."""
     if incident is None:
         return
     key = (incident.tenant, incident.dedup_key)
     if action is IncidentAction.RESOLVE:
         open_incidents.pop(key, None)
+        if recently_resolved is not None and incident.resolved_at is not None:
+            if len(recently_resolved) % 1024 == 1023:  # amortised: one sweep per 1024
+                horizon = incident.resolved_at - RECENTLY_RESOLVED
+                for old in [k for k, at in recently_resolved.items() if at < horizon]:
+                    del recently_resolved[old]
+            recently_resolved[key] = incident.resolved_at
     else:
         open_incidents[key] = incident

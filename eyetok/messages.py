@@ -80,7 +80,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     url: str = ""
     project: str = ""
     environment: str = ""
-    is_new: bool = False
+    is_new: bool | None = None  # None: the payload does not say (EyeTok decides)
     is_regression: bool = False
     unhandled: bool | None = None
     users_affected: int | None = None

@@ -1,23 +1,85 @@
 """The canonical severity table of ADR-0091, shipped as data.
 
-An ordered list of named rules; the first whose condition matches a signal decides its
-severity. Cases the table does not name fall to the named ``default`` rule (medium),
-never to an exception. :func:`classify` then picks the SEV channel by business hours.
+An ordered list of named rules; the first whose condition holds for a signal's
+:class:`Facts` decides its severity. Cases the table does not name fall to the named
+``default`` rule (medium), never to an exception. :func:`classify` then picks the SEV
+channel by business hours, and :func:`why` says which rule matched, which of its
+conditions held, and, for every louder rule above it, the first condition that failed.
+
+The rules read facts, not payloads. One fact is EyeTok's own: whether it already knows
+the signal's issue (an open or recently resolved incident with the same key). A signal
+whose payload does not say whether its issue is new (``Signal.is_new`` is ``None``) is
+new exactly when EyeTok does not know it; the caller that owns the incidents passes
+``known``, so the daemon and ``eyetok replay --explain`` judge alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 import msgspec
 
 from eyetok.business_hours import ET_BUSINESS_HOURS, BusinessWindow, is_business_hours
-from eyetok.messages import Routing, SevChannel, Severity, Signal
+from eyetok.messages import Routing, SevChannel, Severity, Signal, SignalKind
+
+_LOUDNESS = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+class Facts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the rules read: a signal's facts plus whether its issue is new, decided."""
+
+    resolves: bool
+    level: str
+    marks: frozenset[str]
+    is_new: bool
+    novelty: str  # why ``is_new`` is what it is, in words
+    unhandled: bool | None
+    environment: str
+    users_affected: int | None
+    is_regression: bool
+    is_metric_alert: bool
+    is_performance: bool
+
+
+def facts_of(signal: Signal, *, known: bool = False) -> Facts:
+    """The facts of ``signal``; ``known``: EyeTok has an open or recently resolved
+    incident for its key."""
+    if signal.is_regression:
+        is_new, novelty = False, "a regression (the payload says so)"
+    elif signal.is_new is True:
+        is_new, novelty = True, "new (the payload says so)"
+    elif signal.is_new is False:
+        is_new, novelty = False, "seen before (the payload says so)"
+    elif known:
+        is_new, novelty = False, "known to EyeTok (an open or recently resolved incident)"
+    else:
+        is_new, novelty = True, "new to EyeTok"
+    return Facts(
+        resolves=signal.kind is SignalKind.RESOLVE,
+        level=signal.level,
+        marks=signal.marks,
+        is_new=is_new,
+        novelty=novelty,
+        unhandled=signal.unhandled,
+        environment=signal.environment,
+        users_affected=signal.users_affected,
+        is_regression=signal.is_regression,
+        is_metric_alert=signal.is_metric_alert,
+        is_performance=signal.is_performance,
+    )
 
 
 class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Facts a signal must show; every field that is set must hold (``any_of``: one of)."""
 
+    resolves: bool | None = None
     levels: frozenset[str] | None = None
     marks: frozenset[str] | None = None  # any of these recogniser marks
     is_new: bool | None = None
@@ -29,26 +91,61 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     is_performance: bool | None = None
     any_of: tuple[Condition, ...] | None = None
 
-    def holds(self, signal: Signal) -> bool:
-        if self.levels is not None and signal.level not in self.levels:
-            return False
-        if self.marks is not None and not (self.marks & signal.marks):
-            return False
-        if self.is_new is not None and signal.is_new != self.is_new:
-            return False
-        if self.unhandled is not None and signal.unhandled != self.unhandled:
-            return False
-        if self.environments is not None and signal.environment.lower() not in self.environments:
-            return False
-        if self.min_users is not None and (signal.users_affected or 0) < self.min_users:
-            return False
-        if self.is_regression is not None and signal.is_regression != self.is_regression:
-            return False
-        if self.is_metric_alert is not None and signal.is_metric_alert != self.is_metric_alert:
-            return False
-        if self.is_performance is not None and signal.is_performance != self.is_performance:
-            return False
-        return self.any_of is None or any(c.holds(signal) for c in self.any_of)
+    def holds(self, facts: Facts) -> bool:
+        return all(ok for ok, _ in self.checks(facts))
+
+    def checks(self, facts: Facts) -> Iterator[tuple[bool, str]]:
+        """Each set field, in order: whether it holds, and the fact it read, in words."""
+        f = facts
+        if self.resolves is not None:
+            yield f.resolves == self.resolves, "a resolve" if f.resolves else "not a resolve"
+        if self.levels is not None:
+            yield f.level in self.levels, f"level is {_quoted(f.level)}"
+        if self.marks is not None:
+            found = sorted(self.marks & f.marks)
+            wanted = " or ".join(sorted(self.marks))
+            yield bool(found), f"recognised as {found[0]}" if found else f"not {wanted}"
+        if self.is_new is not None:
+            yield f.is_new == self.is_new, f.novelty
+        if self.unhandled is not None:
+            said = {True: "unhandled", False: "handled", None: "handled or not: unknown"}
+            yield f.unhandled == self.unhandled, said[f.unhandled]
+        if self.environments is not None:
+            env = f.environment.lower()
+            yield env in self.environments, f"environment is {_quoted(f.environment)}"
+        if self.min_users is not None:
+            users = f.users_affected
+            text = (
+                "users affected: unknown"
+                if users is None
+                else f"{users} user{'' if users == 1 else 's'} affected"
+            )
+            yield (users or 0) >= self.min_users, text
+        if self.is_regression is not None:
+            text = "a regression" if f.is_regression else "not a regression"
+            yield f.is_regression == self.is_regression, text
+        if self.is_metric_alert is not None:
+            text = "a metric alert" if f.is_metric_alert else "not a metric alert"
+            yield f.is_metric_alert == self.is_metric_alert, text
+        if self.is_performance is not None:
+            text = "a performance issue" if f.is_performance else "not a performance issue"
+            yield f.is_performance == self.is_performance, text
+        if self.any_of is not None:
+            for option in self.any_of:
+                checks = list(option.checks(facts))
+                if all(ok for ok, _ in checks):
+                    yield True, ", ".join(text for _, text in checks)
+                    return
+            failures = (_first_failure(option, facts) for option in self.any_of)
+            yield False, "none of: " + "; ".join(text for text in failures if text)
+
+
+def _first_failure(condition: Condition, facts: Facts) -> str | None:
+    return next((text for ok, text in condition.checks(facts) if not ok), None)
+
+
+def _quoted(value: str) -> str:
+    return msgspec.json.encode(value).decode() if value else "not given"
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -60,6 +157,8 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 DEFAULT_RULE = Rule(name="default", severity=Severity.MEDIUM, when=Condition())
 
 CANONICAL_RULES: tuple[Rule, ...] = (
+    # A resolve says a problem is over; its incident (if any) decides where it goes.
+    Rule(name="resolve", severity=Severity.INFO, when=Condition(resolves=True)),
     Rule(name="fatal", severity=Severity.CRITICAL, when=Condition(levels=frozenset({"fatal"}))),
     Rule(
         name="paper-gate-breach",
@@ -109,12 +208,51 @@ CANONICAL_RULES: tuple[Rule, ...] = (
 )
 
 
-def match_rule(signal: Signal, rules: tuple[Rule, ...] = CANONICAL_RULES) -> Rule:
+def match_rule(facts: Facts, rules: tuple[Rule, ...] = CANONICAL_RULES) -> Rule:
     """The first rule whose condition holds, else :data:`DEFAULT_RULE`."""
     for rule in rules:
-        if rule.when.holds(signal):
+        if rule.when.holds(facts):
             return rule
     return DEFAULT_RULE
+
+
+class RuleMiss(msgspec.Struct, frozen=True, kw_only=True):
+    """A louder rule above the one that matched, and the first condition that failed."""
+
+    rule: str
+    severity: Severity
+    failed: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.failed}"
+
+
+class Why(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a signal got its rule, and why not a louder one (``replay --explain``, the
+    explain API; the one structure a reader of a routing decision is shown)."""
+
+    rule: str
+    severity: Severity
+    held: tuple[str, ...]  # the matched rule's conditions, as the facts showed them
+    louder_misses: tuple[RuleMiss, ...]  # rules above it, louder, in table order
+
+
+def why(facts: Facts, rules: tuple[Rule, ...] = CANONICAL_RULES) -> Why:
+    """The matched rule, what held, and for each louder rule above it what failed."""
+    matched = match_rule(facts, rules)
+    misses: list[RuleMiss] = []
+    for rule in rules:
+        if rule is matched:
+            break
+        if _LOUDNESS[rule.severity] > _LOUDNESS[matched.severity]:
+            failed = _first_failure(rule.when, facts) or "?"
+            misses.append(RuleMiss(rule=rule.name, severity=rule.severity, failed=failed))
+    return Why(
+        rule=matched.name,
+        severity=matched.severity,
+        held=tuple(text for _, text in matched.when.checks(facts)),
+        louder_misses=tuple(misses),
+    )
 
 
 def sev_channel_for(
@@ -136,11 +274,16 @@ def sev_channel_for(
 def classify(
     signal: Signal,
     *,
+    known: bool = False,
     rules: tuple[Rule, ...] = CANONICAL_RULES,
     window: BusinessWindow = ET_BUSINESS_HOURS,
 ) -> Routing:
-    """Severity, matched rule and SEV channel for a signal, at the time it was received."""
-    rule = match_rule(signal, rules)
+    """Severity, matched rule and SEV channel for a signal, at the time it was received.
+
+    ``known``: EyeTok has an open or recently resolved incident for the signal's key
+    (decides newness when the payload does not).
+    """
+    rule = match_rule(facts_of(signal, known=known), rules)
     channel, business = sev_channel_for(rule.severity, signal.received_at, window)
     return Routing(
         severity=rule.severity, rule=rule.name, sev_channel=channel, business_hours=business

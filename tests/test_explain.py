@@ -55,6 +55,13 @@ def test_a_synthetic_failure_is_explained_in_et(
     assert (seen.zone, seen.local_time) == ("America/New_York", local)
     assert seen.destinations == [f"slack:#raxx-ops-alert-{channel}"]
     assert seen.at == datetime.fromisoformat(at).astimezone(UTC).isoformat()
+    # Why, and why not louder: the one structure replay --explain prints too.
+    assert seen.why.rule == "synthetic-check-failure"
+    assert seen.why.held == ("recognised as synthetic_check",)
+    assert [str(m) for m in seen.why.louder_misses] == [
+        'fatal: level is "error"',
+        "paper-gate-breach: not paper_gate",
+    ]
 
 
 def test_the_utc_fault_judges_business_hours_in_utc() -> None:

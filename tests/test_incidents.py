@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from eyetok.incidents import IncidentKey, apply, decide, key_of, louder
+from eyetok.incidents import RECENTLY_RESOLVED, IncidentKey, apply, decide, key_of, knows, louder
 from eyetok.messages import (
     Incident,
     IncidentAction,
@@ -177,23 +177,25 @@ def test_resolve_returns_a_resolved_snapshot_and_removes_it() -> None:
     assert incidents == {}
 
 
-def test_resolving_an_unknown_key_is_audited() -> None:
+def test_resolving_an_unknown_key_is_a_resolve_of_nothing() -> None:
+    # A resolve is a resolve (issue 13): reported as such, with no incident, rather than
+    # as an audit line; it opens nothing and (no incident: no plan) sends nothing.
     incidents: dict[IncidentKey, Incident] = {}
     new_id = ids()
     step(incidents, signal(), HIGH, new_id)
     before = dict(incidents)
     action, incident = step(incidents, resolve_signal(T0, dedup_key="999"), HIGH, new_id)
-    assert action is IncidentAction.AUDIT
+    assert action is IncidentAction.RESOLVE
     assert incident is None
     assert incidents == before
 
 
-def test_a_resolve_for_another_tenant_is_audited() -> None:
+def test_a_resolve_for_another_tenant_resolves_nothing() -> None:
     incidents: dict[IncidentKey, Incident] = {}
     new_id = ids()
     step(incidents, signal(), HIGH, new_id)
     action, incident = step(incidents, resolve_signal(T0, tenant="acme"), HIGH, new_id)
-    assert (action, incident) == (IncidentAction.AUDIT, None)
+    assert (action, incident) == (IncidentAction.RESOLVE, None)
     assert list(incidents) == [("operator", "6120458391")]
 
 
@@ -346,3 +348,25 @@ def test_snapshots_are_immutable() -> None:
     replaced = msgspec.structs.replace(incident, event_count=5)
     assert incident.event_count == 1
     assert replaced.event_count == 5
+
+
+# --- what EyeTok knows (issue 13: "new" means new to EyeTok) ---------------------------
+
+
+def test_eyetok_knows_open_and_recently_resolved_keys() -> None:
+    incidents: dict[IncidentKey, Incident] = {}
+    resolved: dict[IncidentKey, datetime] = {}
+    new_id = ids()
+    key = key_of(signal())
+    assert not knows(incidents, resolved, key, T0)
+    action, opened = decide(incidents, signal(), HIGH, new_id=new_id)
+    apply(incidents, action, opened, resolved)
+    assert knows(incidents, resolved, key, T0)
+    done_at = T0 + timedelta(minutes=30)
+    action, closed = decide(incidents, resolve_signal(done_at), HIGH, new_id=new_id)
+    apply(incidents, action, closed, resolved)
+    assert incidents == {}
+    assert resolved == {key: done_at}
+    assert knows(incidents, resolved, key, done_at + RECENTLY_RESOLVED)
+    assert not knows(incidents, resolved, key, done_at + RECENTLY_RESOLVED + timedelta(seconds=1))
+    assert not knows(incidents, resolved, ("acme", key[1]), done_at)

@@ -1,4 +1,4 @@
-"""Recognisers: the defaults, case-insensitivity, and configuration as data."""
+"""Recognisers: the defaults, spelling-insensitivity, and configuration as data."""
 
 from __future__ import annotations
 
@@ -15,15 +15,27 @@ from eyetok.recognisers import (
     Recogniser,
     Recognisers,
     marks_for,
+    normalise,
 )
 
 DEFAULTS = Recognisers()
 
 
 def marks(
-    title: str = "", message: str = "", tags: tuple[tuple[str, str], ...] = ()
+    title: str = "",
+    message: str = "",
+    tags: tuple[tuple[str, str], ...] = (),
+    issue_type: str = "",
+    issue_category: str = "",
 ) -> frozenset[str]:
-    return marks_for(DEFAULTS, title=title, message=message, tags=tags)
+    return marks_for(
+        DEFAULTS,
+        title=title,
+        message=message,
+        tags=tags,
+        issue_type=issue_type,
+        issue_category=issue_category,
+    )
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -34,7 +46,9 @@ def test_defaults_are_the_documented_ones() -> None:
     assert DEFAULT_SYNTHETIC_CHECK.tags == {
         "eyetok.signal": "synthetic_check_failure",
         "check.type": "synthetic",
+        "check": "failed",
     }
+    assert DEFAULT_SYNTHETIC_CHECK.issue_types == ("uptime_domain_failure",)
 
 
 def test_nothing_matches_an_ordinary_error() -> None:
@@ -142,3 +156,110 @@ def test_bad_config_is_refused_with_its_path(config: object, where: str) -> None
 def test_recognisers_are_frozen() -> None:
     with pytest.raises(AttributeError):
         DEFAULTS.h12 = Recogniser()  # type: ignore[misc]
+
+
+# --- how senders spell things (issue 13) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("paper_gate", "paper gate"),
+        ("paper-gate", "paper gate"),
+        ("PaperGate", "paper gate"),
+        ("PAPER_GATE", "paper gate"),
+        ("Paper  gate\tbreach", "paper gate breach"),
+        ("heroku.error_code", "heroku error code"),
+        ("HTTPError", "http error"),
+        ("H12", "h12"),
+        ("SyntheticCheckÉchoué", "synthetic check échoué"),
+    ],
+)
+def test_normalise_reads_case_and_separators_alike(text: str, normal: str) -> None:
+    assert normalise(text) == normal
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        (("paper_gate", "strategy-7"),),
+        (("paper-gate", "1"),),
+        (("PaperGate", "breached"),),
+        (("PAPER_GATE_BREACH", "mean-revert"),),
+        (("eyetok.signal", "PaperGateBreach"),),
+        (("Eyetok-Signal", "paper gate breach"),),
+    ],
+)
+def test_paper_gate_by_any_spelling_of_its_tag(tags: tuple[tuple[str, str], ...]) -> None:
+    assert marks("Drawdown limit", "", tags) == frozenset({"paper_gate"})
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Paper gate breach",
+        "paper-gate breach: ståle",
+        "PaperGateBreach on acct 12",
+        "PAPER_GATE_BREACH",
+    ],
+)
+def test_paper_gate_by_any_spelling_of_its_title(title: str) -> None:
+    assert marks(title) == frozenset({"paper_gate"})
+
+
+def test_a_prefix_is_whole_words() -> None:
+    assert marks("Paper gate breaches are tracked", "") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("title", "tags", "issue_type", "issue_category"),
+    [
+        ("Checkout", (("synthetic", "checkout-flow"),), "", ""),
+        ("Checkout", (("Synthetic-Check", "login"),), "", ""),
+        ("Checkout", (("check", "FAILED"),), "", ""),
+        ("Checkout", (("CheckType", "synthetic"),), "", ""),
+        ("Synthetic check failed: /login returned 503", (), "", ""),
+        ("synthetic_check_failure — /paiement", (), "", ""),
+        ("Downtime detected for https://raxx.example", (), "uptime_domain_failure", "outage"),
+        ("Downtime detected for https://raxx.example", (), "", "uptime"),
+    ],
+)
+def test_synthetic_check_by_tag_key_title_or_sentry_uptime(
+    title: str, tags: tuple[tuple[str, str], ...], issue_type: str, issue_category: str
+) -> None:
+    got = marks(title, "", tags, issue_type=issue_type, issue_category=issue_category)
+    assert got == frozenset({"synthetic_check"})
+
+
+@pytest.mark.parametrize(
+    ("title", "tags", "issue_type", "issue_category"),
+    [
+        # A tag whose value says no is not a synthetic check.
+        ("Checkout", (("synthetic", "false"),), "", ""),
+        ("Checkout", (("check", "passed"),), "", ""),
+        # A missed cron check-in shares Sentry's "outage" category; it is not one.
+        ("Missed check-in", (), "monitor_check_in_failure", "outage"),
+        # The word alone, mid-title, is not a failing check.
+        ("ValueError: synthetic account id", (), "", ""),
+    ],
+)
+def test_what_is_not_a_synthetic_check(
+    title: str, tags: tuple[tuple[str, str], ...], issue_type: str, issue_category: str
+) -> None:
+    got = marks(title, "", tags, issue_type=issue_type, issue_category=issue_category)
+    assert got == frozenset()
+
+
+def test_tag_keys_and_issue_kinds_are_configurable() -> None:
+    config = yaml.safe_load(
+        """
+        synthetic_check:
+          tag_keys: [probe_run]
+          issue_types: [monitor_check_in_failure]
+        """
+    )
+    custom = msgspec.convert(config, Recognisers)
+    assert marks_for(custom, title="", message="", tags={"ProbeRun": "x"}) == {"synthetic_check"}
+    got = marks_for(custom, title="", message="", tags=(), issue_type="monitor_check_in_failure")
+    assert got == frozenset({"synthetic_check"})
+    assert marks_for(custom, title="", message="", tags={"synthetic": "x"}) == frozenset()

@@ -281,3 +281,116 @@ def test_explain_shows_the_51st_alert_of_a_public_tenant_held(tmp_path: Path) ->
     assert states == ["within"] * 50 + ["capped", "held"]
     operator = replay("--explain", "--at", IN_HOURS, fixture("event_alert_fatal"))
     assert lines(operator)[0]["budget"]["state"] == "uncapped"
+
+
+# --- issue 13: the judgments as replay shows them ---------------------------------------
+
+
+def test_an_earlier_file_makes_a_later_one_known_so_not_new(tmp_path: Path) -> None:
+    # error_created says nothing about newness: alone, it is new to EyeTok (high); after
+    # its issue was opened and resolved by earlier files it is known, and not new.
+    error = fixture("error_created")
+    [alone] = lines(replay("--explain", "--at", IN_HOURS, error))
+    assert (alone["rule"], alone["severity"]) == ("error-new-unhandled-production", "high")
+    assert "new to EyeTok" in alone["why"]["held"]
+    resolved = tmp_path / "resolved.json"
+    body = json.loads(fixture("issue_resolved").read_text())
+    body["data"]["issue"]["id"] = "6120510093"  # error_created's issue
+    resolved.write_text(json.dumps(body))
+    (tmp_path / "resolved.headers.json").write_text('{"Sentry-Hook-Resource": "issue"}')
+    out = lines(replay("--explain", "--at", IN_HOURS, error, resolved, error))
+    assert [line["action"] for line in out] == ["open", "resolve", "open"]
+    assert (out[2]["rule"], out[2]["severity"], out[2]["sev_channel"]) == (
+        "default",
+        "medium",
+        "SEV3",
+    )
+    missed = {m["rule"]: m["failed"] for m in out[2]["why"]["louder_misses"]}
+    assert missed["error-new-unhandled-production"] == (
+        "known to EyeTok (an open or recently resolved incident)"
+    )
+
+
+def test_a_resolve_of_nothing_open_says_so_and_sends_nothing() -> None:
+    result = replay("--explain", "--at", IN_HOURS, fixture("metric_alert_resolved"))
+    assert result.returncode == 0, result.stderr
+    [line] = lines(result)
+    assert (line["action"], line["incident_id"], line["rule"]) == ("resolve", None, "resolve")
+    assert line["destinations"] == []
+    assert "nothing to resolve" in line["note"]
+
+
+def test_a_later_trigger_of_a_metric_alert_updates_its_incident(tmp_path: Path) -> None:
+    critical = json.loads(fixture("metric_alert_warning").read_text())
+    critical["action"] = "critical"
+    later = tmp_path / "critical.json"
+    later.write_text(json.dumps(critical))
+    (tmp_path / "critical.headers.json").write_text('{"Sentry-Hook-Resource": "metric_alert"}')
+    out = lines(replay("--explain", "--at", IN_HOURS, fixture("metric_alert_warning"), later))
+    assert [line["action"] for line in out] == ["open", "update"]
+    assert {line["severity"] for line in out} == {"medium"}
+    assert out[0]["incident_id"] == out[1]["incident_id"]
+
+
+def test_why_not_names_the_first_failed_condition_of_each_louder_rule(tmp_path: Path) -> None:
+    body = json.loads(fixture("error_created").read_text())
+    body["data"]["error"]["environment"] = "staging"
+    staging = tmp_path / "staging.json"
+    staging.write_text(json.dumps(body))
+    (tmp_path / "staging.headers.json").write_text('{"Sentry-Hook-Resource": "error"}')
+    [line] = lines(replay("--explain", "--at", IN_HOURS, staging))
+    assert line["rule"] == "default"
+    misses = [f"{m['rule']}: {m['failed']}" for m in line["why"]["louder_misses"]]
+    assert misses[-1] == 'error-new-unhandled-production: environment is "staging"'
+    assert misses[0] == 'fatal: level is "error"'
+
+
+def test_the_table_is_one_aligned_line_per_payload_in_et_and_utc() -> None:
+    names = ("event_alert_fatal", "error_created", "event_alert_info")
+    result = replay(
+        "--explain", "--at", "2026-07-04T22:30:00Z", "--format", "table", *map(fixture, names)
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert len(rows) == 3
+    assert header.startswith("local time")
+    # Saturday 18:30 EDT is 22:30 UTC: shown both ways, on every row.
+    for row in rows:
+        assert row.startswith("Sat 2026-07-04 18:30 EDT")
+        assert "22:30 UTC" in row
+    # aligned: every column starts at the same offset on every row
+    for column in ("file", "action", "severity", "channel", "rule"):
+        start = header.index(column)
+        assert all(row[start - 2 : start] == "  " for row in rows), column
+    cells = [row.split() for row in rows]
+    assert (cells[0][9], cells[0][10]) == ("SEV1", "fatal")
+    assert (cells[1][9], cells[1][10]) == ("SEV2", "error-new-unhandled-production")
+    assert (cells[2][9], cells[2][10]) == ("-", "info-debug-audit")
+
+
+@pytest.mark.parametrize("kind", ["empty-folder", "glob"])
+def test_nothing_to_replay_is_an_error(tmp_path: Path, kind: str) -> None:
+    target = tmp_path if kind == "empty-folder" else tmp_path / "*.json"
+    (tmp_path / "notes.txt").write_text("not a payload")
+    result = replay("--explain", "--at", IN_HOURS, target)
+    assert result.returncode == 2
+    [line] = lines(result)
+    assert str(tmp_path) in line["error"]
+
+
+def test_a_glob_left_to_eyetok_expands_to_its_payloads(tmp_path: Path) -> None:
+    for name in ("event_alert_fatal.json", "event_alert_fatal.headers.json"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    [line] = lines(replay("--explain", "--at", IN_HOURS, tmp_path / "*.json"))
+    assert line["rule"] == "fatal"
+
+
+def test_probe_and_generic_lines_carry_no_sentry_action() -> None:
+    for source, path in (("probe", PROBE_DOWN), ("generic", GENERIC_HIGH)):
+        result = replay("--explain", "--at", IN_HOURS, "--source", source, path)
+        assert result.returncode == 0, result.stderr
+        for line in lines(result):
+            assert "sentry_action" not in line
+            assert line["source"] == source
+    [sentry_line] = lines(replay("--explain", "--at", IN_HOURS, fixture("event_alert_fatal")))
+    assert sentry_line["sentry_action"] == "triggered"

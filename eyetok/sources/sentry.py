@@ -36,42 +36,8 @@ types and missing required fields are refused with a
 (issue id, alert rule id, incident identifier) may be strings or integers; Sentry has
 sent both.
 
-How the Signal fields are derived (the choices the payloads leave open):
-
-* ``dedup_key``: the Sentry issue id as a string (``data.event.issue_id``,
-  ``data.error.issue_id``, ``data.issue.id``, legacy ``id``); metric alerts use
-  ``metric:<alert_rule.id>:<identifier>`` so critical, warning and resolved of one
-  incident share a key.
-* ``kind``: RESOLVE for issue ``resolved``/``ignored``/``archived`` and metric alert
-  ``resolved``; everything else is an ALERT.
-* ``level``: the event's or issue's level, lower-cased (``critical`` read as
-  ``fatal``, ``warn`` as ``warning``, missing as ``error``). Metric alerts have no
-  level: ``critical`` gives ``error``, ``warning`` gives ``warning``, ``resolved``
-  gives ``info``.
-* ``is_new``: issue webhooks: the action is ``created``. Event payloads
-  (``event_alert``, ``error``, ``legacy``) do not say whether the issue is new, so an
-  event counts as new when it carries an explicit boolean ``is_new`` (not part of
-  Sentry's documented payload; honoured when a relay or a drill adds it) or when the
-  label of the rule that fired (``triggered_rule``, legacy ``triggering_rules``)
-  mentions "new issue", as Sentry's default first-seen rule ("Send a notification for
-  new issues") does. Name the rule accordingly in Sentry. ``error`` webhooks fire on
-  every event, so they count as new only by the explicit flag.
-* ``is_regression``: issue ``unresolved``; for events an explicit boolean
-  ``is_regression`` or a rule label mentioning "regress".
-* ``unhandled``: any ``exception.values[].mechanism.handled`` false gives True, only
-  true flags give False; else the ``handled`` tag (``no``/``yes``); issues read
-  ``isUnhandled``; None when nothing says.
-* ``users_affected``: issue ``userCount``; 1 for an event with a non-empty ``user``
-  (or a ``user``/``sentry:user`` tag); None when unknown.
-* ``project``: events carry only the numeric project id, so the slug is read from the
-  event's API ``url`` (``/api/0/projects/<org>/<slug>/events/...``), falling back to
-  the id; issues use ``project.slug``; metric alerts join ``alert_rule.projects``.
-* ``environment``: the event's ``environment``, else its ``environment`` tag; the
-  alert rule's ``environment`` for metric alerts.
-* ``is_performance``: issue category ``performance`` (or an issue type starting with
-  ``performance_``), an event of type ``transaction``, a metric alert on a
-  performance dataset (``transactions``, ``generic_metrics``, ``spans``,
-  ``events_analytics_platform``).
+How the Signal fields are derived from these shapes is told, and done, in
+:mod:`eyetok.sources.sentry_facts`.
 """
 
 from __future__ import annotations
@@ -79,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Literal, TypeVar
 
@@ -88,6 +54,18 @@ import msgspec
 from eyetok.errors import MalformedPayloadError
 from eyetok.messages import Signal, SignalKind
 from eyetok.recognisers import Recognisers, marks_for
+from eyetok.sources.sentry_facts import (
+    Draft,
+    event_draft,
+    first,
+    issue_novelty,
+    issue_tags,
+    level,
+    metadata_title,
+    performance_level,
+    tag,
+    unhandled_by_tags,
+)
 
 __all__ = [
     "RESOURCES",
@@ -101,14 +79,12 @@ RESOURCES: tuple[str, ...] = ("event_alert", "metric_alert", "issue", "error", "
 """The ``Sentry-Hook-Resource`` values (and ``legacy``) :func:`normalise` reads."""
 
 _RESOLVING_ISSUE_ACTIONS = frozenset({"resolved", "ignored", "archived"})
-_METRIC_LEVELS = {"critical": "error", "warning": "warning", "resolved": "info"}
-_LEVEL_ALIASES = {"critical": "fatal", "warn": "warning"}
+# A metric alert's trigger (critical, warning) is not an event level: both fire a
+# performance alert, so both read as level error (issue 13).
+_METRIC_LEVELS = {"critical": "error", "warning": "error", "resolved": "info"}
 _PERFORMANCE_DATASETS = frozenset(
     {"transactions", "generic_metrics", "spans", "events_analytics_platform"}
 )
-_NEW_ISSUE_RULE_WORDS = ("new issue",)
-_REGRESSION_RULE_WORDS = ("regress",)
-_PROJECT_IN_EVENT_URL = re.compile(r"/projects/[^/]+/(?P<slug>[^/]+)/events/")
 
 
 # --- signature ------------------------------------------------------------------------
@@ -183,7 +159,9 @@ class _Event(_Wire, frozen=True, kw_only=True):
     issue_url: str | None = None
     issue_id: _Id | None = None
     is_new: bool | None = None
+    is_new_camel: bool | None = msgspec.field(default=None, name="isNew")
     is_regression: bool | None = None
+    is_regression_camel: bool | None = msgspec.field(default=None, name="isRegression")
     # The interface names of events stored before Sentry 9 (legacy plugin payloads).
     old_user: dict[str, object] | None = msgspec.field(default=None, name="sentry.interfaces.User")
     old_exception: _ExceptionInterface | None = msgspec.field(
@@ -240,6 +218,11 @@ class _Issue(_Wire, frozen=True, kw_only=True):
     issue_category: str | None = msgspec.field(default=None, name="issueCategory")
     is_unhandled: bool | None = msgspec.field(default=None, name="isUnhandled")
     user_count: int | None = msgspec.field(default=None, name="userCount")
+    count: str | int | None = None
+    first_seen: str | None = msgspec.field(default=None, name="firstSeen")
+    last_seen: str | None = msgspec.field(default=None, name="lastSeen")
+    is_regression: bool | None = msgspec.field(default=None, name="isRegression")
+    is_regression_snake: bool | None = msgspec.field(default=None, name="is_regression")
     metadata: _Metadata | None = None
     project: _Project | None = None
     url: str | None = None
@@ -297,30 +280,6 @@ class _LegacyPayload(_Wire, frozen=True, kw_only=True):
     url: str | None = None
     triggering_rules: list[str] | None = None
     event: _Event | None = None
-
-
-# --- the source-specific half of a Signal ---------------------------------------------
-
-
-class _Draft(msgspec.Struct, frozen=True, kw_only=True):
-    resource: str
-    action: str
-    kind: SignalKind
-    dedup_key: str
-    title: str
-    level: str
-    message: str = ""
-    culprit: str = ""
-    url: str = ""
-    project: str = ""
-    environment: str = ""
-    is_new: bool = False
-    is_regression: bool = False
-    unhandled: bool | None = None
-    users_affected: int | None = None
-    is_metric_alert: bool = False
-    is_performance: bool = False
-    tags: tuple[tuple[str, str], ...] = ()
 
 
 # --- public entry points --------------------------------------------------------------
@@ -406,17 +365,24 @@ def normalise(
         is_metric_alert=draft.is_metric_alert,
         is_performance=draft.is_performance,
         tags=draft.tags,
-        marks=marks_for(recognisers, title=draft.title, message=draft.message, tags=draft.tags),
+        marks=marks_for(
+            recognisers,
+            title=draft.title,
+            message=draft.message,
+            tags=draft.tags,
+            issue_type=draft.issue_type,
+            issue_category=draft.issue_category,
+        ),
     )
 
 
 # --- one parser per resource ----------------------------------------------------------
 
 
-def _parse_event_alert(body: bytes) -> _Draft:
+def _parse_event_alert(body: bytes) -> Draft:
     payload = _decode(body, _EventAlertPayload, "event_alert")
     rules = [payload.data.triggered_rule or ""]
-    return _event_draft(
+    return event_draft(
         "event_alert",
         payload.action,
         payload.data.event,
@@ -425,199 +391,92 @@ def _parse_event_alert(body: bytes) -> _Draft:
     )
 
 
-def _parse_error(body: bytes) -> _Draft:
+def _parse_error(body: bytes) -> Draft:
     payload = _decode(body, _ErrorPayload, "error")
     error = payload.data.error
-    return _event_draft("error", payload.action, error, error.issue_id, rules=())
+    return event_draft("error", payload.action, error, error.issue_id, rules=())
 
 
-def _parse_legacy(body: bytes) -> _Draft:
+def _parse_legacy(body: bytes) -> Draft:
     payload = _decode(body, _LegacyPayload, "legacy")
     event = payload.event or _Event()
-    draft = _event_draft("legacy", "triggered", event, payload.id, payload.triggering_rules or ())
+    draft = event_draft("legacy", "triggered", event, payload.id, payload.triggering_rules or ())
     return msgspec.structs.replace(
         draft,
-        level=_level(payload.level) if payload.level else draft.level,
-        title=_first(event.title, _metadata_title(event.metadata), payload.message) or draft.title,
-        message=_first(payload.message, draft.message),
-        culprit=_first(payload.culprit, draft.culprit),
-        url=_first(payload.url, draft.url),
-        project=_first(payload.project_slug, payload.project, draft.project),
+        level=level(payload.level) if payload.level else draft.level,
+        title=first(event.title, metadata_title(event.metadata), payload.message) or draft.title,
+        message=first(payload.message, draft.message),
+        culprit=first(payload.culprit, draft.culprit),
+        url=first(payload.url, draft.url),
+        project=first(payload.project_slug, payload.project, draft.project),
     )
 
 
-def _parse_issue(body: bytes) -> _Draft:
+def _parse_issue(body: bytes) -> Draft:
     payload = _decode(body, _IssuePayload, "issue")
     issue = payload.data.issue
     action = payload.action
-    tags = _issue_tags(issue.tags)
+    tags = issue_tags(issue.tags)
     category = (issue.issue_category or "").lower()
-    return _Draft(
+    is_new, is_regression = issue_novelty(action, issue)
+    performance = (
+        category == "performance"
+        or (issue.issue_type or "").startswith("performance_")
+        or issue.type == "transaction"
+    )
+    return Draft(
         resource="issue",
         action=action,
         kind=SignalKind.RESOLVE if action in _RESOLVING_ISSUE_ACTIONS else SignalKind.ALERT,
         dedup_key=str(issue.id),
-        title=_first(issue.title, _metadata_title(issue.metadata)) or f"Sentry issue {issue.id}",
-        level=_level(issue.level),
-        message=_first(issue.metadata.value if issue.metadata else None),
-        culprit=_first(issue.culprit),
-        url=_first(issue.web_url, issue.permalink, issue.url),
-        project=_first(issue.project.slug if issue.project else None),
-        environment=_tag(tags, "environment"),
-        is_new=action == "created",
-        is_regression=action == "unresolved",
-        unhandled=issue.is_unhandled,
+        title=first(issue.title, metadata_title(issue.metadata)) or f"Sentry issue {issue.id}",
+        level=performance_level(level(issue.level), performance),
+        message=first(issue.metadata.value if issue.metadata else None),
+        culprit=first(issue.culprit),
+        url=first(issue.web_url, issue.permalink, issue.url),
+        project=first(issue.project.slug if issue.project else None),
+        environment=tag(tags, "environment"),
+        is_new=is_new,
+        is_regression=is_regression,
+        unhandled=issue.is_unhandled if issue.is_unhandled is not None else unhandled_by_tags(tags),
         users_affected=issue.user_count,
-        is_performance=category == "performance"
-        or (issue.issue_type or "").startswith("performance_")
-        or issue.type == "transaction",
+        is_performance=performance,
         tags=tags,
+        issue_type=(issue.issue_type or "").lower(),
+        issue_category=category,
     )
 
 
-def _parse_metric_alert(body: bytes) -> _Draft:
+def _parse_metric_alert(body: bytes) -> Draft:
     payload = _decode(body, _MetricAlertPayload, "metric_alert")
     data = payload.data
     incident = data.metric_alert
     rule = incident.alert_rule
     projects = rule.projects or incident.projects or []
-    return _Draft(
+    return Draft(
         resource="metric_alert",
         action=payload.action,
         kind=SignalKind.RESOLVE if payload.action == "resolved" else SignalKind.ALERT,
         dedup_key=f"metric:{rule.id}:{incident.identifier}",
-        title=_first(data.description_title, rule.name, incident.title)
+        title=first(data.description_title, rule.name, incident.title)
         or f"Sentry metric alert {rule.id}",
         level=_METRIC_LEVELS[payload.action],
-        message=_first(data.description_text),
-        url=_first(data.web_url),
+        message=first(data.description_text),
+        url=first(data.web_url),
         project=",".join(projects),
-        environment=_first(rule.environment),
+        environment=first(rule.environment),
         is_metric_alert=True,
         is_performance=(rule.dataset or "") in _PERFORMANCE_DATASETS,
     )
 
 
-_PARSERS: dict[str, Callable[[bytes], _Draft]] = {
+_PARSERS: dict[str, Callable[[bytes], Draft]] = {
     "event_alert": _parse_event_alert,
     "metric_alert": _parse_metric_alert,
     "issue": _parse_issue,
     "error": _parse_error,
     "legacy": _parse_legacy,
 }
-
-
-# --- shared event reading -------------------------------------------------------------
-
-
-def _event_draft(
-    resource: str,
-    action: str,
-    event: _Event,
-    issue_id: _Id,
-    rules: Iterable[str],
-) -> _Draft:
-    tags = tuple((k, v) for k, v in event.tags or ())
-    rule_text = " | ".join(rules).casefold()
-    message = _first(
-        event.message,
-        event.logentry.formatted if event.logentry else None,
-        event.logentry.message if event.logentry else None,
-        event.old_message.formatted if event.old_message else None,
-        event.old_message.message if event.old_message else None,
-    )
-    return _Draft(
-        resource=resource,
-        action=action,
-        kind=SignalKind.ALERT,
-        dedup_key=str(issue_id),
-        title=_first(event.title, _metadata_title(event.metadata), message)
-        or f"Sentry issue {issue_id}",
-        level=_level(event.level or _tag(tags, "level")),
-        message=message,
-        culprit=_first(event.culprit),
-        url=_first(event.web_url, event.issue_url, event.url),
-        project=_event_project(event),
-        environment=_first(event.environment, _tag(tags, "environment")),
-        is_new=event.is_new is True or any(w in rule_text for w in _NEW_ISSUE_RULE_WORDS),
-        is_regression=event.is_regression is True
-        or any(w in rule_text for w in _REGRESSION_RULE_WORDS),
-        unhandled=_unhandled(event.exception or event.old_exception, tags),
-        users_affected=_users_affected(event.user or event.old_user, tags),
-        is_performance=event.type == "transaction",
-        tags=tags,
-    )
-
-
-def _unhandled(
-    exception: _ExceptionInterface | None, tags: tuple[tuple[str, str], ...]
-) -> bool | None:
-    flags: list[bool] = []
-    for value in (exception.values if exception else None) or ():
-        if value.mechanism is not None and value.mechanism.handled is not None:
-            flags.append(value.mechanism.handled)
-    if flags:
-        return not all(flags)
-    handled = _tag(tags, "handled").lower()
-    if handled in ("no", "false"):
-        return True
-    if handled in ("yes", "true"):
-        return False
-    return None
-
-
-def _users_affected(
-    user: Mapping[str, object] | None, tags: tuple[tuple[str, str], ...]
-) -> int | None:
-    if user and any(v not in (None, "", {}) for v in user.values()):
-        return 1
-    if _tag(tags, "user") or _tag(tags, "sentry:user"):
-        return 1
-    return None
-
-
-def _event_project(event: _Event) -> str:
-    for url in (event.url, event.issue_url):
-        match = _PROJECT_IN_EVENT_URL.search(url or "")
-        if match:
-            return match.group("slug")
-    return "" if event.project is None else str(event.project)
-
-
-def _issue_tags(
-    tags: list[tuple[str, str] | _IssueTag] | None,
-) -> tuple[tuple[str, str], ...]:
-    pairs: list[tuple[str, str]] = []
-    for tag in tags or ():
-        if isinstance(tag, _IssueTag):
-            if tag.value is not None:
-                pairs.append((tag.key, tag.value))
-        else:
-            pairs.append((tag[0], tag[1]))
-    return tuple(pairs)
-
-
-def _tag(tags: Iterable[tuple[str, str]], key: str) -> str:
-    return next((v for k, v in tags if k == key), "")
-
-
-def _level(raw: str | None) -> str:
-    level = (raw or "error").strip().lower() or "error"
-    return _LEVEL_ALIASES.get(level, level)
-
-
-def _metadata_title(metadata: _Metadata | None) -> str:
-    if metadata is None:
-        return ""
-    if metadata.title:
-        return metadata.title
-    if metadata.type and metadata.value:
-        return f"{metadata.type}: {metadata.value}"
-    return metadata.type or metadata.value or ""
-
-
-def _first(*values: str | None) -> str:
-    return next((v for v in values if v), "")
 
 
 # --- decoding and its errors ----------------------------------------------------------

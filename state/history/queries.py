@@ -45,6 +45,19 @@ def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:
     return [_incident.decode(r[0]) for r in rows]
 
 
+def resolved_since(
+    con: duckdb.DuckDBPyConnection, since: datetime
+) -> dict[tuple[str, str], datetime]:
+    """(tenant, dedup_key) -> when it was last resolved, for incidents resolved since
+    ``since`` (what EyeTok still knows of; see ``eyetok.incidents.knows``)."""
+    rows = con.execute(
+        "SELECT tenant, dedup_key, max(epoch_us(resolved_at)) FROM incidents "
+        "WHERE status = 'resolved' AND epoch_us(resolved_at) >= ? GROUP BY tenant, dedup_key",
+        [int(since.timestamp() * 1_000_000)],
+    ).fetchall()
+    return {(str(t), str(k)): _from_epoch_us(int(us)) for t, k, us in rows}
+
+
 def last_snapshot_seq(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute("SELECT coalesce(max(seq), 0) FROM incident_snapshots").fetchone()
     return int(row[0]) if row else 0

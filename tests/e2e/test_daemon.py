@@ -202,3 +202,41 @@ def test_replay_url_posts_recorded_payloads_signed_to_a_running_daemon(
         }
         assert all(line["actor"] == "incidents" and line["tenant"] == "operator" for line in opened)
         assert daemon.terminate()[0] == 0
+
+
+def test_new_means_new_to_eyetok_across_a_restart(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    # error_created does not say whether its issue is new (issue 13): the first time the
+    # daemon sees it, it is new to EyeTok (high); once its incident was resolved, the
+    # issue stays known for a while, after a restart too, and a recurrence is not "new".
+    error, error_resource = _fixture("error_created")
+    resolved_doc = json.loads((FIXTURES / "issue_resolved.json").read_text())
+    resolved_doc["data"]["issue"]["id"] = "6120510093"  # error_created's issue
+    resolved = json.dumps(resolved_doc).encode()
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        daemon.verify_slack()
+        first = daemon.post_sentry(error, error_resource, SECRET).json()
+        assert (first["action"], first["rule"], first["severity"]) == (
+            "open",
+            "error-new-unhandled-production",
+            "high",
+        )
+        closed = daemon.post_sentry(resolved, "issue", SECRET).json()
+        assert (closed["action"], closed["incident_id"]) == ("resolve", first["incident_id"])
+        # A resolve for a key with nothing open: a resolve of nothing, and no post.
+        nothing = daemon.post_sentry(resolved, "issue", SECRET).json()
+        assert (nothing["action"], nothing["incident_id"]) == ("resolve", None)
+        fake_slack.wait_for_posts(2)
+        assert daemon.terminate()[0] == 0
+    assert daemon.events("resolve_of_nothing_open")
+    with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
+        again = daemon.post_sentry(error, error_resource, SECRET).json()
+        assert again["action"] == "open"
+        assert again["incident_id"] != first["incident_id"]
+        assert (again["rule"], again["severity"], again["sev_channel"]) == (
+            "default",
+            "medium",
+            "SEV3",
+        )
+        assert daemon.terminate()[0] == 0
+    assert daemon.events("incidents_rehydrated")[0]["recently_resolved"] == 1
+    assert len(fake_slack.posts) == 3  # open, resolve, the recurrence in SEV3

@@ -307,8 +307,10 @@ async def test_a_probe_batch_journals_every_verdict_with_its_cluster_key(
         ("high", "synthetic-check-failure", "open"),
         ("high", "synthetic-check-failure", "open"),
         ("high", "synthetic-check-failure", "open"),
-        ("info", "info-debug-audit", "audit"),  # ok, nothing open for its key
-        ("info", "info-debug-audit", "audit"),
+        # ok verdicts with nothing open for their key: a resolve of nothing (issue 13;
+        # these were audit lines borrowing the info rule), opening and sending nothing.
+        ("info", "resolve", "resolve"),
+        ("info", "resolve", "resolve"),
     ]
     rows = await signals_table(daemon, "signal_id, source, dedup_key, cluster_key")
     by_id = {row[0]: row[1:] for row in rows}
