@@ -31,6 +31,7 @@ from datetime import datetime
 from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Tenant
+from eyetok.decoding import check_content_type
 from eyetok.errors import (
     IngestError,
     MalformedPayloadError,
@@ -178,6 +179,7 @@ class Hooks:
         if not self._gate.open:
             await _discard(receive)
             raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
+        check_content_type(header(scope, b"content-type"), f"{source} hook")
         body = await _read_body(scope, receive)
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
@@ -244,6 +246,7 @@ class Hooks:
         if not self._gate.open:
             await _discard(receive)
             raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
+        check_content_type(header(scope, b"content-type"), "sentry hook")
         body = await _read_body(scope, receive)
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
