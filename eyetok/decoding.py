@@ -50,14 +50,18 @@ def decode_json(
         raise MalformedPayloadError(
             f"{what}: the body starts with a byte-order mark; send UTF-8 JSON without one"
         )
+    try:  # msgspec checks only the strings it keeps, not those of fields it skips
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedPayloadError(f"{what}: invalid UTF-8 at byte {exc.start}") from exc
     try:
         return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as exc:
         raise MalformedPayloadError((invalid or validation_message)(what, str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise MalformedPayloadError(_decode_message(what, str(exc), body)) from exc
-    except UnicodeDecodeError as exc:
-        raise MalformedPayloadError(f"{what}: {_where_not_utf8(body)}") from exc
+    except UnicodeDecodeError as exc:  # checked above; kept in case msgspec finds more
+        raise MalformedPayloadError(f"{what}: invalid UTF-8 in a string") from exc
     except RecursionError as exc:
         raise MalformedPayloadError(f"{what}: the JSON is nested too deeply") from exc
 
@@ -115,11 +119,3 @@ def _decode_message(what: str, text: str, body: bytes) -> str:
     if text == "Input data was truncated":
         return f"{what}: malformed JSON at byte {len(body)} (the body ends early)"
     return f"{what}: malformed JSON ({text})"
-
-
-def _where_not_utf8(body: bytes) -> str:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"invalid UTF-8 at byte {exc.start}"
-    return "invalid UTF-8 in a string"  # e.g. an escaped lone surrogate
