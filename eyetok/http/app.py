@@ -128,6 +128,14 @@ def _json(body: object, status: int = 200) -> Response:
     return response
 
 
+def _answered(answer: HandshakeAnswer | NoteAnswer, status: int) -> Response:
+    """An answer with ``ok``/``message``; a refusal carries ``error`` as every one does."""
+    body = msgspec.to_builtins(answer)
+    if not answer.ok:
+        body["error"] = answer.message
+    return _json(body, status)
+
+
 def _page(answer: HandshakeAnswer) -> Response:
     status = 200 if answer.ok else 400
     return Response(f"EyeTok: {answer.message}\n", status=status, content_type="text/plain")
@@ -228,7 +236,7 @@ def create_app(
         requested_by = (body.requested_by if body else None) or "operator"
         answer = await verifier.start_verification(sink_id, requested_by)
         status = 200 if answer.ok else (404 if "no sink named" in answer.message else 400)
-        return _json(msgspec.to_builtins(answer), status)
+        return _answered(answer, status)
 
     @app.get("/api/v1/sinks")
     async def sinks() -> Response:
@@ -301,7 +309,7 @@ def create_app(
             return _json({"error": "a verdict needs a note and who gives it"}, 400)
         answer = await reviewer.note_anomaly(anomaly_id, body.verdict, body.note, body.by)
         status = 200 if answer.ok else 404
-        return _json(msgspec.to_builtins(answer), status)
+        return _answered(answer, status)
 
     if tenant_api is not None:
         _tenant_routes(app, tenant_api, verifier, clock)
@@ -373,7 +381,7 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
         if owned.status != 200:
             return _answer(owned)
         answer = await verifier.start_verification(sink_id, f"tenant:{tenant}")
-        return _json(msgspec.to_builtins(answer), 200 if answer.ok else 400)
+        return _answered(answer, 200 if answer.ok else 400)
 
     @app.get("/api/v1/tenants/<tenant>/routes")
     async def tenant_routes(tenant: str) -> Response:
