@@ -3,8 +3,9 @@
 ``/hooks/sentry[/{tenant}]`` takes one Sentry webhook; ``/hooks/probe/{tenant}``,
 ``/hooks/generic/{tenant}`` and ``/hooks/alertmanager/{tenant}`` take a payload that may
 carry many alerts (a batch). Every hook does only what design section 9 allows: read the
-body (413 past 1 MiB), check the tenant (404) and the credentials (401), decode and
-normalise (400 naming the problem), hand the signals over and wait until they are
+body (415 if it says it is not JSON, 413 past 1 MiB), check the tenant (404) and the
+credentials (401), decode with the guarded decoder and normalise (400 naming the
+problem), hand the signals over and wait until they are
 journalled (202), or say 503 with Retry-After when the pipeline is full or draining.
 Nothing is dropped without an answer.
 
