@@ -163,7 +163,7 @@ def verify(
             continue  # an empty entry, or another scheme (v1a is ed25519)
         try:
             candidate = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a character outside ASCII
             continue
         if hmac.compare_digest(candidate, expected):
             return

@@ -32,7 +32,7 @@ from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.decoding import decode_json
 from eyetok.errors import IngestError, SignatureError
-from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body
+from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -339,7 +339,7 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
             try:
                 body = await json_value(f"the {op.replace('_', ' ')} body")
             except IngestError as exc:
-                return _json({"error": str(exc), "field": "(body)"}, exc.status)
+                return refused_as_json(exc, field="(body)")
         return _answer(await api.tenant_call(_credential(), tenant, op, key, body))
 
     async def authorised(tenant: str, reading: str) -> Response | None:

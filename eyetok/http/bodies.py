@@ -7,7 +7,7 @@ chunked one is cut off as it passes the cap. So each path's cap is what it needs
 :data:`API_BODY_MAX` for the API, more only where the sender's payload is bigger
 (Slack's events, a drill receipt, an explained hook body). Every refusal is an
 :class:`~eyetok.errors.IngestError` answered as ``{"error": ...}`` JSON with its status
-(400, 413, 415) and logged as one line by :func:`answer_refusals`.
+(400, 413, 415) and logged as one line by :func:`refused_as_json`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ API_BODY_MAX = 64 * 1024
 LARGE_BODY_MAX = 1024 * 1024
 """Slack's events (a message may carry 40,000 characters), drill receipts, and the hook
 body that ``/api/v1/explain`` wraps (a hook takes 1 MiB)."""
+_log = log.get("http")
 _LARGE_PATHS = ("/slack/events", "/api/v1/drills/receipts", "/api/v1/explain")
 
 
@@ -51,27 +52,27 @@ def cap_bodies(app: QuartTrio) -> None:
     body as JSON."""
     app.request_class = CappedRequest
     app.config["MAX_CONTENT_LENGTH"] = API_BODY_MAX
-    refusals = log.get("http")
 
     @app.errorhandler(IngestError)
     async def refused(exc: IngestError) -> Response:
-        refusals.warning(
-            "request_refused",
-            method=request.method,
-            path=request.path,
-            status=exc.status,
-            reason=str(exc),
-        )
-        return _json({"error": str(exc)}, exc.status)
+        return refused_as_json(exc)
 
     @app.errorhandler(RequestEntityTooLarge)
     async def too_large(exc: RequestEntityTooLarge) -> Response:
-        return await refused(
-            PayloadTooLargeError(
-                f"the body is over the {body_limit(request.path) // 1024} KiB limit "
-                f"of {request.path}"
-            )
-        )
+        limit = body_limit(request.path) // 1024
+        return refused_as_json(PayloadTooLargeError(f"the body is over the {limit} KiB limit"))
+
+
+def refused_as_json(exc: IngestError, **extra: str) -> Response:
+    """``{"error", **extra}`` with the error's status, and one log line saying why."""
+    _log.warning(
+        "request_refused",
+        method=request.method,
+        path=request.path,
+        status=exc.status,
+        reason=str(exc),
+    )
+    return _json({"error": str(exc), **extra}, exc.status)
 
 
 async def raw_body(what: str) -> bytes:

@@ -26,7 +26,7 @@ from quart_trio import QuartTrio
 from eyetok.decoding import decode_json
 from eyetok.errors import IngestError, MalformedPayloadError
 from eyetok.explain import Explanation, parse_instant
-from eyetok.http.bodies import json_body, raw_body
+from eyetok.http.bodies import json_body, raw_body, refused_as_json
 from eyetok.receipts import Receipt
 
 
@@ -109,7 +109,7 @@ def add_drill_routes(
             at = parse_instant(asked.at)
             found = desk.explain(asked.tenant, asked.hook, bytes(asked.body), at)
         except IngestError as exc:
-            return _json({"error": str(exc)}, exc.status)
+            return refused_as_json(exc)
         return _json({"explanations": msgspec.to_builtins(found)})
 
     @app.post("/api/v1/drills/receipts")

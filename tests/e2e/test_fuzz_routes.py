@@ -162,7 +162,16 @@ def bodies(draw: st.DrawFn) -> bytes:
             return draw(st.binary(max_size=300))
 
 
-header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=60)
+header_text = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+    | st.characters(min_codepoint=0xA0, max_codepoint=0xFF),
+    max_size=60,
+).map(lambda text: text.encode("latin-1"))
+"""Header values as a client may send them: ASCII and Latin-1 (HTTP's obs-text)."""
+query_values = st.sampled_from(["-1", "0", "9" * 5000, "24h", "0s", "1e9", "", "open"]) | st.text(
+    max_size=20
+)
+QUERY_NAMES = ["limit", "since", "status", "tenant", "event", "state", "code", "error"]
 CONTENT_TYPES = [
     None,
     "application/json",
@@ -190,10 +199,10 @@ def credentials(path: str, body: bytes, msg_id: str) -> dict[str, str]:
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
+def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, Any], dict[str, str]]:
     method, path = draw(st.sampled_from(WRITES) | st.sampled_from(ROUTES))
     body = draw(bodies())
-    headers: dict[str, str] = {}
+    headers: dict[str, Any] = {}
     auth = draw(st.sampled_from(["valid", "valid", "valid", "none", "junk"]))
     if auth == "valid":
         headers |= credentials(path, body, "msg_" + draw(st.uuids()).hex)
@@ -214,7 +223,7 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
         headers |= {**credentials(path, body, "msg_junk"), name: draw(header_text)}
         if name == "webhook-timestamp":
             headers["webhook-id"] = "x"
-            headers[name] = draw(st.sampled_from([headers[name], "9" * 4301, "-1", "1e9"]))
+            headers[name] = draw(st.sampled_from([headers[name], b"9" * 4301, b"-1", b"1e9"]))
     content_type = draw(st.sampled_from(CONTENT_TYPES[:3]) | st.sampled_from(CONTENT_TYPES))
     if content_type is not None:
         headers["content-type"] = content_type
@@ -222,7 +231,8 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
         headers["sentry-hook-resource"] = draw(
             st.sampled_from(["event_alert", "issue", "error", "metric_alert", "installation", ""])
         )
-    return method, path, body, headers
+    query = draw(st.dictionaries(st.sampled_from(QUERY_NAMES), query_values, max_size=3))
+    return method, path, body, headers, query
 
 
 # --- the property ---------------------------------------------------------------------------
@@ -236,14 +246,14 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
 )
 @given(request=requests())
 def test_no_generated_request_makes_a_500(
-    client: httpx.Client, request: tuple[str, str, bytes, dict[str, str]]
+    client: httpx.Client, request: tuple[str, str, bytes, dict[str, Any], dict[str, str]]
 ) -> None:
-    method, path, body, headers = request
-    answer = client.request(method, path, content=body, headers=headers)
+    method, path, body, headers, query = request
+    answer = client.request(method, path, content=body, headers=headers, params=query)
     event(f"answered {answer.status_code}")
     if answer.status_code == 202:
         ACCEPTED.append(answer.json().get("accepted", 1))
-    assert answer.status_code < 500, (method, path, body[:200], headers, answer.text[:300])
+    assert answer.status_code < 500, (method, path, body[:200], headers, query, answer.text[:300])
     if answer.status_code >= 400 and not path.startswith(BROWSER_PAGES):
         assert answer.headers.get("content-type", "").startswith("application/json"), (
             method,
