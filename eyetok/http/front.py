@@ -8,7 +8,7 @@ may no longer read (keep-alive requests after such an answer were seen to hang).
 
 from __future__ import annotations
 
-from eyetok.http.asgi import ASGIApp, Message, Receive, Scope, Send
+from eyetok.http.asgi import ASGIApp, Message, Receive, Scope, Send, header
 
 
 class Front:
@@ -21,7 +21,7 @@ class Front:
             await self._app(scope, receive, send)
             return
         target = self._hooks if scope["path"].startswith("/hooks/") else self._app
-        body_read = False
+        body_read = not _has_body(scope)
 
         async def reading() -> Message:
             nonlocal body_read
@@ -36,3 +36,12 @@ class Front:
             await send(message)
 
         await target(scope, reading, answering)
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request announces a body (HTTP/1.1: Content-Length above 0, or
+    Transfer-Encoding)."""
+    length = header(scope, b"content-length")
+    return header(scope, b"transfer-encoding") is not None or (
+        length is not None and length.strip() not in ("", "0")
+    )
