@@ -391,4 +391,3 @@ async def test_the_daemon_still_routes_after_all_that(http: httpx.AsyncClient) -
     answer = await http.post("/hooks/generic/acme", content=valid, headers=signed(valid, "m2"))
     assert answer.status_code == 202, answer.text
     assert answer.json()["accepted"] == 1
-
