@@ -242,6 +242,16 @@ async def test_a_deep_object_on_signed_slack_events_is_400(http: httpx.AsyncClie
     refused(answer, 400, "Slack event", "invalid UTF-8")
 
 
+async def test_the_hundred_thousand_brackets_on_the_tenant_api_are_4xx_json(
+    http: httpx.AsyncClient,
+) -> None:
+    """The finding: ``[`` x 100,000 to ``PUT /routes`` was a 500 with a RecursionError."""
+    path = "/api/v1/tenants/acme/routes"
+    refused(await http.put(path, content=DEEP), 401, "token")
+    refused(await http.put(path, content=DEEP, headers=ROOT), 413, "64 KiB")
+    refused(await http.put(path, content=DEEP_UNDER_64K, headers=ROOT), 400, "nested too deeply")
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
