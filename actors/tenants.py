@@ -58,6 +58,7 @@ from eyetok.tenant_api import (
     new_token_id,
     parse_routes,
     parse_sink,
+    parse_token_request,
     routes_json,
     sink_json,
     token_hash,
@@ -67,8 +68,19 @@ from state.history.store import HistoryStore
 from state.history.tenant_queries import TenantScope, root_config_entries, root_tokens
 
 ROOT_OPS = frozenset({"issue_token", "list_tokens", "revoke_token"})
+# "admit" (key: the op about to be called) lets the HTTP layer refuse a caller before it
+# reads a body; root is audited by the op itself, not by its admission.
 TENANT_OPS = frozenset(
-    {"authorise", "list_sinks", "own_sink", "put_sink", "delete_sink", "get_routes", "put_routes"}
+    {
+        "admit",
+        "authorise",
+        "list_sinks",
+        "own_sink",
+        "put_sink",
+        "delete_sink",
+        "get_routes",
+        "put_routes",
+    }
 )
 COMMIT_TIMEOUT_S = 10.0
 
@@ -159,15 +171,17 @@ async def run_tenants(
     async def caller(request: TenantRequest) -> str | ApiAnswer:
         """Layer 1: "root", "token:<id>", or the refusal."""
         presented = request.credential.encode()
+        op = request.key if request.op == "admit" else request.op
         if base.root_token is not None and hmac.compare_digest(presented, base.root_token.encode()):
-            await audit(request.tenant, "root_api", f"{request.op} {request.key}".strip())
+            if request.op != "admit":
+                await audit(request.tenant, "root_api", f"{request.op} {request.key}".strip())
             return "root"
         token = match_token(request.credential, tokens.values()) if request.credential else None
         if token is None:
             return _error(401, "a tenant token (or the root token) is required")
-        if request.op in ROOT_OPS:
-            await audit(token.tenant, "root_op_refused", f"token {token.token_id}: {request.op}")
-            return _error(403, f"{request.op} needs the root token")
+        if op in ROOT_OPS:
+            await audit(token.tenant, "root_op_refused", f"token {token.token_id}: {op}")
+            return _error(403, f"{op} needs the root token")
         if token.tenant != request.tenant:
             await audit(
                 token.tenant,
@@ -190,7 +204,7 @@ async def run_tenants(
         overlay = overlays.get(tenant, TenantOverlay())
         now = clock.now()
         match request.op:
-            case "authorise":
+            case "authorise" | "admit":
                 return ApiAnswer(status=200, body={"tenant": tenant, "as": who})
             case "list_sinks":
                 return ApiAnswer(status=200, body={"sinks": sinks_of(tenant)})
@@ -286,15 +300,15 @@ async def run_tenants(
                     body={"tenant": tenant, "source": "api", "routes": msgspec.to_builtins(routes)},
                 )
             case "issue_token":
-                body = request.body if isinstance(request.body, dict) else {}
+                asked = parse_token_request(request.body)
                 token = new_token()
                 record = TenantToken(
                     token_id=new_token_id(),
                     tenant=tenant,
                     token_hash=token_hash(token),
                     issued_at=now,
-                    issued_by=str(body.get("issued_by") or "root"),
-                    label=str(body.get("label") or ""),
+                    issued_by=asked.issued_by,
+                    label=asked.label,
                 )
                 _, rows = scope.checked(tokens=[record])
                 await journal(message_tokens=rows)

@@ -9,6 +9,7 @@ The tree::
     |   +-- SignatureError           401
     |   +-- PayloadTooLargeError     413
     |   +-- MalformedPayloadError    400, names what is wrong
+    |   +-- UnsupportedMediaTypeError 415, the body says it is not JSON
     |   +-- OverloadedError          503 with Retry-After
     +-- DeliveryError            a send did not happen
     |   +-- RetryableDeliveryError   may succeed later (carries retry_after seconds)
@@ -60,6 +61,10 @@ class PayloadTooLargeError(IngestError):
 
 class MalformedPayloadError(IngestError):
     status = 400
+
+
+class UnsupportedMediaTypeError(IngestError):
+    status = 415
 
 
 class OverloadedError(IngestError):

@@ -26,11 +26,12 @@ def verify(
     """Raise :class:`SignatureError` unless the request is Slack's and fresh."""
     if not timestamp or not signature:
         raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
-    try:
-        stamp = int(timestamp)
-    except ValueError as exc:
-        raise SignatureError(f"X-Slack-Request-Timestamp {timestamp!r} is not a number") from exc
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        shown = timestamp if len(timestamp) <= 40 else timestamp[:40] + "..."
+        raise SignatureError(f"X-Slack-Request-Timestamp {shown!r} is not Unix seconds")
+    stamp = int(timestamp)
     if abs(now - stamp) > WINDOW_S:
         raise SignatureError("X-Slack-Request-Timestamp is outside the 5-minute window")
-    if not hmac.compare_digest(sign(body, stamp, signing_secret), signature):
+    expected = sign(body, stamp, signing_secret).encode("ascii")
+    if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         raise SignatureError("X-Slack-Signature does not match")

@@ -40,6 +40,7 @@ SECRET_BYTES = 32
 MIN_SECRET_BYTES = 24  # the spec's floor for HMAC secrets (192 bits)
 MAX_SECRET_BYTES = 64  # and its ceiling (512 bits)
 
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds have 10 digits until the year 2286
 HEADER_ID = "webhook-id"
 HEADER_TIMESTAMP = "webhook-timestamp"
 HEADER_SIGNATURE = "webhook-signature"
@@ -135,8 +136,15 @@ def verify(
     msg_id = _header(headers, HEADER_ID)
     raw_timestamp = _header(headers, HEADER_TIMESTAMP).strip()
     raw_signatures = _header(headers, HEADER_SIGNATURE)
-    if not raw_timestamp.isascii() or not raw_timestamp.isdigit():
-        raise WebhookVerificationError("bad-timestamp", f"{raw_timestamp!r} is not Unix seconds")
+    if (
+        not raw_timestamp.isascii()
+        or not raw_timestamp.isdigit()
+        or len(raw_timestamp) > MAX_TIMESTAMP_DIGITS
+    ):
+        shown = raw_timestamp if len(raw_timestamp) <= 40 else raw_timestamp[:40] + "..."
+        raise WebhookVerificationError(
+            "bad-timestamp", f"{shown!r} ({len(raw_timestamp)} characters) is not Unix seconds"
+        )
     timestamp = int(raw_timestamp)
     if timestamp < now - tolerance_s:
         raise WebhookVerificationError(
@@ -155,7 +163,7 @@ def verify(
             continue  # an empty entry, or another scheme (v1a is ed25519)
         try:
             candidate = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a character outside ASCII
             continue
         if hmac.compare_digest(candidate, expected):
             return

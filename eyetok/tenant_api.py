@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -96,6 +96,29 @@ def live_tokens(rows: Iterable[TenantToken]) -> dict[str, TenantToken]:
         else:
             live.pop(row.token_id, None)
     return live
+
+
+class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/tenants/<tenant>/tokens``: what the token is for (shown in the token
+    list, so a revoker knows which one to revoke) and who asked for it."""
+
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    issued_by: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "root"
+
+
+def parse_token_request(body: object) -> TokenRequest:
+    """The token request in ``body``; raises :class:`TenantApiError` (400) naming the
+    field: a label is required and is not blank."""
+    if not isinstance(body, dict):
+        raise TenantApiError(400, "(body)", 'a token request is {"label": "what it is for"}')
+    try:
+        asked = msgspec.convert(body, TokenRequest)
+    except msgspec.ValidationError as exc:
+        field, problem = _validation_field(exc)
+        raise TenantApiError(400, field, problem) from exc
+    if not asked.label.strip():
+        raise TenantApiError(400, "label", "is blank: say what the token is for")
+    return asked
 
 
 # --- what a tenant may write -------------------------------------------------------------

@@ -30,7 +30,9 @@ from quart_trio import QuartTrio
 
 from eyetok import slack_events
 from eyetok.clock import Clock
-from eyetok.errors import SignatureError
+from eyetok.decoding import decode_json
+from eyetok.errors import IngestError, SignatureError
+from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -81,6 +83,14 @@ class _NoteBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by: str
 
 
+class _StartBody(msgspec.Struct, kw_only=True):
+    requested_by: str | None = None
+
+
+class _AckBody(msgspec.Struct, kw_only=True):
+    by: str = ""
+
+
 class TenantApi(Protocol):
     """The tenants actor and the tenant-scoped history, as the tenant API reaches them."""
 
@@ -118,6 +128,14 @@ def _json(body: object, status: int = 200) -> Response:
     return response
 
 
+def _answered(answer: HandshakeAnswer | NoteAnswer, status: int) -> Response:
+    """An answer with ``ok``/``message``; a refusal carries ``error`` as every one does."""
+    body = msgspec.to_builtins(answer)
+    if not answer.ok:
+        body["error"] = answer.message
+    return _json(body, status)
+
+
 def _page(answer: HandshakeAnswer) -> Response:
     status = 200 if answer.ok else 400
     return Response(f"EyeTok: {answer.message}\n", status=status, content_type="text/plain")
@@ -137,6 +155,7 @@ def create_app(
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
+    cap_bodies(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -162,8 +181,7 @@ def create_app(
     async def slack_event() -> Response:
         if slack_signing_secret is None:
             return _json({"error": "no SLACK_SIGNING_SECRET is configured"}, 503)
-        raw = await request.get_data(as_text=False)
-        body = raw if isinstance(raw, bytes) else raw.encode()
+        body = await raw_body("a Slack event")
         try:
             slack_events.verify(
                 body,
@@ -172,11 +190,9 @@ def create_app(
                 signing_secret=slack_signing_secret,
                 now=int(clock.now().timestamp()),
             )
-            envelope = msgspec.json.decode(body, type=_SlackEnvelope)
         except SignatureError as exc:
             return _json({"error": str(exc)}, 401)
-        except msgspec.DecodeError as exc:
-            return _json({"error": f"not a Slack event: {exc}"}, 400)
+        envelope = decode_json(body, _SlackEnvelope, "a Slack event")
         if envelope.type == "url_verification":
             return _json({"challenge": envelope.challenge or ""})
         event = envelope.event
@@ -216,11 +232,11 @@ def create_app(
         refused = operator_only()
         if refused is not None:
             return refused
-        body = await request.get_json(silent=True) or {}
-        requested_by = str(body.get("requested_by") or "operator")
+        body = await json_body(_StartBody, "a verification request", optional=True)
+        requested_by = (body.requested_by if body else None) or "operator"
         answer = await verifier.start_verification(sink_id, requested_by)
         status = 200 if answer.ok else (404 if "no sink named" in answer.message else 400)
-        return _json(msgspec.to_builtins(answer), status)
+        return _answered(answer, status)
 
     @app.get("/api/v1/sinks")
     async def sinks() -> Response:
@@ -257,8 +273,8 @@ def create_app(
             refused = operator_only()
             if refused is not None:
                 return refused
-            body = await request.get_json(silent=True) or {}
-            by = str(body.get("by") or "").strip()
+            body = await json_body(_AckBody, "an acknowledgement", optional=True)
+            by = (body.by if body else "").strip()
             if not by:
                 return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
             row = await operations.acknowledge_cluster(cluster_id, by[:200])
@@ -286,26 +302,18 @@ def create_app(
         refused = operator_only()
         if refused is not None:
             return refused
-        raw = await request.get_data(as_text=False)
-        data = raw if isinstance(raw, bytes) else raw.encode()
-        try:
-            body = msgspec.json.decode(data, type=_NoteBody)
-        except msgspec.DecodeError as exc:
-            return _json({"error": f"a note is {{verdict, note, by}}: {exc}"}, 400)
+        body = await json_body(_NoteBody, "a note is {verdict, note, by}")
         if body.verdict not in ("benign", "escalate"):
             return _json({"error": "verdict is benign or escalate"}, 400)
         if not body.note.strip() or not body.by.strip():
             return _json({"error": "a verdict needs a note and who gives it"}, 400)
         answer = await reviewer.note_anomaly(anomaly_id, body.verdict, body.note, body.by)
         status = 200 if answer.ok else 404
-        return _json(msgspec.to_builtins(answer), status)
+        return _answered(answer, status)
 
     if tenant_api is not None:
         _tenant_routes(app, tenant_api, verifier, clock)
     return app
-
-
-_BAD_JSON = object()
 
 
 def _credential() -> str:
@@ -317,26 +325,21 @@ def _answer(answer: ApiAnswer) -> Response:
     return _json(answer.body, answer.status)
 
 
-async def _body() -> object:
-    raw = await request.get_data(as_text=False)
-    data = raw if isinstance(raw, bytes) else raw.encode()
-    try:
-        return json.loads(data) if data.strip() else None
-    except ValueError:
-        return _BAD_JSON
-
-
 def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Clock) -> None:
     """``/api/v1/tenants/<tenant>/…``: every call is authorised by the tenants actor
-    before anything is read or written (a token of another tenant: 403, audited)."""
+    before anything is read or written (a token of another tenant: 403, audited), and a
+    body is read only after that (capped, see ``eyetok/http/bodies.py``)."""
 
     async def call(tenant: str, op: str, key: str = "", *, with_body: bool = False) -> Response:
-        body = await _body() if with_body else None
-        if body is _BAD_JSON:
-            allowed = await api.tenant_call(_credential(), tenant, "authorise")
+        body: object = None
+        if with_body:
+            allowed = await api.tenant_call(_credential(), tenant, "admit", op)
             if allowed.status != 200:
                 return _answer(allowed)
-            return _json({"error": "the body is not valid JSON", "field": "(body)"}, 400)
+            try:
+                body = await json_value(f"the {op.replace('_', ' ')} body")
+            except IngestError as exc:
+                return refused_as_json(exc, field="(body)")
         return _answer(await api.tenant_call(_credential(), tenant, op, key, body))
 
     async def authorised(tenant: str, reading: str) -> Response | None:
@@ -378,7 +381,7 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
         if owned.status != 200:
             return _answer(owned)
         answer = await verifier.start_verification(sink_id, f"tenant:{tenant}")
-        return _json(msgspec.to_builtins(answer), 200 if answer.ok else 400)
+        return _answered(answer, 200 if answer.ok else 400)
 
     @app.get("/api/v1/tenants/<tenant>/routes")
     async def tenant_routes(tenant: str) -> Response:

@@ -23,9 +23,11 @@ import msgspec
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from eyetok.decoding import decode_json
 from eyetok.errors import IngestError, MalformedPayloadError
 from eyetok.explain import Explanation, parse_instant
-from eyetok.receipts import Receipt, decode_receipt
+from eyetok.http.bodies import json_body, raw_body, refused_as_json
+from eyetok.receipts import Receipt
 
 
 class DrillDesk(Protocol):
@@ -46,6 +48,13 @@ class DrillDesk(Protocol):
     async def record_receipt(self, receipt: Receipt) -> None: ...
 
     async def receipts(self, limit: int) -> list[dict[str, Any]]: ...
+
+
+class _ExplainBody(msgspec.Struct, kw_only=True):
+    tenant: str
+    hook: str
+    at: str
+    body: msgspec.Raw  # the hook body, as sent
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -95,15 +104,12 @@ def add_drill_routes(
         refused = operator_only()
         if refused is not None:
             return refused
-        asked = await request.get_json(silent=True)
-        if not isinstance(asked, dict) or not {"tenant", "hook", "at", "body"} <= set(asked):
-            return _json({"error": 'send {"tenant", "hook", "at", "body"}'}, 400)
         try:
-            at = parse_instant(str(asked["at"]))
-            body = json.dumps(asked["body"]).encode()
-            found = desk.explain(str(asked["tenant"]), str(asked["hook"]), body, at)
+            asked = await json_body(_ExplainBody, 'explain takes {"tenant", "hook", "at", "body"}')
+            at = parse_instant(asked.at)
+            found = desk.explain(asked.tenant, asked.hook, bytes(asked.body), at)
         except IngestError as exc:
-            return _json({"error": str(exc)}, exc.status)
+            return refused_as_json(exc)
         return _json({"explanations": msgspec.to_builtins(found)})
 
     @app.post("/api/v1/drills/receipts")
@@ -111,11 +117,8 @@ def add_drill_routes(
         refused = operator_only()
         if refused is not None:
             return refused
-        raw = await request.get_data(as_text=False)
-        try:
-            receipt = decode_receipt(raw if isinstance(raw, bytes) else raw.encode())
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return _json({"error": f"not a drill receipt: {exc}"}, 400)
+        body = await raw_body("a drill receipt")
+        receipt: Receipt = decode_json(body, Receipt, "a drill receipt")
         await desk.record_receipt(receipt)
         return _json({"receipt_id": receipt.receipt_id, "table": "drill_receipts"}, 201)
 

@@ -1,8 +1,14 @@
-"""The front door: ``/hooks/*`` to the raw hot path, every other path to quart-trio."""
+"""The front door: ``/hooks/*`` to the raw hot path, every other path to quart-trio.
+
+An answer given before the request's body was all read (a refusal: no credentials, too
+large, not JSON) says ``Connection: close``: the unread rest of the body must not be
+taken for the next request, and a client must not wait on a connection that hypercorn
+may no longer read (keep-alive requests after such an answer were seen to hang).
+"""
 
 from __future__ import annotations
 
-from eyetok.http.asgi import ASGIApp, Receive, Scope, Send
+from eyetok.http.asgi import ASGIApp, Message, Receive, Scope, Send, header
 
 
 class Front:
@@ -11,7 +17,31 @@ class Front:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/hooks/"):
-            await self._hooks(scope, receive, send)
-        else:
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
+            return
+        target = self._hooks if scope["path"].startswith("/hooks/") else self._app
+        body_read = not _has_body(scope)
+
+        async def reading() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        await target(scope, reading, answering)
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request announces a body (HTTP/1.1: Content-Length above 0, or
+    Transfer-Encoding)."""
+    length = header(scope, b"content-length")
+    return header(scope, b"transfer-encoding") is not None or (
+        length is not None and length.strip() not in ("", "0")
+    )

@@ -3,8 +3,9 @@
 ``/hooks/sentry[/{tenant}]`` takes one Sentry webhook; ``/hooks/probe/{tenant}``,
 ``/hooks/generic/{tenant}`` and ``/hooks/alertmanager/{tenant}`` take a payload that may
 carry many alerts (a batch). Every hook does only what design section 9 allows: read the
-body (413 past 1 MiB), check the tenant (404) and the credentials (401), decode and
-normalise (400 naming the problem), hand the signals over and wait until they are
+body (415 if it says it is not JSON, 413 past 1 MiB), check the tenant (404) and the
+credentials (401), decode with the guarded decoder and normalise (400 naming the
+problem), hand the signals over and wait until they are
 journalled (202), or say 503 with Retry-After when the pipeline is full or draining.
 Nothing is dropped without an answer.
 
@@ -31,6 +32,7 @@ from datetime import datetime
 from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Tenant
+from eyetok.decoding import check_content_type
 from eyetok.errors import (
     IngestError,
     MalformedPayloadError,
@@ -178,6 +180,7 @@ class Hooks:
         if not self._gate.open:
             await _discard(receive)
             raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
+        check_content_type(header(scope, b"content-type"), f"{source} hook")
         body = await _read_body(scope, receive)
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
@@ -244,6 +247,7 @@ class Hooks:
         if not self._gate.open:
             await _discard(receive)
             raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
+        check_content_type(header(scope, b"content-type"), "sentry hook")
         body = await _read_body(scope, receive)
         tenant = self._tenants.get(tenant_id)
         if tenant is None:

@@ -49,14 +49,13 @@ This module also holds the decoding helpers the probe and Alertmanager sources s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from eyetok.errors import MalformedPayloadError
+from eyetok.decoding import decode_json
 from eyetok.messages import Severity, Signal, SignalKind
 from eyetok.recognisers import Recognisers, marks_for
 
@@ -153,44 +152,11 @@ def _signal(
     )
 
 
-# --- decoding and its errors (shared by the probe and Alertmanager sources) -----------
-
-_AT_PATH = re.compile(r"^(?P<problem>.*?) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$")
-_AT_BYTE = re.compile(r"^JSON is malformed: (?P<what>.*) \(byte (?P<byte>\d+)\)$")
+# --- decoding (shared by the probe and Alertmanager sources) ----------------------
 
 
 def decode(body: bytes, shape: Any, what: str) -> Any:
-    """``body`` decoded as ``shape``, or a :class:`MalformedPayloadError` that starts with
-    ``what`` and names the JSON path (wrong type, missing field, unexpected value) or the
-    byte offset (malformed JSON)."""
-    try:
-        return msgspec.json.decode(body, type=shape)
-    except msgspec.ValidationError as exc:
-        raise MalformedPayloadError(_validation_message(what, str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        raise MalformedPayloadError(_decode_message(what, str(exc), body)) from exc
-
-
-def _validation_message(what: str, text: str) -> str:
-    match = _AT_PATH.match(text)
-    problem, path = (match["problem"], match["path"]) if match else (text, "$")
-    if missing := _MISSING.match(problem):
-        return f"{what}: {path}.{missing['field']} is missing"
-    if expected := _EXPECTED.match(problem):
-        return f"{what}: expected {expected['want']} for {path}, got {expected['got']}"
-    if enum := _ENUM.match(problem):
-        return f"{what}: unexpected value {enum['value']} for {path}"
-    return f"{what}: {problem[:1].lower()}{problem[1:]} for {path}"
-
-
-def _decode_message(what: str, text: str, body: bytes) -> str:
-    if not body.strip():
-        return f"{what}: the body is empty (expected JSON)"
-    if at_byte := _AT_BYTE.match(text):
-        return f"{what}: malformed JSON at byte {at_byte['byte']} ({at_byte['what']})"
-    if text == "Input data was truncated":
-        return f"{what}: malformed JSON at byte {len(body)} (the body ends early)"
-    return f"{what}: malformed JSON ({text})"
+    """``body`` decoded as ``shape`` by the guarded decoder, or a
+    :class:`MalformedPayloadError` that starts with ``what`` and names the JSON path
+    (wrong type, missing field, unexpected value) or the byte (malformed JSON)."""
+    return decode_json(body, shape, what)

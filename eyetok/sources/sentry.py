@@ -51,6 +51,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
+from eyetok.decoding import decode_json
 from eyetok.errors import MalformedPayloadError
 from eyetok.messages import Signal, SignalKind
 from eyetok.recognisers import Recognisers, marks_for
@@ -486,16 +487,11 @@ _AT_PATH = re.compile(r"^(?P<problem>.*?) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 _ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$")
-_AT_BYTE = re.compile(r"^JSON is malformed: (?P<what>.*) \(byte (?P<byte>\d+)\)$")
 
 
 def _decode(body: bytes, shape: type[_S], resource: str) -> _S:
-    try:
-        return msgspec.json.decode(body, type=shape)
-    except msgspec.ValidationError as exc:
-        raise MalformedPayloadError(_validation_message(resource, str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        raise MalformedPayloadError(_decode_message(resource, str(exc), body)) from exc
+    decoded: _S = decode_json(body, shape, f"{resource} webhook", invalid=_validation_message)
+    return decoded
 
 
 def _decode_object(body: bytes) -> Mapping[str, object]:
@@ -503,10 +499,10 @@ def _decode_object(body: bytes) -> Mapping[str, object]:
     return _decode(body, dict[str, object], "sentry")
 
 
-def _validation_message(resource: str, text: str) -> str:
+def _validation_message(what: str, text: str) -> str:
     match = _AT_PATH.match(text)
     problem, path = (match["problem"], match["path"]) if match else (text, "$")
-    prefix = f"{resource} webhook:"
+    prefix = f"{what}:"
     if missing := _MISSING.match(problem):
         where = path.removeprefix("$").lstrip(".")
         dotted = f"{where}.{missing['field']}" if where else missing["field"]
@@ -516,12 +512,3 @@ def _validation_message(resource: str, text: str) -> str:
     if enum := _ENUM.match(problem):
         return f"{prefix} unexpected value {enum['value']} for {path}"
     return f"{prefix} {problem[:1].lower()}{problem[1:]} at {path}"
-
-
-def _decode_message(resource: str, text: str, body: bytes) -> str:
-    prefix = f"{resource} webhook:"
-    if at_byte := _AT_BYTE.match(text):
-        return f"{prefix} malformed JSON at byte {at_byte['byte']} ({at_byte['what']})"
-    if text == "Input data was truncated":
-        return f"{prefix} malformed JSON at byte {len(body)} (the body ends early)"
-    return f"{prefix} malformed JSON ({text})"

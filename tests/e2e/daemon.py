@@ -48,6 +48,11 @@ class DaemonProcess:
         self._reader: threading.Thread | None = None
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
