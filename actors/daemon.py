@@ -12,7 +12,6 @@ import signal
 from typing import Any, cast
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from actors.drill_desk import DrillDesk
@@ -27,6 +26,7 @@ from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
+from eyetok.http.server import server_config
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.rehydrate import load_from_postgres, rehydrate_into
@@ -123,12 +123,9 @@ class Daemon:
             tenant_api=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
-        config = HypercornConfig()
-        config.bind = [f"{self.host}:{settings.port}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = HTTP_GRACE_S
-        config.keep_alive_timeout = 75
+        config = server_config(
+            settings.http, bind=f"{self.host}:{settings.port}", graceful_timeout_s=HTTP_GRACE_S
+        )
         http_stopped = trio.Event()
         http_stop = trio.Event()
 

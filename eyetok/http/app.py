@@ -32,6 +32,7 @@ from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
 from eyetok.http.drills import DrillDesk, add_drill_routes
+from eyetok.http.errors import add_json_errors
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -137,6 +138,7 @@ def create_app(
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
+    add_json_errors(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
