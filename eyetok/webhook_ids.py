@@ -16,11 +16,13 @@ duplicate is answered 202 with the signal ids of the original, and nothing is ap
 - Memory is bounded: at most ``max_ids`` ids; expired ones go first, and when the map is
   full the oldest go even if unexpired (a replay of one of those would be re-applied,
   which for the batch hooks is an update of the same incident, dedup keys being stable).
-- The map lives in memory only. After a restart, a replay inside the remaining window of
-  a message accepted before it is applied again, as an update of the same incident: a
-  deliberate choice, since the journal does not record webhook ids and a second durable
-  write on every signed request costs more than the narrow window it would close
-  (a captured message, replayed within 5 minutes, across a restart).
+- Across a restart the window holds without a write of its own: every signal carries its
+  message's ``webhook-id`` and signal count into the journal, and the daemon, before it
+  listens, :meth:`restore`s the ids of messages whose signals were all journalled in the
+  last ``2 * tolerance`` (the timestamp may have been up to one tolerance ahead of the
+  arrival). A partly accepted message is not restored, so its retry is applied. A fresh
+  dyno (an empty data directory) starts with no ids: a replay inside the remaining
+  window is applied again, as an update of the same incident.
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ class AcceptedWebhookIds:
             evicted.settled.set()
         self._entries[key] = _Entry(expires_at=max(signed_at, self._clock.now()) + self._tolerance)
         return None
+
+    def restore(self, key: WebhookKey, signal_ids: tuple[str, ...], received_at: datetime) -> bool:
+        """Remember ``key``, accepted at ``received_at`` before a restart, until
+        ``received_at + 2 * tolerance`` (its timestamp was at most one tolerance ahead).
+        False when that is already past or the map is full."""
+        expires_at = received_at + 2 * self._tolerance
+        if expires_at <= self._clock.now() or len(self._entries) >= self._max_ids:
+            return False
+        entry = _Entry(expires_at=expires_at, signal_ids=signal_ids)
+        entry.settled.set()
+        self._entries[key] = entry
+        return True
 
     def accepted(self, key: WebhookKey, signal_ids: tuple[str, ...]) -> None:
         entry = self._entries.get(key)

@@ -104,3 +104,18 @@ async def test_memory_is_bounded_expired_first_then_the_oldest(
     assert len(ids) == 3
     assert await ids.admit(("acme", "generic", "msg_2"), clock.now()) == ("sig_2",)
     assert await ids.admit(("acme", "generic", "msg_1"), clock.now()) is None
+
+
+async def test_an_id_restored_after_a_restart_lasts_two_tolerances_from_its_arrival(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    clock = TrioWallClock(ANCHOR)
+    ids = AcceptedWebhookIds(clock, tolerance_s=300)
+    arrived = ANCHOR - timedelta(seconds=200)  # accepted before the restart
+    assert ids.restore(KEY, ("sig_a",), arrived)
+    assert not ids.restore(("acme", "generic", "old"), ("sig_b",), ANCHOR - timedelta(seconds=600))
+    assert await ids.admit(KEY, ANCHOR) == ("sig_a",)
+    await trio.sleep(399)  # arrival + 599 s: its timestamp could still be inside the window
+    assert await ids.admit(KEY, ANCHOR) == ("sig_a",)
+    await trio.sleep(2)
+    assert await ids.admit(KEY, ANCHOR) is None

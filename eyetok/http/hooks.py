@@ -33,6 +33,8 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
+import msgspec
+
 from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Tenant
@@ -90,7 +92,7 @@ class Hooks:
         self._clock = clock
         self._gate = gate
         self._log = log.get("ingest")
-        self._webhook_ids = AcceptedWebhookIds(
+        self.webhook_ids = AcceptedWebhookIds(
             clock, tolerance_s=standard_webhooks.DEFAULT_TOLERANCE_S
         )
         self._normalisers: dict[str, Normaliser] = {
@@ -163,10 +165,14 @@ class Hooks:
         key: WebhookKey | None = None
         if signed is not None:
             key = (tenant_id, source, signed[0])
-            original = await self._webhook_ids.admit(key, signed[1])
+            original = await self.webhook_ids.admit(key, signed[1])
             if original is not None:
                 await self._answer_duplicate(send, key, original)
                 return
+            signals = [
+                msgspec.structs.replace(s, webhook_id=signed[0], webhook_signals=len(signals))
+                for s in signals
+            ]
         accepted: list[Accepted] = []
         refusal: OverloadedError | None = None
         try:
@@ -174,9 +180,9 @@ class Hooks:
         finally:
             if key is not None:
                 if refusal is None and len(accepted) == len(signals):
-                    self._webhook_ids.accepted(key, tuple(a.signal_id for a in accepted))
+                    self.webhook_ids.accepted(key, tuple(a.signal_id for a in accepted))
                 else:
-                    self._webhook_ids.forget(key)
+                    self.webhook_ids.forget(key)
         if refusal is None:
             await send_json(
                 send, 202, {"accepted": len(accepted), "signals": [_answer(a) for a in accepted]}

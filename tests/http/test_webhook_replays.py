@@ -135,3 +135,29 @@ async def test_a_partly_refused_batch_is_not_remembered_so_its_retry_is_applied(
         assert retry.json()["accepted"] > 0
     finally:
         daemon.request_stop()
+
+
+async def test_a_replay_after_a_restart_is_still_a_duplicate(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    settings = daemon_settings(tmp_path / "data", fake_slack, config=CONFIG, **ENV)
+    body = (FIXTURES / "generic" / "batch.json").read_bytes()
+    headers = signed(body, "msg_before_restart")
+    async with trio.open_nursery() as first_life:
+        first = await start_daemon(first_life, settings)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.bound_port}") as c:
+            accepted = await c.post("/hooks/generic/operator", content=body, headers=headers)
+        first.request_stop()
+    assert accepted.status_code == 202, accepted.text
+    original = [s["signal_id"] for s in accepted.json()["signals"]]
+
+    second = await start_daemon(nursery, settings)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second.bound_port}") as c:
+            replay = await c.post("/hooks/generic/operator", content=body, headers=headers)
+        assert replay.status_code == 202, replay.text
+        assert replay.json()["duplicate"] is True
+        assert replay.json()["original_signal_ids"] == original
+        assert await signal_ids(second) == sorted(original)
+    finally:
+        second.request_stop()
