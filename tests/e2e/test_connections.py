@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,15 +30,25 @@ PROBE = json.dumps(
 ).encode()
 
 
+def _daemon(base: Path, http: str) -> DaemonProcess:
+    config = base / "eyetok.yaml"
+    config.write_text(f"http: {http}\n")
+    env = {"EYETOK_CONFIG": str(config), "EYETOK_HOOK_TOKEN": HOOK_TOKEN}
+    return DaemonProcess(base / "data", env)
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    base = tmp_path_factory.mktemp("connections")
-    config = base / "eyetok.yaml"
-    config.write_text(
-        f"http: {{idle_timeout_s: {IDLE_TIMEOUT_S}, read_timeout_s: {READ_TIMEOUT_S}}}\n"
-    )
-    env = {"EYETOK_CONFIG": str(config), "EYETOK_HOOK_TOKEN": HOOK_TOKEN}
-    with DaemonProcess(base / "data", env) as running:
+    """The default timeouts (75 s idle): a close seen within seconds follows the answer."""
+    with _daemon(tmp_path_factory.mktemp("patient"), "{}") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """Short timeouts, as a test can wait for them."""
+    timeouts = f"{{idle_timeout_s: {IDLE_TIMEOUT_S}, read_timeout_s: {READ_TIMEOUT_S}}}"
+    with _daemon(tmp_path_factory.mktemp("strict"), timeouts) as running:
         yield running
 
 
@@ -91,8 +102,8 @@ def test_the_server_closes_after_answering_connection_close_or_http10(
 ) -> None:
     with _connect(daemon) as sock:
         sock.sendall(request_bytes)
-        # well inside the idle timeout: the close follows the answer, not a timeout
-        answer, _ = _read_until_closed(sock, within=IDLE_TIMEOUT_S * 0.8)
+        # far inside the 75 s idle timeout: the close follows the answer, not a timeout
+        answer, _ = _read_until_closed(sock, within=10)
     assert answer.split(b" ", 2)[1] == status, answer
     assert b"\r\ncontent-type: application/json" in answer.lower(), answer
 
@@ -110,9 +121,9 @@ def test_keep_alive_serves_a_second_request_on_the_same_socket(daemon: DaemonPro
 
 
 def test_half_a_header_is_closed_after_the_idle_timeout_even_when_trickled(
-    daemon: DaemonProcess,
+    strict: DaemonProcess,
 ) -> None:
-    with _connect(daemon) as stalled, _connect(daemon) as trickling:
+    with _connect(strict) as stalled, _connect(strict) as trickling:
         stalled.sendall(b"POST /hooks/probe/operator HTTP/1.1\r\nHost: eyet")
         started = time.monotonic()
         trickling.settimeout(0.2)
@@ -129,40 +140,40 @@ def test_half_a_header_is_closed_after_the_idle_timeout_even_when_trickled(
                 closed = True
                 break
         trickled_s = time.monotonic() - started
-        received, _ = _read_until_closed(stalled, within=READ_TIMEOUT_S + 2)
+        received, _ = _read_until_closed(stalled, within=IDLE_TIMEOUT_S + 5)
         stalled_s = time.monotonic() - started
     assert closed, "a trickled header held its connection past every byte"
-    assert trickled_s < IDLE_TIMEOUT_S + 1.5, trickled_s
-    assert IDLE_TIMEOUT_S * 0.8 <= stalled_s < IDLE_TIMEOUT_S + 2, stalled_s
+    assert trickled_s < IDLE_TIMEOUT_S + 5, trickled_s  # trickling all of it takes 14 s
+    assert IDLE_TIMEOUT_S * 0.8 <= stalled_s < IDLE_TIMEOUT_S + 5, stalled_s
     assert received == b"", received
 
 
-def test_a_stalled_body_is_closed_after_the_read_timeout(daemon: DaemonProcess) -> None:
-    with _connect(daemon) as sock:
+def test_a_stalled_body_is_closed_after_the_read_timeout(strict: DaemonProcess) -> None:
+    with _connect(strict) as sock:
         head = _hook_request().split(b"\r\n\r\n")[0]
         sock.sendall(head + b"\r\n\r\n" + PROBE[:10])
-        _, seconds = _read_until_closed(sock, within=READ_TIMEOUT_S + 3)
-    assert READ_TIMEOUT_S * 0.8 <= seconds < READ_TIMEOUT_S + 3, seconds
+        _, seconds = _read_until_closed(sock, within=READ_TIMEOUT_S + 6)
+    assert READ_TIMEOUT_S * 0.8 <= seconds < READ_TIMEOUT_S + 6, seconds
 
 
 def test_many_stalled_connections_do_not_stop_valid_hooks_and_are_all_closed(
-    daemon: DaemonProcess,
+    strict: DaemonProcess,
 ) -> None:
-    stalled = [_connect(daemon) for _ in range(300)]
+    stalled = [_connect(strict) for _ in range(300)]
     try:
         for i, sock in enumerate(stalled):
             sock.sendall(b"POST /hooks/probe/operator HTTP/1.1\r\nHost: e" if i % 2 else b"G")
         started = time.monotonic()
         answer = httpx.post(
-            daemon.url + "/hooks/probe/operator",
+            strict.url + "/hooks/probe/operator",
             content=PROBE,
             headers={"authorization": f"Bearer {HOOK_TOKEN}"},
             timeout=5,
         )
         answered_s = time.monotonic() - started
         assert answer.status_code == 202, answer.text
-        assert answered_s < 1.0, answered_s
-        deadline = time.monotonic() + READ_TIMEOUT_S + 3
+        assert answered_s < 3.0, answered_s  # 0.2 s unloaded; bench/slowloris.py measures
+        deadline = time.monotonic() + READ_TIMEOUT_S + 6
         for sock in stalled:
             _read_until_closed(sock, within=max(0.1, deadline - time.monotonic()))
     finally:
