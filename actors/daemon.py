@@ -9,16 +9,17 @@ the 25 s Heroku allows.
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import msgspec
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from actors.drill_desk import DrillDesk
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
-from eyetok import log
+from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import StateError
@@ -27,6 +28,8 @@ from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
+from eyetok.http.server import server_config
+from eyetok.webhook_ids import WebhookKey
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.rehydrate import load_from_postgres, rehydrate_into
@@ -123,12 +126,9 @@ class Daemon:
             tenant_api=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
-        config = HypercornConfig()
-        config.bind = [f"{self.host}:{settings.port}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = HTTP_GRACE_S
-        config.keep_alive_timeout = 75
+        config = server_config(
+            settings.http, bind=f"{self.host}:{settings.port}", graceful_timeout_s=HTTP_GRACE_S
+        )
         http_stopped = trio.Event()
         http_stop = trio.Event()
 
@@ -148,6 +148,7 @@ class Daemon:
         try:
             async with trio.open_nursery() as nursery:
                 await self.supervisor.start(nursery, topology.children)
+                await self._restore_webhook_ids(store, hooks)
                 binds = await nursery.start(http)
                 self.bound_port = _port_of(binds, settings.port)
                 self._log.info("eyetok_ready", listening=binds, port=self.bound_port)
@@ -168,6 +169,41 @@ class Daemon:
                 mirror_writer.close()
             store.close()
             self._log.info("eyetok_stopped")
+
+    async def _restore_webhook_ids(self, store: HistoryStore, hooks: Hooks) -> None:
+        """Remember the Standard Webhooks ids accepted shortly before this start, so a
+        replay inside the signature's window is still a duplicate (eyetok/webhook_ids.py)."""
+        window_s = 2 * standard_webhooks.DEFAULT_TOLERANCE_S
+        since = self.clock.now() - timedelta(seconds=window_s)
+        rows: list[tuple[str, str, str, int, str]] = await store.read(
+            lambda con: con.execute(
+                "SELECT tenant, source, signal_id, epoch_ms(received_at), signal_json"
+                " FROM signals"
+                " WHERE received_at >= ? AND source <> 'sentry' ORDER BY received_at",
+                [since],
+            ).fetchall()
+        )
+        messages: dict[WebhookKey, tuple[list[str], int, datetime]] = {}
+        for tenant, source, signal_id, received_ms, signal_json in rows:
+            ref = _decode_webhook_ref(signal_json)
+            if not ref.webhook_id:
+                continue
+            key = (tenant, source, ref.webhook_id)
+            ids = messages[key][0] if key in messages else []
+            ids.append(signal_id)
+            received_at = datetime.fromtimestamp(received_ms / 1000, UTC)  # the latest arrival
+            messages[key] = (ids, ref.webhook_signals, received_at)
+        restored = sum(
+            1
+            for key, (ids, total, received_at) in messages.items()
+            if len(ids) >= total and hooks.webhook_ids.restore(key, tuple(ids), received_at)
+        )
+        self._log.info(
+            "webhook_ids_restored",
+            ids=restored,
+            partial=sum(1 for ids, total, _ in messages.values() if len(ids) < total),
+            window_s=window_s,
+        )
 
     async def _rehydrate(self, store: HistoryStore, dsn: str) -> None:
         """A fresh dyno: restore open incidents, pending deliveries and Slack threads from
@@ -221,6 +257,14 @@ class Daemon:
                 self._log.info("signal_received", signal=signal.Signals(signum).name)
                 self.request_stop()
                 return
+
+
+class _WebhookRef(msgspec.Struct):
+    webhook_id: str = ""
+    webhook_signals: int = 0
+
+
+_decode_webhook_ref = msgspec.json.Decoder(_WebhookRef).decode
 
 
 def _port_of(binds: list[str], fallback: int) -> int:

@@ -150,6 +150,19 @@ class RoutineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     review_window_h: float = 24.0  # what the daily review reads: the last N hours
 
 
+class HttpOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long the HTTP server waits on a client (hypercorn's timeouts)."""
+
+    # a connection with no request in progress (just opened, between requests, or part
+    # way through a request's headers) is closed after this long: a header deadline that
+    # trickling bytes does not extend, and the idle keep-alive
+    idle_timeout_s: int = 75
+    # the longest silence from a client while its request is read or answered; above
+    # idle_timeout_s so it does not cut keep-alive short
+    read_timeout_s: int = 90
+    max_header_bytes: int = 16 * 1024  # a request line and headers past this: 400, closed
+
+
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The shape of the YAML file. Every key is optional."""
 
@@ -166,6 +179,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     routines: RoutineOptions = msgspec.field(default_factory=RoutineOptions)
     ingest_queue: int = 2048
     faults: Faults = msgspec.field(default_factory=Faults)
+    http: HttpOptions = msgspec.field(default_factory=HttpOptions)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -221,6 +235,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     suppression: SuppressionOptions = SuppressionOptions()
     schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
     routines: RoutineOptions = RoutineOptions()
+    http: HttpOptions = HttpOptions()
     # environment a sink written through the tenant API may name (tenant_env_allowed)
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -513,6 +528,11 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     slack = SlackOptions(emergency_sop_url=sop, oncall_user=oncall)
     if file_config.ingest_queue < 1:
         raise ConfigError("ingest_queue", "must be at least 1")
+    for name in ("idle_timeout_s", "read_timeout_s"):
+        if not getattr(file_config.http, name) > 0:
+            raise ConfigError(f"http.{name}", "must be positive seconds")
+    if file_config.http.max_header_bytes < 1024:
+        raise ConfigError("http.max_header_bytes", "must be at least 1024")
     prefixes = {tenant_env_prefix(t): t for t in tenants}
     return Settings(
         port=port,
@@ -543,6 +563,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             reverify_zone=file_config.verification.reverify_zone,
         ),
         routines=file_config.routines,
+        http=file_config.http,
         tenant_env={
             name: value
             for name, value in env.items()

@@ -1,9 +1,18 @@
-"""Structured logs: one JSON object per line on stdout (``heroku logs --tail`` greps them)."""
+"""Structured logs: one JSON object per line on stdout (``heroku logs --tail`` greps them).
+
+EyeTok's own events go through structlog. The libraries' (hypercorn's error log, quart's
+app logger, anything else on the standard library's ``logging``) go to the same stdout
+through the same renderer, so they are one JSON line each too: ``actor`` is the logger's
+name, ``event`` its message, and an exception's traceback is one string field,
+``exception``, never lines of its own. Libraries log at warning and above only (httpx
+would otherwise log every request).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -14,14 +23,26 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+]
+
+
+def _actor_from_logger_name(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict.setdefault("actor", record.name)
+    return event_dict
 
 
 def configure(level: str = "info") -> None:
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            *_SHARED,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
@@ -29,6 +50,20 @@ def configure(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*_SHARED, _actor_from_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(sort_keys=False),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(logging.WARNING, _LEVELS.get(level, logging.INFO)))
 
 
 def get(actor: str, **fields: Any) -> Any:

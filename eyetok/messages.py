@@ -89,6 +89,10 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[tuple[str, str], ...] = ()
     marks: frozenset[str] = frozenset()
     cluster_key: str | None = None
+    # the signed Standard Webhooks message it came in: its webhook-id and how many signals
+    # it carried ("" and 0: not signed); a restart remembers recent ids from these
+    webhook_id: str = ""
+    webhook_signals: int = 0
 
 
 class Routing(msgspec.Struct, frozen=True, kw_only=True):

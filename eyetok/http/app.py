@@ -34,6 +34,7 @@ from eyetok.decoding import decode_json
 from eyetok.errors import IngestError, SignatureError
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
+from eyetok.http.errors import add_json_errors
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -156,6 +157,7 @@ def create_app(
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
     cap_bodies(app)
+    add_json_errors(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -4,16 +4,26 @@ An answer given before the request's body was all read (a refusal: no credential
 large, not JSON) says ``Connection: close``: the unread rest of the body must not be
 taken for the next request, and a client must not wait on a connection that hypercorn
 may no longer read (keep-alive requests after such an answer were seen to hang).
+
+An answer's last message is sent shielded from cancellation. quart-trio runs a request as
+two tasks, one sending the answer and one waiting for ``http.disconnect``; hypercorn
+hands that task the disconnect from inside the last send, the task cancels its sibling,
+and the cancellation lands in the middle of hypercorn closing the socket. Without the
+shield a ``Connection: close`` or HTTP/1.0 client got its answer and then an open socket
+nobody read or closed (one task and one descriptor per client, until the client left).
 """
 
 from __future__ import annotations
 
+import trio
+
 from eyetok.http.asgi import ASGIApp, Message, Receive, Scope, Send, header
+from eyetok.http.errors import json_answers
 
 
 class Front:
     def __init__(self, hooks: ASGIApp, app: ASGIApp) -> None:
-        self._hooks = hooks
+        self._hooks = json_answers(hooks)
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,7 +43,11 @@ class Front:
         async def answering(message: Message) -> None:
             if message["type"] == "http.response.start" and not body_read:
                 message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
-            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
 
         await target(scope, reading, answering)
 

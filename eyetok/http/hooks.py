@@ -20,6 +20,11 @@ so a "down" then "ok" for one server opens and then resolves. If the ingest queu
 full part-way the answer is 503 with Retry-After and ``{"error", "accepted", "total"}``:
 the chunks handed over are journalled, the rest are not submitted, and a retried batch
 re-applies the accepted ones as updates (their dedup keys are stable).
+
+A signed message whose ``webhook-id`` this hook accepted for this tenant within the
+signature's tolerance is a replay (or the sender's retry): it is answered 202
+``{"accepted": 0, "duplicate": true, "webhook_id", "original_signal_ids", "signals": []}``
+and not applied again (``eyetok/webhook_ids.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+
+import msgspec
 
 from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
@@ -45,6 +52,7 @@ from eyetok.http.asgi import Receive, Scope, Send, header, send_json
 from eyetok.messages import Accepted, Signal
 from eyetok.recognisers import Recognisers
 from eyetok.sources import alertmanager, generic, probe, sentry
+from eyetok.webhook_ids import AcceptedWebhookIds, WebhookKey
 
 MAX_BODY = 1024 * 1024
 BATCH_SOURCES = ("probe", "generic", "alertmanager")
@@ -86,6 +94,9 @@ class Hooks:
         self._clock = clock
         self._gate = gate
         self._log = log.get("ingest")
+        self.webhook_ids = AcceptedWebhookIds(
+            clock, tolerance_s=standard_webhooks.DEFAULT_TOLERANCE_S
+        )
         self._normalisers: dict[str, Normaliser] = {
             "probe": lambda body, tenant, at: probe.normalise(
                 body, tenant=tenant, received_at=at, new_id=new_signal_id
@@ -149,11 +160,31 @@ class Hooks:
         self, scope: Scope, receive: Receive, send: Send, source: str, tenant_id: str
     ) -> None:
         try:
-            signals = await self._normalise_batch(scope, receive, source, tenant_id)
+            signals, signed = await self._normalise_batch(scope, receive, source, tenant_id)
         except IngestError as exc:
             await self._refuse(send, exc, tenant_id, source)
             return
-        accepted, refusal = await self._submit_batch(signals)
+        key: WebhookKey | None = None
+        if signed is not None:
+            key = (tenant_id, source, signed[0])
+            original = await self.webhook_ids.admit(key, signed[1])
+            if original is not None:
+                await self._answer_duplicate(send, key, original)
+                return
+            signals = [
+                msgspec.structs.replace(s, webhook_id=signed[0], webhook_signals=len(signals))
+                for s in signals
+            ]
+        accepted: list[Accepted] = []
+        refusal: OverloadedError | None = None
+        try:
+            accepted, refusal = await self._submit_batch(signals)
+        finally:
+            if key is not None:
+                if refusal is None and len(accepted) == len(signals):
+                    self.webhook_ids.accepted(key, tuple(a.signal_id for a in accepted))
+                else:
+                    self.webhook_ids.forget(key)
         if refusal is None:
             await send_json(
                 send, 202, {"accepted": len(accepted), "signals": [_answer(a) for a in accepted]}
@@ -174,9 +205,35 @@ class Hooks:
             [(b"retry-after", str(refusal.retry_after).encode())],
         )
 
+    async def _answer_duplicate(
+        self, send: Send, key: WebhookKey, signal_ids: tuple[str, ...]
+    ) -> None:
+        tenant_id, source, webhook_id = key
+        self._log.info(
+            "webhook_duplicate",
+            tenant=tenant_id,
+            source=source,
+            webhook_id=webhook_id,
+            signal_ids=list(signal_ids),
+            why="this webhook-id was accepted within the signature's tolerance; not re-applied",
+        )
+        await send_json(
+            send,
+            202,
+            {
+                "accepted": 0,
+                "duplicate": True,
+                "webhook_id": webhook_id,
+                "original_signal_ids": list(signal_ids),
+                "signals": [],
+            },
+        )
+
     async def _normalise_batch(
         self, scope: Scope, receive: Receive, source: str, tenant_id: str
-    ) -> list[Signal]:
+    ) -> tuple[list[Signal], tuple[str, datetime] | None]:
+        """The signals, and the verified ``webhook-id`` and ``webhook-timestamp`` when a
+        Standard Webhooks signature (not a bearer token) authenticated the request."""
         if not self._gate.open:
             await _discard(receive)
             raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
@@ -185,12 +242,15 @@ class Hooks:
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
             raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
-        self._authenticate(scope, body, tenant)
-        return self._normalisers[source](body, tenant_id, self._clock.now())
+        signed = self._authenticate(scope, body, tenant)
+        return self._normalisers[source](body, tenant_id, self._clock.now()), signed
 
-    def _authenticate(self, scope: Scope, body: bytes, tenant: Tenant) -> None:
+    def _authenticate(
+        self, scope: Scope, body: bytes, tenant: Tenant
+    ) -> tuple[str, datetime] | None:
         """Return when the request carries a valid signature or bearer token, else raise
-        :class:`SignatureError` saying what is missing or wrong."""
+        :class:`SignatureError` saying what is missing or wrong. A valid signature returns
+        its ``webhook-id`` and ``webhook-timestamp``; a bearer token returns None."""
         secret, token = tenant.hook_secret, tenant.hook_token
         if secret is None and token is None:
             raise SignatureError(
@@ -207,7 +267,7 @@ class Hooks:
             elif token is None:
                 problems.append(f"no bearer token is configured (set {tenant.hook_token_env})")
             elif hmac.compare_digest(credentials.strip().encode("latin-1"), token.encode("utf-8")):
-                return
+                return None
             else:
                 problems.append("wrong bearer token")
         signed = {
@@ -230,7 +290,10 @@ class Hooks:
                 except standard_webhooks.WebhookVerificationError as exc:
                     problems.append(f"Standard Webhooks signature: {exc}")
                 else:
-                    return
+                    signed_at = datetime.fromtimestamp(
+                        int(signed[standard_webhooks.HEADER_TIMESTAMP].strip()), UTC
+                    )
+                    return signed[standard_webhooks.HEADER_ID], signed_at
         if not problems:
             ways = []
             if secret is not None:

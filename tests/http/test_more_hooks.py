@@ -8,6 +8,7 @@ environment names), ``acme`` (a bearer token only, a name from the file) and ``b
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -62,7 +63,8 @@ def signed(body: bytes, secret: str = HOOK_SECRET, *, at: int | None = None) -> 
     timestamp = int(time.time()) if at is None else at
     return {
         "content-type": "application/json",
-        **webhook_headers([secret], f"msg_{timestamp}", timestamp, body),
+        # a fresh id per message: a repeated id is a replay (tests/http/test_webhook_replays.py)
+        **webhook_headers([secret], f"msg_{secrets.token_hex(8)}", timestamp, body),
     }
 
 
