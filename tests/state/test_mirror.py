@@ -80,12 +80,15 @@ def pending_ids(dsn: str) -> list[str]:
 # --- migrations --------------------------------------------------------------------------
 
 
+ALL_VERSIONS = [m.version for m in load_migrations()]
+
+
 def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         assert applied_versions(conn) == []
-        assert migrate(conn) == [1, 2, 3]
+        assert migrate(conn) == ALL_VERSIONS
         assert migrate(conn) == []
-        assert applied_versions(conn) == [1, 2, 3]
+        assert applied_versions(conn) == ALL_VERSIONS
     with psycopg.connect(pg_dsn) as conn:  # a second process finds nothing to do
         assert migrate(conn) == []
 
@@ -93,6 +96,7 @@ def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
         (1, "incident_state"),
         (2, "verification_log"),
         (3, "tenant_rls"),
+        (4, "pending_handshakes"),
     ]
     assert query(
         pg_dsn,
@@ -133,8 +137,8 @@ def test_concurrent_migrators_apply_each_migration_once(pg_dsn: str) -> None:
     # each migration holds the lock in its own transaction: the work may be shared out,
     # but every version is applied exactly once
     assert len(results) == 4
-    assert sorted(v for applied in results for v in applied) == [1, 2, 3]
-    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(3,)]
+    assert sorted(v for applied in results for v in applied) == ALL_VERSIONS
+    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(len(ALL_VERSIONS),)]
 
 
 def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> None:
@@ -145,7 +149,7 @@ def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> N
     with psycopg.connect(pg_dsn) as conn:
         with pytest.raises(StateError, match="0099_broken"):
             migrate(conn, migrations)
-        assert applied_versions(conn) == [1, 2, 3]
+        assert applied_versions(conn) == ALL_VERSIONS
     assert query(pg_dsn, "SELECT to_regclass('half_done') IS NULL") == [(True,)]
 
 
