@@ -123,7 +123,6 @@ class _Pending:
     open: dict[str, PendingHandshake] = field(default_factory=dict)
     email_used: set[str] = field(default_factory=set)  # token hashes redeemed (this run)
     tokens: dict[str, OAuthTokens] = field(default_factory=dict)  # sink -> PagerDuty tokens
-    teams: dict[str, str] = field(default_factory=dict)  # Slack bot token -> its team id
 
 
 def _binding(handshake: PendingHandshake) -> PendingBinding:
@@ -164,6 +163,7 @@ async def run_verification(
     follow_api_sinks(None)
     latest: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     pending = _Pending()
+    workspaces = slack_verify.Workspaces(settings.slack_api_url)
 
     def dropped(exc: SinkRemovedError) -> None:
         logger.warning("handshake_dropped", sink=exc.sink_id, reason=str(exc))
@@ -269,41 +269,15 @@ async def run_verification(
             from_attributes=True,
         )
 
-    async def team_of(token: str) -> str:
-        """The Slack workspace of a bot token (asked once per token and incarnation)."""
-        if token not in pending.teams:
-            pending.teams[token] = await slack_verify.workspace_of(token, settings.slack_api_url)
-        return pending.teams[token]
-
-    async def operator_workspaces() -> set[str]:
-        found: set[str] = set()
-        for sink_id, config in settings.sinks.items():
-            token = settings.sink_secrets.get(sink_id)
-            if not isinstance(config, SlackSinkConfig) or token is None:
-                continue
-            if config.tenant != settings.operator_tenant:
-                continue
-            try:
-                found.add(await team_of(token))
-            except slack_verify.WorkspaceError as exc:
-                logger.warning("operator_workspace_unknown", sink=sink_id, reason=str(exc))
-        return found
-
     async def start_slack(sink_id: str, config: SlackSinkConfig, who: str) -> HandshakeAnswer:
         token = settings.sink_secrets.get(sink_id)
         if token is None:
             return refused(sink_id, f"sink {sink_id!r} has no bot token ({config.token_env})")
         try:
-            team = await team_of(token)
+            team = await workspaces.team_of(token)
         except slack_verify.WorkspaceError as exc:
             return refused(sink_id, f"cannot tell the workspace of {sink_id!r}: {exc}", "failed")
-        refusal = slack_verify.operator_refusal(
-            sink_id=sink_id,
-            tenant=config.tenant,
-            operator_side=settings.operator_side(config.tenant),
-            workspace=team,
-            operator=await operator_workspaces(),
-        )
+        refusal = await workspaces.refusal(settings, sink_id, config, token)
         if refusal is not None:
             logger.warning(
                 "slack_workspace_refused", sink=sink_id, tenant=config.tenant, workspace=team
