@@ -23,6 +23,7 @@ workspace is refused (``actors/sinks/slack/verify.py``).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
@@ -608,6 +609,24 @@ async def run_verification(
             ok=True, sink_id=sink_id, status="live", message="PagerDuty authorized EyeTok."
         )
 
+    async def recheck_workspaces() -> None:
+        """A tenant's Slack sink verified before workspaces were checked, whose token is
+        in the operator's workspace, is failed now (it could post into the operator's
+        channels). Runs beside the inbox: Slack may be slow to answer."""
+        for sink_id, config in sorted(settings.sinks.items()):
+            current = latest.get(sink_id)
+            if not isinstance(config, SlackSinkConfig) or current is None:
+                continue
+            if current.status not in (VerificationStatus.LIVE, VerificationStatus.RENEWED):
+                continue
+            token = settings.sink_secrets.get(sink_id)
+            refusal = await workspaces.refusal(settings, sink_id, config, token)
+            if refusal is not None and latest.get(sink_id) is current:
+                logger.warning("slack_workspace_refused", sink=sink_id, tenant=config.tenant)
+                with contextlib.suppress(SinkRemovedError):
+                    failed = VerificationStatus.FAILED
+                    await record(row(sink_id, failed, approved_by="start", detail=refusal))
+
     async def resume(nursery: trio.Nursery) -> None:
         """The handshakes the history holds open: those still good are taken up again
         (a TXT poll resumes), the expired ones and those of removed sinks are closed."""
@@ -745,6 +764,7 @@ async def run_verification(
             trio.open_nursery() as nursery,
         ):
             await resume(nursery)
+            nursery.start_soon(recheck_workspaces)
             task_status.started()
             async for message in inbox:
                 match message:

@@ -5,6 +5,7 @@ the local Slack, SMTP, OAuth and DNS peers, and PostgreSQL on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from eyetok.config import Settings
 from eyetok.standard_webhooks import new_secret
 from harness.peers.slack import TEAM_ID
 from tests.conftest import daemon_settings, eventually, start_daemon
+from tests.e2e.daemon import DaemonProcess
 from tests.peers.dns import FakeDns
 from tests.peers.oauth import FakeOAuth
 from tests.peers.slack import FakeSlack
@@ -30,6 +32,7 @@ from tests.verify import ROOT_TOKEN, slack_event_body, slack_headers
 
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}
 REDIRECT = "http://localhost/oauth/pagerduty/callback"
+START_S = 60.0  # a cold `eyetok run` on a busy 2-core machine
 
 
 @asynccontextmanager
@@ -309,3 +312,59 @@ async def test_a_dns_txt_poll_in_progress_resumes_after_a_restart(
         async with running(lives.settings(2, fake_slack, config, **env)) as second:
             await eventually(_is(second, "hook", "live"))
             assert "nonce found" in (await _standing(second, "hook"))["detail"]
+
+
+# --- from outside: `eyetok run`, kill -9, a fresh dyno ----------------------------------
+
+
+def test_kill_9_then_a_fresh_dyno_completes_the_slack_handshake(
+    tmp_path: Path, fake_slack: FakeSlack, pg_dsn: str
+) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": fake_slack.token,
+        "SLACK_API_URL": fake_slack.base_url,
+        "DATABASE_URL": pg_dsn,
+    }
+    first = DaemonProcess(tmp_path / "dyno-1", env).start(timeout=START_S)
+    try:
+        started = httpx.post(
+            first.url + "/api/v1/sinks/slack/verification", headers=AUTH, timeout=10.0
+        )
+        assert started.status_code == 200, started.text
+        nonce = started.json()["nonce"]
+        stray = slack_event_body("cd" * 32)
+        answered = httpx.post(
+            first.url + "/slack/events", content=stray, headers=slack_headers(stray), timeout=10
+        )
+        assert answered.status_code == 200  # Slack's retries stop; the log says why
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            first.events("handshake_unmatched")
+            and query(pg_dsn, "SELECT count(*) FROM pending_handshakes") == [(1,)]
+        ):
+            time.sleep(0.05)
+        [unmatched] = first.events("handshake_unmatched")
+        assert unmatched["sink_type"] == "slack"
+    finally:
+        first.kill()  # SIGKILL: no drain, no last flush; the dyno's disk is gone with it
+
+    second = DaemonProcess(tmp_path / "dyno-2", env).start(timeout=START_S)
+    try:
+        [rehydrated] = second.events("rehydrated_from_postgres")
+        assert rehydrated["handshakes"] == 1
+        [resumed] = second.events("handshakes_resumed")
+        assert resumed["slack"] == 1
+        body = slack_event_body(f"my nonce {nonce}")
+        sent = httpx.post(
+            second.url + "/slack/events", content=body, headers=slack_headers(body), timeout=10
+        )
+        assert sent.status_code == 200
+        deadline = time.monotonic() + 10
+        deliverable = False
+        while time.monotonic() < deadline and not deliverable:
+            listed = httpx.get(second.url + "/api/v1/sinks", headers=AUTH, timeout=10).json()
+            deliverable = any(s["sink_id"] == "slack" and s["deliverable"] for s in listed["sinks"])
+            time.sleep(0.05)
+        assert deliverable
+    finally:
+        assert second.terminate()[0] == 0

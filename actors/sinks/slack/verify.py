@@ -69,7 +69,7 @@ def _auth_test(token: str, api_url: str) -> str:
 
 async def workspace_of(token: str, api_url: str) -> str:
     """The team id of the workspace ``token`` belongs to. Raises :class:`WorkspaceError`."""
-    return await trio.to_thread.run_sync(_auth_test, token, api_url)
+    return await trio.to_thread.run_sync(_auth_test, token, api_url, abandon_on_cancel=True)
 
 
 def _refusal(sink_id: str, tenant: str, workspace: str) -> str:
