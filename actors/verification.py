@@ -62,6 +62,7 @@ from eyetok.clock import Clock
 from eyetok.config import Settings, sink_type_of
 from eyetok.messages import (
     EmailLinkOpened,
+    FlushHistory,
     HandshakeAnswer,
     HandshakeRecorded,
     HistoryMessage,
@@ -630,6 +631,10 @@ async def run_verification(
     async def resume(nursery: trio.Nursery) -> None:
         """The handshakes the history holds open: those still good are taken up again
         (a TXT poll resumes), the expired ones and those of removed sinks are closed."""
+        flushed: Reply[bool] = Reply()  # what is journalled but not yet in the tables too
+        await to_history.send(FlushHistory(reply=flushed))
+        with trio.move_on_after(JOURNAL_TIMEOUT_S):
+            await flushed.wait()
         now = clock.now()
         resumed: dict[str, int] = {}
         for found in (await deps.store.read(queries.open_handshakes)).values():
