@@ -14,9 +14,9 @@ import trio
 
 from actors.daemon import Daemon
 from harness.peers.slack import TEAM_ID
-from tests.conftest import daemon_settings, start_daemon
+from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.peers.slack import FakeSlack
-from tests.verify import ROOT_TOKEN, tenant_slack_token
+from tests.verify import ROOT_TOKEN, tenant_slack_token, verify_slack
 
 ROOT = {"authorization": f"Bearer {ROOT_TOKEN}"}
 CONFIG = """
@@ -109,3 +109,30 @@ async def test_a_file_sink_in_the_operators_workspace_is_neither_routed_to_nor_v
     assert row["status"] == "failed"
     assert row["deliverable"] is False
     assert row["workspace"] == TEAM_ID
+
+
+async def test_a_tenant_sink_verified_before_the_check_is_failed_on_the_next_start(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    fake_slack.add_workspace("xoxb-beta", "T0BETA")
+    settings = daemon_settings(tmp_path, fake_slack, config=CONFIG, BETA_SLACK_TOKEN="xoxb-beta")
+    async with trio.open_nursery() as life:
+        daemon = await start_daemon(life, settings, verify=())
+        await verify_slack(f"http://127.0.0.1:{daemon.bound_port}", "beta-slack", team="T0BETA")
+        daemon.request_stop()
+    # the same token turns out to be one of the operator's workspace (say, verified by a
+    # release that did not look): the next start fails it, nothing more goes there
+    fake_slack.add_workspace("xoxb-beta", TEAM_ID)
+    async with trio.open_nursery() as life:
+        daemon = await start_daemon(life, settings, verify=())
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{daemon.bound_port}", timeout=10.0
+        ) as client:
+
+            async def failed() -> bool:
+                listed = (await client.get("/api/v1/sinks", headers=ROOT)).json()["sinks"]
+                row = next(s for s in listed if s["sink_id"] == "beta-slack")
+                return bool(row["status"] == "failed" and not row["deliverable"])
+
+            await eventually(failed)
+        daemon.request_stop()
