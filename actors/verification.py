@@ -209,6 +209,13 @@ async def run_verification(
 
     async def closed(handshake: PendingHandshake, reason: str) -> None:
         pending.open.pop(handshake.key, None)
+        logger.info(
+            "handshake_closed",
+            sink=handshake.sink_id,
+            sink_type=handshake.sink_type,
+            key_prefix=handshake.key[:12],
+            reason=reason,
+        )
         await to_history.send(
             HandshakeRecorded(
                 event=HandshakeEvent.CLOSED, handshake=handshake, at=clock.now(), reason=reason
