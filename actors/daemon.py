@@ -230,6 +230,7 @@ class Daemon:
             threads=len(rehydrated.threads),
             tenant_changes=len(rehydrated.tenant_entries),
             tenant_tokens=len(rehydrated.tenant_tokens),
+            handshakes=len(rehydrated.handshakes),
         )
 
     async def _drain(

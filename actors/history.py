@@ -37,6 +37,7 @@ from eyetok.messages import (
     DeliveryPlanned,
     DrillReceiptRecorded,
     FlushHistory,
+    HandshakeRecorded,
     HistoryMessage,
     IncidentAction,
     IncidentSnapshotted,
@@ -55,6 +56,7 @@ from state.history.journal import (
     AuditRow,
     DeliveryRow,
     DrillReceiptRow,
+    HandshakeRow,
     OutcomeRow,
     SignalRow,
     SnapshotRow,
@@ -64,6 +66,7 @@ from state.history.journal import (
     VerificationRow,
     append_rows,
     delivery_row,
+    handshake_row,
     snapshot_row,
     suppression_row,
     tenant_config_row,
@@ -101,6 +104,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     anomaly_notes: list[AnomalyNoteRow] = msgspec.field(default_factory=list)
     tenant_tokens: list[TenantTokenRow] = msgspec.field(default_factory=list)
     tenant_config: list[TenantConfigRow] = msgspec.field(default_factory=list)
+    handshakes: list[HandshakeRow] = msgspec.field(default_factory=list)
 
     def rows(self) -> list[msgspec.Struct]:
         return [
@@ -116,6 +120,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
             *self.anomaly_notes,
             *self.tenant_tokens,
             *self.tenant_config,
+            *self.handshakes,
         ]
 
 
@@ -147,6 +152,8 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.tenant_tokens.append(row)
             case TenantConfigRow():
                 frame.tenant_config.append(row)
+            case HandshakeRow():
+                frame.handshakes.append(row)
     return frame
 
 
@@ -219,6 +226,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             return []
         case VerificationRecorded(verification=v):
             return [verification_row(v, recorded_at=now)]
+        case HandshakeRecorded(event=event, handshake=h, at=at, reason=reason):
+            return [handshake_row(event, h, recorded_at=at, reason=reason)]
         case SuppressionRecorded():
             return [suppression_row(message)]
         case TenantRecorded(tokens=tokens, entries=entries):
@@ -417,6 +426,8 @@ def _answer(batch: list[HistoryMessage]) -> None:
                 batch_reply.send(tuple(_accepted(item) for item in items))
             case TenantRecorded(reply=done) if done is not None:
                 done.send(True)
+            case HandshakeRecorded(reply=done) if done is not None:
+                done.send(True)
             case _:
                 pass
 
@@ -439,7 +450,7 @@ async def _mirror(
                 await to_mirror.send(DeliveryClosed(finished=message))
             case VerificationRecorded():
                 await to_mirror.send(message)
-            case TenantRecorded():
+            case TenantRecorded() | HandshakeRecorded():
                 await to_mirror.send(msgspec.structs.replace(message, reply=None))
             case _:
                 pass

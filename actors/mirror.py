@@ -1,5 +1,5 @@
-"""The mirror actor: incident state, the pending outbox and the sink verification log,
-written behind to Postgres.
+"""The mirror actor: incident state, the pending outbox, the sink verification log and
+the handshakes under way, written behind to Postgres.
 
 The receive loop only folds messages into :class:`MirrorBuffer` (it never waits on
 Postgres and never drops a change): the newest snapshot of an incident replaces older
@@ -37,6 +37,7 @@ from eyetok.messages import (
     Deliver,
     DeliveryClosed,
     DeliveryPlanned,
+    HandshakeRecorded,
     IncidentSnapshotted,
     MirrorMessage,
     TenantConfigEntry,
@@ -80,10 +81,12 @@ class MirrorBuffer:
         self._verifications: list[Verification] = []  # in the order recorded
         self._tenant_entries: list[TenantConfigEntry] = []  # appended, never coalesced
         self._tenant_tokens: list[TenantToken] = []
+        self._handshakes: list[HandshakeRecorded] = []  # opened / closed, in order
 
     def __len__(self) -> int:
         return (
-            len(self._snapshots)
+            len(self._handshakes)
+            + len(self._snapshots)
             + len(self._planned)
             + len(self._closed)
             + len(self._threads)
@@ -113,6 +116,8 @@ class MirrorBuffer:
             case TenantRecorded(tokens=tokens, entries=entries):
                 self._tenant_tokens.extend(tokens)
                 self._tenant_entries.extend(entries)
+            case HandshakeRecorded():
+                self._handshakes.append(message)
             case _:
                 assert_never(message)
 
@@ -127,7 +132,9 @@ class MirrorBuffer:
             closed_tenants=dict(self._closed),
             tenant_entries=tuple(self._tenant_entries),
             tenant_tokens=tuple(self._tenant_tokens),
+            handshakes=tuple(self._handshakes),
         )
+        self._handshakes = []
         self._snapshots, self._planned, self._closed, self._threads = {}, {}, {}, {}
         self._verifications, self._tenant_entries, self._tenant_tokens = [], [], []
         return batch
@@ -149,6 +156,7 @@ class MirrorBuffer:
         self._verifications[:0] = batch.verifications
         self._tenant_entries[:0] = batch.tenant_entries
         self._tenant_tokens[:0] = batch.tenant_tokens
+        self._handshakes[:0] = batch.handshakes  # insert/delete again: idempotent, in order
 
 
 def _one_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ import trio
 
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
+from actors.sinks.slack.verify import Workspaces
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings, sink_type_of
@@ -47,6 +48,7 @@ from eyetok.messages import (
     TenantToken,
     VerificationMessage,
 )
+from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.tenant_api import (
     ROUTES_KEY,
     TenantApiError,
@@ -138,6 +140,17 @@ async def run_tenants(
     tokens = live_tokens(await deps.store.read(root_tokens))
     overlays = fold_entries(await deps.store.read(root_config_entries))
     effective = with_overlays(base, overlays)
+    workspaces = Workspaces(base.slack_api_url)
+
+    async def in_operator_workspace(
+        sink_id: str, config: SlackSinkConfig, token: str | None, field: str
+    ) -> None:
+        """Refuse a tenant's Slack sink whose bot token is in the operator's workspace
+        (:class:`TenantApiError` 403, audited): its routes could name any of the
+        operator's channels."""
+        refusal = await workspaces.refusal(effective, sink_id, config, token)
+        if refusal is not None:
+            raise TenantApiError(403, field, refusal, cross_tenant=True)
 
     async def audit(tenant: str, event: str, detail: str) -> None:
         await to_history.send(
@@ -223,6 +236,9 @@ async def run_tenants(
                 )
             case "put_sink":
                 config = parse_sink(tenant, request.key, request.body, base)
+                if isinstance(config, SlackSinkConfig):
+                    token = base.tenant_env.get(config.token_env)
+                    await in_operator_workspace(request.key, config, token, "token_env")
                 entry = scope.entry(
                     kind="sink", key=request.key, value_json=sink_json(config), at=now, by=who
                 )
@@ -276,6 +292,11 @@ async def run_tenants(
                 return ApiAnswer(status=200, body={"sink_id": request.key, "removed": True})
             case "put_routes":
                 routes = parse_routes(tenant, request.body, effective.sinks)
+                for sink_id in sorted({r.sink for rs in routes.values() for r in rs}):
+                    named = effective.sinks[sink_id]
+                    if isinstance(named, SlackSinkConfig):
+                        token = effective.sink_secrets.get(sink_id)
+                        await in_operator_workspace(sink_id, named, token, "routes")
                 entries, _ = scope.checked(
                     [
                         scope.entry(

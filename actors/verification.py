@@ -9,14 +9,21 @@ Four handshakes, one per sink type (the seed's reference recipes):
 - PagerDuty: OAuth 2.0 authorization code with PKCE (S256).
 
 Every step is a verification-log row (history) and every change of a sink's standing
-goes to the delivery gate. Pending handshakes live in memory: a restart forgets them
-(their ``pending`` rows stay, and the gate keeps refusing until a new handshake).
+goes to the delivery gate. A handshake under way is a :class:`PendingHandshake` row
+(history, journalled before its nonce, link or URL is handed out; mirrored to Postgres):
+on every (re)start this actor rebuilds them, resumes the TXT polls, and closes those that
+expired or whose sink is gone, so a restart or a fresh dyno completes what a human
+started. A nonce, link or state that matches nothing is logged (``handshake_unmatched``:
+the sink type and a prefix of its hash, never the secret) and answered as such.
+
+A Slack verification is bound to the workspace of the sink's bot token (``auth.test``):
+the DM must come from that team, and a tenant's sink whose token is in the operator's
+workspace is refused (``actors/sinks/slack/verify.py``).
 """
 
 from __future__ import annotations
 
-import re
-import secrets
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
@@ -26,6 +33,7 @@ import msgspec
 import trio
 
 from actors.sinks.base import Delivered, Sink
+from actors.sinks.email.config import LINK_TTL
 from actors.sinks.email.verify import (
     MagicLinkError,
     PendingBinding,
@@ -36,14 +44,17 @@ from actors.sinks.email.verify import (
     token_hash,
 )
 from actors.sinks.pagerduty.verify import (
+    AUTHORIZATION_TTL,
     OAuthError,
     OAuthTokens,
-    PendingAuthorization,
     begin_authorization,
+    challenge,
     exchange_code,
-    match_callback,
     refresh,
+    seal_verifier,
+    unseal_verifier,
 )
+from actors.sinks.slack import verify as slack_verify
 from actors.sinks.webhook import verify as txt
 from actors.tenants import api_sinks, effective_settings
 from eyetok import log
@@ -51,10 +62,13 @@ from eyetok.clock import Clock
 from eyetok.config import Settings, sink_type_of
 from eyetok.messages import (
     EmailLinkOpened,
+    FlushHistory,
     HandshakeAnswer,
+    HandshakeRecorded,
     HistoryMessage,
     ListVerifications,
     OAuthCallback,
+    Reply,
     ReverifyDue,
     SlackMessageSeen,
     StartVerification,
@@ -65,9 +79,12 @@ from eyetok.messages import (
 )
 from eyetok.sinks.email import EmailSinkConfig
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
+from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.sinks.webhook import WebhookSinkConfig
 from eyetok.verification import (
     CADENCE,
+    HandshakeEvent,
+    PendingHandshake,
     Verification,
     VerificationStatus,
     expiry,
@@ -77,7 +94,7 @@ from eyetok.verification import (
 from state.history import queries
 from state.history.store import HistoryStore
 
-_HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
+JOURNAL_TIMEOUT_S = 10.0  # a handshake's secret is handed out only once it is journalled
 
 
 class SinkRemovedError(Exception):
@@ -103,15 +120,21 @@ class VerificationDeps:
 
 @dataclass
 class _Pending:
-    """Handshakes under way, by what will come back to complete them."""
+    """Handshakes under way, by the hash of what will come back to complete them."""
 
-    slack: dict[str, tuple[str, str]] = field(default_factory=dict)  # nonce hash -> sink, who
-    email: dict[str, PendingBinding] = field(default_factory=dict)  # token hash -> binding
-    email_by: dict[str, str] = field(default_factory=dict)  # token hash -> who asked
-    email_used: set[str] = field(default_factory=set)
-    oauth: dict[str, PendingAuthorization] = field(default_factory=dict)  # state -> pending
-    oauth_by: dict[str, str] = field(default_factory=dict)
+    open: dict[str, PendingHandshake] = field(default_factory=dict)
+    email_used: set[str] = field(default_factory=set)  # token hashes redeemed (this run)
     tokens: dict[str, OAuthTokens] = field(default_factory=dict)  # sink -> PagerDuty tokens
+
+
+def _binding(handshake: PendingHandshake) -> PendingBinding:
+    return PendingBinding(
+        sink_id=handshake.sink_id,
+        address=handshake.address,
+        token_hash=handshake.key,
+        issued_at=handshake.opened_at,
+        link_expires_at=handshake.expires_at,
+    )
 
 
 async def run_verification(
@@ -142,6 +165,7 @@ async def run_verification(
     follow_api_sinks(None)
     latest: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     pending = _Pending()
+    workspaces = slack_verify.Workspaces(settings.slack_api_url)
 
     def dropped(exc: SinkRemovedError) -> None:
         logger.warning("handshake_dropped", sink=exc.sink_id, reason=str(exc))
@@ -149,6 +173,70 @@ async def run_verification(
     def gone(exc: SinkRemovedError) -> HandshakeAnswer:
         dropped(exc)
         return HandshakeAnswer(ok=False, sink_id=exc.sink_id, status="refused", message=str(exc))
+
+    def refused(sink_id: str, message: str, status: str = "refused") -> HandshakeAnswer:
+        return HandshakeAnswer(ok=False, sink_id=sink_id, status=status, message=message)
+
+    def unmatched(sink_type: str, key: str, reason: str, **fields: object) -> None:
+        logger.warning(
+            "handshake_unmatched", sink_type=sink_type, key_prefix=key[:12], reason=reason, **fields
+        )
+
+    async def opened(handshake: PendingHandshake) -> bool:
+        """Journal an opened handshake and wait for the commit (False: not in time)."""
+        committed: Reply[bool] = Reply()
+        await to_history.send(
+            HandshakeRecorded(
+                event=HandshakeEvent.OPENED, handshake=handshake, at=clock.now(), reply=committed
+            )
+        )
+        with trio.move_on_after(JOURNAL_TIMEOUT_S):
+            await committed.wait()
+            pending.open[handshake.key] = handshake
+            logger.info(
+                "handshake_opened",
+                sink=handshake.sink_id,
+                sink_type=handshake.sink_type,
+                tenant=handshake.tenant,
+                key_prefix=handshake.key[:12],
+                expires_at=handshake.expires_at.isoformat(),
+            )
+            return True
+        logger.error(
+            "handshake_not_journalled", sink=handshake.sink_id, key_prefix=handshake.key[:12]
+        )
+        return False
+
+    async def closed(handshake: PendingHandshake, reason: str) -> None:
+        pending.open.pop(handshake.key, None)
+        logger.info(
+            "handshake_closed",
+            sink=handshake.sink_id,
+            sink_type=handshake.sink_type,
+            key_prefix=handshake.key[:12],
+            reason=reason,
+        )
+        await to_history.send(
+            HandshakeRecorded(
+                event=HandshakeEvent.CLOSED, handshake=handshake, at=clock.now(), reason=reason
+            )
+        )
+
+    def new_handshake(
+        sink_id: str, kind: str, key: str, who: str, ttl: timedelta, **fields: str
+    ) -> PendingHandshake:
+        config = settings.sinks[sink_id]
+        now = clock.now()
+        return PendingHandshake(
+            key=key,
+            sink_id=sink_id,
+            sink_type=kind,
+            tenant=config.tenant,
+            requested_by=who,
+            opened_at=now,
+            expires_at=now + ttl,
+            **fields,
+        )
 
     async def record(v: Verification) -> None:
         latest[v.sink_id] = standing(latest.get(v.sink_id), v)
@@ -162,6 +250,7 @@ async def run_verification(
             tenant=v.tenant,
             status=v.status.value,
             expires_at=v.expires_at.isoformat() if v.expires_at else None,
+            workspace=v.workspace or None,
             detail=v.detail or None,
         )
 
@@ -189,54 +278,82 @@ async def run_verification(
             from_attributes=True,
         )
 
+    async def start_slack(sink_id: str, config: SlackSinkConfig, who: str) -> HandshakeAnswer:
+        token = settings.sink_secrets.get(sink_id)
+        if token is None:
+            return refused(sink_id, f"sink {sink_id!r} has no bot token ({config.token_env})")
+        try:
+            team = await workspaces.team_of(token)
+        except slack_verify.WorkspaceError as exc:
+            return refused(sink_id, f"cannot tell the workspace of {sink_id!r}: {exc}", "failed")
+        refusal = await workspaces.refusal(settings, sink_id, config, token)
+        if refusal is not None:
+            logger.warning(
+                "slack_workspace_refused", sink=sink_id, tenant=config.tenant, workspace=team
+            )
+            failed = VerificationStatus.FAILED
+            await record(row(sink_id, failed, approved_by=who, workspace=team, detail=refusal))
+            return refused(sink_id, refusal)
+        nonce = slack_verify.new_nonce()
+        started = new_handshake(
+            sink_id, "slack", nonce_hash(nonce), who, slack_verify.NONCE_TTL, workspace=team
+        )
+        if not await opened(started):
+            return refused(sink_id, "the handshake could not be journalled; try again", "failed")
+        await record(
+            row(
+                sink_id,
+                VerificationStatus.PENDING,
+                approved_by=who,
+                nonce_hash=started.key,
+                workspace=team,
+                detail=f"waiting for the nonce in a DM in workspace {team}",
+            )
+        )
+        return HandshakeAnswer(
+            ok=True,
+            sink_id=sink_id,
+            status="pending",
+            nonce=nonce,
+            message="Send this nonce to the EyeTok app in a direct message (not in a channel) "
+            f"in workspace {team}, within 24 hours: {nonce}",
+        )
+
     async def start(message: StartVerification, nursery: trio.Nursery) -> HandshakeAnswer:
         sink_id = message.sink_id
         config = settings.sinks.get(sink_id)
         if config is None:
-            return HandshakeAnswer(
-                ok=False, sink_id=sink_id, status="refused", message=f"no sink named {sink_id!r}"
-            )
+            return refused(sink_id, f"no sink named {sink_id!r}")
         who = message.requested_by
-        match sink_type_of(config):
-            case "slack":
-                nonce = secrets.token_hex(32)
-                pending.slack[nonce_hash(nonce)] = (sink_id, who)
-                await record(
-                    row(
-                        sink_id,
-                        VerificationStatus.PENDING,
-                        approved_by=who,
-                        nonce_hash=nonce_hash(nonce),
-                        detail="waiting for the nonce in a DM",
-                    )
-                )
-                return HandshakeAnswer(
-                    ok=True,
-                    sink_id=sink_id,
-                    status="pending",
-                    nonce=nonce,
-                    message="Send this nonce to the EyeTok app in a direct message "
-                    f"(not in a channel): {nonce}",
-                )
-            case "webhook":
-                assert isinstance(config, WebhookSinkConfig)
+        match config:
+            case SlackSinkConfig():
+                return await start_slack(sink_id, config, who)
+            case WebhookSinkConfig():
                 nonce = txt.new_nonce()
                 try:
                     name = txt.record_name(config.url)
                 except ValueError as exc:  # an IP address: no domain to prove ownership of
-                    return HandshakeAnswer(
-                        ok=False, sink_id=sink_id, status="refused", message=str(exc)
-                    )
+                    return refused(sink_id, str(exc))
+                polled = new_handshake(
+                    sink_id,
+                    "webhook",
+                    nonce_hash(nonce),
+                    who,
+                    timedelta(seconds=deps.txt_for_s),
+                    txt_name=name,
+                )
+                if not await opened(polled):
+                    return refused(sink_id, "the handshake could not be journalled", "failed")
                 await record(
                     row(
                         sink_id,
                         VerificationStatus.PENDING,
                         approved_by=who,
-                        nonce_hash=nonce_hash(nonce),
+                        nonce_hash=polled.key,
                         detail=f"polling TXT {name}",
                     )
                 )
-                nursery.start_soon(poll, sink_id, name, nonce, who)
+                nursery.start_soon(poll, polled)
                 return HandshakeAnswer(
                     ok=True,
                     sink_id=sink_id,
@@ -245,21 +362,27 @@ async def run_verification(
                     message=f"Publish a DNS TXT record {name} with the value {nonce}; EyeTok "
                     f"checks every {deps.txt_every_s:.0f}s for {deps.txt_for_s / 3600:.0f}h.",
                 )
-            case "email":
-                assert isinstance(config, EmailSinkConfig)
+            case EmailSinkConfig():
                 return await send_magic_link(sink_id, config, who)
-            case "pagerduty":
-                assert isinstance(config, PagerDutySinkConfig)
+            case PagerDutySinkConfig():
                 try:
                     authorization, url = begin_authorization(
                         config, sink_id=sink_id, now=clock.now()
                     )
                 except (OAuthError, ValueError) as exc:
-                    return HandshakeAnswer(
-                        ok=False, sink_id=sink_id, status="refused", message=str(exc)
-                    )
-                pending.oauth[authorization.state] = authorization
-                pending.oauth_by[authorization.state] = who
+                    return refused(sink_id, str(exc))
+                state, verifier = authorization.state, authorization.verifier
+                authorizing = new_handshake(
+                    sink_id,
+                    "pagerduty",
+                    nonce_hash(state),
+                    who,
+                    AUTHORIZATION_TTL,
+                    sealed_verifier=seal_verifier(verifier, state),
+                    challenge=challenge(verifier),
+                )
+                if not await opened(authorizing):
+                    return refused(sink_id, "the handshake could not be journalled", "failed")
                 await record(
                     row(
                         sink_id,
@@ -273,43 +396,37 @@ async def run_verification(
                     sink_id=sink_id,
                     status="pending",
                     url=url,
-                    message=f"Open {url} as the PagerDuty account owner and approve EyeTok.",
+                    message=f"Open {url} as the PagerDuty account owner and approve EyeTok "
+                    "within the hour.",
                 )
-            case other:
-                return HandshakeAnswer(
-                    ok=False, sink_id=sink_id, status="refused", message=f"unknown type {other}"
-                )
+            case _:
+                assert_never(config)
 
     async def send_magic_link(sink_id: str, config: EmailSinkConfig, who: str) -> HandshakeAnswer:
         sink = sinks.get(sink_id)
         if sink is None:
-            return HandshakeAnswer(
-                ok=False,
-                sink_id=sink_id,
-                status="refused",
-                message=f"sink {sink_id!r} has no SMTP credentials ({config.smtp_url_env})",
+            return refused(
+                sink_id, f"sink {sink_id!r} has no SMTP credentials ({config.smtp_url_env})"
             )
         token = new_token()
-        now = clock.now()
-        binding = PendingBinding.issue(sink_id=sink_id, address=config.to, token=token, now=now)
+        key = token_hash(token)
+        binding = new_handshake(sink_id, "email", key, who, LINK_TTL, address=config.to)
+        if not await opened(binding):  # journalled first: a link that works survives a crash
+            return refused(sink_id, "the handshake could not be journalled", "failed")
         link = magic_link(deps.public_url, token)
-        spec = link_message(config, link, expires_at=binding.link_expires_at, issued_at=now)
-        sent = await sink.send(spec, idempotency_key="verify_" + token_hash(token)[:24])
+        spec = link_message(
+            config, link, expires_at=binding.expires_at, issued_at=binding.opened_at
+        )
+        sent = await sink.send(spec, idempotency_key="verify_" + binding.key[:24])
         if not isinstance(sent, Delivered):
-            return HandshakeAnswer(
-                ok=False,
-                sink_id=sink_id,
-                status="failed",
-                message=f"the magic link could not be sent: {sent.reason}",
-            )
-        pending.email[token_hash(token)] = binding
-        pending.email_by[token_hash(token)] = who
+            await closed(binding, f"not sent: {sent.reason}")
+            return refused(sink_id, f"the magic link could not be sent: {sent.reason}", "failed")
         await record(
             row(
                 sink_id,
                 VerificationStatus.PENDING,
                 approved_by=who,
-                nonce_hash=token_hash(token),
+                nonce_hash=binding.key,
                 detail=f"magic link sent to {config.to}",
             )
         )
@@ -320,73 +437,124 @@ async def run_verification(
             message=f"A magic link went to {config.to}; it must be opened within 24 hours.",
         )
 
-    async def poll(sink_id: str, name: str, nonce: str, who: str) -> None:
+    async def poll(polled: PendingHandshake) -> None:
+        """Poll the TXT record until it holds the nonce or the handshake expires (a poll
+        resumed after a restart polls for what is left of it)."""
         host, port = deps.dns_server
-        verdict = await txt.poll_txt(
-            name,
-            nonce,
+        left = max(0.0, (polled.expires_at - clock.now()).total_seconds())
+        verdict = await txt.poll_txt_hash(
+            polled.txt_name,
+            polled.key,
             nameserver=host,
             port=port,
             every_s=deps.txt_every_s,
-            for_s=deps.txt_for_s,
+            for_s=left,
         )
+        if polled.key not in pending.open:  # closed meanwhile (the sink changed)
+            return
+        await closed(polled, "verified" if verdict.verified else "not found in time")
         status = VerificationStatus.LIVE if verdict.verified else VerificationStatus.FAILED
         try:
             await record(
                 row(
-                    sink_id,
+                    polled.sink_id,
                     status,
-                    verified_by=f"dns:{name}",
-                    approved_by=who,
-                    nonce_hash=nonce_hash(nonce),
+                    verified_by=f"dns:{polled.txt_name}",
+                    approved_by=polled.requested_by,
+                    nonce_hash=polled.key,
                     detail=verdict.detail,
                 )
             )
         except SinkRemovedError as exc:
             dropped(exc)
 
+    def matching(kind: str, key: str) -> PendingHandshake | None:
+        found = pending.open.get(key)
+        return found if found is not None and found.sink_type == kind else None
+
     async def slack_message(message: SlackMessageSeen) -> None:
-        for candidate in _HEX64.findall(message.text.lower()):
-            found = pending.slack.pop(nonce_hash(candidate), None)
+        candidates = slack_verify.nonce_candidates(message.text)
+        if not candidates:
+            logger.info(
+                "slack_message_ignored",
+                reason="no nonce in it",
+                channel_type=message.channel_type,
+                workspace=message.team_id,
+            )
+        for candidate in candidates:
+            key = nonce_hash(candidate)
+            found = matching("slack", key)
             if found is None:
+                unmatched("slack", key, "no Slack handshake under way has this nonce")
                 continue
-            sink_id, who = found
+            if found.expired(clock.now()):
+                await closed(found, "expired")
+                unmatched("slack", key, "the nonce expired", sink=found.sink_id)
+                continue
+            await closed(found, "answered")
             if message.channel_type != "im":
                 await record(
                     row(
-                        sink_id,
+                        found.sink_id,
                         VerificationStatus.FAILED,
-                        approved_by=who,
-                        nonce_hash=nonce_hash(candidate),
+                        approved_by=found.requested_by,
+                        nonce_hash=key,
                         detail=f"nonce seen in a {message.channel_type} ({message.channel}), "
                         "not a DM: it is burnt; start again",
                     )
                 )
                 continue
+            if message.team_id != found.workspace:
+                logger.warning(
+                    "slack_workspace_mismatch",
+                    sink=found.sink_id,
+                    expected=found.workspace,
+                    got=message.team_id,
+                )
+                await record(
+                    row(
+                        found.sink_id,
+                        VerificationStatus.FAILED,
+                        approved_by=found.requested_by,
+                        nonce_hash=key,
+                        workspace=found.workspace,
+                        detail=f"nonce DM'd in workspace {message.team_id or '(none)'}, but the "
+                        f"sink's token is in workspace {found.workspace}: it is burnt; start again",
+                    )
+                )
+                continue
             await record(
                 row(
-                    sink_id,
+                    found.sink_id,
                     VerificationStatus.LIVE,
                     verified_by=f"slack:{message.user}",
-                    approved_by=who,
-                    nonce_hash=nonce_hash(candidate),
+                    approved_by=found.requested_by,
+                    nonce_hash=key,
+                    workspace=message.team_id,
                     detail=f"nonce DM'd in workspace {message.team_id}",
                 )
             )
 
     async def email_link(message: EmailLinkOpened) -> HandshakeAnswer:
+        key = token_hash(message.token)
+        found = matching("email", key)
+        waiting = {} if found is None else {key: _binding(found)}
         try:
-            binding = redeem(message.token, pending.email, now=clock.now(), used=pending.email_used)
+            binding = redeem(message.token, waiting, now=clock.now(), used=pending.email_used)
         except MagicLinkError as exc:
-            return HandshakeAnswer(ok=False, sink_id="", status="refused", message=str(exc))
-        hashed = token_hash(message.token)
+            unmatched("email", key, exc.reason)
+            if found is not None and exc.reason == "expired":
+                await closed(found, "expired")
+            return refused("", str(exc))
+        assert found is not None
+        await closed(found, "opened")
         verification = msgspec.structs.replace(
             row(
                 binding.sink_id,
                 VerificationStatus.LIVE,
                 verified_by=f"email:{binding.address}",
-                approved_by=pending.email_by.get(hashed, ""),
-                nonce_hash=hashed,
+                approved_by=found.requested_by,
+                nonce_hash=key,
                 detail="magic link opened",
             ),
             expires_at=binding.expires_at,
@@ -401,13 +569,16 @@ async def run_verification(
         )
 
     async def oauth_callback(message: OAuthCallback, client: httpx.AsyncClient) -> HandshakeAnswer:
-        try:
-            authorization = match_callback(pending.oauth, state=message.state)
-        except OAuthError as exc:
-            return HandshakeAnswer(ok=False, sink_id="", status="refused", message=str(exc))
-        pending.oauth.pop(message.state, None)
-        who = pending.oauth_by.pop(message.state, "")
-        sink_id = authorization.sink_id
+        key = nonce_hash(message.state) if message.state else ""
+        found = matching("pagerduty", key) if key else None
+        if found is None:
+            unmatched("pagerduty", key, "no PagerDuty authorization under way has this state")
+            return refused("", "invalid_state: no pending PagerDuty authorization has this state")
+        await closed(found, "called back")  # one callback per state, whatever it says
+        if found.expired(clock.now()):
+            unmatched("pagerduty", key, "the authorization expired", sink=found.sink_id)
+            return refused(found.sink_id, "invalid_state: this authorization expired; start again")
+        sink_id, who = found.sink_id, found.requested_by
         config = settings.sinks.get(sink_id)
         if config is None:
             return gone(SinkRemovedError(sink_id))
@@ -415,19 +586,22 @@ async def run_verification(
         if message.error or not message.code:
             detail = f"authorization refused: {message.error or 'no code'}"
             await record(row(sink_id, VerificationStatus.FAILED, approved_by=who, detail=detail))
-            return HandshakeAnswer(ok=False, sink_id=sink_id, status="failed", message=detail)
+            return refused(sink_id, detail, "failed")
         try:
+            verifier = unseal_verifier(
+                found.sealed_verifier, state=message.state, expected_challenge=found.challenge
+            )
             tokens = await exchange_code(
                 config,
                 code=message.code,
-                verifier=authorization.verifier,
+                verifier=verifier,
                 client=client,
                 now=clock.now(),
             )
         except OAuthError as exc:
             detail = f"token exchange refused: {exc}"
             await record(row(sink_id, VerificationStatus.FAILED, approved_by=who, detail=detail))
-            return HandshakeAnswer(ok=False, sink_id=sink_id, status="failed", message=detail)
+            return refused(sink_id, detail, "failed")
         pending.tokens[sink_id] = tokens
         await record(
             row(
@@ -442,6 +616,46 @@ async def run_verification(
         return HandshakeAnswer(
             ok=True, sink_id=sink_id, status="live", message="PagerDuty authorized EyeTok."
         )
+
+    async def recheck_workspaces() -> None:
+        """A tenant's Slack sink verified before workspaces were checked, whose token is
+        in the operator's workspace, is failed now (it could post into the operator's
+        channels). Runs beside the inbox: Slack may be slow to answer."""
+        for sink_id, config in sorted(settings.sinks.items()):
+            current = latest.get(sink_id)
+            if not isinstance(config, SlackSinkConfig) or current is None:
+                continue
+            if current.status not in (VerificationStatus.LIVE, VerificationStatus.RENEWED):
+                continue
+            token = settings.sink_secrets.get(sink_id)
+            refusal = await workspaces.refusal(settings, sink_id, config, token)
+            if refusal is not None and latest.get(sink_id) is current:
+                logger.warning("slack_workspace_refused", sink=sink_id, tenant=config.tenant)
+                with contextlib.suppress(SinkRemovedError):
+                    failed = VerificationStatus.FAILED
+                    await record(row(sink_id, failed, approved_by="start", detail=refusal))
+
+    async def resume(nursery: trio.Nursery) -> None:
+        """The handshakes the history holds open: those still good are taken up again
+        (a TXT poll resumes), the expired ones and those of removed sinks are closed."""
+        flushed: Reply[bool] = Reply()  # what is journalled but not yet in the tables too
+        await to_history.send(FlushHistory(reply=flushed))
+        with trio.move_on_after(JOURNAL_TIMEOUT_S):
+            await flushed.wait()
+        now = clock.now()
+        resumed: dict[str, int] = {}
+        for found in (await deps.store.read(queries.open_handshakes)).values():
+            if found.sink_id not in settings.sinks:
+                await closed(found, "sink removed")
+            elif found.expired(now):
+                await closed(found, "expired")
+            else:
+                pending.open[found.key] = found
+                resumed[found.sink_type] = resumed.get(found.sink_type, 0) + 1
+                if found.sink_type == "webhook":
+                    nursery.start_soon(poll, found)
+        if resumed:
+            logger.info("handshakes_resumed", **resumed)
 
     async def reverify(at: datetime, client: httpx.AsyncClient) -> None:
         """Every sink whose verification is older than its cadence runs its handshake
@@ -532,6 +746,8 @@ async def run_verification(
         before = settings
         settings = message.settings
         follow_api_sinks(message.sinks)
+        for under_way in [h for h in pending.open.values() if h.sink_id in message.sinks]:
+            await closed(under_way, "the sink changed through the tenant API")
         for sink_id in message.sinks:
             current = latest.get(sink_id)
             old, new = before.sinks.get(sink_id), settings.sinks.get(sink_id)
@@ -559,6 +775,8 @@ async def run_verification(
             httpx.AsyncClient(transport=deps.http_transport, timeout=15.0) as client,
             trio.open_nursery() as nursery,
         ):
+            await resume(nursery)
+            nursery.start_soon(recheck_workspaces)
             task_status.started()
             async for message in inbox:
                 match message:

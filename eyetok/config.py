@@ -29,6 +29,7 @@ from schedules.loader import ScheduleOverride, resolve
 from schedules.table import ScheduleEntry
 
 OPERATOR_TENANT = "operator"
+OPERATOR_SIDE_TIERS = frozenset({"operator", "drill"})  # Settings.operator_side
 SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -286,6 +287,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Sink ids whose credentials are present."""
         return sorted(s for s in self.sinks if s in self.sink_secrets)
 
+    def operator_side(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` is the operator's own (the operator tenant, or a drill
+        tenant the operator runs): its sinks may live in the operator's Slack workspace."""
+        tenant = self.tenants.get(tenant_id)
+        return tenant_id == self.operator_tenant or (
+            tenant is not None and tenant.tier in OPERATOR_SIDE_TIERS
+        )
+
 
 _AT_PATH = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
@@ -517,6 +526,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         for sink_id, sink in sinks.items()
         if env.get(secret_env_of(sink))
     }
+    _refuse_tenant_slack_on_operator_token(sinks, sink_secrets, tenants, operator)
     sink_env = {
         name: env[name]
         for sink in sinks.values()
@@ -590,6 +600,38 @@ def env_owner(name: str, prefixes: Mapping[str, str]) -> str | None:
         if char == "_":
             owner = prefixes.get(name[: i + 1], owner)
     return owner
+
+
+def _refuse_tenant_slack_on_operator_token(
+    sinks: Mapping[str, SinkConfig],
+    secrets: Mapping[str, str],
+    tenants: Mapping[str, Tenant],
+    operator: str,
+) -> None:
+    """A tenant's Slack sink that reads the operator's bot token (the same variable, or
+    the same value) is in the operator's workspace: routed by the tenant, it could post
+    into any of the operator's channels. Refused, unless the tenant is the operator's
+    own (a drill tenant). Tokens that differ but share a workspace are caught when the
+    sink's handshake asks Slack (``auth.test``)."""
+
+    def operator_side(tenant_id: str) -> bool:
+        tenant = tenants.get(tenant_id)
+        return tenant_id == operator or (tenant is not None and tenant.tier in OPERATOR_SIDE_TIERS)
+
+    slack = {s: c for s, c in sinks.items() if isinstance(c, SlackSinkConfig)}
+    theirs = {s: c for s, c in slack.items() if operator_side(c.tenant)}
+    names = {c.token_env for c in theirs.values()}
+    values = {secrets[s] for s in theirs if s in secrets}
+    for sink_id, config in sorted(slack.items()):
+        if operator_side(config.tenant):
+            continue
+        if config.token_env in names or secrets.get(sink_id) in values:
+            raise ConfigError(
+                f"sinks.{sink_id}.token_env",
+                f"{config.token_env} is the operator's Slack bot token: a sink of tenant "
+                f"{config.tenant!r} in the operator's workspace could post into any of the "
+                "operator's channels; give it a bot token of the tenant's own workspace",
+            )
 
 
 def tenant_env_allowed(tenant_id: str, name: str, tenants: Iterable[str]) -> bool:

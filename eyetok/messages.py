@@ -16,7 +16,7 @@ import msgspec
 import trio
 
 from eyetok.review import Anomaly, NoteAnswer, Review
-from eyetok.verification import Verification
+from eyetok.verification import HandshakeEvent, PendingHandshake, Verification
 
 if TYPE_CHECKING:  # eyetok.config imports this module; a message only carries Settings
     from eyetok.config import Settings
@@ -371,6 +371,18 @@ class VerificationRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     verification: Verification
 
 
+class HandshakeRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A handshake opened (its nonce is handed out only after ``reply``: the commit) or
+    closed (completed, failed, burnt, expired). History journals it; the mirror keeps
+    the open ones, so a fresh dyno completes them too."""
+
+    event: HandshakeEvent
+    handshake: PendingHandshake
+    at: datetime
+    reason: str = ""
+    reply: Reply[bool] | None = None
+
+
 class SuppressionRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A suppression-log row: a cluster fired, cleared, or its notice was acknowledged."""
 
@@ -432,6 +444,7 @@ HistoryMessage = (
     | PlanDeliveries
     | FlushHistory
     | VerificationRecorded
+    | HandshakeRecorded
     | DrillReceiptRecorded
     | SuppressionRecorded
     | AnomaliesFlagged
@@ -464,7 +477,12 @@ class DeliveryClosed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 MirrorMessage = (
-    IncidentSnapshotted | DeliveryPlanned | DeliveryClosed | VerificationRecorded | TenantRecorded
+    IncidentSnapshotted
+    | DeliveryPlanned
+    | DeliveryClosed
+    | VerificationRecorded
+    | TenantRecorded
+    | HandshakeRecorded
 )
 
 

@@ -39,6 +39,7 @@ from harness.peers.mailbox import Mailbox
 from harness.peers.oauth import FakeOAuth
 from harness.peers.pagerduty import FakePagerDuty
 from harness.peers.pagerduty import Scripted as PdScripted
+from harness.peers.slack import TEAM_ID as SLACK_TEAM_ID
 from harness.peers.slack import FakeSlack
 from harness.peers.webhook_receiver import Answer, WebhookReceiver
 from harness.synthetic import HealthEndpoint
@@ -400,7 +401,7 @@ async def verify_sinks(
             body = msgspec.json.encode(
                 {
                     "type": "event_callback",
-                    "team_id": "T0DRILL",
+                    "team_id": SLACK_TEAM_ID,  # the local Slack's: the sinks' workspace
                     "event": {
                         "type": "message",
                         "channel": "D0DRILL",

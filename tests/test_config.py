@@ -177,6 +177,28 @@ def test_routes_may_name_a_configured_sink() -> None:
     assert caught.value.field.endswith("[0].sink")
 
 
+@pytest.mark.parametrize(
+    ("acme_sink", "env"),
+    [
+        ("{type: slack, tenant: acme}", {}),  # SLACK_BOT_TOKEN: the operator's variable
+        ("{type: slack, tenant: acme, token_env: ACME_T}", {"ACME_T": "xoxb-operator"}),
+    ],
+)
+def test_a_tenant_slack_sink_on_the_operators_bot_token_is_refused(
+    acme_sink: str, env: dict[str, str]
+) -> None:
+    text = f"sinks:\n  slack: {{type: slack}}\n  acme-slack: {acme_sink}\ntenants:\n  acme: {{}}\n"
+    with pytest.raises(ConfigError) as caught:
+        settings_from(parse_file_config(text), {"SLACK_BOT_TOKEN": "xoxb-operator", **env})
+    assert caught.value.field == "sinks.acme-slack.token_env"
+    assert "operator's workspace" in caught.value.problem
+    # its own workspace's token is fine; a drill tenant is the operator's own
+    own = text.replace(acme_sink, "{type: slack, tenant: acme, token_env: ACME_T}")
+    settings_from(parse_file_config(own), {"SLACK_BOT_TOKEN": "xoxb-op", "ACME_T": "xoxb-acme"})
+    drill = text.replace("acme: {}", "acme: {tier: drill}")
+    settings_from(parse_file_config(drill), {"SLACK_BOT_TOKEN": "xoxb-operator", **env})
+
+
 @pytest.mark.parametrize("port", ["abc", "", "80.5", "70000", "-1", "65536"])
 def test_a_bad_port_names_port(port: str) -> None:
     error = config_error("", {"PORT": port})

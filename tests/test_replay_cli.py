@@ -206,7 +206,10 @@ def _tenants_config(tmp_path: Path, count: int, tier: str = "team") -> dict[str,
             f"    policy: {{routes: {{SEV2: {route}, SEV2.5: {route}}}}}",
         ]
     lines += ["sinks:", "  slack: {type: slack, tenant: operator}"]
-    lines += [f"  t{i:03d}-slack: {{type: slack, tenant: t{i:03d}}}" for i in range(count)]
+    lines += [
+        f"  t{i:03d}-slack: {{type: slack, tenant: t{i:03d}, token_env: T{i:03d}_SLACK_TOKEN}}"
+        for i in range(count)
+    ]
     path = tmp_path / "eyetok.yaml"
     path.write_text("\n".join(lines) + "\n")
     return {"EYETOK_CONFIG": str(path)}

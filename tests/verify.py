@@ -8,12 +8,15 @@ import time
 import httpx
 
 from eyetok import slack_events
+from harness.peers.slack import TEAM_ID, FakeSlack
 
 ROOT_TOKEN = "root-token-for-tests"
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
 
 
-def slack_event_body(nonce_text: str, *, channel_type: str = "im", team: str = "T0TEST") -> bytes:
+def slack_event_body(nonce_text: str, *, channel_type: str = "im", team: str = TEAM_ID) -> bytes:
+    """A DM event carrying ``nonce_text``, from workspace ``team`` (by default the fake
+    Slack's, where the bot token of the tests' sinks lives)."""
     return json.dumps(
         {
             "type": "event_callback",
@@ -29,6 +32,18 @@ def slack_event_body(nonce_text: str, *, channel_type: str = "im", team: str = "
     ).encode()
 
 
+def tenant_team(tenant: str) -> str:
+    """The team id of ``tenant``'s own Slack workspace on the fake Slack."""
+    return "T0" + tenant.upper().replace("-", "").replace("_", "")
+
+
+def tenant_slack_token(slack: FakeSlack, tenant: str) -> str:
+    """A bot token of ``tenant``'s own workspace (not the operator's) on ``slack``."""
+    token = f"xoxb-{tenant}"
+    slack.add_workspace(token, tenant_team(tenant))
+    return token
+
+
 def slack_headers(body: bytes, *, secret: str = SLACK_SIGNING_SECRET) -> dict[str, str]:
     stamp = int(time.time())
     return {
@@ -42,7 +57,7 @@ def _auth() -> dict[str, str]:
     return {"authorization": f"Bearer {ROOT_TOKEN}"}
 
 
-async def verify_slack(base_url: str, sink_id: str = "slack") -> None:
+async def verify_slack(base_url: str, sink_id: str = "slack", *, team: str = TEAM_ID) -> None:
     """The Slack handshake: start it, DM the nonce, wait until the sink is deliverable."""
     async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
         started = await client.post(
@@ -51,7 +66,7 @@ async def verify_slack(base_url: str, sink_id: str = "slack") -> None:
             headers=_auth(),
         )
         assert started.status_code == 200, started.text
-        body = slack_event_body(f"my nonce: {started.json()['nonce']}")
+        body = slack_event_body(f"my nonce: {started.json()['nonce']}", team=team)
         sent = await client.post("/slack/events", content=body, headers=slack_headers(body))
         assert sent.status_code == 200, sent.text
         for _ in range(200):
@@ -64,7 +79,7 @@ async def verify_slack(base_url: str, sink_id: str = "slack") -> None:
     raise AssertionError(f"sink {sink_id} did not become deliverable")
 
 
-def verify_slack_sync(base_url: str, sink_id: str = "slack") -> None:
+def verify_slack_sync(base_url: str, sink_id: str = "slack", *, team: str = TEAM_ID) -> None:
     """The same handshake from a plain thread (subprocess tests, benchmarks)."""
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
         started = client.post(
@@ -73,7 +88,7 @@ def verify_slack_sync(base_url: str, sink_id: str = "slack") -> None:
             headers=_auth(),
         )
         assert started.status_code == 200, started.text
-        body = slack_event_body(f"my nonce: {started.json()['nonce']}")
+        body = slack_event_body(f"my nonce: {started.json()['nonce']}", team=team)
         sent = client.post("/slack/events", content=body, headers=slack_headers(body))
         assert sent.status_code == 200, sent.text
         deadline = time.monotonic() + 10

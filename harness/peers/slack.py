@@ -365,6 +365,7 @@ class FakeSlack(HttpPeer):
         self._last_ts_us = 0
         self._known_ts: set[tuple[str, str]] = set()  # (channel id, ts)
         self._channels: dict[str, str] = {}  # name -> id
+        self._workspaces: dict[str, str] = {}  # other accepted bot tokens -> their team id
         for name in channels:
             self._channel_id(_normalise_channel(name))
 
@@ -413,6 +414,12 @@ class FakeSlack(HttpPeer):
         posts = [(p.channel, p.text, p.thread_ts) for p in self._posts]
         calls = [(c.method, c.status, c.error) for c in self._calls]
         return f"{len(posts)} post(s) arrived: {posts!r}; {len(calls)} call(s): {calls!r}"
+
+    def add_workspace(self, token: str, team_id: str) -> None:
+        """Accept ``token`` too, as a bot token of workspace ``team_id`` (what
+        ``auth.test`` answers for it; ``token`` itself is in :data:`TEAM_ID`)."""
+        with self._cond:
+            self._workspaces[token] = team_id
 
     # -- scripting ------------------------------------------------------------
 
@@ -529,9 +536,14 @@ class FakeSlack(HttpPeer):
             token = _as_str(body.get("token"))
         if not token:
             return "not_authed"
-        if token != self.token:
+        if token != self.token and token not in self._workspaces:
             return "invalid_auth"
         return None
+
+    def _team_of_caller(self, headers: dict[str, str], body: JSONDict) -> str:
+        _, _, value = headers.get("authorization", "").strip().partition(" ")
+        token = value.strip() or _as_str(body.get("token")) or ""
+        return self._workspaces.get(token, TEAM_ID)
 
     def _handle_locked(
         self,
@@ -559,6 +571,8 @@ class FakeSlack(HttpPeer):
             payload = handler(self, body, arrived_monotonic, arrived_wall)
         except _BadRequest as exc:
             payload = {"ok": False, "error": exc.error}
+        if method == "auth.test" and payload.get("ok"):
+            payload["team_id"] = self._team_of_caller(headers, body)
         return 200, payload, {}
 
     def _message(

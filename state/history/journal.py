@@ -14,7 +14,7 @@ import msgspec
 
 from eyetok.messages import Deliver, Incident, SuppressionRecorded, TenantConfigEntry, TenantToken
 from eyetok.suppression import describe
-from eyetok.verification import Verification
+from eyetok.verification import HandshakeEvent, PendingHandshake, Verification
 
 
 class SignalRow(msgspec.Struct, frozen=True, array_like=False):
@@ -113,6 +113,21 @@ class VerificationRow(msgspec.Struct, frozen=True):
     verification_json: str
 
 
+class HandshakeRow(msgspec.Struct, frozen=True):
+    """A handshake opened or closed (``key``: the SHA-256 of its secret, never the secret)."""
+
+    key: str
+    event: str  # opened | closed
+    sink_id: str
+    sink_type: str
+    tenant: str
+    opened_at: datetime
+    expires_at: datetime
+    recorded_at: datetime
+    reason: str
+    handshake_json: str
+
+
 class DrillReceiptRow(msgspec.Struct, frozen=True):
     receipt_id: str
     scenario: str
@@ -204,6 +219,7 @@ _TABLES: dict[type[msgspec.Struct], str] = {
     AnomalyRow: "anomalies",
     AnomalyNoteRow: "anomaly_notes",
     VerificationRow: "verification_log",
+    HandshakeRow: "handshakes",
     SignalRow: "signals",
     SnapshotRow: "incident_snapshots",
     RoutedRow: "signal_routed",
@@ -320,6 +336,23 @@ def verification_row(v: Verification, *, recorded_at: datetime) -> VerificationR
         detail=v.detail,
         recorded_at=recorded_at,
         verification_json=_encode(v).decode(),
+    )
+
+
+def handshake_row(
+    event: HandshakeEvent, h: PendingHandshake, *, recorded_at: datetime, reason: str = ""
+) -> HandshakeRow:
+    return HandshakeRow(
+        key=h.key,
+        event=event.value,
+        sink_id=h.sink_id,
+        sink_type=h.sink_type,
+        tenant=h.tenant,
+        opened_at=h.opened_at,
+        expires_at=h.expires_at,
+        recorded_at=recorded_at,
+        reason=reason,
+        handshake_json=_encode(h).decode(),
     )
 
 

@@ -10,12 +10,19 @@ import duckdb
 import msgspec
 
 from eyetok.messages import Deliver, Incident
-from eyetok.verification import Verification, standing
+from eyetok.verification import (
+    HandshakeEvent,
+    PendingHandshake,
+    Verification,
+    fold_handshakes,
+    standing,
+)
 from state.history.wal import Position
 
 _incident = msgspec.json.Decoder(Incident)
 _deliver = msgspec.json.Decoder(Deliver)
 _verification = msgspec.json.Decoder(Verification)
+_handshake = msgspec.json.Decoder(PendingHandshake)
 
 
 def wal_applied(con: duckdb.DuckDBPyConnection) -> Position:
@@ -36,6 +43,14 @@ def latest_verifications(con: duckdb.DuckDBPyConnection) -> dict[str, Verificati
         row = _verification.decode(text)
         current[row.sink_id] = standing(current.get(row.sink_id), row)
     return current
+
+
+def open_handshakes(con: duckdb.DuckDBPyConnection) -> dict[str, PendingHandshake]:
+    """The handshakes opened and not closed since (expired ones included), by key."""
+    rows = con.execute(
+        "SELECT event, handshake_json FROM handshakes ORDER BY recorded_at, event DESC"
+    ).fetchall()
+    return fold_handshakes((HandshakeEvent(e), _handshake.decode(j)) for e, j in rows)
 
 
 def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:

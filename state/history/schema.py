@@ -37,6 +37,12 @@ STATEMENTS: tuple[str, ...] = (
         verified_by VARCHAR, approved_by VARCHAR, handshake_at TIMESTAMPTZ,
         expires_at TIMESTAMPTZ, nonce_hash VARCHAR, audit_log_link VARCHAR, detail VARCHAR,
         recorded_at TIMESTAMPTZ, verification_json VARCHAR)""",
+    # Handshakes under way (opened) and done with (closed): the open ones are rebuilt by
+    # the verification actor on every start. Only the SHA-256 of each secret is kept.
+    """CREATE TABLE IF NOT EXISTS handshakes (
+        key VARCHAR, event VARCHAR, sink_id VARCHAR, sink_type VARCHAR, tenant VARCHAR,
+        opened_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ,
+        reason VARCHAR, handshake_json VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS audit_log (
         logged_at TIMESTAMPTZ, tenant VARCHAR, event VARCHAR, detail VARCHAR,
         incident_id VARCHAR, signal_id VARCHAR)""",

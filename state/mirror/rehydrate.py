@@ -1,6 +1,6 @@
 """Rehydration: a fresh process (an ephemeral dyno filesystem, a new DuckDB file) takes
-its open incidents, pending deliveries, Slack threads and every sink's latest ownership
-verification back from the Postgres mirror.
+its open incidents, pending deliveries, Slack threads, every sink's latest ownership
+verification and the handshakes under way back from the Postgres mirror.
 
 :func:`load_from_postgres` reads them in one read-only, repeatable-read transaction;
 :func:`rehydrate_into` writes them into a new, empty history with the journal's own
@@ -30,11 +30,12 @@ from eyetok.messages import (
     TenantConfigEntry,
     TenantToken,
 )
-from eyetok.verification import Verification, standing
+from eyetok.verification import HandshakeEvent, PendingHandshake, Verification, standing
 from state.history.journal import (
     OutcomeRow,
     append_rows,
     delivery_row,
+    handshake_row,
     snapshot_row,
     tenant_config_row,
     tenant_token_row,
@@ -49,6 +50,7 @@ _deliver = msgspec.json.Decoder(Deliver)
 _verification = msgspec.json.Decoder(Verification)
 _entry = msgspec.json.Decoder(TenantConfigEntry)
 _token = msgspec.json.Decoder(TenantToken)
+_handshake = msgspec.json.Decoder(PendingHandshake)
 _encode = msgspec.json.Encoder().encode
 
 # Every query reads one tenant: its predicate here, and row-level security (migration
@@ -92,6 +94,11 @@ ORDER BY coalesce(revoked_at, issued_at), row_kind
 """
 
 
+_HANDSHAKES = """
+SELECT handshake::text FROM pending_handshakes WHERE tenant_id = %s ORDER BY opened_at, key
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadRef:
     """The Slack thread an incident's opening message started."""
@@ -114,10 +121,12 @@ class Rehydrated:
     verifications: tuple[Verification, ...] = ()  # each sink's latest, by sink id
     tenant_entries: tuple[TenantConfigEntry, ...] = ()  # the tenant API's changes, oldest first
     tenant_tokens: tuple[TenantToken, ...] = ()  # token rows (hashes), oldest first
+    handshakes: tuple[PendingHandshake, ...] = ()  # under way (expired ones included)
 
     def __len__(self) -> int:
         return (
-            len(self.incidents)
+            len(self.handshakes)
+            + len(self.incidents)
             + len(self.deliveries)
             + len(self.threads)
             + len(self.verifications)
@@ -161,11 +170,13 @@ def _load(conn: psycopg.Connection[TupleRow], tenants: list[str]) -> Rehydrated:
         # tables (0003; migrations run in the mirror actor, after rehydration)
         row = conn.execute(
             "SELECT to_regclass('verification_log') IS NOT NULL,"
-            " to_regclass('tenant_config_log') IS NOT NULL"
+            " to_regclass('tenant_config_log') IS NOT NULL,"
+            " to_regclass('pending_handshakes') IS NOT NULL"
         ).fetchone()
-        has_verifications, has_tenant_tables = (
-            (bool(row[0]), bool(row[1])) if row else (False, False)
+        has_verifications, has_tenant_tables, has_handshakes = (
+            (bool(row[0]), bool(row[1]), bool(row[2])) if row else (False, False, False)
         )
+        handshakes: list[PendingHandshake] = []
         incidents: list[Incident] = []
         deliveries: list[Deliver] = []
         threads: list[ThreadRef] = []
@@ -189,6 +200,8 @@ def _load(conn: psycopg.Connection[TupleRow], tenants: list[str]) -> Rehydrated:
             if has_tenant_tables:
                 entries += [_entry.decode(r[0]) for r in conn.execute(_TENANT_ENTRIES, [tenant])]
                 tokens += [_token.decode(r[0]) for r in conn.execute(_TENANT_TOKENS, [tenant])]
+            if has_handshakes:
+                handshakes += [_handshake.decode(r[0]) for r in conn.execute(_HANDSHAKES, [tenant])]
     return Rehydrated(
         incidents=tuple(sorted(incidents, key=lambda i: (i.opened_at, i.incident_id))),
         deliveries=tuple(sorted(deliveries, key=lambda d: (d.planned_at, d.delivery_id))),
@@ -196,12 +209,13 @@ def _load(conn: psycopg.Connection[TupleRow], tenants: list[str]) -> Rehydrated:
         verifications=tuple(sorted(verifications, key=lambda v: v.sink_id)),
         tenant_entries=tuple(entries),
         tenant_tokens=tuple(tokens),
+        handshakes=tuple(sorted(handshakes, key=lambda h: (h.opened_at, h.key))),
     )
 
 
 def rehydrate_into(con: duckdb.DuckDBPyConnection, rehydrated: Rehydrated, *, now: datetime) -> int:
     """Write ``rehydrated`` into a new, empty history; return how many items it restored
-    (incidents + pending deliveries + threads + verifications).
+    (incidents + pending deliveries + threads + verifications + handshakes ...).
 
     Incidents become snapshots (``seq`` 1, 2, ... oldest first, recorded ``now``); pending
     deliveries become outbox rows without an outcome; a thread becomes a delivered
@@ -247,6 +261,10 @@ def rows_for(rehydrated: Rehydrated, *, now: datetime) -> list[msgspec.Struct]:
     rows.extend(verification_row(v, recorded_at=now) for v in rehydrated.verifications)
     rows.extend(tenant_config_row(e) for e in rehydrated.tenant_entries)
     rows.extend(tenant_token_row(t) for t in rehydrated.tenant_tokens)
+    rows.extend(
+        handshake_row(HandshakeEvent.OPENED, h, recorded_at=now, reason="rehydrated")
+        for h in rehydrated.handshakes
+    )
     return rows
 
 

@@ -18,7 +18,9 @@ One batch is one transaction, in this order:
    thread wins, as in the history's ``thread_refs``);
 5. append verification-log rows (``ON CONFLICT DO NOTHING`` on the row's key
    ``(sink_id, handshake_at, status)``: re-applying a batch adds nothing);
-6. append the tenant API's configuration entries and token rows (hashes only).
+6. append the tenant API's configuration entries and token rows (hashes only);
+7. insert a handshake that opened, delete one that closed, in the order they happened
+   (``pending_handshakes``: what a fresh dyno completes).
 
 Every table has row-level security (migration 0003): a row is written under the
 setting ``eyetok.tenant`` naming its tenant, set (transaction-local) before each
@@ -45,12 +47,13 @@ from eyetok.errors import StateError
 from eyetok.messages import (
     Deliver,
     DeliveryFinished,
+    HandshakeRecorded,
     IncidentAction,
     IncidentSnapshotted,
     TenantConfigEntry,
     TenantToken,
 )
-from eyetok.verification import Verification
+from eyetok.verification import HandshakeEvent, Verification
 from state.mirror.migrate import Migration, migrate
 
 SLACK_SINK_TYPE = "slack"
@@ -120,6 +123,15 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
 ON CONFLICT (token_id, row_kind) DO NOTHING
 """
 
+OPEN_HANDSHAKE = """
+INSERT INTO pending_handshakes (
+    key, tenant_id, sink_id, sink_type, opened_at, expires_at, handshake)
+VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (key) DO NOTHING
+"""
+
+CLOSE_HANDSHAKE = "DELETE FROM pending_handshakes WHERE key = %s"
+
 # Row-level security: the tenant whose rows the next statements write (until commit).
 SET_TENANT = "SELECT set_config('eyetok.tenant', %s, true)"
 
@@ -171,10 +183,12 @@ class MirrorBatch:
     closed_tenants: dict[str, str] = field(default_factory=dict)
     tenant_entries: tuple[TenantConfigEntry, ...] = ()
     tenant_tokens: tuple[TenantToken, ...] = ()
+    handshakes: tuple[HandshakeRecorded, ...] = ()  # opened and closed, in order
 
     def __len__(self) -> int:
         return (
-            len(self.snapshots)
+            len(self.handshakes)
+            + len(self.snapshots)
             + len(self.planned)
             + len(self.closed)
             + len(self.threads)
@@ -226,6 +240,15 @@ class MirrorBatch:
         out += [
             (t.tenant, f"token {t.token_id}", INSERT_TENANT_TOKEN, tenant_token_params(t))
             for t in self.tenant_tokens
+        ]
+        out += [
+            (
+                h.handshake.tenant,
+                f"handshake of {h.handshake.sink_id} ({h.event.value})",
+                OPEN_HANDSHAKE if h.event is HandshakeEvent.OPENED else CLOSE_HANDSHAKE,
+                handshake_params(h),
+            )
+            for h in self.handshakes
         ]
         return out
 
@@ -318,6 +341,22 @@ def verification_params(v: Verification) -> tuple[object, ...]:
 
 def tenant_entry_params(e: TenantConfigEntry) -> tuple[object, ...]:
     params = (e.tenant, e.kind, e.key, e.value_json, e.recorded_at, e.recorded_by, _json(e))
+    return tuple(_clean(p) for p in params)
+
+
+def handshake_params(h: HandshakeRecorded) -> tuple[object, ...]:
+    if h.event is HandshakeEvent.CLOSED:
+        return (h.handshake.key,)
+    found = h.handshake
+    params = (
+        found.key,
+        found.tenant,
+        found.sink_id,
+        found.sink_type,
+        found.opened_at,
+        found.expires_at,
+        _json(found),
+    )
     return tuple(_clean(p) for p in params)
 
 

@@ -40,7 +40,7 @@ from tests.peers.pagerduty import FakePagerDuty
 from tests.peers.slack import FakeSlack
 from tests.peers.smtp import FakeSmtp
 from tests.peers.webhook_receiver import Answer, WebhookReceiver
-from tests.verify import ROOT_TOKEN, verify_slack
+from tests.verify import ROOT_TOKEN, tenant_slack_token, tenant_team, verify_slack
 
 ACME_SENTRY_SECRET = "acme-sentry-client-secret"
 ACME_PD_KEY = "acmeR0utingKey0123456789abcdef00"  # 32 characters, as PagerDuty's are
@@ -169,7 +169,7 @@ async def _running(tmp_path: Path, peers: Peers, *, delivery: str = "") -> Async
         peers.slack,
         config=_config(peers, delivery=delivery),
         ACME_SENTRY=ACME_SENTRY_SECRET,
-        ACME_SLACK_TOKEN=peers.slack.token,
+        ACME_SLACK_TOKEN=tenant_slack_token(peers.slack, "acme"),
         ACME_WHSEC=peers.webhook_secret,
         SMTP_URL=peers.smtp.url,
         ACME_PD_KEY=ACME_PD_KEY,
@@ -211,8 +211,9 @@ async def _verify_sinks(daemon: Daemon, peers: Peers) -> None:
     """Every sink through its real ownership handshake; then the peers forget the
     handshake traffic (the magic-link mail) so that the tests count alerts only."""
     base_url = f"http://127.0.0.1:{daemon.bound_port}"
-    for slack_sink in ("slack", "acme-slack"):  # the nonce DM'd through the Events API
-        await verify_slack(base_url, slack_sink)
+    # the nonce DM'd through the Events API, in the workspace of each sink's token
+    await verify_slack(base_url, "slack")
+    await verify_slack(base_url, "acme-slack", team=tenant_team("acme"))
     async with _client(daemon) as client:
         # webhook: the nonce in a TXT record at _eyetok-verify.<the URL's host>
         nonce = (await _start_handshake(client, "acme-hook"))["nonce"]

@@ -26,7 +26,7 @@ from eyetok.clock import TrioWallClock
 from eyetok.config import Settings
 from tests.conftest import daemon_settings, eventually
 from tests.peers.slack import FakeSlack
-from tests.verify import ROOT_TOKEN, verify_slack
+from tests.verify import ROOT_TOKEN, tenant_slack_token, tenant_team, verify_slack
 
 HOOK_TOKEN = "tenant-hook-token-5b1c"
 
@@ -62,8 +62,16 @@ def _tenants_config(count: int, *, extra: str = "") -> str:
             " SEV2.5: [{sink: " + t + "-slack, target: '#" + t + "'}]}}",
         ]
     lines += ["sinks:", "  slack: {type: slack, tenant: operator}"]
-    lines += [f"  t{i:03d}-slack: {{type: slack, tenant: t{i:03d}}}" for i in range(count)]
+    lines += [
+        f"  t{i:03d}-slack: {{type: slack, tenant: t{i:03d}, token_env: T{i:03d}_SLACK_TOKEN}}"
+        for i in range(count)
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _tenant_tokens(count: int) -> dict[str, str]:
+    """Each tenant's own Slack bot token (never the operator's: config refuses that)."""
+    return {f"T{i:03d}_SLACK_TOKEN": f"xoxb-t{i:03d}" for i in range(count)}
 
 
 def _anchor() -> datetime:
@@ -123,7 +131,11 @@ async def test_a_registry_wide_outage_is_one_acknowledgeable_notice(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack, api: httpx.AsyncClient
 ) -> None:
     settings = daemon_settings(
-        tmp_path, fake_slack, config=_tenants_config(100), HOOK_TOKEN=HOOK_TOKEN
+        tmp_path,
+        fake_slack,
+        config=_tenants_config(100),
+        HOOK_TOKEN=HOOK_TOKEN,
+        **_tenant_tokens(100),
     )
     daemon = await _start(nursery, settings, TrioWallClock(_anchor()))
     base = f"http://127.0.0.1:{daemon.bound_port}"
@@ -192,7 +204,11 @@ async def test_below_the_floor_every_alert_goes_out(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack, api: httpx.AsyncClient
 ) -> None:
     settings = daemon_settings(
-        tmp_path, fake_slack, config=_tenants_config(12), HOOK_TOKEN=HOOK_TOKEN
+        tmp_path,
+        fake_slack,
+        config=_tenants_config(12),
+        HOOK_TOKEN=HOOK_TOKEN,
+        **_tenant_tokens(12),
     )
     daemon = await _start(nursery, settings, TrioWallClock(_anchor()))
     base = f"http://127.0.0.1:{daemon.bound_port}"
@@ -225,7 +241,7 @@ tenants:
         SEV3: [{sink: acme-slack, target: '#acme-alerts'}]
 sinks:
   slack: {type: slack, tenant: operator}
-  acme-slack: {type: slack, tenant: acme}
+  acme-slack: {type: slack, tenant: acme, token_env: ACME_SLACK_TOKEN}
 """
 
 
@@ -238,7 +254,13 @@ def _alert(n: int) -> bytes:
 async def test_the_drill_tier_is_capped_at_ten_and_the_hour_survives_a_restart(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack, api: httpx.AsyncClient
 ) -> None:
-    settings = daemon_settings(tmp_path, fake_slack, config=BUDGET_CONFIG, HOOK_TOKEN=HOOK_TOKEN)
+    settings = daemon_settings(
+        tmp_path,
+        fake_slack,
+        config=BUDGET_CONFIG,
+        HOOK_TOKEN=HOOK_TOKEN,
+        ACME_SLACK_TOKEN=tenant_slack_token(fake_slack, "acme"),
+    )
     anchor = _anchor()
 
     def posts(channel: str) -> list[Any]:
@@ -247,7 +269,7 @@ async def test_the_drill_tier_is_capped_at_ten_and_the_hour_survives_a_restart(
     async with trio.open_nursery() as first_life:
         daemon = await _start(first_life, settings, TrioWallClock(anchor))
         base = f"http://127.0.0.1:{daemon.bound_port}"
-        await verify_slack(base, "acme-slack")
+        await verify_slack(base, "acme-slack", team=tenant_team("acme"))
         for n in range(12):
             await _post(api, f"{base}/hooks/generic/acme", _alert(n))
 

@@ -17,7 +17,13 @@ from eyetok.config import Settings
 from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.peers.slack import FakeSlack
 from tests.pg import app_role, query
-from tests.verify import ROOT_TOKEN, slack_event_body, slack_headers
+from tests.verify import (
+    ROOT_TOKEN,
+    slack_event_body,
+    slack_headers,
+    tenant_slack_token,
+    tenant_team,
+)
 
 CONFIG = """
 sinks:
@@ -41,8 +47,8 @@ def settings(data_dir: Path, slack: FakeSlack, **env: str) -> Settings:
         data_dir,
         slack,
         config=CONFIG,
-        ACME_SLACK_TOKEN=slack.token,
-        BETA_SLACK_TOKEN=slack.token,
+        ACME_SLACK_TOKEN=tenant_slack_token(slack, "acme"),
+        BETA_SLACK_TOKEN=tenant_slack_token(slack, "beta"),
         EYETOK_HOOK_TOKEN_ACME=ACME_HOOK,
         **env,
     )
@@ -96,7 +102,7 @@ async def verify_tenant_slack(
         f"/api/v1/tenants/{tenant}/sinks/{sink_id}/verification", headers=bearer(token)
     )
     assert started.status_code == 200, started.text
-    body = slack_event_body(f"nonce {started.json()['nonce']}")
+    body = slack_event_body(f"nonce {started.json()['nonce']}", team=tenant_team(tenant))
     assert (await api.post("/slack/events", content=body, headers=slack_headers(body))).is_success
     with trio.fail_after(10):
         while True:

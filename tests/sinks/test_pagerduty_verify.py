@@ -27,6 +27,8 @@ from actors.sinks.pagerduty.verify import (
     new_verifier,
     parse_callback,
     refresh,
+    seal_verifier,
+    unseal_verifier,
 )
 from eyetok.errors import ConfigError, EyeTokError
 from tests.peers.oauth import DEFAULT_REDIRECT_URI, AuthorizeError, FakeOAuth, s256
@@ -389,3 +391,21 @@ def test_secrets_stay_out_of_reprs() -> None:
     assert "SECRET" not in repr(tokens)
     assert "STATE" not in repr(pending)
     assert "VERIFIER" not in repr(pending)
+
+
+# --- the verifier sealed under the state (what the history and the mirror keep) ---------
+
+
+def test_a_sealed_verifier_opens_only_with_its_state() -> None:
+    verifier, state = new_verifier(), new_state()
+    sealed = seal_verifier(verifier, state)
+    assert verifier not in sealed
+    assert state not in sealed
+    assert unseal_verifier(sealed, state=state, expected_challenge=challenge(verifier)) == verifier
+    with pytest.raises(OAuthError, match="invalid_state"):
+        unseal_verifier(sealed, state=new_state(), expected_challenge=challenge(verifier))
+    tampered = ("A" if sealed[0] != "A" else "B") + sealed[1:]
+    with pytest.raises(OAuthError, match="invalid_state"):
+        unseal_verifier(tampered, state=state, expected_challenge=challenge(verifier))
+    with pytest.raises(OAuthError, match="invalid_state"):
+        unseal_verifier("!!not base64!!", state=state, expected_challenge=challenge(verifier))

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from eyetok.errors import StateError
-from eyetok.messages import Deliver, Incident, IncidentAction
-from eyetok.verification import VerificationStatus
+from eyetok.messages import Deliver, HandshakeRecorded, Incident, IncidentAction
+from eyetok.verification import HandshakeEvent, PendingHandshake, VerificationStatus, nonce_hash
 from state.history import queries
 from state.history.store import HistoryStore
 from state.mirror.migrate import Migration, applied_versions, load_migrations, migrate
@@ -80,12 +80,15 @@ def pending_ids(dsn: str) -> list[str]:
 # --- migrations --------------------------------------------------------------------------
 
 
+ALL_VERSIONS = [m.version for m in load_migrations()]
+
+
 def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         assert applied_versions(conn) == []
-        assert migrate(conn) == [1, 2, 3]
+        assert migrate(conn) == ALL_VERSIONS
         assert migrate(conn) == []
-        assert applied_versions(conn) == [1, 2, 3]
+        assert applied_versions(conn) == ALL_VERSIONS
     with psycopg.connect(pg_dsn) as conn:  # a second process finds nothing to do
         assert migrate(conn) == []
 
@@ -93,6 +96,7 @@ def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
         (1, "incident_state"),
         (2, "verification_log"),
         (3, "tenant_rls"),
+        (4, "pending_handshakes"),
     ]
     assert query(
         pg_dsn,
@@ -133,8 +137,8 @@ def test_concurrent_migrators_apply_each_migration_once(pg_dsn: str) -> None:
     # each migration holds the lock in its own transaction: the work may be shared out,
     # but every version is applied exactly once
     assert len(results) == 4
-    assert sorted(v for applied in results for v in applied) == [1, 2, 3]
-    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(3,)]
+    assert sorted(v for applied in results for v in applied) == ALL_VERSIONS
+    assert query(pg_dsn, "SELECT count(*) FROM eyetok_schema_migrations") == [(len(ALL_VERSIONS),)]
 
 
 def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> None:
@@ -145,7 +149,7 @@ def test_a_failing_migration_rolls_back_whole_and_names_itself(pg_dsn: str) -> N
     with psycopg.connect(pg_dsn) as conn:
         with pytest.raises(StateError, match="0099_broken"):
             migrate(conn, migrations)
-        assert applied_versions(conn) == [1, 2, 3]
+        assert applied_versions(conn) == ALL_VERSIONS
     assert query(pg_dsn, "SELECT to_regclass('half_done') IS NULL") == [(True,)]
 
 
@@ -466,6 +470,51 @@ async def test_rehydration_restores_each_sinks_latest_verification(
         nothing = Rehydrated(incidents=(), deliveries=(), threads=())
         with pytest.raises(StateError, match="empty history"):
             await store.write(lambda con: rehydrate_into(con, nothing, now=NOW))
+    finally:
+        store.close()
+
+
+def _handshake(sink_id: str, tenant: str, secret: str) -> PendingHandshake:
+    return PendingHandshake(
+        key=nonce_hash(secret),
+        sink_id=sink_id,
+        sink_type="slack",
+        tenant=tenant,
+        requested_by="alice",
+        opened_at=T0,
+        expires_at=T0 + timedelta(hours=24),
+        workspace="T0FAKE000",
+    )
+
+
+def _recorded(event: HandshakeEvent, h: PendingHandshake) -> HandshakeRecorded:
+    return HandshakeRecorded(event=event, handshake=h, at=T0)
+
+
+async def test_pending_handshakes_are_mirrored_and_rehydrated(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    opened, answered = HandshakeEvent.OPENED, HandshakeEvent.CLOSED
+    ops = _handshake("slack", TENANTS[0], "nonce-1")
+    done = _handshake("slack", TENANTS[0], "nonce-2")
+    other = _handshake(f"{TENANTS[1]}-slack", TENANTS[1], "nonce-3")
+    # opened and closed in one batch: gone; applied twice (a retried batch): harmless
+    batch = MirrorBatch(
+        handshakes=(_recorded(opened, ops), _recorded(opened, done), _recorded(answered, done))
+    )
+    writer.apply(batch)
+    writer.apply(batch)
+    writer.apply(MirrorBatch(handshakes=(_recorded(opened, other),)))
+    keys = query(pg_dsn, "SELECT key, tenant_id FROM pending_handshakes ORDER BY tenant_id")
+    assert sorted(keys) == sorted([(ops.key, TENANTS[0]), (other.key, TENANTS[1])])
+    assert "nonce-1" not in repr(query(pg_dsn, "SELECT handshake::text FROM pending_handshakes"))
+
+    rehydrated = load_from_postgres(pg_dsn, tenants=TENANTS)
+    assert set(rehydrated.handshakes) == {ops, other}
+    store = HistoryStore(":memory:")
+    try:
+        await store.write(lambda con: rehydrate_into(con, rehydrated, now=NOW))
+        assert await store.read(queries.open_handshakes) == {ops.key: ops, other.key: other}
     finally:
         store.close()
 

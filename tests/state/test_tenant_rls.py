@@ -11,8 +11,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from eyetok.messages import TenantConfigEntry, TenantToken
+from eyetok.messages import HandshakeRecorded, TenantConfigEntry, TenantToken
 from eyetok.tenant_api import token_hash
+from eyetok.verification import HandshakeEvent, PendingHandshake, nonce_hash
 from state.mirror.rehydrate import load_from_postgres
 from state.mirror.writer import MirrorBatch, MirrorWriter
 from tests.pg import (
@@ -31,6 +32,7 @@ TABLES = (
     "verification_log",
     "tenant_config_log",
     "tenant_tokens",
+    "pending_handshakes",
 )
 
 
@@ -72,7 +74,21 @@ def both_tenants_batch() -> MirrorBatch:
         ),
         tenant_entries=(entry("acme"), entry("beta")),
         tenant_tokens=(token("acme", "tok_a"), token("beta", "tok_b")),
+        handshakes=(handshake("acme"), handshake("beta")),
     )
+
+
+def handshake(tenant: str) -> HandshakeRecorded:
+    opened = PendingHandshake(
+        key=nonce_hash(f"nonce-of-{tenant}"),
+        sink_id=f"{tenant}-slack",
+        sink_type="slack",
+        tenant=tenant,
+        requested_by="root",
+        opened_at=T0,
+        expires_at=T0 + timedelta(hours=24),
+    )
+    return HandshakeRecorded(event=HandshakeEvent.OPENED, handshake=opened, at=T0)
 
 
 def as_tenant(dsn: str, tenant: str | None, statement: str, params: object = None) -> list[tuple]:  # type: ignore[type-arg]
@@ -132,6 +148,7 @@ def test_the_mirror_writes_every_tenant_and_each_sees_only_its_own(
     assert {v.sink_id for v in restored.verifications} == {"acme-slack", "beta-slack"}
     assert restored.tenant_entries == (entry("acme"), entry("beta"))
     assert {t.token_id for t in restored.tenant_tokens} == {"tok_a", "tok_b"}
+    assert {h.tenant for h in restored.handshakes} == {"acme", "beta"}
     # ...and only the tenants it is asked for.
     only_acme = load_from_postgres(app_dsn, tenants=("acme",))
     assert {i.tenant for i in only_acme.incidents} == {"acme"}

@@ -192,7 +192,9 @@ def redeem(
         raise MagicLinkError("used", "this link was already used; ask for a new one")
     entry = pending.get(digest)
     if entry is None or entry.token_hash != digest:
-        raise MagicLinkError("unknown", "no such link (mistyped, or never sent)")
+        raise MagicLinkError(
+            "unknown", "no such link (mistyped, already used or expired, or never sent)"
+        )
     if now >= entry.link_expires_at:
         raise MagicLinkError(
             "expired",

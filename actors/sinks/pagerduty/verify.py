@@ -12,6 +12,18 @@
    if ``BASE64URL(SHA256(verifier))`` is the challenge of step 1 (else ``invalid_grant``);
 4. :func:`refresh` trades the refresh token for new tokens before they expire.
 
+A pending authorization outlives a restart (it is state in the history and the Postgres
+mirror, so a fresh dyno completes it too). The callback needs the verifier back, so it
+is stored, but sealed under the ``state`` (:func:`seal_verifier`): XOR with an
+HMAC-SHA256 keystream keyed by the state, and the state itself is kept only as its
+SHA-256 (the lookup key). Threat model: someone who reads the history or the mirror
+learns neither the state nor the verifier, so a stolen authorization code cannot be
+exchanged with what the database holds; whoever holds the state (the customer's
+browser, the redirect) can unseal it, and that is exactly who completes the handshake.
+Unsealing checks the result against the stored S256 challenge, so a wrong state or a
+tampered row is refused rather than sent. The verifier is single-use and short-lived
+(:data:`AUTHORIZATION_TTL`); a server-side key would add key management for little.
+
 Every failure is an :class:`OAuthError` carrying the OAuth ``error`` code; ``retryable``
 says whether the same request may work later (network trouble, 5xx, 429). Time is
 passed in (``now``), never read here.
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -48,12 +61,16 @@ __all__ = [
     "new_verifier",
     "parse_callback",
     "refresh",
+    "seal_verifier",
+    "unseal_verifier",
 ]
 
 VERIFIER_BYTES = 64  # 64 random bytes -> 86 base64url characters (RFC 7636: 43..128)
 STATE_BYTES = 32
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")  # RFC 7636 section 4.1
 _MAX_DESCRIPTION = 300
+AUTHORIZATION_TTL = timedelta(hours=1)  # an authorization not called back by then is gone
+_SEAL_LABEL = b"eyetok pkce verifier seal v1"
 
 
 class OAuthError(EyeTokError):
@@ -139,6 +156,40 @@ def challenge(verifier: str) -> str:
 def new_state() -> str:
     """An unguessable ``state`` binding the callback to the browser that started it."""
     return secrets.token_urlsafe(STATE_BYTES)
+
+
+def _keystream(state: str, length: int) -> bytes:
+    key = state.encode("utf-8")
+    blocks = (
+        hmac.new(key, _SEAL_LABEL + i.to_bytes(4, "big"), hashlib.sha256).digest()
+        for i in range((length + 31) // 32)
+    )
+    return b"".join(blocks)[:length]
+
+
+def seal_verifier(verifier: str, state: str) -> str:
+    """``verifier`` sealed under ``state`` (base64url): what is stored between the
+    redirect and the callback (the module docstring says why this way)."""
+    data = verifier.encode("ascii")
+    sealed = bytes(a ^ b for a, b in zip(data, _keystream(state, len(data)), strict=True))
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+
+def unseal_verifier(sealed: str, *, state: str, expected_challenge: str) -> str:
+    """The verifier :func:`seal_verifier` sealed under ``state``; raises
+    :class:`OAuthError` (``invalid_state``) unless its S256 challenge is
+    ``expected_challenge`` (a wrong state, or a tampered row)."""
+    try:
+        data = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    except ValueError as exc:
+        raise OAuthError("invalid_state", "the stored authorization is unreadable") from exc
+    opened = bytes(a ^ b for a, b in zip(data, _keystream(state, len(data)), strict=True))
+    verifier = opened.decode("ascii", errors="replace")
+    if not is_verifier(verifier) or not secrets.compare_digest(
+        challenge(verifier), expected_challenge
+    ):
+        raise OAuthError("invalid_state", "this state does not open the stored authorization")
+    return verifier
 
 
 # --- leg 1: the authorization request --------------------------------------------------

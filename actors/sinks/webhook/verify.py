@@ -164,15 +164,38 @@ async def poll_txt(
     timeout_s: float = DNS_TIMEOUT_S,
 ) -> TxtVerdict:
     """Look ``name`` up now and every ``every_s`` (trio time) until a TXT value there is
-    ``nonce`` (verified) or ``for_s`` has passed (failed). Checks happen at
+    ``nonce`` (verified) or ``for_s`` has passed (failed): :func:`poll_txt_hash` with the
+    nonce's hash. Checks happen at
     ``0, every_s, 2*every_s, ...`` up to and including ``for_s``, so a poll that never
     succeeds makes ``floor(for_s / every_s) + 1`` checks. A failed lookup counts as a
     check and the poll goes on."""
+    return await poll_txt_hash(
+        name,
+        nonce_hash(nonce),
+        nameserver=nameserver,
+        port=port,
+        every_s=every_s,
+        for_s=for_s,
+        timeout_s=timeout_s,
+    )
+
+
+async def poll_txt_hash(
+    name: str,
+    expected: str,
+    *,
+    nameserver: str,
+    port: int = 53,
+    every_s: float = TXT_POLL_EVERY_S,
+    for_s: float = TXT_POLL_FOR_S,
+    timeout_s: float = DNS_TIMEOUT_S,
+) -> TxtVerdict:
+    """:func:`poll_txt` knowing only the nonce's hash ``expected`` (what is stored: a
+    poll resumed after a restart has nothing else)."""
     if not (math.isfinite(every_s) and every_s > 0):
         raise ValueError("every_s must be positive")
     if not (math.isfinite(for_s) and for_s >= 0):
         raise ValueError("for_s must be >= 0")
-    expected = nonce_hash(nonce)
     start = trio.current_time()
     checks = 0
     while True:
