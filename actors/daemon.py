@@ -22,7 +22,7 @@ from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import StateError
-from eyetok.health import HealthBoard
+from eyetok.health import HealthBoard, SinkBoard
 from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
@@ -47,6 +47,7 @@ class Daemon:
         self.supervisor = Supervisor()
         self.store: HistoryStore | None = None
         self.health = HealthBoard()
+        self.sink_board = SinkBoard()
         self.topology: Topology | None = None
         self.bound_port: int | None = None
         self._stop = trio.Event()
@@ -84,6 +85,7 @@ class Daemon:
             journal,
             self.clock,
             health=self.health,
+            sink_board=self.sink_board,
             mirror_writer=mirror_writer,
             local_url=lambda: f"http://127.0.0.1:{self.bound_port or settings.port}",
         )
@@ -121,6 +123,7 @@ class Daemon:
             drills=DrillDesk(settings, store, topology.history, self.clock),
             operations=topology,
             tenant_api=topology,
+            sink_board=self.sink_board,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = HypercornConfig()

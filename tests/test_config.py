@@ -96,7 +96,7 @@ def test_an_empty_environment_gives_the_operator_default(make: Callable[[], Sett
         ("sinks:\n  chat:\n    type: slack\n    colour: x\n", "sinks.chat.colour", "colour"),
         ("ingest_queue: lots\n", "ingest_queue", "Expected `int`, got `str`"),
         ("tenants:\n  acme:\n    tier: [1, 2]\n", "tenants.acme.tier", "Expected `str`"),
-        ("delivery:\n  max_attempts: many\n", "delivery.max_attempts", "Expected `int`"),
+        ("delivery:\n  max_age_s: many\n", "delivery.max_age_s", "Expected `float`"),
         ("tenants: [acme]\n", "tenants", "Expected `object`"),
         ("log_level: loud\n", "log_level", "loud"),
         (

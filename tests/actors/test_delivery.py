@@ -13,7 +13,6 @@ from tests.peers.slack import FakeSlack, Scripted
 
 FAST_RETRIES = """
 delivery:
-  max_attempts: 50
   max_age_s: 2.0
   base_backoff_s: 0.05
   max_backoff_s: 0.2

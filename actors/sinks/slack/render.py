@@ -3,6 +3,7 @@
 SEV1 carries the Emergency SOP link and asks for a human ack; SEV2 mentions the on-call
 user and proposes a remediation for approval; SEV2.5 is SEV2 without the call-out; SEV3
 posts the triage outcome only. Repeats and resolves reply in the incident's thread.
+A message held for the sink's verification says how late it is.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         notice_blocks = [_section(notice)]
         if deliver.acknowledge is not None:
             notice_blocks.append(_acknowledge_button(deliver.acknowledge))
+        if deliver.late:
+            notice_blocks.append(_context(f":hourglass: {deliver.late}"))
+            notice += f" ({deliver.late})"
         return SlackMessage(
             channel=deliver.destination.target,
             text=notice,
@@ -108,6 +112,9 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         # The first message never landed: say what this is about at the top level.
         blocks.insert(0, _section(f"[{channel_label}] {link}\n{facts}"))
         text = f"[{channel_label}] {scrub(incident.title)}: {text}"
+    if deliver.late:  # held for the sink's verification: say how late, on the phone too
+        blocks.append(_context(f":hourglass: {deliver.late}"))
+        text += f" ({deliver.late})"
     return SlackMessage(
         channel=deliver.destination.target, text=text, blocks=tuple(blocks), thread_ts=thread_ts
     )
