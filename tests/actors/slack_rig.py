@@ -74,12 +74,13 @@ class SlackRig:
             out.setdefault(f.delivery_id, []).append(f.outcome)
         return out
 
-    async def until(self, done: object, *, within: float) -> None:
-        """Wait (trio time) until ``done()`` holds."""
+    async def until(self, done: object, *, within: float, every: float = 10.0) -> None:
+        """Wait (trio time) until ``done()`` holds, looking ``every`` seconds (coarse under
+        MockClock: each look costs a clock jump)."""
         assert callable(done)
         with trio.fail_after(within):
             while not done():  # noqa: ASYNC110 - polls what a peer thread records
-                await trio.sleep(10)
+                await trio.sleep(every)
 
 
 def slack_alert(

@@ -1,0 +1,72 @@
+"""Slack answering after the client gave up: the post landed, and a retry must not post it
+twice (the adversarial run saw 36 posts for 30 alerts). Real time, scaled down: Slack
+answers after 0.6 s, the client gives up at 0.25 s."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import trio
+
+from eyetok.clock import SystemClock
+from eyetok.config import DeliveryOptions
+from eyetok.messages import IncidentAction
+from harness.peers.slack import FakeSlack
+from state.history.store import HistoryStore
+from tests.actors.slack_rig import slack_alert, start_rig
+
+FAST = DeliveryOptions(max_age_s=60, base_backoff_s=0.1, max_backoff_s=0.4, breaker_cooldown_s=0.2)
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+def _delivery_ids(fake: FakeSlack) -> Counter[str]:
+    return Counter(
+        p.raw["metadata"]["event_payload"]["delivery_id"]
+        for p in fake.posts
+        if isinstance(p.raw.get("metadata"), dict)
+    )
+
+
+async def test_a_timed_out_post_that_landed_is_found_not_posted_again(
+    nursery: trio.Nursery, store: HistoryStore, fake_slack: FakeSlack
+) -> None:
+    clock = SystemClock()
+    rig = await start_rig(nursery, store, fake_slack, clock, options=FAST, timeout_s=0.25)
+    now = datetime.now(UTC)
+    opened = slack_alert("acme", 0, at=now)
+    await rig.send(opened)
+    await rig.until(lambda: opened.delivery_id in rig.outcomes(), within=10, every=0.05)
+
+    fake_slack.slow_posts(0.6, for_s=3.0)
+    reply = slack_alert(
+        "acme", 0, at=now, action=IncidentAction.UPDATE, incident=opened.incident.incident_id
+    )
+    alerts = [slack_alert(t, n, at=now) for n in range(1, 4) for t in ("acme", "raxx")]
+    await rig.send(reply, *alerts)
+    everything = [opened, reply, *alerts]
+    await rig.until(lambda: len(rig.finished) >= len(everything), within=30, every=0.05)
+    await trio.sleep(1.0)  # a slow answer still in flight changes nothing
+
+    assert rig.outcomes() == {d.delivery_id: ["delivered"] for d in everything}
+    posted = _delivery_ids(fake_slack)
+    assert posted == Counter({d.delivery_id: 1 for d in everything})  # none twice
+    methods = Counter(c.method for c in fake_slack.calls)
+    assert methods["conversations.history"] >= 1  # the timed-out top-level posts
+    assert methods["conversations.replies"] >= 1  # the timed-out thread reply
+    by_id = {
+        p.raw["metadata"]["event_payload"]["delivery_id"]: p.ts
+        for p in fake_slack.posts
+        if isinstance(p.raw.get("metadata"), dict)
+    }
+    for finished in rig.finished:  # the recorded ts is the post's, found or answered
+        assert finished.external_ref == by_id[finished.delivery_id]
+    [thread_reply] = [p for p in fake_slack.posts if p.thread_ts]
+    assert thread_reply.thread_ts == by_id[opened.delivery_id]
