@@ -395,15 +395,21 @@ async def run_delivery(
             publish_held()
 
     async def refuse_unverified(slot: list[Deliver], reason: str) -> None:
-        """Held past ``unverified_hold_s``: ends ``refused_unverified``; the operator and
-        the tenant are told."""
+        """Held past ``unverified_hold_s``: ends ``refused_unverified``, logged at error
+        level; the operator (when the notices sink is itself deliverable: a report held
+        behind the same handshake tells nobody) and the tenant are told."""
         hold = how_late(options.unverified_hold_s)
         detail = f"sink not verified: {reason} (held {hold}, the maximum)"
         for d in slot:
             await finish(d, "refused_unverified", 0, detail)
         head = slot[-1]
-        if head.notice is None and deps.notices is not None:
-            notice = dead_notice(head, detail, deps, clock.now(), outcome="refused_unverified")
+        now = clock.now()
+        if (
+            head.notice is None
+            and deps.notices is not None
+            and refusal(verifications.get(deps.notices.sink_id), now) is None
+        ):
+            notice = dead_notice(head, detail, deps, now, outcome="refused_unverified")
             await to_history.send(PlanDeliveries(origin=head.delivery_id, deliveries=(notice,)))
         await tell_tenant(head, reason, refused=True)
 
@@ -433,8 +439,8 @@ async def run_delivery(
         report = outcome == "dead" and deliver.notice is None and deps.notices is not None
         notice = dead_notice(deliver, detail, deps, now) if report else None
         log_fn = logger.info if outcome == "delivered" else logger.warning
-        if outcome == "dead":
-            log_fn = logger.error  # the second path: a dead delivery never goes unseen
+        if outcome == "dead" or (outcome == "refused_unverified" and "the maximum" in detail):
+            log_fn = logger.error  # the second path: a lost delivery never goes unseen
         log_fn(
             event,
             delivery_id=deliver.delivery_id,

@@ -113,19 +113,25 @@ async def start_rig(
     options: DeliveryOptions,
     timeout_s: float = 10.0,
     verified: bool = True,
+    sink_ids: tuple[str, ...] = ("slack",),
 ) -> SlackRig:
-    sink = SlackSink(
-        sink_id="slack",
-        token=fake.token,
-        api_url=fake.base_url,
-        options=SlackOptions(request_timeout_s=timeout_s),
-        rate=1.0,
-        clock=clock,
-    )
+    """The actor with a Slack sink for each of ``sink_ids`` (the operator's notices go to
+    ``slack``), ``slack`` verified unless told otherwise."""
+    sinks = {
+        sink_id: SlackSink(
+            sink_id=sink_id,
+            token=fake.token,
+            api_url=fake.base_url,
+            options=SlackOptions(request_timeout_s=timeout_s),
+            rate=1.0,
+            clock=clock,
+        )
+        for sink_id in sink_ids
+    }
     health, board = HealthBoard(), SinkBoard()
     deps = DeliveryDeps(
         store=store,
-        sinks={"slack": sink},
+        sinks=dict(sinks),
         options=options,
         operator_tenant="operator",
         notices=Destination(sink_id="slack", sink_type="slack", target=OPERATOR_CHANNEL),

@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
+import structlog
 import trio
 import trio.testing
 
 from eyetok.clock import TrioWallClock
 from eyetok.config import DeliveryOptions
+from eyetok.messages import Destination
 from harness.peers.slack import FakeSlack
 from state.history.store import HistoryStore
 from tests.actors.slack_rig import OPERATOR_CHANNEL, slack_alert, start_rig
@@ -92,24 +95,55 @@ async def test_held_past_the_maximum_hold_ends_refused_unverified_and_is_reporte
     await trio.sleep(50 * 60)
     young = slack_alert("acme", 2, at=clock.now())
     await rig.send(young)
-    await rig.until(lambda: old.delivery_id in rig.outcomes(), within=15 * 60)
+    with structlog.testing.capture_logs() as logs:
+        await rig.until(lambda: old.delivery_id in rig.outcomes(), within=15 * 60)
 
     [refused] = rig.finished
     assert refused.outcome == "refused_unverified"
     assert (refused.finished_at - ANCHOR).total_seconds() >= 3600
     assert "held 1 h, the maximum" in refused.detail
-    [report] = [d for d in rig.planned if d.destination.target == OPERATOR_CHANNEL]
+    [line] = [e for e in logs if e["event"] == "delivery_refused_unverified"]
+    assert line["log_level"] == "error"
+    assert (line["delivery_id"], line["target"]) == (old.delivery_id, "#acme-alerts")
+    # the operator's notices go through the same unverified sink: no report held there
+    assert not [d for d in rig.planned if d.destination.target == OPERATOR_CHANNEL]
+
+    await rig.verify()  # the younger one goes out, late
+    await rig.until(lambda: young.delivery_id in rig.outcomes(), within=60)
+    assert rig.outcomes()[young.delivery_id] == ["delivered"]
+    [post] = fake_slack.posts
+    assert "acme alert 2" in (post.text or "")
+    assert "delayed 10 min" in (post.text or "")  # planned at 50 min, sent at 60
+
+
+async def test_a_refusal_is_reported_through_a_verified_notices_sink(
+    nursery: trio.Nursery,
+    store: HistoryStore,
+    fake_slack: FakeSlack,
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """A sink that expired (its verification is old) while the operator's is live: the
+    delivery held past the maximum is refused and the operator gets the report."""
+    clock = TrioWallClock(ANCHOR)
+    options = DeliveryOptions(unverified_hold_s=600)
+    rig = await start_rig(
+        nursery, store, fake_slack, clock, options=options, sink_ids=("slack", "acme-slack")
+    )  # "slack" (the operator's notices) is live, "acme-slack" never verified
+    hook = msgspec.structs.replace(
+        slack_alert("acme", 1, at=clock.now()),
+        destination=Destination(sink_id="acme-slack", sink_type="slack", target="#acme"),
+    )
+    await rig.send(hook)
+    await rig.until(lambda: len(rig.planned) == 1, within=15 * 60)
+    assert rig.outcomes()[hook.delivery_id] == ["refused_unverified"]
+    [report] = rig.planned
+    assert report.destination.target == OPERATOR_CHANNEL
     assert report.notice is not None
     assert "Delivery refused" in report.notice
-    assert old.incident.incident_id in report.notice
-
-    await rig.verify()  # the younger one (and the report) go out, late
-    await rig.until(lambda: young.delivery_id in rig.outcomes(), within=60)
+    assert hook.incident.incident_id in report.notice
     await rig.until(lambda: report.delivery_id in rig.outcomes(), within=60)
-    assert rig.outcomes()[young.delivery_id] == ["delivered"]
-    texts = [p.text or "" for p in fake_slack.posts]
-    assert not any("acme alert 1" in t and "Delivery" not in t for t in texts)
-    assert any("acme alert 2" in t and "delayed" in t for t in texts)
+    [posted] = fake_slack.posts
+    assert posted.channel == OPERATOR_CHANNEL.lstrip("#")
 
 
 async def test_held_deliveries_survive_a_restart_and_are_listed_with_the_unverified_sink(
@@ -135,7 +169,7 @@ async def test_held_deliveries_survive_a_restart_and_are_listed_with_the_unverif
             answer = await c.post("/hooks/sentry", content=body, headers=signed_headers(body))
         assert answer.status_code == 202
         with trio.fail_after(10):
-            while (await listing(daemon.bound_port))["held_unverified"] != 1:
+            while (await listing(daemon.bound_port))["held_unverified"] != 1:  # noqa: ASYNC110
                 await trio.sleep(0.05)
         slack = await listing(daemon.bound_port)
         assert (slack["status"], slack["deliverable"]) == ("unverified", False)
@@ -144,7 +178,7 @@ async def test_held_deliveries_survive_a_restart_and_are_listed_with_the_unverif
     async with trio.open_nursery() as nursery:
         daemon = await start_daemon(nursery, settings, verify=())
         with trio.fail_after(10):
-            while (await listing(daemon.bound_port))["held_unverified"] != 1:
+            while (await listing(daemon.bound_port))["held_unverified"] != 1:  # noqa: ASYNC110
                 await trio.sleep(0.05)
         assert fake_slack.posts == []
         await verify_slack(f"http://127.0.0.1:{daemon.bound_port}", "slack")
