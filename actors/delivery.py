@@ -90,8 +90,13 @@ class _Lane:
     update_slots: dict[str, list[Deliver]] = field(default_factory=dict)
     wake: trio.Event = field(default_factory=trio.Event)
     held: list[Deliver] | None = None  # the slot waiting for the sink's verification
+    held_count: int = 0  # deliveries waiting on this lane while it holds
+    arrived: list[Deliver] = field(default_factory=list)  # while held, not yet announced
 
     def push(self, deliver: Deliver) -> None:
+        if self.held is not None:
+            self.arrived.append(deliver)
+            self.held_count += 1
         incident_id = deliver.incident.incident_id
         if deliver.action is IncidentAction.UPDATE:
             slot = self.update_slots.get(incident_id)
@@ -260,14 +265,13 @@ async def run_delivery(
         for lane in lanes.values():
             if lane.held is None:
                 continue
-            waiting = [d for slot in (lane.held, *lane.queue) for d in slot]
-            oldest = min(d.planned_at for d in waiting)
+            oldest = lane.held[0].planned_at  # the lane sends (and holds) in order
             sink_id = lane.key[0]
             before = held.get(sink_id)
             if before is not None:
                 oldest = min(oldest, before.oldest)
             held[sink_id] = HeldCount(
-                count=len(waiting) + (before.count if before else 0), oldest=oldest
+                count=lane.held_count + (before.count if before else 0), oldest=oldest
             )
         if deps.sink_board is not None:
             deps.sink_board.hold(held)
@@ -329,14 +333,9 @@ async def run_delivery(
                 PlanDeliveries(origin=head.delivery_id, deliveries=tuple(notices))
             )
 
-    async def announce_held(lane: _Lane, reason: str) -> None:
-        """Audit (once per delivery) each delivery this lane holds for verification."""
-        fresh = [
-            d
-            for slot in (lane.held or [], *lane.queue)
-            for d in slot
-            if d.delivery_id not in held_ids
-        ]
+    async def announce_held(fresh: list[Deliver], reason: str) -> None:
+        """Audit (once per delivery) each delivery a lane holds for verification."""
+        fresh = [d for d in fresh if d.delivery_id not in held_ids]
         now = clock.now()
         for d in fresh:
             held_ids.add(d.delivery_id)
@@ -374,9 +373,12 @@ async def run_delivery(
         if reason is None:
             return True
         lane.held = slot
+        lane.arrived = [d for waiting in (slot, *lane.queue) for d in waiting]
+        lane.held_count = len(lane.arrived)
         try:
             while reason is not None:
-                await announce_held(lane, reason)
+                fresh, lane.arrived = lane.arrived, []
+                await announce_held(fresh, reason)
                 publish_held()
                 expires = slot[0].planned_at.timestamp() + options.unverified_hold_s
                 remaining = expires - clock.now().timestamp()
@@ -391,7 +393,7 @@ async def run_delivery(
             logger.info("delivery_released", sink=sink_id, target=lane.key[1], held=len(slot))
             return True
         finally:
-            lane.held = None
+            lane.held, lane.arrived, lane.held_count = None, [], 0
             publish_held()
 
     async def refuse_unverified(slot: list[Deliver], reason: str) -> None:
@@ -475,7 +477,8 @@ async def run_delivery(
                 f"{deliver.destination.target}, tenant {deliver.tenant}, "
                 f"incident {deliver.incident.incident_id}): {detail}"
             )
-            unreported[notice.delivery_id if notice else deliver.delivery_id] = what
+            # a notice that died keeps the entry of the death it was to report
+            unreported.setdefault(notice.delivery_id if notice else deliver.delivery_id, what)
             publish_dead()
         elif outcome == "delivered" and unreported.pop(deliver.delivery_id, None) is not None:
             publish_dead()
