@@ -168,7 +168,7 @@ def backoff_s(attempt: int, options: DeliveryOptions, rng: random.Random) -> flo
 def max_age_s(deliver: Deliver, options: DeliveryOptions) -> float:
     """How long ``deliver`` is retried: notices (to the operator or about a tenant's
     sinks) outlive the failures they report."""
-    return options.notice_max_age_s if deliver.notice is not None else options.max_age_s
+    return options.notices_max_age_s() if deliver.notice is not None else options.max_age_s
 
 
 def how_late(delay_s: float) -> str:

@@ -81,12 +81,16 @@ class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     request_timeout_s: float = 10.0
 
 
+NOTICE_AGE_FACTOR = 4  # an operator notice is retried four times as long as what it reports
+
+
 class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # A failing delivery is retried until it is this old (backoff capped at max_backoff_s;
     # attempts are not counted against it), then it ends ``dead``.
     max_age_s: float = 900.0
-    # An operator notice (a dead-delivery report, ...) must outlive the failures it reports.
-    notice_max_age_s: float = 3600.0
+    # An operator notice (a dead-delivery report, ...) must outlive the failures it reports:
+    # retried this long (default: NOTICE_AGE_FACTOR times max_age_s, one hour).
+    notice_max_age_s: float | None = None
     # A delivery to a sink not (yet) verified is held this long for its handshake, then it
     # ends ``refused_unverified`` (design section 6).
     unverified_hold_s: float = 86_400.0
@@ -96,6 +100,12 @@ class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     breaker_cooldown_s: float = 5.0  # first open period; doubles while failures go on
     # where the operator hears about dead deliveries and other trouble
     operator_notices: Route = Route(sink="slack", target="#eyetok-operator")
+
+    def notices_max_age_s(self) -> float:
+        """How long an operator notice is retried."""
+        if self.notice_max_age_s is not None:
+            return self.notice_max_age_s
+        return NOTICE_AGE_FACTOR * self.max_age_s
 
 
 class VerificationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -403,7 +413,7 @@ def _check_delivery(options: DeliveryOptions) -> None:
     for name in ("max_age_s", "base_backoff_s", "max_backoff_s", "unverified_hold_s"):
         if not getattr(options, name) > 0:
             raise ConfigError(f"delivery.{name}", "must be a positive number of seconds")
-    if options.notice_max_age_s < options.max_age_s:
+    if options.notice_max_age_s is not None and options.notice_max_age_s < options.max_age_s:
         raise ConfigError(
             "delivery.notice_max_age_s",
             f"must be at least max_age_s ({options.max_age_s:g}): an operator notice must "
