@@ -16,6 +16,7 @@ deliveries ended dead, seconds until the last post.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -65,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             "EYETOK_HOOK_TOKEN": TOKENS["operator"],
             "EYETOK_HOOK_TOKEN_ACME": TOKENS["acme"],
         }
-        with DaemonProcess(Path(work) / "data", env) as daemon:
+        daemon = DaemonProcess(Path(work) / "data", env)
+        with contextlib.ExitStack() as stack:
+            daemon.start(timeout=120)  # a busy machine can take a while
+            stack.callback(daemon.__exit__, None, None, None)
             daemon.verify_slack("slack").verify_slack("acme-slack")
             if args.outage:
                 slack.fail_next(
