@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 import trio
+from slack_sdk import WebClient
 
+from actors.sinks.slack.deliver import METADATA_EVENT
 from eyetok.clock import SystemClock
 from eyetok.config import DeliveryOptions
 from eyetok.messages import IncidentAction
@@ -70,3 +72,33 @@ async def test_a_timed_out_post_that_landed_is_found_not_posted_again(
         assert finished.external_ref == by_id[finished.delivery_id]
     [thread_reply] = [p for p in fake_slack.posts if p.thread_ts]
     assert thread_reply.thread_ts == by_id[opened.delivery_id]
+
+
+async def test_a_row_requeued_after_a_crash_is_not_posted_again_if_it_landed(
+    nursery: trio.Nursery, store: HistoryStore, fake_slack: FakeSlack
+) -> None:
+    """The process before posted it, then died before recording it: the restarted sink
+    finds it by its metadata and records it delivered with that ts; a row that never
+    landed is posted."""
+    before = datetime.now(UTC)
+    landed = slack_alert("acme", 1, at=before)
+    never = slack_alert("acme", 2, at=before)
+    client = WebClient(token=fake_slack.token, base_url=fake_slack.base_url, retry_handlers=[])
+    first = client.chat_postMessage(
+        channel="#acme-alerts",
+        text="[SEV1] acme alert 1",
+        metadata={
+            "event_type": METADATA_EVENT,
+            "event_payload": {"delivery_id": landed.delivery_id},
+        },
+    )
+    await trio.sleep(0.05)  # the restarted process starts after the rows were planned
+    rig = await start_rig(nursery, store, fake_slack, SystemClock(), options=FAST)
+    await rig.send(landed, never)
+    await rig.until(lambda: len(rig.finished) == 2, within=15, every=0.05)
+
+    assert rig.outcomes() == {landed.delivery_id: ["delivered"], never.delivery_id: ["delivered"]}
+    assert _delivery_ids(fake_slack) == Counter({landed.delivery_id: 1, never.delivery_id: 1})
+    [found] = [f for f in rig.finished if f.delivery_id == landed.delivery_id]
+    assert found.external_ref == first["ts"]
+    assert found.attempts == 1

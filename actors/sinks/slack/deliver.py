@@ -6,8 +6,10 @@ may have landed. Every post carries its delivery id in the message ``metadata``
 (``event_type`` ``eyetok_delivery``); before posting again after such an attempt, the
 channel's recent history (or the thread's replies) is searched for it, from the first
 attempt's time less a margin. Found: the delivery is done, with that ``ts``; a retry
-never posts twice. Not found: post again. History unreadable for good (a missing
-``channels:history`` scope): post again, and say so in the log.
+never posts twice. A row planned before this process started (re-queued after a restart)
+is looked for the same way before its first post here. Not found: post again. History
+unreadable for good (a missing ``channels:history`` scope): post again, and say so in the
+log.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class SlackSink:
         self.rate_per_target: float | None = rate if rate > 0 else None
         self._options = options
         self._clock: Clock = clock or SystemClock()
+        self._started = self._clock.now().timestamp()  # rows planned earlier: look first
         # typed int, handed to urlopen as is: fractions of a second work (tests use them)
         timeout: Any = options.request_timeout_s
         self._client = WebClient(token=token, base_url=api_url, timeout=timeout, retry_handlers=[])
@@ -128,6 +131,10 @@ class SlackSink:
             record = self._attempts.get(key)
             if record is None:
                 record = self._attempts[key] = _Attempts(first_at=now)
+                planned = message.planned_at.timestamp() if message.planned_at else now
+                if planned < self._started:
+                    # re-queued after a restart: the process before may have posted it
+                    record.first_at, record.maybe_landed = planned, True
                 while len(self._attempts) > _REMEMBERED:
                     self._attempts.popitem(last=False)
         if record.maybe_landed:

@@ -8,6 +8,7 @@ A message held for the sink's verification says how late it is.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -22,6 +23,9 @@ class SlackMessage(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     blocks: tuple[dict[str, Any], ...]
     thread_ts: str | None = None
+    # not sent: when the delivery was planned (one planned before this process started
+    # may have been posted by the process before; the sink looks before posting)
+    planned_at: datetime | None = None
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -70,6 +74,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             channel=deliver.destination.target,
             text=notice,
             blocks=tuple(notice_blocks),
+            planned_at=deliver.planned_at,
         )
     incident = deliver.incident
     channel_label = incident.sev_channel.value if incident.sev_channel else "audit"
@@ -116,7 +121,11 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         blocks.append(_context(f":hourglass: {deliver.late}"))
         text += f" ({deliver.late})"
     return SlackMessage(
-        channel=deliver.destination.target, text=text, blocks=tuple(blocks), thread_ts=thread_ts
+        channel=deliver.destination.target,
+        text=text,
+        blocks=tuple(blocks),
+        thread_ts=thread_ts,
+        planned_at=deliver.planned_at,
     )
 
 
