@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import SECRET, fixture_body
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.slack import FakeSlack
@@ -71,6 +73,11 @@ def test_a_sev1_before_the_handshake_reaches_slack_late_even_across_a_kill(
         assert text.stdout.startswith("slack ")
         assert "refused (never verified); 1 held awaiting verification since" in text.stdout
         assert daemon.events("delivery_held_unverified")
+        ready = httpx.get(daemon.url + "/readyz", timeout=10).json()
+        held = ready["components"]["held_unverified"]
+        assert held["state"] == "degraded"
+        assert held["detail"].startswith("slack: 1 held awaiting verification")
+        assert ready["components"]["dead_deliveries"]["state"] == "ok"
         assert fake_slack.posts == []
         daemon.kill()
 
