@@ -5,9 +5,11 @@
   (eyetok/review.py) and written to the anomaly journal once each; the daily one is posted
   to the operator.
 - ``AnomalyNoteRequested``: the on-call's verdict on an anomaly, with who and when.
-- ``DrillDue`` (monthly): runs the drill command (``routines.drill_command``) against this
-  daemon as a subprocess and posts the receipt's summary to the operator. One drill at a
-  time; it runs beside the inbox so a review is never stuck behind a drill.
+- ``DrillDue`` (monthly): picks the month's flavour (schedules/drills.py, the last drill
+  on record breaking a tie), audits ``drill_started`` with it, runs the drill command
+  (``routines.drill_command``, ``{scenario}`` the flavour's scenario) against this daemon
+  as a subprocess and posts the receipt's summary to the operator. One drill at a time;
+  it runs beside the inbox so a review is never stuck behind a drill.
 - ``RotationReminderDue`` (quarterly): every credential EyeTok holds and its age.
 - Credentials are fingerprinted (never stored) at start, on SIGHUP and on
   ``CredentialsReread``; a changed fingerprint is a rotation, recorded in the audit log.
@@ -64,6 +66,7 @@ from eyetok.review import (
     summary,
 )
 from schedules.credentials import CredentialSeen, changed, rotation_reminder
+from schedules.drills import Flavour, PastDrill, flavour_for
 from state.history import routines as queries
 from state.history.store import HistoryStore
 
@@ -82,6 +85,7 @@ class RoutinesDeps:
     local_url: Callable[[], str]  # this daemon, as the drill reaches it
     credentials: Callable[[], dict[str, str]]  # the credentials in use now
     reread_credentials: Callable[[], dict[str, str]]  # re-read them (SIGHUP)
+    drill_zone: str = "America/New_York"  # the monthly-drill schedule's zone: its month
     watch_sighup: bool = True
 
 
@@ -118,12 +122,18 @@ def operator_notice(
     )
 
 
-def drill_argv(command: tuple[str, ...], url: str) -> list[str]:
+def drill_argv(
+    command: tuple[str, ...], url: str, *, scenario: str = "", slot: str = ""
+) -> list[str]:
     port = url.rsplit(":", 1)[-1].rstrip("/")
-    return [
-        part.replace("{python}", sys.executable).replace("{url}", url).replace("{port}", port)
-        for part in command
-    ]
+    fields = {"{python}": sys.executable, "{url}": url, "{port}": port}
+    fields |= {"{scenario}": scenario, "{slot}": slot}
+    argv = []
+    for part in command:
+        for field, value in fields.items():
+            part = part.replace(field, value)
+        argv.append(part)
+    return argv
 
 
 def _receipts(stdout: str) -> list[dict[str, Any]]:
@@ -332,10 +342,32 @@ async def run_routines(
         text = rotation_reminder(deps.credentials(), recorded, now=clock.now(), records_since=since)
         await tell_operator(f"rotation|{slot.isoformat()}", "credential rotation", text)
 
+    async def flavour_of(slot: datetime) -> Flavour:
+        await flush()
+        last = await store.read(queries.last_monthly_drill)
+        past = None if last is None else PastDrill(slot=last[0], scenario=last[1])
+        return flavour_for(slot, deps.drill_zone, past)
+
     async def drill(slot: datetime) -> None:
         nonlocal drilling
-        argv = drill_argv(deps.drill_command, deps.local_url())
-        logger.info("drill_started", slot=slot.isoformat(), command=argv[1:6])
+        flavour = await flavour_of(slot)  # (a failure here crashes the actor: restarted)
+        named = {"slot": slot.isoformat(), "scenario": flavour.scenario, "flavour": flavour.name}
+        argv = drill_argv(
+            deps.drill_command, deps.local_url(), scenario=flavour.scenario, slot=slot.isoformat()
+        )
+        await audit(queries.DRILL_STARTED, named)
+        logger.info(
+            "drill_started",
+            **named,
+            command=argv[1:8],
+            why="the monthly drill is due; the month picks the flavour",
+        )
+        if not any("{scenario}" in part for part in deps.drill_command):
+            logger.warning(
+                "drill_flavour_not_passed",
+                flavour=flavour.name,
+                why="routines.drill_command has no {scenario}: the command picks what runs",
+            )
         started = clock.now()
         try:
             with trio.move_on_after(deps.drill_timeout_s) as deadline:
@@ -345,7 +377,7 @@ async def run_routines(
             if deadline.cancelled_caught:
                 passed = False
                 text = (
-                    f":rotating_light: Monthly drill did not finish within "
+                    f":rotating_light: Monthly drill ({flavour.name}) did not finish within "
                     f"{deps.drill_timeout_s:g} s; it was stopped."
                 )
                 returncode = -1
@@ -358,13 +390,22 @@ async def run_routines(
                 )
         except OSError as exc:
             passed, returncode = False, -1
-            text = f":rotating_light: Monthly drill could not start: {exc.strerror or exc}"
+            text = (
+                f":rotating_light: Monthly drill ({flavour.name}) could not start: "
+                f"{exc.strerror or exc}"
+            )
         finally:
             drilling = False
         seconds = (clock.now() - started).total_seconds()
         log_at = logger.info if passed else logger.error
-        log_at("drill_finished", passed=passed, exit=returncode, seconds=round(seconds, 1))
-        await audit("drill_ran", {"slot": slot.isoformat(), "passed": passed, "exit": returncode})
+        log_at(
+            "drill_finished",
+            **named,
+            passed=passed,
+            exit=returncode,
+            seconds=round(seconds, 1),
+        )
+        await audit("drill_ran", {**named, "passed": passed, "exit": returncode})
         await tell_operator(f"drill|{slot.isoformat()}", "monthly drill", text)
 
     async def watch_sighup(*, task_status: trio.TaskStatus[None]) -> None:

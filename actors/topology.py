@@ -501,6 +501,9 @@ def build(
                 review_window=timedelta(hours=settings.routines.review_window_h),
                 drill_command=settings.routines.drill_command,
                 drill_timeout_s=settings.routines.drill_timeout_s,
+                drill_zone=next(
+                    e.zone for e in settings.schedules if e.name == Routine.MONTHLY_DRILL
+                ),
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),

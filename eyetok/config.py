@@ -149,19 +149,22 @@ class RoutineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """The operator's routines (the schedules fire them; ``eyetok review`` asks for one)."""
 
     # The monthly drill: a command run against this daemon. ``{python}`` is this Python,
-    # ``{url}`` this daemon's local address, ``{port}`` its port.
+    # ``{url}`` this daemon's local address, ``{port}`` its port, ``{scenario}`` the
+    # month's flavour (schedules/drills.py), ``{slot}`` the schedule's slot (ISO 8601).
     drill_command: tuple[str, ...] = (
         "{python}",
         "-m",
         "eyetok.cli",
         "drill",
         "run",
-        "single-tenant-outage",
+        "{scenario}",
+        "--monthly-slot",
+        "{slot}",
         "--url",
         "{url}",
         "--json",
     )
-    drill_timeout_s: float = 1800.0
+    drill_timeout_s: float = 7200.0  # budget exhaustion waits for the top of the hour
     review_window_h: float = 24.0  # what the daily review reads: the last N hours
 
 

@@ -34,9 +34,11 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     daemon_version: str
     started_at: datetime
     finished_at: datetime
-    verdict: Literal["pass", "fail"]
+    verdict: Literal["pass", "fail", "interrupted"]  # interrupted: Ctrl-C, steps so far
     steps: tuple[Step, ...]
     delivery_ids: tuple[str, ...] = ()  # every delivery the steps saw, in order
+    flavour: str | None = None  # the monthly drill's flavour this scenario is, if one
+    monthly_slot: datetime | None = None  # the schedule's slot, when the daemon ran it
 
     def failed_steps(self) -> list[str]:
         return [f"{s.scenario}/{s.name}" for s in self.steps if s.verdict == "fail"]

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -260,8 +261,9 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def daemon_process(config: str, env: dict[str, str]) -> AsyncIterator[str]:
-    """``eyetok run`` as a subprocess on a free port with a throwaway data directory;
-    SIGTERM (then SIGKILL) on the way out. Its log is ``daemon.log`` in that directory."""
+    """``eyetok run`` as a subprocess on a free port with a throwaway data directory, in a
+    session of its own; SIGTERM (then SIGKILL) on the way out, even when the drill was
+    cancelled. Its log is ``daemon.log`` in that directory."""
     with tempfile.TemporaryDirectory(prefix="eyetok-drill-") as tmp:
         data = Path(tmp)
         (data / "drill.yaml").write_text(config, encoding="utf-8")
@@ -279,6 +281,7 @@ async def daemon_process(config: str, env: dict[str, str]) -> AsyncIterator[str]
                 env=full_env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # the terminal's Ctrl-C is the drill's, not its
             )
             url = f"http://127.0.0.1:{port}"
             try:
@@ -296,13 +299,14 @@ async def daemon_process(config: str, env: dict[str, str]) -> AsyncIterator[str]
                     raise RigError(f"eyetok run did not become ready on {url}: {tail}")
                 yield url
             finally:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    with trio.move_on_after(STOP_WITHIN_S):
+                with trio.CancelScope(shield=True):  # (a Ctrl-C still stops it)
+                    if process.poll() is None:
+                        process.send_signal(signal.SIGTERM)
+                        with trio.move_on_after(STOP_WITHIN_S):
+                            await process.wait()
+                    if process.poll() is None:
+                        process.kill()
                         await process.wait()
-                if process.poll() is None:
-                    process.kill()
-                    await process.wait()
 
 
 async def _ready(url: str, env: dict[str, str]) -> bool:
@@ -311,6 +315,12 @@ async def _ready(url: str, env: dict[str, str]) -> bool:
         return await front.ready()
     finally:
         await front.aclose()
+
+
+def progress(line: str) -> None:
+    """One line about what the drill is doing, on stderr (stdout is the summary or
+    ``--json``'s receipt)."""
+    print(f"eyetok drill: {line}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -325,6 +335,16 @@ class Rig:
     about: dict[str, Any]
     options: RigOptions
     peers: LocalPeers | None = None
+    say: Callable[[str], None] = progress  # a progress line for the operator
+
+    async def wait_for_hour(self, scenario: str, until: datetime, why: str) -> None:
+        """Sleep until ``until`` (a top of the hour), having said so in one line."""
+        left = max(0, round((until - self.clock.now()).total_seconds()))
+        self.say(
+            f"{scenario} waits {left // 60} min {left % 60} s for the top of the hour "
+            f"({until:%H:%M} UTC) {why}; --no-wait skips this wait"
+        )
+        await self.clock.sleep_until(until)
 
     @property
     def version(self) -> str:

@@ -657,7 +657,9 @@ async def budget_exhaustion(rig: Rig, steps: Steps) -> None:
     # alerts with a cluster key wait out the suppression hold before the budget sees them
     room = ROOM_BEFORE_HOUR_S + float(rig.about.get("suppression_hold_s") or 60.0)
     if (hour_end - now).total_seconds() < room:
-        await rig.clock.sleep_until(hour_end + timedelta(seconds=1))
+        await rig.wait_for_hour(
+            steps.scenario, hour_end + timedelta(seconds=1), "to start in a fresh hour"
+        )
     since = rig.clock.now()
     hour = since.replace(minute=0, second=0, microsecond=0)
     next_hour = hour + timedelta(hours=1)
@@ -731,7 +733,9 @@ async def budget_exhaustion(rig: Rig, steps: Steps) -> None:
             steps.skip("digest-at-top-of-hour", digest, "--no-wait: not waiting for the hour")
             steps.skip("budget-reset", reset, "--no-wait: not waiting for the hour")
         else:
-            await rig.clock.sleep_until(next_hour)
+            await rig.wait_for_hour(
+                steps.scenario, next_hour, "to see the digest and the budget reset"
+            )
             await steps.check(
                 "digest-at-top-of-hour", digest, lambda: _digest(rig, incidents, next_hour)
             )

@@ -51,11 +51,21 @@ async def poll(
         await trio.sleep(POLL_S)
 
 
+_MARKS = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}
+
+
 @dataclass
 class Steps:
     scenario: str
     clock: Clock
     steps: list[Step] = field(default_factory=list)
+    say: Callable[[str], None] | None = None  # one progress line per step as it ends
+
+    def _record(self, step: Step) -> None:
+        self.steps.append(step)
+        if self.say is not None:
+            took = f" ({step.latency_ms / 1000:.1f} s)" if step.latency_ms is not None else ""
+            self.say(f"{_MARKS[step.verdict]} {step.scenario}/{step.name}{took}")
 
     async def check(
         self, name: str, expectation: str, observe: Callable[[], Awaitable[Observed]]
@@ -68,7 +78,7 @@ class Steps:
             seen = Observed(ok=False, observation=text)
         cause = seen.since or started
         latency = (self.clock.now() - cause).total_seconds() * 1000.0
-        self.steps.append(
+        self._record(
             Step(
                 scenario=self.scenario,
                 name=name,
@@ -82,7 +92,7 @@ class Steps:
         return seen
 
     def skip(self, name: str, expectation: str, why: str) -> None:
-        self.steps.append(
+        self._record(
             Step(
                 scenario=self.scenario,
                 name=name,

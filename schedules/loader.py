@@ -26,14 +26,15 @@ class Routine(enum.StrEnum):
 
     DAILY_REVIEW = "daily-review"  # yesterday's notification stream, anomalies flagged
     REVERIFY = "reverify"  # Friday: renew sink verifications older than their cadence
-    MONTHLY_DRILL = "monthly-drill"  # first Tuesday: the single-tenant-outage drill
+    MONTHLY_DRILL = "monthly-drill"  # first Wednesday: the month's drill flavour
     CREDENTIAL_ROTATION = "credential-rotation"  # quarterly: every credential and its age
 
 
 SHIPPED: tuple[ScheduleEntry, ...] = (
     ScheduleEntry(name=Routine.DAILY_REVIEW, cron="0 8 * * *", zone=ET),
     ScheduleEntry(name=Routine.REVERIFY, cron="0 9 * * FRI", zone=ET),
-    ScheduleEntry(name=Routine.MONTHLY_DRILL, cron="0 10 * * TUE#1", zone=ET),
+    # the first Wednesday of every month; its flavour rotates (schedules/drills.py)
+    ScheduleEntry(name=Routine.MONTHLY_DRILL, cron="0 10 * * WED#1", zone=ET),
     # the second Tuesday of the quarter's first month
     ScheduleEntry(name=Routine.CREDENTIAL_ROTATION, cron="0 10 * 1,4,7,10 TUE#2", zone=ET),
 )

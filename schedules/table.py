@@ -4,8 +4,8 @@ A schedule is data: a name, a cron expression, the zone it is read in, and wheth
 enabled. :func:`next_fire` is pure: the first instant strictly after ``after`` at which
 the expression matches in its zone (so "Fridays 09:00 New York" follows EDT and EST).
 
-Calendar days like "the first Tuesday" use croniter's ``#`` (``TUE#1``); a plain
-``1-7 * TUE`` would mean "days 1-7 OR any Tuesday" in cron, which is why it is not used.
+Calendar days like "the first Wednesday" use croniter's ``#`` (``WED#1``); a plain
+``1-7 * WED`` would mean "days 1-7 OR any Wednesday" in cron, which is why it is not used.
 A time of day that happens twice (the repeated hour when DST ends) fires once, at its
 first occurrence; one that never happens (the skipped hour when DST starts) fires at the
 first instant after the gap.

@@ -20,6 +20,7 @@ from eyetok.review import (
 )
 
 SCHEDULE_EVENTS = ("schedule_ran", "schedule_registered")
+DRILL_STARTED = "drill_started"  # a monthly drill began: its slot and scenario (flavour)
 CREDENTIAL_EVENT = "credential_seen"
 
 
@@ -140,6 +141,17 @@ def last_schedule_runs(con: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
         list(SCHEDULE_EVENTS),
     ).fetchall()
     return {str(name): _must(int(us)) for name, us in rows if name is not None}
+
+
+def last_monthly_drill(con: duckdb.DuckDBPyConnection) -> tuple[datetime, str] | None:
+    """The latest monthly drill on record: (its slot, the scenario it ran)."""
+    row = con.execute(
+        """SELECT epoch_us(json_extract_string(detail, '$.slot')::TIMESTAMPTZ) AS slot,
+                  json_extract_string(detail, '$.scenario')
+           FROM audit_log WHERE event = ? ORDER BY slot DESC, logged_at DESC LIMIT 1""",
+        [DRILL_STARTED],
+    ).fetchone()
+    return None if row is None else (_must(int(row[0])), str(row[1]))
 
 
 def credentials_on_record(

@@ -20,7 +20,7 @@ import msgspec
 import trio
 
 from actors.history import HistoryDeps, run_history
-from actors.routines import RoutinesDeps, drill_summary, run_routines
+from actors.routines import RoutinesDeps, drill_argv, drill_summary, run_routines
 from eyetok import guard
 from eyetok.clock import Clock, FixedClock, SystemClock
 from eyetok.messages import (
@@ -386,31 +386,47 @@ steps = [
      "observation": "resolved", "latency_ms": 900},
 ]
 print("starting the drill against", sys.argv[1], file=sys.stderr)
-print(json.dumps({"scenario": "single-tenant-outage", "receipt_id": "rcpt_42",
+print(json.dumps({"scenario": sys.argv[2], "receipt_id": "rcpt_42",
                   "url": sys.argv[1], "steps": steps}))
 sys.exit(%d)
 """
 
 
 async def test_the_monthly_drill_runs_the_command_and_posts_the_receipt(tmp_path: Path) -> None:
-    passing = (sys.executable, "-c", _RECEIPT % ("pass", "silent", 0), "{url}")
+    passing = (sys.executable, "-c", _RECEIPT % ("pass", "silent", 0), "{url}", "{scenario}")
     async with running(tmp_path, SystemClock(), drill=passing) as actor:
-        slot = datetime(2026, 12, 1, 15, tzinfo=UTC)
+        slot = datetime(2027, 1, 6, 15, tzinfo=UTC)  # January: the single-tenant outage
         await actor.routines.send(DrillDue(slot=slot))
         notice = await actor.notice()
         assert notice.notice == (
             ":white_check_mark: Monthly drill `single-tenant-outage` passed: 3 steps "
             "(receipt `rcpt_42`)."
         )
-        [(detail,)] = await actor.query("SELECT detail FROM audit_log WHERE event = 'drill_ran'")
-        assert json.loads(detail) == {"slot": slot.isoformat(), "passed": True, "exit": 0}
+        rows = await actor.query(
+            "SELECT event, detail FROM audit_log WHERE event LIKE 'drill_%' ORDER BY logged_at"
+        )
+        named = {
+            "slot": slot.isoformat(),
+            "scenario": "single-tenant-outage",
+            "flavour": "single-tenant outage",
+        }
+        assert [(event, json.loads(detail)) for event, detail in rows] == [
+            ("drill_started", named),
+            ("drill_ran", {**named, "passed": True, "exit": 0}),
+        ]
 
-    failing = (sys.executable, "-c", _RECEIPT % ("fail", "a cluster notice", 1), "{url}")
+    failing = (
+        sys.executable,
+        "-c",
+        _RECEIPT % ("fail", "a cluster notice", 1),
+        "{url}",
+        "{scenario}",
+    )
     async with running(tmp_path / "2", SystemClock(), drill=failing) as actor:
-        await actor.routines.send(DrillDue(slot=datetime(2027, 1, 5, 15, tzinfo=UTC)))
+        await actor.routines.send(DrillDue(slot=datetime(2027, 2, 3, 15, tzinfo=UTC)))
         text = (await actor.notice()).notice
         assert text is not None
-        assert "FAILED (exit 1): 1 of 3 steps failed (receipt `rcpt_42`)" in text
+        assert "`registry-wide-outage` FAILED (exit 1): 1 of 3 steps failed (receipt" in text
         assert "step `suppression-silent`: expected no cluster notice; observed a cluster" in text
 
 
@@ -427,7 +443,10 @@ async def test_a_drill_without_a_receipt_or_past_its_time_is_a_failure(tmp_path:
     async with running(tmp_path / "2", SystemClock(), drill=stuck, drill_timeout_s=0.5) as actor:
         await actor.routines.send(DrillDue(slot=datetime(2026, 12, 1, 15, tzinfo=UTC)))
         text = (await actor.notice()).notice
-        assert text == ":rotating_light: Monthly drill did not finish within 0.5 s; it was stopped."
+        assert text == (
+            ":rotating_light: Monthly drill (budget exhaustion) did not finish within 0.5 s; "
+            "it was stopped."
+        )
 
 
 def test_the_receipt_summary_reads_every_scenario_of_an_all_run() -> None:
@@ -490,3 +509,23 @@ async def test_sighup_rereads_the_credentials(tmp_path: Path) -> None:
         os.kill(os.getpid(), signal.SIGHUP)
         rows = await actor.rows(sql, 2)
         assert json.loads(rows[-1][0])["why"] == "SIGHUP"
+
+
+def test_the_default_drill_command_runs_the_months_flavour_through_the_cli() -> None:
+    from eyetok.cli import _parser
+    from eyetok.config import parse_file_config, settings_from
+
+    command = settings_from(parse_file_config(""), {}).routines.drill_command
+    slot = datetime(2027, 2, 3, 15, tzinfo=UTC)
+    argv = drill_argv(
+        command, "http://127.0.0.1:4321", scenario="registry-wide-outage", slot=slot.isoformat()
+    )
+    assert argv[:3] == [sys.executable, "-m", "eyetok.cli"]
+    args = _parser().parse_args(argv[3:])
+    assert (args.command, args.scenario, args.url) == (
+        "drill",
+        "registry-wide-outage",
+        "http://127.0.0.1:4321",
+    )
+    assert args.monthly_slot == slot
+    assert args.json

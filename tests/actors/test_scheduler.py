@@ -1,6 +1,6 @@
-"""The scheduler under trio's MockClock: eight and a half months of every shipped routine
-(both 2026 DST transitions), and a missed run after downtime running once at start,
-against the real history actor and its DuckDB file."""
+"""The scheduler under trio's MockClock and the wall clock anchored to it: a whole year of
+every shipped routine (both 2027 DST transitions), and a missed run after downtime running
+once at start, against the real history actor and its DuckDB file."""
 
 from __future__ import annotations
 
@@ -43,19 +43,19 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days)]
 
 
-def _nth_tuesday(year: int, month: int, n: int) -> date:
+def _nth(weekday: int, year: int, month: int, n: int) -> date:
     weeks = calendar.monthcalendar(year, month)
-    return date(year, month, [w[calendar.TUESDAY] for w in weeks if w[calendar.TUESDAY]][n - 1])
+    return date(year, month, [w[weekday] for w in weeks if w[weekday]][n - 1])
 
 
 def _slot(message: Any) -> datetime:
     return message.at if isinstance(message, ReverifyDue) else message.slot
 
 
-async def test_every_routine_fires_on_its_new_york_slots_for_months(
+async def test_every_routine_fires_on_its_new_york_slots_for_a_year(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    start, end = datetime(2026, 2, 25, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC)
+    start, end = datetime(2027, 1, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC)
     clock = TrioWallClock(start)
     settings = settings_from(parse_file_config(""), {})
     verification_tx, verification_rx = trio.open_memory_channel[Any](0)
@@ -63,7 +63,7 @@ async def test_every_routine_fires_on_its_new_york_slots_for_months(
     history_tx, history_rx = trio.open_memory_channel[Any](0)
     fired: list[tuple[datetime, Any]] = []
     audits: list[AuditRecorded] = []
-    last_review = ReviewDue(slot=_et(end.date() - timedelta(days=1), 8))
+    last_review = ReviewDue(slot=_et(end.date(), 8))  # the first one past the end
     done = trio.Event()
 
     async def collect(inbox: trio.MemoryReceiveChannel[Any]) -> None:
@@ -105,14 +105,29 @@ async def test_every_routine_fires_on_its_new_york_slots_for_months(
     days = _days(start.date(), end.date())
     assert by_kind[ReviewDue] == [_et(d, 8) for d in days]
     assert by_kind[ReverifyDue] == [_et(d, 9) for d in days if d.weekday() == calendar.FRIDAY]
-    assert by_kind[DrillDue] == [_et(_nth_tuesday(2026, m, 1), 10) for m in range(3, 12)]
-    assert by_kind[RotationReminderDue] == [_et(_nth_tuesday(2026, m, 2), 10) for m in (4, 7, 10)]
+    # every first Wednesday once, at 10:00 New York time; the rotation reminder on the
+    # second Tuesday of January, April, July and October, and on no other day
+    months = range(1, 13)
+    assert by_kind[DrillDue] == [_et(_nth(calendar.WEDNESDAY, 2027, m, 1), 10) for m in months]
+    assert by_kind[RotationReminderDue] == [
+        _et(_nth(calendar.TUESDAY, 2027, m, 2), 10) for m in (1, 4, 7, 10)
+    ]
+    assert [d.date() for d in by_kind[RotationReminderDue]] == [
+        date(2027, 1, 12),
+        date(2027, 4, 13),
+        date(2027, 7, 13),
+        date(2027, 10, 12),
+    ]
+    # DST moves the UTC hour, never the day: 10:00 EST is 15:00 UTC, 10:00 EDT 14:00 UTC
+    drills = by_kind[DrillDue]
+    assert [d.astimezone(ET).hour for d in drills] == [10] * 12
+    assert [d.hour for d in drills] == [15] * 3 + [14] * 8 + [15]  # DST 14 Mar to 7 Nov
     # across both DST transitions: 08:00 New York is 13:00 UTC in winter, 12:00 in summer
     review_hours = {d.date(): d.hour for d in by_kind[ReviewDue]}
-    assert review_hours[date(2026, 3, 7)] == 13
-    assert review_hours[date(2026, 3, 8)] == 12
-    assert review_hours[date(2026, 10, 31)] == 12
-    assert review_hours[date(2026, 11, 1)] == 13
+    assert review_hours[date(2027, 3, 13)] == 13
+    assert review_hours[date(2027, 3, 14)] == 12
+    assert review_hours[date(2027, 11, 6)] == 12
+    assert review_hours[date(2027, 11, 7)] == 13
     # every schedule was new here (registered, nothing run late); every firing recorded
     registered = [a for a in audits if a.event == "schedule_registered"]
     assert sorted(json.loads(a.detail)["schedule"] for a in registered) == sorted(
@@ -154,7 +169,7 @@ def test_a_disabled_routine_never_fires() -> None:
         return [m async for m in rx]
 
     fired = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert [type(m) for m in fired].count(DrillDue) == 0  # 2026-03-03 was the first Tuesday
+    assert [type(m) for m in fired].count(DrillDue) == 0  # 2026-03-04 was the first Wednesday
     assert [type(m) for m in fired].count(ReviewDue) == 7
 
 
@@ -232,16 +247,17 @@ async def test_a_missed_run_after_downtime_runs_once_at_start(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     data = tmp_path / "data"
-    # Monday 2026-03-02 05:00 New York, until the first Tuesday's drill has fired
+    # Monday 2026-03-02 05:00 New York, until the first Wednesday's drill has fired
     before = _Phase(data)
     await before.run(
         datetime(2026, 3, 2, 10, tzinfo=UTC),
         lambda p: any(isinstance(m, DrillDue) for m in p.routines),
     )
-    assert [m.slot for m in before.routines][:3] == [
+    assert [m.slot for m in before.routines][:4] == [
         datetime(2026, 3, 2, 13, tzinfo=UTC),
         datetime(2026, 3, 3, 13, tzinfo=UTC),
-        datetime(2026, 3, 3, 15, tzinfo=UTC),  # the drill, 10:00 EST
+        datetime(2026, 3, 4, 13, tzinfo=UTC),
+        datetime(2026, 3, 4, 15, tzinfo=UTC),  # the drill, 10:00 EST
     ]
     # EyeTok is down for sixteen days: fifteen reviews and two Friday re-verifications
     # pass. It comes back on Friday 2026-03-20 at noon New York time (EDT by then).

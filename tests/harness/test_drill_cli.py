@@ -89,7 +89,10 @@ def test_a_scenario_fails_when_its_invariant_is_broken(
 
 def test_json_prints_the_receipt(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "eyetok.cli", "drill", "run", "dst-edge", "--json"],
+        [
+            *(sys.executable, "-m", "eyetok.cli", "drill", "run", "dst-edge", "--json"),
+            *("--monthly-slot", "2027-01-06T10:00:00-05:00"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -105,6 +108,7 @@ def test_json_prints_the_receipt(tmp_path: Path) -> None:
         "fall-back-0130-est",
     ]
     assert {s["verdict"] for s in receipt["steps"]} == {"pass"}
+    assert receipt["monthly_slot"] == "2027-01-06T15:00:00Z"
 
 
 def test_the_readme_documents_the_command_and_every_scenario() -> None:
@@ -176,3 +180,69 @@ def test_without_a_root_token_url_cannot_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "EYETOK_ROOT_TOKEN" in result.stderr
+
+
+def test_ctrl_c_ends_the_drill_with_one_line_and_a_partial_receipt(tmp_path: Path) -> None:
+    """budget-exhaustion without --no-wait says in one line that it waits for the top of
+    the hour; Ctrl-C (SIGINT to the terminal's whole process group) then ends it."""
+    import os
+    import re
+    import signal
+    import time
+
+    receipt_path = tmp_path / "receipt.json"
+    drill = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "eyetok.cli", "drill", "run", "budget-exhaustion"),
+            *("--receipt", str(receipt_path)),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job is
+    )
+    try:
+        assert drill.stderr is not None
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        waiting, said = "", []
+        while time.monotonic() < deadline and "top of the hour" not in waiting:
+            waiting = drill.stderr.readline()
+            assert waiting or drill.poll() is None, "the drill ended without waiting"
+            said.append(waiting)
+        assert re.fullmatch(
+            r"eyetok drill: budget-exhaustion waits \d+ min \d+ s for the top of the hour "
+            r"\(\d\d:00 UTC\) to (see the digest and the budget reset|start in a fresh hour); "
+            r"--no-wait skips this wait\n",
+            waiting,
+        ), waiting
+        os.killpg(drill.pid, signal.SIGINT)  # Ctrl-C: the drill, not its daemon
+        stdout, stderr = drill.communicate(timeout=60)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.communicate()
+    assert drill.returncode == 130, stdout + stderr
+    receipt = json.loads(receipt_path.read_text())
+    assert receipt["verdict"] == "interrupted"
+    assert receipt["flavour"] == "budget exhaustion"
+    done = [s["name"] for s in receipt["steps"]]
+    assert (
+        done
+        == [
+            "budget-is-ten-an-hour",
+            "thirty-alerts-in-the-hour",
+            "ten-delivered",
+            "rest-held",
+            "one-cap-line",
+            "cap-audited",
+            "endpoints-recover",
+        ][: len(done)]
+    )
+    # each step was named on stderr as it ended, before the wait
+    named = [line.split()[3].split("/")[1] for line in said if line.startswith("eyetok drill: ok")]
+    assert named == done
+    [line] = stdout.splitlines()
+    assert line.startswith(f"drill budget-exhaustion interrupted (Ctrl-C) after {len(done)} steps")
+    assert line.endswith(f"partial receipt {receipt['receipt_id']} kept, verdict interrupted")
+    assert "Traceback" not in stderr

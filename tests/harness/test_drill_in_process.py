@@ -8,6 +8,7 @@ may only jump once everything has been idle a little while (see test_webhook_ver
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -61,7 +62,7 @@ async def _stored_receipts(url: str, token: str) -> list[dict[str, object]]:
 
 
 async def test_budget_exhaustion_runs_whole_under_the_mock_clock(
-    tmp_path: Path, io_clock: trio.testing.MockClock
+    tmp_path: Path, io_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clock = TrioWallClock(ANCHOR)
     receipt = await run_drill(
@@ -87,6 +88,15 @@ async def test_budget_exhaustion_runs_whole_under_the_mock_clock(
     # the digest came at the top of the hour (16:00 UTC), not before
     assert receipt.finished_at >= datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
     assert len(steps["ten-delivered"].delivery_ids) == 10 * 4  # ten alerts, four sinks each
+    assert receipt.flavour == "budget exhaustion"  # one of the monthly drill's three
+    # the wait for the hour was said in one line: how long, and that --no-wait skips it
+    [waited] = [line for line in capsys.readouterr().err.splitlines() if "waits" in line]
+    assert re.fullmatch(
+        r"eyetok drill: budget-exhaustion waits 0 min \d+ s for the top of the hour "
+        r"\(16:00 UTC\) to see the digest and the budget reset; --no-wait skips this wait",
+        waited,
+    ), waited
+    assert receipt.monthly_slot is None  # run by hand, not by the schedule
 
 
 async def test_the_receipt_is_kept_in_drill_receipts(
@@ -102,7 +112,8 @@ async def test_the_receipt_is_kept_in_drill_receipts(
             yield url
             kept.extend(await _stored_receipts(url, env["EYETOK_ROOT_TOKEN"]))
 
-    receipt = await run_drill("dst-edge", RigOptions(), clock, starter=starter)
+    slot = datetime(2026, 11, 4, 15, tzinfo=UTC)  # as the daemon's schedule passes it
+    receipt = await run_drill("dst-edge", RigOptions(), clock, starter=starter, monthly_slot=slot)
     assert receipt.verdict == "pass"
     [row] = kept
     assert row["receipt_id"] == receipt.receipt_id
@@ -113,3 +124,5 @@ async def test_the_receipt_is_kept_in_drill_receipts(
     assert isinstance(stored, dict)
     assert [s["name"] for s in stored["steps"]] == [s.name for s in receipt.steps]
     assert stored["daemon_version"] == receipt.daemon_version
+    assert stored["monthly_slot"] == "2026-11-04T15:00:00Z"
+    assert stored["flavour"] is None  # dst-edge is no monthly flavour

@@ -28,33 +28,33 @@ def _fires(entry: ScheduleEntry, start: datetime, end: datetime) -> list[datetim
     return out
 
 
-def _nth_tuesday(year: int, month: int, n: int) -> date:
-    tuesdays = [
-        week[calendar.TUESDAY]
-        for week in calendar.monthcalendar(year, month)
-        if week[calendar.TUESDAY] != 0
-    ]
-    return date(year, month, tuesdays[n - 1])
+def _nth(weekday: int, year: int, month: int, n: int) -> date:
+    days = [week[weekday] for week in calendar.monthcalendar(year, month) if week[weekday] != 0]
+    return date(year, month, days[n - 1])
 
 
 def _et(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=ET).astimezone(UTC)
 
 
-def test_the_monthly_drill_is_the_first_tuesday_at_ten_new_york_time() -> None:
+def test_the_monthly_drill_is_the_first_wednesday_at_ten_new_york_time() -> None:
     fires = _fires(
         _shipped(Routine.MONTHLY_DRILL),
         datetime(2026, 1, 1, tzinfo=UTC),
         datetime(2028, 1, 1, tzinfo=UTC),
     )
     expected = [
-        _et(_nth_tuesday(year, month, 1), 10) for year in (2026, 2027) for month in range(1, 13)
+        _et(_nth(calendar.WEDNESDAY, year, month, 1), 10)
+        for year in (2026, 2027)
+        for month in range(1, 13)
     ]
     assert fires == expected
     # 10:00 EST is 15:00 UTC, 10:00 EDT is 14:00 UTC
-    assert fires[2] == datetime(2026, 3, 3, 15, tzinfo=UTC)
-    assert fires[3] == datetime(2026, 4, 7, 14, tzinfo=UTC)
-    # "1-7 * TUE" would have meant days 1-7 OR Tuesdays in cron: never more than one a month
+    assert fires[2] == datetime(2026, 3, 4, 15, tzinfo=UTC)
+    assert fires[3] == datetime(2026, 4, 1, 14, tzinfo=UTC)
+    assert all(f.astimezone(ET).weekday() == calendar.WEDNESDAY for f in fires)
+    assert all(f.astimezone(ET).day <= 7 for f in fires)
+    # "1-7 * WED" would have meant days 1-7 OR Wednesdays in cron: never more than one a month
     assert len({(f.year, f.month) for f in fires}) == len(fires)
 
 
@@ -65,7 +65,7 @@ def test_the_rotation_reminder_is_the_second_tuesday_of_each_quarter() -> None:
         datetime(2029, 1, 1, tzinfo=UTC),
     )
     expected = [
-        _et(_nth_tuesday(year, month, 2), 10)
+        _et(_nth(calendar.TUESDAY, year, month, 2), 10)
         for year in (2026, 2027, 2028)
         for month in (1, 4, 7, 10)
     ]
@@ -146,7 +146,7 @@ def test_configuration_overrides_and_disables_routines() -> None:
         name="daily-review", cron="30 7 * * MON-FRI", zone="Europe/London"
     )
     assert entries["monthly-drill"].enabled is False
-    assert entries["monthly-drill"].cron == "0 10 * * TUE#1"
+    assert entries["monthly-drill"].cron == "0 10 * * WED#1"
     assert entries["credential-rotation"] == _shipped(Routine.CREDENTIAL_ROTATION)
     # the older verification keys still move the Friday re-verification
     older = settings_from(parse_file_config("verification: {reverify_cron: '0 7 * * MON'}\n"), {})
