@@ -749,12 +749,15 @@ class FakeSlack(HttpPeer):
 
     @staticmethod
     def _page(messages: list[JSONDict], body: JSONDict) -> JSONDict:
-        limit = int(_as_str(body.get("limit")) or "100")
+        """One page of ``limit`` messages from ``cursor`` (an offset, opaque to clients)."""
+        limit = max(1, min(int(_as_str(body.get("limit")) or "100"), 1000))
+        start = int(_as_str(body.get("cursor")) or "0")
+        more = len(messages) > start + limit
         return {
             "ok": True,
-            "messages": messages[: max(1, min(limit, 1000))],
-            "has_more": len(messages) > limit,
-            "response_metadata": {"next_cursor": ""},
+            "messages": messages[start : start + limit],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
     def _conversations_history(

@@ -92,6 +92,8 @@ async def test_a_row_requeued_after_a_crash_is_not_posted_again_if_it_landed(
             "event_payload": {"delivery_id": landed.delivery_id},
         },
     )
+    for n in range(250):  # a busy channel: the landed post is on the second page
+        client.chat_postMessage(channel="#acme-alerts", text=f"chatter {n}")
     await trio.sleep(0.05)  # the restarted process starts after the rows were planned
     rig = await start_rig(nursery, store, fake_slack, SystemClock(), options=FAST)
     await rig.send(landed, never)
@@ -99,6 +101,8 @@ async def test_a_row_requeued_after_a_crash_is_not_posted_again_if_it_landed(
 
     assert rig.outcomes() == {landed.delivery_id: ["delivered"], never.delivery_id: ["delivered"]}
     assert _delivery_ids(fake_slack) == Counter({landed.delivery_id: 1, never.delivery_id: 1})
+    histories = [c for c in fake_slack.calls if c.method == "conversations.history"]
+    assert any(c.body.get("cursor") for c in histories)  # it turned the page
     [found] = [f for f in rig.finished if f.delivery_id == landed.delivery_id]
     assert found.external_ref == first["ts"]
     assert found.attempts == 1

@@ -41,7 +41,8 @@ _RETRYABLE_ERRORS = frozenset(
 METADATA_EVENT = "eyetok_delivery"
 # the history is searched from the first attempt's time less this (clock skew, queueing)
 LOOKBACK_MARGIN_S = 120.0
-_HISTORY_LIMIT = 200
+_HISTORY_LIMIT = 200  # messages a page
+_HISTORY_PAGES = 5  # pages looked through (the newest 1,000 messages since the attempt)
 _REMEMBERED = 10_000  # deliveries whose attempts are remembered (oldest forgotten first)
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{8,}$")
 _UNREACHABLE = (TimeoutError, urllib.error.URLError, ConnectionError, HTTPException, OSError)
@@ -195,18 +196,20 @@ class SlackSink:
             if channel is None:
                 self._unreadable(message, key, "channel not found by conversations.list")
                 return None
-            if message.thread_ts:
-                response = self._client.conversations_replies(
-                    channel=channel,
-                    ts=message.thread_ts,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=_HISTORY_LIMIT,
-                )
-            else:
-                response = self._client.conversations_history(
-                    channel=channel, oldest=oldest, include_all_metadata=True, limit=_HISTORY_LIMIT
-                )
+            cursor: str | None = None
+            for _ in range(_HISTORY_PAGES):
+                page = self._history_page(message, channel, oldest, cursor)
+                for posted in page.get("messages") or []:
+                    metadata = posted.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if (
+                        metadata.get("event_type") == METADATA_EVENT
+                        and payload.get("delivery_id") == key
+                    ):
+                        return str(posted.get("ts", ""))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if cursor is None:
+                    break
         except SlackApiError as exc:
             verdict = _refused(exc)
             if isinstance(verdict, Permanent):
@@ -218,13 +221,28 @@ class SlackSink:
             )
         except _UNREACHABLE as exc:
             return Retry(reason=f"a timed-out post may have landed, cannot reach Slack: {exc}")
-        messages: list[dict[str, Any]] = response.get("messages") or []
-        for posted in messages:
-            metadata = posted.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == METADATA_EVENT and payload.get("delivery_id") == key:
-                return str(posted.get("ts", ""))
         return None
+
+    def _history_page(
+        self, message: SlackMessage, channel: str, oldest: str, cursor: str | None
+    ) -> Any:
+        """One page of the channel's history (or the thread's replies) since ``oldest``."""
+        if message.thread_ts:
+            return self._client.conversations_replies(
+                channel=channel,
+                ts=message.thread_ts,
+                oldest=oldest,
+                include_all_metadata=True,
+                limit=_HISTORY_LIMIT,
+                cursor=cursor,
+            )
+        return self._client.conversations_history(
+            channel=channel,
+            oldest=oldest,
+            include_all_metadata=True,
+            limit=_HISTORY_LIMIT,
+            cursor=cursor,
+        )
 
     def _unreadable(self, message: SlackMessage, key: str, why: str) -> None:
         self._log.warning(
