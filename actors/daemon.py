@@ -23,7 +23,7 @@ from eyetok import log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import StateError
-from eyetok.health import HealthBoard
+from eyetok.health import HealthBoard, SinkBoard
 from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
@@ -50,6 +50,7 @@ class Daemon:
         self.supervisor = Supervisor()
         self.store: HistoryStore | None = None
         self.health = HealthBoard()
+        self.sink_board = SinkBoard()
         self.topology: Topology | None = None
         self.bound_port: int | None = None
         self._stop = trio.Event()
@@ -87,6 +88,7 @@ class Daemon:
             journal,
             self.clock,
             health=self.health,
+            sink_board=self.sink_board,
             mirror_writer=mirror_writer,
             local_url=lambda: f"http://127.0.0.1:{self.bound_port or settings.port}",
         )
@@ -124,6 +126,7 @@ class Daemon:
             drills=DrillDesk(settings, store, topology.history, self.clock),
             operations=topology,
             tenant_api=topology,
+            sink_board=self.sink_board,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

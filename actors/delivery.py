@@ -6,8 +6,16 @@ destination (sink id + target; for sinks without threads or a rate, one of
 destination delays nobody else. A lane sends in order (an incident's messages, and its
 thread replies after its first post),
 keeps to the destination's rate, retries what may be retried with exponential backoff
-and jitter, and gives up at the maximum age or attempt count: the row ends ``dead``.
+and jitter (the interval capped, the attempts not counted against it) and gives up only at
+the maximum age: the row ends ``dead``, logged at error level, reported to the operator
+and shown on ``/readyz`` until that report is delivered. Operator notices get a longer
+maximum age (``delivery.notice_max_age_s``): they must outlive the failures they report.
 Repeats of one incident waiting on a lane are coalesced into one thread reply.
+
+A lane whose sink is not (yet) verified holds its deliveries (``held_unverified``; they
+stay pending outbox rows, so a restart holds them again) until the sink's verification
+goes live, then sends them in order, each marked late with how late; one held longer
+than ``delivery.unverified_hold_s`` ends ``refused_unverified`` and is reported.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import random
 import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import assert_never
 
 import msgspec
@@ -30,6 +38,7 @@ from eyetok import guard, log
 from eyetok.clock import Clock
 from eyetok.config import DeliveryOptions, Settings
 from eyetok.errors import PayloadRejectedError
+from eyetok.health import HealthBoard, HeldCount, SinkBoard
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
@@ -68,6 +77,8 @@ class DeliveryDeps:
     # the file's settings: with them, sinks the tenants wrote through the API are
     # delivered to as well (rebuilt on start, then followed by TenantConfigChanged)
     settings: Settings | None = None
+    health: HealthBoard | None = None  # "dead_deliveries" and "held_unverified" on /readyz
+    sink_board: SinkBoard | None = None  # every sink and what it holds, for /api/v1/sinks
 
 
 @dataclass
@@ -78,8 +89,14 @@ class _Lane:
     queue: deque[list[Deliver]] = field(default_factory=deque)
     update_slots: dict[str, list[Deliver]] = field(default_factory=dict)
     wake: trio.Event = field(default_factory=trio.Event)
+    held: list[Deliver] | None = None  # the slot waiting for the sink's verification
+    held_count: int = 0  # deliveries waiting on this lane while it holds
+    arrived: list[Deliver] = field(default_factory=list)  # while held, not yet announced
 
     def push(self, deliver: Deliver) -> None:
+        if self.held is not None:
+            self.arrived.append(deliver)
+            self.held_count += 1
         incident_id = deliver.incident.incident_id
         if deliver.action is IncidentAction.UPDATE:
             slot = self.update_slots.get(incident_id)
@@ -104,12 +121,19 @@ class _Lane:
         return slot
 
 
-def dead_notice(deliver: Deliver, detail: str, deps: DeliveryDeps, now: datetime) -> Deliver:
-    """The operator's notice that ``deliver`` ended dead (itself an outbox row)."""
+def dead_notice(
+    deliver: Deliver, detail: str, deps: DeliveryDeps, now: datetime, *, outcome: str = "dead"
+) -> Deliver:
+    """The operator's notice that ``deliver`` ended ``outcome`` (itself an outbox row)."""
     assert deps.notices is not None
     dest = deliver.destination
+    what = (
+        ":skull: Delivery dead"
+        if outcome == "dead"
+        else ":hourglass: Delivery refused (sink never verified in time)"
+    )
     text = (
-        f":skull: Delivery dead: {dest.sink_type} `{dest.target}` for tenant "
+        f"{what}: {dest.sink_type} `{dest.target}` for tenant "
         f"`{deliver.tenant}`, incident `{deliver.incident.incident_id}` "
         f"({deliver.incident.title[:120]}), {deliver.action.value}: {detail}"
     )
@@ -136,9 +160,38 @@ def lane_key(deliver: Deliver, sink: Sink | None) -> LaneKey:
 
 
 def backoff_s(attempt: int, options: DeliveryOptions, rng: random.Random) -> float:
-    """Exponential backoff with full jitter, capped."""
-    ceiling = min(options.max_backoff_s, options.base_backoff_s * (2 ** (attempt - 1)))
+    """Exponential backoff with full jitter, the interval capped at ``max_backoff_s``."""
+    ceiling = min(options.max_backoff_s, options.base_backoff_s * (2 ** min(attempt - 1, 30)))
     return rng.uniform(ceiling / 2, ceiling)
+
+
+def max_age_s(deliver: Deliver, options: DeliveryOptions) -> float:
+    """How long ``deliver`` is retried: notices (to the operator or about a tenant's
+    sinks) outlive the failures they report."""
+    return options.notices_max_age_s() if deliver.notice is not None else options.max_age_s
+
+
+def how_late(delay_s: float) -> str:
+    """``45 s``, ``12 min``, ``3 h 5 min``: a delay as an on-call reads it."""
+    if delay_s < 90:
+        return f"{delay_s:.0f} s"
+    minutes = round(delay_s / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+async def _first_of(*events: trio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        for event in events:
+            nursery.start_soon(wait, event)
 
 
 async def run_delivery(
@@ -161,6 +214,13 @@ async def run_delivery(
     built: list[Sink] = []  # clients this actor made for API sinks (it closes them)
     tenants = deps.tenants
     tenant_destinations = deps.tenant_destinations
+    options = deps.options
+    # a sink's verification changed: the lanes holding for it look again
+    verification_changed: dict[str, trio.Event] = {}
+    held_ids: set[str] = set()  # deliveries announced as held_unverified (sent late)
+    # dead deliveries the operator has not been told of yet: the id of the notice that
+    # tells them (or the dead delivery's own id when no notice can) -> what died
+    unreported: dict[str, str] = {}
 
     def follow(settings: Settings, changed: tuple[str, ...] | None) -> None:
         """Deliver by ``settings`` from now on: clients for the API sinks ``changed``
@@ -177,21 +237,73 @@ async def run_delivery(
         built.extend(fresh.values())
         tenants = frozenset(settings.tenants)
         tenant_destinations = settings.tenant_destinations()
+        if deps.sink_board is not None:
+            deps.sink_board.configure(settings.sink_types())
 
     if deps.settings is not None:
         follow(await effective_settings(deps.settings, deps.store), None)
+    elif deps.sink_board is not None:
+        deps.sink_board.configure({s: sink.sink_type for s, sink in sinks.items()})
 
-    async def refuse_unverified(slot: list[Deliver], reason: str) -> None:
-        """The gate: nothing goes to an unverified sink; the tenant hears of it through
-        its other verified sinks, once per sink per day."""
-        head = slot[-1]
-        for d in slot:
-            await finish(d, "refused_unverified", 0, f"sink not verified: {reason}")
+    def publish_dead() -> None:
+        if deps.health is None:
+            return
+        now = clock.now()
+        if not unreported:
+            deps.health.set("dead_deliveries", "ok", "every dead delivery reported", at=now)
+            return
+        shown = "; ".join(list(unreported.values())[-5:])
+        deps.health.set(
+            "dead_deliveries",
+            "degraded",
+            f"{len(unreported)} dead delivery(ies) not yet reported to the operator: {shown}",
+            at=now,
+        )
+
+    def publish_held() -> None:
+        held: dict[str, HeldCount] = {}
+        for lane in lanes.values():
+            if lane.held is None:
+                continue
+            oldest = lane.held[0].planned_at  # the lane sends (and holds) in order
+            sink_id = lane.key[0]
+            before = held.get(sink_id)
+            if before is not None:
+                oldest = min(oldest, before.oldest)
+            held[sink_id] = HeldCount(
+                count=lane.held_count + (before.count if before else 0), oldest=oldest
+            )
+        if deps.sink_board is not None:
+            deps.sink_board.hold(held)
+        if deps.health is not None:
+            now = clock.now()
+            if held:
+                detail = "; ".join(
+                    f"{sink_id}: {h.count} held awaiting verification, the oldest for "
+                    + how_late((now - h.oldest).total_seconds())
+                    for sink_id, h in sorted(held.items())
+                )
+                deps.health.set("held_unverified", "degraded", detail, at=now)
+            else:
+                deps.health.set("held_unverified", "ok", "nothing held", at=now)
+
+    publish_dead()
+    publish_held()
+
+    async def tell_tenant(head: Deliver, reason: str, *, refused: bool) -> None:
+        """The tenant hears that a sink of theirs is unverified through its other verified
+        sinks, once per sink per day."""
         if head.notice is not None:
             return
         now = clock.now()
         day = now.date().isoformat()
         sink_id = head.destination.sink_id
+        hold = how_late(options.unverified_hold_s)
+        fate = (
+            "its alerts older than that are recorded, not sent"
+            if refused
+            else f"until then its alerts are held (for up to {hold}), then sent late"
+        )
         notices = []
         for dest in tenant_destinations.get(head.tenant, ()):
             key = (sink_id, dest.sink_id, day)
@@ -203,7 +315,7 @@ async def run_delivery(
             text = (
                 f":warning: EyeTok did not deliver to your {head.destination.sink_type} sink "
                 f"`{sink_id}`: {reason}. Re-verify its ownership (`eyetok verify {sink_id}`); "
-                "until then its alerts are recorded, not sent."
+                f"{fate}."
             )
             digest = hashlib.sha256(f"{sink_id}|{dest.sink_id}|{day}|reverify".encode())
             notices.append(
@@ -221,10 +333,93 @@ async def run_delivery(
                 PlanDeliveries(origin=head.delivery_id, deliveries=tuple(notices))
             )
 
+    async def announce_held(fresh: list[Deliver], reason: str) -> None:
+        """Audit (once per delivery) each delivery a lane holds for verification."""
+        fresh = [d for d in fresh if d.delivery_id not in held_ids]
+        now = clock.now()
+        for d in fresh:
+            held_ids.add(d.delivery_id)
+            logger.warning(
+                "delivery_held_unverified",
+                delivery_id=d.delivery_id,
+                tenant=d.tenant,
+                incident_id=d.incident.incident_id,
+                sink=d.destination.sink_id,
+                target=d.destination.target,
+                action=d.action.value,
+                reason=reason,
+                held_until=(d.planned_at + timedelta(seconds=options.unverified_hold_s)).isoformat(
+                    timespec="seconds"
+                ),
+            )
+            await to_history.send(
+                AuditRecorded(
+                    at=now,
+                    tenant=d.tenant,
+                    event="delivery_held_unverified",
+                    detail=f"{d.destination.sink_id}:{d.destination.target}: held, sink not "
+                    f"verified: {reason}",
+                    incident_id=d.incident.incident_id,
+                )
+            )
+        if fresh:
+            await tell_tenant(fresh[-1], reason, refused=False)
+
+    async def hold_until_verified(lane: _Lane, slot: list[Deliver]) -> bool:
+        """The gate. True: the sink is verified, send. False: the slot was held past
+        ``unverified_hold_s`` and ended ``refused_unverified`` (reported)."""
+        sink_id = lane.key[0]
+        reason = refusal(verifications.get(sink_id), clock.now())
+        if reason is None:
+            return True
+        lane.held = slot
+        lane.arrived = [d for waiting in (slot, *lane.queue) for d in waiting]
+        lane.held_count = len(lane.arrived)
+        try:
+            while reason is not None:
+                fresh, lane.arrived = lane.arrived, []
+                await announce_held(fresh, reason)
+                publish_held()
+                expires = slot[0].planned_at.timestamp() + options.unverified_hold_s
+                remaining = expires - clock.now().timestamp()
+                if remaining <= 0:
+                    await refuse_unverified(slot, reason)
+                    return False
+                changed = verification_changed.setdefault(sink_id, trio.Event())
+                lane.wake = trio.Event()  # a new arrival is announced as held too
+                with trio.move_on_after(remaining):
+                    await _first_of(changed, lane.wake)
+                reason = refusal(verifications.get(sink_id), clock.now())
+            logger.info("delivery_released", sink=sink_id, target=lane.key[1], held=len(slot))
+            return True
+        finally:
+            lane.held, lane.arrived, lane.held_count = None, [], 0
+            publish_held()
+
+    async def refuse_unverified(slot: list[Deliver], reason: str) -> None:
+        """Held past ``unverified_hold_s``: ends ``refused_unverified``, logged at error
+        level; the operator (when the notices sink is itself deliverable: a report held
+        behind the same handshake tells nobody) and the tenant are told."""
+        hold = how_late(options.unverified_hold_s)
+        detail = f"sink not verified: {reason} (held {hold}, the maximum)"
+        for d in slot:
+            await finish(d, "refused_unverified", 0, detail)
+        head = slot[-1]
+        now = clock.now()
+        if (
+            head.notice is None
+            and deps.notices is not None
+            and refusal(verifications.get(deps.notices.sink_id), now) is None
+        ):
+            notice = dead_notice(head, detail, deps, now, outcome="refused_unverified")
+            await to_history.send(PlanDeliveries(origin=head.delivery_id, deliveries=(notice,)))
+        await tell_tenant(head, reason, refused=True)
+
     async def finish(
         deliver: Deliver, outcome: str, attempts: int, detail: str, ref: str = "", thread: str = ""
     ) -> None:
         now = clock.now()
+        held_ids.discard(deliver.delivery_id)
         closed = finished(
             deliver,
             outcome,
@@ -243,7 +438,11 @@ async def run_delivery(
         }.get(outcome, "delivery_dead")
         if detail.startswith("payload_rejected"):
             event = "payload_rejected"
+        report = outcome == "dead" and deliver.notice is None and deps.notices is not None
+        notice = dead_notice(deliver, detail, deps, now) if report else None
         log_fn = logger.info if outcome == "delivered" else logger.warning
+        if outcome == "dead" or (outcome == "refused_unverified" and "the maximum" in detail):
+            log_fn = logger.error  # the second path: a lost delivery never goes unseen
         log_fn(
             event,
             delivery_id=deliver.delivery_id,
@@ -259,6 +458,8 @@ async def run_delivery(
             attempts=attempts,
             latency_ms=round(latency_ms, 1),
             detail=detail or None,
+            notice=deliver.notice[:200] if outcome == "dead" and deliver.notice else None,
+            reported_by=notice.delivery_id if notice else None,
         )
         if outcome != "delivered":
             await to_history.send(
@@ -270,21 +471,27 @@ async def run_delivery(
                     incident_id=deliver.incident.incident_id,
                 )
             )
-        if outcome == "dead" and deliver.notice is None and deps.notices is not None:
-            await to_history.send(
-                PlanDeliveries(
-                    origin=deliver.delivery_id,
-                    deliveries=(dead_notice(deliver, detail, deps, now),),
-                )
+        if outcome == "dead":
+            what = (
+                f"{deliver.delivery_id} ({deliver.destination.sink_id} "
+                f"{deliver.destination.target}, tenant {deliver.tenant}, "
+                f"incident {deliver.incident.incident_id}): {detail}"
             )
+            # a notice that died keeps the entry of the death it was to report
+            unreported.setdefault(notice.delivery_id if notice else deliver.delivery_id, what)
+            publish_dead()
+        elif outcome == "delivered" and unreported.pop(deliver.delivery_id, None) is not None:
+            publish_dead()
+        if notice is not None:
+            await to_history.send(PlanDeliveries(origin=deliver.delivery_id, deliveries=(notice,)))
 
     async def run_lane(lane: _Lane) -> None:
         sink_id, target, _ = lane.key
         next_slot = trio.current_time()
         breaker = Breaker(
-            threshold=deps.options.breaker_threshold,
-            cooldown_s=deps.options.breaker_cooldown_s,
-            max_cooldown_s=deps.options.max_backoff_s,
+            threshold=options.breaker_threshold,
+            cooldown_s=options.breaker_cooldown_s,
+            max_cooldown_s=options.max_backoff_s,
         )
         while True:
             slot = await lane.pop()
@@ -294,10 +501,21 @@ async def run_delivery(
                 for d in slot:
                     await finish(d, "refused", 0, f"sink {sink_id!r} is not configured")
                 continue
-            unverified = refusal(verifications.get(sink_id), clock.now())
-            if unverified is not None:
-                await refuse_unverified(slot, unverified)
+            if not await hold_until_verified(lane, slot):
                 continue
+            sink = sinks.get(sink_id)  # the tenant API may have changed it meanwhile
+            if sink is None:
+                for d in slot:
+                    await finish(d, "refused", 0, f"sink {sink_id!r} is not configured")
+                continue
+            retrying_since = head.planned_at
+            if any(d.delivery_id in held_ids for d in slot):
+                # held for the handshake: it goes out marked late, and its maximum age
+                # counts from now (the hold had its own)
+                retrying_since = clock.now()
+                delay = (retrying_since - slot[0].planned_at).total_seconds()
+                late = f"delayed {how_late(delay)}: sink `{sink_id}` was awaiting verification"
+                head = msgspec.structs.replace(head, late=late)
             incident_id = head.incident.incident_id
             thread = threads.get((sink_id, target, incident_id)) if sink.threads() else None
             attempts = 0
@@ -326,7 +544,7 @@ async def run_delivery(
                         result = await sink.send(payload, idempotency_key=head.delivery_id)
                     if attempt.cancelled_caught:
                         result = Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
-                    wait = await settle(slot, result, attempts, thread)
+                    wait = await settle(slot, result, attempts, thread, retrying_since)
                 record_breaker(breaker, result, lane.key)
                 if wait is None:
                     break
@@ -350,9 +568,14 @@ async def run_delivery(
             logger.info("breaker_closed", sink=key[0], target=key[1])
 
     async def settle(
-        slot: list[Deliver], result: Outcome, attempts: int, thread: str | None
+        slot: list[Deliver],
+        result: Outcome,
+        attempts: int,
+        thread: str | None,
+        retrying_since: datetime,
     ) -> float | None:
-        """Record a final outcome (None), or say how long to wait before the next attempt."""
+        """Record a final outcome (None), or say how long to wait before the next attempt:
+        until the maximum age, never counting attempts against it."""
         head = slot[-1]
         sink_id, target = head.destination.sink_id, head.destination.target
         incident_id = head.incident.incident_id
@@ -368,12 +591,22 @@ async def run_delivery(
                     await finish(d, "refused", attempts, reason)
                 return None
             case Retry(reason=reason, after=after):
-                age = (clock.now() - head.planned_at).total_seconds()
-                wait = after if after is not None else backoff_s(attempts, deps.options, rng)
-                if attempts >= deps.options.max_attempts or age + wait > deps.options.max_age_s:
+                age = (clock.now() - retrying_since).total_seconds()
+                limit = max_age_s(head, options)
+                remaining = limit - age
+                # the last attempt goes out at the maximum age, unless the destination
+                # asked for a longer pause than is left
+                wait = after if after is not None else backoff_s(attempts, options, rng)
+                if after is None:
+                    wait = min(wait, max(0.0, remaining))
+                if remaining <= 0 or wait > remaining:
                     for d in slot:
                         await finish(
-                            d, "dead", attempts, f"gave up after {attempts} attempts: {reason}"
+                            d,
+                            "dead",
+                            attempts,
+                            f"gave up at the maximum age ({limit:g} s) after {attempts} "
+                            f"attempts in {age:.0f} s: {reason}",
                         )
                     return None
                 logger.info(
@@ -383,6 +616,7 @@ async def run_delivery(
                     target=target,
                     attempt=attempts,
                     wait_s=round(wait, 3),
+                    age_s=round(age, 1),
                     reason=reason,
                 )
                 return wait
@@ -393,7 +627,11 @@ async def run_delivery(
         async for message in inbox:
             match message:
                 case VerificationChanged():
-                    verifications[message.verification.sink_id] = message.verification
+                    sink_id = message.verification.sink_id
+                    verifications[sink_id] = message.verification
+                    changed = verification_changed.pop(sink_id, None)
+                    if changed is not None:
+                        changed.set()  # the lanes holding for this sink look again
                     continue
                 case TenantConfigChanged():
                     follow(message.settings, message.sinks)

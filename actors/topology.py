@@ -40,7 +40,7 @@ from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings, load_settings
 from eyetok.errors import OverloadedError
-from eyetok.health import HealthBoard
+from eyetok.health import HealthBoard, SinkBoard
 from eyetok.messages import (
     Accepted,
     AnomalyNoteRequested,
@@ -371,6 +371,7 @@ def build(
     clock: Clock,
     *,
     health: HealthBoard | None = None,
+    sink_board: SinkBoard | None = None,
     mirror_writer: MirrorWriter | None = None,
     local_url: Callable[[], str] | None = None,
 ) -> Topology:
@@ -466,6 +467,8 @@ def build(
                 tenants=frozenset(settings.tenants),
                 tenant_destinations=settings.tenant_destinations(),
                 settings=settings,
+                health=health,
+                sink_board=sink_board,
             ),
             delivery_rx,
             history_tx,

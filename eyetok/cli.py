@@ -295,7 +295,10 @@ def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps(row))
         else:
             standing = "deliverable" if row["deliverable"] else f"refused ({row['why']})"
-            print(f"{row['sink_id']:<20} {row['sink_type']:<10} {row['status']:<8} {standing}")
+            held = row.get("held_unverified") or 0
+            if held:
+                standing += f"; {held} held awaiting verification since {row['held_since']}"
+            print(f"{row['sink_id']:<20} {row['sink_type']:<10} {row['status']:<10} {standing}")
     return 0 if status == 200 else 1
 
 

@@ -78,17 +78,35 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     emergency_sop_url: str = "https://runbooks.example.com/emergency-sop"
     oncall_user: str | None = None  # Slack user id to mention on SEV2; env EYETOK_ONCALL_SLACK_USER
+    # how long one Slack call may take before the client gives up (the post may still land)
+    request_timeout_s: float = 10.0
+
+
+NOTICE_AGE_FACTOR = 4  # an operator notice is retried four times as long as what it reports
 
 
 class DeliveryOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_attempts: int = 8
+    # A failing delivery is retried until it is this old (backoff capped at max_backoff_s;
+    # attempts are not counted against it), then it ends ``dead``.
     max_age_s: float = 900.0
+    # An operator notice (a dead-delivery report, ...) must outlive the failures it reports:
+    # retried this long (default: NOTICE_AGE_FACTOR times max_age_s, one hour).
+    notice_max_age_s: float | None = None
+    # A delivery to a sink not (yet) verified is held this long for its handshake, then it
+    # ends ``refused_unverified`` (design section 6).
+    unverified_hold_s: float = 86_400.0
     base_backoff_s: float = 1.0
     max_backoff_s: float = 60.0
     breaker_threshold: int = 3  # consecutive retryable failures that open a destination's breaker
     breaker_cooldown_s: float = 5.0  # first open period; doubles while failures go on
     # where the operator hears about dead deliveries and other trouble
     operator_notices: Route = Route(sink="slack", target="#eyetok-operator")
+
+    def notices_max_age_s(self) -> float:
+        """How long an operator notice is retried."""
+        if self.notice_max_age_s is not None:
+            return self.notice_max_age_s
+        return NOTICE_AGE_FACTOR * self.max_age_s
 
 
 class VerificationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -418,6 +436,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings_from(file_config, env)
 
 
+def _check_delivery(options: DeliveryOptions) -> None:
+    for name in ("max_age_s", "base_backoff_s", "max_backoff_s", "unverified_hold_s"):
+        if not getattr(options, name) > 0:
+            raise ConfigError(f"delivery.{name}", "must be a positive number of seconds")
+    if options.notice_max_age_s is not None and options.notice_max_age_s < options.max_age_s:
+        raise ConfigError(
+            "delivery.notice_max_age_s",
+            f"must be at least max_age_s ({options.max_age_s:g}): an operator notice must "
+            "outlive the failures it reports",
+        )
+
+
 def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     try:
         port = int(env.get("PORT", "8080"))
@@ -509,6 +539,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             raise ConfigError(
                 field, f"no sink named {route.sink!r} (configured: {', '.join(sorted(sinks))})"
             )
+    _check_delivery(file_config.delivery)
     sup = file_config.suppression
     if sup.hold_s <= 0 or sup.quiet_s <= 0:
         raise ConfigError("suppression.hold_s", "hold_s and quiet_s must be positive seconds")
@@ -535,7 +566,10 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     }
     oncall = env.get("EYETOK_ONCALL_SLACK_USER") or file_config.slack.oncall_user
     sop = env.get("EYETOK_SOP_URL") or file_config.slack.emergency_sop_url
-    slack = SlackOptions(emergency_sop_url=sop, oncall_user=oncall)
+    timeout_s = file_config.slack.request_timeout_s
+    if not 0 < timeout_s <= 10:
+        raise ConfigError("slack.request_timeout_s", "must be above 0 and at most 10 seconds")
+    slack = SlackOptions(emergency_sop_url=sop, oncall_user=oncall, request_timeout_s=timeout_s)
     if file_config.ingest_queue < 1:
         raise ConfigError("ingest_queue", "must be at least 1")
     for name in ("idle_timeout_s", "read_timeout_s"):

@@ -47,3 +47,33 @@ class HealthBoard:
             name: {"state": c.state, "detail": c.detail, "since": c.since.isoformat()}
             for name, c in sorted(self._components.items())
         }
+
+
+class HeldCount(msgspec.Struct, frozen=True, kw_only=True):
+    count: int
+    oldest: datetime  # when the oldest held delivery was planned
+
+
+class SinkBoard:
+    """Every configured sink (file and tenant API) and the deliveries held for its
+    verification, for ``/api/v1/sinks``. One writer: the delivery actor."""
+
+    def __init__(self) -> None:
+        self._configured: dict[str, str] = {}
+        self._held: dict[str, HeldCount] = {}
+
+    def configure(self, sink_types: dict[str, str]) -> None:
+        self._configured = dict(sink_types)
+
+    def hold(self, held: dict[str, HeldCount]) -> None:
+        self._held = dict(held)
+
+    def configured(self) -> dict[str, str]:
+        """``{sink_id: sink_type}``."""
+        return dict(self._configured)
+
+    def held(self, sink_id: str) -> HeldCount | None:
+        return self._held.get(sink_id)
+
+    def held_all(self) -> dict[str, HeldCount]:
+        return dict(self._held)

@@ -507,6 +507,9 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     signal_id: str = ""  # the signal that caused it (budgets count signals, not deliveries)
     cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
     acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
+    # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
+    # sink `slack` was awaiting verification"); never journalled
+    late: str | None = None
 
 
 class BudgetStanding(msgspec.Struct, frozen=True, kw_only=True):

@@ -96,7 +96,7 @@ def test_an_empty_environment_gives_the_operator_default(make: Callable[[], Sett
         ("sinks:\n  chat:\n    type: slack\n    colour: x\n", "sinks.chat.colour", "colour"),
         ("ingest_queue: lots\n", "ingest_queue", "Expected `int`, got `str`"),
         ("tenants:\n  acme:\n    tier: [1, 2]\n", "tenants.acme.tier", "Expected `str`"),
-        ("delivery:\n  max_attempts: many\n", "delivery.max_attempts", "Expected `int`"),
+        ("delivery:\n  max_age_s: many\n", "delivery.max_age_s", "Expected `float`"),
         ("tenants: [acme]\n", "tenants", "Expected `object`"),
         ("log_level: loud\n", "log_level", "loud"),
         (
@@ -353,3 +353,42 @@ def test_an_unknown_tier_stops_start_up_naming_the_tenant() -> None:
     assert error.field == "tenants.acme.tier"
     assert "gold" in error.problem
     assert "enterprise" in error.problem
+
+
+# --- delivery: ages and the hold ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "needle"),
+    [
+        ("delivery: {unverified_hold_s: 0}\n", "delivery.unverified_hold_s", "positive"),
+        ("delivery: {max_age_s: -1}\n", "delivery.max_age_s", "positive"),
+        ("delivery: {max_backoff_s: .nan}\n", "delivery.max_backoff_s", "positive"),
+        (
+            "delivery: {max_age_s: 900, notice_max_age_s: 600}\n",
+            "delivery.notice_max_age_s",
+            "outlive the failures it reports",
+        ),
+        ("slack: {request_timeout_s: 30}\n", "slack.request_timeout_s", "at most 10"),
+        ("delivery: {max_attempts: 8}\n", "delivery.max_attempts", "unknown field"),
+    ],
+)
+def test_bad_delivery_ages_are_refused_naming_the_field(text: str, field: str, needle: str) -> None:
+    error = config_error(text)
+    assert error.field == field
+    assert needle in error.problem
+
+
+def test_operator_notices_are_retried_four_times_as_long_unless_told() -> None:
+    default = settings_from(parse_file_config(""), {}).delivery
+    assert (default.max_age_s, default.notices_max_age_s(), default.unverified_hold_s) == (
+        900.0,
+        3600.0,
+        86_400.0,
+    )
+    longer = settings_from(parse_file_config("delivery: {max_age_s: 1200}\n"), {}).delivery
+    assert longer.notices_max_age_s() == 4800.0
+    told = "delivery: {max_age_s: 60, notice_max_age_s: 7200}\n"
+    assert settings_from(parse_file_config(told), {}).delivery.notices_max_age_s() == 7200.0
+    slack = settings_from(parse_file_config("slack: {request_timeout_s: 2.5}\n"), {}).slack
+    assert slack.request_timeout_s == 2.5

@@ -31,6 +31,7 @@ def build_sinks(settings: Settings, clock: Clock) -> dict[str, Sink]:
                     api_url=settings.slack_api_url,
                     options=settings.slack,
                     rate=config.rate_per_channel,
+                    clock=clock,
                 )
             case WebhookSinkConfig():
                 environ = {**settings.sink_env, config.secret_env: secret}

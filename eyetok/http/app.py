@@ -32,6 +32,7 @@ from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.decoding import decode_json
 from eyetok.errors import IngestError, SignatureError
+from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
@@ -123,6 +124,33 @@ class _SlackEnvelope(msgspec.Struct, kw_only=True):
     event: _SlackEvent | None = None
 
 
+def sink_rows(
+    verifications: tuple[Verification, ...], board: SinkBoard | None, now: datetime
+) -> list[dict[str, Any]]:
+    """Every configured sink, verified or not, with its standing and the deliveries held
+    for its verification."""
+    standing = {v.sink_id: v for v in verifications}
+    configured = board.configured() if board is not None else {}
+    rows = []
+    for sink_id in sorted(set(standing) | set(configured)):
+        v = standing.get(sink_id)
+        reason = refusal(v, now)
+        row: dict[str, Any] = (
+            msgspec.to_builtins(v)
+            if v is not None
+            else {"sink_id": sink_id, "sink_type": configured[sink_id], "status": "unverified"}
+        )
+        held = board.held(sink_id) if board is not None else None
+        row |= {
+            "deliverable": reason is None,
+            "why": reason,
+            "held_unverified": held.count if held else 0,
+            "held_since": held.oldest.isoformat() if held else None,
+        }
+        rows.append(row)
+    return rows
+
+
 def _json(body: object, status: int = 200) -> Response:
     response = Response(json.dumps(body), status=status)
     response.headers["content-type"] = "application/json"
@@ -153,6 +181,7 @@ def create_app(
     drills: DrillDesk | None = None,
     operations: Operations | None = None,
     tenant_api: TenantApi | None = None,
+    sink_board: SinkBoard | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -245,12 +274,7 @@ def create_app(
         refused = operator_only()
         if refused is not None:
             return refused
-        now = clock.now()
-        rows = []
-        for v in await verifier.verifications():
-            reason = refusal(v, now)
-            rows.append({**msgspec.to_builtins(v), "deliverable": reason is None, "why": reason})
-        return _json({"sinks": rows})
+        return _json({"sinks": sink_rows(await verifier.verifications(), sink_board, clock.now())})
 
     if drills is not None:
         add_drill_routes(app, drills, operator_only)

@@ -25,7 +25,14 @@ Test-control endpoints (in-process and subprocess alike), JSON in and out:
   {"status": 200, "error": "channel_not_found"}, {"status": 500}]}`` (or a bare
   list) queues answers for the next ``chat.postMessage`` calls;
 * ``POST /_fake/delay`` - ``{"seconds": 0.5}`` sets the answer delay;
+* ``POST /_fake/slow_posts`` - ``{"seconds": 12, "for_s": 25}``: for ``for_s`` seconds
+  (omitted: until reset) every ``chat.postMessage`` is posted at once but answered only
+  after ``seconds`` (a client with a shorter timeout gives up on a post that landed);
 * ``POST /_fake/reset`` - forgets posts, calls, scripts and the delay.
+
+``conversations.history`` and ``conversations.replies`` answer from the posts received
+(newest first, as Slack does; ``oldest``/``latest``/``limit``), with each message's
+``metadata`` only when ``include_all_metadata`` is true, as Slack does.
 """
 
 from __future__ import annotations
@@ -362,6 +369,7 @@ class FakeSlack(HttpPeer):
         self._script: deque[Scripted] = deque()
         self._down_channels: dict[str, Scripted] = {}
         self._delay = 0.0
+        self._slow_posts: tuple[float, float] | None = None  # (answer after s, until monotonic)
         self._last_ts_us = 0
         self._known_ts: set[tuple[str, str]] = set()  # (channel id, ts)
         self._channels: dict[str, str] = {}  # name -> id
@@ -462,7 +470,24 @@ class FakeSlack(HttpPeer):
             self._script.clear()
             self._known_ts.clear()
             self._delay = 0.0
+            self._slow_posts = None
             self._cond.notify_all()
+
+    def slow_posts(self, seconds: float, *, for_s: float | None = None) -> None:
+        """For ``for_s`` seconds (None: until :meth:`reset`), post every
+        ``chat.postMessage`` at once but answer it only after ``seconds``: the message
+        landed, the client may have given up waiting."""
+        if seconds < 0 or (for_s is not None and for_s < 0):
+            raise ValueError("seconds and for_s must be >= 0")
+        until = float("inf") if for_s is None else time.monotonic() + for_s
+        with self._cond:
+            self._slow_posts = (float(seconds), until)
+
+    def _answer_delay(self, method: str, arrived_monotonic: float) -> float:
+        slow = self._slow_posts
+        if method == "chat.postMessage" and slow is not None and arrived_monotonic < slow[1]:
+            return max(self._delay, slow[0])
+        return self._delay
 
     # -- internals (called from handler threads) ------------------------------
 
@@ -492,7 +517,6 @@ class FakeSlack(HttpPeer):
         arrived_monotonic: float,
         arrived_wall: float,
     ) -> tuple[int, JSONDict, dict[str, str], float]:
-        delay = self._delay
         body: JSONDict = {}
         extra: dict[str, str] = {}
         if path.startswith("/api/"):
@@ -509,6 +533,7 @@ class FakeSlack(HttpPeer):
         else:
             method = path
             status, payload = 404, {"ok": False, "error": "not_found"}
+        delay = self._answer_delay(method, arrived_monotonic)
         error = None if payload.get("ok") else str(payload.get("error"))
         call = RawCall(
             method=method,
@@ -704,6 +729,72 @@ class FakeSlack(HttpPeer):
             "response_metadata": {"next_cursor": ""},
         }
 
+    # -- conversations.history / conversations.replies (a post's metadata) ----
+
+    def _history_messages(
+        self, body: JSONDict, keep: Callable[[SlackPost], bool]
+    ) -> list[JSONDict]:
+        """The posts of ``body["channel"]`` that ``keep`` selects, within ``oldest`` and
+        ``latest`` (exclusive, as Slack's default), newest first."""
+        channel = _normalise_channel(body.get("channel"))
+        if not channel:
+            raise _BadRequest("channel_not_found")
+        channel_id = self._channel_id(channel)
+        oldest = float(_as_str(body.get("oldest")) or "0")
+        latest = float(_as_str(body.get("latest")) or "inf")
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = []
+        for post in reversed(self._posts):
+            if self._channel_id(post.channel) != channel_id or not keep(post):
+                continue
+            if not oldest < float(post.ts) < latest:
+                continue
+            metadata = _parse_json_field(post.raw.get("metadata"), "invalid_metadata_format")
+            found.append(
+                self._message(
+                    text=post.text,
+                    ts=post.ts,
+                    blocks=post.blocks,
+                    thread_ts=post.thread_ts,
+                    metadata=metadata if with_metadata else None,
+                )
+            )
+        return found
+
+    @staticmethod
+    def _page(messages: list[JSONDict], body: JSONDict) -> JSONDict:
+        """One page of ``limit`` messages from ``cursor`` (an offset, opaque to clients)."""
+        limit = max(1, min(int(_as_str(body.get("limit")) or "100"), 1000))
+        start = int(_as_str(body.get("cursor")) or "0")
+        more = len(messages) > start + limit
+        return {
+            "ok": True,
+            "messages": messages[start : start + limit],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _conversations_history(
+        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
+    ) -> JSONDict:
+        """Top-level messages (a thread's replies are not in the channel's history)."""
+        messages = self._history_messages(body, lambda p: p.thread_ts in (None, p.ts))
+        return self._page(messages, body)
+
+    def _conversations_replies(
+        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
+    ) -> JSONDict:
+        """A thread: its parent and replies, oldest first."""
+        parent = _as_str(body.get("ts"))
+        if not parent:
+            raise _BadRequest("thread_not_found")
+        messages = self._history_messages(body, lambda p: parent in (p.ts, p.thread_ts))
+        if not any(m["ts"] == parent for m in messages) and float(parent) > float(
+            _as_str(body.get("oldest")) or "0"
+        ):
+            raise _BadRequest("thread_not_found")
+        return self._page(list(reversed(messages)), body)
+
     # -- /_fake/ control endpoints ------------------------------------------
 
     def _control(self, http_method: str, name: str, query: str, data: bytes) -> tuple[int, Any]:
@@ -730,6 +821,15 @@ class FakeSlack(HttpPeer):
                     raise ValueError("expected {'seconds': <number>}")
                 self.delay = float(seconds)
                 return 200, {"ok": True, "delay": self.delay}
+            if http_method == "POST" and name == "slow_posts":
+                seconds = payload.get("seconds") if isinstance(payload, dict) else None
+                for_s = payload.get("for_s") if isinstance(payload, dict) else None
+                if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+                    raise ValueError("expected {'seconds': <number>, 'for_s': <number>}")
+                if for_s is not None and not isinstance(for_s, int | float):
+                    raise ValueError("for_s must be a number or null")
+                self.slow_posts(float(seconds), for_s=None if for_s is None else float(for_s))
+                return 200, {"ok": True}
             if http_method == "POST" and name == "reset":
                 self.reset()
                 return 200, {"ok": True}
@@ -744,6 +844,8 @@ _METHODS: dict[str, _Method] = {
     "chat.update": FakeSlack._update,
     "auth.test": FakeSlack._auth_test,
     "conversations.list": FakeSlack._conversations_list,
+    "conversations.history": FakeSlack._conversations_history,
+    "conversations.replies": FakeSlack._conversations_replies,
 }
 
 

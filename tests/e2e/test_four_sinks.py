@@ -530,7 +530,7 @@ async def test_one_sink_down_does_not_delay_the_other_three(tmp_path: Path, peer
         hook_row = _row(rows, "acme-hook")
         assert hook_row["status"] == "dead", hook_row
         assert hook_row["attempts"] >= 2
-        assert hook_row["detail"].startswith("gave up after")
+        assert hook_row["detail"].startswith("gave up at the maximum age")
         assert "HTTP 500" in hook_row["detail"]
         attempts = peers.hook.by_id(hook_row["delivery_id"])
         assert len(attempts) == hook_row["attempts"]

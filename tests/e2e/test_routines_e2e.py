@@ -40,17 +40,21 @@ def _review(
 def test_review_flags_a_refused_delivery_and_records_the_verdict(
     tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
+    # held for the handshake one second only, so that it ends refused within the test
+    config = tmp_path / "eyetok.yaml"
+    config.write_text("delivery: {unverified_hold_s: 1}\n")
     env = {
         "SENTRY_CLIENT_SECRET": SECRET,
         "SLACK_BOT_TOKEN": fake_slack.token,
         "SLACK_API_URL": fake_slack.base_url,
+        "EYETOK_CONFIG": str(config),
     }
     with DaemonProcess(tmp_path / "data", env) as daemon:
         body = (FIXTURES / "event_alert_fatal.json").read_bytes()
         resource = json.loads((FIXTURES / "event_alert_fatal.headers.json").read_text())
         posted = daemon.post_sentry(body, resource.get("Sentry-Hook-Resource"), SECRET)
         assert posted.status_code == 202, posted.text
-        # the Slack sink was never verified: the delivery is refused, an anomaly
+        # the Slack sink was never verified: held, then refused, an anomaly
         deadline = time.monotonic() + 20
         while True:
             result = _review(daemon.url, "--json")

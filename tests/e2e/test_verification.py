@@ -146,7 +146,7 @@ async def test_slack_events_need_a_fresh_valid_signature(
 # --- the gate -------------------------------------------------------------------------
 
 
-async def test_an_unverified_sink_gets_nothing_and_the_tenant_is_told_once_a_day(
+async def test_an_unverified_sink_gets_nothing_yet_and_the_tenant_is_told_once_a_day(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
     secret = new_secret()
@@ -178,15 +178,16 @@ async def test_an_unverified_sink_gets_nothing_and_the_tenant_is_told_once_a_day
         assert receiver.deliveries == []  # nothing reached the unverified address
         rows = await _notifications(daemon)
         hook_rows = [r for r in rows if r[0] == "hook"]
-        assert [r[1] for r in hook_rows] == ["refused_unverified", "refused_unverified"]
-        assert "never verified" in str(hook_rows[0][2])
+        # held for the handshake (pending outbox rows), not ended
+        assert [r[1] for r in hook_rows] == ["pending", "pending"]
         assert daemon.store is not None
         audit = await daemon.store.read(
             lambda con: con.execute(
-                "SELECT count(*) FROM audit_log WHERE event = 'delivery_refused_unverified'"
+                "SELECT detail FROM audit_log WHERE event = 'delivery_held_unverified'"
             ).fetchall()
         )
-        assert audit == [(2,)]
+        assert len(audit) == 2
+        assert "never verified" in audit[0][0]
         daemon.request_stop()
 
 

@@ -143,7 +143,7 @@ async def test_a_route_written_by_the_api_changes_where_the_next_alert_goes(
     written = await put_acme_slack(api, acme)
     assert written.json()["verified"] is False
 
-    # A route to it before the handshake: recorded, refused at the delivery gate.
+    # A route to it before the handshake: recorded, held at the delivery gate.
     assert (
         await api.put(
             "/api/v1/tenants/acme/routes",
@@ -152,17 +152,21 @@ async def test_a_route_written_by_the_api_changes_where_the_next_alert_goes(
         )
     ).status_code == 200
     await alert(api, "before-verification")
-    refused = await audit_events(tenant_daemon, "delivery_refused_unverified")
+    held = await audit_events(tenant_daemon, "delivery_held_unverified")
     with trio.fail_after(10):
-        while not any("acme.slack" in d for _, d in refused):
+        while not any("acme.slack" in d for _, d in held):
             await trio.sleep(0.05)
-            refused = await audit_events(tenant_daemon, "delivery_refused_unverified")
+            held = await audit_events(tenant_daemon, "delivery_held_unverified")
+    assert fake_slack.posts == []
 
     await verify_tenant_slack(api, "acme", "acme.slack", acme)
     await alert(api, "first")
-    posts = await trio.to_thread.run_sync(lambda: fake_slack.wait_for_posts(1))
-    assert [p.channel for p in posts] == ["acme-pager"]
-    assert "first" in (posts[0].text or str(posts[0].blocks))
+    posts = await trio.to_thread.run_sync(lambda: fake_slack.wait_for_posts(2))
+    assert [p.channel for p in posts] == ["acme-pager", "acme-pager"]
+    # the held one went out once the handshake passed, first and marked late
+    assert "before-verification" in (posts[0].text or "")
+    assert "awaiting verification" in (posts[0].text or "")
+    assert "first" in (posts[1].text or str(posts[1].blocks))
 
     routed = await api.put(
         "/api/v1/tenants/acme/routes",
@@ -171,8 +175,8 @@ async def test_a_route_written_by_the_api_changes_where_the_next_alert_goes(
     )
     assert routed.status_code == 200, routed.text
     await alert(api, "second")
-    posts = await trio.to_thread.run_sync(lambda: fake_slack.wait_for_posts(2))
-    assert [p.channel for p in posts] == ["acme-pager", "acme-quiet"]
+    posts = await trio.to_thread.run_sync(lambda: fake_slack.wait_for_posts(3))
+    assert [p.channel for p in posts] == ["acme-pager", "acme-pager", "acme-quiet"]
 
     shown = (await api.get("/api/v1/tenants/acme/routes", headers=bearer(acme))).json()
     assert shown["source"] == "api"

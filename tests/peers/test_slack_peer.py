@@ -264,3 +264,47 @@ def test_cli_subprocess() -> None:
         assert proc.wait(timeout=10) == 0
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _metadata(delivery_id: str) -> dict[str, Any]:
+    return {"event_type": "eyetok_delivery", "event_payload": {"delivery_id": delivery_id}}
+
+
+def test_history_and_replies_carry_metadata_only_when_asked(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    top = client.chat_postMessage(channel="#alerts", text="top", metadata=_metadata("dlv_1"))
+    client.chat_postMessage(channel="#random", text="elsewhere", metadata=_metadata("dlv_x"))
+    reply = client.chat_postMessage(
+        channel="#alerts", text="reply", thread_ts=top["ts"], metadata=_metadata("dlv_2")
+    )
+    channel = top["channel"]
+    history = client.conversations_history(channel=channel, include_all_metadata=True)
+    assert [m["text"] for m in history["messages"]] == ["top"]  # replies are in the thread
+    assert history["messages"][0]["metadata"] == _metadata("dlv_1")
+    bare = client.conversations_history(channel=channel)
+    assert "metadata" not in bare["messages"][0]
+    later = client.conversations_history(channel=channel, oldest=top["ts"])
+    assert later["messages"] == []  # oldest is exclusive
+    thread = client.conversations_replies(channel=channel, ts=top["ts"], include_all_metadata=True)
+    assert [m["ts"] for m in thread["messages"]] == [top["ts"], reply["ts"]]
+    assert thread["messages"][1]["metadata"] == _metadata("dlv_2")
+    with pytest.raises(SlackApiError) as missing:
+        client.conversations_replies(channel=channel, ts="1.000001")
+    assert missing.value.response["error"] == "thread_not_found"
+
+
+def test_slow_posts_land_at_once_and_answer_late(fake: FakeSlack) -> None:
+    fake.slow_posts(0.5, for_s=60)
+    client = WebClient(
+        token=fake.token,
+        base_url=fake.base_url,
+        retry_handlers=[],
+        timeout=0.2,  # type: ignore[arg-type]
+    )
+    with pytest.raises(TimeoutError):
+        client.chat_postMessage(channel="#alerts", text="slow", metadata=_metadata("dlv_s"))
+    [post] = fake.posts  # it landed although the client gave up
+    found = client.conversations_history(channel="#alerts", include_all_metadata=True)
+    assert found["messages"][0]["ts"] == post.ts  # other methods are not slowed
+    fake_request(fake, "slow_posts", {"seconds": 0, "for_s": None})
+    assert client.chat_postMessage(channel="#alerts", text="fast")["ok"] is True

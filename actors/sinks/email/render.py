@@ -99,7 +99,7 @@ def _facts(incident: Incident, rule: str) -> list[tuple[str, str]]:
 
 
 def _notice(deliver: Deliver, notice: str, to: str) -> EmailMessageSpec:
-    body = scrub(notice)
+    body = scrub(notice) + (f"\n\n({deliver.late})" if deliver.late else "")
     first = next((line for line in body.splitlines() if line.strip()), "notice")
     return EmailMessageSpec(
         to=to,
@@ -149,6 +149,8 @@ def render(deliver: Deliver, *, to: str | None = None) -> EmailMessageSpec:
             headline = f"audit: {title}"
         case _:
             assert_never(deliver.action)
+    if deliver.late:  # held for the sink's verification
+        facts.append(("Late", deliver.late))
     url = _http_url(incident.url)
     if url:
         facts.append(("Link", url))

@@ -55,6 +55,7 @@ class PagerDutyDetails(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     escalation_recommended: str | None = None
     delivery_id: str | None = None  # operator notices only
     kind: str = "incident"  # incident | operator_notice
+    late: str | None = None  # held for the sink's verification: how late, and why
 
 
 class PagerDutyPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -197,6 +198,7 @@ def render(deliver: Deliver, *, routing_key: str) -> PagerDutyEvent:
                     severity=incident.severity.value,
                     delivery_id=deliver.delivery_id,
                     kind="operator_notice",
+                    late=deliver.late,
                 ),
             ),
             client=CLIENT_NAME,
@@ -229,6 +231,7 @@ def render(deliver: Deliver, *, routing_key: str) -> PagerDutyEvent:
                     if incident.escalation_recommended
                     else None
                 ),
+                late=deliver.late,
             ),
         ),
         links=_issue_links(incident.url),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from eyetok.sinks.slack import SlackSinkConfig
 
-__all__ = ["REQUEST_TIMEOUT_S", "WORKER_THREADS", "SlackSinkConfig"]
+__all__ = ["WORKER_THREADS", "SlackSinkConfig"]
 
-REQUEST_TIMEOUT_S = 10
 WORKER_THREADS = 4  # concurrent chat.postMessage calls across all channels

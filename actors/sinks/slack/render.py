@@ -3,10 +3,12 @@
 SEV1 carries the Emergency SOP link and asks for a human ack; SEV2 mentions the on-call
 user and proposes a remediation for approval; SEV2.5 is SEV2 without the call-out; SEV3
 posts the triage outcome only. Repeats and resolves reply in the incident's thread.
+A message held for the sink's verification says how late it is.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -21,6 +23,9 @@ class SlackMessage(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     blocks: tuple[dict[str, Any], ...]
     thread_ts: str | None = None
+    # not sent: when the delivery was planned (one planned before this process started
+    # may have been posted by the process before; the sink looks before posting)
+    planned_at: datetime | None = None
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -62,10 +67,14 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         notice_blocks = [_section(notice)]
         if deliver.acknowledge is not None:
             notice_blocks.append(_acknowledge_button(deliver.acknowledge))
+        if deliver.late:
+            notice_blocks.append(_context(f":hourglass: {deliver.late}"))
+            notice += f" ({deliver.late})"
         return SlackMessage(
             channel=deliver.destination.target,
             text=notice,
             blocks=tuple(notice_blocks),
+            planned_at=deliver.planned_at,
         )
     incident = deliver.incident
     channel_label = incident.sev_channel.value if incident.sev_channel else "audit"
@@ -108,8 +117,15 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         # The first message never landed: say what this is about at the top level.
         blocks.insert(0, _section(f"[{channel_label}] {link}\n{facts}"))
         text = f"[{channel_label}] {scrub(incident.title)}: {text}"
+    if deliver.late:  # held for the sink's verification: say how late, on the phone too
+        blocks.append(_context(f":hourglass: {deliver.late}"))
+        text += f" ({deliver.late})"
     return SlackMessage(
-        channel=deliver.destination.target, text=text, blocks=tuple(blocks), thread_ts=thread_ts
+        channel=deliver.destination.target,
+        text=text,
+        blocks=tuple(blocks),
+        thread_ts=thread_ts,
+        planned_at=deliver.planned_at,
     )
 
 

@@ -54,12 +54,13 @@ class NoticeData(msgspec.Struct, frozen=True, kw_only=True):
     text: str
 
 
-class WebhookPayload(msgspec.Struct, frozen=True, kw_only=True):
+class WebhookPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One event, as the JSON body of one POST."""
 
     type: EventType
     timestamp: str
     data: IncidentData | NoticeData
+    late: str | None = None  # held for the sink's verification: how late, and why
 
 
 def iso(moment: datetime) -> str:
@@ -73,6 +74,7 @@ def render(deliver: Deliver) -> WebhookPayload:
             type="eyetok.notice",
             timestamp=iso(deliver.planned_at),
             data=NoticeData(text=scrub(deliver.notice)),
+            late=deliver.late,
         )
     incident = deliver.incident
     match deliver.action:
@@ -101,4 +103,5 @@ def render(deliver: Deliver) -> WebhookPayload:
             environment=scrub(incident.environment),
             project=scrub(incident.project),
         ),
+        late=deliver.late,
     )
