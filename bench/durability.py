@@ -98,7 +98,13 @@ def compare(disk: dict[str, Any], postgres: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     d_cpu, p_cpu = disk.get("server_cpu_us_per_request"), postgres.get("server_cpu_us_per_request")
     if d_cpu and p_cpu:
-        out["cpu_ratio"] = round(p_cpu / d_cpu, 3)
+        out["cpu_ratio_http_window"] = round(p_cpu / d_cpu, 3)
+    key = "server_cpu_us_per_delivered_request"
+    d_all, p_all = disk.get(key), postgres.get(key)
+    if d_all and p_all:
+        # Judged from the first request to the last delivery: in the HTTP window alone the
+        # faster journal-only run leaves more of its deliveries' CPU outside the window.
+        out["cpu_ratio"] = round(p_all / d_all, 3)
         out["cost_ok"] = out["cpu_ratio"] <= TARGET_CPU_RATIO
     d_rate, p_rate = disk.get("accepted_per_s"), postgres.get("accepted_per_s")
     if d_rate and p_rate:
@@ -125,18 +131,21 @@ def report_lines(
         "(journal + Postgres before each 202)",
         f"  {'':34}{'disk':>12}{'postgres':>12}",
         row("accepted/s", "accepted_per_s"),
-        row("server CPU/request (us)", "server_cpu_us_per_request"),
+        row("server CPU/request, HTTP window", "server_cpu_us_per_request"),
         row("  main thread (event loop)", "server_main_thread_cpu_us_per_request"),
         row("  other threads", "server_other_threads_cpu_us_per_request"),
+        row("server CPU/request, to delivered", "server_cpu_us_per_delivered_request"),
+        row("  main thread (event loop)", "server_main_thread_cpu_us_per_delivered_request"),
         row("HTTP p50 (ms)", "p50_ms"),
         row("HTTP p99 (ms)", "p99_ms"),
         row("peak RSS (MB)", "peak_rss_mb"),
         f"  postgres: {postgres.get('postgres_transactions')} transactions committed during "
         f"its run ({_fmt(comparison.get('requests_per_transaction'))} requests per "
         "transaction: group commit)",
-        f"  ==> CPU/request postgres / disk: {_fmt(comparison.get('cpu_ratio'))} "
-        f"(target <= {TARGET_CPU_RATIO:g})  {verdict};  accepted/s postgres / disk: "
-        f"{_fmt(comparison.get('rate_ratio'))}",
+        f"  ==> CPU/request postgres / disk, first request to last delivery: "
+        f"{_fmt(comparison.get('cpu_ratio'))} (target <= {TARGET_CPU_RATIO:g})  {verdict}; "
+        f"in the HTTP window alone {_fmt(comparison.get('cpu_ratio_http_window'))}; "
+        f"accepted/s postgres / disk: {_fmt(comparison.get('rate_ratio'))}",
     ]
 
 

@@ -1454,6 +1454,14 @@ def phase_burst(
             time.sleep(0.5)  # anything Slack would (wrongly) get right after the last hook
             figures["slack_during_burst"] = slack_alert_posts(watch, expected)
         figures["e2e"] = e2e
+        # CPU from the first request until the last delivery arrived: the whole cost of a
+        # request, wherever the HTTP window ended (a faster ingest leaves more of its
+        # deliveries for after the window).
+        through = cpu_figures(cpu0, cpu_snapshot(daemon.proc.pid), n_ok, secs, "")
+        figures["server_cpu_us_per_delivered_request"] = through["cpu_us_per_request"]
+        figures["server_main_thread_cpu_us_per_delivered_request"] = through[
+            "main_thread_cpu_us_per_request"
+        ]
         log(
             f"eyetok: {e2e['arrived']}/{e2e['expected']} {e2e['sink']} deliveries, receipt->"
             f"arrival p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms"
