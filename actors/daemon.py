@@ -63,11 +63,20 @@ class Daemon:
         expected = [c.name for c in self.topology.children] if self.topology else []
         started = set(self.supervisor.started)
         # A degraded mirror (Postgres down) is reported but does not make EyeTok unready:
-        # routing goes on and the mirror catches up.
+        # routing goes on and the mirror catches up. In postgres durability it does: no
+        # signal can be accepted until Postgres commits again.
+        refusal = self.topology.durability_refusal() if self.topology else None
         return {
-            "ready": bool(expected) and all(n in started for n in expected) and self.gate.open,
+            "ready": bool(expected)
+            and all(n in started for n in expected)
+            and self.gate.open
+            and refusal is None,
             "actors": {n: n in started for n in expected},
-            "accepting": self.gate.open,
+            "accepting": self.gate.open and refusal is None,
+            "durability": {
+                "mode": self.settings.durability,
+                "why_not_accepting": str(refusal) if refusal is not None else None,
+            },
             "restarts": dict(self.supervisor.restarts),
             "components": self.health.snapshot(),
         }
@@ -78,9 +87,14 @@ class Daemon:
         self.store = store = HistoryStore(db_path)
         journal = Journal(settings.data_dir / "journal")
         mirror_writer = None
+        durable = settings.durability == "postgres" and settings.database_url is not None
+        # Postgres durability on an empty data directory: nothing is accepted (the hooks
+        # answer 503) until the history is restored from Postgres, however long that takes,
+        # or a crashed dyno's accepted signals would never be delivered.
+        restore_first = durable and store.is_new
         if settings.database_url:
             mirror_writer = MirrorWriter(settings.database_url)
-            if store.is_new:
+            if store.is_new and not durable:
                 await self._rehydrate(store, settings.database_url)
         topology = self.topology = build(
             settings,
@@ -100,6 +114,12 @@ class Daemon:
             sinks_configured=settings.configured_sinks(),
             sinks_unconfigured=sorted(set(settings.sinks) - set(settings.configured_sinks())),
             port=settings.port,
+            durability=settings.durability,
+            durable_in=(
+                "the journal and postgres before each 202"
+                if durable
+                else "the journal (fsynced, on this disk) before each 202"
+            ),
         )
         if settings.faults.active():
             self._log.warning(
@@ -150,13 +170,21 @@ class Daemon:
 
         try:
             async with trio.open_nursery() as nursery:
-                await self.supervisor.start(nursery, topology.children)
-                await self._restore_webhook_ids(store, hooks)
-                binds = await nursery.start(http)
+                if restore_first:
+                    assert settings.database_url is not None
+                    binds = await nursery.start(http)  # /readyz says why it is waiting
+                    nursery.start_soon(self._watch_signals)
+                    if await self._rehydrate_before_accepting(store, settings.database_url):
+                        await self.supervisor.start(nursery, topology.children)
+                        await self._restore_webhook_ids(store, hooks)
+                else:
+                    await self.supervisor.start(nursery, topology.children)
+                    await self._restore_webhook_ids(store, hooks)
+                    binds = await nursery.start(http)
+                    nursery.start_soon(self._watch_signals)
                 self.bound_port = _port_of(binds, settings.port)
                 self._log.info("eyetok_ready", listening=binds, port=self.bound_port)
                 task_status.started(self.bound_port)
-                nursery.start_soon(self._watch_signals)
                 await self._stop.wait()
                 with trio.move_on_after(DRAIN_DEADLINE_S) as deadline:
                     await self._drain(topology, http_stop, http_stopped)
@@ -208,10 +236,23 @@ class Daemon:
             window_s=window_s,
         )
 
-    async def _rehydrate(self, store: HistoryStore, dsn: str) -> None:
+    async def _rehydrate_before_accepting(self, store: HistoryStore, dsn: str) -> bool:
+        """Postgres durability, a fresh data directory: rehydrate, retrying (backoff up to
+        5 s) until Postgres answers or a stop is requested; True once restored."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            if await self._rehydrate(store, dsn, waiting=True):
+                return True
+            with trio.move_on_after(backoff):
+                await self._stop.wait()
+            backoff = min(backoff * 2, 5.0)
+        return False
+
+    async def _rehydrate(self, store: HistoryStore, dsn: str, *, waiting: bool = False) -> bool:
         """A fresh dyno: restore open incidents, pending deliveries and Slack threads from
         the Postgres mirror. If Postgres cannot be read, start anyway (routing new alerts
-        matters more) and say so loudly, in the log and on /readyz."""
+        matters more) and say so loudly, in the log and on /readyz; with ``waiting``
+        (postgres durability) the caller retries instead of starting. True if restored."""
         try:
             tenants = tuple(self.settings.tenants)
             rehydrated = await trio.to_thread.run_sync(
@@ -220,11 +261,17 @@ class Daemon:
             now = self.clock.now()  # read here: a trio-anchored clock cannot be read in a thread
             restored = await store.write(lambda con: rehydrate_into(con, rehydrated, now=now))
         except StateError as exc:
-            self._log.error("rehydration_failed", reason=str(exc))
-            self.health.set(
-                "rehydration", "degraded", f"not restored from Postgres: {exc}", at=self.clock.now()
-            )
-            return
+            self._log.error("rehydration_failed", reason=str(exc), retrying=waiting)
+            detail = f"not restored from Postgres: {exc}"
+            if waiting:
+                detail = (
+                    "postgres durability on an empty data directory: nothing is accepted "
+                    f"until the history is restored from Postgres; retrying: {exc}"
+                )
+            self.health.set("rehydration", "degraded", detail, at=self.clock.now())
+            return False
+        if waiting:
+            self.health.set("rehydration", "ok", "restored from Postgres", at=self.clock.now())
         self._log.info(
             "rehydrated_from_postgres",
             items=restored,
@@ -235,6 +282,7 @@ class Daemon:
             tenant_tokens=len(rehydrated.tenant_tokens),
             handshakes=len(rehydrated.handshakes),
         )
+        return True
 
     async def _drain(
         self, topology: Topology, http_stop: trio.Event, http_stopped: trio.Event

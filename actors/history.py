@@ -8,6 +8,27 @@ under load many requests share one commit. A second task of this actor materiali
 journalled rows into the DuckDB tables every ``materialise_every_s`` (DuckDB commits
 cost milliseconds of CPU each, so they are batched far larger than the fsyncs).
 
+Postgres durability (``durable``, for a data directory that does not survive a crash):
+a commit also hands its Postgres changes (incident snapshots, outbox rows, closings,
+verifications, tenant changes) to the mirror actor *before* the fsync starts and, if
+signals wait for their 202, a :class:`ConfirmDurable` after them; the mirror commits
+everything it holds up to there in one transaction while the fsync runs (its own
+connection, its own ``CapacityLimiter(1)``). Only when both the fsync and that
+transaction are done do the signals get their 202; if Postgres did not confirm (down,
+or no answer within ``durable_wait_s``) they get ``Accepted.not_durable`` and the hook
+answers 503 with Retry-After: the signal is journalled here and routed anyway, so a
+sender's retry may be a duplicate, never a loss. While one batch waits on Postgres
+the next gathers in the inbox, so one Postgres transaction serves many requests.
+
+Why this is correct across a crash at any point, on a fresh data directory: a 202 is
+sent only after Postgres committed the signal's incident snapshot and outbox rows, and
+every change sent before them (the mirror writes in order), so rehydration restores the
+incident and re-queues every delivery not yet closed in Postgres; a delivery closed
+locally but not yet in Postgres is delivered again (at-least-once, never lost). A crash
+before both commits loses only signals that never got a 202. Rows Postgres committed
+but the journal did not (a crash between the two) are deliveries of signals that got no
+202; a fresh dyno delivers them too, which is the same at-least-once.
+
 On start it re-queues every outbox row still pending (a crash or a drain left it).
 Edges out of history go only to the delivery actor, whose dispatcher never blocks, so
 the back edge (delivery results into this inbox) cannot deadlock.
@@ -31,6 +52,7 @@ from eyetok.messages import (
     AnomaliesFlagged,
     AnomalyNoted,
     AuditRecorded,
+    ConfirmDurable,
     Deliver,
     DeliveryClosed,
     DeliveryFinished,
@@ -45,6 +67,7 @@ from eyetok.messages import (
     JournalSignals,
     MirrorMessage,
     PlanDeliveries,
+    Reply,
     SuppressionRecorded,
     TenantRecorded,
     VerificationRecorded,
@@ -87,6 +110,8 @@ class HistoryDeps:
     journal: Journal
     materialise_every_s: float = 0.25
     mirrored: bool = False  # with DATABASE_URL: every commit is also sent to the mirror
+    durable: bool = False  # postgres durability: a 202 waits for the mirror's commit too
+    durable_wait_s: float = 5.0  # the longest a commit waits for Postgres to confirm
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True):
@@ -322,7 +347,9 @@ async def run_history(
                 break
         return batch
 
-    async def commit(batch: list[HistoryMessage]) -> None:
+    async def commit(batch: list[HistoryMessage]) -> str | None:
+        """Journal ``batch``; in postgres durability also commit it in Postgres. None
+        when it is durable as the mode requires, else why not (see the docstring)."""
         nonlocal seq, journalled_to
         now = clock.now()
         rows: list[msgspec.Struct] = []
@@ -330,14 +357,27 @@ async def run_history(
             seq += 1
             rows.extend(_rows_for(message, now, seq))
         if not rows:
-            return
+            return None
         payload = _frame_encoder.encode(_frame_of(rows))
+        confirmed: Reply[bool] | None = None
+        if deps.durable:
+            await _mirror(batch, to_mirror, now)
+            if _waits_for_202(batch):
+                confirmed = Reply()
+                await to_mirror.send(ConfirmDurable(reply=confirmed))
         # The fsync runs to completion even if we are cancelled meanwhile (a worker
         # thread is never abandoned), so a drain never loses a batch it already took.
         journalled_to = await trio.to_thread.run_sync(
             journal.append, payload, limiter=fsync_limiter
         )
         unmaterialised.extend(rows)
+        if confirmed is None:
+            return None
+        with trio.move_on_after(deps.durable_wait_s):
+            if await confirmed.wait():
+                return None
+            return "postgres is unreachable"
+        return f"postgres did not confirm within {deps.durable_wait_s:g}s"
 
     async def materialise() -> None:
         nonlocal unmaterialised
@@ -363,9 +403,11 @@ async def run_history(
                 await to_delivery.send(deliver)
             while True:
                 batch = take(await inbox.receive())
-                await commit(batch)
-                await _after_commit(batch, to_delivery)
-                if deps.mirrored:
+                not_durable = await commit(batch)
+                if not_durable is not None:
+                    logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
+                await _after_commit(batch, to_delivery, not_durable)
+                if deps.mirrored and not deps.durable:
                     await _mirror(batch, to_mirror, clock.now())
                 flushes = [m for m in batch if isinstance(m, FlushHistory)]
                 if flushes:
@@ -378,9 +420,8 @@ async def run_history(
         with trio.CancelScope(shield=True):
             leftover = take(None)
             if leftover:
-                await commit(leftover)
-                _answer(leftover)
-                if deps.mirrored:
+                _answer(leftover, await commit(leftover))
+                if deps.mirrored and not deps.durable:
                     with trio.move_on_after(1.0):
                         await _mirror(leftover, to_mirror, clock.now())
             await materialise()
@@ -394,8 +435,9 @@ def _materialise(
     con.execute("INSERT INTO wal_applied VALUES (?, ?, ?)", [upto.segment, upto.offset, now])
 
 
-def _accepted(message: JournalSignal) -> Accepted:
+def _accepted(message: JournalSignal, not_durable: str | None = None) -> Accepted:
     return Accepted(
+        not_durable=not_durable,
         signal_id=message.signal.signal_id,
         incident_id=message.incident.incident_id if message.incident else None,
         severity=message.incident.severity if message.incident else message.routing.severity,
@@ -416,14 +458,22 @@ def _flat(batch: list[HistoryMessage]) -> Iterator[HistoryMessage]:
             yield message
 
 
-def _answer(batch: list[HistoryMessage]) -> None:
+def _waits_for_202(batch: list[HistoryMessage]) -> bool:
+    """Whether a signal of ``batch`` waits for its answer (the hook's 202)."""
+    return any(
+        isinstance(message, JournalSignal | JournalSignals) and message.reply is not None
+        for message in batch
+    )
+
+
+def _answer(batch: list[HistoryMessage], not_durable: str | None = None) -> None:
     """Answer everyone waiting on a message of this (committed) batch."""
     for message in batch:
         match message:
             case JournalSignal(reply=reply) if reply is not None:
-                reply.send(_accepted(message))
+                reply.send(_accepted(message, not_durable))
             case JournalSignals(items=items, reply=batch_reply) if batch_reply is not None:
-                batch_reply.send(tuple(_accepted(item) for item in items))
+                batch_reply.send(tuple(_accepted(item, not_durable) for item in items))
             case TenantRecorded(reply=done) if done is not None:
                 done.send(True)
             case HandshakeRecorded(reply=done) if done is not None:
@@ -457,9 +507,11 @@ async def _mirror(
 
 
 async def _after_commit(
-    batch: list[HistoryMessage], to_delivery: trio.MemorySendChannel[Deliver]
+    batch: list[HistoryMessage],
+    to_delivery: trio.MemorySendChannel[Deliver],
+    not_durable: str | None = None,
 ) -> None:
-    _answer(batch)
+    _answer(batch, not_durable)
     for message in _flat(batch):
         if isinstance(message, JournalSignal | PlanDeliveries):
             for deliver in message.deliveries:

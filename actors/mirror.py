@@ -18,6 +18,16 @@ first write that succeeds catches up in one batch. Routing never waits on any of
 On start the migrations run (bounded by ``start_timeout_s``); if Postgres is down the
 actor starts anyway, degraded, and migrates when it comes back. On cancellation (drain)
 it writes what it holds in one last attempt, shielded and bounded by ``drain_flush_s``.
+
+Postgres durability (``EYETOK_DURABILITY=postgres``): after each group commit whose
+signals wait for their 202, the history sends its changes and then
+:class:`ConfirmDurable`. The flusher writes at once (no ``flush_interval_s`` wait)
+everything buffered up to there, in one transaction, and answers every confirmation
+that transaction covered: True once it committed, False if it failed. While that write
+is in flight, further confirmations gather and share the next transaction (group
+commit, pipelined: one round trip per batch of waiting requests). While Postgres is
+down a confirmation is answered False at once (its changes stay buffered, written when
+Postgres is back) and the health board's ``degraded`` closes the hooks (503).
 """
 
 from __future__ import annotations
@@ -34,12 +44,15 @@ from eyetok.clock import Clock
 from eyetok.errors import StateError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
+    ConfirmDurable,
     Deliver,
     DeliveryClosed,
     DeliveryPlanned,
     HandshakeRecorded,
     IncidentSnapshotted,
+    MirrorChange,
     MirrorMessage,
+    Reply,
     TenantConfigEntry,
     TenantRecorded,
     TenantToken,
@@ -65,6 +78,7 @@ class MirrorDeps:
     backoff_max_s: float = 30.0
     start_timeout_s: float = 5.0
     drain_flush_s: float = 3.0
+    durable: bool = False  # postgres durability: ingest waits on ConfirmDurable answers
     # The writer's connection is used by one thread at a time, across restarts too.
     limiter: trio.CapacityLimiter = field(default_factory=_one_thread)
 
@@ -95,7 +109,7 @@ class MirrorBuffer:
             + len(self._tenant_tokens)
         )
 
-    def add(self, message: MirrorMessage) -> None:
+    def add(self, message: MirrorChange) -> None:
         match message:
             case IncidentSnapshotted(incident=incident, recorded_at=at):
                 older = self._snapshots.get(incident.incident_id)
@@ -190,6 +204,7 @@ async def run_mirror(
     buffer = MirrorBuffer()
     kick = _Kick()
     down_since: datetime | None = None
+    waiting: list[Reply[bool]] = []  # confirmations whose changes are in ``buffer``
 
     def degraded(error: str) -> None:
         nonlocal down_since
@@ -201,6 +216,8 @@ async def run_mirror(
             f"postgres unreachable since {down_since.isoformat(timespec='seconds')}; "
             f"{len(buffer)} changes buffered; last error: {error}"
         )
+        if deps.durable:
+            detail += "; postgres durability: hooks answer 503 until Postgres is back"
         board.set(COMPONENT, "degraded", detail, at=now)
         if first:
             logger.warning("mirror_degraded", error=error, buffered=len(buffer))
@@ -224,29 +241,40 @@ async def run_mirror(
             deps.writer.apply, batch, limiter=deps.limiter, abandon_on_cancel=True
         )
 
+    def answer(confirmations: list[Reply[bool]], landed: bool) -> None:
+        for confirmation in confirmations:
+            confirmation.send(landed)
+
     async def flusher() -> None:
         backoff = deps.backoff_initial_s
         while True:
             if down_since is None:
-                await kick.until(lambda: len(buffer) > 0)
-                with trio.move_on_after(deps.flush_interval_s):
-                    await kick.until(lambda: len(buffer) >= deps.flush_at)
+                await kick.until(lambda: len(buffer) > 0 or bool(waiting))
+                if not waiting:
+                    with trio.move_on_after(deps.flush_interval_s):
+                        await kick.until(lambda: len(buffer) >= deps.flush_at or bool(waiting))
             # Degraded: every retry writes all that waits; an empty batch is a probe
             # (connect and migrate), so recovery is noticed even when nothing changes.
-            batch = buffer.take()
+            batch, covered = buffer.take(), waiting.copy()
+            waiting.clear()
             try:
                 await write(batch)
             except StateError as exc:
                 buffer.restore(batch)
                 degraded(_one_line(exc))
+                answer(covered, False)
+                answer(waiting, False)  # arrived during the failed write: no wait for backoff
+                waiting.clear()
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, deps.backoff_max_s)
                 continue
             except BaseException:
                 buffer.restore(batch)  # cancelled mid-write: the last flush tries again
+                waiting[:0] = covered  # the last flush answers them
                 raise
             backoff = deps.backoff_initial_s
             healthy(len(batch))
+            answer(covered, True)
 
     board.set(COMPONENT, "starting", "applying migrations", at=clock.now())
     with trio.move_on_after(deps.start_timeout_s) as start:
@@ -265,6 +293,13 @@ async def run_mirror(
             nursery.start_soon(flusher)
             task_status.started()
             async for message in inbox:
+                if isinstance(message, ConfirmDurable):
+                    if down_since is not None:
+                        message.reply.send(False)  # buffered; written when Postgres is back
+                    else:
+                        waiting.append(message.reply)
+                        kick.set()
+                    continue
                 before = len(buffer)
                 buffer.add(message)
                 size = len(buffer)
@@ -277,16 +312,26 @@ async def run_mirror(
             last.deadline = trio.current_time() + deps.drain_flush_s
             while True:
                 try:
-                    buffer.add(inbox.receive_nowait())
+                    message = inbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-            held = len(buffer)
-            if held:
-                try:
+                if isinstance(message, ConfirmDurable):
+                    waiting.append(message.reply)
+                else:
+                    buffer.add(message)
+            held, covered = len(buffer), waiting.copy()
+            waiting.clear()
+            landed = False
+            try:
+                if held or covered:
                     await write(buffer.take())
+                    landed = True
+                if held:
                     logger.info("mirror_flushed", written=held)
-                except StateError as exc:
-                    logger.warning("mirror_unflushed", changes=held, error=_one_line(exc))
+            except StateError as exc:
+                logger.warning("mirror_unflushed", changes=held, error=_one_line(exc))
+            finally:
+                answer(covered, landed)
         if last.cancelled_caught:
             logger.warning(
                 "mirror_unflushed",

@@ -106,9 +106,33 @@ class Topology:
     store: HistoryStore
     clock: Clock
     operator_tenant: str
+    health: HealthBoard | None = None
+    durable: bool = False  # postgres durability: no 202 unless Postgres committed it too
+
+    def durability_refusal(self) -> OverloadedError | None:
+        """Postgres durability: why a signal cannot be made durable now (the mirror is not
+        writing to Postgres), as the 503 the hooks answer; None when it can."""
+        if not self.durable:
+            return None
+        restored = self.health.get("rehydration") if self.health is not None else None
+        if restored is not None and restored.state != "ok":
+            return OverloadedError(restored.detail + "; retry shortly", retry_after=5)
+        mirror = self.health.get("mirror") if self.health is not None else None
+        if mirror is not None and mirror.state == "ok":
+            return None
+        why = mirror.detail if mirror is not None else "the mirror has not started"
+        return OverloadedError(
+            f"postgres durability: nothing can be accepted while Postgres cannot commit it "
+            f"({why}); retry shortly",
+            retry_after=5,
+        )
 
     async def submit(self, signal: Signal) -> Accepted:
-        """Hand a signal to the pipeline and wait until it is journalled."""
+        """Hand a signal to the pipeline and wait until it is journalled (and, in postgres
+        durability, committed in Postgres)."""
+        refusal = self.durability_refusal()
+        if refusal is not None:
+            raise refusal
         reply: Reply[Accepted] = Reply()
         try:
             self.ingest.send_nowait(SignalReceived(signal=signal, reply=reply))
@@ -116,9 +140,13 @@ class Topology:
             raise OverloadedError("ingest queue is full; retry shortly", retry_after=1) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise OverloadedError("EyeTok is draining; retry shortly", retry_after=5) from None
-        with trio.move_on_after(JOURNAL_TIMEOUT_S):
-            return await reply.wait()
-        raise OverloadedError("the journal did not confirm in time; retry", retry_after=2)
+        with trio.move_on_after(JOURNAL_TIMEOUT_S) as waited:
+            accepted = await reply.wait()
+        if waited.cancelled_caught:
+            raise OverloadedError("the journal did not confirm in time; retry", retry_after=2)
+        if accepted.not_durable is not None:
+            raise _not_durable(accepted.not_durable)
+        return accepted
 
     async def submit_batch(
         self, signals: Sequence[Signal]
@@ -128,7 +156,9 @@ class Topology:
         The answers in payload order, and why the rest was refused (a full ingest queue
         refuses the remaining chunks; the chunks handed over still complete)."""
         replies: list[Reply[tuple[Accepted, ...]]] = []
-        refusal: OverloadedError | None = None
+        refusal: OverloadedError | None = self.durability_refusal()
+        if refusal is not None:
+            return [], refusal
         for start in range(0, len(signals), BATCH_CHUNK):
             reply: Reply[tuple[Accepted, ...]] = Reply()
             chunk = tuple(signals[start : start + BATCH_CHUNK])
@@ -144,7 +174,12 @@ class Topology:
         accepted: list[Accepted] = []
         with trio.move_on_after(JOURNAL_TIMEOUT_S) as waited:
             for reply in replies:
-                accepted.extend(await reply.wait())
+                answers = await reply.wait()
+                not_durable = next((a.not_durable for a in answers if a.not_durable), None)
+                if not_durable is not None:
+                    refusal = refusal or _not_durable(not_durable)
+                else:
+                    accepted.extend(answers)
         if waited.cancelled_caught and refusal is None:
             refusal = OverloadedError("the journal did not confirm in time; retry", retry_after=2)
         return accepted, refusal
@@ -312,6 +347,14 @@ class Topology:
         return total
 
 
+def _not_durable(reason: str) -> OverloadedError:
+    return OverloadedError(
+        f"postgres durability: journalled here but not committed in Postgres ({reason}); "
+        "retry shortly",
+        retry_after=5,
+    )
+
+
 def _system_resolver() -> tuple[str, int]:
     """The first nameserver of the host's resolver configuration (/etc/resolv.conf)."""
     import dns.resolver
@@ -388,6 +431,8 @@ def build(
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
     journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
+    board = health or HealthBoard()
+    durable = settings.durability == "postgres" and mirror_writer is not None
     children: list[ChildSpec] = []
     if mirror_writer is not None:
         # Started before history so that it stops after it and takes its final flush.
@@ -395,7 +440,13 @@ def build(
             _child(
                 "mirror",
                 run_mirror,
-                MirrorDeps(writer=mirror_writer, status=health or HealthBoard()),
+                MirrorDeps(
+                    writer=mirror_writer,
+                    status=board,
+                    durable=durable,
+                    # postgres durability: the hooks are closed while it is down
+                    backoff_max_s=5.0 if durable else 30.0,
+                ),
                 mirror_rx,
                 clock=clock,
             )
@@ -404,7 +455,9 @@ def build(
         _child(
             "history",
             run_history,
-            HistoryDeps(store=store, journal=journal, mirrored=mirror_writer is not None),
+            HistoryDeps(
+                store=store, journal=journal, mirrored=mirror_writer is not None, durable=durable
+            ),
             history_rx,
             suppression_tx,
             mirror_tx,
@@ -559,4 +612,6 @@ def build(
         store=store,
         clock=clock,
         operator_tenant=settings.operator_tenant,
+        health=board,
+        durable=durable,
     )

@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import durability  # noqa: E402
 from eyetok.sources.sentry import sign  # noqa: E402
 from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, verify_slack_sync  # noqa: E402
 
@@ -1453,6 +1454,14 @@ def phase_burst(
             time.sleep(0.5)  # anything Slack would (wrongly) get right after the last hook
             figures["slack_during_burst"] = slack_alert_posts(watch, expected)
         figures["e2e"] = e2e
+        # CPU from the first request until the last delivery arrived: the whole cost of a
+        # request, wherever the HTTP window ended (a faster ingest leaves more of its
+        # deliveries for after the window).
+        through = cpu_figures(cpu0, cpu_snapshot(daemon.proc.pid), n_ok, secs, "")
+        figures["server_cpu_us_per_delivered_request"] = through["cpu_us_per_request"]
+        figures["server_main_thread_cpu_us_per_delivered_request"] = through[
+            "main_thread_cpu_us_per_request"
+        ]
         log(
             f"eyetok: {e2e['arrived']}/{e2e['expected']} {e2e['sink']} deliveries, receipt->"
             f"arrival p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms"
@@ -1633,10 +1642,12 @@ def phase_kill(
     workdir: Path,
     slack_url: str,
     watch: SlackWatch,
+    dsn: str | None = None,
 ) -> dict[str, Any]:
     """N distinct signed webhooks at concurrency C; SIGKILL at ``--kill-at`` x N accepted,
-    restart on the same data dir and port, retry what failed; then every accepted
-    incident must reach Slack and every accepted signal must be in the journal."""
+    restart on the same data dir and port (``--fresh-data-dir``: on a new, empty one with
+    the same Postgres ``dsn``), retry what failed; then every accepted incident must
+    reach Slack and every accepted signal must be in a journal."""
     n = args.requests
     config = (
         f"sinks:\n  slack: {{type: slack, rate_per_channel: {args.slack_rate:g}}}\n"
@@ -1644,21 +1655,28 @@ def phase_kill(
         else None
     )
     data_dir = workdir / "eyetok-kill"
+    restart_dir = workdir / "eyetok-kill-fresh" if args.fresh_data_dir else data_dir
+    mode = args.durability or "disk"
+    extra_env = durability.durability_env(mode, dsn)
 
-    def boot(port: int = 0, name: str = "eyetok") -> Daemon:
+    def boot(port: int = 0, name: str = "eyetok", where: Path = data_dir) -> Daemon:
         return start_eyetok(
             secret=factory.secret,
             slack_url=slack_url,
-            data_dir=data_dir,
+            data_dir=where,
             config_yaml=config,
             port=port,
             name=name,
+            extra_env=extra_env,
         )
 
     daemon = boot()
     at = max(1, min(n, round(n * args.kill_at)))
-    switch = KillSwitch(daemon, at, lambda: boot(daemon.port, "eyetok-restart"))
+    switch = KillSwitch(daemon, at, lambda: boot(daemon.port, "eyetok-restart", restart_dir))
     figures: dict[str, Any] = {
+        "durability": mode,
+        "postgres": dsn is not None,
+        "fresh_data_dir": bool(args.fresh_data_dir),
         "requests": n,
         "concurrency": args.concurrency,
         "port": daemon.port,
@@ -1674,7 +1692,9 @@ def phase_kill(
         reqs = retarget(factory.batch("k", n, BURST_FIXTURES, 1), 1, daemon.port)
         log(
             f"kill: {n} requests at concurrency {args.concurrency} -> :{daemon.port}; "
-            f"SIGKILL after {at} accepted, restart on the same data dir and port"
+            f"SIGKILL after {at} accepted, restart on "
+            + ("a new, empty data dir" if restart_dir != data_dir else "the same data dir")
+            + f" and port (durability {mode})"
         )
         run = run_raw_retrying(
             daemon.port,
@@ -1797,8 +1817,10 @@ def phase_kill(
         figures["last_post_after_kill_s"] = (
             round(last_post - switch.killed_wall, 2) if last_post is not None else None
         )
-        requeued = _log_events(data_dir / "eyetok-restart.log", "outbox_requeued")
+        requeued = _log_events(restart_dir / "eyetok-restart.log", "outbox_requeued")
         figures["outbox_requeued"] = sum(int(e.get("pending", 0)) for e in requeued)
+        restored = _log_events(restart_dir / "eyetok-restart.log", "rehydrated_from_postgres")
+        figures["rehydrated_deliveries"] = sum(int(e.get("deliveries", 0)) for e in restored)
     figures.update(
         expected_incidents=len(expected),
         delivered=len(expected) - len(lost),
@@ -1813,6 +1835,12 @@ def phase_kill(
     try:
         journal = journalled_signal_ids(last.data_dir / "data" / "history.duckdb")
         missing = accepted_signals - journal
+        if restart_dir != data_dir and dsn is not None:
+            # The dead dyno's disk is gone: what every 202 promised is its incident in
+            # Postgres (each request opens its own), committed before the answer.
+            committed = durability.incidents_in_postgres(dsn)
+            missing = {f"{i} (incident not in postgres)" for i in set(expected) - committed}
+            figures["checked_in"] = "postgres incident_state"
         figures.update(
             journal_signals=len(journal),
             accepted_signal_ids=len(accepted_signals),
@@ -1962,6 +1990,10 @@ def text_report(report: dict[str, Any]) -> str:
                     f"  Slack posts/s while draining: {x.get('posts_per_s')}; by channel "
                     f"{x.get('by_channel')}",
                 ]
+    if eye is not None and report.get("eyetok_postgres") is not None:
+        lines += durability.report_lines(
+            eye, report["eyetok_postgres"], report["figures"].get("durability") or {}
+        )
     if tr is not None:
         x = tr.get("e2e") or {}
         lines += [
@@ -2040,7 +2072,14 @@ def kill_report_lines(k: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:
             f"  SIGKILL {k.get('kill_at_s')} s into the load, after "
             f"{k.get('accepted_at_kill')} answered 202 (target {k['kill_after_accepted']}); "
             f"exit {k.get('killed_exit')}",
-            f"  restart on the same data dir and port :{k['port']}: kill -> ready "
+            f"  durability {k.get('durability')}; restart on "
+            + (
+                "a NEW, EMPTY data dir (same Postgres; "
+                f"{k.get('rehydrated_deliveries')} pending deliveries rehydrated)"
+                if k.get("fresh_data_dir")
+                else "the same data dir"
+            )
+            + f" and port :{k['port']}: kill -> ready "
             f"{_fmt(k.get('kill_to_ready_s'))} s (spawn -> ready "
             f"{_fmt(k.get('spawn_to_ready_s'))} s); its first 202 "
             f"{_fmt(k.get('kill_to_first_202_s'))} s after the kill; outbox_requeued "
@@ -2071,6 +2110,11 @@ def kill_report_lines(k: dict[str, Any], verdicts: dict[str, Any]) -> list[str]:
     if k.get("journal_error"):
         lines.append(f"  journal: could not read history.duckdb: {k['journal_error']}")
     else:
+        if k.get("checked_in"):
+            lines.append(
+                f"  every 202's incident looked up in {k['checked_in']} (the dead dyno's "
+                "journal went with its disk)"
+            )
         lines.append(
             f"  journal ({k['journal_signals']} signals in history.duckdb after SIGTERM of the "
             f"restarted daemon: exit {k.get('exit_code')} in {k.get('stop_s')} s): "
@@ -2148,6 +2192,29 @@ def _parser() -> argparse.ArgumentParser:
         default=0.5,
         help="--kill: SIGKILL once this fraction of the N requests was answered 202",
     )
+    p.add_argument(
+        "--fresh-data-dir",
+        action="store_true",
+        help="--kill: restart on a NEW, EMPTY data dir with the same Postgres (a dyno)",
+    )
+    p.add_argument(
+        "--durability",
+        choices=("disk", "postgres"),
+        default=None,
+        help="--kill: EYETOK_DURABILITY of the daemon (default: postgres with "
+        "--fresh-data-dir, else disk without Postgres)",
+    )
+    p.add_argument(
+        "--skip-durability",
+        action="store_true",
+        help="do not run the burst again in postgres durability (bench/durability.py)",
+    )
+    p.add_argument(
+        "--database-url",
+        default="",
+        help="Postgres for postgres durability (default: a fresh database on "
+        "EYETOK_TEST_PG_DSN's server, dropped after)",
+    )
     p.add_argument("--trickle-count", type=int, default=40, help="trickle alerts")
     p.add_argument(
         "--trickle-rate",
@@ -2200,6 +2267,8 @@ def main(argv: list[str] | None = None) -> int:
         args.requests = 2000 if args.kill else 5000
     if args.kill:
         args.warmup = 0  # a correctness run: nothing to warm up
+        if args.fresh_data_dir and args.durability is None:
+            args.durability = "postgres"  # a dyno's default (DYNO is set)
     if args.requests < 1 or args.concurrency < 1:
         raise SystemExit("-n and -c must be at least 1")
     if args.warmup is None:
@@ -2248,12 +2317,17 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[Proc] = []
     watch: SlackWatch | None = None
     hook: WebhookPeers | None = None
+    stack = contextlib.ExitStack()  # the Postgres database of the durability runs
     try:
         if args.kill:
             slack, slack_url = start_fake_slack(workdir)
             procs.append(slack)
             watch = SlackWatch(slack_url)
-            report["kill"] = phase_kill(args, factory, workdir, slack_url, watch)
+            if args.fresh_data_dir or args.durability == "postgres":
+                dsn = stack.enter_context(durability.postgres_database(args))
+            else:
+                dsn = None
+            report["kill"] = phase_kill(args, factory, workdir, slack_url, watch, dsn)
             report["kill"]["e2e_limit_s"] = args.e2e_timeout
         if not args.kill and not args.skip_ceiling:
             report["ceiling"] = phase_ceiling(args, factory, requests, workdir)
@@ -2267,6 +2341,18 @@ def main(argv: list[str] | None = None) -> int:
                 report["eyetok"] = phase_burst(
                     args, factory, requests, workdir, slack, slack_url, watch, hook
                 )
+                if not args.skip_durability:
+                    # The same burst again, a 202 waiting for Postgres too (same N, C).
+                    again = factory.batch("p", args.requests, BURST_FIXTURES, 1)
+                    dsn = stack.enter_context(durability.postgres_database(args))
+                    log("eyetok: the same burst in postgres durability")
+                    report["eyetok_postgres"] = durability.phase_postgres_burst(
+                        args,
+                        dsn,
+                        lambda a: phase_burst(
+                            a, factory, again, workdir / "pg", slack, slack_url, watch, hook
+                        ),
+                    )
             if args.trickle:
                 report["trickle"] = phase_trickle(args, factory, workdir, slack_url, watch)
     finally:
@@ -2276,6 +2362,7 @@ def main(argv: list[str] | None = None) -> int:
             hook.stop()
         for proc in reversed(procs):
             proc.stop(5.0)
+        stack.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     _judge(report)
@@ -2332,6 +2419,10 @@ def _judge(report: dict[str, Any]) -> None:
         figures["kill_duplicates"] = kill["duplicates"]
         figures["kill_to_ready_s"] = kill.get("kill_to_ready_s")
         figures["kill_accepted_without_journal"] = kill.get("accepted_without_journal")
+    pg = report.get("eyetok_postgres")
+    if eye and pg:
+        figures["durability"] = durability.compare(eye, pg)
+        verdicts["durability_cost"] = figures["durability"].get("cost_ok")
     trickle = report.get("trickle")
     if trickle:
         figures["trickle_e2e_p50_ms"] = trickle["e2e"]["p50_ms"]

@@ -227,6 +227,9 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     primary_sink: str | None = None  # where the hourly digest goes (None: no sink routed)
 
 
+Durability = Literal["disk", "postgres"]
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the process needs, resolved once at start (and on SIGHUP)."""
 
@@ -244,6 +247,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingest_queue: int
     log_level: str
     database_url: str | None
+    # what a 202 waits for: the journal on disk, or that and Postgres (durability_of)
+    durability: Durability = "disk"
     verification: VerificationOptions = VerificationOptions()
     root_token: str | None = None  # EYETOK_ROOT_TOKEN: the operator's API token
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
@@ -421,6 +426,29 @@ def _tenant_env(base: str, tenant_id: str, operator: str) -> str:
     return f"{base}_{tenant_id.upper().replace('-', '_')}"
 
 
+def durability_of(env: Mapping[str, str]) -> Durability:
+    """What a 202 waits for. ``disk``: the signal is in the fsynced journal under
+    ``EYETOK_DATA_DIR``. ``postgres``: in the journal and committed in Postgres
+    (``DATABASE_URL``), for a data directory that does not survive a crash. From
+    ``EYETOK_DURABILITY``; unset, ``postgres`` on a Heroku dyno (``DYNO`` is set) and
+    ``disk`` elsewhere."""
+    value = env.get("EYETOK_DURABILITY", "").strip().lower()
+    if not value:
+        value = "postgres" if env.get("DYNO") else "disk"
+        source = "DYNO is set (an ephemeral disk)" if env.get("DYNO") else ""
+    else:
+        source = f"EYETOK_DURABILITY={value}"
+    if value not in ("disk", "postgres"):
+        raise ConfigError("EYETOK_DURABILITY", f"{value!r} is not disk or postgres")
+    if value == "postgres" and not env.get("DATABASE_URL"):
+        raise ConfigError(
+            "EYETOK_DURABILITY",
+            f"{source}: postgres durability needs DATABASE_URL; set it, or set "
+            "EYETOK_DURABILITY=disk to accept that a crash loses what this disk held",
+        )
+    return "postgres" if value == "postgres" else "disk"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve the YAML file (if ``EYETOK_CONFIG`` names one) and the environment."""
     env = os.environ if environ is None else environ
@@ -593,6 +621,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         ingest_queue=file_config.ingest_queue,
         log_level=env.get("EYETOK_LOG_LEVEL", file_config.log_level),
         database_url=env.get("DATABASE_URL") or None,
+        durability=durability_of(env),
         verification=file_config.verification,
         root_token=env.get("EYETOK_ROOT_TOKEN") or None,
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,

@@ -168,6 +168,9 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     sev_channel: SevChannel | None
     action: IncidentAction
     rule: str
+    # Postgres durability only: why the signal, journalled here, is not (surely) committed
+    # in Postgres; the hook answers 503 with Retry-After instead of 202 (None: durable).
+    not_durable: str | None = None
 
 
 # --- tenant-scoped configuration (the tenant API) ---------------------------------------
@@ -476,7 +479,15 @@ class DeliveryClosed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     finished: DeliveryFinished
 
 
-MirrorMessage = (
+class ConfirmDurable(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Postgres durability: the history asks the mirror to commit every change sent
+    before this one now, and to answer whether that commit landed (False: Postgres is
+    unreachable, the changes stay buffered and the signals waiting on them get a 503)."""
+
+    reply: Reply[bool]
+
+
+MirrorChange = (
     IncidentSnapshotted
     | DeliveryPlanned
     | DeliveryClosed
@@ -484,6 +495,7 @@ MirrorMessage = (
     | TenantRecorded
     | HandshakeRecorded
 )
+MirrorMessage = MirrorChange | ConfirmDurable
 
 
 # --- inbox of the sink actor -----------------------------------------------------------

@@ -392,3 +392,32 @@ def test_operator_notices_are_retried_four_times_as_long_unless_told() -> None:
     assert settings_from(parse_file_config(told), {}).delivery.notices_max_age_s() == 7200.0
     slack = settings_from(parse_file_config("slack: {request_timeout_s: 2.5}\n"), {}).slack
     assert slack.request_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "disk"),
+        ({"DATABASE_URL": "postgresql://x/y"}, "disk"),  # a persistent disk: the journal
+        ({"DYNO": "web.1", "DATABASE_URL": "postgresql://x/y"}, "postgres"),
+        ({"DYNO": "web.1", "EYETOK_DURABILITY": "disk"}, "disk"),  # said so explicitly
+        ({"EYETOK_DURABILITY": "Postgres", "DATABASE_URL": "postgresql://x/y"}, "postgres"),
+    ],
+)
+def test_durability_defaults_to_postgres_only_on_a_dyno(env: dict[str, str], expected: str) -> None:
+    assert load_settings(env).durability == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"DYNO": "web.1"}, "DYNO is set"),
+        ({"EYETOK_DURABILITY": "postgres"}, "needs DATABASE_URL"),
+        ({"EYETOK_DURABILITY": "tape"}, "'tape' is not disk or postgres"),
+    ],
+)
+def test_durability_that_cannot_hold_is_refused_at_start(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env)
+    assert refused.value.field == "EYETOK_DURABILITY"
+    assert says in str(refused.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,14 @@ from actors.mirror import COMPONENT, MirrorBuffer, MirrorDeps, run_mirror
 from eyetok.clock import SystemClock
 from eyetok.health import HealthBoard
 from eyetok.messages import (
+    ConfirmDurable,
     DeliveryClosed,
     DeliveryPlanned,
     HistoryMessage,
     IncidentAction,
     MirrorMessage,
     PlanDeliveries,
+    Reply,
 )
 from eyetok.verification import Verification, VerificationStatus
 from state.mirror.migrate import load_migrations
@@ -540,3 +543,72 @@ async def test_verification_rows_written_while_postgres_is_down_arrive_with_no_g
 def sorted_rows(rows: list[Verification]) -> list[Verification]:
     """In the order :func:`tests.pg.verification_rows` reads them back."""
     return sorted(rows, key=lambda v: (v.sink_id, v.handshake_at, v.status.value))
+
+
+# --- postgres durability: confirmations ------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_confirmation_is_answered_once_its_changes_are_committed_and_shared(
+    pg_dsn: str, nursery: trio.Nursery
+) -> None:
+    writer = CountingWriter(pg_dsn)
+    board = HealthBoard()
+    try:
+        # a long interval: only the confirmations make it write
+        deps = fast_deps(writer, board, flush_interval_s=30.0)
+        inbox, stop = await start_mirror(nursery, dataclasses.replace(deps, durable=True))
+        confirmations: list[Reply[bool]] = []
+        for n in range(40):  # 40 group commits of the history, sent as fast as it can
+            planned = deliver(f"dlv_{n:03d}", incident(f"inc_{n:03d}"))
+            inbox.send_nowait(snapshotted(incident(f"inc_{n:03d}")))
+            inbox.send_nowait(DeliveryPlanned(deliver=planned))
+            confirmations.append(Reply())
+            inbox.send_nowait(ConfirmDurable(reply=confirmations[-1]))
+        with trio.fail_after(10):
+            answers = [await c.wait() for c in confirmations]
+        assert answers == [True] * 40
+        # committed before the last answer, not on the 30 s interval
+        assert await _pending_count_is(pg_dsn, 40)
+        assert len(await rows_of(pg_dsn)()) == 40
+        assert 1 <= writer.transactions < 20, writer.transactions  # shared transactions
+        stop.cancel()
+    finally:
+        writer.close()
+
+
+@pytest.mark.postgres
+async def test_a_confirmation_while_postgres_is_down_is_false_at_once_and_kept(
+    pg_dsn: str, nursery: trio.Nursery
+) -> None:
+    with TcpProxy(*server_of(pg_dsn)) as proxy:
+        writer = CountingWriter(make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port))
+        board = HealthBoard()
+        try:
+            deps = dataclasses.replace(fast_deps(writer, board), durable=True)
+            inbox, stop = await start_mirror(nursery, deps)
+            proxy.cut()
+            first: Reply[bool] = Reply()
+            await inbox.send(snapshotted(incident("inc_down", count=1)))
+            await inbox.send(ConfirmDurable(reply=first))
+            with trio.fail_after(10):
+                assert await first.wait() is False  # the write failed: no 202
+            await eventually(lambda: _state_is(board, "degraded"))
+            health = board.get(COMPONENT)
+            assert health is not None
+            assert "hooks answer 503" in health.detail
+            second: Reply[bool] = Reply()
+            await inbox.send(ConfirmDurable(reply=second))
+            with trio.fail_after(0.5):
+                assert await second.wait() is False  # degraded: answered without a write
+
+            proxy.restore()
+            await eventually(lambda: _state_is(board, "ok"))
+            assert await rows_of(pg_dsn)() == {"inc_down": 1}  # buffered, then written
+            third: Reply[bool] = Reply()
+            await inbox.send(ConfirmDurable(reply=third))
+            with trio.fail_after(10):
+                assert await third.wait() is True
+            stop.cancel()
+        finally:
+            writer.close()

@@ -56,7 +56,8 @@ class DaemonProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout: float = 20.0) -> DaemonProcess:
+    def start(self, *, timeout: float = 20.0, until: str = "/readyz") -> DaemonProcess:
+        """Start it and wait until ``until`` answers 200."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "eyetok.cli", "run", "--host", "127.0.0.1"],
             env=self.env,
@@ -72,7 +73,7 @@ class DaemonProcess:
                 self._join()
                 raise AssertionError(f"daemon exited {self._proc.returncode}: {self.raw[-20:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + until, timeout=1.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import httpx
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import SECRET
 from tests.e2e.daemon import DaemonProcess
-from tests.e2e.load import Stream
+from tests.e2e.load import Stream, variant
 from tests.peers.slack import FakeSlack
+from tests.peers.tcp_proxy import TcpProxy
+from tests.pg import query
 
 FAST_SLACK = "sinks:\n  slack: {type: slack, rate_per_channel: 200}\n"
 
@@ -126,3 +131,143 @@ def test_sigterm_under_load_exits_0_in_time_and_loses_nothing(
     assert restarted.terminate()[0] == 0
     signal_ids = {answer["signal_id"] for answer in stream.accepted.values()}
     assert signal_ids <= _journalled(data)
+
+
+# --- postgres durability: a dyno whose disk dies with it -------------------------------
+
+
+def _posts_per_incident(slack: FakeSlack, incidents: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for post in slack.posts:
+        if post.thread_ts:
+            continue
+        for word in str(post.blocks).split():
+            incident = word.strip("`")
+            if incident in incidents:
+                counts[incident] = counts.get(incident, 0) + 1
+                break
+    return counts
+
+
+def test_kill_9_then_a_fresh_dyno_delivers_every_202(
+    tmp_path: Path, fake_slack: FakeSlack, pg_dsn: str
+) -> None:
+    """``DYNO`` set: postgres durability by default. kill -9 mid-stream, restart on a NEW,
+    EMPTY data directory with the same Postgres: every 202 reaches Slack at least once."""
+    fake_slack.delay = 0.02  # deliveries are in flight when the kill lands
+    env = {**_env(fake_slack, tmp_path / "eyetok.yaml"), "DATABASE_URL": pg_dsn, "DYNO": "web.1"}
+    daemon = DaemonProcess(tmp_path / "dyno-1", env).start().verify_slack()
+    [starting] = daemon.events("eyetok_starting")
+    assert starting["durability"] == "postgres"
+    current = {"daemon": daemon}
+    killed = threading.Event()
+
+    def kill_at_one_hundred(_: int) -> None:
+        if len(stream.accepted) >= 100 and not killed.is_set():
+            killed.set()
+            current["daemon"].kill()
+
+    stream = Stream(url=lambda: current["daemon"].url, secret=SECRET, n=300, deadline_s=90)
+    runner = threading.Thread(target=stream.run, args=(kill_at_one_hundred,))
+    runner.start()
+    assert killed.wait(60), "the stream never reached 100 accepted signals"
+    fresh = DaemonProcess(tmp_path / "dyno-2", env, port=daemon.port)  # the disk is gone
+    fresh.start(timeout=30)
+    current["daemon"] = fresh
+    runner.join(120)
+    assert not runner.is_alive()
+    assert len(stream.accepted) == 300, f"refused: {stream.refused}"
+    assert stream.failures > 0  # some posts hit the dead daemon and were retried
+    assert fresh.events("rehydrated_from_postgres")
+
+    incidents = {answer["incident_id"] for answer in stream.accepted.values()}
+    missing = _wait_delivered(fake_slack, incidents, timeout=60)
+    assert not missing, f"{len(missing)} of {len(incidents)} accepted incidents never reached Slack"
+    duplicates = {i: n for i, n in _posts_per_incident(fake_slack, incidents).items() if n > 1}
+    print(f"fresh dyno: {len(incidents)} delivered, 0 lost, {len(duplicates)} duplicated")
+    assert fresh.terminate()[0] == 0
+
+
+def _readyz(daemon: DaemonProcess) -> tuple[int, dict[str, object]]:
+    response = httpx.get(daemon.url + "/readyz", timeout=5.0)
+    body: dict[str, object] = response.json()
+    return response.status_code, body
+
+
+def _post(daemon: DaemonProcess, n: int) -> httpx.Response:
+    return daemon.post_sentry(variant(n), "event_alert", SECRET)
+
+
+def _until(what: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.1)
+    return what()
+
+
+def test_postgres_unreachable_in_postgres_mode_is_a_503_and_readyz_says_why(
+    tmp_path: Path, fake_slack: FakeSlack, pg_dsn: str
+) -> None:
+    info = conninfo_to_dict(pg_dsn)
+    with TcpProxy(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))) as proxy:
+        env = {
+            **_env(fake_slack, tmp_path / "eyetok.yaml"),
+            "DATABASE_URL": make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port),
+            "EYETOK_DURABILITY": "postgres",
+        }
+        with DaemonProcess(tmp_path / "data", env) as daemon:
+            assert _post(daemon, 1).status_code == 202
+
+            proxy.cut()  # Postgres is gone, as far as EyeTok can tell
+            refused = _post(daemon, 2)
+            assert refused.status_code == 503, refused.text
+            assert int(refused.headers["retry-after"]) > 0
+            assert "postgres" in refused.json()["error"]
+            status, ready = _readyz(daemon)
+            assert status == 503
+            durability = ready["durability"]
+            assert isinstance(durability, dict)
+            assert durability["mode"] == "postgres"
+            assert "postgres" in str(durability["why_not_accepting"])
+            assert daemon.events("signal_refused")
+
+            proxy.restore()  # ingest resumes by itself
+            assert _until(lambda: _readyz(daemon)[0] == 200), _readyz(daemon)
+            again = _post(daemon, 2)
+            assert again.status_code == 202, again.text
+            rows = query(
+                pg_dsn,
+                "SELECT count(*) FROM incident_state WHERE incident_id = %s",
+                (again.json()["incident_id"],),
+            )
+            assert rows == [(1,)]  # committed before the 202
+
+
+def test_a_fresh_dyno_accepts_nothing_until_postgres_can_restore_it(
+    tmp_path: Path, fake_slack: FakeSlack, pg_dsn: str
+) -> None:
+    with TcpProxy("127.0.0.1", int(conninfo_to_dict(pg_dsn).get("port", 5432))) as proxy:
+        proxy.cut()
+        env = {
+            **_env(fake_slack, tmp_path / "eyetok.yaml"),
+            "DATABASE_URL": make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port),
+            "EYETOK_DURABILITY": "postgres",
+        }
+        daemon = DaemonProcess(tmp_path / "data", env).start(until="/healthz")
+        try:
+            assert _until(lambda: bool(daemon.events("rehydration_failed")))
+            refused = _post(daemon, 1)
+            assert refused.status_code == 503, refused.text
+            assert "restored from Postgres" in refused.json()["error"]
+            status, ready = _readyz(daemon)
+            assert status == 503
+            assert "restored from Postgres" in str(ready["durability"])
+
+            proxy.restore()
+            assert _until(lambda: _readyz(daemon)[0] == 200), _readyz(daemon)
+            assert daemon.events("rehydrated_from_postgres")
+            assert _post(daemon, 1).status_code == 202
+        finally:
+            assert daemon.terminate()[0] == 0
