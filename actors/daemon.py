@@ -18,7 +18,7 @@ from hypercorn.trio import serve
 from actors.drill_desk import DrillDesk
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
-from eyetok import log
+from eyetok import doctor, log
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import StateError
@@ -51,6 +51,7 @@ class Daemon:
         self.bound_port: int | None = None
         self._stop = trio.Event()
         self._log = log.get("daemon")
+        self.setup: dict[str, object] = {}  # eyetok doctor's verdict at start (setup_status)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -66,6 +67,7 @@ class Daemon:
             "accepting": self.gate.open,
             "restarts": dict(self.supervisor.restarts),
             "components": self.health.snapshot(),
+            "setup": self.setup,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -96,6 +98,15 @@ class Daemon:
             sinks_unconfigured=sorted(set(settings.sinks) - set(settings.configured_sinks())),
             port=settings.port,
         )
+        self.setup = doctor.setup_status(doctor.diagnose(settings))
+        say = self._log.info if self.setup["main_job_ready"] else self._log.warning
+        say("setup_status", **self.setup)
+        if settings.slack.emergency_sop_url == doctor.PLACEHOLDER_SOP_URL:
+            self._log.warning(
+                "sop_url_placeholder",
+                url=settings.slack.emergency_sop_url,
+                why="EYETOK_SOP_URL is not set: SEV1 posts link a placeholder, not your runbook",
+            )
         if settings.faults.active():
             self._log.warning(
                 "faults_injected",

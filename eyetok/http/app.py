@@ -152,7 +152,9 @@ def create_app(
 
     def operator_only() -> Response | None:
         if root_token is None:
-            return _json({"error": "no EYETOK_ROOT_TOKEN is configured"}, 503)
+            return _json(
+                {"error": "no EYETOK_ROOT_TOKEN is configured: set it and restart EyeTok"}, 503
+            )
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), root_token.encode()):
             return _json({"error": "a root token is required"}, 401)
@@ -161,7 +163,13 @@ def create_app(
     @app.post("/slack/events")
     async def slack_event() -> Response:
         if slack_signing_secret is None:
-            return _json({"error": "no SLACK_SIGNING_SECRET is configured"}, 503)
+            return _json(
+                {
+                    "error": "no SLACK_SIGNING_SECRET is configured: set it to the Slack app's "
+                    "Signing Secret (Basic Information) and restart EyeTok"
+                },
+                503,
+            )
         raw = await request.get_data(as_text=False)
         body = raw if isinstance(raw, bytes) else raw.encode()
         try:
