@@ -15,7 +15,6 @@ directory. The checks that make up the main job are ``essential``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -52,14 +51,22 @@ def main_job_ready(checks: list[Check]) -> bool:
 
 
 def find_data_dir_problem(path: Path) -> str | None:
-    """Why EyeTok cannot keep its history under ``path`` (None: it can). Creates the
-    directory when it can, as the daemon would, and writes a scratch file into it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        return f"{path} is not a writable directory ({exc.strerror or exc})"
+    """Why EyeTok could not keep its history under ``path`` (None: it could). Changes
+    nothing: an existing directory must be writable, a missing one creatable (its nearest
+    existing parent a writable directory)."""
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} is not a directory"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"{path} is not writable by this user"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{path} cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path} cannot be created: {parent} is not writable by this user"
     return None
 
 

@@ -85,7 +85,7 @@ async def test_a_data_dir_that_cannot_be_written_is_one_line_and_exit_2(tmp_path
     [line] = out.splitlines()
     failed = json.loads(line)
     assert failed["event"] == "startup_failed"
-    assert failed["reason"].startswith(f"{blocker / 'data'} is not a writable directory")
+    assert failed["reason"] == f"{blocker / 'data'} cannot be created: {blocker} is not a directory"
     assert "EYETOK_DATA_DIR" in failed["fix"]
 
 

@@ -1,6 +1,7 @@
 """The quart-trio app: everything that is not the ingest hot path.
 
 - ``/healthz`` (alive), ``/readyz`` (every actor started, accepting; components' health);
+- ``POST /slack/interactions``: a button pressed on a post (eyetok/http/slack_interactions);
 - ``POST /slack/events``: Slack's Events API (request signature v0, 5-minute window,
   ``url_verification``); direct messages carry Slack ownership nonces;
 - ``GET /verify/email/<token>``: the email magic link;
@@ -32,6 +33,7 @@ from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
 from eyetok.http.drills import DrillDesk, add_drill_routes
+from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -245,6 +247,7 @@ def create_app(
     if drills is not None:
         add_drill_routes(app, drills, operator_only)
     if operations is not None:
+        add_slack_interactions(app, operations, slack_signing_secret, clock)
 
         @app.get("/api/v1/budgets")
         async def budgets() -> Response:
