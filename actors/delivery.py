@@ -17,7 +17,7 @@ import random
 import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import assert_never
 
 import msgspec
@@ -30,6 +30,7 @@ from eyetok import guard, log
 from eyetok.clock import Clock
 from eyetok.config import DeliveryOptions, Settings
 from eyetok.errors import PayloadRejectedError
+from eyetok.hints import OncePer, verify_fix
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
@@ -154,6 +155,7 @@ async def run_delivery(
     threads = await deps.store.read(lambda con: queries.thread_refs(con, since=since))
     verifications: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     noticed: set[tuple[str, str, str]] = set()  # (unverified sink, notice sink, day)
+    fix_hints = OncePer(timedelta(hours=1))  # "eyetok verify SINK", once per sink per hour
     lanes: dict[LaneKey, _Lane] = {}
     seen: OrderedDict[str, None] = OrderedDict()
     rng = random.Random()
@@ -187,9 +189,16 @@ async def run_delivery(
         head = slot[-1]
         for d in slot:
             await finish(d, "refused_unverified", 0, f"sink not verified: {reason}")
+        now = clock.now()
+        if fix_hints.due(head.destination.sink_id, now):  # once per sink per hour
+            logger.warning(
+                "sink_unverified_fix",
+                sink=head.destination.sink_id,
+                why=reason,
+                fix=verify_fix(head.destination.sink_id),
+            )
         if head.notice is not None:
             return
-        now = clock.now()
         day = now.date().isoformat()
         sink_id = head.destination.sink_id
         notices = []

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,13 @@ def _eyetok(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
         timeout=60,
         check=False,
     )
+
+
+def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def _readme_env(slack: FakeSlack, daemon_url: str) -> dict[str, str]:
@@ -142,6 +150,16 @@ def test_from_a_fresh_clone_to_an_alert_in_the_right_channel(
         assert before.returncode == 1, before.stdout + before.stderr
         assert "MISSING handshake:slack" in before.stdout
         assert "-> python3 -m uv run eyetok verify slack" in before.stdout
+
+        # Alerts before the handshake are not posted; the log names the fix, once an hour.
+        for _ in range(2):
+            argv = ("test-alert", "--sev", "SEV2", "--wait", "20", "--url", daemon.url)
+            early = _eyetok(*argv, env=env, cwd=work)
+            assert early.returncode == 1, early.stdout + early.stderr
+            assert "-> python3 -m uv run eyetok verify slack" in early.stdout
+        _until(lambda: bool(daemon.events("sink_unverified_fix")))
+        [fix] = daemon.events("sink_unverified_fix")
+        assert fix["fix"] == "python3 -m uv run eyetok verify slack"
 
         # 4. eyetok verify slack: the words, the nonce DM'd to the app, the wait.
         verify = _Verify(env, work, daemon.url)
