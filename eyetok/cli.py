@@ -1,5 +1,5 @@
-"""The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``review``,
-``tail``, ``drill``.
+"""The ``eyetok`` command: ``run``, ``doctor``, ``verify``, ``test-alert``, ``replay``,
+``check``, ``sinks``, ``suppressions``, ``budgets``, ``review``, ``tail``, ``drill``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
 the daemon) and ``harness/`` (to run a drill); it does so inside the command that needs it.
@@ -205,6 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     log.configure(settings.log_level)
+    try:
+        return _dispatch(settings, args)
+    except KeyboardInterrupt:
+        print(f"eyetok {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(settings, args.host)
     if args.command == "replay":

@@ -76,12 +76,14 @@ def diagnose(
     environ: Mapping[str, str] | None = None,
     verifications: Mapping[str, str | None] | None = None,
     data_dir_problem: str | None = None,
+    postgres_problem: str | None = None,
 ) -> list[Check]:
     """Every capability's check, the main job's first.
 
     ``verifications``: from the running daemon, sink id -> None when deliverable, else why
     not (``GET /api/v1/sinks``); absent, a sink's handshake is reported as unknown.
-    ``data_dir_problem``: :func:`find_data_dir_problem`'s answer, when the caller checked.
+    ``data_dir_problem``: :func:`find_data_dir_problem`'s answer, when the caller checked;
+    ``postgres_problem``: why ``DATABASE_URL`` cannot be used, when the caller tried it.
     """
     env = os.environ if environ is None else environ
     operator = settings.operator_tenant
@@ -205,20 +207,30 @@ def diagnose(
                 "(a whsec_… Standard Webhooks secret)",
             )
         )
-    checks.append(
-        Check(
+    if settings.database_url is not None and postgres_problem is not None:
+        mirror = Check(
             capability="postgres-mirror",
-            ready=settings.database_url is not None,
-            detail="incident state mirrored to DATABASE_URL"
-            if settings.database_url
-            else "DATABASE_URL is not set: no mirror"
+            ready=False,
+            detail=f"DATABASE_URL: {postgres_problem}",
+            unlock="fix DATABASE_URL (host, role, password, database); the role must own "
+            "its tables and be neither a superuser nor BYPASSRLS",
+        )
+    elif settings.database_url is not None:
+        mirror = Check(
+            capability="postgres-mirror",
+            ready=True,
+            detail="incident state mirrored to DATABASE_URL",
+        )
+    else:
+        mirror = Check(
+            capability="postgres-mirror",
+            ready=False,
+            detail="DATABASE_URL is not set: no mirror"
             + ("; this dyno's disk is wiped on every restart" if "DYNO" in env else ""),
-            unlock=None
-            if settings.database_url
-            else "add a Postgres database and set DATABASE_URL (Heroku: "
+            unlock="add a Postgres database and set DATABASE_URL (Heroku: "
             "heroku addons:create heroku-postgresql:essential-0)",
         )
-    )
+    checks.append(mirror)
     notices = settings.delivery.operator_notices
     notices_ok = notices.sink in settings.sink_secrets
     enabled = [e for e in settings.schedules if e.enabled]

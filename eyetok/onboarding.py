@@ -89,6 +89,9 @@ def doctor_command(settings: Settings, *, url: str | None, as_json: bool) -> int
         settings,
         verifications=verifications,
         data_dir_problem=doctor.find_data_dir_problem(settings.data_dir),
+        postgres_problem=find_postgres_problem(settings.database_url)
+        if settings.database_url
+        else None,
     )
     if as_json:
         for check in checks:
@@ -98,6 +101,27 @@ def doctor_command(settings: Settings, *, url: str | None, as_json: bool) -> int
         for line in doctor.lines(checks):
             print(line)
     return 0 if doctor.main_job_ready(checks) else 1
+
+
+def find_postgres_problem(dsn: str) -> str | None:
+    """Why the mirror could not use ``dsn`` (None: it could): connect within 5 s, and the
+    role must not be a superuser nor BYPASSRLS (row-level security would not bind it)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as con:
+            row = con.execute(
+                "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                "WHERE rolname = current_user"
+            ).fetchone()
+    except psycopg.Error as exc:
+        return f"cannot connect: {' '.join(str(exc).split())}"
+    if row is not None and (row[1] or row[2]):
+        return (
+            f"role {row[0]!r} is a superuser or BYPASSRLS: row-level security would not "
+            "keep tenants apart"
+        )
+    return None
 
 
 def _check_fields(check: doctor.Check) -> dict[str, object]:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psycopg.conninfo import make_conninfo
+
 from eyetok import doctor
 from eyetok.config import parse_file_config, settings_from
+from eyetok.onboarding import find_postgres_problem
+from tests.pg import app_role
 
 EVERYTHING = {
     "SENTRY_CLIENT_SECRET": "sentry-secret",
@@ -108,3 +112,25 @@ def test_setup_status_is_one_log_line_of_what_is_missing() -> None:
     missing = status["missing"]
     assert isinstance(missing, dict)
     assert "set SLACK_BOT_TOKEN" in missing["sink:slack"]
+
+
+def test_the_doctor_tries_the_postgres_role(pg_dsn: str) -> None:
+    with app_role(pg_dsn) as dsn:
+        assert find_postgres_problem(dsn) is None
+        named = _by_name(_checks({**EVERYTHING, "DATABASE_URL": dsn}))
+        assert named["postgres-mirror"].ready
+    superuser = find_postgres_problem(pg_dsn)
+    assert superuser is not None
+    assert superuser.endswith(
+        "is a superuser or BYPASSRLS: row-level security would not keep tenants apart"
+    )
+    nobody = make_conninfo(pg_dsn, user="eyetok_nobody_x")
+    refused = find_postgres_problem(nobody)
+    assert refused is not None
+    assert refused.startswith("cannot connect: ")
+    assert 'role "eyetok_nobody_x" does not exist' in refused
+    checks = _checks({**EVERYTHING, "DATABASE_URL": nobody}, postgres_problem=refused)
+    mirror = _by_name(checks)["postgres-mirror"]
+    assert not mirror.ready
+    assert "fix DATABASE_URL" in str(mirror.unlock)
+    assert doctor.main_job_ready(checks)  # routing goes on without the mirror
