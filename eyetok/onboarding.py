@@ -233,8 +233,8 @@ async def _verify(
             if elapsed >= wait_s:
                 say(
                     f"{sink_id}: still {row['status'] if row else 'unknown'} after "
-                    f"{wait_s:.0f} s; the handshake timed out here (run this command again "
-                    "for a new nonce)."
+                    f"{wait_s:.0f} s: stopped waiting. The handshake stays open on the daemon "
+                    "(eyetok sinks shows when it passes); run this command again to start over."
                 )
                 return 1
             if elapsed - last_said >= 15 or last_said == 0.0:

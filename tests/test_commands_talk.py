@@ -190,3 +190,27 @@ async def test_a_sentry_hook_without_a_secret_names_the_variable(
     assert "SENTRY_CLIENT_SECRET" in setup["missing"]["sentry-ingest:operator"]
     assert "EYETOK_ROOT_TOKEN" in setup["missing"]["operator-api"]
     daemon.request_stop()
+
+
+async def test_verify_says_what_to_do_and_stops_waiting_in_words(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    settings = daemon_settings(tmp_path / "data", fake_slack)
+    daemon = await start_daemon(nursery, settings, verify=())
+    url = f"http://127.0.0.1:{daemon.bound_port}"
+    env = {"EYETOK_ROOT_TOKEN": ROOT_TOKEN, "EYETOK_PUBLIC_URL": "https://eyetok.example.com"}
+    code, out, err = await _eyetok("verify", "slack", "--url", url, "--wait", "1", env=env)
+    assert code == 1, err
+    lines = out.splitlines()
+    assert lines[0] == "Started the ownership handshake of Slack sink 'slack'. Three steps:"
+    assert "Request URL must be https://eyetok.example.com/slack/events" in out
+    assert "Waiting up to 1 s for the handshake to pass (Ctrl-C stops waiting)." in lines
+    assert any(line.startswith("  ... slack is pending (") for line in lines)
+    assert lines[-1].startswith("slack: still pending after 1 s: stopped waiting.")
+    code, out, _ = await _eyetok("verify", "slack", "--url", url, "--no-wait", env=env)
+    assert code == 0
+    assert "Waiting" not in out
+    code, out, err = await _eyetok("verify", "nope", "--url", url, env=env)
+    assert (code, out) == (1, "")
+    assert err == "eyetok: nope: no sink named 'nope'\n"
+    daemon.request_stop()
