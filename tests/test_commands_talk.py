@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import daemon_settings, start_daemon
+from tests.conftest import FIXTURES, SECRET, daemon_settings, start_daemon
 from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
@@ -213,4 +213,23 @@ async def test_verify_says_what_to_do_and_stops_waiting_in_words(
     code, out, err = await _eyetok("verify", "nope", "--url", url, env=env)
     assert (code, out) == (1, "")
     assert err == "eyetok: nope: no sink named 'nope'\n"
+    daemon.request_stop()
+
+
+async def test_replay_to_a_daemon_signs_with_the_secret_from_the_environment(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path / "data", fake_slack))
+    url = f"http://127.0.0.1:{daemon.bound_port}"
+    fixture = str(FIXTURES / "event_alert_warning.json")
+    code, out, _ = await _eyetok(
+        "replay", "--url", url, fixture, env={"SENTRY_CLIENT_SECRET": SECRET}
+    )
+    assert code == 0, out
+    assert json.loads(out)["status"] == 202
+    code, out, _ = await _eyetok("replay", "--url", url, fixture)
+    assert code == 2
+    assert json.loads(out)["error"] == (
+        "--url needs the tenant's Sentry client secret: set SENTRY_CLIENT_SECRET or pass --secret"
+    )
     daemon.request_stop()
