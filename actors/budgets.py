@@ -43,6 +43,7 @@ from eyetok.messages import (
     finished,
 )
 from eyetok.notices import notice, notice_id
+from eyetok.wording import when
 from state.history import queries
 from state.history.store import HistoryStore
 
@@ -157,8 +158,8 @@ async def run_budgets(
     def cap_reached(tenant: str, window: Window, cap: int, now: datetime) -> None:
         text = (
             f":warning: Tenant `{tenant}` ({deps.tiers.get(tenant, '?')} tier) reached its "
-            f"hourly budget of {cap} alerts at {now:%H:%M:%S} UTC. The rest of this hour is held "
-            f"for its compressed-mode digest at {window.start + timedelta(hours=1):%H:%M} UTC."
+            f"hourly budget of {cap} alerts at {when(now)}. The rest of this hour is held "
+            f"for its compressed-mode digest at {when(window.start + timedelta(hours=1))}."
         )
         courier.post(AuditRecorded(at=now, tenant=tenant, event="budget_capped", detail=text))
         logger.warning("budget_capped", tenant=tenant, cap=cap, window=window.start.isoformat())

@@ -19,7 +19,7 @@ from hypercorn.trio import serve
 from actors.drill_desk import DrillDesk
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
-from eyetok import log, standard_webhooks
+from eyetok import doctor, log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import StateError
@@ -55,6 +55,7 @@ class Daemon:
         self.bound_port: int | None = None
         self._stop = trio.Event()
         self._log = log.get("daemon")
+        self.setup: dict[str, object] = {}  # eyetok doctor's verdict at start (setup_status)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -79,6 +80,7 @@ class Daemon:
             },
             "restarts": dict(self.supervisor.restarts),
             "components": self.health.snapshot(),
+            "setup": self.setup,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -121,6 +123,15 @@ class Daemon:
                 else "the journal (fsynced, on this disk) before each 202"
             ),
         )
+        self.setup = doctor.setup_status(doctor.diagnose(settings))
+        say = self._log.info if self.setup["main_job_ready"] else self._log.warning
+        say("setup_status", **self.setup)
+        if settings.slack.emergency_sop_url == doctor.PLACEHOLDER_SOP_URL:
+            self._log.warning(
+                "sop_url_placeholder",
+                url=settings.slack.emergency_sop_url,
+                why="EYETOK_SOP_URL is not set: SEV1 posts link a placeholder, not your runbook",
+            )
         if settings.faults.active():
             self._log.warning(
                 "faults_injected",

@@ -39,6 +39,7 @@ from eyetok.clock import Clock
 from eyetok.config import DeliveryOptions, Settings
 from eyetok.errors import PayloadRejectedError
 from eyetok.health import HealthBoard, HeldCount, SinkBoard
+from eyetok.hints import OncePer, verify_fix
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
@@ -207,6 +208,7 @@ async def run_delivery(
     threads = await deps.store.read(lambda con: queries.thread_refs(con, since=since))
     verifications: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     noticed: set[tuple[str, str, str]] = set()  # (unverified sink, notice sink, day)
+    fix_hints = OncePer(timedelta(hours=1))  # "eyetok verify SINK", once per sink per hour
     lanes: dict[LaneKey, _Lane] = {}
     seen: OrderedDict[str, None] = OrderedDict()
     rng = random.Random()
@@ -363,6 +365,11 @@ async def run_delivery(
                 )
             )
         if fresh:
+            sink_id = fresh[-1].destination.sink_id
+            if fix_hints.due(sink_id, now):  # once per sink per hour
+                logger.warning(
+                    "sink_unverified_fix", sink=sink_id, why=reason, fix=verify_fix(sink_id)
+                )
             await tell_tenant(fresh[-1], reason, refused=False)
 
     async def hold_until_verified(lane: _Lane, slot: list[Deliver]) -> bool:

@@ -1,5 +1,5 @@
-"""The ``eyetok`` command: ``run``, ``replay``, ``check``, ``verify``, ``sinks``, ``review``,
-``tail``, ``drill``.
+"""The ``eyetok`` command: ``run``, ``doctor``, ``verify``, ``test-alert``, ``replay``,
+``check``, ``sinks``, ``suppressions``, ``budgets``, ``review``, ``tail``, ``drill``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
 the daemon) and ``harness/`` (to run a drill); it does so inside the command that needs it.
@@ -8,6 +8,7 @@ the daemon) and ``harness/`` (to run a drill); it does so inside the command tha
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -18,15 +19,16 @@ from typing import Any
 
 import msgspec
 
-from eyetok import log
+from eyetok import doctor, log, onboarding
 from eyetok.budgets import Window, hour_of, spend
 from eyetok.clock import FixedClock, SystemClock
-from eyetok.config import Settings, load_settings
+from eyetok.config import LOG_LEVELS, Settings, Tenant, load_settings
 from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
-from eyetok.messages import Signal
+from eyetok.messages import SevChannel, Severity, Signal
 from eyetok.replay import Judge, NoPayloadsError, payload_files, table
 from eyetok.sources import alertmanager, generic, probe, sentry
 from eyetok.suppression import cluster_id_of, threshold
+from eyetok.synthetic_alert import TEST_CHANNELS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     mode = replay.add_mutually_exclusive_group(required=True)
     mode.add_argument("--explain", action="store_true", help="route in-process, send nothing")
     mode.add_argument("--url", help="post each payload, signed, to a running daemon")
-    replay.add_argument("--secret", help="the Sentry client secret to sign with (with --url)")
+    replay.add_argument(
+        "--secret",
+        help="the Sentry client secret to sign with (with --url; default: the tenant's "
+        "from the environment, SENTRY_CLIENT_SECRET for the operator)",
+    )
     replay.add_argument("--at", help="fix the wall clock (ISO-8601 with an offset)")
     replay.add_argument(
         "--tenant",
@@ -77,6 +83,38 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("sink", help="the sink id, as in the configuration")
     verify.add_argument("--by", default=os.environ.get("USER", "operator"), help="who asks")
     verify.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    verify.add_argument(
+        "--wait",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="wait this long for the handshake to pass, showing progress (default 600)",
+    )
+    verify.add_argument(
+        "--no-wait", dest="wait", action="store_const", const=0.0, help="start it and return"
+    )
+
+    doctor = commands.add_parser(
+        "doctor", help="what works with this configuration, and what unlocks the rest"
+    )
+    doctor.add_argument(
+        "--url", help="also ask this running daemon which sinks have passed their handshake"
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    test_alert = commands.add_parser(
+        "test-alert", help="post a labelled synthetic Sentry alert, signed, to the daemon"
+    )
+    test_alert.add_argument("--sev", choices=TEST_CHANNELS, default="SEV3")
+    test_alert.add_argument("--by", default=os.environ.get("USER", "operator"), help="who sends")
+    test_alert.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    test_alert.add_argument(
+        "--wait",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for the delivery's outcome (needs EYETOK_ROOT_TOKEN; 0: don't)",
+    )
 
     sinks = commands.add_parser("sinks", help="every sink's verification standing")
     sinks.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
@@ -112,7 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     tail = commands.add_parser(
         "tail", help="pretty-print and filter EyeTok's JSON log lines from stdin"
     )
-    tail.add_argument("--severity", help="critical, high ... or SEV1 ... or a log level")
+    tail.add_argument(
+        "--severity",
+        type=_tail_severity,
+        help="critical, high ... or SEV1 ... or a log level (debug, info, warning, error)",
+    )
     tail.add_argument("--tenant")
     tail.add_argument("--incident", help="an incident id")
     tail.add_argument("--actor", help="history, delivery, routines ...")
@@ -128,6 +170,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TAIL_SEVERITIES = (
+    *(s.value for s in Severity),
+    *(c.value for c in SevChannel),
+    *LOG_LEVELS,
+)
+
+
+def _tail_severity(text: str) -> str:
+    if text.lower() not in {v.lower() for v in _TAIL_SEVERITIES}:
+        choices = ", ".join(dict.fromkeys(_TAIL_SEVERITIES))
+        raise argparse.ArgumentTypeError(f"{text!r} is none of: {choices}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tail":  # a pipe's reader: it needs no configuration
@@ -135,16 +201,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(json.dumps({"event": "config_invalid", "field": exc.field, "error": str(exc)}))
+        print(
+            json.dumps(
+                {"event": "config_invalid", "field": exc.field, "error": str(exc)},
+                separators=(",", ":"),
+            )
+        )
         return 2
     log.configure(settings.log_level)
+    try:
+        return _dispatch(settings, args)
+    except KeyboardInterrupt:
+        print(f"eyetok {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(settings, args.host)
     if args.command == "replay":
         return _replay(settings, args)
     if args.command == "check":
         return _check(settings, as_json=args.json)
-    if args.command in ("verify", "sinks"):
+    if args.command == "doctor":
+        return onboarding.doctor_command(settings, url=args.url, as_json=args.json)
+    if args.command == "verify":
+        return onboarding.verify_command(
+            settings, sink_id=args.sink, by=args.by, url=args.url, wait_s=args.wait
+        )
+    if args.command == "test-alert":
+        return onboarding.send_test_alert(
+            settings, sev=args.sev, by=args.by, url=args.url, wait_s=args.wait
+        )
+    if args.command == "sinks":
         return _operator_api(settings, args)
     if args.command in ("suppressions", "budgets"):
         return _clusters_and_budgets(settings, args)
@@ -164,22 +253,34 @@ class _ApiRefused(Exception):
         self.status = status
 
 
+def _say_error(text: str, *, as_json: bool) -> None:
+    """An operator command's error: one readable line on stderr, or one JSON object on
+    stdout with ``--json``."""
+    if as_json:
+        print(json.dumps({"error": text}))
+    else:
+        print(f"eyetok: {text}", file=sys.stderr)
+
+
 def _ask_daemon(
     settings: Settings,
     url: str,
     path: str,
     *,
+    as_json: bool,
+    expect: str,
     body: object = None,
     params: dict[str, str] | None = None,
     timeout: float = 30.0,
-) -> tuple[int, Any]:
+) -> dict[str, Any]:
     """One call on the running daemon's operator API (root token from the environment):
-    its HTTP status and JSON answer. Says what went wrong and raises :class:`_ApiRefused`
-    when there is no answer to show."""
+    its JSON answer, which must be an object holding ``expect`` when the
+    status is 200. Says what went wrong in one line and raises :class:`_ApiRefused` when
+    there is no answer to show, including a non-200 answer (its ``error`` is said)."""
     import httpx
 
     if not settings.root_token:
-        print(json.dumps({"error": "EYETOK_ROOT_TOKEN is not set"}))
+        _say_error("EYETOK_ROOT_TOKEN is not set (the daemon's root token)", as_json=as_json)
         raise _ApiRefused(2)
     headers = {"authorization": f"Bearer {settings.root_token}"}
     base = url.rstrip("/")
@@ -189,13 +290,24 @@ def _ask_daemon(
         else:
             response = httpx.post(base + path, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        print(json.dumps({"error": f"cannot reach EyeTok at {base}: {exc}"}))
+        _say_error(f"cannot reach EyeTok at {base}: {exc}", as_json=as_json)
         raise _ApiRefused(1) from exc
     try:
-        return response.status_code, response.json()
+        answer = response.json()
     except ValueError:
-        print(json.dumps({"error": f"HTTP {response.status_code}: {response.text[:200]}"}))
-        raise _ApiRefused(1) from None
+        answer = None
+    if not isinstance(answer, dict) or (response.status_code == 200 and expect not in answer):
+        _say_error(
+            f"{base}{path} answered HTTP {response.status_code}, not as EyeTok does: "
+            "is --url pointing at EyeTok?",
+            as_json=as_json,
+        )
+        raise _ApiRefused(1)
+    if response.status_code != 200:
+        why = answer.get("error") or answer.get("message") or "no reason given"
+        _say_error(f"HTTP {response.status_code} from {path}: {why}", as_json=as_json)
+        raise _ApiRefused(1)
+    return answer
 
 
 def _review(settings: Settings, args: argparse.Namespace) -> int:
@@ -203,26 +315,31 @@ def _review(settings: Settings, args: argparse.Namespace) -> int:
     verdict = "benign" if args.benign is not None else "escalate"
     text = args.benign if args.benign is not None else args.escalate
     if (args.note is None) != (text is None):
-        print(json.dumps({"error": "--note ID goes with --benign TEXT or --escalate TEXT"}))
+        _say_error("--note ID goes with --benign TEXT or --escalate TEXT", as_json=args.json)
         return 2
     try:
         if args.note is not None:
-            status, answer = _ask_daemon(
+            answer = _ask_daemon(
                 settings,
                 args.url,
                 f"/api/v1/review/anomalies/{args.note}/note",
+                as_json=args.json,
+                expect="message",
                 body={"verdict": verdict, "note": text, "by": args.by},
                 timeout=60.0,
             )
         else:
-            status, answer = _ask_daemon(
-                settings, args.url, "/api/v1/review", params={"since": args.since}, timeout=60.0
+            answer = _ask_daemon(
+                settings,
+                args.url,
+                "/api/v1/review",
+                as_json=args.json,
+                expect="anomalies",
+                params={"since": args.since},
+                timeout=60.0,
             )
     except _ApiRefused as refused:
         return refused.status
-    if status != 200:
-        print(json.dumps(answer))
-        return 1
     if args.json:
         print(json.dumps(answer))
     elif args.note is not None:
@@ -274,23 +391,15 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
-    """``verify`` and ``sinks``: the operator's API on the running daemon."""
+    """``sinks``: every configured sink's verification standing on the running daemon."""
     try:
-        if args.command == "verify":
-            status, answer = _ask_daemon(
-                settings,
-                args.url,
-                f"/api/v1/sinks/{args.sink}/verification",
-                body={"requested_by": args.by},
-            )
-        else:
-            status, answer = _ask_daemon(settings, args.url, "/api/v1/sinks")
+        answer = _ask_daemon(settings, args.url, "/api/v1/sinks", as_json=args.json, expect="sinks")
     except _ApiRefused as refused:
         return refused.status
-    if args.command == "verify":
-        print(json.dumps(answer) if status != 200 else answer["message"])
-        return 0 if status == 200 else 1
-    for row in answer.get("sinks", []):
+    rows = answer["sinks"]
+    if not rows and not args.json:
+        print("No sinks are configured.")
+    for row in rows:
         if args.json:
             print(json.dumps(row))
         else:
@@ -299,7 +408,7 @@ def _operator_api(settings: Settings, args: argparse.Namespace) -> int:
             if held:
                 standing += f"; {held} held awaiting verification since {row['held_since']}"
             print(f"{row['sink_id']:<20} {row['sink_type']:<10} {row['status']:<10} {standing}")
-    return 0 if status == 200 else 1
+    return 0
 
 
 def _clusters_and_budgets(settings: Settings, args: argparse.Namespace) -> int:
@@ -307,15 +416,26 @@ def _clusters_and_budgets(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.command == "suppressions" and args.ack:
             path, body = f"/api/v1/suppressions/{args.ack}/ack", {"by": args.by}
-            status, answer = _ask_daemon(settings, args.url, path, body=body)
+            answer = _ask_daemon(
+                settings, args.url, path, as_json=args.json, expect="suppression", body=body
+            )
         else:
-            status, answer = _ask_daemon(settings, args.url, f"/api/v1/{args.command}")
+            answer = _ask_daemon(
+                settings,
+                args.url,
+                f"/api/v1/{args.command}",
+                as_json=args.json,
+                expect=args.command,
+            )
     except _ApiRefused as refused:
         return refused.status
-    if status != 200:
-        print(json.dumps(answer))
-        return 1
     rows = [answer["suppression"]] if "suppression" in answer else answer[args.command]
+    if not rows and not args.json:
+        print(
+            "No tenant has been paged this hour."
+            if args.command == "budgets"
+            else "No suppression clusters: no registry-wide outage has been collapsed."
+        )
     for row in rows:
         if args.json:
             print(json.dumps(row))
@@ -342,6 +462,9 @@ def _run(settings: Settings, host: str) -> int:
     from actors.daemon import Daemon
     from actors.supervisor import CrashLoopError
 
+    problem = doctor.find_data_dir_problem(settings.data_dir)
+    if problem is not None:
+        return _startup_failed(problem, "set EYETOK_DATA_DIR to a directory this user can write")
     daemon = Daemon(settings, SystemClock(), host=host)
     failed = 0
     try:
@@ -349,13 +472,45 @@ def _run(settings: Settings, host: str) -> int:
     except* CrashLoopError as group:
         log.get("supervisor").error("supervisor_gave_up", reason=str(group.exceptions[0]))
         failed = 1
-    except* EyeTokError as group:
-        exc = group.exceptions[0]
-        log.get("daemon").error("eyetok_failed", error=f"{type(exc).__name__}: {exc}")
-        failed = 1
+    except* (EyeTokError, OSError) as group:
+        exc = _first_leaf(group)
+        if daemon.bound_port is None:  # never got as far as serving: a start-up failure
+            failed = _startup_failed(*_why_not_started(exc, host, settings.port))
+        else:
+            log.get("daemon").error("eyetok_failed", error=f"{type(exc).__name__}: {exc}")
+            failed = 1
     except* KeyboardInterrupt:
         pass
     return failed
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    exc: BaseException = group.exceptions[0]
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    assert isinstance(exc, Exception)
+    return exc
+
+
+def _why_not_started(exc: Exception, host: str, port: int) -> tuple[str, str]:
+    """What stopped the start, in one line, and what to do about it."""
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use by another process",
+            "stop that process or set PORT to a free port",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES and port < 1024:
+        return (f"port {port} needs privileges", "set PORT to 1024 or above")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return (f"{exc.strerror or exc}{where}", "check EYETOK_DATA_DIR and the user's rights")
+    return (f"{type(exc).__name__}: {exc}", "see eyetok doctor")
+
+
+def _startup_failed(reason: str, fix: str) -> int:
+    """One line (like ``config_invalid``) and exit status 2."""
+    log.get("daemon").error("startup_failed", reason=reason, fix=fix)
+    return 2
 
 
 def _parse_at(text: str) -> datetime:
@@ -386,7 +541,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         if len(tenant_ids) > 1 or args.source != "sentry":
             print(json.dumps({"error": "--url replays Sentry payloads for one tenant"}))
             return 2
-        return _replay_to_url(args, tenant_ids[0])
+        return _replay_to_url(args, tenant_ids[0], settings.tenants[tenant_ids[0]])
     clock = FixedClock(_parse_at(args.at)) if args.at else SystemClock()
     try:
         files = payload_files(args.paths)
@@ -520,11 +675,19 @@ class _Explanation:
         }
 
 
-def _replay_to_url(args: argparse.Namespace, tenant_id: str) -> int:
+def _replay_to_url(args: argparse.Namespace, tenant_id: str, tenant: Tenant) -> int:
     import httpx
 
-    if not args.secret:
-        print(json.dumps({"error": "--url needs --secret (the tenant's Sentry client secret)"}))
+    secret = args.secret or tenant.sentry_secret
+    if not secret:
+        print(
+            json.dumps(
+                {
+                    "error": f"--url needs the tenant's Sentry client secret: set "
+                    f"{tenant.sentry_secret_env} or pass --secret"
+                }
+            )
+        )
         return 2
     try:
         files = payload_files(args.paths)
@@ -541,7 +704,7 @@ def _replay_to_url(args: argparse.Namespace, tenant_id: str) -> int:
                 resource = _headers_for(path).get("sentry-hook-resource")
                 if resource:
                     headers["sentry-hook-resource"] = resource
-                headers["sentry-hook-signature"] = sentry.sign(body, args.secret)
+                headers["sentry-hook-signature"] = sentry.sign(body, secret)
                 response = client.post(url, content=body, headers=headers)
             except (OSError, httpx.HTTPError, json.JSONDecodeError) as exc:
                 failed += 1

@@ -31,6 +31,7 @@ from schedules.table import ScheduleEntry
 OPERATOR_TENANT = "operator"
 OPERATOR_SIDE_TIERS = frozenset({"operator", "drill"})  # Settings.operator_side
 SINK_TYPES = ("slack", "webhook", "email", "pagerduty")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -220,6 +221,9 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     hourly_budget: int | None = None  # from the tier registry; None: uncapped
     sentry_secret: str | None
     policy: Policy
+    sentry_secret_env: str = (
+        ""  # where the Sentry secret comes from (named when a hook answers 401)
+    )
     hook_secret: str | None = None  # whsec_ secret for the probe, generic, alertmanager hooks
     hook_token: str | None = None  # bearer token for the same hooks
     hook_secret_env: str = ""  # where they came from (named when a hook answers 401)
@@ -552,6 +556,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             tier=tc.tier,
             hourly_budget=tiers[tc.tier],
             sentry_secret=env.get(secret_env) or None,
+            sentry_secret_env=secret_env,
             policy=policy,
             hook_secret=hook_secret,
             hook_token=env.get(hook_token_env) or None,
@@ -606,6 +611,12 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
     if file_config.http.max_header_bytes < 1024:
         raise ConfigError("http.max_header_bytes", "must be at least 1024")
     prefixes = {tenant_env_prefix(t): t for t in tenants}
+    log_level = env.get("EYETOK_LOG_LEVEL", file_config.log_level)
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(
+            "EYETOK_LOG_LEVEL",
+            f"{log_level!r} is not a log level (one of: {', '.join(LOG_LEVELS)})",
+        )
     return Settings(
         port=port,
         data_dir=Path(env.get("EYETOK_DATA_DIR", ".eyetok")),
@@ -619,7 +630,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         recognisers=file_config.recognisers,
         delivery=file_config.delivery,
         ingest_queue=file_config.ingest_queue,
-        log_level=env.get("EYETOK_LOG_LEVEL", file_config.log_level),
+        log_level=log_level,
         database_url=env.get("DATABASE_URL") or None,
         durability=durability_of(env),
         verification=file_config.verification,

@@ -5,6 +5,8 @@ anomaly and how the review reads to the on-call. An anomaly is one of:
 
 - ``burst``: a tenant's alerts in one hour above 3x its hourly mean of the 7 days before
   the window (and at least :data:`BURST_FLOOR`, so one alert on a quiet tenant is not one);
+  the mean needs at least :data:`MIN_BASELINE` of history (over less, it is taken over
+  the hours there are; with less than that, nothing is a burst);
 - ``refused`` / ``dead``: any delivery refused (the sink said no, or it is unverified) or
   dead (retries exhausted);
 - ``suppression``: a cross-tenant cluster fired (audit ``cluster_fired``);
@@ -28,6 +30,7 @@ from eyetok.guard import scrub
 BURST_FACTOR = 3.0
 BURST_FLOOR = 3
 BASELINE = timedelta(days=7)
+MIN_BASELINE = timedelta(hours=24)  # less history than this: no burst is called
 
 AUDIT_ANOMALIES = {"cluster_fired": "suppression", "budget_capped": "budget_cap"}
 FAILED_OUTCOMES = ("refused", "refused_unverified", "dead")
@@ -83,19 +86,32 @@ def parse_since(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _span(hours: float) -> str:
+    return "7 days" if hours >= 168 else f"{hours / 24:.1f} days"
+
+
 def anomaly_id(kind: str, subject: str) -> str:
     return "anm_" + hashlib.sha256(f"{kind}|{subject}".encode()).hexdigest()[:16]
 
 
-def bursts(
-    hourly: Iterable[tuple[str, datetime, int]], baseline: Mapping[str, int]
-) -> list[Anomaly]:
-    """``hourly``: (tenant, hour start, alerts) in the window; ``baseline``: each tenant's
-    alerts in the 7 days before it."""
-    hours = BASELINE.total_seconds() / 3600
+class Baseline(msgspec.Struct, frozen=True, kw_only=True):
+    """What a burst is measured against: each tenant's alerts in the 7 days before the
+    window, and how many hours of those 7 days the history covers."""
+
+    alerts: Mapping[str, int]
+    hours: float
+
+
+def bursts(hourly: Iterable[tuple[str, datetime, int]], baseline: Baseline) -> list[Anomaly]:
+    """``hourly``: (tenant, hour start, alerts) in the window, measured against the
+    hourly mean over the hours the baseline covers. With less than :data:`MIN_BASELINE`
+    of history there is no mean to be above: nothing is a burst (a fresh install's first
+    alerts are not one)."""
+    if baseline.hours < MIN_BASELINE.total_seconds() / 3600:
+        return []
     out = []
     for tenant, hour, count in hourly:
-        mean = baseline.get(tenant, 0) / hours
+        mean = baseline.alerts.get(tenant, 0) / baseline.hours
         if count >= BURST_FLOOR and count > BURST_FACTOR * mean:
             subject = f"{tenant}@{hour.isoformat()}"
             out.append(
@@ -106,7 +122,8 @@ def bursts(
                     subject=subject,
                     detail=(
                         f"{count} alerts in the hour from {hour:%Y-%m-%d %H:%M} UTC, "
-                        f"{BURST_FACTOR:g}x its 7-day hourly mean is {BURST_FACTOR * mean:.1f}"
+                        f"{BURST_FACTOR:g}x its hourly mean over {_span(baseline.hours)} "
+                        f"is {BURST_FACTOR * mean:.1f}"
                     ),
                     occurred_at=hour,
                 )

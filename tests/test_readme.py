@@ -55,9 +55,9 @@ def test_the_yaml_example_is_valid_configuration() -> None:
 
 
 def test_the_procfile_declares_the_one_process_as_web() -> None:
-    procfile = (ROOT / "deploy" / "Procfile").read_text(encoding="utf-8").splitlines()
+    procfile = (ROOT / "Procfile").read_text(encoding="utf-8").splitlines()
     assert procfile == ["web: eyetok run"]
-    app = json.loads((ROOT / "deploy" / "app.json").read_text(encoding="utf-8"))
+    app = json.loads((ROOT / "app.json").read_text(encoding="utf-8"))
     assert "web" in app["formation"]
     for variable in app["env"]:
         assert f"`{variable}`" in README

@@ -1,6 +1,7 @@
 """The quart-trio app: everything that is not the ingest hot path.
 
 - ``/healthz`` (alive), ``/readyz`` (every actor started, accepting; components' health);
+- ``POST /slack/interactions``: a button pressed on a post (eyetok/http/slack_interactions);
 - ``POST /slack/events``: Slack's Events API (request signature v0, 5-minute window,
   ``url_verification``); direct messages carry Slack ownership nonces;
 - ``GET /verify/email/<token>``: the email magic link;
@@ -36,6 +37,7 @@ from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
+from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -202,7 +204,9 @@ def create_app(
 
     def operator_only() -> Response | None:
         if root_token is None:
-            return _json({"error": "no EYETOK_ROOT_TOKEN is configured"}, 503)
+            return _json(
+                {"error": "no EYETOK_ROOT_TOKEN is configured: set it and restart EyeTok"}, 503
+            )
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), root_token.encode()):
             return _json({"error": "a root token is required"}, 401)
@@ -211,7 +215,13 @@ def create_app(
     @app.post("/slack/events")
     async def slack_event() -> Response:
         if slack_signing_secret is None:
-            return _json({"error": "no SLACK_SIGNING_SECRET is configured"}, 503)
+            return _json(
+                {
+                    "error": "no SLACK_SIGNING_SECRET is configured: set it to the Slack app's "
+                    "Signing Secret (Basic Information) and restart EyeTok"
+                },
+                503,
+            )
         body = await raw_body("a Slack event")
         try:
             slack_events.verify(
@@ -279,6 +289,7 @@ def create_app(
     if drills is not None:
         add_drill_routes(app, drills, operator_only)
     if operations is not None:
+        add_slack_interactions(app, operations, slack_signing_secret, clock)
 
         @app.get("/api/v1/budgets")
         async def budgets() -> Response:

@@ -316,7 +316,10 @@ class Hooks:
         if tenant is None:
             raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
         if tenant.sentry_secret is None:
-            raise SignatureError(f"no Sentry client secret is configured for tenant {tenant_id!r}")
+            raise SignatureError(
+                f"no Sentry client secret is configured for tenant {tenant_id!r}: set "
+                f"{tenant.sentry_secret_env or 'SENTRY_CLIENT_SECRET'} and restart EyeTok"
+            )
         if not sentry.verify(body, header(scope, b"sentry-hook-signature"), tenant.sentry_secret):
             raise SignatureError("missing or wrong Sentry-Hook-Signature")
         signal = sentry.normalise(

@@ -16,6 +16,7 @@ from eyetok.review import (
     BASELINE,
     FAILED_OUTCOMES,
     Anomaly,
+    Baseline,
     StreamCount,
 )
 
@@ -61,14 +62,18 @@ def hourly_alerts(
     return [(t, _must(int(h)), int(n)) for t, h, n in rows]
 
 
-def baseline_alerts(con: duckdb.DuckDBPyConnection, before: datetime) -> dict[str, int]:
-    """Each tenant's alerts in the 7 days before ``before``."""
+def baseline_alerts(con: duckdb.DuckDBPyConnection, before: datetime) -> Baseline:
+    """Each tenant's alerts in the 7 days before ``before``, and how many of those hours
+    the history covers (it starts at its first signal: a fresh install has none)."""
     rows = con.execute(
         """SELECT tenant, count(*) FROM signals
            WHERE received_at >= ? AND received_at < ? AND kind = 'alert' GROUP BY 1""",
         [before - BASELINE, before],
     ).fetchall()
-    return {t: int(n) for t, n in rows}
+    [(first,)] = con.execute("SELECT epoch_us(min(received_at)) FROM signals").fetchall()
+    start = max(before - BASELINE, _at(first) or before)
+    hours = max(0.0, (before - start).total_seconds() / 3600)
+    return Baseline(alerts={t: int(n) for t, n in rows}, hours=hours)
 
 
 def failed_deliveries(

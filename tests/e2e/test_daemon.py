@@ -117,7 +117,9 @@ def test_the_readme_verify_and_sinks_commands_run_the_slack_handshake(
     tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    [block] = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "eyetok verify" in b]
+    [block] = [
+        b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "eyetok verify slack --by" in b
+    ]
     verify_line, sinks_line = (shlex.split(line) for line in block.strip().splitlines())
     with DaemonProcess(tmp_path / "data", _env(fake_slack)) as daemon:
         env = {**daemon.env, "PORT": str(daemon.port)}
@@ -133,13 +135,26 @@ def test_the_readme_verify_and_sinks_commands_run_the_slack_handshake(
                 timeout=60,
             )
 
-        started = eyetok(verify_line)
-        assert started.returncode == 0, started.stdout + started.stderr
-        assert "direct message" in started.stdout
-        nonce = started.stdout.strip().split()[-1]
+        # verify waits until the handshake passes: run it, read its nonce, DM it, wait
+        assert verify_line[:5] == ["python3", "-m", "uv", "run", "eyetok"]
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "eyetok.cli", *verify_line[5:]],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert waiting.stdout is not None
+        said = [waiting.stdout.readline() for _ in range(4)]
+        assert "direct message" in said[1]
+        nonce = said[3].strip()
         body = slack_event_body(f"here you go {nonce}")
         sent = httpx.post(daemon.url + "/slack/events", content=body, headers=slack_headers(body))
         assert sent.status_code == 200
+        rest = waiting.stdout.read()
+        assert waiting.wait(timeout=60) == 0, "".join(said) + rest
+        waiting.stdout.close()
+        assert rest.splitlines()[-1].startswith("slack is live: deliverable until ")
         deadline = time.monotonic() + 10
         while "deliverable" not in (listed := eyetok(sinks_line)).stdout:
             assert time.monotonic() < deadline, listed.stdout + listed.stderr

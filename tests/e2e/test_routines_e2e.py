@@ -94,16 +94,22 @@ def test_review_flags_a_refused_delivery_and_records_the_verdict(
 
         unknown = _review(daemon.url, "--note", "anm_0000000000000000", "--escalate", "x")
         assert unknown.returncode == 1
-        assert "no anomaly" in unknown.stdout
+        assert unknown.stderr == (
+            "eyetok: HTTP 404 from /api/v1/review/anomalies/anm_0000000000000000/note: "
+            "no anomaly 'anm_0000000000000000' on record\n"
+        )
         assert _review(daemon.url, "--note", anomaly["anomaly_id"]).returncode == 2
         assert _review(daemon.url, "--benign", "why").returncode == 2
         bad_since = _review(daemon.url, "--since", "forever")
         assert bad_since.returncode == 1
-        assert "since" in json.loads(bad_since.stdout)["error"]
+        assert bad_since.stderr.startswith("eyetok: HTTP 400 from /api/v1/review: ")
+        assert "since" in bad_since.stderr
+        as_json = _review(daemon.url, "--since", "forever", "--json")
+        assert "since" in json.loads(as_json.stdout)["error"]
         assert _review(daemon.url, token="not-the-root-token").returncode == 1
         no_token = _review(daemon.url, token=None)
         assert no_token.returncode == 2
-        assert "EYETOK_ROOT_TOKEN" in no_token.stdout
+        assert "EYETOK_ROOT_TOKEN" in no_token.stderr
         assert daemon.terminate()[0] == 0
     assert daemon.events("anomaly_flagged")
     assert daemon.events("anomaly_noted")

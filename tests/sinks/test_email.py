@@ -182,7 +182,7 @@ async def test_a_resolve_says_resolved(fake_smtp: FakeSmtp) -> None:
     [message] = await fake_smtp.receive(1)
     assert message["Subject"] == "[resolved] Database unreachable"
     text, _ = parts(message)
-    assert "2026-11-24T14:30:00+00:00" in text
+    assert "Resolved:    Tue 24 Nov 09:30 EST (14:30 UTC)" in text
 
 
 async def test_an_operator_notice_is_its_text(fake_smtp: FakeSmtp) -> None:

@@ -20,6 +20,7 @@ import msgspec
 from actors.sinks.email.config import MESSAGE_ID_DOMAIN
 from eyetok.guard import scrub
 from eyetok.messages import Deliver, Incident, IncidentAction, SevChannel
+from eyetok.wording import plural, when
 
 __all__ = ["EmailMessageSpec", "message_id", "one_line", "render"]
 
@@ -62,7 +63,7 @@ def one_line(text: str, limit: int = SUBJECT_MAX) -> str:
 
 
 def _when(at: datetime) -> str:
-    return at.isoformat(timespec="seconds")
+    return when(at)
 
 
 def _http_url(url: str) -> str:
@@ -91,7 +92,7 @@ def _facts(incident: Incident, rule: str) -> list[tuple[str, str]]:
     facts.append(
         (
             "Events",
-            f"{incident.event_count} (opened {_when(incident.opened_at)}, "
+            f"{incident.event_count} (opened {_when(incident.opened_at)}; "
             f"last seen {_when(incident.last_seen_at)})",
         )
     )
@@ -132,7 +133,7 @@ def render(deliver: Deliver, *, to: str | None = None) -> EmailMessageSpec:
             if incident.sev_channel is not None:
                 notes.append(_POSTURE[incident.sev_channel])
         case IncidentAction.UPDATE:
-            subject = f"[{channel}] {title} (seen again: {incident.event_count} events)"
+            subject = f"[{channel}] {title} (seen again: {plural(incident.event_count, 'event')})"
             headline = f"{channel}: seen again: {title}"
             if incident.escalation_recommended is not None:
                 notes.append(

@@ -168,7 +168,8 @@ def _incident_summary(deliver: Deliver) -> str:
     if incident.environment:
         text += f" ({incident.environment})"
     if deliver.action is IncidentAction.UPDATE:
-        text += f" · seen {incident.event_count} times"
+        count = incident.event_count
+        text += " · seen once" if count == 1 else f" · seen {count} times"
         if incident.escalation_recommended is not None:
             text += f" · escalation_recommended: {incident.escalation_recommended.value}"
     return text

@@ -1,9 +1,11 @@
 """Slack messages in Block Kit, pure: an incident and what happened -> a message.
 
-SEV1 carries the Emergency SOP link and asks for a human ack; SEV2 mentions the on-call
+SEV1 carries the Emergency SOP link (in its text too: the line a phone's notification
+shows) and asks for a human ack; SEV2 mentions the on-call
 user and proposes a remediation for approval; SEV2.5 is SEV2 without the call-out; SEV3
 posts the triage outcome only. Repeats and resolves reply in the incident's thread.
 A message held for the sink's verification says how late it is.
+Times are said in America/New_York with UTC in brackets (:mod:`eyetok.wording`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 from eyetok.config import SlackOptions
 from eyetok.guard import scrub
 from eyetok.messages import Deliver, IncidentAction, SevChannel
+from eyetok.wording import duration, plural, when
 
 
 class SlackMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,10 +99,13 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
                 blocks.append(_context(f"culprit: `{_escape(incident.culprit)}`"))
             blocks.extend(_posture(incident.sev_channel, options))
             text = f"[{channel_label}] {scrub(incident.title)}"
+            if incident.sev_channel is SevChannel.SEV1:
+                # the text is what a phone's notification shows: the SOP goes in it
+                text += f" · Emergency SOP: {options.emergency_sop_url}"
         case IncidentAction.UPDATE:
             text = (
-                f"Seen again: {incident.event_count} events, last at "
-                f"{incident.last_seen_at.isoformat(timespec='seconds')}"
+                f"Seen again: {plural(incident.event_count, 'event')}, last at "
+                f"{when(incident.last_seen_at)}"
             )
             blocks.append(_section(f":repeat: {text}"))
             if incident.escalation_recommended is not None:
@@ -107,8 +113,11 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
                 blocks.append(_section(f":arrow_double_up: `{line}` (a human must acknowledge)"))
                 text += f" · {line}"
         case IncidentAction.RESOLVE:
-            at = (incident.resolved_at or incident.last_seen_at).isoformat(timespec="seconds")
-            text = f"Resolved at {at} after {incident.event_count} events"
+            at = incident.resolved_at or incident.last_seen_at
+            text = (
+                f"Resolved at {when(at)} after {plural(incident.event_count, 'event')}, "
+                f"open {duration(at - incident.opened_at)}"
+            )
             blocks.append(_section(f":white_check_mark: {text}"))
         case IncidentAction.AUDIT:
             text = f"audit: {scrub(incident.title)}"

@@ -27,11 +27,11 @@ import trio
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from actors.sinks.slack.config import REQUEST_TIMEOUT_S
 from eyetok.config import Settings
 from eyetok.errors import EyeTokError
 from eyetok.sinks.slack import SlackSinkConfig
 
+AUTH_TEST_TIMEOUT_S = 10  # auth.test, asked once per handshake and per route check
 NONCE_TTL = timedelta(hours=24)  # a nonce not DM'd within a day matches nothing
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 
@@ -51,7 +51,7 @@ def nonce_candidates(text: str) -> list[str]:
 
 
 def _auth_test(token: str, api_url: str) -> str:
-    client = WebClient(token=token, base_url=api_url, timeout=REQUEST_TIMEOUT_S)
+    client = WebClient(token=token, base_url=api_url, timeout=AUTH_TEST_TIMEOUT_S)
     try:
         answer = client.auth_test()
     except SlackApiError as exc:

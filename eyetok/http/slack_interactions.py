@@ -1,0 +1,100 @@
+"""``POST /slack/interactions``: Slack's interactivity requests (the app manifest's
+Interactivity Request URL).
+
+A button on an EyeTok post comes back here when a person presses it: a form body whose
+``payload`` field is the JSON of a ``block_actions`` request, signed like the Events API
+(signature v0, 5-minute window). The one action EyeTok puts on a post is
+``eyetok_acknowledge`` with the value ``cluster:<id>`` (a fired suppression cluster's
+notice): it records the acknowledgement as the operator API's ``/ack`` does, by the Slack
+user who pressed it. Anything else is answered 200 and logged, so Slack shows no error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+import msgspec
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from eyetok import log, slack_events
+from eyetok.clock import Clock
+from eyetok.errors import SignatureError
+
+ACKNOWLEDGE_ACTION = "eyetok_acknowledge"  # the render's button (actors/sinks/slack/render.py)
+
+
+class ClusterAcknowledger(Protocol):
+    async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None: ...
+
+
+class _User(msgspec.Struct, kw_only=True):
+    id: str = ""
+    username: str | None = None
+    name: str | None = None
+
+
+class _Action(msgspec.Struct, kw_only=True):
+    action_id: str = ""
+    value: str | None = None
+
+
+class _Interaction(msgspec.Struct, kw_only=True):
+    type: str
+    user: _User = msgspec.field(default_factory=_User)
+    actions: list[_Action] = msgspec.field(default_factory=list)
+
+
+def _json(body: object, status: int = 200) -> Response:
+    response = Response(json.dumps(body), status=status)
+    response.headers["content-type"] = "application/json"
+    return response
+
+
+def add_slack_interactions(
+    app: QuartTrio, operations: ClusterAcknowledger, signing_secret: str | None, clock: Clock
+) -> None:
+    logger = log.get("http")
+
+    @app.post("/slack/interactions")
+    async def slack_interaction() -> Response:
+        if signing_secret is None:
+            return _json(
+                {
+                    "error": "no SLACK_SIGNING_SECRET is configured: set it to the Slack app's "
+                    "Signing Secret (Basic Information) and restart EyeTok"
+                },
+                503,
+            )
+        raw = await request.get_data(as_text=False)
+        body = raw if isinstance(raw, bytes) else raw.encode()
+        try:
+            slack_events.verify(
+                body,
+                timestamp=request.headers.get("x-slack-request-timestamp"),
+                signature=request.headers.get("x-slack-signature"),
+                signing_secret=signing_secret,
+                now=int(clock.now().timestamp()),
+            )
+            payload = parse_qs(body.decode("utf-8", "replace")).get("payload", [""])[0]
+            interaction = msgspec.json.decode(payload, type=_Interaction)
+        except SignatureError as exc:
+            return _json({"error": str(exc)}, 401)
+        except msgspec.DecodeError as exc:
+            return _json({"error": f"not a Slack interaction payload: {exc}"}, 400)
+        who = interaction.user.username or interaction.user.name or interaction.user.id
+        for action in interaction.actions:
+            value = action.value or ""
+            if action.action_id != ACKNOWLEDGE_ACTION or not value.startswith("cluster:"):
+                logger.info("slack_action_ignored", action_id=action.action_id, by=who)
+                continue
+            cluster_id = value.removeprefix("cluster:")
+            row = await operations.acknowledge_cluster(cluster_id, f"slack:{who}")
+            logger.info(
+                "slack_acknowledged" if row is not None else "slack_acknowledge_unknown",
+                cluster_id=cluster_id,
+                by=who,
+            )
+        return _json({"ok": True})

@@ -1,0 +1,95 @@
+"""The Acknowledge button on a cluster notice, pressed in Slack, reaches EyeTok at the
+manifest's Interactivity Request URL and records the acknowledgement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import trio
+
+from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
+from eyetok.http import slack_interactions
+from tests.conftest import daemon_settings, eventually, start_daemon
+from tests.http.test_budgets_and_suppression import HOOK_TOKEN, _post, _verdict
+from tests.peers.slack import FakeSlack
+from tests.verify import ROOT_TOKEN, slack_headers
+
+AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}
+CONFIG = """
+suppression: {hold_s: 0.3, quiet_s: 30, min_tenants: 2, min_share: 0.5}
+tenants:
+  operator: {tier: operator}
+  t1:
+    tier: team
+    hook_token_env: HOOK_TOKEN
+    policy: {routes: {SEV2: [{sink: t1-slack, target: "#t1"}], SEV2.5: [{sink: t1-slack, target: "#t1"}]}}
+  t2:
+    tier: team
+    hook_token_env: HOOK_TOKEN
+    policy: {routes: {SEV2: [{sink: t2-slack, target: "#t2"}], SEV2.5: [{sink: t2-slack, target: "#t2"}]}}
+sinks:
+  slack: {type: slack, tenant: operator}
+  t1-slack: {type: slack, tenant: t1}
+  t2-slack: {type: slack, tenant: t2}
+"""  # noqa: E501
+
+
+def _pressed(value: str, *, user: str = "dana") -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U0DANA", "username": user},
+        "actions": [{"action_id": ACKNOWLEDGE_ACTION, "value": value, "type": "button"}],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    return slack_headers(body) | {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_the_button_and_the_endpoint_agree_on_the_action() -> None:
+    assert slack_interactions.ACKNOWLEDGE_ACTION == ACKNOWLEDGE_ACTION
+
+
+async def test_pressing_acknowledge_in_slack_acknowledges_the_cluster(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    settings = daemon_settings(tmp_path, fake_slack, config=CONFIG, HOOK_TOKEN=HOOK_TOKEN)
+    daemon = await start_daemon(nursery, settings)
+    base = f"http://127.0.0.1:{daemon.bound_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        for t in ("t1", "t2"):
+            await _post(client, f"{base}/hooks/probe/{t}", _verdict(f"{t}.registry.example"))
+
+        async def fired() -> bool:
+            rows = (await client.get("/api/v1/suppressions", headers=AUTH)).json()
+            return len(rows["suppressions"]) == 1
+
+        await eventually(fired)
+        [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
+        body = _pressed(f"cluster:{row['cluster_id']}")
+        unsigned = await client.post("/slack/interactions", content=body)
+        assert unsigned.status_code == 401
+        pressed = await client.post("/slack/interactions", content=body, headers=_signed(body))
+        assert pressed.status_code == 200, pressed.text
+        [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
+        assert row["acked_by"] == "slack:dana"
+        unknown = _pressed("cluster:clu_nope")
+        answer = await client.post("/slack/interactions", content=unknown, headers=_signed(unknown))
+        assert answer.json() == {"ok": True}  # Slack shows no error; the log says why
+    daemon.request_stop()
+
+
+async def test_without_a_signing_secret_the_answer_names_it(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    settings = daemon_settings(tmp_path, fake_slack, SLACK_SIGNING_SECRET="")
+    daemon = await start_daemon(nursery, settings, verify=())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.bound_port}") as client:
+        answer = await client.post("/slack/interactions", content=_pressed("cluster:x"))
+    assert answer.status_code == 503
+    assert "SLACK_SIGNING_SECRET" in answer.json()["error"]
+    daemon.request_stop()
