@@ -41,7 +41,7 @@ async def http_error(exc: HTTPException) -> Response:
     if isinstance(exc, NotFound):
         message = f"no such path: {request.method} {request.path}"
     elif isinstance(exc, MethodNotAllowed):
-        allowed = ", ".join(exc.valid_methods or ())
+        allowed = ", ".join(sorted(exc.valid_methods or ()))
         message = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
     else:
         message = f"{exc.name}: {exc.description}" if exc.description else str(exc.name)
@@ -56,6 +56,8 @@ async def http_error(exc: HTTPException) -> Response:
     for name, value in exc.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["allow"] = allowed  # sorted: werkzeug's order is a set's
     return response
 
 

@@ -86,7 +86,7 @@ async def test_an_unexpected_exception_in_a_hook_is_a_json_500_and_one_log_line(
             "POST",
             "/healthz",
             405,
-            "POST is not allowed on /healthz (allowed: GET, HEAD, OPTIONS)",
+            "POST is not allowed on /healthz (allowed: GET, HEAD, OPTIONS)",  # sorted
         ),
     ],
 )
