@@ -334,9 +334,34 @@ async def _await_delivery(
                 if row["status"] in ("refused_unverified", "held_unverified"):
                     say(f"  -> python3 -m uv run eyetok verify {row['sink_id']}")
             return 1 if failed else 0
+        held = await _held_sinks(client, {str(r["sink_id"]) for r in rows if r not in done})
+        if held:
+            for sink_id in sorted(held):
+                say(
+                    f"Held for {sink_id}: the sink has not passed its ownership handshake; "
+                    "the alert goes out, marked late, once it does."
+                )
+                say(f"  -> python3 -m uv run eyetok verify {sink_id}")
+            return 1
         await trio.sleep(0.5)
     say(f"No delivery outcome within {wait_s:.0f} s: eyetok doctor --url {client.base_url}")
     return 1
+
+
+async def _held_sinks(client: httpx.AsyncClient, sink_ids: set[str]) -> set[str]:
+    """Which of ``sink_ids`` hold deliveries until their handshake passes."""
+    if not sink_ids:
+        return set()
+    try:
+        answer = (await client.get("/api/v1/sinks")).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise DaemonRefused(f"cannot read the sinks from {client.base_url}: {exc}") from exc
+    rows: list[dict[str, Any]] = answer.get("sinks", []) if isinstance(answer, dict) else []
+    return {
+        str(row["sink_id"])
+        for row in rows
+        if row.get("sink_id") in sink_ids and row.get("held_unverified")
+    }
 
 
 async def _notifications(client: httpx.AsyncClient, tenant: str) -> list[dict[str, Any]]:

@@ -151,12 +151,14 @@ def test_from_a_fresh_clone_to_an_alert_in_the_right_channel(
         assert "MISSING handshake:slack" in before.stdout
         assert "-> python3 -m uv run eyetok verify slack" in before.stdout
 
-        # Alerts before the handshake are not posted; the log names the fix, once an hour.
+        # Alerts before the handshake are held, not posted; the test alert says so and
+        # names the fix, and so does the log, once an hour.
         for _ in range(2):
             argv = ("test-alert", "--sev", "SEV2", "--wait", "20", "--url", daemon.url)
             early = _eyetok(*argv, env=env, cwd=work)
             assert early.returncode == 1, early.stdout + early.stderr
             assert "-> python3 -m uv run eyetok verify slack" in early.stdout
+            assert "Held for slack: the sink has not passed its ownership handshake" in early.stdout
         _until(lambda: bool(daemon.events("sink_unverified_fix")))
         [fix] = daemon.events("sink_unverified_fix")
         assert fix["fix"] == "python3 -m uv run eyetok verify slack"
@@ -172,6 +174,13 @@ def test_from_a_fresh_clone_to_an_alert_in_the_right_channel(
         assert delivered.status_code == 200
         assert verify.wait() == 0, verify.lines
         assert verify.lines[-1].startswith("slack is live: deliverable until ")
+        # The two alerts held for the handshake go out now, each saying how late it is.
+        late = fake_slack.wait_for_posts(2, timeout=15)
+        assert len(late) == 2
+        for post in late:
+            assert post.text is not None
+            assert "[EyeTok test alert] synthetic SEV2 alert" in post.text
+            assert "awaiting verification" in post.text
 
         # 5. The test alert goes the real path into #raxx-ops-alert-SEV3.
         test_alert = _eyetok("test-alert", "--sev", "SEV3", "--url", daemon.url, env=env, cwd=work)
@@ -186,7 +195,7 @@ def test_from_a_fresh_clone_to_an_alert_in_the_right_channel(
         accepted = daemon.post_sentry(body, "event_alert", SECRET)
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["sev_channel"] == "SEV1"
-        posts = fake_slack.wait_for_posts(2, timeout=15)
+        posts = fake_slack.wait_for_posts(4, timeout=15)  # 2 late, the SEV3 test, the SEV1
         [sev1] = [p for p in posts if p.channel == "raxx-ops-alert-SEV1"]
         assert sev1.text is not None
         assert sev1.text.endswith("Emergency SOP: https://runbooks.raxx.example/emergency-sop")

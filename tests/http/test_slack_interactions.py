@@ -15,7 +15,7 @@ from eyetok.http import slack_interactions
 from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.http.test_budgets_and_suppression import HOOK_TOKEN, _post, _verdict
 from tests.peers.slack import FakeSlack
-from tests.verify import ROOT_TOKEN, slack_headers
+from tests.verify import ROOT_TOKEN, slack_headers, tenant_slack_token
 
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}
 CONFIG = """
@@ -32,8 +32,8 @@ tenants:
     policy: {routes: {SEV2: [{sink: t2-slack, target: "#t2"}], SEV2.5: [{sink: t2-slack, target: "#t2"}]}}
 sinks:
   slack: {type: slack, tenant: operator}
-  t1-slack: {type: slack, tenant: t1}
-  t2-slack: {type: slack, tenant: t2}
+  t1-slack: {type: slack, tenant: t1, token_env: T1_SLACK_TOKEN}
+  t2-slack: {type: slack, tenant: t2, token_env: T2_SLACK_TOKEN}
 """  # noqa: E501
 
 
@@ -57,7 +57,14 @@ def test_the_button_and_the_endpoint_agree_on_the_action() -> None:
 async def test_pressing_acknowledge_in_slack_acknowledges_the_cluster(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
-    settings = daemon_settings(tmp_path, fake_slack, config=CONFIG, HOOK_TOKEN=HOOK_TOKEN)
+    settings = daemon_settings(
+        tmp_path,
+        fake_slack,
+        config=CONFIG,
+        HOOK_TOKEN=HOOK_TOKEN,
+        T1_SLACK_TOKEN=tenant_slack_token(fake_slack, "t1"),
+        T2_SLACK_TOKEN=tenant_slack_token(fake_slack, "t2"),
+    )
     daemon = await start_daemon(nursery, settings)
     base = f"http://127.0.0.1:{daemon.bound_port}"
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
