@@ -132,6 +132,37 @@ ON CONFLICT (key) DO NOTHING
 
 CLOSE_HANDSHAKE = "DELETE FROM pending_handshakes WHERE key = %s"
 
+# Set-based forms of the two statements every signal writes: one JSON parameter holds
+# every row of one tenant (``jsonb_to_recordset``), so a batch costs one statement per
+# table and tenant rather than one Bind/Execute per row (psycopg adapts one string, the
+# server plans once). Same columns, same conflict rules as the one-row forms above,
+# which the row-by-row fallback still uses.
+SNAPSHOT_COLUMNS = (
+    "incident_id text, tenant_id text, dedup_key text, title text, severity text, "
+    "sev_channel text, status text, opened_at timestamptz, acknowledged_at timestamptz, "
+    "acknowledged_by text, resolved_at timestamptz, last_seen_at timestamptz, "
+    "event_count integer, rule text, updated_at timestamptz, snapshot jsonb"
+)
+UPSERT_INCIDENTS = UPSERT_INCIDENT.replace(
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+    "SELECT incident_id, tenant_id, dedup_key, title, severity, sev_channel, status,\n"
+    "    opened_at, acknowledged_at, acknowledged_by, resolved_at, last_seen_at,\n"
+    "    event_count, rule, updated_at, snapshot\n"
+    f"FROM jsonb_to_recordset(%s::jsonb) AS r({SNAPSHOT_COLUMNS})",
+)
+PENDING_COLUMNS = (
+    "delivery_id text, tenant_id text, incident_id text, sink_id text, sink_type text, "
+    "target text, action text, planned_at timestamptz, deliver jsonb"
+)
+INSERT_PENDINGS = INSERT_PENDING.replace(
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+    "SELECT delivery_id, tenant_id, incident_id, sink_id, sink_type, target, action,\n"
+    "    planned_at, deliver\n"
+    f"FROM jsonb_to_recordset(%s::jsonb) AS r({PENDING_COLUMNS})",
+)
+_SNAPSHOT_KEYS = tuple(c.split()[0] for c in SNAPSHOT_COLUMNS.split(", "))
+_PENDING_KEYS = tuple(c.split()[0] for c in PENDING_COLUMNS.split(", "))
+
 # Row-level security: the tenant whose rows the next statements write (until commit).
 SET_TENANT = "SELECT set_config('eyetok.tenant', %s, true)"
 
@@ -196,6 +227,32 @@ class MirrorBatch:
             + len(self.tenant_entries)
             + len(self.tenant_tokens)
         )
+
+    def grouped(self) -> list[tuple[str, str, list[tuple[object, ...]]]]:
+        """(tenant, statement, rows) in the order they are written: the snapshots and the
+        pending deliveries set-based (one JSON parameter per table and tenant), every
+        other statement a run of rows for one ``executemany``."""
+        groups: list[tuple[str, str, list[tuple[object, ...]]]] = []
+        for statement, keys, rows in (
+            (UPSERT_INCIDENTS, _SNAPSHOT_KEYS, [snapshot_params(s) for s in self.snapshots]),
+            (INSERT_PENDINGS, _PENDING_KEYS, [pending_params(d) for d in self.planned]),
+        ):
+            by_tenant: dict[str, list[dict[str, object]]] = {}
+            for params in rows:
+                record = dict(zip(keys, params, strict=True))
+                record[keys[-1]] = msgspec.Raw(str(params[-1]).encode())  # already JSON
+                by_tenant.setdefault(str(params[1]), []).append(record)
+            groups += [
+                (tenant, statement, [(_encode(records).decode(),)])
+                for tenant, records in by_tenant.items()
+            ]
+        rest = self.statements()[len(self.snapshots) + len(self.planned) :]
+        for tenant, _what, statement, params in rest:
+            if groups and groups[-1][0] == tenant and groups[-1][1] == statement:
+                groups[-1][2].append(params)
+            else:
+                groups.append((tenant, statement, [params]))
+        return groups
 
     def statements(self) -> list[tuple[str, str, str, tuple[object, ...]]]:
         """(tenant, what, statement, params) in the order they are written."""
@@ -491,14 +548,10 @@ class MirrorWriter:
             raise error(f"mirror write failed: {exc}") from exc
 
     def _write(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
-        """The batch in one transaction: each run of one statement for one tenant as one
-        ``executemany``, under that tenant's ``eyetok.tenant``."""
-        groups: list[tuple[str, str, list[tuple[object, ...]]]] = []
-        for tenant, _what, statement, params in batch.statements():
-            if groups and groups[-1][0] == tenant and groups[-1][1] == statement:
-                groups[-1][2].append(params)
-            else:
-                groups.append((tenant, statement, [params]))
+        """The batch in one transaction: the snapshots and pending deliveries of each
+        tenant as one set-based statement, each other run of one statement for one tenant
+        as one ``executemany``, all under that tenant's ``eyetok.tenant``."""
+        groups = batch.grouped()
         # Every statement of the batch in one pipeline (one round trip between BEGIN and
         # COMMIT): the thread waits on the socket, and takes the GIL back after it, a few
         # times per batch rather than per statement.
