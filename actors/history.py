@@ -350,12 +350,6 @@ async def run_history(
     async def commit(batch: list[HistoryMessage]) -> str | None:
         """Journal ``batch``; in postgres durability also commit it in Postgres. None
         when it is durable as the mode requires, else why not (see the docstring)."""
-        return await confirmation(await journal_batch(batch))
-
-    async def journal_batch(batch: list[HistoryMessage]) -> Reply[bool] | None:
-        """Journal ``batch`` (fsynced when this returns); in postgres durability its
-        changes are with the mirror, and the answer to its ``ConfirmDurable`` (if signals
-        wait for a 202) is what this returns, for :func:`confirmation` to wait on."""
         nonlocal seq, journalled_to
         now = clock.now()
         rows: list[msgspec.Struct] = []
@@ -377,10 +371,6 @@ async def run_history(
             journal.append, payload, limiter=fsync_limiter
         )
         unmaterialised.extend(rows)
-        return confirmed
-
-    async def confirmation(confirmed: Reply[bool] | None) -> str | None:
-        """None once Postgres committed what ``confirmed`` covers, else why not."""
         if confirmed is None:
             return None
         with trio.move_on_after(deps.durable_wait_s):
@@ -403,41 +393,9 @@ async def run_history(
             await trio.sleep(deps.materialise_every_s)
             await materialise()
 
-    async def finish(batch: list[HistoryMessage], not_durable: str | None) -> None:
-        if not_durable is not None:
-            logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
-        await _after_commit(batch, to_delivery, not_durable)
-        if deps.mirrored and not deps.durable:
-            await _mirror(batch, to_mirror, clock.now())
-        flushes = [m for m in batch if isinstance(m, FlushHistory)]
-        if flushes:
-            await materialise()
-            for flush in flushes:
-                flush.reply.send(True)
-
-    # Postgres durability, pipelined: while one batch waits for Postgres to confirm (the
-    # confirmer), the next is journalled and its changes go to the mirror, so its
-    # ConfirmDurable is there when the mirror's write in flight ends and the mirror's
-    # next transaction starts at once. At most one batch waits here: the loop then blocks
-    # handing over the next, the inbox gathers meanwhile, and batches (and Postgres
-    # transactions) stay as large as without the pipeline. Batches are confirmed and
-    # answered in the order they were journalled.
-    to_confirm, confirming = trio.open_memory_channel[
-        tuple[list[HistoryMessage], Reply[bool] | None]
-    ](0)
-    unanswered: list[list[HistoryMessage]] = []  # handed to the confirmer, not finished
-
-    async def confirmer() -> None:
-        async for batch, confirmed in confirming:
-            not_durable = await confirmation(confirmed)
-            unanswered.pop(0)  # answered first thing in finish, before any await
-            await finish(batch, not_durable)
-
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(materialise_periodically)
-            if deps.durable:
-                nursery.start_soon(confirmer)
             task_status.started()
             if pending:
                 logger.info("outbox_requeued", pending=len(pending))
@@ -445,18 +403,18 @@ async def run_history(
                 await to_delivery.send(deliver)
             while True:
                 batch = take(await inbox.receive())
-                if deps.durable:
-                    confirmed = await journal_batch(batch)
-                    unanswered.append(batch)
-                    await to_confirm.send((batch, confirmed))
-                else:
-                    await finish(batch, await commit(batch))
+                not_durable = await commit(batch)
+                if not_durable is not None:
+                    logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
+                await _after_commit(batch, to_delivery, not_durable)
+                if deps.mirrored and not deps.durable:
+                    await _mirror(batch, to_mirror, clock.now())
+                flushes = [m for m in batch if isinstance(m, FlushHistory)]
+                if flushes:
+                    await materialise()
+                    for flush in flushes:
+                        flush.reply.send(True)
     finally:
-        # Batches journalled but still waiting on Postgres: no 202 (never one Postgres
-        # may not have); the senders retry.
-        for batch in unanswered:
-            _answer(batch, "stopping before postgres confirmed")
-        unanswered.clear()
         # Stopping (drain or restart): whatever already waits in the inbox is journalled,
         # and everything journalled reaches DuckDB.
         with trio.CancelScope(shield=True):
