@@ -22,7 +22,7 @@ from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Settings
-from eyetok.errors import StateError
+from eyetok.errors import ConfigError, StateError
 from eyetok.health import HealthBoard, SinkBoard
 from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
@@ -32,6 +32,7 @@ from eyetok.http.server import server_config
 from eyetok.webhook_ids import WebhookKey
 from state.history.store import HistoryStore
 from state.history.wal import Journal
+from state.mirror.refusal import role_refusal
 from state.mirror.rehydrate import load_from_postgres, rehydrate_into
 from state.mirror.writer import MirrorWriter
 
@@ -85,6 +86,16 @@ class Daemon:
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
+        if settings.durability == "postgres" and settings.database_url is not None:
+            # Postgres refusing the role never heals by waiting, and postgres durability
+            # accepts nothing without it: a start-up failure (Postgres down is not).
+            refused = await trio.to_thread.run_sync(role_refusal, settings.database_url)
+            if refused is not None:
+                raise ConfigError(
+                    "DATABASE_URL",
+                    f"Postgres refused the role in DATABASE_URL ({refused}); postgres "
+                    "durability cannot accept anything without it",
+                )
         db_path = settings.data_dir / "history.duckdb"
         self.store = store = HistoryStore(db_path)
         journal = Journal(settings.data_dir / "journal")
@@ -195,6 +206,8 @@ class Daemon:
                     nursery.start_soon(self._watch_signals)
                 self.bound_port = _port_of(binds, settings.port)
                 self._log.info("eyetok_ready", listening=binds, port=self.bound_port)
+                if settings.database_url is not None and not durable:
+                    nursery.start_soon(self._say_if_role_refused, settings.database_url)
                 task_status.started(self.bound_port)
                 await self._stop.wait()
                 with trio.move_on_after(DRAIN_DEADLINE_S) as deadline:
@@ -246,6 +259,18 @@ class Daemon:
             partial=sum(1 for ids, total, _ in messages.values() if len(ids) < total),
             window_s=window_s,
         )
+
+    async def _say_if_role_refused(self, dsn: str) -> None:
+        """Disk durability: a role Postgres refuses does not stop routing, but the log says
+        so in words, once, after the daemon is ready (Postgres down is the mirror's line)."""
+        refused = await trio.to_thread.run_sync(role_refusal, dsn, abandon_on_cancel=True)
+        if refused is not None:
+            self._log.error(
+                "postgres_role_refused",
+                reason=refused,
+                consequence="running degraded without the Postgres mirror (disk durability)",
+                fix="set DATABASE_URL to a role Postgres accepts (user and password)",
+            )
 
     async def _rehydrate_before_accepting(self, store: HistoryStore, dsn: str) -> bool:
         """Postgres durability, a fresh data directory: rehydrate, retrying (backoff up to

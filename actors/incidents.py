@@ -19,7 +19,15 @@ import trio
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
-from eyetok.incidents import RECENTLY_RESOLVED, IncidentKey, apply, decide, key_of, knows
+from eyetok.incidents import (
+    NOTHING_OPEN,
+    RECENTLY_RESOLVED,
+    IncidentKey,
+    apply,
+    decide,
+    key_of,
+    knows,
+)
 from eyetok.messages import (
     Accepted,
     Incident,
@@ -74,7 +82,7 @@ async def run_incidents(
                 tenant=signal.tenant,
                 dedup_key=signal.dedup_key,
                 signal_id=signal.signal_id,
-                reason="no open incident has this key; nothing opened, nothing sent",
+                reason=NOTHING_OPEN,
             )
         if incident is not None and action is not IncidentAction.UPDATE:
             logger.info(

@@ -494,6 +494,8 @@ def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
 
 def _why_not_started(exc: Exception, host: str, port: int) -> tuple[str, str]:
     """What stopped the start, in one line, and what to do about it."""
+    if isinstance(exc, ConfigError):  # found only at start-up (e.g. DATABASE_URL's role)
+        return (exc.problem, f"correct {exc.field} and start again")
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return (
             f"port {port} on {host} is already in use by another process",

@@ -5,7 +5,9 @@ probe verdict or a generic alert), for one tenant, judged as if it arrived at ``
 is what ``eyetok replay --explain --at`` does for Sentry payloads, asked of the running
 daemon instead (its configuration, its recognisers, its tenants' business hours), so a
 drill can check the DST edges of the loudness table through the front door. Each alert
-is judged as new to EyeTok (the explain API does not consult the open incidents).
+is judged as new to EyeTok: the explain API does not consult the open or recently
+resolved incidents the daemon knows, and every explanation says so in ``assumed`` rather
+than claim more than it knows.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from eyetok.sources import generic, probe
 
 EXPLAINABLE = ("probe", "generic")
 
+# What every explanation assumes instead of asking the incidents actor (see the docstring).
+ASSUMED = "new to EyeTok"
+
 
 class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     """How one alert would be routed at ``at``."""
@@ -38,6 +43,9 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     destinations: list[str]  # "sink_id:target"
     title: str
     why: Why  # the rule, what held, and the first failure of each louder rule above it
+    # What the judgment assumed rather than knew: the open and recently resolved incidents
+    # are not consulted, so the alert is judged as if EyeTok had never seen its key.
+    assumed: str = ASSUMED
 
 
 def parse_instant(text: str) -> datetime:
@@ -79,7 +87,7 @@ def explain(
     local = at.astimezone(ZoneInfo(window.zone))
     out = []
     for signal in signals:
-        routing = classify(signal, window=window)
+        routing = classify(signal, known=False, window=window)
         destinations = destinations_for(tenant.policy, routing.sev_channel, settings.sink_types())
         out.append(
             Explanation(
@@ -93,7 +101,7 @@ def explain(
                 sev_channel=routing.sev_channel.value if routing.sev_channel else None,
                 destinations=[f"{d.sink_id}:{d.target}" for d in destinations],
                 title=signal.title,
-                why=why(facts_of(signal)),
+                why=why(facts_of(signal, known=False)),
             )
         )
     return out

@@ -28,6 +28,10 @@ from eyetok.messages import (
 IncidentKey = tuple[str, str]  # (tenant, dedup_key)
 
 RECENTLY_RESOLVED = timedelta(hours=24)
+
+# What a resolve of a key with nothing open says (the hook's answer, replay --explain and
+# the resolve_of_nothing_open log line): it is a resolve, and it opens and sends nothing.
+NOTHING_OPEN = "no open incident has this key: nothing to resolve, nothing opened or sent"
 """How long a resolved incident keeps its issue known to EyeTok (not new again)."""
 
 _LOUDNESS = {SevChannel.SEV3: 0, SevChannel.SEV2_5: 1, SevChannel.SEV2: 2, SevChannel.SEV1: 3}

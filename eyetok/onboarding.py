@@ -23,8 +23,18 @@ from eyetok.sources import sentry
 from eyetok.synthetic_alert import LABEL, alert_body, expected_channels
 
 # The bot scopes the Slack app needs (deploy/slack-app-manifest.yaml lists the same):
-# post, post in a public channel without being invited, read the DM the nonce comes in.
-SLACK_BOT_SCOPES = ("chat:write", "chat:write.public", "im:history")
+# post, post in a public channel without being invited, read the DM the nonce comes in;
+# then read channel history and threads and resolve channel names (public and private),
+# which is how a post whose answer never came is looked for before posting again.
+SLACK_BOT_SCOPES = (
+    "chat:write",
+    "chat:write.public",
+    "im:history",
+    "channels:history",
+    "groups:history",
+    "channels:read",
+    "groups:read",
+)
 SLACK_BOT_EVENTS = ("message.im",)
 
 Say = Callable[[str], None]
@@ -158,8 +168,10 @@ def slack_steps(settings: Settings, sink_id: str, nonce: str) -> list[str]:
         f"       {nonce}",
         f"  2. The app's Event Subscriptions Request URL must be {events_url}",
         f"     (bot events: {', '.join(SLACK_BOT_EVENTS)}); deploy/slack-app-manifest.yaml has it.",
-        f"  3. The app needs the bot scopes {', '.join(SLACK_BOT_SCOPES)}; its Bot User",
-        f"     OAuth Token goes in {token_env}, its Signing Secret in SLACK_SIGNING_SECRET.",
+        "  3. The app needs the bot scopes (deploy/slack-app-manifest.yaml lists them):",
+        f"       {', '.join(SLACK_BOT_SCOPES)}",
+        f"     Its Bot User OAuth Token goes in {token_env}, its Signing Secret in",
+        "     SLACK_SIGNING_SECRET.",
     ]
 
 

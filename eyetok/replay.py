@@ -21,12 +21,10 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from eyetok.config import Settings
-from eyetok.incidents import IncidentKey, apply, decide, key_of, knows
+from eyetok.incidents import NOTHING_OPEN, IncidentKey, apply, decide, key_of, knows
 from eyetok.messages import Incident, IncidentAction, Signal
 from eyetok.policy import destinations_for
 from eyetok.severity import classify, facts_of, why
-
-NOTHING_OPEN = "no open incident has this key: nothing to resolve, nothing opened or sent"
 
 
 class NoPayloadsError(Exception):

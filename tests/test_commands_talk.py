@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from eyetok.onboarding import SLACK_BOT_SCOPES
 from tests.conftest import FIXTURES, SECRET, daemon_settings, start_daemon
 from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
@@ -204,6 +205,8 @@ async def test_verify_says_what_to_do_and_stops_waiting_in_words(
     lines = out.splitlines()
     assert lines[0] == "Started the ownership handshake of Slack sink 'slack'. Three steps:"
     assert "Request URL must be https://eyetok.example.com/slack/events" in out
+    scopes = lines[lines.index(next(x for x in lines if "bot scopes" in x)) + 1]
+    assert tuple(scopes.strip().split(", ")) == SLACK_BOT_SCOPES  # the manifest's (test_deploy)
     assert "Waiting up to 1 s for the handshake to pass (Ctrl-C stops waiting)." in lines
     assert any(line.startswith("  ... slack is pending (") for line in lines)
     assert lines[-1].startswith("slack: still pending after 1 s: stopped waiting.")

@@ -15,7 +15,7 @@ from eyetok.cli import _parser
 from eyetok.config import FileConfig, settings_from
 from eyetok.doctor import diagnose
 from eyetok.http.app import create_app
-from eyetok.onboarding import SLACK_BOT_EVENTS, SLACK_BOT_SCOPES
+from eyetok.onboarding import SLACK_BOT_EVENTS, SLACK_BOT_SCOPES, slack_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -74,6 +74,28 @@ def test_the_slack_manifest_agrees_with_the_daemon() -> None:
     for url in (events["request_url"], interactivity["request_url"]):
         assert url.startswith("https://eyetok.example.com/")
         assert url.removeprefix("https://eyetok.example.com") in routes
+
+
+def test_the_manifest_the_readme_and_verify_slack_name_the_same_scopes() -> None:
+    manifest = list(MANIFEST["oauth_config"]["scopes"]["bot"])
+    # the Slack sink reads history and threads and resolves channel names (deliver.py)
+    for needed in ("channels:history", "groups:history", "channels:read", "groups:read"):
+        assert needed in manifest
+    # every scope is explained by a comment on its line in the manifest
+    text = (ROOT / "deploy" / "slack-app-manifest.yaml").read_text("utf-8")
+    for scope in manifest:
+        assert re.search(rf"^\s*- {re.escape(scope)} # \S", text, re.M), scope
+    # the README's Slack app step lists exactly these, in this order
+    step = README[README.index("**1. The Slack app.**") :]
+    step = step[: step.index("**2.")]
+    listed = re.search(r"the bot scopes (.*?);", step, re.S)
+    assert listed is not None
+    assert re.findall(r"`([^`]+)`", listed.group(1)) == manifest
+    # what `eyetok verify slack` prints
+    settings = settings_from(FileConfig(), {"SLACK_BOT_TOKEN": "xoxb-test"})
+    lines = slack_steps(settings, "slack", "nonce")
+    printed = lines[lines.index(next(x for x in lines if "bot scopes" in x)) + 1]
+    assert printed.strip().split(", ") == manifest
 
 
 def test_the_deploy_sections_eyetok_commands_are_real() -> None:

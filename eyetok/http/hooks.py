@@ -49,7 +49,8 @@ from eyetok.errors import (
     UnknownTenantError,
 )
 from eyetok.http.asgi import Receive, Scope, Send, header, send_json
-from eyetok.messages import Accepted, Signal
+from eyetok.incidents import NOTHING_OPEN
+from eyetok.messages import Accepted, IncidentAction, Signal
 from eyetok.recognisers import Recognisers
 from eyetok.sources import alertmanager, generic, probe, sentry
 from eyetok.webhook_ids import AcceptedWebhookIds, WebhookKey
@@ -334,7 +335,7 @@ class Hooks:
 
 
 def _answer(accepted: Accepted) -> dict[str, object]:
-    return {
+    answer: dict[str, object] = {
         "signal_id": accepted.signal_id,
         "incident_id": accepted.incident_id,
         "severity": accepted.severity.value,
@@ -342,6 +343,9 @@ def _answer(accepted: Accepted) -> dict[str, object]:
         "action": accepted.action.value,
         "rule": accepted.rule,
     }
+    if accepted.action is IncidentAction.RESOLVE and accepted.incident_id is None:
+        answer["note"] = NOTHING_OPEN  # a resolve of nothing open: opened and sent nothing
+    return answer
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio.testing
 
 from state.history.store import HistoryStore
 
@@ -16,3 +17,11 @@ def store(tmp_path: Path) -> Iterator[HistoryStore]:
     history = HistoryStore(tmp_path / "history.duckdb")
     yield history
     history.close()
+
+
+@pytest.fixture
+def mock_clock() -> trio.testing.MockClock:
+    """pytest-trio's MockClock, jumping once every task has been idle 0.05 s: the Slack
+    calls run in worker threads on real time, so the clock never jumps while one is under
+    way (a test may set its own ``autojump_threshold``)."""
+    return trio.testing.MockClock(autojump_threshold=0.05)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import trio
@@ -35,6 +35,8 @@ from state.history.store import HistoryStore
 from tests.actors.deliveries import deliver
 
 OPERATOR_CHANNEL = "#eyetok-operator"
+# where the rigs' wall clocks start: a Tuesday, 10:00 in New York (business hours)
+ANCHOR = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 
 
 @dataclass

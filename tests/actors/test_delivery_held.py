@@ -3,13 +3,10 @@ once the handshake passes, refused only past ``delivery.unverified_hold_s``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import msgspec
-import pytest
 import structlog
 import trio
 import trio.testing
@@ -19,22 +16,9 @@ from eyetok.config import DeliveryOptions
 from eyetok.messages import Destination
 from harness.peers.slack import FakeSlack
 from state.history.store import HistoryStore
-from tests.actors.slack_rig import OPERATOR_CHANNEL, slack_alert, start_rig
+from tests.actors.slack_rig import ANCHOR, OPERATOR_CHANNEL, slack_alert, start_rig
 from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
 from tests.verify import ROOT_TOKEN, verify_slack
-
-ANCHOR = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.05)
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
 
 
 async def test_a_sev1_before_the_handshake_goes_out_late_once_the_sink_is_verified(

@@ -3,10 +3,6 @@ the operator's notice of a dead delivery outlives the failure it reports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-
-import pytest
 import structlog
 import trio
 import trio.testing
@@ -15,22 +11,7 @@ from eyetok.clock import TrioWallClock
 from eyetok.config import DeliveryOptions
 from harness.peers.slack import FakeSlack, Scripted
 from state.history.store import HistoryStore
-from tests.actors.slack_rig import OPERATOR_CHANNEL, slack_alert, start_rig
-
-ANCHOR = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    # The Slack calls run in worker threads on real time: the clock jumps only once every
-    # task has been idle for a while, never while a call is under way.
-    return trio.testing.MockClock(autojump_threshold=0.05)
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
+from tests.actors.slack_rig import ANCHOR, OPERATOR_CHANNEL, slack_alert, start_rig
 
 
 async def test_twenty_500s_then_ten_429s_deliver_every_alert_exactly_once(

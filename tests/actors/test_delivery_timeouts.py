@@ -5,10 +5,8 @@ answers after 0.6 s, the client gives up at 0.25 s."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 import trio
 from slack_sdk import WebClient
 
@@ -21,12 +19,6 @@ from state.history.store import HistoryStore
 from tests.actors.slack_rig import slack_alert, start_rig
 
 FAST = DeliveryOptions(max_age_s=60, base_backoff_s=0.1, max_backoff_s=0.4, breaker_cooldown_s=0.2)
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
 
 
 def _delivery_ids(fake: FakeSlack) -> Counter[str]:

@@ -240,6 +240,8 @@ def test_new_means_new_to_eyetok_across_a_restart(tmp_path: Path, fake_slack: Fa
         # A resolve for a key with nothing open: a resolve of nothing, and no post.
         nothing = daemon.post_sentry(resolved, "issue", SECRET).json()
         assert (nothing["action"], nothing["incident_id"]) == ("resolve", None)
+        assert "nothing to resolve" in nothing["note"]
+        assert "note" not in closed  # a resolve that closed something needs no note
         fake_slack.wait_for_posts(2)
         assert daemon.terminate()[0] == 0
     assert daemon.events("resolve_of_nothing_open")

@@ -58,13 +58,12 @@ def _wait_delivered(slack: FakeSlack, incidents: set[str], timeout: float) -> se
     return incidents - _posted_incidents(slack)
 
 
-def test_kill_9_mid_stream_loses_nothing_that_was_accepted(
-    tmp_path: Path, fake_slack: FakeSlack
-) -> None:
-    fake_slack.delay = 0.02  # a slow Slack: deliveries are in flight when the kill lands
-    data = tmp_path / "data"
-    env = _env(fake_slack, tmp_path / "eyetok.yaml")
-    daemon = DaemonProcess(data, env).start().verify_slack()
+def _kill_9_at_one_hundred(
+    daemon: DaemonProcess, restart: Callable[[], DaemonProcess]
+) -> tuple[Stream, DaemonProcess]:
+    """Stream 300 signed alerts at ``daemon``, kill -9 it once 100 are accepted, bring up
+    ``restart()`` on the same port, and let the stream finish there: every one accepted,
+    some only after a retry. The stream and the restarted daemon."""
     current = {"daemon": daemon}
     killed = threading.Event()
 
@@ -77,13 +76,25 @@ def test_kill_9_mid_stream_loses_nothing_that_was_accepted(
     runner = threading.Thread(target=stream.run, args=(kill_at_one_hundred,))
     runner.start()
     assert killed.wait(60), "the stream never reached 100 accepted signals"
-    restarted = DaemonProcess(data, env, port=daemon.port)
-    restarted.start()
+    restarted = restart()
     current["daemon"] = restarted
     runner.join(120)
     assert not runner.is_alive()
     assert len(stream.accepted) == 300, f"refused: {stream.refused}"
     assert stream.failures > 0  # some posts hit the dead daemon and were retried
+    return stream, restarted
+
+
+def test_kill_9_mid_stream_loses_nothing_that_was_accepted(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    fake_slack.delay = 0.02  # a slow Slack: deliveries are in flight when the kill lands
+    data = tmp_path / "data"
+    env = _env(fake_slack, tmp_path / "eyetok.yaml")
+    daemon = DaemonProcess(data, env).start().verify_slack()
+    stream, restarted = _kill_9_at_one_hundred(
+        daemon, lambda: DaemonProcess(data, env, port=daemon.port).start()
+    )
 
     incidents = {answer["incident_id"] for answer in stream.accepted.values()}
     missing = _wait_delivered(fake_slack, incidents, timeout=60)
@@ -159,25 +170,10 @@ def test_kill_9_then_a_fresh_dyno_delivers_every_202(
     daemon = DaemonProcess(tmp_path / "dyno-1", env).start().verify_slack()
     [starting] = daemon.events("eyetok_starting")
     assert starting["durability"] == "postgres"
-    current = {"daemon": daemon}
-    killed = threading.Event()
-
-    def kill_at_one_hundred(_: int) -> None:
-        if len(stream.accepted) >= 100 and not killed.is_set():
-            killed.set()
-            current["daemon"].kill()
-
-    stream = Stream(url=lambda: current["daemon"].url, secret=SECRET, n=300, deadline_s=90)
-    runner = threading.Thread(target=stream.run, args=(kill_at_one_hundred,))
-    runner.start()
-    assert killed.wait(60), "the stream never reached 100 accepted signals"
-    fresh = DaemonProcess(tmp_path / "dyno-2", env, port=daemon.port)  # the disk is gone
-    fresh.start(timeout=30)
-    current["daemon"] = fresh
-    runner.join(120)
-    assert not runner.is_alive()
-    assert len(stream.accepted) == 300, f"refused: {stream.refused}"
-    assert stream.failures > 0  # some posts hit the dead daemon and were retried
+    stream, fresh = _kill_9_at_one_hundred(
+        daemon,  # the fresh dyno's disk is gone: a new, empty data directory
+        lambda: DaemonProcess(tmp_path / "dyno-2", env, port=daemon.port).start(timeout=30),
+    )
     assert fresh.events("rehydrated_from_postgres")
 
     incidents = {answer["incident_id"] for answer in stream.accepted.values()}

@@ -178,6 +178,8 @@ async def test_explain_answers_through_the_api(client: httpx.AsyncClient) -> Non
     assert answer.status_code == 200, answer.text
     [seen] = answer.json()["explanations"]
     assert (seen["sev_channel"], seen["local_time"]) == ("SEV2", "2026-11-01T01:30:00-05:00")
+    # It does not consult what the daemon knows, and says so rather than claim more.
+    assert seen["assumed"] == "new to EyeTok"
     missing = await client.post("/api/v1/explain", json=asked, headers=AUTH)
     assert missing.status_code == 400
     unknown = await client.post(

@@ -314,6 +314,13 @@ async def test_a_probe_batch_journals_every_verdict_with_its_cluster_key(
         ("info", "resolve", "resolve"),
         ("info", "resolve", "resolve"),
     ]
+    assert ["nothing to resolve" in s.get("note", "") for s in answer["signals"]] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
     rows = await signals_table(daemon, "signal_id, source, dedup_key, cluster_key")
     by_id = {row[0]: row[1:] for row in rows}
     assert [by_id[s["signal_id"]] for s in answer["signals"]] == [
