@@ -29,11 +29,9 @@ _MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 _POSTURE: dict[SevChannel, str] = {
     SevChannel.SEV1: "Waiting for a human ack; no autonomous action.",
-    SevChannel.SEV2: "Proposed remediation: follow the playbook for this rule. "
-    "Waiting for approval before any change.",
-    SevChannel.SEV2_5: "Proposed remediation: follow the playbook for this rule. "
-    "Waiting for approval before any change.",
-    SevChannel.SEV3: "Triage outcome: triaged by playbook; no human action needed.",
+    SevChannel.SEV2: "Needs a human: no remediation is proposed automatically yet.",
+    SevChannel.SEV2_5: "Needs a human: no remediation is proposed automatically yet.",
+    SevChannel.SEV3: "Posted for the record; no automatic triage ran.",
 }
 _FOOTER = "Sent by EyeTok: one message per event."
 

@@ -1,9 +1,10 @@
 """Slack messages in Block Kit, pure: an incident and what happened -> a message.
 
 SEV1 carries the Emergency SOP link (in its text too: the line a phone's notification
-shows) and asks for a human ack; SEV2 mentions the on-call
-user and proposes a remediation for approval; SEV2.5 is SEV2 without the call-out; SEV3
-posts the triage outcome only. Repeats and resolves reply in the incident's thread.
+shows) and asks for a human ack; SEV2 mentions the on-call user and says a human is
+needed (nothing is proposed automatically yet); SEV2.5 is SEV2 without the call-out; SEV3
+is posted for the record (no automatic triage runs). A post never claims an action that
+did not happen. Repeats and resolves reply in the incident's thread.
 A message held for the sink's verification says how late it is.
 Times are said in America/New_York with UTC in brackets (:mod:`eyetok.wording`).
 """
@@ -40,6 +41,9 @@ def _context(text: str) -> dict[str, Any]:
 
 
 ACKNOWLEDGE_ACTION = "eyetok_acknowledge"
+# What SEV2/SEV2.5 and SEV3 posts say: only what happened (there is no playbook yet).
+NEEDS_A_HUMAN = "Needs a human: no remediation is proposed automatically yet."
+FOR_THE_RECORD = "Posted for the record; no automatic triage ran."
 
 
 def _acknowledge_button(what: str) -> dict[str, Any]:
@@ -149,20 +153,10 @@ def _posture(channel: SevChannel | None, options: SlackOptions) -> list[dict[str
             ]
         case SevChannel.SEV2:
             mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
-            return [
-                _section(
-                    f"{mention}Proposed remediation: follow the playbook for this rule. "
-                    "Waiting for approval before any change."
-                )
-            ]
+            return [_section(f"{mention}{NEEDS_A_HUMAN}")]
         case SevChannel.SEV2_5:
-            return [
-                _section(
-                    "Proposed remediation: follow the playbook for this rule. "
-                    "Waiting for approval before any change."
-                )
-            ]
+            return [_section(NEEDS_A_HUMAN)]
         case SevChannel.SEV3:
-            return [_context("Triage outcome: triaged by playbook; no human action needed.")]
+            return [_context(FOR_THE_RECORD)]
         case None:
             return []
