@@ -140,13 +140,25 @@ async def run_incidents(
         tenant = deps.settings.tenants.get(incident.tenant)
         return tenant.escalation if tenant is not None else Escalation()
 
-    def next_due() -> datetime | None:
-        dues = [d for i in open_incidents.values() if (d := loop_due(i, escalation_of(i)))]
-        return min((at for _, at in dues), default=None)
+    # the SEV1s with a step of the loop pending, and when it falls due (few: a signal's
+    # path never scans every open incident)
+    pending: dict[IncidentKey, datetime] = {}
+
+    def track(key: IncidentKey) -> None:
+        incident = open_incidents.get(key)
+        due = loop_due(incident, escalation_of(incident)) if incident is not None else None
+        if due is None:
+            pending.pop(key, None)
+        else:
+            pending[key] = due[1]
+
+    for known_key in open_incidents:
+        track(known_key)
 
     async def fire_due() -> None:
         now = clock.now()
-        for key, incident in list(open_incidents.items()):
+        for key in [k for k, at in pending.items() if at <= now]:
+            incident = open_incidents[key]
             while (due := loop_due(incident, escalation_of(incident))) and due[1] <= now:
                 step = due[0]
                 incident = take_step(incident, step, now)
@@ -159,6 +171,7 @@ async def run_incidents(
                     open_for_s=round((now - incident.opened_at).total_seconds()),
                 )
                 await outbox.send(IncidentStepped(incident=incident, step=step, at=now))
+            track(key)
 
     async def acknowledge(message: AcknowledgeIncident) -> None:
         key = next(
@@ -177,6 +190,7 @@ async def run_incidents(
             return
         incident = acknowledged(incident, message.by, message.at)
         open_incidents[key] = incident
+        track(key)
         logger.info(
             "incident_acknowledged",
             tenant=incident.tenant,
@@ -193,7 +207,7 @@ async def run_incidents(
 
     while True:
         await fire_due()
-        due = next_due()
+        due = min(pending.values(), default=None)
         wait = (due - clock.now()).total_seconds() if due is not None else math.inf
         message: IngestMessage | None = None
         try:
@@ -205,9 +219,13 @@ async def run_incidents(
             case None:  # a step of the loop fell due
                 pass
             case SignalReceived(signal=signal, reply=reply):
-                await outbox.send(decided(signal, reply))
+                change = decided(signal, reply)
+                track(key_of(signal))
+                await outbox.send(change)
             case SignalsReceived(signals=signals, reply=batch_reply):
                 changes = tuple(decided(signal) for signal in signals)
+                for signal in signals:
+                    track(key_of(signal))
                 await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
             case AcknowledgeIncident():
                 await acknowledge(message)
