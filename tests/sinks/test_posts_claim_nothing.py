@@ -36,3 +36,27 @@ def test_sev2_and_sev3_posts_say_what_is_true() -> None:
     assert all("no remediation is proposed automatically yet" in t for t in sev2)
     assert sev3
     assert all("Posted for the record; no automatic triage ran." in t for t in sev3)
+
+
+def test_the_sev1_loop_posts_say_who_and_what() -> None:
+    options = SlackOptions(oncall_user="U0ONCALL")
+    cases = {case.name: case.payload for case in every_template(slack_options=options)}
+    acked = next(p for n, p in cases.items() if n.startswith("slack/step-acknowledged/SEV1/"))
+    assert acked["text"].startswith("Acknowledged by slack:dana (U0DANA) at ")
+    assert acked["text"].endswith("; no escalation will follow.")
+    first = acked["update"]  # the first post, rewritten: who acknowledged, no button
+    assert first["ts"] == acked["thread_ts"]
+    assert "Acknowledged by slack:dana (U0DANA)" in msgspec.json.encode(first).decode()
+    assert all(block["type"] != "actions" for block in first["blocks"])
+    renotify = next(p for n, p in cases.items() if n.startswith("slack/step-renotify/SEV1/"))
+    assert renotify["text"].startswith("<@U0ONCALL> Not acknowledged after ")
+    assert [b["elements"][0]["value"] for b in renotify["blocks"] if b["type"] == "actions"] == [
+        "incident:inc_0f3a9c2e7b1d4e56"
+    ]
+    mail = next(p for n, p in cases.items() if n.startswith("email/step-escalated/SEV1/"))
+    assert mail["subject"].startswith("[SEV1, escalated] ")
+    assert "Escalated to you: nobody acknowledged this SEV1 within " in mail["text"]
+    opened = next(p for n, p in cases.items() if n.startswith("slack/open/SEV1/"))
+    assert [b["elements"][0]["value"] for b in opened["blocks"] if b["type"] == "actions"] == [
+        "incident:inc_0f3a9c2e7b1d4e56"
+    ]

@@ -20,7 +20,7 @@ import msgspec
 from actors.sinks.email.config import MESSAGE_ID_DOMAIN
 from eyetok.guard import scrub
 from eyetok.messages import Deliver, Incident, IncidentAction, SevChannel
-from eyetok.wording import plural, when
+from eyetok.wording import duration, plural, when
 
 __all__ = ["EmailMessageSpec", "message_id", "one_line", "render"]
 
@@ -130,6 +130,10 @@ def render(deliver: Deliver, *, to: str | None = None) -> EmailMessageSpec:
             headline = f"{channel}: new incident: {title}"
             if incident.sev_channel is not None:
                 notes.append(_POSTURE[incident.sev_channel])
+            if deliver.step == "escalated" and incident.escalated_at is not None:
+                subject = f"[{channel}, escalated] {title}"
+                waited = duration(incident.escalated_at - incident.opened_at)
+                notes.append(f"Escalated to you: nobody acknowledged this SEV1 within {waited}.")
         case IncidentAction.UPDATE:
             subject = f"[{channel}] {title} (seen again: {plural(incident.event_count, 'event')})"
             headline = f"{channel}: seen again: {title}"

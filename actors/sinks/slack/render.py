@@ -131,7 +131,8 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             text = f"Acknowledged by {_escape(incident.acknowledged_by or 'someone')}" + (
                 f" at {when(incident.acknowledged_at)}" if incident.acknowledged_at else ""
             )
-            text += "; the escalation is stopped."
+            pending = incident.sev_channel is SevChannel.SEV1 and incident.escalated_at is None
+            text += "; no escalation will follow." if pending else "."
             blocks.append(_section(f":white_check_mark: {text}"))
             if thread_ts is not None:
                 first = render(
