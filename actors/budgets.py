@@ -178,7 +178,13 @@ async def run_budgets(
 
     async def admit(deliver: Deliver) -> None:
         cap = deps.caps.get(deliver.tenant)
-        if deliver.notice is not None or not deps.enabled or cap is None:
+        if (
+            deliver.notice is not None
+            or deliver.step is not None
+            or not deps.enabled
+            or cap is None
+        ):
+            # a step of SEV1's human loop (ack, re-notification, escalation) is never held
             await to_delivery.send(deliver)
             return
         now = clock.now()

@@ -99,7 +99,8 @@ class _Lane:
             self.arrived.append(deliver)
             self.held_count += 1
         incident_id = deliver.incident.incident_id
-        if deliver.action is IncidentAction.UPDATE:
+        if deliver.action is IncidentAction.UPDATE and deliver.step is None:
+            # repeats coalesce; a step of SEV1's loop (ack, re-notification) never does
             slot = self.update_slots.get(incident_id)
             if slot is not None:
                 slot.append(deliver)
@@ -117,7 +118,7 @@ class _Lane:
             await self.wake.wait()
         slot = self.queue.popleft()
         head = slot[0]
-        if head.action is IncidentAction.UPDATE:
+        if head.action is IncidentAction.UPDATE and head.step is None:
             self.update_slots.pop(head.incident.incident_id, None)
         return slot
 

@@ -62,6 +62,7 @@ from eyetok.messages import (
     HandshakeRecorded,
     HistoryMessage,
     IncidentAction,
+    IncidentRecorded,
     IncidentSnapshotted,
     JournalSignal,
     JournalSignals,
@@ -247,6 +248,8 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
             ]
         case PlanDeliveries(origin=origin, deliveries=plan):
             return [delivery_row(d, origin=origin) for d in plan]
+        case IncidentRecorded(incident=inc):
+            return [snapshot_row(inc, recorded_at=now, seq=seq)]
         case FlushHistory():
             return []
         case VerificationRecorded(verification=v):
@@ -496,6 +499,8 @@ async def _mirror(
             case PlanDeliveries(deliveries=plan):
                 for deliver in plan:
                     await to_mirror.send(DeliveryPlanned(deliver=deliver))
+            case IncidentRecorded(incident=incident):
+                await to_mirror.send(IncidentSnapshotted(incident=incident, recorded_at=now))
             case DeliveryFinished():
                 await to_mirror.send(DeliveryClosed(finished=message))
             case VerificationRecorded():

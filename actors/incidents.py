@@ -6,19 +6,31 @@ hands the decision to the router. It is where EyeTok's knowledge of incidents li
 it tells the severity rules whether the signal's issue is already known (an open or
 recently resolved incident with its key): that decides "new" when the payload does not.
 State (open incidents, recent resolutions) is rebuilt from the history on every start.
+
+It also keeps SEV1's human loop. A human acknowledges an incident (a Slack button,
+``eyetok ack``): the incident becomes ``acknowledged`` (by whom, when) and its escalation
+stops. A SEV1 nobody acknowledged is re-notified once after the tenant's
+``ack_renotify_s`` and escalated once to its secondary after ``ack_escalate_s``. The
+timers are state, not tasks: each is derived from the incident's snapshot (opened,
+acknowledged, re-notified, escalated at), which is journalled with every step, so after a
+restart or on a fresh dyno (incidents rehydrated from Postgres) each step fires once. The
+loop only tells people; it never acts on a SEV1 by itself.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
-from typing import assert_never
+from typing import Literal, assert_never
 
+import msgspec
 import trio
 
 from eyetok import log
 from eyetok.clock import Clock
-from eyetok.config import Settings
+from eyetok.config import Escalation, Settings
 from eyetok.incidents import (
     NOTHING_OPEN,
     RECENTLY_RESOLVED,
@@ -30,12 +42,15 @@ from eyetok.incidents import (
 )
 from eyetok.messages import (
     Accepted,
+    AcknowledgeIncident,
     Incident,
     IncidentAction,
     IncidentChanged,
     IncidentsChanged,
+    IncidentStepped,
     IngestMessage,
     Reply,
+    SevChannel,
     Signal,
     SignalReceived,
     SignalsReceived,
@@ -43,6 +58,35 @@ from eyetok.messages import (
 from eyetok.severity import classify
 from state.history import queries
 from state.history.store import HistoryStore
+
+
+def acknowledged(incident: Incident, by: str, at: datetime) -> Incident:
+    """The incident acknowledged by ``by`` at ``at`` (its escalation stops)."""
+    return msgspec.structs.replace(
+        incident, status="acknowledged", acknowledged_by=by, acknowledged_at=at
+    )
+
+
+LoopStep = Literal["renotify", "escalated"]
+
+
+def loop_due(incident: Incident, escalation: Escalation) -> tuple[LoopStep, datetime] | None:
+    """The next step of SEV1's human loop and when it falls due (None: nothing is
+    pending: not a SEV1, acknowledged, resolved, or both steps taken)."""
+    if incident.sev_channel is not SevChannel.SEV1 or incident.status != "open":
+        return None
+    if incident.renotified_at is None:
+        return "renotify", incident.opened_at + timedelta(seconds=escalation.ack_renotify_s)
+    if incident.escalated_at is None:
+        return "escalated", incident.opened_at + timedelta(seconds=escalation.ack_escalate_s)
+    return None
+
+
+def take_step(incident: Incident, step: LoopStep, at: datetime) -> Incident:
+    """The incident with ``step`` recorded as taken at ``at``."""
+    if step == "renotify":
+        return msgspec.structs.replace(incident, renotified_at=at)
+    return msgspec.structs.replace(incident, escalated_at=at)
 
 
 @dataclass(frozen=True)
@@ -54,7 +98,7 @@ class IncidentsDeps:
 async def run_incidents(
     deps: IncidentsDeps,
     inbox: trio.MemoryReceiveChannel[IngestMessage],
-    outbox: trio.MemorySendChannel[IncidentChanged | IncidentsChanged],
+    outbox: trio.MemorySendChannel[IncidentChanged | IncidentsChanged | IncidentStepped],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -100,12 +144,98 @@ async def run_incidents(
             signal=signal, routing=routing, action=action, incident=incident, reply=reply
         )
 
-    async for message in inbox:
+    def escalation_of(incident: Incident) -> Escalation:
+        tenant = deps.settings.tenants.get(incident.tenant)
+        return tenant.escalation if tenant is not None else Escalation()
+
+    # the SEV1s with a step of the loop pending, and when it falls due (few: a signal's
+    # path never scans every open incident)
+    pending: dict[IncidentKey, datetime] = {}
+
+    def track(key: IncidentKey) -> None:
+        incident = open_incidents.get(key)
+        due = loop_due(incident, escalation_of(incident)) if incident is not None else None
+        if due is None:
+            pending.pop(key, None)
+        else:
+            pending[key] = due[1]
+
+    for known_key in open_incidents:
+        track(known_key)
+
+    async def fire_due() -> None:
+        now = clock.now()
+        for key in [k for k, at in pending.items() if at <= now]:
+            incident = open_incidents[key]
+            while (due := loop_due(incident, escalation_of(incident))) and due[1] <= now:
+                step = due[0]
+                incident = take_step(incident, step, now)
+                open_incidents[key] = incident
+                logger.warning(
+                    "sev1_not_acknowledged",
+                    tenant=incident.tenant,
+                    incident_id=incident.incident_id,
+                    step=step,
+                    open_for_s=round((now - incident.opened_at).total_seconds()),
+                )
+                await outbox.send(IncidentStepped(incident=incident, step=step, at=now))
+            track(key)
+
+    async def acknowledge(message: AcknowledgeIncident) -> None:
+        key = next(
+            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
+        )
+        if key is None:
+            if message.reply is not None:
+                message.reply.send((None, False))
+            return
+        incident = open_incidents[key]
+        if incident.acknowledged_at is not None:
+            if message.reply is not None:
+                message.reply.send((incident, False))
+            if message.flushed is not None:
+                message.flushed.send(True)
+            return
+        incident = acknowledged(incident, message.by, message.at)
+        open_incidents[key] = incident
+        track(key)
+        logger.info(
+            "incident_acknowledged",
+            tenant=incident.tenant,
+            incident_id=incident.incident_id,
+            by=message.by,
+        )
+        await outbox.send(
+            IncidentStepped(
+                incident=incident, step="acknowledged", at=message.at, flushed=message.flushed
+            )
+        )
+        if message.reply is not None:
+            message.reply.send((incident, True))
+
+    while True:
+        await fire_due()
+        due = min(pending.values(), default=None)
+        wait = (due - clock.now()).total_seconds() if due is not None else math.inf
+        message: IngestMessage | None = None
+        try:
+            with trio.move_on_after(max(wait, 0.0)):
+                message = await inbox.receive()
+        except trio.EndOfChannel:
+            return
         match message:
+            case None:  # a step of the loop fell due
+                pass
             case SignalReceived(signal=signal, reply=reply):
-                await outbox.send(decided(signal, reply))
+                change = decided(signal, reply)
+                track(key_of(signal))
+                await outbox.send(change)
             case SignalsReceived(signals=signals, reply=batch_reply):
                 changes = tuple(decided(signal) for signal in signals)
+                for signal in signals:
+                    track(key_of(signal))
                 await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
+            case AcknowledgeIncident():
+                await acknowledge(message)
             case _:
                 assert_never(message)

@@ -18,13 +18,19 @@ from actors.tenants import effective_settings
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.messages import (
+    AuditRecorded,
     Deliver,
     Destination,
+    FlushHistory,
+    HistoryMessage,
     IncidentAction,
     IncidentChanged,
+    IncidentRecorded,
     IncidentsChanged,
+    IncidentStepped,
     JournalSignal,
     JournalSignals,
+    PlanDeliveries,
     RouterMessage,
     TenantConfigChanged,
 )
@@ -86,10 +92,105 @@ def journal_entry(
     )
 
 
+# the sinks that hear of an acknowledgement or a re-notification: Slack (in the incident's
+# thread) and PagerDuty (acknowledge, re-trigger); an email or a webhook would only repeat
+# the incident
+_LOOP_SINK_TYPES = ("slack", "pagerduty")
+_AUDIT_EVENTS = {
+    "acknowledged": "incident_acknowledged",
+    "renotify": "renotified",
+    "escalated": "escalated",
+}
+
+
+def step_plan(
+    stepped: IncidentStepped, settings: Settings, sink_types: dict[str, str]
+) -> tuple[Deliver, ...]:
+    """Who hears of a step of SEV1's human loop: the route's Slack and PagerDuty sinks of
+    an acknowledgement or a re-notification; the tenant's secondary of an escalation."""
+    incident = stepped.incident
+    tenant = settings.tenants.get(incident.tenant)
+    if tenant is None:
+        return ()
+    if stepped.step == "escalated":
+        secondary = tenant.escalation.secondary
+        if secondary is None or secondary.sink not in sink_types:
+            return ()
+        destinations: tuple[Destination, ...] = (
+            Destination(
+                sink_id=secondary.sink,
+                sink_type=sink_types[secondary.sink],
+                target=secondary.target,
+            ),
+        )
+        action = IncidentAction.OPEN  # a destination that has not heard of it yet
+    else:
+        destinations = tuple(
+            d
+            for d in destinations_for(tenant.policy, incident.sev_channel, sink_types)
+            if d.sink_type in _LOOP_SINK_TYPES
+        )
+        action = IncidentAction.UPDATE
+    origin = f"{incident.incident_id}:{stepped.step}"
+    return tuple(
+        Deliver(
+            delivery_id=delivery_id(origin, dest),
+            tenant=incident.tenant,
+            destination=dest,
+            incident=incident,
+            action=action,
+            rule=incident.rule,
+            planned_at=stepped.at,
+            received_at=stepped.at,
+            step=stepped.step,
+        )
+        for dest in destinations
+    )
+
+
+def step_records(
+    stepped: IncidentStepped, settings: Settings, sink_types: dict[str, str]
+) -> list[HistoryMessage]:
+    """What the history journals of one step: the snapshot, the audit line, the
+    deliveries (and the flush its asker waits for), in this order."""
+    incident = stepped.incident
+    plan = step_plan(stepped, settings, sink_types)
+    where = ", ".join(f"{d.destination.sink_id} {d.destination.target}" for d in plan) or "no sink"
+    match stepped.step:
+        case "acknowledged":
+            detail = f"acknowledged by {incident.acknowledged_by}; told: {where}"
+        case "renotify":
+            detail = f"not acknowledged yet: on-call re-notified on {where}"
+        case "escalated":
+            detail = (
+                f"not acknowledged yet: escalated to the secondary, {where}"
+                if plan
+                else "not acknowledged yet: no secondary escalation target is configured "
+                "(tenants.<id>.escalation.secondary); nothing was sent"
+            )
+    records: list[HistoryMessage] = [
+        IncidentRecorded(incident=incident),
+        AuditRecorded(
+            at=stepped.at,
+            tenant=incident.tenant,
+            event=_AUDIT_EVENTS[stepped.step],
+            detail=detail,
+            incident_id=incident.incident_id,
+        ),
+    ]
+    if plan:
+        records.append(
+            PlanDeliveries(origin=f"{incident.incident_id}:{stepped.step}", deliveries=plan)
+        )
+    if stepped.flushed is not None:
+        records.append(FlushHistory(reply=stepped.flushed))
+    return records
+
+
 async def run_router(
     deps: RouterDeps,
     inbox: trio.MemoryReceiveChannel[RouterMessage],
-    outbox: trio.MemorySendChannel[JournalSignal | JournalSignals],
+    outbox: trio.MemorySendChannel[HistoryMessage],
     *,
     clock: Clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -110,5 +211,8 @@ async def run_router(
             case IncidentsChanged(changes=changes, reply=reply):
                 items = tuple(journal_entry(c, settings, sink_types) for c in changes)
                 await outbox.send(JournalSignals(items=items, reply=reply))
+            case IncidentStepped():
+                for record in step_records(message, settings, sink_types):
+                    await outbox.send(record)
             case _:
                 assert_never(message)

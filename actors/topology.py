@@ -43,6 +43,7 @@ from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard, SinkBoard
 from eyetok.messages import (
     Accepted,
+    AcknowledgeIncident,
     AnomalyNoteRequested,
     ApiAnswer,
     AuditRecorded,
@@ -57,7 +58,6 @@ from eyetok.messages import (
     HistoryMessage,
     Incident,
     IngestMessage,
-    JournalSignal,
     ListVerifications,
     MirrorMessage,
     OAuthCallback,
@@ -291,6 +291,30 @@ class Topology:
             row = next(r for r in rows if r["cluster_id"] == cluster_id)
         return row
 
+    async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
+        """A human acknowledges an incident (a Slack button, ``eyetok ack``): the incident
+        as it now stands (None: no open incident has this id) and whether this was the
+        acknowledgement that counted (False: acknowledged already). Answered once the
+        acknowledgement is in the tables (audited, its deliveries planned)."""
+        reply: Reply[tuple[Incident | None, bool]] = Reply()
+        flushed: Reply[bool] = Reply()
+        message = AcknowledgeIncident(
+            incident_id=incident_id, by=by, at=self.clock.now(), reply=reply, flushed=flushed
+        )
+        await self.ingest.send(message)
+        with trio.fail_after(30):
+            incident, counted = await reply.wait()
+            if incident is not None:
+                await flushed.wait()
+        return incident, counted
+
+    async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:
+        """Every tenant's incidents from the history, newest first (the operator's view)."""
+        await self.flush_history()
+        return await self.store.read(
+            lambda con: queries.incidents(con, open_only=open_only, tenant=tenant)
+        )
+
     async def _ask_routines(self, make: Callable[[Reply[Any]], Any]) -> Any:
         reply: Reply[Any] = Reply()
         channel = self.channels["routines"]
@@ -429,7 +453,6 @@ def build(
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
-    journal_tx: trio.MemorySendChannel[JournalSignal] = history_tx
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -581,7 +604,7 @@ def build(
             run_router,
             RouterDeps(settings=settings, store=store),
             router_rx,
-            journal_tx,
+            history_tx,
             clock=clock,
         ),
         _child(

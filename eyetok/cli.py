@@ -1,5 +1,6 @@
 """The ``eyetok`` command: ``run``, ``doctor``, ``verify``, ``test-alert``, ``replay``,
-``check``, ``sinks``, ``suppressions``, ``budgets``, ``review``, ``tail``, ``drill``.
+``check``, ``sinks``, ``suppressions``, ``incidents``, ``ack``, ``budgets``, ``review``,
+``tail``, ``drill``.
 
 The entry point is the one module of ``eyetok/`` that reaches into ``actors/`` (to start
 the daemon) and ``harness/`` (to run a drill); it does so inside the command that needs it.
@@ -131,6 +132,20 @@ def _parser() -> argparse.ArgumentParser:
     suppressions.add_argument(
         "--by", default=os.environ.get("USER", "operator"), help="who acknowledges (with --ack)"
     )
+    incidents = commands.add_parser("incidents", help="every tenant's incidents, newest first")
+    incidents.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    incidents.add_argument("--json", action="store_true", help="one JSON object per line")
+    incidents.add_argument(
+        "--open", action="store_true", help="only those not resolved (open or acknowledged)"
+    )
+    incidents.add_argument("--tenant", metavar="T", help="only this tenant's")
+    ack = commands.add_parser(
+        "ack", help="acknowledge an incident (as the Slack button does: its escalation stops)"
+    )
+    ack.add_argument("incident", metavar="INCIDENT", help="the incident id (inc_...)")
+    ack.add_argument("--by", required=True, metavar="NAME", help="who acknowledges")
+    ack.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    ack.add_argument("--json", action="store_true", help="the incident as one JSON object")
     budgets = commands.add_parser("budgets", help="every tenant's hourly budget this hour")
     budgets.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     budgets.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -237,6 +252,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return _operator_api(settings, args)
     if args.command in ("suppressions", "budgets"):
         return _clusters_and_budgets(settings, args)
+    if args.command in ("incidents", "ack"):
+        return _incidents(settings, args)
     if args.command == "review":
         return _review(settings, args)
     if args.command == "drill":
@@ -453,6 +470,72 @@ def _clusters_and_budgets(settings: Settings, args: argparse.Namespace) -> int:
                 f"{row['tenant_count']} tenants, {row['withheld']} withheld; fired "
                 f"{row['fired_at']}, {state}; {acked}"
             )
+    return 0
+
+
+def _incident_line(row: dict[str, Any]) -> str:
+    state = str(row["status"]).upper()
+    if row.get("acknowledged_by"):
+        state += f" by {row['acknowledged_by']} at {row['acknowledged_at']}"
+    steps = [
+        f"{what} {row[field]}"
+        for what, field in (("re-notified", "renotified_at"), ("escalated", "escalated_at"))
+        if row.get(field)
+    ]
+    return (
+        f"{row['incident_id']}  {row['tenant']:<16} {row['sev_channel'] or 'audit':<6} "
+        f"{state}  opened {row['opened_at']}, {row['event_count']} event(s): {row['title']}"
+        + (f" ({'; '.join(steps)})" if steps else "")
+    )
+
+
+def _incidents(settings: Settings, args: argparse.Namespace) -> int:
+    """``incidents`` and ``ack``: the operator's API (``ack`` is the Slack button's path)."""
+    try:
+        if args.command == "ack":
+            by = args.by.strip()
+            if not by:
+                _say_error("--by: say who acknowledges", as_json=args.json)
+                return 2
+            answer = _ask_daemon(
+                settings,
+                args.url,
+                f"/api/v1/incidents/{args.incident}/ack",
+                as_json=args.json,
+                expect="incident",
+                body={"by": by},
+            )
+        else:
+            params = {"open": "1"} if args.open else {}
+            if args.tenant:
+                params["tenant"] = args.tenant
+            answer = _ask_daemon(
+                settings,
+                args.url,
+                "/api/v1/incidents",
+                as_json=args.json,
+                expect="incidents",
+                params=params,
+            )
+    except _ApiRefused as refused:
+        return refused.status
+    if args.command == "ack":
+        row = answer["incident"]
+        if args.json:
+            print(json.dumps(answer))
+        elif answer.get("acknowledged_now"):
+            print(f"Acknowledged {row['incident_id']} as {row['acknowledged_by']}.")
+        else:
+            print(
+                f"{row['incident_id']} was acknowledged already, by {row['acknowledged_by']} "
+                f"at {row['acknowledged_at']}."
+            )
+        return 0
+    rows = answer["incidents"]
+    if not rows and not args.json:
+        print("No open incidents." if args.open else "No incidents.")
+    for row in rows:
+        print(json.dumps(row) if args.json else _incident_line(row))
     return 0
 
 

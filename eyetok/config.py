@@ -66,6 +66,16 @@ def _optional_env_of(config: SinkConfig) -> tuple[str, ...]:
             return ()
 
 
+class Escalation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SEV1's human loop: a SEV1 not acknowledged after ``ack_renotify_s`` is re-notified
+    once (a thread reply mentioning the on-call user); after ``ack_escalate_s`` it is
+    escalated once to ``secondary`` (a sink of this tenant's and a target in it)."""
+
+    ack_renotify_s: float = 300.0
+    ack_escalate_s: float = 1800.0
+    secondary: Route | None = None
+
+
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tier: str = "public"
     sentry_secret_env: str | None = None  # env var holding this tenant's Sentry client secret
@@ -74,6 +84,7 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     hook_token_env: str | None = None  # env var holding the bearer token of those hooks
     policy: Policy | None = None  # the operator's default: the ADR's channels; others: none
     primary_sink: str | None = None  # where the hourly digest goes; default: first routed sink
+    escalation: Escalation = msgspec.field(default_factory=Escalation)
 
 
 class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -229,6 +240,7 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     hook_secret_env: str = ""  # where they came from (named when a hook answers 401)
     hook_token_env: str = ""
     primary_sink: str | None = None  # where the hourly digest goes (None: no sink routed)
+    escalation: Escalation = Escalation()
 
 
 Durability = Literal["disk", "postgres"]
@@ -550,7 +562,28 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                 f"{tc.primary_sink!r} is not a sink this tenant routes to"
                 f" (its routes name: {', '.join(sorted(set(routed))) or 'none'})",
             )
+        escalation = tc.escalation
+        if not 0 < escalation.ack_renotify_s < escalation.ack_escalate_s:
+            raise ConfigError(
+                f"tenants.{tenant_id}.escalation",
+                "ack_renotify_s and ack_escalate_s must be positive seconds, "
+                "the re-notification before the escalation",
+            )
+        if escalation.secondary is not None:
+            field = f"tenants.{tenant_id}.escalation.secondary.sink"
+            secondary = escalation.secondary.sink
+            if secondary not in sinks:
+                raise ConfigError(
+                    field, f"no sink named {secondary!r} (configured: {', '.join(sorted(sinks))})"
+                )
+            if sinks[secondary].tenant != tenant_id:
+                raise ConfigError(
+                    field,
+                    f"sink {secondary!r} belongs to tenant {sinks[secondary].tenant!r}; "
+                    "a tenant escalates only to its own sinks",
+                )
         tenants[tenant_id] = Tenant(
+            escalation=escalation,
             primary_sink=tc.primary_sink or (routed[0] if routed else None),
             tenant_id=tenant_id,
             tier=tc.tier,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import msgspec
 import trio
@@ -125,6 +125,11 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     project: str = ""
     level: str = "error"
     escalation_recommended: SevChannel | None = None
+    # SEV1's human loop (timers are state, not tasks: they are derived from these)
+    acknowledged_by: str | None = None  # "slack:<name> (<user id>)", "cli:<name>"
+    acknowledged_at: datetime | None = None
+    renotified_at: datetime | None = None  # the one re-notification was planned
+    escalated_at: datetime | None = None  # the one escalation to the secondary was planned
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -263,7 +268,19 @@ class SignalsReceived(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[tuple[Accepted, ...]] | None = None
 
 
-IngestMessage = SignalReceived | SignalsReceived
+class AcknowledgeIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human acknowledged an incident (a Slack button, ``eyetok ack``). The answer is the
+    incident as it now stands (None: no open incident has this id) and whether this
+    acknowledgement was the one that counted (False: it was acknowledged already)."""
+
+    incident_id: str
+    by: str
+    at: datetime
+    reply: Reply[tuple[Incident | None, bool]] | None = None
+    flushed: Reply[bool] | None = None  # answered once the acknowledgement is in the tables
+
+
+IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident
 
 
 # --- inbox of the router ---------------------------------------------------------------
@@ -360,6 +377,13 @@ class AuditRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     signal_id: str | None = None
 
 
+class IncidentRecorded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """An incident's new snapshot that no signal caused (an acknowledgement, a
+    re-notification, an escalation): journalled, and mirrored like a signal's."""
+
+    incident: Incident
+
+
 class PlanDeliveries(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Write outbox rows for deliveries that no signal caused directly (operator notices,
     digests), then hand them to the delivery actor."""
@@ -444,6 +468,7 @@ HistoryMessage = (
     | JournalSignals
     | DeliveryFinished
     | AuditRecorded
+    | IncidentRecorded
     | PlanDeliveries
     | FlushHistory
     | VerificationRecorded
@@ -519,6 +544,8 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     signal_id: str = ""  # the signal that caused it (budgets count signals, not deliveries)
     cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
     acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
+    # a step of SEV1's human loop this delivery tells of (none: the signal's own news)
+    step: Literal["acknowledged", "renotify", "escalated"] | None = None
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None
@@ -681,4 +708,15 @@ class IncidentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[tuple[Accepted, ...]] | None = None
 
 
-RouterMessage = IncidentChanged | IncidentsChanged | TenantConfigChanged
+class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """SEV1's human loop took a step (a human acknowledged; the re-notification or the
+    escalation fell due): the router plans who hears of it and journals the incident's new
+    snapshot, the audit line and the deliveries, in order behind the signals before it."""
+
+    incident: Incident
+    step: Literal["acknowledged", "renotify", "escalated"]
+    at: datetime
+    flushed: Reply[bool] | None = None  # answered once it is all in the tables
+
+
+RouterMessage = IncidentChanged | IncidentsChanged | TenantConfigChanged | IncidentStepped

@@ -198,8 +198,18 @@ def _variants(incident: Incident) -> Iterator[tuple[str, IncidentAction, Inciden
     louder = SevChannel.SEV2 if incident.sev_channel is SevChannel.SEV1 else SevChannel.SEV1
     escalated = msgspec.structs.replace(updated, escalation_recommended=louder)
     yield "update-escalated", IncidentAction.UPDATE, escalated
-    acknowledged = msgspec.structs.replace(updated, status="acknowledged")
+    acknowledged = msgspec.structs.replace(
+        updated,
+        status="acknowledged",
+        acknowledged_by="slack:dana (U0DANA)",
+        acknowledged_at=_LAST_SEEN,
+    )
     yield "update-acknowledged", IncidentAction.UPDATE, acknowledged
+    yield "step-acknowledged", IncidentAction.UPDATE, acknowledged
+    renotified = msgspec.structs.replace(updated, renotified_at=_LAST_SEEN)
+    yield "step-renotify", IncidentAction.UPDATE, renotified
+    escalated_to = msgspec.structs.replace(renotified, escalated_at=_LAST_SEEN)
+    yield "step-escalated", IncidentAction.OPEN, escalated_to
     resolved = msgspec.structs.replace(
         updated, status="resolved", resolved_at=_RESOLVED, last_seen_at=_RESOLVED
     )
@@ -286,6 +296,10 @@ def every_template(
             for channel in SevChannel:
                 for variant, action, incident in _variants(_incident(sample, channel)):
                     deliver = _deliver(sink_type, action, incident)
+                    if variant.startswith("step-"):  # a step of SEV1's human loop
+                        deliver = msgspec.structs.replace(
+                            deliver, step=variant.removeprefix("step-")
+                        )
                     threads: tuple[tuple[str, str | None], ...] = ((variant, None),)
                     if sink_type == "slack" and action is not IncidentAction.OPEN:
                         # a reply in its thread, and at the top level when the first

@@ -70,6 +70,13 @@ class Operations(Protocol):
         """The cluster's row after the acknowledgement; None: no such cluster."""
         ...
 
+    async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
+        """The incident after the acknowledgement (None: no open incident has this id) and
+        whether this acknowledgement counted (False: acknowledged already)."""
+        ...
+
+    async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
+
 
 class Reviewer(Protocol):
     """The routines actor, as the operator's review API reaches it."""
@@ -318,6 +325,30 @@ def create_app(
             if row is None:
                 return _json({"error": f"no cluster named {cluster_id!r}"}, 404)
             return _json({"suppression": row})
+
+        @app.get("/api/v1/incidents")
+        async def operator_incidents() -> Response:
+            refused = operator_only()
+            if refused is not None:
+                return refused
+            open_only = request.args.get("open", "") in ("1", "true", "yes")
+            tenant = request.args.get("tenant") or None
+            found = await operations.incidents(open_only=open_only, tenant=tenant)
+            return _json({"incidents": msgspec.to_builtins(found)})
+
+        @app.post("/api/v1/incidents/<incident_id>/ack")
+        async def acknowledge_incident(incident_id: str) -> Response:
+            refused = operator_only()
+            if refused is not None:
+                return refused
+            body = await json_body(_AckBody, "an acknowledgement", optional=True)
+            by = (body.by if body else "").strip()
+            if not by:
+                return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
+            incident, counted = await operations.acknowledge_incident(incident_id, by[:200])
+            if incident is None:
+                return _json({"error": f"no open incident {incident_id!r}"}, 404)
+            return _json({"incident": msgspec.to_builtins(incident), "acknowledged_now": counted})
 
     if reviewer is None:
         return app

@@ -4,9 +4,13 @@ Interactivity Request URL).
 A button on an EyeTok post comes back here when a person presses it: a form body whose
 ``payload`` field is the JSON of a ``block_actions`` request, signed like the Events API
 (signature v0, 5-minute window). The one action EyeTok puts on a post is
-``eyetok_acknowledge`` with the value ``cluster:<id>`` (a fired suppression cluster's
-notice): it records the acknowledgement as the operator API's ``/ack`` does, by the Slack
-user who pressed it. Anything else is answered 200 and logged, so Slack shows no error.
+``eyetok_acknowledge``, with the value ``cluster:<id>`` (a fired suppression cluster's
+notice) or ``incident:<id>`` (a SEV1 post, or its re-notification): it records the
+acknowledgement as the operator API's ``/ack`` routes do, by the Slack user who pressed it
+(``slack:<name> (<user id>)``). An incident's acknowledgement stops its escalation, is
+audited, rewrites the first post to say who acknowledged it and tells PagerDuty where a
+PagerDuty sink is on the route (:mod:`actors.incidents`, :mod:`actors.router`). Anything
+else is answered 200 and logged, so Slack shows no error.
 """
 
 from __future__ import annotations
@@ -22,12 +26,17 @@ from quart_trio import QuartTrio
 from eyetok import log, slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
+from eyetok.messages import Incident
 
 ACKNOWLEDGE_ACTION = "eyetok_acknowledge"  # the render's button (actors/sinks/slack/render.py)
 
 
-class ClusterAcknowledger(Protocol):
+class Acknowledger(Protocol):
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None: ...
+
+    async def acknowledge_incident(
+        self, incident_id: str, by: str
+    ) -> tuple[Incident | None, bool]: ...
 
 
 class _User(msgspec.Struct, kw_only=True):
@@ -54,7 +63,7 @@ def _json(body: object, status: int = 200) -> Response:
 
 
 def add_slack_interactions(
-    app: QuartTrio, operations: ClusterAcknowledger, signing_secret: str | None, clock: Clock
+    app: QuartTrio, operations: Acknowledger, signing_secret: str | None, clock: Clock
 ) -> None:
     logger = log.get("http")
 
@@ -87,6 +96,24 @@ def add_slack_interactions(
         who = interaction.user.username or interaction.user.name or interaction.user.id
         for action in interaction.actions:
             value = action.value or ""
+            if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
+                incident_id = value.removeprefix("incident:")
+                by = f"slack:{who}" + (
+                    f" ({interaction.user.id})"
+                    if interaction.user.id and interaction.user.id != who
+                    else ""
+                )
+                incident, counted = await operations.acknowledge_incident(incident_id, by[:200])
+                logger.info(
+                    "slack_incident_acknowledged"
+                    if counted
+                    else "slack_incident_acknowledged_already"
+                    if incident is not None
+                    else "slack_acknowledge_unknown",
+                    incident_id=incident_id,
+                    by=by,
+                )
+                continue
             if action.action_id != ACKNOWLEDGE_ACTION or not value.startswith("cluster:"):
                 logger.info("slack_action_ignored", action_id=action.action_id, by=who)
                 continue

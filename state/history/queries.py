@@ -60,6 +60,27 @@ def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:
     return [_incident.decode(r[0]) for r in rows]
 
 
+def incidents(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    open_only: bool = False,
+    tenant: str | None = None,
+    limit: int = 200,
+) -> list[Incident]:
+    """Every tenant's incidents (the operator's view), newest first; ``open_only``: those
+    not resolved (open or acknowledged)."""
+    sql = "SELECT snapshot_json FROM incidents WHERE true"
+    params: list[object] = []
+    if open_only:
+        sql += " AND status <> 'resolved'"
+    if tenant is not None:
+        sql += " AND tenant = ?"
+        params.append(tenant)
+    sql += " ORDER BY opened_at DESC, incident_id LIMIT ?"
+    params.append(max(1, min(limit, 5000)))
+    return [_incident.decode(r[0]) for r in con.execute(sql, params).fetchall()]
+
+
 def resolved_since(
     con: duckdb.DuckDBPyConnection, since: datetime
 ) -> dict[tuple[str, str], datetime]:

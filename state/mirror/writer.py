@@ -345,8 +345,8 @@ def snapshot_params(message: IncidentSnapshotted) -> tuple[object, ...]:
         inc.sev_channel.value if inc.sev_channel else None,
         inc.status,
         inc.opened_at,
-        None,  # acknowledged_at: the Incident snapshot does not carry it (yet); never
-        None,  # acknowledged_by: clobbers a value written by whoever does (COALESCE)
+        inc.acknowledged_at,
+        inc.acknowledged_by,
         inc.resolved_at,
         inc.last_seen_at,
         inc.event_count,

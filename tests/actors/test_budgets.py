@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import trio
 import trio.testing
 
@@ -193,6 +194,18 @@ async def test_budgets_off_caps_nobody(
     await budgets.send(*[deliver("acme", n, at=ANCHOR) for n in range(80)])
     await budgets.settle(0)
     assert len(budgets.seen_delivered) == 80
+
+
+async def test_a_step_of_the_sev1_loop_is_never_held_by_the_budget(
+    nursery: trio.Nursery, store: HistoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    budgets = await open_budgets(nursery, store)
+    await budgets.send(*[deliver("acme", n, at=ANCHOR) for n in range(50)])
+    escalation = msgspec.structs.replace(deliver("acme", 99, at=ANCHOR), step="escalated")
+    await budgets.send(escalation)
+    await budgets.settle(0)
+    assert budgets.seen_delivered[-1] == escalation
+    assert budgets.planned(CAP_LINE) == []
 
 
 def test_the_digest_lists_critical_incidents_first() -> None:

@@ -188,3 +188,45 @@ def test_lanes_keep_each_incident_in_order_and_spread_incidents_where_they_may()
     assert {lane_key(deliver(f"inc_{n}", "slack"), slack) for n in range(50)} == {("s", "t", 0)}
     paced = _Sink(threads=False, rate=5.0)
     assert {lane_key(deliver(f"inc_{n}", "webhook"), paced) for n in range(50)} == {("s", "t", 0)}
+
+
+async def test_a_step_of_the_sev1_loop_is_never_coalesced_with_repeats() -> None:
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from actors.delivery import _Lane
+    from eyetok.messages import Deliver, Destination, Incident, IncidentAction, Severity
+
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    incident = Incident(
+        incident_id="inc_1",
+        tenant="operator",
+        dedup_key="1",
+        title="t",
+        severity=Severity.CRITICAL,
+        sev_channel=None,
+        rule="fatal",
+        status="open",
+        opened_at=at,
+        last_seen_at=at,
+        event_count=2,
+    )
+
+    def update(n: int) -> Deliver:
+        return Deliver(
+            delivery_id=f"d{n}",
+            tenant="operator",
+            destination=Destination(sink_id="slack", sink_type="slack", target="#sev1"),
+            incident=incident,
+            action=IncidentAction.UPDATE,
+            rule="fatal",
+            planned_at=at,
+            received_at=at,
+        )
+
+    lane = _Lane(key=("slack", "#sev1", 0))
+    ack = msgspec.structs.replace(update(2), step="acknowledged")
+    for d in (update(1), ack, update(3)):
+        lane.push(d)
+    assert [[d.delivery_id for d in await lane.pop()] for _ in range(2)] == [["d1", "d3"], ["d2"]]

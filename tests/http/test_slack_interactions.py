@@ -12,7 +12,13 @@ import trio
 
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
 from eyetok.http import slack_interactions
-from tests.conftest import daemon_settings, eventually, start_daemon
+from tests.conftest import (
+    daemon_settings,
+    eventually,
+    fixture_body,
+    signed_headers,
+    start_daemon,
+)
 from tests.http.test_budgets_and_suppression import HOOK_TOKEN, _post, _verdict
 from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, slack_headers, tenant_slack_token
@@ -99,4 +105,62 @@ async def test_without_a_signing_secret_the_answer_names_it(
         answer = await client.post("/slack/interactions", content=_pressed("cluster:x"))
     assert answer.status_code == 503
     assert "SLACK_SIGNING_SECRET" in answer.json()["error"]
+    daemon.request_stop()
+
+
+async def test_pressing_acknowledge_on_a_sev1_acknowledges_the_incident(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
+    base = f"http://127.0.0.1:{daemon.bound_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        body = fixture_body("event_alert_fatal")
+        opened = await client.post("/hooks/sentry", content=body, headers=signed_headers(body))
+        assert opened.status_code == 202, opened.text
+        incident_id = opened.json()["incident_id"]
+        [post] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 1)
+        assert post.channel == "raxx-ops-alert-SEV1"
+        buttons = [
+            element
+            for block in post.blocks or []
+            if block["type"] == "actions"
+            for element in block["elements"]
+        ]
+        assert [(b["text"]["text"], b["value"]) for b in buttons] == [
+            ("Acknowledge", f"incident:{incident_id}")
+        ]
+        forged = _pressed(f"incident:{incident_id}")
+        refused = await client.post(
+            "/slack/interactions", content=forged, headers=_signed(forged + b"x")
+        )
+        assert refused.status_code == 401
+        pressed_body = _pressed(f"incident:{incident_id}")
+        pressed = await client.post(
+            "/slack/interactions", content=pressed_body, headers=_signed(pressed_body)
+        )
+        assert pressed.status_code == 200, pressed.text
+        listed = await client.get("/api/v1/incidents", params={"open": "1"}, headers=AUTH)
+        [incident] = listed.json()["incidents"]
+        assert incident["status"] == "acknowledged"
+        assert incident["acknowledged_by"] == "slack:dana (U0DANA)"
+        assert incident["acknowledged_at"] is not None
+        # the first post now says who acknowledged it (and has no button); a thread reply too
+        [update] = await trio.to_thread.run_sync(
+            lambda: fake_slack.wait_for_calls(1, method="chat.update")
+        )
+        assert update.body["ts"] == post.ts
+        assert "Acknowledged by slack:dana (U0DANA)" in json.dumps(update.body["blocks"])
+        assert '"actions"' not in json.dumps(update.body["blocks"])
+        [_, reply] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 2)
+        assert reply.thread_ts == post.ts
+        assert reply.text is not None
+        assert reply.text.startswith("Acknowledged by slack:dana (U0DANA)")
+        again = await client.post(
+            "/slack/interactions", content=pressed_body, headers=_signed(pressed_body)
+        )
+        assert again.status_code == 200
+        audit = await client.get("/api/v1/audit", headers=AUTH)
+        assert audit.status_code == 200, audit.text
+        events = [row["event"] for row in audit.json()["audit"]]
+        assert events.count("incident_acknowledged") == 1
     daemon.request_stop()

@@ -20,7 +20,7 @@ import msgspec
 from actors.sinks.email.config import MESSAGE_ID_DOMAIN
 from eyetok.guard import scrub
 from eyetok.messages import Deliver, Incident, IncidentAction, SevChannel
-from eyetok.wording import plural, when
+from eyetok.wording import duration, plural, when
 
 __all__ = ["EmailMessageSpec", "message_id", "one_line", "render"]
 
@@ -29,11 +29,9 @@ _MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 _POSTURE: dict[SevChannel, str] = {
     SevChannel.SEV1: "Waiting for a human ack; no autonomous action.",
-    SevChannel.SEV2: "Proposed remediation: follow the playbook for this rule. "
-    "Waiting for approval before any change.",
-    SevChannel.SEV2_5: "Proposed remediation: follow the playbook for this rule. "
-    "Waiting for approval before any change.",
-    SevChannel.SEV3: "Triage outcome: triaged by playbook; no human action needed.",
+    SevChannel.SEV2: "Needs a human: no remediation is proposed automatically yet.",
+    SevChannel.SEV2_5: "Needs a human: no remediation is proposed automatically yet.",
+    SevChannel.SEV3: "Posted for the record; no automatic triage ran.",
 }
 _FOOTER = "Sent by EyeTok: one message per event."
 
@@ -132,6 +130,10 @@ def render(deliver: Deliver, *, to: str | None = None) -> EmailMessageSpec:
             headline = f"{channel}: new incident: {title}"
             if incident.sev_channel is not None:
                 notes.append(_POSTURE[incident.sev_channel])
+            if deliver.step == "escalated" and incident.escalated_at is not None:
+                subject = f"[{channel}, escalated] {title}"
+                waited = duration(incident.escalated_at - incident.opened_at)
+                notes.append(f"Escalated to you: nobody acknowledged this SEV1 within {waited}.")
         case IncidentAction.UPDATE:
             subject = f"[{channel}] {title} (seen again: {plural(incident.event_count, 'event')})"
             headline = f"{channel}: seen again: {title}"

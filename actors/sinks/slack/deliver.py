@@ -28,7 +28,7 @@ from slack_sdk.errors import SlackApiError
 
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry
 from actors.sinks.slack.config import WORKER_THREADS
-from actors.sinks.slack.render import SlackMessage, render
+from actors.sinks.slack.render import SlackMessage, SlackUpdate, render
 from eyetok import log
 from eyetok.clock import Clock, SystemClock
 from eyetok.config import SlackOptions
@@ -166,7 +166,11 @@ class SlackSink:
             self._attempts.pop(key, None)
 
     def _post(self, message: SlackMessage, key: str) -> tuple[Outcome, bool]:
-        """One ``chat.postMessage``; the outcome and whether it may have landed unseen."""
+        """One ``chat.postMessage``; the outcome and whether it may have landed unseen.
+        A message that rewrites the incident's first post (an acknowledgement) does that
+        first: ``chat.update`` is idempotent, so a retry repeats it harmlessly."""
+        if message.update is not None:
+            self._update(message.update, key)
         try:
             response = self._client.chat_postMessage(
                 channel=message.channel,
@@ -185,6 +189,26 @@ class SlackSink:
             with self._lock:
                 self._channel_ids[message.channel.lstrip("#")] = channel_id
         return Delivered(external_ref=str(response.get("ts", ""))), False
+
+    def _update(self, update: SlackUpdate, key: str) -> None:
+        """``chat.update`` of the incident's first post; a failure is logged (the thread
+        reply that follows says the same thing)."""
+        try:
+            self._client.chat_update(
+                channel=self._channel_ref(update.channel) or update.channel,
+                ts=update.ts,
+                text=update.text,
+                blocks=list(update.blocks),
+            )
+        except SlackApiError as exc:
+            detail = _refused(exc).reason
+            self._log.warning(
+                "slack_update_failed", delivery_id=key, sink=self.sink_id, detail=detail
+            )
+        except _UNREACHABLE as exc:
+            self._log.warning(
+                "slack_update_failed", delivery_id=key, sink=self.sink_id, detail=str(exc)
+            )
 
     def _find_landed(self, message: SlackMessage, key: str, first_at: float) -> str | Retry | None:
         """The ``ts`` of the post of delivery ``key`` if an earlier attempt landed it; None

@@ -1,9 +1,10 @@
 """Slack messages in Block Kit, pure: an incident and what happened -> a message.
 
 SEV1 carries the Emergency SOP link (in its text too: the line a phone's notification
-shows) and asks for a human ack; SEV2 mentions the on-call
-user and proposes a remediation for approval; SEV2.5 is SEV2 without the call-out; SEV3
-posts the triage outcome only. Repeats and resolves reply in the incident's thread.
+shows) and asks for a human ack; SEV2 mentions the on-call user and says a human is
+needed (nothing is proposed automatically yet); SEV2.5 is SEV2 without the call-out; SEV3
+is posted for the record (no automatic triage runs). A post never claims an action that
+did not happen. Repeats and resolves reply in the incident's thread.
 A message held for the sink's verification says how late it is.
 Times are said in America/New_York with UTC in brackets (:mod:`eyetok.wording`).
 """
@@ -17,8 +18,17 @@ import msgspec
 
 from eyetok.config import SlackOptions
 from eyetok.guard import scrub
-from eyetok.messages import Deliver, IncidentAction, SevChannel
+from eyetok.messages import Deliver, Incident, IncidentAction, SevChannel
 from eyetok.wording import duration, plural, when
+
+
+class SlackUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A ``chat.update`` of the message ``ts`` in ``channel``."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: tuple[dict[str, Any], ...]
 
 
 class SlackMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +36,9 @@ class SlackMessage(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     blocks: tuple[dict[str, Any], ...]
     thread_ts: str | None = None
+    # not sent as such: the incident's first post rewritten in place (chat.update) before
+    # this one is posted (an acknowledgement replaces its button with who acknowledged)
+    update: SlackUpdate | None = None
     # not sent: when the delivery was planned (one planned before this process started
     # may have been posted by the process before; the sink looks before posting)
     planned_at: datetime | None = None
@@ -40,11 +53,14 @@ def _context(text: str) -> dict[str, Any]:
 
 
 ACKNOWLEDGE_ACTION = "eyetok_acknowledge"
+# What SEV2/SEV2.5 and SEV3 posts say: only what happened (there is no playbook yet).
+NEEDS_A_HUMAN = "Needs a human: no remediation is proposed automatically yet."
+FOR_THE_RECORD = "Posted for the record; no automatic triage ran."
 
 
 def _acknowledge_button(what: str) -> dict[str, Any]:
-    """A notice a human must acknowledge (``cluster:<id>``): Slack's interactivity
-    request carries ``action_id`` and ``value`` back to EyeTok."""
+    """Something a human must acknowledge (``cluster:<id>``, ``incident:<id>``): Slack's
+    interactivity request carries ``action_id`` and ``value`` back to EyeTok."""
     return {
         "type": "actions",
         "elements": [
@@ -90,6 +106,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         + (f" · *project* {_escape(incident.project)}" if incident.project else "")
     )
     blocks: list[dict[str, Any]] = []
+    update: SlackUpdate | None = None
     match deliver.action:
         case IncidentAction.OPEN:
             header = f":rotating_light: [{channel_label}] {title}"
@@ -97,11 +114,43 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             blocks.append(_section(f"{link}\n{facts}"))
             if incident.culprit:
                 blocks.append(_context(f"culprit: `{_escape(incident.culprit)}`"))
-            blocks.extend(_posture(incident.sev_channel, options))
+            blocks.extend(_posture(incident, options))
+            if deliver.step == "escalated" and incident.escalated_at is not None:
+                waited = duration(incident.escalated_at - incident.opened_at)
+                blocks.append(
+                    _section(
+                        f":arrow_double_up: Escalated to you: nobody acknowledged this SEV1 "
+                        f"within {waited}."
+                    )
+                )
             text = f"[{channel_label}] {scrub(incident.title)}"
             if incident.sev_channel is SevChannel.SEV1:
                 # the text is what a phone's notification shows: the SOP goes in it
                 text += f" · Emergency SOP: {options.emergency_sop_url}"
+        case IncidentAction.UPDATE if deliver.step == "acknowledged":
+            text = f"Acknowledged by {_escape(incident.acknowledged_by or 'someone')}" + (
+                f" at {when(incident.acknowledged_at)}" if incident.acknowledged_at else ""
+            )
+            pending = incident.sev_channel is SevChannel.SEV1 and incident.escalated_at is None
+            text += "; no escalation will follow." if pending else "."
+            blocks.append(_section(f":white_check_mark: {text}"))
+            if thread_ts is not None:
+                first = render(
+                    msgspec.structs.replace(deliver, action=IncidentAction.OPEN, step=None),
+                    thread_ts=None,
+                    options=options,
+                )
+                update = SlackUpdate(
+                    channel=first.channel, ts=thread_ts, text=first.text, blocks=first.blocks
+                )
+        case IncidentAction.UPDATE if deliver.step == "renotify":
+            mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
+            waited = duration(
+                (incident.renotified_at or incident.last_seen_at) - incident.opened_at
+            )
+            text = f"{mention}Not acknowledged after {waited}: this SEV1 still needs a human ack."
+            blocks.append(_section(f":bell: {text}"))
+            blocks.append(_acknowledge_button(f"incident:{incident.incident_id}"))
         case IncidentAction.UPDATE:
             text = (
                 f"Seen again: {plural(incident.event_count, 'event')}, last at "
@@ -134,35 +183,36 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         text=text,
         blocks=tuple(blocks),
         thread_ts=thread_ts,
+        update=update,
         planned_at=deliver.planned_at,
     )
 
 
-def _posture(channel: SevChannel | None, options: SlackOptions) -> list[dict[str, Any]]:
-    match channel:
+def _posture(incident: Incident, options: SlackOptions) -> list[dict[str, Any]]:
+    match incident.sev_channel:
+        case SevChannel.SEV1 if incident.acknowledged_at is not None:
+            by = _escape(incident.acknowledged_by or "someone")
+            return [
+                _section(
+                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
+                    f":white_check_mark: Acknowledged by {by} at "
+                    f"{when(incident.acknowledged_at)}; no autonomous action."
+                )
+            ]
         case SevChannel.SEV1:
             return [
                 _section(
                     f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
                     "Waiting for a human ack; no autonomous action."
-                )
+                ),
+                _acknowledge_button(f"incident:{incident.incident_id}"),
             ]
         case SevChannel.SEV2:
             mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
-            return [
-                _section(
-                    f"{mention}Proposed remediation: follow the playbook for this rule. "
-                    "Waiting for approval before any change."
-                )
-            ]
+            return [_section(f"{mention}{NEEDS_A_HUMAN}")]
         case SevChannel.SEV2_5:
-            return [
-                _section(
-                    "Proposed remediation: follow the playbook for this rule. "
-                    "Waiting for approval before any change."
-                )
-            ]
+            return [_section(NEEDS_A_HUMAN)]
         case SevChannel.SEV3:
-            return [_context("Triage outcome: triaged by playbook; no human action needed.")]
+            return [_context(FOR_THE_RECORD)]
         case None:
             return []
