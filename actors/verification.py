@@ -278,6 +278,26 @@ async def run_verification(
             from_attributes=True,
         )
 
+    async def open_pending(
+        handshake: PendingHandshake, who: str, detail: str, **fields: object
+    ) -> HandshakeAnswer | None:
+        """Journal ``handshake`` (a secret is handed out only once it survives a crash) and
+        record its sink ``pending``; an answer only when it could not be journalled."""
+        if not await opened(handshake):
+            return refused(
+                handshake.sink_id, "the handshake could not be journalled; try again", "failed"
+            )
+        await record(
+            row(
+                handshake.sink_id,
+                VerificationStatus.PENDING,
+                approved_by=who,
+                detail=detail,
+                **fields,
+            )
+        )
+        return None
+
     async def start_slack(sink_id: str, config: SlackSinkConfig, who: str) -> HandshakeAnswer:
         token = settings.sink_secrets.get(sink_id)
         if token is None:
@@ -298,18 +318,15 @@ async def run_verification(
         started = new_handshake(
             sink_id, "slack", nonce_hash(nonce), who, slack_verify.NONCE_TTL, workspace=team
         )
-        if not await opened(started):
-            return refused(sink_id, "the handshake could not be journalled; try again", "failed")
-        await record(
-            row(
-                sink_id,
-                VerificationStatus.PENDING,
-                approved_by=who,
-                nonce_hash=started.key,
-                workspace=team,
-                detail=f"waiting for the nonce in a DM in workspace {team}",
-            )
+        not_opened = await open_pending(
+            started,
+            who,
+            f"waiting for the nonce in a DM in workspace {team}",
+            nonce_hash=started.key,
+            workspace=team,
         )
+        if not_opened is not None:
+            return not_opened
         return HandshakeAnswer(
             ok=True,
             sink_id=sink_id,
@@ -342,17 +359,11 @@ async def run_verification(
                     timedelta(seconds=deps.txt_for_s),
                     txt_name=name,
                 )
-                if not await opened(polled):
-                    return refused(sink_id, "the handshake could not be journalled", "failed")
-                await record(
-                    row(
-                        sink_id,
-                        VerificationStatus.PENDING,
-                        approved_by=who,
-                        nonce_hash=polled.key,
-                        detail=f"polling TXT {name}",
-                    )
+                not_opened = await open_pending(
+                    polled, who, f"polling TXT {name}", nonce_hash=polled.key
                 )
+                if not_opened is not None:
+                    return not_opened
                 nursery.start_soon(poll, polled)
                 return HandshakeAnswer(
                     ok=True,
@@ -381,16 +392,9 @@ async def run_verification(
                     sealed_verifier=seal_verifier(verifier, state),
                     challenge=challenge(verifier),
                 )
-                if not await opened(authorizing):
-                    return refused(sink_id, "the handshake could not be journalled", "failed")
-                await record(
-                    row(
-                        sink_id,
-                        VerificationStatus.PENDING,
-                        approved_by=who,
-                        detail="waiting for the OAuth callback",
-                    )
-                )
+                not_opened = await open_pending(authorizing, who, "waiting for the OAuth callback")
+                if not_opened is not None:
+                    return not_opened
                 return HandshakeAnswer(
                     ok=True,
                     sink_id=sink_id,

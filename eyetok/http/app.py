@@ -102,6 +102,16 @@ class _AckBody(msgspec.Struct, kw_only=True):
     by: str = ""
 
 
+async def _acknowledger() -> str | Response:
+    """Who acknowledges, from the request's ``{"by": "name"}`` (cut to 200 characters), or
+    the 400 that asks for it."""
+    body = await json_body(_AckBody, "an acknowledgement", optional=True)
+    by = (body.by if body else "").strip()
+    if not by:
+        return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
+    return by[:200]
+
+
 class TenantApi(Protocol):
     """The tenants actor and the tenant-scoped history, as the tenant API reaches them."""
 
@@ -317,11 +327,10 @@ def create_app(
             refused = operator_only()
             if refused is not None:
                 return refused
-            body = await json_body(_AckBody, "an acknowledgement", optional=True)
-            by = (body.by if body else "").strip()
-            if not by:
-                return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
-            row = await operations.acknowledge_cluster(cluster_id, by[:200])
+            by = await _acknowledger()
+            if isinstance(by, Response):
+                return by
+            row = await operations.acknowledge_cluster(cluster_id, by)
             if row is None:
                 return _json({"error": f"no cluster named {cluster_id!r}"}, 404)
             return _json({"suppression": row})
@@ -341,11 +350,10 @@ def create_app(
             refused = operator_only()
             if refused is not None:
                 return refused
-            body = await json_body(_AckBody, "an acknowledgement", optional=True)
-            by = (body.by if body else "").strip()
-            if not by:
-                return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
-            incident, counted = await operations.acknowledge_incident(incident_id, by[:200])
+            by = await _acknowledger()
+            if isinstance(by, Response):
+                return by
+            incident, counted = await operations.acknowledge_incident(incident_id, by)
             if incident is None:
                 return _json({"error": f"no open incident {incident_id!r}"}, 404)
             return _json({"incident": msgspec.to_builtins(incident), "acknowledged_now": counted})
