@@ -47,7 +47,7 @@ def test_the_replay_example_runs() -> None:
 
 
 def test_the_yaml_example_is_valid_configuration() -> None:
-    [example] = _blocks("yaml")
+    example = _blocks("yaml")[0]  # the first yaml block is the configuration example
     settings = settings_from(parse_file_config(example), {"ACME_SENTRY_SECRET": "s"})
     acme = settings.tenants["acme"]
     assert acme.sentry_secret == "s"
