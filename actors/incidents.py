@@ -54,6 +54,7 @@ from eyetok.messages import (
     Signal,
     SignalReceived,
     SignalsReceived,
+    TicketOpened,
 )
 from eyetok.severity import classify
 from state.history import queries
@@ -213,6 +214,20 @@ async def run_incidents(
         if message.reply is not None:
             message.reply.send((incident, True))
 
+    async def ticketed(message: TicketOpened) -> None:
+        """Keep the FreeScout conversation id on the open incident (a resolved one keeps
+        it in the ticket trail's own table)."""
+        key = next(
+            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
+        )
+        if key is None or open_incidents[key].freescout_conversation_id is not None:
+            return
+        incident = msgspec.structs.replace(
+            open_incidents[key], freescout_conversation_id=message.conversation_id
+        )
+        open_incidents[key] = incident
+        await outbox.send(IncidentStepped(incident=incident, step="ticketed", at=message.at))
+
     while True:
         await fire_due()
         due = min(pending.values(), default=None)
@@ -237,5 +252,7 @@ async def run_incidents(
                 await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
             case AcknowledgeIncident():
                 await acknowledge(message)
+            case TicketOpened():
+                await ticketed(message)
             case _:
                 assert_never(message)

@@ -100,6 +100,7 @@ _AUDIT_EVENTS = {
     "acknowledged": "incident_acknowledged",
     "renotify": "renotified",
     "escalated": "escalated",
+    "ticketed": "ticket_opened",
 }
 
 
@@ -110,7 +111,7 @@ def step_plan(
     an acknowledgement or a re-notification; the tenant's secondary of an escalation."""
     incident = stepped.incident
     tenant = settings.tenants.get(incident.tenant)
-    if tenant is None:
+    if tenant is None or stepped.step == "ticketed":
         return ()
     if stepped.step == "escalated":
         secondary = tenant.escalation.secondary
@@ -168,6 +169,8 @@ def step_records(
                 else "not acknowledged yet: no secondary escalation target is configured "
                 "(tenants.<id>.escalation.secondary); nothing was sent"
             )
+        case "ticketed":
+            detail = f"FreeScout conversation {incident.freescout_conversation_id} opened"
     records: list[HistoryMessage] = [
         IncidentRecorded(incident=incident),
         AuditRecorded(

@@ -36,6 +36,7 @@ from actors.sinks.base import Sink
 from actors.supervisor import ChildSpec, Restart
 from actors.suppression import SuppressionDeps, run_suppression
 from actors.tenants import TenantsDeps, run_tenants
+from actors.ticket_trail import TicketTrailDeps, run_ticket_trail
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings, load_settings
@@ -607,6 +608,19 @@ def build(
             history_tx,
             clock=clock,
         ),
+    ]
+    if settings.freescout_link is not None:  # the ticket trail: an operator-side integration
+        trail = TicketTrailDeps(
+            store=store,
+            settings=settings,
+            link=settings.freescout_link,
+            options=settings.freescout,
+            health=board,
+        )
+        children.append(
+            _child("ticket_trail", run_ticket_trail, trail, ingest_tx, history_tx, clock=clock)
+        )
+    children += [
         _child(
             "incidents",
             run_incidents,

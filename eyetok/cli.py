@@ -809,6 +809,7 @@ def _check(settings: Settings, *, as_json: bool) -> int:
     """The payload-shape guard over every template every sink can send (design section
     5): one line per template, a summary, exit 1 if any is refused."""
     from actors.sinks.templates import check_case, every_template, guard_tenants
+    from eyetok.freescout import label_cases
 
     operator = settings.operator_tenant
     tenants = guard_tenants(settings.tenants, operator)
@@ -826,6 +827,18 @@ def _check(settings: Settings, *, as_json: bool) -> int:
             print(f"ok {case.name}")
         else:
             print(f"FAIL {case.name}: {failure.rule}: {failure.detail}")
+    for name, problems in label_cases(operator):  # the ticket trail's tags (FreeScout)
+        total += 1
+        failed += bool(problems)
+        if as_json:
+            label: dict[str, object] = {"template": name, "ok": not problems}
+            print(
+                json.dumps(
+                    label | ({"rule": "labels", "detail": "; ".join(problems)} if problems else {})
+                )
+            )
+        else:
+            print(f"FAIL {name}: labels: {'; '.join(problems)}" if problems else f"ok {name}")
     if as_json:
         print(json.dumps({"templates": total, "failed": failed}))
     else:

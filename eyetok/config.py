@@ -17,6 +17,7 @@ import msgspec
 import yaml
 
 from eyetok.errors import ConfigError
+from eyetok.freescout import FreeScoutLink, FreeScoutOptions, link_from
 from eyetok.messages import Destination
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
@@ -212,6 +213,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     faults: Faults = msgspec.field(default_factory=Faults)
     http: HttpOptions = msgspec.field(default_factory=HttpOptions)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    freescout: FreeScoutOptions = msgspec.field(default_factory=FreeScoutOptions)
 
 
 TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"
@@ -278,6 +280,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http: HttpOptions = HttpOptions()
     # environment a sink written through the tenant API may name (tenant_env_allowed)
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
+    freescout: FreeScoutOptions = FreeScoutOptions()  # the ticket trail (eyetok/freescout.py)
+    freescout_link: FreeScoutLink | None = None  # None: FREESCOUT_URL unset, no trail
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -686,6 +690,8 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             for name, value in env.items()
             if value and (name in SHARED_SINK_ENV or env_owner(name, prefixes) is not None)
         },
+        freescout=file_config.freescout,
+        freescout_link=link_from(file_config.freescout, env),
     )
 
 

@@ -130,6 +130,8 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_at: datetime | None = None
     renotified_at: datetime | None = None  # the one re-notification was planned
     escalated_at: datetime | None = None  # the one escalation to the secondary was planned
+    # the incident's FreeScout conversation, once the ticket trail opened it
+    freescout_conversation_id: int | None = None
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -280,7 +282,16 @@ class AcknowledgeIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     flushed: Reply[bool] | None = None  # answered once the acknowledgement is in the tables
 
 
-IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident
+class TicketOpened(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The ticket trail opened (or found again) the incident's FreeScout conversation: the
+    incidents actor keeps its id on the incident (and so in every later snapshot)."""
+
+    incident_id: str
+    conversation_id: int
+    at: datetime
+
+
+IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident | TicketOpened
 
 
 # --- inbox of the router ---------------------------------------------------------------
@@ -714,7 +725,8 @@ class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     snapshot, the audit line and the deliveries, in order behind the signals before it."""
 
     incident: Incident
-    step: Literal["acknowledged", "renotify", "escalated"]
+    # "ticketed": the ticket trail's conversation id is now on the incident (no delivery)
+    step: Literal["acknowledged", "renotify", "escalated", "ticketed"]
     at: datetime
     flushed: Reply[bool] | None = None  # answered once it is all in the tables
 

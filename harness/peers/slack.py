@@ -30,7 +30,8 @@ Test-control endpoints (in-process and subprocess alike), JSON in and out:
   after ``seconds`` (a client with a shorter timeout gives up on a post that landed);
 * ``POST /_fake/reset`` - forgets posts, calls, scripts and the delay.
 
-``conversations.history`` and ``conversations.replies`` answer from the posts received
+``chat.getPermalink`` links a message it received. ``conversations.history`` and
+``conversations.replies`` answer from the posts received
 (newest first, as Slack does; ``oldest``/``latest``/``limit``), with each message's
 ``metadata`` only when ``include_all_metadata`` is true, as Slack does.
 """
@@ -729,6 +730,20 @@ class FakeSlack(HttpPeer):
             "response_metadata": {"next_cursor": ""},
         }
 
+    def _get_permalink(
+        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
+    ) -> JSONDict:
+        """``chat.getPermalink``: a link to a message this fake received."""
+        channel = _normalise_channel(body.get("channel"))
+        ts = _as_str(body.get("message_ts"))
+        if not channel:
+            raise _BadRequest("channel_not_found")
+        channel_id = self._channel_id(channel)
+        if not ts or (channel_id, ts) not in self._known_ts:
+            raise _BadRequest("message_not_found")
+        link = f"https://{TEAM_NAME}.slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel_id, "permalink": link}
+
     # -- conversations.history / conversations.replies (a post's metadata) ----
 
     def _history_messages(
@@ -842,6 +857,7 @@ _Method = Callable[[FakeSlack, JSONDict, float, float], JSONDict]
 _METHODS: dict[str, _Method] = {
     "chat.postMessage": FakeSlack._post_message,
     "chat.update": FakeSlack._update,
+    "chat.getPermalink": FakeSlack._get_permalink,
     "auth.test": FakeSlack._auth_test,
     "conversations.list": FakeSlack._conversations_list,
     "conversations.history": FakeSlack._conversations_history,

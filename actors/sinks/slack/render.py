@@ -175,6 +175,10 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
         # The first message never landed: say what this is about at the top level.
         blocks.insert(0, _section(f"[{channel_label}] {link}\n{facts}"))
         text = f"[{channel_label}] {scrub(incident.title)}: {text}"
+    if incident.freescout_conversation_id is not None:  # the ticket trail's conversation
+        blocks.append(
+            _context(f":ticket: FreeScout conversation {incident.freescout_conversation_id}")
+        )
     if deliver.late:  # held for the sink's verification: say how late, on the phone too
         blocks.append(_context(f":hourglass: {deliver.late}"))
         text += f" ({deliver.late})"

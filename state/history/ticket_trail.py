@@ -1,0 +1,149 @@
+"""The ticket trail's own DuckDB tables: its outbox, its cursor in the incident
+snapshots, and the FreeScout conversation of each ticketed incident.
+
+A batch of snapshots becomes outbox rows and the cursor moves past it in one DuckDB
+transaction (:func:`plan`), before any FreeScout call: a crash at any point either
+replans the same batch (nothing of it was written) or finds its rows pending.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import msgspec
+
+from eyetok.messages import Incident
+from eyetok.ticket_trail import TrailOp
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ticket_trail_cursor (seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS ticket_trail (
+        op_id VARCHAR, incident_id VARCHAR, tenant VARCHAR, kind VARCHAR, text VARCHAR,
+        planned_at TIMESTAMPTZ, incident_json VARCHAR, status VARCHAR, attempts INTEGER,
+        finished_at TIMESTAMPTZ, detail VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS ticket_conversations (
+        incident_id VARCHAR, tenant VARCHAR, conversation_id BIGINT, number BIGINT,
+        opened_at TIMESTAMPTZ)""",
+)
+
+_encode = msgspec.json.Encoder().encode
+_incident = msgspec.json.Decoder(Incident)
+
+
+def create(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in SCHEMA:
+        con.execute(statement)
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The last snapshot seq the trail has planned from (None: it never ran here)."""
+    row = con.execute("SELECT max(seq) FROM ticket_trail_cursor").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def start_at_now(con: duckdb.DuckDBPyConnection) -> int:
+    """A first start: the trail begins after the last snapshot (it never tickets the
+    past). The cursor it starts from."""
+    row = con.execute("SELECT coalesce(max(seq), 0) FROM incident_snapshots").fetchone()
+    seq = int(row[0]) if row else 0
+    con.execute("INSERT INTO ticket_trail_cursor VALUES (?)", [seq])
+    return seq
+
+
+def snapshots_after(
+    con: duckdb.DuckDBPyConnection, seq: int, limit: int = 500
+) -> list[tuple[int, Incident]]:
+    """The next snapshots in journal order."""
+    rows = con.execute(
+        "SELECT seq, snapshot_json FROM incident_snapshots WHERE seq > ? ORDER BY seq LIMIT ?",
+        [seq, limit],
+    ).fetchall()
+    return [(int(s), _incident.decode(j)) for s, j in rows]
+
+
+def last_seen(con: duckdb.DuckDBPyConnection, upto: int) -> dict[str, Incident]:
+    """Every unresolved incident as of snapshot ``upto`` (what the next snapshots are
+    compared with)."""
+    rows = con.execute(
+        """SELECT snapshot_json FROM (
+               SELECT snapshot_json, status, row_number() OVER (
+                   PARTITION BY incident_id ORDER BY seq DESC) AS rn
+               FROM incident_snapshots WHERE seq <= ?) WHERE rn = 1 AND status <> 'resolved'""",
+        [upto],
+    ).fetchall()
+    return {i.incident_id: i for i in (_incident.decode(r[0]) for r in rows)}
+
+
+def plan(con: duckdb.DuckDBPyConnection, ops: list[TrailOp], upto: int) -> None:
+    """The ops as pending rows, and the cursor past ``upto``, in one transaction."""
+    for op in ops:
+        con.execute(
+            "INSERT INTO ticket_trail VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL, NULL)",
+            [
+                op.op_id,
+                op.incident.incident_id,
+                op.incident.tenant,
+                op.kind,
+                op.text,
+                op.planned_at,
+                _encode(op.incident).decode(),
+            ],
+        )
+    con.execute("UPDATE ticket_trail_cursor SET seq = ?", [upto])
+
+
+def pending(con: duckdb.DuckDBPyConnection) -> list[TrailOp]:
+    rows = con.execute(
+        """SELECT op_id, kind, text, planned_at, incident_json FROM ticket_trail
+           WHERE status = 'pending' ORDER BY op_id"""
+    ).fetchall()
+    return [
+        TrailOp(op_id=o, kind=k, text=t, planned_at=p, incident=_incident.decode(j))
+        for o, k, t, p, j in rows
+    ]
+
+
+def ticketed(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The incidents whose opening was planned (whatever became of it)."""
+    rows = con.execute("SELECT DISTINCT incident_id FROM ticket_trail WHERE kind = 'open'")
+    return {r[0] for r in rows.fetchall()}
+
+
+def conversations(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute("SELECT incident_id, conversation_id FROM ticket_conversations")
+    return {i: int(c) for i, c in rows.fetchall()}
+
+
+def finish(
+    con: duckdb.DuckDBPyConnection,
+    op: TrailOp,
+    *,
+    status: str,
+    attempts: int,
+    at: datetime,
+    detail: str = "",
+    conversation: tuple[int, int | None] | None = None,
+) -> None:
+    """Close an op (delivered, refused or dead), with the conversation it opened."""
+    con.execute(
+        """UPDATE ticket_trail SET status = ?, attempts = ?, finished_at = ?, detail = ?
+           WHERE op_id = ?""",
+        [status, attempts, at, detail, op.op_id],
+    )
+    if conversation is not None:
+        con.execute(
+            "INSERT INTO ticket_conversations VALUES (?, ?, ?, ?, ?)",
+            [op.incident.incident_id, op.incident.tenant, conversation[0], conversation[1], at],
+        )
+
+
+def trail(con: duckdb.DuckDBPyConnection, incident_id: str) -> list[dict[str, object]]:
+    """An incident's rows, in order (for tests and the operator)."""
+    cur = con.execute(
+        """SELECT op_id, kind, text, status, attempts, detail FROM ticket_trail
+           WHERE incident_id = ? ORDER BY op_id""",
+        [incident_id],
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
