@@ -33,7 +33,7 @@ from functools import partial
 
 import trio
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackClientError
 
 from eyetok import log
 from eyetok.clock import Clock
@@ -112,7 +112,7 @@ class SlackPermalinks:
         try:
             channel = self._channel_id(client, sink_id, target)
             answer = client.chat_getPermalink(channel=channel, message_ts=ts)
-        except (SlackApiError, OSError) as exc:
+        except (SlackClientError, OSError, ValueError) as exc:
             self._log.warning(
                 "slack_permalink_unavailable", sink=sink_id, channel=target, reason=str(exc)
             )

@@ -231,12 +231,7 @@ class FreeScoutRefusedError(PermanentDeliveryError):
 
 def classify(status: int, retry_after: str | None, what: str) -> Exception:
     """The error a failed FreeScout answer is (HTTP status, Retry-After)."""
-    after: float | None = None
-    if retry_after:
-        try:
-            after = max(0.0, float(retry_after))
-        except ValueError:
-            after = None
+    after = _seconds(retry_after)
     if status == 429:
         return RetryableDeliveryError(
             f"{what}: rate limited by FreeScout (HTTP 429)", retry_after=after or 1.0
@@ -251,6 +246,14 @@ def classify(status: int, retry_after: str | None, what: str) -> Exception:
             "and its rights in Manage > API & Webhooks"
         )
     return PermanentDeliveryError(f"{what}: FreeScout refused the request (HTTP {status})")
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After in seconds (FreeScout and its proxies send seconds), None if absent."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after else None
+    except ValueError:
+        return None
 
 
 class Conversation(msgspec.Struct, frozen=True, kw_only=True):

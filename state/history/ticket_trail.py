@@ -8,7 +8,7 @@ replans the same batch (nothing of it was written) or finds its rows pending.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 import msgspec
@@ -95,12 +95,18 @@ def plan(con: duckdb.DuckDBPyConnection, ops: list[TrailOp], upto: int) -> None:
 
 def pending(con: duckdb.DuckDBPyConnection) -> list[TrailOp]:
     rows = con.execute(
-        """SELECT op_id, kind, text, planned_at, incident_json FROM ticket_trail
+        """SELECT op_id, kind, text, epoch_ms(planned_at), incident_json FROM ticket_trail
            WHERE status = 'pending' ORDER BY op_id"""
     ).fetchall()
     return [
-        TrailOp(op_id=o, kind=k, text=t, planned_at=p, incident=_incident.decode(j))
-        for o, k, t, p, j in rows
+        TrailOp(
+            op_id=o,
+            kind=k,
+            text=t,
+            planned_at=datetime.fromtimestamp(ms / 1000, UTC),
+            incident=_incident.decode(j),
+        )
+        for o, k, t, ms, j in rows
     ]
 
 
