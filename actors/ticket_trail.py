@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 import trio
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
+from actors.sinks.slack.permalink import SlackPermalinks
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -54,13 +52,12 @@ from eyetok.messages import (
     AuditRecorded,
     Deliver,
     HistoryMessage,
-    Incident,
     IncidentAction,
     IngestMessage,
     PlanDeliveries,
     TicketOpened,
 )
-from eyetok.ticket_trail import TrailOp, op_id, opens, repeat_note, steps_between
+from eyetok.ticket_trail import TrailOp, TrailPlanner
 from state.history import ticket_trail as tables
 from state.history.store import HistoryStore
 
@@ -76,67 +73,6 @@ class TicketTrailDeps:
     options: FreeScoutOptions
     health: HealthBoard | None = None
     poll_every_s: float = 1.0
-
-
-class SlackPermalinks:
-    """``chat.getPermalink`` of an incident's first Slack post, through slack-sdk's
-    ``WebClient`` in a worker thread (the channel name resolved to its id first)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._ids: dict[tuple[str, str], str] = {}
-        self._lock = threading.Lock()
-        self._log = log.get("ticket_trail")
-
-    async def of(self, store: HistoryStore, incident_id: str) -> tuple[str | None, bool]:
-        """The permalink (None: none yet) and whether a Slack post is still pending."""
-        rows: list[tuple[str, str, str, str | None]] = await store.read(
-            lambda con: con.execute(
-                """SELECT sink_id, target, status, external_ref FROM notifications
-                   WHERE incident_id = ? AND sink_type = 'slack' AND action = 'open'
-                   ORDER BY planned_at""",
-                [incident_id],
-            ).fetchall()
-        )
-        pending = any(status == "pending" for _, _, status, _ in rows)
-        for sink_id, target, status, ts in rows:
-            token = self._settings.sink_secrets.get(sink_id)
-            if status == "delivered" and ts and token:
-                link = await trio.to_thread.run_sync(self._permalink, sink_id, token, target, ts)
-                if link is not None:
-                    return link, pending
-        return None, pending
-
-    def _permalink(self, sink_id: str, token: str, target: str, ts: str) -> str | None:
-        client = WebClient(token=token, base_url=self._settings.slack_api_url, timeout=10)
-        try:
-            channel = self._channel_id(client, sink_id, target)
-            answer = client.chat_getPermalink(channel=channel, message_ts=ts)
-        except (SlackClientError, OSError, ValueError) as exc:
-            self._log.warning(
-                "slack_permalink_unavailable", sink=sink_id, channel=target, reason=str(exc)
-            )
-            return None
-        link = answer.get("permalink")
-        return link if isinstance(link, str) else None
-
-    def _channel_id(self, client: WebClient, sink_id: str, target: str) -> str:
-        name = target.lstrip("#")
-        if name[:1] in "CGD" and name.isupper() and name.isalnum():
-            return name
-        with self._lock:
-            known = self._ids.get((sink_id, name))
-        if known is not None:
-            return known
-        for page in client.conversations_list(
-            types="public_channel,private_channel", exclude_archived=True, limit=1000
-        ):
-            for channel in page.get("channels", []):
-                if channel.get("name") == name:
-                    with self._lock:
-                        self._ids[(sink_id, name)] = str(channel["id"])
-                    return str(channel["id"])
-        return name  # Slack answers channel_not_found, logged by the caller
 
 
 class _Wake:
@@ -171,15 +107,15 @@ async def run_ticket_trail(
     conversations = await store.read(tables.conversations)
     queue: deque[TrailOp] = deque(await store.read(tables.pending))
     started_at = clock.now()
-    every = timedelta(seconds=options.repeat_note_every_s)
     slack_wait = timedelta(seconds=SLACK_WAIT_S)
-    # per ticketed incident: the event count its notes have told of, and when the last
-    # repeat note was planned (rebuilt as "told of everything so far" on a start)
-    noted: dict[str, tuple[int, datetime | None]] = {
-        i: (seen[i].event_count, None) for i in ticketed if i in seen
-    }
-    untold: dict[str, Incident] = {}  # repeats waiting for their minute
+    planner = TrailPlanner(
+        channels=options.channels,
+        every=timedelta(seconds=options.repeat_note_every_s),
+        seen=seen,
+        ticketed=ticketed,
+    )
     wake = _Wake()
+    found_again: set[str] = set()  # openings an earlier attempt had made (looked up)
     client = FreeScoutClient(deps.link, timeout_s=options.request_timeout_s)
     permalinks = SlackPermalinks(settings)
     rng = random.Random()
@@ -198,99 +134,14 @@ async def run_ticket_trail(
                 "ticket_trail", "ok" if state == "ok" else "degraded", detail, at=clock.now()
             )
 
-    def ops_for(seq: int, incident: Incident, now: datetime) -> list[TrailOp]:
-        iid = incident.incident_id
-        before = seen.get(iid)
-        if incident.status == "resolved":
-            seen.pop(iid, None)
-        else:
-            seen[iid] = incident
-        if iid not in ticketed:
-            if not opens(before, incident, options.channels):
-                return []
-            ticketed.add(iid)
-            noted[iid] = (incident.event_count, None)
-            return [
-                TrailOp(
-                    op_id=op_id(iid, "open", seq, 0),
-                    incident=incident,
-                    kind="open",
-                    text="",
-                    planned_at=now,
-                )
-            ]
-        if before is None:
-            return []
-        notes = steps_between(before, incident)
-        resolved = incident.status == "resolved"
-        told, last = noted.get(iid, (before.event_count, None))
-        if incident.event_count > told:
-            if resolved or last is None or now - last >= every:
-                notes.insert(0, repeat_note(incident, told))
-                noted[iid] = (incident.event_count, now)
-                untold.pop(iid, None)
-            else:
-                untold[iid] = incident
-        ops = [
-            TrailOp(
-                op_id=op_id(iid, "note", seq, n),
-                incident=incident,
-                kind="note",
-                text=text,
-                planned_at=now,
-            )
-            for n, text in enumerate(notes)
-        ]
-        if resolved:
-            ops.append(
-                TrailOp(
-                    op_id=op_id(iid, "close", seq, len(notes)),
-                    incident=incident,
-                    kind="close",
-                    text="",
-                    planned_at=now,
-                )
-            )
-            noted.pop(iid, None)
-            untold.pop(iid, None)
-        return ops
-
-    def repeats_due(now: datetime, seq: int) -> list[TrailOp]:
-        ops = []
-        for iid, incident in list(untold.items()):
-            told, last = noted.get(iid, (incident.event_count, None))
-            if last is not None and now - last < every:
-                continue
-            ops.append(
-                TrailOp(
-                    op_id=op_id(iid, "repeat", seq, 500),
-                    incident=incident,
-                    kind="note",
-                    text=repeat_note(incident, told),
-                    planned_at=now,
-                )
-            )
-            noted[iid] = (incident.event_count, now)
-            del untold[iid]
-        return ops
-
-    def next_repeat() -> float:
-        """Seconds until the next coalesced repeat falls due (inf: none waits)."""
-        dues = [
-            (last + every - clock.now()).total_seconds()
-            for iid in untold
-            if (last := noted.get(iid, (0, None))[1]) is not None
-        ]
-        return max(0.0, min(dues, default=float("inf")))
-
     async def tail() -> None:
         nonlocal cursor
         while True:
             batch = await store.read(partial(tables.snapshots_after, seq=cursor))
             now = clock.now()
-            ops = [op for seq, incident in batch for op in ops_for(seq, incident, now)]
+            ops = [op for seq, incident in batch for op in planner.snapshot(seq, incident, now)]
             upto = batch[-1][0] if batch else cursor
-            ops += repeats_due(now, upto)
+            ops += planner.repeats_due(now, upto)
             if batch or ops:
                 await store.write(partial(tables.plan, ops=ops, upto=upto))
                 cursor = upto
@@ -298,7 +149,7 @@ async def run_ticket_trail(
                 queue.extend(ops)
                 wake.set()
             if len(batch) < 500:
-                await trio.sleep(min(deps.poll_every_s, next_repeat()))
+                await trio.sleep(min(deps.poll_every_s, planner.next_repeat_in(clock.now())))
 
     async def report(op: TrailOp, status: str, detail: str, attempts: int) -> None:
         incident, now = op.incident, clock.now()
@@ -346,17 +197,10 @@ async def run_ticket_trail(
         iid = op.incident.incident_id
         conversation_id = conversations.get(iid)
         if op.kind == "open":
-            if conversation_id is not None:
-                return None
             if attempt > 1 or op.planned_at < started_at:
                 found = await client.find(iid)
                 if found is not None:
-                    logger.info(
-                        "freescout_conversation_found",
-                        incident_id=iid,
-                        conversation_id=found.conversation_id,
-                        why="an earlier attempt had opened it; not opened again",
-                    )
+                    found_again.add(op.op_id)
                     return found.conversation_id, found.number
             slack, slack_pending = await permalinks.of(store, iid)
             while slack is None and slack_pending and clock.now() < op.planned_at + slack_wait:
@@ -366,8 +210,7 @@ async def run_ticket_trail(
             text = opening_text(op.incident, slack_link=slack, console_link=console)
             opened = await client.create(conversation_body(op.incident, deps.link, options, text))
             return opened.conversation_id, opened.number
-        if conversation_id is None:
-            raise PermanentDeliveryError("no conversation: its opening was refused or died")
+        assert conversation_id is not None  # send() skips the notes of an unopened one
         if op.kind == "note":
             await client.add_note(conversation_id, note_body(op.text, options))
         else:
@@ -375,6 +218,17 @@ async def run_ticket_trail(
         return None
 
     async def send(op: TrailOp) -> None:
+        if (op.kind == "open") == (op.incident.incident_id in conversations):
+            # a note whose opening ended refused or dead (reported then): nothing to add
+            # to; an opening of an incident whose conversation is stored: nothing to do
+            detail = (
+                "conversation opened already"
+                if op.kind == "open"
+                else "no conversation: its opening was refused or died (reported then)"
+            )
+            logger.warning("freescout_op_skipped", op_id=op.op_id, kind=op.kind, detail=detail)
+            await finish(op, "skipped", 0, detail)
+            return
         attempt = 0
         while True:
             attempt += 1
@@ -439,15 +293,20 @@ async def run_ticket_trail(
         )
         iid = op.incident.incident_id
         if status == "delivered":
+            event = {"open": "conversation_opened", "note": "note_added"}.get(
+                op.kind, "conversation_closed"
+            )
+            why = None
+            if op.op_id in found_again:
+                event, why = "conversation_found", "an earlier attempt had opened it; not again"
+                found_again.discard(op.op_id)
             logger.info(
-                "freescout_"
-                + {"open": "conversation_opened", "note": "note_added"}.get(
-                    op.kind, "conversation_closed"
-                ),
+                "freescout_" + event,
                 op_id=op.op_id,
                 incident_id=iid,
                 conversation_id=opened[0] if opened else conversations.get(iid),
                 attempts=attempts,
+                why=why,
             )
         if opened is not None:
             conversations[iid] = opened[0]

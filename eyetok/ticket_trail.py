@@ -5,12 +5,12 @@ before it: a new incident of a ticketed SEV channel opens a conversation; an
 acknowledgement, a re-notification, an escalation, an ``escalation_recommended`` and a
 resolve each append a note; the resolve then closes the conversation. Repeats (the
 event count going up) are coalesced by the actor into at most one note a minute
-(:func:`repeat_note`).
+(:class:`TrailPlanner`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -89,3 +89,91 @@ def op_id(incident_id: str, kind: str, seq: int, n: int) -> str:
     """An op's row id; ids sort in the order the ops are owed (journal order, then the
     n-th op of one snapshot)."""
     return f"fs_{seq:012d}_{n:03d}_{incident_id}_{kind}"
+
+
+class TrailPlanner:
+    """The trail's memory between snapshots and the ops each snapshot owes.
+
+    ``seen``: every unresolved incident as last seen; ``ticketed``: the incidents whose
+    opening was planned. Per ticketed incident it remembers the event count its notes
+    told of and when the last repeat note was planned (after a restart: "told of
+    everything so far"), and the repeats still waiting for their minute.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: tuple[SevChannel, ...],
+        every: timedelta,
+        seen: dict[str, Incident],
+        ticketed: set[str],
+    ) -> None:
+        self.channels, self.every = channels, every
+        self.seen, self.ticketed = seen, ticketed
+        self.noted: dict[str, tuple[int, datetime | None]] = {
+            i: (seen[i].event_count, None) for i in ticketed if i in seen
+        }
+        self.untold: dict[str, Incident] = {}
+
+    def snapshot(self, seq: int, incident: Incident, now: datetime) -> list[TrailOp]:
+        """The ops owed for snapshot ``seq`` of ``incident``, in the order owed."""
+        iid = incident.incident_id
+        before = self.seen.get(iid)
+        if incident.status == "resolved":
+            self.seen.pop(iid, None)
+        else:
+            self.seen[iid] = incident
+        if iid not in self.ticketed:
+            if not opens(before, incident, self.channels):
+                return []
+            self.ticketed.add(iid)
+            self.noted[iid] = (incident.event_count, None)
+            return [_op(iid, "open", seq, 0, incident, "", now)]
+        if before is None:
+            return []
+        notes = steps_between(before, incident)
+        resolved = incident.status == "resolved"
+        told, last = self.noted.get(iid, (before.event_count, None))
+        if incident.event_count > told:
+            if resolved or last is None or now - last >= self.every:
+                notes.insert(0, repeat_note(incident, told))
+                self.noted[iid] = (incident.event_count, now)
+                self.untold.pop(iid, None)
+            else:
+                self.untold[iid] = incident
+        ops = [_op(iid, "note", seq, n, incident, text, now) for n, text in enumerate(notes)]
+        if resolved:
+            ops.append(_op(iid, "close", seq, len(notes), incident, "", now))
+            self.noted.pop(iid, None)
+            self.untold.pop(iid, None)
+        return ops
+
+    def repeats_due(self, now: datetime, seq: int) -> list[TrailOp]:
+        """The coalesced repeat notes whose minute has passed (``seq``: the cursor)."""
+        ops = []
+        for iid, incident in list(self.untold.items()):
+            told, last = self.noted.get(iid, (incident.event_count, None))
+            if last is not None and now - last < self.every:
+                continue
+            ops.append(_op(iid, "repeat", seq, 500, incident, repeat_note(incident, told), now))
+            self.noted[iid] = (incident.event_count, now)
+            del self.untold[iid]
+        return ops
+
+    def next_repeat_in(self, now: datetime) -> float:
+        """Seconds until the next coalesced repeat falls due (inf: none waits)."""
+        dues = [
+            (last + self.every - now).total_seconds()
+            for iid in self.untold
+            if (last := self.noted.get(iid, (0, None))[1]) is not None
+        ]
+        return max(0.0, min(dues, default=float("inf")))
+
+
+def _op(
+    iid: str, what: str, seq: int, n: int, incident: Incident, text: str, now: datetime
+) -> TrailOp:
+    kind: OpKind = "open" if what == "open" else "close" if what == "close" else "note"
+    return TrailOp(
+        op_id=op_id(iid, what, seq, n), incident=incident, kind=kind, text=text, planned_at=now
+    )

@@ -50,6 +50,8 @@ def credentials_of(settings: Settings) -> dict[str, str]:
         found["SLACK_SIGNING_SECRET"] = settings.slack_signing_secret
     if settings.database_url:
         found["DATABASE_URL"] = settings.database_url
+    if settings.freescout_link is not None:  # the ticket trail's key (eyetok/freescout.py)
+        found[settings.freescout.api_key_env] = settings.freescout_link.api_key
     return found
 
 

@@ -4,6 +4,10 @@ answer is classified."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from tests.conftest import daemon_settings
 from tests.peers.freescout import API_KEY, MAILBOX_ID, FakeFreeScout
 from tests.pg import incident
 
+ROOT = Path(__file__).resolve().parents[1]
 ENV = {
     "FREESCOUT_URL": "https://help.example/",
     "FREESCOUT_API_KEY": "k3y",
@@ -166,3 +171,38 @@ def test_settings_without_freescout_add_no_trail(tmp_path: Path) -> None:
     configured = daemon_settings(tmp_path, None, **ENV)
     assert configured.freescout_link is not None
     assert configured.freescout_link.mailbox_id == 3
+
+
+def test_eyetok_check_holds_the_tags_against_the_canonical_table() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "eyetok.cli", "check"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    labels = [line for line in done.stdout.splitlines() if "freescout-labels/" in line]
+    assert "ok freescout-labels/fatal/SEV1" in labels
+    assert "ok freescout-labels/heroku-h12/SEV2.5" in labels
+    assert all(line.startswith("ok ") for line in labels)
+    assert len(labels) == len(label_cases("operator"))
+
+
+def test_the_readme_freescout_example_is_valid_configuration() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [example] = [
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "freescout:" in b
+    ]
+    config = parse_file_config(example)
+    assert config.freescout == FreeScoutOptions(user_id=1, max_age_s=3600)
+    assert link_from(config.freescout, ENV) is not None
+
+
+def test_the_key_is_a_credential_the_rotation_reminder_tracks(tmp_path: Path) -> None:
+    from schedules.credentials import credentials_of
+
+    assert credentials_of(daemon_settings(tmp_path, None, **ENV))["FREESCOUT_API_KEY"] == "k3y"
+    assert "FREESCOUT_API_KEY" not in credentials_of(daemon_settings(tmp_path, None))

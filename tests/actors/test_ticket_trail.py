@@ -36,10 +36,13 @@ def freescout() -> Iterator[FakeFreeScout]:
         yield fake
 
 
-def _settings(tmp_path: Path, slack: FakeSlack, freescout: FakeFreeScout, **env: str) -> Settings:
+def _settings(
+    tmp_path: Path, slack: FakeSlack, freescout: FakeFreeScout, config: str = "", **env: str
+) -> Settings:
     return daemon_settings(
         tmp_path / "data",
         slack,
+        config=config,
         FREESCOUT_URL=freescout.base_url,
         FREESCOUT_API_KEY=env.pop("key", API_KEY),
         FREESCOUT_MAILBOX_ID=str(MAILBOX_ID),
@@ -228,3 +231,45 @@ async def test_a_wrong_api_key_is_an_audited_refusal_not_retried(
             p.thread_ts is None and "Database unreachable" in (p.text or "")
             for p in fake_slack.posts
         )
+
+
+async def test_a_row_failing_past_its_maximum_age_ends_dead_audited_and_reported(
+    tmp_path: Path, fake_slack: FakeSlack, freescout: FakeFreeScout, mock_clock: trio.MockClock
+) -> None:
+    clock = TrioWallClock(ANCHOR)
+    freescout.fail(503)
+    config = "freescout:\n  max_age_s: 120\n  max_backoff_s: 20\n"
+    async with running(_settings(tmp_path, fake_slack, freescout, config), clock) as topology:
+        opened = await topology.submit(_signal(clock, 1))
+        await until(
+            lambda: any("FreeScout open dead" in (p.text or "") for p in fake_slack.posts),
+            within=300,
+        )
+        [notice] = [p for p in fake_slack.posts if "FreeScout open dead" in (p.text or "")]
+        assert notice.channel.lstrip("#") == "eyetok-operator"
+        assert "HTTP 503" in (notice.text or "")
+        assert not freescout.conversations
+        await topology.flush_history()
+        events = await topology.store.read(
+            lambda con: con.execute(
+                "SELECT event FROM audit_log WHERE incident_id = ?", [opened.incident_id]
+            ).fetchall()
+        )
+        assert ("ticket_dead",) in events
+        assert topology.health is not None
+        trail = topology.health.get("ticket_trail")
+        assert trail is not None
+        assert trail.state == "degraded"
+        freescout.recover()  # a later note has no conversation to go to: skipped
+        await topology.submit(_signal(clock, 2, kind=SignalKind.RESOLVE))
+        assert opened.incident_id is not None
+        iid = opened.incident_id
+        with trio.fail_after(60):
+            while True:
+                rows = await topology.store.read(lambda con: tables.trail(con, iid))
+                if len(rows) >= 3 and all(r["status"] != "pending" for r in rows):
+                    break
+                await trio.sleep(1)
+        assert [r["status"] for r in rows] == ["dead", "skipped", "skipped"]
+        assert "no conversation" in str(rows[-1]["detail"])
+        assert not freescout.conversations
