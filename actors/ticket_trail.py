@@ -105,6 +105,18 @@ async def run_ticket_trail(
     seen = await store.read(partial(tables.last_seen, upto=cursor))
     ticketed = await store.read(tables.ticketed)
     conversations = await store.read(tables.conversations)
+    adopted = [
+        i
+        for i in seen.values()
+        if i.freescout_conversation_id is not None and i.incident_id not in conversations
+    ]
+    if adopted:  # a fresh dyno: the snapshots rehydrated from Postgres name them
+        at = clock.now()
+        await store.write(partial(tables.adopt, incidents=adopted, at=at))
+        for incident in adopted:
+            assert incident.freescout_conversation_id is not None
+            conversations[incident.incident_id] = incident.freescout_conversation_id
+            ticketed.add(incident.incident_id)
     queue: deque[TrailOp] = deque(await store.read(tables.pending))
     started_at = clock.now()
     slack_wait = timedelta(seconds=SLACK_WAIT_S)
@@ -126,6 +138,7 @@ async def run_ticket_trail(
         channels=[c.value for c in options.channels],
         cursor=cursor,
         pending=len(queue),
+        adopted=len(adopted),
     )
 
     def health(state: str, detail: str) -> None:

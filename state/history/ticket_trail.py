@@ -144,6 +144,29 @@ def finish(
         )
 
 
+def adopt(con: duckdb.DuckDBPyConnection, incidents: list[Incident], at: datetime) -> None:
+    """Incidents whose snapshot names a conversation this history has no row of (a fresh
+    dyno, rehydrated from Postgres): their trail goes on in that conversation."""
+    for incident in incidents:
+        assert incident.freescout_conversation_id is not None
+        con.execute(
+            "INSERT INTO ticket_trail VALUES (?, ?, ?, 'open', '', ?, ?, 'delivered', 0, ?, ?)",
+            [
+                f"fs_adopted_{incident.incident_id}",
+                incident.incident_id,
+                incident.tenant,
+                at,
+                _encode(incident).decode(),
+                at,
+                "adopted: the incident's snapshot names the conversation (rehydrated)",
+            ],
+        )
+        con.execute(
+            "INSERT INTO ticket_conversations VALUES (?, ?, ?, NULL, ?)",
+            [incident.incident_id, incident.tenant, incident.freescout_conversation_id, at],
+        )
+
+
 def trail(con: duckdb.DuckDBPyConnection, incident_id: str) -> list[dict[str, object]]:
     """An incident's rows, in order (for tests and the operator)."""
     cur = con.execute(

@@ -10,12 +10,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
-from tests.conftest import FIXTURES, SECRET
+from tests.conftest import (
+    FIXTURES,
+    SECRET,
+    daemon_settings,
+    eventually,
+    fixture_body,
+    signed_headers,
+    start_daemon,
+)
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.freescout import API_KEY, MAILBOX_ID, FakeFreeScout
 from tests.peers.slack import FakeSlack
+from tests.pg import query
 from tests.verify import ROOT_TOKEN
+
+FATAL_ISSUE_ID = "6120447702"  # data.event.issue_id of event_alert_fatal.json
 
 
 @pytest.fixture
@@ -93,3 +105,55 @@ def test_a_kill_between_create_and_store_opens_no_second_conversation(
         assert daemon.terminate()[0] == 0
     [conversation] = freescout.conversations
     assert conversation.threads[-1].text.startswith("Resolved at")
+
+
+async def test_a_fresh_dyno_goes_on_in_the_same_conversation(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_slack: FakeSlack,
+    freescout: FakeFreeScout,
+    pg_dsn: str,
+) -> None:
+    """The filesystem is gone, Postgres is not: the incident rehydrated from
+    ``incident_state`` names its conversation, so its resolve closes that one."""
+    env = {**_env(fake_slack, freescout), "DATABASE_URL": pg_dsn}
+    first = await start_daemon(nursery, daemon_settings(tmp_path / "dyno-1", fake_slack, **env))
+    body = fixture_body("event_alert_fatal")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.bound_port}") as client:
+        answer = await client.post("/hooks/sentry", content=body, headers=signed_headers(body))
+    assert answer.status_code == 202, answer.text
+    incident_id = answer.json()["incident_id"]
+
+    async def mirrored() -> bool:
+        rows = await trio.to_thread.run_sync(
+            lambda: query(
+                pg_dsn,
+                "SELECT freescout_conversation_id FROM incident_state WHERE incident_id = %s",
+                (incident_id,),
+            )
+        )
+        return bool(rows) and rows[0][0] is not None
+
+    await eventually(mirrored, within=60)
+    [conversation] = freescout.conversations
+    first.request_stop()
+    await trio.sleep(0.5)
+
+    second = await start_daemon(nursery, daemon_settings(tmp_path / "dyno-2", fake_slack, **env))
+    resolve = json.loads((FIXTURES / "issue_resolved.json").read_text())
+    resolve["data"]["issue"]["id"] = FATAL_ISSUE_ID
+    raw = json.dumps(resolve).encode()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second.bound_port}") as client:
+        answer = await client.post(
+            "/hooks/sentry", content=raw, headers=signed_headers(raw, "issue")
+        )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["incident_id"] == incident_id
+
+    async def closed() -> bool:
+        return conversation.status == "closed"
+
+    await eventually(closed, within=60)
+    assert len(freescout.conversations) == 1
+    assert conversation.threads[-1].text.startswith("Resolved at")
+    second.request_stop()
