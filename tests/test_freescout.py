@@ -4,10 +4,7 @@ answer is classified."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from eyetok.messages import Incident, SevChannel, Severity
 from tests.conftest import daemon_settings
 from tests.peers.freescout import API_KEY, MAILBOX_ID, FakeFreeScout
 from tests.pg import incident
+from tests.test_check import eyetok_check
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {
@@ -174,15 +172,7 @@ def test_settings_without_freescout_add_no_trail(tmp_path: Path) -> None:
 
 
 def test_eyetok_check_holds_the_tags_against_the_canonical_table() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "eyetok.cli", "check"],
-        cwd=ROOT,
-        env={"PATH": os.environ["PATH"]},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = eyetok_check()
     assert done.returncode == 0, done.stdout + done.stderr
     labels = [line for line in done.stdout.splitlines() if "freescout-labels/" in line]
     assert "ok freescout-labels/fatal/SEV1" in labels
