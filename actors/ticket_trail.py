@@ -125,6 +125,9 @@ async def run_ticket_trail(
         every=timedelta(seconds=options.repeat_note_every_s),
         seen=seen,
         ticketed=ticketed,
+        drill_tenants=frozenset(
+            t for t, tenant in settings.tenants.items() if tenant.tier == "drill"
+        ),
     )
     wake = _Wake()
     found_again: set[str] = set()  # openings an earlier attempt had made (looked up)

@@ -95,7 +95,8 @@ class TrailPlanner:
     """The trail's memory between snapshots and the ops each snapshot owes.
 
     ``seen``: every unresolved incident as last seen; ``ticketed``: the incidents whose
-    opening was planned. Per ticketed incident it remembers the event count its notes
+    opening was planned; a drill tenant's incidents (synthetic outages) are never
+    ticketed. Per ticketed incident it remembers the event count its notes
     told of and when the last repeat note was planned (after a restart: "told of
     everything so far"), and the repeats still waiting for their minute.
     """
@@ -107,8 +108,9 @@ class TrailPlanner:
         every: timedelta,
         seen: dict[str, Incident],
         ticketed: set[str],
+        drill_tenants: frozenset[str] = frozenset(),
     ) -> None:
-        self.channels, self.every = channels, every
+        self.channels, self.every, self.drill_tenants = channels, every, drill_tenants
         self.seen, self.ticketed = seen, ticketed
         self.noted: dict[str, tuple[int, datetime | None]] = {
             i: (seen[i].event_count, None) for i in ticketed if i in seen
@@ -124,7 +126,7 @@ class TrailPlanner:
         else:
             self.seen[iid] = incident
         if iid not in self.ticketed:
-            if not opens(before, incident, self.channels):
+            if incident.tenant in self.drill_tenants or not opens(before, incident, self.channels):
                 return []
             self.ticketed.add(iid)
             self.noted[iid] = (incident.event_count, None)

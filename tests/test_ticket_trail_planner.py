@@ -98,3 +98,15 @@ def test_a_restart_picks_up_from_what_was_seen() -> None:
     [note] = planner.snapshot(9, _sev1(event_count=6), T0)
     assert "2 more event(s) (total 6)" in note.text
     assert planner.snapshot(10, msgspec.structs.replace(older, event_count=2), T0) == []
+
+
+def test_a_drill_tenants_incidents_are_never_ticketed() -> None:
+    planner = TrailPlanner(
+        channels=CHANNELS,
+        every=timedelta(minutes=1),
+        seen={},
+        ticketed=set(),
+        drill_tenants=frozenset({"drill"}),
+    )
+    assert planner.snapshot(1, _sev1(tenant="drill"), T0) == []
+    assert _kinds(planner.snapshot(2, _sev1(incident_id="inc_2"), T0)) == [("open", "")]
