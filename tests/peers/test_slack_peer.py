@@ -308,3 +308,15 @@ def test_slow_posts_land_at_once_and_answer_late(fake: FakeSlack) -> None:
     assert found["messages"][0]["ts"] == post.ts  # other methods are not slowed
     fake_request(fake, "slow_posts", {"seconds": 0, "for_s": None})
     assert client.chat_postMessage(channel="#alerts", text="fast")["ok"] is True
+
+
+def test_get_permalink_links_a_message_it_received(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    posted = client.chat_postMessage(channel="#ops", text="boom")
+    answer = client.chat_getPermalink(channel="#ops", message_ts=posted["ts"])
+    assert answer["channel"] == posted["channel"]
+    assert answer["permalink"].endswith(posted["ts"].replace(".", ""))
+    assert f"/archives/{posted['channel']}/p" in answer["permalink"]
+    with pytest.raises(SlackApiError) as unknown:
+        client.chat_getPermalink(channel="#ops", message_ts="1.000001")
+    assert unknown.value.response["error"] == "message_not_found"
