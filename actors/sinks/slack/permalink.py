@@ -28,9 +28,15 @@ class SlackPermalinks:
         """The permalink (None: none yet) and whether a Slack post is still pending."""
         rows: list[tuple[str, str, str, str | None]] = await store.read(
             lambda con: con.execute(
-                """SELECT sink_id, target, status, external_ref FROM notifications
-                   WHERE incident_id = ? AND sink_type = 'slack' AND action = 'open'
-                   ORDER BY planned_at""",
+                # the base tables, filtered first (the notifications view dedups them all)
+                """SELECT d.sink_id, d.target, coalesce(max(o.outcome), 'pending'),
+                          max(o.external_ref)
+                   FROM (SELECT DISTINCT delivery_id, sink_id, target, planned_at
+                         FROM deliveries WHERE incident_id = ? AND sink_type = 'slack'
+                         AND action = 'open') d
+                   LEFT JOIN delivery_outcomes o USING (delivery_id)
+                   GROUP BY d.delivery_id, d.sink_id, d.target, d.planned_at
+                   ORDER BY d.planned_at""",
                 [incident_id],
             ).fetchall()
         )
