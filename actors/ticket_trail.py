@@ -38,15 +38,14 @@ from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.errors import PermanentDeliveryError, RetryableDeliveryError
 from eyetok.freescout import (
-    FreeScoutClient,
     FreeScoutLink,
     FreeScoutOptions,
-    FreeScoutRefusedError,
     close_body,
     conversation_body,
     note_body,
     opening_text,
 )
+from eyetok.freescout_api import FreeScoutClient, FreeScoutRefusedError
 from eyetok.health import HealthBoard
 from eyetok.messages import (
     AuditRecorded,

@@ -15,11 +15,8 @@ import pytest
 from eyetok.config import parse_file_config
 from eyetok.errors import ConfigError, PermanentDeliveryError, RetryableDeliveryError
 from eyetok.freescout import (
-    FreeScoutClient,
     FreeScoutLink,
     FreeScoutOptions,
-    FreeScoutRefusedError,
-    classify,
     close_body,
     conversation_body,
     label_cases,
@@ -28,6 +25,7 @@ from eyetok.freescout import (
     note_body,
     tags_of,
 )
+from eyetok.freescout_api import FreeScoutClient, FreeScoutRefusedError, classify
 from eyetok.messages import Incident, SevChannel, Severity
 from tests.conftest import daemon_settings
 from tests.peers.freescout import API_KEY, MAILBOX_ID, FakeFreeScout
