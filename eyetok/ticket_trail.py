@@ -47,7 +47,7 @@ def steps_between(before: Incident, after: Incident) -> list[str]:
         )
     if after.sev_channel != before.sev_channel and after.sev_channel is not None:
         was = before.sev_channel.value if before.sev_channel else "no channel"
-        notes.append(f"Escalated from {was} to {after.sev_channel.value}.")
+        notes.append(f"SEV channel changed from {was} to {after.sev_channel.value}.")
     if after.acknowledged_at is not None and before.acknowledged_at is None:
         notes.append(
             f"Acknowledged by {after.acknowledged_by or 'someone'} at "
