@@ -235,6 +235,12 @@ def test_flag_on_live_filters_ack_tenants_and_phone(
         refused.wait_for_selector("text=Not signed in")
         kim.close()
 
+        # the operator's whole list (the README's screenshot: docs/console-incidents.png)
+        page.goto(f"{daemon.url}/console/incidents")
+        page.wait_for_selector(f"tr[data-incident='{beta}']")
+        assert page.locator("tbody#rows tr").count() == 4
+        page.screenshot(path=str(shots / "incidents-all.png"))
+
         # a phone: the list and an incident fit 390 px
         phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
         small = sign_in(phone, daemon.url, "sam", ROOT_TOKEN, then="/console/incidents")
