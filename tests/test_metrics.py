@@ -32,19 +32,11 @@ def test_deliveries_suppression_and_budget_events_are_counted() -> None:
     fired = ("eyetok_suppression_events_total", {"event": "fired"})
     capped = ("eyetok_budget_events_total", {"event": "budget_capped"})
     before = [_value(n, **labels) for n, labels in (delivered, latency, slow, fired, capped)]
+    dead = {"delivery_id": "dlv_1", "tenant": "acme", "incident_id": "inc_1", "sink_id": "hook"}
+    dead |= {"sink_type": "webhook", "target": "https://example.invalid/", "outcome": "dead"}
     observe_history(
         DeliveryFinished(
-            delivery_id="dlv_1",
-            tenant="acme",
-            incident_id="inc_1",
-            sink_id="hook",
-            sink_type="webhook",
-            target="https://example.invalid/",
-            action=IncidentAction.OPEN,
-            outcome="dead",
-            attempts=5,
-            latency_ms=2500.0,
-            finished_at=AT,
+            **dead, action=IncidentAction.OPEN, attempts=5, latency_ms=2500.0, finished_at=AT
         )
     )
     observe_history(SuppressionRecorded(cluster_id="cl_1", event="fired", at=AT, cluster_key="k"))

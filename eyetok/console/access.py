@@ -95,7 +95,7 @@ class Access:
         form = await request.form
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         presented = form.get("csrf", "")
-        if not expected or not hmac.compare_digest(expected, presented):
+        if not expected or not hmac.compare_digest(expected.encode(), presented.encode()):
             return await self.login_form("The sign-in form expired: try again.", 403)
         name = " ".join(form.get("name", "").split())[:MAX_NAME]
         token = form.get("token", "").strip()
@@ -135,6 +135,7 @@ class Access:
 
 
 Page = Callable[..., Awaitable[Response]]
+FormPage = Callable[..., Awaitable[Response]]
 
 
 def signed_in(access: Access, *, operator: bool = False) -> Callable[[Page], Page]:
@@ -152,5 +153,22 @@ def signed_in(access: Access, *, operator: bool = False) -> Callable[[Page], Pag
 
         guarded.__name__ = page.__name__
         return guarded
+
+    return wrap
+
+
+def form_posted(access: Access, *, operator: bool = False) -> Callable[[FormPage], Page]:
+    """A form's target: signed in (as :func:`signed_in`), its CSRF token the session's;
+    called with the session and the posted fields."""
+
+    def wrap(page: FormPage) -> Page:
+        async def checked(session: Session, **kwargs: str) -> Response:
+            form = await access.form_of(session)
+            if isinstance(form, Response):
+                return form
+            return await page(session, form, **kwargs)
+
+        checked.__name__ = page.__name__
+        return signed_in(access, operator=operator)(checked)
 
     return wrap

@@ -15,7 +15,7 @@ from itertools import groupby
 from quart import Blueprint, Response, redirect, render_template, request
 
 from eyetok.clock import Clock
-from eyetok.console.access import Access, error_page, signed_in
+from eyetok.console.access import Access, error_page, form_posted, signed_in
 from eyetok.console.session import Session
 from eyetok.review import parse_since
 
@@ -64,11 +64,8 @@ def add_dashboard(
         return redirect(f"/console?said={said}")  # type: ignore[return-value]
 
     @blueprint.post("/anomalies/<anomaly_id>/verdict")
-    @signed_in(access, operator=True)
-    async def verdict(session: Session, anomaly_id: str) -> Response:
-        form = await access.form_of(session)
-        if isinstance(form, Response):
-            return form
+    @form_posted(access, operator=True)
+    async def verdict(session: Session, form: dict[str, str], anomaly_id: str) -> Response:
         chosen = form.get("verdict", "")
         if chosen not in VERDICTS:
             return await error_page(400, "verdict: benign or escalate")
@@ -85,11 +82,8 @@ def add_dashboard(
         return await back("noted")
 
     @blueprint.post("/review/zero-anomalies")
-    @signed_in(access, operator=True)
-    async def zero_anomalies(session: Session) -> Response:
-        form = await access.form_of(session)
-        if isinstance(form, Response):
-            return form
+    @form_posted(access, operator=True)
+    async def zero_anomalies(session: Session, form: dict[str, str]) -> Response:
         try:
             window = parse_since(form.get("since", "24h"))
         except ValueError as exc:
@@ -110,11 +104,8 @@ def add_dashboard(
         return await back("zero")
 
     @blueprint.post("/sinks/<sink_id>/verification")
-    @signed_in(access, operator=True)
-    async def rehandshake(session: Session, sink_id: str) -> Response:
-        form = await access.form_of(session)
-        if isinstance(form, Response):
-            return form
+    @form_posted(access, operator=True)
+    async def rehandshake(session: Session, form: dict[str, str], sink_id: str) -> Response:
         answer = await desk.start_verification(sink_id, session.who)
         await desk.audit(
             operator_tenant,
@@ -128,11 +119,10 @@ def add_dashboard(
         return Response(body, status=200 if answer.ok else 400, content_type=HTML)
 
     @blueprint.post("/suppressions/<cluster_id>/ack")
-    @signed_in(access, operator=True)
-    async def acknowledge_cluster(session: Session, cluster_id: str) -> Response:
-        form = await access.form_of(session)
-        if isinstance(form, Response):
-            return form
+    @form_posted(access, operator=True)
+    async def acknowledge_cluster(
+        session: Session, form: dict[str, str], cluster_id: str
+    ) -> Response:
         row = await desk.acknowledge_cluster(cluster_id, session.who)
         if row is None:
             return await error_page(404, f"no cluster named {cluster_id!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, redirect, render_template, request
 
 from eyetok.clock import Clock
-from eyetok.console.access import Access, error_page, signed_in
+from eyetok.console.access import Access, error_page, form_posted, signed_in
 from eyetok.console.badges import badge_class
 from eyetok.console.filters import LABELS, STATUSES, FilterError, IncidentFilter, parse_filter
 from eyetok.console.session import Session
@@ -87,11 +87,8 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
         return Response(body, content_type=HTML)
 
     @blueprint.post("/incidents/<incident_id>/ack")
-    @signed_in(access)
-    async def acknowledge(session: Session, incident_id: str) -> Response:
-        form = await access.form_of(session)
-        if isinstance(form, Response):
-            return form
+    @form_posted(access)
+    async def acknowledge(session: Session, _: dict[str, str], incident_id: str) -> Response:
         found = await desk.incident(incident_id, tenant=session.tenant)
         if found is None:
             return await error_page(404, f"no incident {incident_id!r} you can see")

@@ -62,4 +62,4 @@ class Sessions:
 
 
 def csrf_matches(session: Session, presented: str | None) -> bool:
-    return presented is not None and hmac.compare_digest(session.csrf, presented)
+    return presented is not None and hmac.compare_digest(session.csrf.encode(), presented.encode())

@@ -15,6 +15,7 @@ def test_a_session_reads_back_and_a_forgery_does_not() -> None:
     assert csrf_matches(session, session.csrf)
     assert not csrf_matches(session, session.csrf + "x")
     assert not csrf_matches(session, None)
+    assert not csrf_matches(session, "\ufffd\ufffd")  # a non-ASCII token is refused, not an error
     tampered = cookie[:5] + ("A" if cookie[5] != "A" else "B") + cookie[6:]
     assert sessions.read(tampered) is None
     assert sessions.read(Sessions("another-key").open("sam", "operator", None)) is None
