@@ -1,7 +1,9 @@
 """The incident list's filters, read from the URL's query so a view can be shared.
 
 ``severity`` (SEV1, SEV2, SEV2.5, SEV3; repeatable or comma-separated), ``status`` (open,
-acknowledged, resolved), ``tenant``, ``since`` (``90m``, ``24h``, ``7d``: last seen within).
+acknowledged, resolved), ``tenant``, ``since`` (``90m``, ``24h``, ``7d``: last seen within)
+and ``until`` (an ISO-8601 instant with its offset: first seen before it); together, the
+incidents active at some time in that range.
 A value outside these is a :class:`FilterError` naming the field (a 400 page)."""
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from urllib.parse import urlencode
 
 import msgspec
 
+from eyetok.errors import MalformedPayloadError
+from eyetok.explain import parse_instant
 from eyetok.messages import SevChannel
 from eyetok.review import parse_since
 
@@ -31,6 +35,7 @@ class IncidentFilter(msgspec.Struct, frozen=True, kw_only=True):
     tenant: str | None = None
     since: datetime | None = None
     since_text: str = ""
+    until: datetime | None = None
 
     def query(self) -> str:
         """The URL query that gives this filter back."""
@@ -39,6 +44,8 @@ class IncidentFilter(msgspec.Struct, frozen=True, kw_only=True):
             pairs.append(("tenant", self.tenant))
         if self.since_text:
             pairs.append(("since", self.since_text))
+        if self.until is not None:
+            pairs.append(("until", self.until.isoformat()))
         return urlencode(pairs)
 
 
@@ -65,6 +72,13 @@ def parse_filter(
             since = now - parse_since(since_text)
         except ValueError as exc:
             raise FilterError("since", str(exc)) from exc
+    until_text = (args.get("until") or [""])[0].strip()
+    until = None
+    if until_text:
+        try:
+            until = parse_instant(until_text)
+        except MalformedPayloadError as exc:
+            raise FilterError("until", str(exc).removeprefix("at ")) from exc
     named = (args.get("tenant") or [""])[0].strip() or None
     return IncidentFilter(
         channels=tuple(dict.fromkeys(channels)),
@@ -72,4 +86,5 @@ def parse_filter(
         tenant=tenant if tenant is not None else named,
         since=since,
         since_text=since_text,
+        until=until,
     )

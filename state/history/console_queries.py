@@ -52,6 +52,9 @@ def incidents(
     else:
         sql += " AND (status <> 'resolved' OR epoch_us(resolved_at) >= ?)"
         params.append(_us(resolved_since))
+    if wanted.until is not None:
+        sql += " AND epoch_us(opened_at) <= ?"
+        params.append(_us(wanted.until))
     sql += f" ORDER BY {_STATUS_ORDER}, last_seen_at DESC, incident_id LIMIT {MAX_LISTED}"
     return [_incident.decode(r[0]) for r in con.execute(sql, params).fetchall()]
 

@@ -18,12 +18,14 @@ def test_a_filter_round_trips_through_its_url() -> None:
         "status": ["open"],
         "tenant": ["acme"],
         "since": ["90m"],
+        "until": ["2026-12-04T06:30:00-05:00"],
     }
     wanted = parse_filter(args, now=NOW, tenant=None)
     assert wanted.channels == ("SEV1", "SEV2.5")
     assert wanted.statuses == ("open",)
     assert wanted.tenant == "acme"
     assert wanted.since == NOW - timedelta(minutes=90)
+    assert wanted.until == datetime(2026, 12, 4, 11, 30, tzinfo=UTC)
     again = parse_filter(parse_qs(wanted.query()), now=NOW, tenant=None)
     assert again == wanted
 
@@ -41,6 +43,8 @@ def test_a_tenant_session_overrides_the_tenant_in_the_url() -> None:
         ({"status": ["closed"]}, "status"),
         ({"since": ["yesterday"]}, "since"),
         ({"since": ["90d"]}, "since"),
+        ({"until": ["yesterday"]}, "until"),
+        ({"until": ["2026-12-04T09:00"]}, "until"),
     ],
 )
 def test_a_bad_value_names_its_field(args: dict[str, list[str]], field: str) -> None:

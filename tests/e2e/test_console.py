@@ -185,12 +185,15 @@ def test_flag_on_live_filters_ack_tenants_and_phone(
         page.wait_for_selector(f"tr[data-incident='{sev3}']", timeout=2000)
         page.check("input[name=severity][value=SEV1]")
         page.check("input[name=status][value=open]")
+        page.fill("input[name=since]", "1h")
         page.click("#filters button[type=submit]")
         page.wait_for_url("**severity=SEV1**")
         assert "status=open" in page.url
         page.reload()
         assert page.is_checked("input[name=severity][value=SEV1]")
         assert page.is_checked("input[name=status][value=open]")
+        assert page.input_value("input[name=since]") == "1h"
+        assert "since=1h" in page.url
         assert page.locator(f"tr[data-incident='{fatal}']").count() == 1
         assert page.locator(f"tr[data-incident='{sev3}']").count() == 0
         page.screenshot(path=str(shots / "incidents.png"), full_page=True)
