@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser
 from prometheus_client.parser import text_string_to_metric_families
 
+from eyetok.receipts import Receipt, Step, encode_receipt
 from tests.conftest import SECRET
 from tests.e2e.console_rig import (
     PHONE,
@@ -78,6 +80,37 @@ def _samples(url: str, token: str | None = None) -> Samples:
 
 def _count(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _receipt(url: str) -> Receipt:
+    at = datetime.now(UTC)
+    step = Step(
+        scenario="single-tenant-outage",
+        name="page-arrives",
+        expectation="one page on the drill tenant's sink",
+        observation="one page, 120 ms after the outage",
+        verdict="pass",
+        latency_ms=120.0,
+    )
+    receipt = Receipt(
+        receipt_id="rcp_console_1",
+        scenario="single-tenant-outage",
+        tenant="drill",
+        daemon_url=url,
+        daemon_version="test",
+        started_at=at,
+        finished_at=at,
+        verdict="pass",
+        steps=(step,),
+    )
+    kept = httpx.post(
+        url + "/api/v1/drills/receipts",
+        content=encode_receipt(receipt),
+        headers={"authorization": f"Bearer {ROOT_TOKEN}", "content-type": "application/json"},
+        timeout=10,
+    )
+    assert kept.status_code in (200, 201), kept.text
+    return receipt
 
 
 def test_flag_off_no_incident_pages_and_the_journal_records_who_and_when(
@@ -155,6 +188,25 @@ def test_flag_off_no_incident_pages_and_the_journal_records_who_and_when(
             >= 1
         )
         page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+        # a drill receipt is one printable page; a sink's re-handshake is one click
+        receipt = _receipt(daemon.url)
+        page.goto(daemon.url + "/console")
+        page.click(f"a[href='/console/receipts/{receipt.receipt_id}']")
+        page.wait_for_selector("article.receipt")
+        assert "single-tenant-outage/page-arrives" in page.inner_text("article.receipt table")
+        assert page.inner_text("h1 .verdict-pass") == "pass"
+        page.screenshot(path=str(shots / "receipt.png"), full_page=True)
+        page.goto(daemon.url + "/console#verification")
+        page.click("tr[data-sink=slack] button")
+        page.wait_for_selector("h1")
+        assert page.inner_text("h1") == "Done", page.inner_text("main")
+        [asked] = httpx.get(
+            daemon.url + "/api/v1/audit?event=console_rehandshake",
+            headers={"authorization": f"Bearer {ROOT_TOKEN}"},
+            timeout=10,
+        ).json()["audit"]
+        assert asked["detail"].startswith("sink slack: re-handshake asked by console:sam")
         context.close()
         assert daemon.terminate()[0] == 0
 
