@@ -1,7 +1,8 @@
-"""The console's view of the daemon: reads go to the history (after a flush, so a page
-shows what was just accepted), writes go through the same paths as the Slack buttons
-and the operator API (the incidents actor's acknowledgement, the routines actor's
-anomaly notes, the verification actor's handshakes, the suppression log)."""
+"""The console's view of the daemon. Reads go to the history: one incident's page after
+a flush, so it shows what was just accepted; the polled list without one. Writes go
+through the same paths as the Slack buttons and the operator API (the incidents actor's
+acknowledgement, the routines actor's anomaly notes, the verification actor's
+handshakes, the suppression log)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ class ConsoleDeskOfDaemon:
         self._board = sink_board
 
     async def incidents(self, wanted: IncidentFilter) -> list[Incident]:
-        await self._topology.flush_history()
+        # No flush: every open list polls this each second, and the history materialises
+        # every 0.25 s anyway (a forced flush per poll would cost the pipeline a DuckDB
+        # write per tab per second).
         resolved_since = self._topology.clock.now() - RECENTLY_RESOLVED
         return await self._topology.store.read(
             lambda con: console_queries.incidents(con, wanted, resolved_since=resolved_since)
