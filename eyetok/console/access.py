@@ -2,9 +2,10 @@
 
 Sign-in takes a name and a token: the root token signs in the operator (every tenant,
 the dashboard); a tenant token signs in that tenant's person (its own incidents only).
-The tenants actor judges a tenant token, as it does for the tenant API. Sign-ins (and
-refusals) are audited. A form's CSRF token is the session's; the sign-in form's is a
-short-lived cookie of its own (double submit), as there is no session yet."""
+The tenants actor judges a tenant token, as it does for the tenant API (and audits a
+token presented for another tenant). A sign-in is audited; a refused one is logged. A
+form's CSRF token is the session's; the sign-in form's is a short-lived cookie of its own
+(double submit), as there is no session yet."""
 
 from __future__ import annotations
 

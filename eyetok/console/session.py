@@ -2,7 +2,7 @@
 
 The cookie holds the person's name, their standing (``operator``: the root token;
 ``tenant``: a tenant token, that tenant only) and the CSRF token every form carries. It
-is signed (itsdangerous, HMAC-SHA1 over a key derived from the root token, so sessions
+is signed (itsdangerous, HMAC-SHA256 over a key derived from the root token, so sessions
 survive a restart and die with a rotation; with no root token, a key for this process
 only) and expires after :data:`MAX_AGE_S`. ``HttpOnly``, ``SameSite=Lax``, and ``Secure``
 when the console is served over HTTPS (directly or behind Heroku's router)."""
@@ -41,7 +41,9 @@ class Sessions:
             if root_token
             else secrets.token_bytes(32)
         )
-        self._signer = URLSafeTimedSerializer(key, salt="eyetok-console")
+        self._signer = URLSafeTimedSerializer(
+            key, salt="eyetok-console", signer_kwargs={"digest_method": hashlib.sha256}
+        )
 
     def open(self, name: str, standing: Literal["operator", "tenant"], tenant: str | None) -> str:
         """A new session's cookie value."""
