@@ -296,6 +296,16 @@ def test_flag_on_live_filters_ack_tenants_and_phone(
         assert page.locator("tbody#rows tr").count() == 4
         page.screenshot(path=str(shots / "incidents-all.png"))
 
+        # without JavaScript: signing in, the list, a filter and a Reload link that keeps it
+        plain = browser.new_context(java_script_enabled=False)
+        still = sign_in(plain, daemon.url, "sam", ROOT_TOKEN, then="/console/incidents")
+        still.goto(f"{daemon.url}/console/incidents?severity=SEV3")
+        assert still.locator(f"tr[data-incident='{sev3}']").count() == 1
+        assert still.locator(f"tr[data-incident='{fatal}']").count() == 0
+        reload_link = still.locator("noscript a, a:text('Reload')").first
+        assert reload_link.get_attribute("href") == "/console/incidents?severity=SEV3"
+        plain.close()
+
         # a phone: the list and an incident fit 390 px
         phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
         small = sign_in(phone, daemon.url, "sam", ROOT_TOKEN, then="/console/incidents")
