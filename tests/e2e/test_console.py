@@ -19,7 +19,7 @@ import httpx
 from playwright.sync_api import Browser
 from prometheus_client.parser import text_string_to_metric_families
 
-from eyetok.receipts import Receipt, Step, encode_receipt
+from eyetok.receipts import Receipt, decode_receipt, encode_receipt
 from tests.conftest import SECRET
 from tests.e2e.console_rig import (
     PHONE,
@@ -83,26 +83,16 @@ def _count(samples: Samples, name: str, **labels: str) -> float:
 
 
 def _receipt(url: str) -> Receipt:
-    at = datetime.now(UTC)
-    step = Step(
-        scenario="single-tenant-outage",
-        name="page-arrives",
-        expectation="one page on the drill tenant's sink",
-        observation="one page, 120 ms after the outage",
-        verdict="pass",
-        latency_ms=120.0,
-    )
-    receipt = Receipt(
-        receipt_id="rcp_console_1",
-        scenario="single-tenant-outage",
-        tenant="drill",
-        daemon_url=url,
-        daemon_version="test",
-        started_at=at,
-        finished_at=at,
-        verdict="pass",
-        steps=(step,),
-    )
+    """A passing single-step receipt, as the drill harness would post it."""
+    at = datetime.now(UTC).isoformat()
+    outage = "single-tenant-outage"
+    seen = {"observation": "one page, 120 ms after the outage", "latency_ms": 120.0}
+    step = {"scenario": outage, "name": "page-arrives", "verdict": "pass", **seen}
+    step["expectation"] = "one page on the drill tenant's sink"
+    document = {"receipt_id": "rcp_console_1", "scenario": outage, "tenant": "drill"}
+    document |= {"daemon_url": url, "daemon_version": "test", "verdict": "pass"}
+    document |= {"started_at": at, "finished_at": at, "steps": [step]}
+    receipt = decode_receipt(json.dumps(document).encode())
     kept = httpx.post(
         url + "/api/v1/drills/receipts",
         content=encode_receipt(receipt),
