@@ -51,6 +51,15 @@ def add_console(
             headers={"cache-control": "max-age=300"},
         )
 
+    @blueprint.after_request
+    async def framed_nowhere(response: Response) -> Response:
+        # its buttons acknowledge incidents: no page of the console may be framed
+        # (clickjacking), and no console URL leaks to another site in a Referer
+        response.headers["x-frame-options"] = "DENY"
+        response.headers["content-security-policy"] = "frame-ancestors 'none'"
+        response.headers["referrer-policy"] = "same-origin"
+        return response
+
     add_dashboard(blueprint, access, clock, operator_tenant=operator_tenant)
     if incidents_on:
         add_incident_pages(blueprint, access, clock)

@@ -72,6 +72,8 @@ def test_bad_input_gets_a_clear_refusal_and_writes_nothing(tmp_path: Path) -> No
             assert "HttpOnly" in cookie
             assert "Secure" in cookie
             assert "SameSite=Lax" in cookie
+            assert answer.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
             client.cookies.clear()
             answer = _signed_in(client)
             assert "Secure" not in answer.headers.get_list("set-cookie")[0]
