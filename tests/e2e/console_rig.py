@@ -47,14 +47,23 @@ def shots() -> Path:
 
 
 def sign_in(
-    context: BrowserContext, url: str, name: str, token: str, tenant: str = "", then: str = ""
+    context: BrowserContext,
+    url: str,
+    name: str,
+    token: str,
+    tenant: str = "",
+    then: str = "",
+    shot: Path | None = None,
 ) -> Page:
-    """Sign in through the form, as a person would; the page lands on ``then``."""
+    """Sign in through the form, as a person would; the page lands on ``then``
+    (``shot``: a screenshot of the sign-in page first)."""
     page = context.new_page()
     page.goto(f"{url}/console/login" + (f"?next={then}" if then else ""))
     page.fill("input[name=name]", name)
     page.fill("input[name=tenant]", tenant)
     page.fill("input[name=token]", token)
+    if shot is not None:
+        page.screenshot(path=str(shot))
     page.click("button[type=submit]")
     page.wait_for_load_state()
     assert "/console/login" not in page.url, page.content()

@@ -114,7 +114,7 @@ def test_flag_off_no_incident_pages_and_the_journal_records_who_and_when(
             assert httpx.get(daemon.url + path, timeout=10).status_code == 404, path
         assert httpx.get(daemon.url + "/metrics", timeout=10).status_code == 401
         context = browser.new_context()
-        page = sign_in(context, daemon.url, "sam", ROOT_TOKEN)
+        page = sign_in(context, daemon.url, "sam", ROOT_TOKEN, shot=shots / "sign-in.png")
         assert page.url.endswith("/console")
         assert status_of(page, daemon.url + "/console/incidents") == 404
         assert page.locator("table.incidents").count() == 0
