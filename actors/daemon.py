@@ -16,18 +16,22 @@ import msgspec
 import trio
 from hypercorn.trio import serve
 
+from actors.console_desk import ConsoleDeskOfDaemon
 from actors.drill_desk import DrillDesk
+from actors.gauges import daemon_gauges
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks
 from eyetok.clock import Clock
 from eyetok.config import Settings
+from eyetok.console.routes import add_console
 from eyetok.errors import ConfigError, StateError
 from eyetok.health import HealthBoard, SinkBoard
 from eyetok.http.app import create_app
 from eyetok.http.asgi import ASGIApp
 from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
+from eyetok.http.metrics import add_metrics
 from eyetok.http.server import server_config
 from eyetok.webhook_ids import WebhookKey
 from state.history.store import HistoryStore
@@ -158,6 +162,7 @@ class Daemon:
             clock=self.clock,
             gate=self.gate,
         )
+        drills = DrillDesk(settings, store, topology.history, self.clock)
         app = create_app(
             readiness=self.readiness,
             verifier=topology,
@@ -165,11 +170,20 @@ class Daemon:
             root_token=settings.root_token,
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
-            drills=DrillDesk(settings, store, topology.history, self.clock),
+            drills=drills,
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,
         )
+        add_console(
+            app,
+            ConsoleDeskOfDaemon(topology, drills, self.sink_board),
+            self.clock,
+            root_token=settings.root_token,
+            incidents_on=settings.console_incidents,
+            operator_tenant=settings.operator_tenant,
+        )
+        add_metrics(app, daemon_gauges(topology, self.supervisor), settings.metrics_token)
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(
             settings.http, bind=f"{self.host}:{settings.port}", graceful_timeout_s=HTTP_GRACE_S

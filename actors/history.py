@@ -73,6 +73,7 @@ from eyetok.messages import (
     TenantRecorded,
     VerificationRecorded,
 )
+from eyetok.metrics import METRICS, observe_history
 from state.history import queries
 from state.history.journal import (
     AnomalyNoteRow,
@@ -370,9 +371,13 @@ async def run_history(
                 await to_mirror.send(ConfirmDurable(reply=confirmed))
         # The fsync runs to completion even if we are cancelled meanwhile (a worker
         # thread is never abandoned), so a drain never loses a batch it already took.
+        started = trio.current_time()
         journalled_to = await trio.to_thread.run_sync(
             journal.append, payload, limiter=fsync_limiter
         )
+        METRICS.journal_commit.observe(trio.current_time() - started)
+        for message in batch:
+            observe_history(message)
         unmaterialised.extend(rows)
         if confirmed is None:
             return None

@@ -58,6 +58,7 @@ from eyetok.messages import (
     TenantToken,
     VerificationRecorded,
 )
+from eyetok.metrics import METRICS
 from eyetok.verification import Verification
 from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
 
@@ -273,6 +274,7 @@ async def run_mirror(
                 waiting[:0] = covered  # the last flush answers them
                 raise
             backoff = deps.backoff_initial_s
+            METRICS.mirror_buffered.set(len(buffer))
             healthy(len(batch))
             answer(covered, True)
 
@@ -303,6 +305,7 @@ async def run_mirror(
                 before = len(buffer)
                 buffer.add(message)
                 size = len(buffer)
+                METRICS.mirror_buffered.set(size)
                 if size >= deps.flush_at or (before == 0 and size > 0):
                     kick.set()
             nursery.cancel_scope.cancel()  # inbox closed: the last flush below writes it

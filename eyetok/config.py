@@ -269,6 +269,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     durability: Durability = "disk"
     verification: VerificationOptions = VerificationOptions()
     root_token: str | None = None  # EYETOK_ROOT_TOKEN: the operator's API token
+    metrics_token: str | None = None  # EYETOK_METRICS_TOKEN: /metrics wants it as a bearer
+    console_incidents: bool = False  # FLAG_CONSOLE_INCIDENTS: /console/incidents is served
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
@@ -467,6 +469,17 @@ def durability_of(env: Mapping[str, str]) -> Durability:
             "EYETOK_DURABILITY=disk to accept that a crash loses what this disk held",
         )
     return "postgres" if value == "postgres" else "disk"
+
+
+def flag(env: Mapping[str, str], name: str) -> bool:
+    """A feature flag from the environment: on (1/true/yes/on), off (unset, empty,
+    0/false/no/off), anything else a :class:`ConfigError` naming it."""
+    value = env.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"{env[name]!r} is not a flag value: use 1/true/on or 0/false/off")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -672,6 +685,8 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         durability=durability_of(env),
         verification=file_config.verification,
         root_token=env.get("EYETOK_ROOT_TOKEN") or None,
+        metrics_token=env.get("EYETOK_METRICS_TOKEN") or None,
+        console_incidents=flag(env, "FLAG_CONSOLE_INCIDENTS"),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),

@@ -51,6 +51,7 @@ from eyetok.errors import (
 from eyetok.http.asgi import Receive, Scope, Send, header, send_json
 from eyetok.incidents import NOTHING_OPEN
 from eyetok.messages import Accepted, IncidentAction, Signal
+from eyetok.metrics import signal_answered
 from eyetok.recognisers import Recognisers
 from eyetok.sources import alertmanager, generic, probe, sentry
 from eyetok.webhook_ids import AcceptedWebhookIds, WebhookKey
@@ -139,10 +140,12 @@ class Hooks:
         except IngestError as exc:
             await self._refuse(send, exc, tenant_id, source)
             return
+        signal_answered(source, "accepted")
         await send_json(send, 202, _answer(accepted))
 
     async def _refuse(self, send: Send, exc: IngestError, tenant_id: str, source: str) -> None:
         extra: list[tuple[bytes, bytes]] = []
+        signal_answered(source, "overloaded" if isinstance(exc, OverloadedError) else "refused")
         if isinstance(exc, OverloadedError):
             extra.append((b"retry-after", str(exc.retry_after).encode()))
         if exc.status != 404:
@@ -186,6 +189,7 @@ class Hooks:
                     self.webhook_ids.accepted(key, tuple(a.signal_id for a in accepted))
                 else:
                     self.webhook_ids.forget(key)
+        signal_answered(source, "accepted", len(accepted))
         if refusal is None:
             await send_json(
                 send, 202, {"accepted": len(accepted), "signals": [_answer(a) for a in accepted]}
@@ -199,6 +203,7 @@ class Hooks:
             total=len(signals),
             reason=str(refusal),
         )
+        signal_answered(source, "overloaded", len(signals) - len(accepted))
         await send_json(
             send,
             503,
@@ -210,6 +215,7 @@ class Hooks:
         self, send: Send, key: WebhookKey, signal_ids: tuple[str, ...]
     ) -> None:
         tenant_id, source, webhook_id = key
+        signal_answered(source, "duplicate", len(signal_ids))
         self._log.info(
             "webhook_duplicate",
             tenant=tenant_id,

@@ -1,0 +1,122 @@
+"""What the console reads from the history: the incident list under its filters, and one
+incident's timeline (signals, routing decisions, notifications, audit lines, the human
+loop's steps) in the order they happened. Call through :meth:`HistoryStore.read`.
+
+Every query takes the tenant as a predicate when the reader is a tenant (``None``: the
+operator, every tenant): a tenant's session never reads another tenant's rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import msgspec
+
+from eyetok.console.filters import IncidentFilter
+from eyetok.console.timeline import Moment
+from eyetok.messages import Incident
+
+_incident = msgspec.json.Decoder(Incident)
+# open first, then acknowledged, then resolved; each newest-seen first
+_STATUS_ORDER = "CASE status WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END"
+MAX_LISTED = 300
+
+
+def _us(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def _at(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def incidents(
+    con: duckdb.DuckDBPyConnection, wanted: IncidentFilter, *, resolved_since: datetime
+) -> list[Incident]:
+    """The incidents the filter admits, open first, then acknowledged, then resolved
+    (only those resolved since ``resolved_since``, or inside the filter's window)."""
+    sql = "SELECT snapshot_json FROM incidents WHERE true"
+    params: list[object] = []
+    if wanted.tenant is not None:
+        sql += " AND tenant = ?"
+        params.append(wanted.tenant)
+    if wanted.statuses:
+        sql += f" AND status IN ({', '.join('?' for _ in wanted.statuses)})"
+        params.extend(wanted.statuses)
+    if wanted.channels:
+        sql += f" AND sev_channel IN ({', '.join('?' for _ in wanted.channels)})"
+        params.extend(wanted.channels)
+    if wanted.since is not None:
+        sql += " AND epoch_us(last_seen_at) >= ?"
+        params.append(_us(wanted.since))
+    else:
+        sql += " AND (status <> 'resolved' OR epoch_us(resolved_at) >= ?)"
+        params.append(_us(resolved_since))
+    if wanted.until is not None:
+        sql += " AND epoch_us(opened_at) <= ?"
+        params.append(_us(wanted.until))
+    sql += f" ORDER BY {_STATUS_ORDER}, last_seen_at DESC, incident_id LIMIT {MAX_LISTED}"
+    return [_incident.decode(r[0]) for r in con.execute(sql, params).fetchall()]
+
+
+def incident(
+    con: duckdb.DuckDBPyConnection, incident_id: str, *, tenant: str | None
+) -> Incident | None:
+    row = con.execute(
+        "SELECT snapshot_json FROM incidents WHERE incident_id = ? AND (? IS NULL OR tenant = ?)",
+        [incident_id, tenant, tenant],
+    ).fetchone()
+    return _incident.decode(row[0]) if row else None
+
+
+def timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> list[Moment]:
+    """Every recorded moment of one incident, oldest first."""
+    moments: list[Moment] = []
+    for us, source, action, kind, title, severity, rule, channel, hours, what in con.execute(
+        """SELECT epoch_us(received_at), source, action, kind, title, severity, rule,
+                  sev_channel, business_hours, incident_action
+           FROM signals WHERE incident_id = ? ORDER BY received_at, signal_id""",
+        [incident_id],
+    ).fetchall():
+        at = _at(us)
+        assert at is not None
+        moments.append(
+            Moment(at=at, kind="signal", what=f"{source} {action} ({kind}): {title}", detail="")
+        )
+        window = "inside" if hours else "outside"
+        moments.append(
+            Moment(
+                at=at,
+                kind="routing",
+                what=f"{severity} -> {channel or 'audit log only'} ({what})",
+                detail=f"rule {rule} matched; {window} the tenant's business hours",
+            )
+        )
+    for us, sink_id, sink_type, target, action, status, latency, detail, done_us in con.execute(
+        """SELECT epoch_us(planned_at), sink_id, sink_type, target, action, status,
+                  latency_ms, detail, epoch_us(finished_at)
+           FROM notifications WHERE incident_id = ? ORDER BY planned_at, delivery_id""",
+        [incident_id],
+    ).fetchall():
+        at = _at(done_us) or _at(us)
+        assert at is not None
+        took = f", {latency:.0f} ms" if latency is not None else ""
+        moments.append(
+            Moment(
+                at=at,
+                kind="notification",
+                what=f"{action} to {sink_id} ({sink_type}) {target}: {status}{took}",
+                detail=detail or "",
+                outcome=status,
+            )
+        )
+    for us, event, detail in con.execute(
+        """SELECT epoch_us(logged_at), event, detail FROM audit_log
+           WHERE incident_id = ? ORDER BY logged_at""",
+        [incident_id],
+    ).fetchall():
+        at = _at(us)
+        assert at is not None
+        moments.append(Moment(at=at, kind="audit", what=event.replace("_", " "), detail=detail))
+    moments.sort(key=lambda m: m.at)  # stable: a signal's routing stays after it
+    return moments
