@@ -17,6 +17,7 @@ import trio
 from hypercorn.trio import serve
 
 from actors.drill_desk import DrillDesk
+from actors.sinks.slack.modals import SlackModals
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks
@@ -169,6 +170,8 @@ class Daemon:
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,
+            tenants=settings.tenants,
+            modals=SlackModals(settings, topology, self.clock),
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

@@ -62,6 +62,7 @@ from eyetok.messages import (
     MirrorMessage,
     OAuthCallback,
     Reply,
+    ResolveIncident,
     ReverifyDue,
     ReviewDue,
     ReviewRequested,
@@ -291,16 +292,58 @@ class Topology:
             row = next(r for r in rows if r["cluster_id"] == cluster_id)
         return row
 
-    async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
-        """A human acknowledges an incident (a Slack button, ``eyetok ack``): the incident
-        as it now stands (None: no open incident has this id) and whether this was the
-        acknowledgement that counted (False: acknowledged already). Answered once the
-        acknowledgement is in the tables (audited, its deliveries planned)."""
+    async def acknowledge_incident(
+        self, incident_id: str, by: str, *, by_id: str | None = None, tenant: str | None = None
+    ) -> tuple[Incident | None, bool]:
+        """A human acknowledges an incident (a Slack button, ``eyetok ack``, PagerDuty): the
+        incident as it now stands (None: no open incident has this id, or not of
+        ``tenant``'s) and whether this was the acknowledgement that counted (False:
+        acknowledged already). Answered once the acknowledgement is in the tables (audited,
+        its deliveries planned)."""
         reply: Reply[tuple[Incident | None, bool]] = Reply()
         flushed: Reply[bool] = Reply()
         message = AcknowledgeIncident(
-            incident_id=incident_id, by=by, at=self.clock.now(), reply=reply, flushed=flushed
+            incident_id=incident_id,
+            by=by,
+            by_id=by_id,
+            tenant=tenant,
+            at=self.clock.now(),
+            reply=reply,
+            flushed=flushed,
         )
+        return await self._decided(message, reply, flushed)
+
+    async def resolve_incident(
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        note: str = "",
+        by_id: str | None = None,
+        tenant: str | None = None,
+    ) -> tuple[Incident | None, bool]:
+        """A human resolves an incident (the Slack modal, PagerDuty): answered like
+        :meth:`acknowledge_incident` once the resolve is in the tables."""
+        reply: Reply[tuple[Incident | None, bool]] = Reply()
+        flushed: Reply[bool] = Reply()
+        message = ResolveIncident(
+            incident_id=incident_id,
+            by=by,
+            by_id=by_id,
+            tenant=tenant,
+            note=note,
+            at=self.clock.now(),
+            reply=reply,
+            flushed=flushed,
+        )
+        return await self._decided(message, reply, flushed)
+
+    async def _decided(
+        self,
+        message: AcknowledgeIncident | ResolveIncident,
+        reply: Reply[tuple[Incident | None, bool]],
+        flushed: Reply[bool],
+    ) -> tuple[Incident | None, bool]:
         await self.ingest.send(message)
         with trio.fail_after(30):
             incident, counted = await reply.wait()

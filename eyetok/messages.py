@@ -130,6 +130,11 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_at: datetime | None = None
     renotified_at: datetime | None = None  # the one re-notification was planned
     escalated_at: datetime | None = None  # the one escalation to the secondary was planned
+    # who decided, as the system they used names them ("slack:U0DANA", "pagerduty:PLH1HKV")
+    acknowledged_by_id: str | None = None
+    resolved_by: str | None = None  # a human resolve (a Slack modal, PagerDuty); None: a signal
+    resolved_by_id: str | None = None
+    resolution_note: str | None = None
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,9 +283,26 @@ class AcknowledgeIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: datetime
     reply: Reply[tuple[Incident | None, bool]] | None = None
     flushed: Reply[bool] | None = None  # answered once the acknowledgement is in the tables
+    by_id: str | None = None  # "slack:<user id>", "pagerduty:<user id>"
+    tenant: str | None = None  # set: only an incident of this tenant (a tenant's webhook)
 
 
-IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident
+class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human resolved an incident (the Slack "Resolve with a note" modal, PagerDuty).
+    Answered like :class:`AcknowledgeIncident` (None: no open incident has this id; the
+    flag is always True for a resolve that was made)."""
+
+    incident_id: str
+    by: str
+    at: datetime
+    note: str = ""
+    by_id: str | None = None
+    tenant: str | None = None
+    reply: Reply[tuple[Incident | None, bool]] | None = None
+    flushed: Reply[bool] | None = None
+
+
+IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident | ResolveIncident
 
 
 # --- inbox of the router ---------------------------------------------------------------
@@ -545,7 +567,7 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
     acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
     # a step of SEV1's human loop this delivery tells of (none: the signal's own news)
-    step: Literal["acknowledged", "renotify", "escalated"] | None = None
+    step: Literal["acknowledged", "renotify", "escalated", "resolved"] | None = None
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None
@@ -714,7 +736,7 @@ class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     snapshot, the audit line and the deliveries, in order behind the signals before it."""
 
     incident: Incident
-    step: Literal["acknowledged", "renotify", "escalated"]
+    step: Literal["acknowledged", "renotify", "escalated", "resolved"]
     at: datetime
     flushed: Reply[bool] | None = None  # answered once it is all in the tables
 
