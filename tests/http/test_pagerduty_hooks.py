@@ -7,12 +7,14 @@ exactly as a Slack click changes them. A forged webhook changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
+from eyetok.config import parse_file_config, settings_from
 from harness.peers import pagerduty_webhooks as webhooks
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
 from tests.peers.oauth import FakeOAuth
@@ -58,6 +60,27 @@ def pagerduty_loop_env(pd: FakePagerDuty) -> dict[str, str]:
         "PAGERDUTY_EVENTS_URL": pd.events_url,
         "PD_WEBHOOK_SECRET": PD_WEBHOOK_SECRET,
     }
+
+
+def test_the_readme_example_and_the_default_names_of_the_secret(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    [example] = [
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "pagerduty_webhook" in b
+    ]
+    settings = settings_from(parse_file_config(example), {"ACME_PD_WEBHOOK_SECRET": "s"})
+    assert settings.tenants["acme"].pagerduty_webhook_secret == "s"
+    defaults = daemon_settings(
+        tmp_path,
+        None,
+        config="tenants: {operator: {tier: operator}, beta-2: {tier: team}}",
+        PAGERDUTY_WEBHOOK_SECRET="op",
+        PAGERDUTY_WEBHOOK_SECRET_BETA_2="b2",
+    )
+    assert defaults.tenants["operator"].pagerduty_webhook_secret == "op"
+    assert defaults.tenants["beta-2"].pagerduty_webhook_secret == "b2"
+    assert defaults.tenants["beta-2"].pagerduty_webhook_secret_env == (
+        "PAGERDUTY_WEBHOOK_SECRET_BETA_2"
+    )
 
 
 async def _incident(client: httpx.AsyncClient, incident_id: str) -> dict[str, Any]:
