@@ -37,16 +37,17 @@ def _json(body: object, status: int = 200) -> Response:
 def add_pagerduty_hooks(app: QuartTrio, tenants: Mapping[str, Tenant], desk: IncidentDesk) -> None:
     logger = log.get("http")
 
-    @app.post("/hooks/pagerduty/<tenant_id>")
-    async def pagerduty_webhook(tenant_id: str) -> Response:
-        tenant = tenants.get(tenant_id)
-        if tenant is None:
+    @app.post("/hooks/pagerduty/<tenant>")
+    async def pagerduty_webhook(tenant: str) -> Response:
+        tenant_id = tenant
+        found = tenants.get(tenant_id)
+        if found is None:
             return _json({"error": f"no tenant named {tenant_id!r}"}, 404)
-        if tenant.pagerduty_webhook_secret is None:
+        if found.pagerduty_webhook_secret is None:
             return _json(
                 {
                     "error": f"no PagerDuty webhook secret is configured for tenant {tenant_id!r}:"
-                    f" set {tenant.pagerduty_webhook_secret_env} to the v3 webhook "
+                    f" set {found.pagerduty_webhook_secret_env} to the v3 webhook "
                     "subscription's secret and restart EyeTok"
                 },
                 401,
@@ -55,7 +56,7 @@ def add_pagerduty_hooks(app: QuartTrio, tenants: Mapping[str, Tenant], desk: Inc
         pagerduty.verify(
             body,
             request.headers.get(pagerduty.SIGNATURE_HEADER),
-            (tenant.pagerduty_webhook_secret,),
+            (found.pagerduty_webhook_secret,),
         )
         decoded = pagerduty.decode(body, tenant_id)
         if isinstance(decoded, pagerduty.NotForUs):
