@@ -235,13 +235,7 @@ async def run_incidents(
             incident_id=incident.incident_id,
             by=message.by,
         )
-        await outbox.send(
-            IncidentStepped(
-                incident=incident, step="acknowledged", at=message.at, flushed=message.flushed
-            )
-        )
-        if message.reply is not None:
-            message.reply.send((incident, True))
+        await told(message, incident, "acknowledged")
 
     async def resolve(message: ResolveIncident) -> None:
         found = decided_on(message)
@@ -258,10 +252,16 @@ async def run_incidents(
             by=message.by,
             with_note=bool(message.note),
         )
+        await told(message, incident, "resolved")
+
+    async def told(
+        message: AcknowledgeIncident | ResolveIncident,
+        incident: Incident,
+        step: Literal["acknowledged", "resolved"],
+    ) -> None:
+        """A human's decision counted: the router hears of it, then the asker."""
         await outbox.send(
-            IncidentStepped(
-                incident=incident, step="resolved", at=message.at, flushed=message.flushed
-            )
+            IncidentStepped(incident=incident, step=step, at=message.at, flushed=message.flushed)
         )
         if message.reply is not None:
             message.reply.send((incident, True))

@@ -93,13 +93,7 @@ def verify_slack_sync(base_url: str, sink_id: str = "slack", *, team: str = TEAM
         body = slack_event_body(f"my nonce: {started.json()['nonce']}", team=team)
         sent = client.post("/slack/events", content=body, headers=slack_headers(body))
         assert sent.status_code == 200, sent.text
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            listed = client.get("/api/v1/sinks", headers=_auth()).json()["sinks"]
-            if any(s["sink_id"] == sink_id and s["deliverable"] for s in listed):
-                return
-            time.sleep(0.02)
-    raise AssertionError(f"sink {sink_id} did not become deliverable")
+        _wait_deliverable(client, sink_id)
 
 
 def verify_pagerduty_sync(base_url: str, sink_id: str, oauth: FakeOAuth) -> None:
@@ -119,10 +113,14 @@ def verify_pagerduty_sync(base_url: str, sink_id: str, oauth: FakeOAuth) -> None
             "/oauth/pagerduty/callback", params={"state": query["state"], "code": code}
         )
         assert callback.status_code == 200, callback.text
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            listed = client.get("/api/v1/sinks", headers=_auth()).json()["sinks"]
-            if any(s["sink_id"] == sink_id and s["deliverable"] for s in listed):
-                return
-            time.sleep(0.02)
+        _wait_deliverable(client, sink_id)
+
+
+def _wait_deliverable(client: httpx.Client, sink_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        listed = client.get("/api/v1/sinks", headers=_auth()).json()["sinks"]
+        if any(s["sink_id"] == sink_id and s["deliverable"] for s in listed):
+            return
+        time.sleep(0.02)
     raise AssertionError(f"sink {sink_id} did not become deliverable")
