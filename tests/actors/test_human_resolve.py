@@ -5,6 +5,8 @@ one tenant never touches another tenant's incident."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,14 +65,21 @@ async def _decide(
     return answer
 
 
-async def test_a_human_resolve_closes_the_incident_and_stops_the_escalation(
-    settings: Settings, autojump_clock: trio.testing.MockClock
-) -> None:
+@asynccontextmanager
+async def _a_sev1(settings: Settings) -> AsyncIterator[tuple[_Pipeline, _History, str]]:
+    """The incidents and router actors running, one SEV1 open; stopped on the way out."""
     history = _History()
     pipeline = _Pipeline(settings, history, TrioWallClock(ANCHOR))
     async with trio.open_nursery() as nursery:
         await nursery.start(pipeline.run)
-        incident_id = await pipeline.open_sev1()
+        yield pipeline, history, await pipeline.open_sev1()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_human_resolve_closes_the_incident_and_stops_the_escalation(
+    settings: Settings, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with _a_sev1(settings) as (pipeline, history, incident_id):
         await trio.sleep(120)
         incident, counted = await _decide(
             pipeline,
@@ -92,7 +101,6 @@ async def test_a_human_resolve_closes_the_incident_and_stops_the_escalation(
         again = await _decide(pipeline, ResolveIncident, incident_id=incident_id, by="cli:sam")
         assert again == (None, False)
         await trio.sleep(4 * 3600)  # past both delays: neither step may follow
-        nursery.cancel_scope.cancel()
     assert history.audits() == ["resolved_by_human"]
     [audit] = [m for m in history.messages if isinstance(m, AuditRecorded)]
     assert 'with the note "failed over to the replica"' in audit.detail
@@ -107,17 +115,12 @@ async def test_a_human_resolve_closes_the_incident_and_stops_the_escalation(
 async def test_a_decision_for_one_tenant_never_touches_another_tenants_incident(
     settings: Settings, autojump_clock: trio.testing.MockClock
 ) -> None:
-    history = _History()
-    pipeline = _Pipeline(settings, history, TrioWallClock(ANCHOR))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
-        incident_id = await pipeline.open_sev1()  # the operator tenant's
+    async with _a_sev1(settings) as (pipeline, history, incident_id):  # the operator's
         for message_of in (AcknowledgeIncident, ResolveIncident):
             answer = await _decide(
                 pipeline, message_of, incident_id=incident_id, by="pagerduty:x", tenant="acme"
             )
             assert answer == (None, False)
-        nursery.cancel_scope.cancel()
     assert history.audits() == []
     assert history.snapshots[incident_id].status == "open"
 
