@@ -17,7 +17,7 @@ import trio
 from hypercorn.trio import serve
 
 from actors.drill_desk import DrillDesk
-from actors.sinks.slack.modals import SlackModals
+from actors.sinks.slack.interactivity import SlackInteractivity
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks
@@ -171,7 +171,7 @@ class Daemon:
             tenant_api=topology,
             sink_board=self.sink_board,
             tenants=settings.tenants,
-            modals=SlackModals(settings, topology, self.clock),
+            slack_app=SlackInteractivity(settings, topology, self.clock),
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

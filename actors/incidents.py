@@ -209,7 +209,7 @@ async def run_incidents(
         key = next(
             (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
         )
-        if key is not None and message.tenant not in (None, key[0]):
+        if key is not None and message.tenants is not None and key[0] not in message.tenants:
             key = None
         if key is None and message.reply is not None:
             message.reply.send((None, False))

@@ -293,11 +293,16 @@ class Topology:
         return row
 
     async def acknowledge_incident(
-        self, incident_id: str, by: str, *, by_id: str | None = None, tenant: str | None = None
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        by_id: str | None = None,
+        tenants: tuple[str, ...] | None = None,
     ) -> tuple[Incident | None, bool]:
         """A human acknowledges an incident (a Slack button, ``eyetok ack``, PagerDuty): the
         incident as it now stands (None: no open incident has this id, or not of
-        ``tenant``'s) and whether this was the acknowledgement that counted (False:
+        one of ``tenants``) and whether this was the acknowledgement that counted (False:
         acknowledged already). Answered once the acknowledgement is in the tables (audited,
         its deliveries planned)."""
         reply: Reply[tuple[Incident | None, bool]] = Reply()
@@ -306,7 +311,7 @@ class Topology:
             incident_id=incident_id,
             by=by,
             by_id=by_id,
-            tenant=tenant,
+            tenants=tenants,
             at=self.clock.now(),
             reply=reply,
             flushed=flushed,
@@ -320,7 +325,7 @@ class Topology:
         *,
         note: str = "",
         by_id: str | None = None,
-        tenant: str | None = None,
+        tenants: tuple[str, ...] | None = None,
     ) -> tuple[Incident | None, bool]:
         """A human resolves an incident (the Slack modal, PagerDuty): answered like
         :meth:`acknowledge_incident` once the resolve is in the tables."""
@@ -330,7 +335,7 @@ class Topology:
             incident_id=incident_id,
             by=by,
             by_id=by_id,
-            tenant=tenant,
+            tenants=tenants,
             note=note,
             at=self.clock.now(),
             reply=reply,

@@ -284,7 +284,8 @@ class AcknowledgeIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[tuple[Incident | None, bool]] | None = None
     flushed: Reply[bool] | None = None  # answered once the acknowledgement is in the tables
     by_id: str | None = None  # "slack:<user id>", "pagerduty:<user id>"
-    tenant: str | None = None  # set: only an incident of this tenant (a tenant's webhook)
+    # set: only an incident of one of these tenants (a tenant's webhook, a workspace's click)
+    tenants: tuple[str, ...] | None = None
 
 
 class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -297,7 +298,7 @@ class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: datetime
     note: str = ""
     by_id: str | None = None
-    tenant: str | None = None
+    tenants: tuple[str, ...] | None = None
     reply: Reply[tuple[Incident | None, bool]] | None = None
     flushed: Reply[bool] | None = None
 

@@ -42,7 +42,7 @@ from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
 from eyetok.http.incident_desk import IncidentDesk
 from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
-from eyetok.http.slack_interactions import ModalOpener, add_slack_interactions
+from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -203,7 +203,7 @@ def create_app(
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
     tenants: Mapping[str, Tenant] | None = None,
-    modals: ModalOpener | None = None,
+    slack_app: SlackApp | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -311,7 +311,7 @@ def create_app(
     if tenants is not None and operations is not None:
         add_pagerduty_hooks(app, tenants, operations)
     if operations is not None:
-        add_slack_interactions(app, operations, modals, slack_signing_secret, clock)
+        add_slack_interactions(app, operations, slack_app, slack_signing_secret, clock)
 
         @app.get("/api/v1/budgets")
         async def budgets() -> Response:

@@ -11,10 +11,15 @@ from eyetok.messages import Incident
 
 class IncidentDesk(Protocol):
     async def acknowledge_incident(
-        self, incident_id: str, by: str, *, by_id: str | None = None, tenant: str | None = None
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        by_id: str | None = None,
+        tenants: tuple[str, ...] | None = None,
     ) -> tuple[Incident | None, bool]:
         """The incident after the acknowledgement (None: no open incident has this id, or
-        not of ``tenant``'s) and whether this acknowledgement counted (False: acknowledged
+        not of one of ``tenants``) and whether this acknowledgement counted (False: acknowledged
         already)."""
         ...
 
@@ -25,8 +30,8 @@ class IncidentDesk(Protocol):
         *,
         note: str = "",
         by_id: str | None = None,
-        tenant: str | None = None,
+        tenants: tuple[str, ...] | None = None,
     ) -> tuple[Incident | None, bool]:
-        """The incident after the resolve (None: no open incident has this id, or not of
-        ``tenant``'s)."""
+        """The incident after the resolve (None: no open incident has this id, or not of one of
+        ``tenants``)."""
         ...

@@ -70,11 +70,11 @@ def add_pagerduty_hooks(app: QuartTrio, tenants: Mapping[str, Tenant], desk: Inc
             return _json({"acted": False, "reason": decoded.reason})
         if decoded.decision == "acknowledge":
             incident, counted = await desk.acknowledge_incident(
-                decoded.incident_id, decoded.by, by_id=decoded.by_id, tenant=tenant_id
+                decoded.incident_id, decoded.by, by_id=decoded.by_id, tenants=(tenant_id,)
             )
         else:
             incident, counted = await desk.resolve_incident(
-                decoded.incident_id, decoded.by, by_id=decoded.by_id, tenant=tenant_id
+                decoded.incident_id, decoded.by, by_id=decoded.by_id, tenants=(tenant_id,)
             )
         if incident is None:
             reason = f"tenant {tenant_id!r} has no open incident {decoded.incident_id!r}"

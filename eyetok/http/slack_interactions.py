@@ -12,9 +12,13 @@ the view's ``callback_id`` (modals):
   value ``cluster:<id>``: a fired suppression cluster's notice is acknowledged;
 - ``eyetok_resolve_with_note``, value ``incident:<id>``: opens the "Resolve incident"
   modal (``views.open`` with the request's ``trigger_id``); submitting it
-  (``eyetok_resolve``) resolves the incident with the note typed in it. A submission that
-  cannot be applied (no note, the incident is not open any more) keeps the modal open
-  with the reason under the note (``response_action: errors``).
+  (``eyetok_resolve``) resolves the incident with the note typed in it. A submission
+  that cannot be applied (no note, the incident is not open, or not this workspace's)
+  keeps the modal open with the reason under the note (``response_action: errors``).
+
+A click decides only on the incidents of the tenants whose verified Slack sinks are in the
+workspace it came from (and a cluster only from the operator's workspace): a payload
+edited to name another tenant's incident changes nothing.
 
 Each decision records who (``slack:<name> (<user id>)``, and ``slack:<user id>``), when
 and what on the incident (in ``incident_state`` too), is audited, rewrites the first post
@@ -52,7 +56,17 @@ class SlackDesk(IncidentDesk, Protocol):
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None: ...
 
 
-class ModalOpener(Protocol):
+class SlackApp(Protocol):
+    """What EyeTok knows of the workspaces its Slack app is in (the verified sinks)."""
+
+    @property
+    def operator_tenant(self) -> str: ...
+
+    async def tenants_in(self, team_id: str) -> tuple[str, ...]:
+        """The tenants whose verified Slack sinks are in workspace ``team_id``: a click
+        from there decides only on their incidents."""
+        ...
+
     async def open_view(self, team_id: str, trigger_id: str, view: dict[str, Any]) -> str | None:
         """Open ``view`` in the workspace ``team_id``; None, or why it could not."""
         ...
@@ -99,11 +113,13 @@ class _Interaction(msgspec.Struct, kw_only=True):
 
 @dataclass(frozen=True)
 class Person:
-    """Who pressed or submitted, as Slack names them."""
+    """Who pressed or submitted, as Slack names them, and the tenants whose incidents a
+    click from their workspace may decide on (None: not known, no Slack app given)."""
 
     user_id: str
     name: str
     team_id: str
+    tenants: tuple[str, ...] | None = None
 
     @property
     def by(self) -> str:
@@ -119,10 +135,10 @@ class Person:
 
 @dataclass(frozen=True)
 class Surface:
-    """What the handlers reach: the desk, the modal opener, the log."""
+    """What the handlers reach: the desk, the Slack app's workspaces, the log."""
 
     desk: SlackDesk
-    modals: ModalOpener | None
+    app: SlackApp | None
     logger: Any
 
 
@@ -130,13 +146,14 @@ Pressed = Callable[[Surface, Person, str, str], Awaitable[None]]  # person, valu
 Submitted = Callable[[Surface, Person, _View], Awaitable[dict[str, str]]]  # block -> error
 
 
-def _person(interaction: _Interaction) -> Person:
+async def _person(interaction: _Interaction, app: SlackApp | None) -> Person:
     user = interaction.user
-    team = interaction.team.id if interaction.team is not None else ""
+    team = (interaction.team.id if interaction.team is not None else "") or user.team_id
     return Person(
         user_id=user.id,
         name=user.username or user.name or user.id or "someone",
-        team_id=team or user.team_id,
+        team_id=team,
+        tenants=await app.tenants_in(team) if app is not None else None,
     )
 
 
@@ -144,7 +161,7 @@ async def _acknowledge(surface: Surface, person: Person, value: str, trigger_id:
     if value.startswith("incident:"):
         incident_id = value.removeprefix("incident:")
         incident, counted = await surface.desk.acknowledge_incident(
-            incident_id, person.by, by_id=person.by_id
+            incident_id, person.by, by_id=person.by_id, tenants=person.tenants
         )
         surface.logger.info(
             "slack_incident_acknowledged"
@@ -154,9 +171,20 @@ async def _acknowledge(surface: Surface, person: Person, value: str, trigger_id:
             else "slack_acknowledge_unknown",
             incident_id=incident_id,
             by=person.by,
+            workspace=person.team_id,
+            workspace_tenants=person.tenants,
         )
     elif value.startswith("cluster:"):
         cluster_id = value.removeprefix("cluster:")
+        operator = surface.app.operator_tenant if surface.app is not None else None
+        if person.tenants is not None and operator not in person.tenants:
+            surface.logger.info(
+                "slack_acknowledge_refused",
+                cluster_id=cluster_id,
+                by=person.by,
+                reason=f"workspace {person.team_id!r} is not the operator's",
+            )
+            return
         row = await surface.desk.acknowledge_cluster(cluster_id, person.by)
         surface.logger.info(
             "slack_acknowledged" if row is not None else "slack_acknowledge_unknown",
@@ -203,11 +231,11 @@ def resolve_view(incident_id: str) -> dict[str, Any]:
 async def _open_resolve_modal(
     surface: Surface, person: Person, value: str, trigger_id: str
 ) -> None:
-    if not value.startswith("incident:") or surface.modals is None:
+    if not value.startswith("incident:") or surface.app is None:
         surface.logger.info("slack_action_ignored", action_id=RESOLVE_ACTION, value=value)
         return
     incident_id = value.removeprefix("incident:")
-    why = await surface.modals.open_view(person.team_id, trigger_id, resolve_view(incident_id))
+    why = await surface.app.open_view(person.team_id, trigger_id, resolve_view(incident_id))
     surface.logger.info(
         "slack_resolve_modal_opened" if why is None else "slack_resolve_modal_not_opened",
         incident_id=incident_id,
@@ -224,15 +252,20 @@ async def _resolve_submitted(surface: Surface, person: Person, view: _View) -> d
     if not note:
         return {NOTE_BLOCK: "Say what was done: the note goes into the thread and the audit."}
     incident, _ = await surface.desk.resolve_incident(
-        incident_id, person.by, note=note, by_id=person.by_id
+        incident_id, person.by, note=note, by_id=person.by_id, tenants=person.tenants
     )
     surface.logger.info(
         "slack_incident_resolved" if incident is not None else "slack_resolve_unknown",
         incident_id=incident_id,
         by=person.by,
+        workspace=person.team_id,
+        workspace_tenants=person.tenants,
     )
     if incident is None:
-        return {NOTE_BLOCK: f"{incident_id} is not open any more (resolved already?)."}
+        return {
+            NOTE_BLOCK: f"{incident_id} is not an open incident this workspace may resolve "
+            "(resolved already, or another tenant's)."
+        }
     return {}
 
 
@@ -255,11 +288,11 @@ def _json(body: object, status: int = 200) -> Response:
 def add_slack_interactions(
     app: QuartTrio,
     desk: SlackDesk,
-    modals: ModalOpener | None,
+    slack_app: SlackApp | None,
     signing_secret: str | None,
     clock: Clock,
 ) -> None:
-    surface = Surface(desk=desk, modals=modals, logger=log.get("http"))
+    surface = Surface(desk=desk, app=slack_app, logger=log.get("http"))
 
     async def slack_interaction() -> Response:
         if signing_secret is None:
@@ -286,7 +319,7 @@ def add_slack_interactions(
             return _json({"error": str(exc)}, 401)
         except msgspec.DecodeError as exc:
             return _json({"error": f"not a Slack interaction payload: {exc}"}, 400)
-        person = _person(interaction)
+        person = await _person(interaction, surface.app)
         if interaction.type == "view_submission" and interaction.view is not None:
             submitted = SUBMISSIONS.get(interaction.view.callback_id)
             if submitted is not None:

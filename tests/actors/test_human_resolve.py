@@ -118,7 +118,7 @@ async def test_a_decision_for_one_tenant_never_touches_another_tenants_incident(
     async with _a_sev1(settings) as (pipeline, history, incident_id):  # the operator's
         for message_of in (AcknowledgeIncident, ResolveIncident):
             answer = await _decide(
-                pipeline, message_of, incident_id=incident_id, by="pagerduty:x", tenant="acme"
+                pipeline, message_of, incident_id=incident_id, by="pagerduty:x", tenants=("acme",)
             )
             assert answer == (None, False)
     assert history.audits() == []

@@ -21,7 +21,13 @@ from harness.peers import slack_interactivity as interactivity
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
 from tests.peers.slack import FakeSlack
 from tests.pg import query
-from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET
+from tests.verify import (
+    ROOT_TOKEN,
+    SLACK_SIGNING_SECRET,
+    tenant_slack_token,
+    tenant_team,
+    verify_slack,
+)
 
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}
 DANA = interactivity.SlackPerson(id="U0DANA", username="dana", team_id="T0FAKE000")
@@ -112,7 +118,7 @@ async def test_resolve_with_a_note_through_the_modal(
         assert "&lt;@U0ALL&gt;" in reply.text  # the note cannot mention anyone
         # submitted twice: not open any more, the modal says so
         twice = await trio.to_thread.run_sync(send, submission)
-        assert "not open any more" in twice.json()["errors"]["note"]
+        assert "not an open incident" in twice.json()["errors"]["note"]
 
         async def mirrored() -> bool:
             rows = await trio.to_thread.run_sync(
@@ -158,4 +164,63 @@ async def test_an_interaction_of_another_kind_is_answered_and_changes_nothing(
         lambda: interactivity.send(actions, {}, SLACK_SIGNING_SECRET)
     )
     assert not_json.status == 400  # {} lacks "type": a typed 400, not a 500
+    daemon.request_stop()
+
+
+async def test_a_click_from_another_tenants_workspace_changes_nothing(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    config = """
+sinks:
+  slack: {type: slack}
+  acme-slack: {type: slack, tenant: acme, token_env: ACME_SLACK_TOKEN}
+tenants:
+  acme:
+    tier: team
+    policy: {routes: {SEV1: [{sink: acme-slack, target: "#acme-pager"}]}}
+"""
+    settings = daemon_settings(
+        tmp_path,
+        fake_slack,
+        config=config,
+        ACME_SLACK_TOKEN=tenant_slack_token(fake_slack, "acme"),
+    )
+    daemon = await start_daemon(nursery, settings)
+    base = f"http://127.0.0.1:{daemon.bound_port}"
+    await verify_slack(base, "acme-slack", team=tenant_team("acme"))
+    acme_person = interactivity.SlackPerson(id="U0EVE", username="eve", team_id=tenant_team("acme"))
+    stranger = interactivity.SlackPerson(id="U0MAL", username="mal", team_id="T0NOBODY")
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        body = fixture_body("event_alert_fatal")  # the operator tenant's SEV1
+        opened = await client.post("/hooks/sentry", content=body, headers=signed_headers(body))
+        incident_id = opened.json()["incident_id"]
+        for person in (acme_person, stranger):
+            press = interactivity.block_actions(
+                person,
+                action_id=ACKNOWLEDGE_ACTION,
+                value=f"incident:{incident_id}",
+                trigger_id=fake_slack.issue_trigger_id(),
+            )
+            answer = await trio.to_thread.run_sync(
+                lambda p=press: interactivity.send(f"{base}/slack/actions", p, SLACK_SIGNING_SECRET)
+            )
+            assert answer.status == 200
+            view = slack_interactions.resolve_view(incident_id)
+            submission = interactivity.view_submission(person, view, {"note": {"note": "done"}})
+            refused = await trio.to_thread.run_sync(
+                lambda s=submission: interactivity.send(
+                    f"{base}/slack/actions", s, SLACK_SIGNING_SECRET
+                )
+            )
+            assert "not an open incident" in refused.json()["errors"]["note"]
+        incident = await _status(client, incident_id)
+        assert (incident["status"], incident["acknowledged_by"]) == ("open", None)
+        # the operator's workspace may
+        press = interactivity.block_actions(
+            DANA, action_id=ACKNOWLEDGE_ACTION, value=f"incident:{incident_id}", trigger_id=""
+        )
+        await trio.to_thread.run_sync(
+            lambda: interactivity.send(f"{base}/slack/actions", press, SLACK_SIGNING_SECRET)
+        )
+        assert (await _status(client, incident_id))["acknowledged_by"] == "slack:dana (U0DANA)"
     daemon.request_stop()

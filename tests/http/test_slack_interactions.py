@@ -12,6 +12,7 @@ import trio
 
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
 from eyetok.http import slack_interactions
+from harness.peers.slack import TEAM_ID
 from tests.conftest import (
     daemon_settings,
     eventually,
@@ -47,6 +48,7 @@ def _pressed(value: str, *, user: str = "dana") -> bytes:
     payload = {
         "type": "block_actions",
         "user": {"id": "U0DANA", "username": user},
+        "team": {"id": TEAM_ID},  # the operator's workspace, where its sink is verified
         "actions": [{"action_id": ACKNOWLEDGE_ACTION, "value": value, "type": "button"}],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
