@@ -354,6 +354,25 @@ class Topology:
             incident, counted = await reply.wait()
             if incident is not None:
                 await flushed.wait()
+        if not counted:  # a click that changed nothing is recorded too: who, what, why not
+            wanted = "acknowledge" if isinstance(message, AcknowledgeIncident) else "resolve"
+            named = message.incident_id[:100]  # as sent: a click's value may be anything
+            if incident is not None:
+                why = f"acknowledged already, by {incident.acknowledged_by}"
+            elif message.tenants is None:
+                why = "no open incident has this id"
+            else:
+                among = ", ".join(message.tenants) or "none: no verified sink is there"
+                why = f"no open incident of the tenants it may decide for ({among}) has this id"
+            await self.record(
+                AuditRecorded(
+                    at=message.at,
+                    tenant=incident.tenant if incident is not None else self.operator_tenant,
+                    event="decision_not_applied",
+                    detail=f"{message.by} asked to {wanted} {named}: {why}",
+                    incident_id=named,
+                )
+            )
         return incident, counted
 
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:

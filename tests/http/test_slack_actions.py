@@ -223,4 +223,16 @@ tenants:
             lambda: interactivity.send(f"{base}/slack/actions", press, SLACK_SIGNING_SECRET)
         )
         assert (await _status(client, incident_id))["acknowledged_by"] == "slack:dana (U0DANA)"
+        # every click is in the audit, those that changed nothing too, with who and why not
+        audit = (await client.get("/api/v1/audit", headers=AUTH)).json()["audit"]
+        refused = [r["detail"] for r in audit if r["event"] == "decision_not_applied"]
+        assert len(refused) == 4
+        assert any(
+            d.startswith(f"slack:eve (U0EVE) asked to acknowledge {incident_id}: ")
+            and "(acme)" in d
+            for d in refused
+        )
+        assert any(
+            d.startswith(f"slack:mal (U0MAL) asked to resolve {incident_id}") for d in refused
+        )
     daemon.request_stop()
