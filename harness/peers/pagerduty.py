@@ -31,7 +31,10 @@ signed ``incident.acknowledged`` / ``incident.resolved`` event.
 
 Test-control endpoints, JSON in and out: ``GET /_fake/events``, ``GET /_fake/alerts``,
 ``POST /_fake/script`` (``{"responses": [{"status": 429, "retry_after": 3}, ...]}``),
-``POST /_fake/reset``.
+``POST /_fake/reset``, and the way back for a peer run as a process: ``POST
+/_fake/subscribe`` (``{"url", "secrets": [...]}``) and ``POST /_fake/act``
+(``{"user": {"id", "name"}, "action": "acknowledge" | "resolve", "dedup_key"}``; the
+answer lists what each subscription answered).
 """
 
 from __future__ import annotations
@@ -494,6 +497,13 @@ class FakePagerDuty(HttpPeer):
             self._webhooks_sent.extend(sent)
         return sent
 
+    def _act_from_json(self, payload: Any) -> list[webhooks.WebhookSent]:
+        if not isinstance(payload, dict) or payload.get("action") not in ("acknowledge", "resolve"):
+            raise ValueError("expected {'user': {id, name}, 'action': acknowledge|resolve, ...}")
+        user = payload.get("user") or {}
+        person = webhooks.PagerDutyUser(id=str(user.get("id", "")), name=str(user.get("name", "")))
+        return self.act_as(person, payload["action"], str(payload.get("dedup_key", "")))
+
     @property
     def webhooks_sent(self) -> list[webhooks.WebhookSent]:
         with self._cond:
@@ -594,7 +604,15 @@ class FakePagerDuty(HttpPeer):
             if http_method == "POST" and name == "reset":
                 self.reset()
                 return 200, {"ok": True}
-        except ValueError as exc:
+            if http_method == "POST" and name == "subscribe":
+                secrets = payload.get("secrets") if isinstance(payload, dict) else None
+                if not isinstance(secrets, list) or not all(isinstance(x, str) for x in secrets):
+                    raise ValueError("expected {'url': ..., 'secrets': [...]}")
+                self.subscribe(str(payload.get("url", "")), *secrets)
+                return 200, {"ok": True}
+            if http_method == "POST" and name == "act":
+                return 200, [sent.answer for sent in self._act_from_json(payload)]
+        except (ValueError, LookupError) as exc:
             return 400, {"ok": False, "error": str(exc)}
         return 404, {"ok": False, "error": "not_found"}
 
