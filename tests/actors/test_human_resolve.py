@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
 import actors.sinks.pagerduty.render as pagerduty_render
-from actors.incidents import resolved_by_human
+from actors.incidents import acknowledged, resolved_by_human
 from actors.router import step_plan, step_records
 from actors.sinks.slack.render import render as slack_render
 from eyetok.clock import TrioWallClock
@@ -23,6 +24,8 @@ from eyetok.config import Settings
 from eyetok.messages import (
     AcknowledgeIncident,
     AuditRecorded,
+    Deliver,
+    Destination,
     Incident,
     IncidentAction,
     IncidentStepped,
@@ -48,6 +51,22 @@ tenants:
       routes:
         SEV1: [{sink: acme-pd, target: acme}, {sink: acme-slack, target: "#acme-pager"}]
 """
+
+
+def _acme_incident(channel: SevChannel) -> Incident:
+    return Incident(
+        incident_id="inc_0123456789abcdef",
+        tenant="acme",
+        dedup_key="db-down",
+        title="Database unreachable",
+        severity=Severity.CRITICAL if channel is SevChannel.SEV1 else Severity.HIGH,
+        sev_channel=channel,
+        rule="fatal" if channel is SevChannel.SEV1 else "high",
+        status="open",
+        opened_at=ANCHOR,
+        last_seen_at=ANCHOR,
+        event_count=1,
+    )
 
 
 async def _decide(
@@ -127,19 +146,7 @@ async def test_a_decision_for_one_tenant_never_touches_another_tenants_incident(
 
 def test_a_resolve_tells_slack_in_the_thread_and_pagerduty_resolve(tmp_path: Path) -> None:
     settings = daemon_settings(tmp_path, None, config=PD_CONFIG)
-    opened = Incident(
-        incident_id="inc_0123456789abcdef",
-        tenant="acme",
-        dedup_key="db-down",
-        title="Database unreachable",
-        severity=Severity.CRITICAL,
-        sev_channel=SevChannel.SEV1,
-        rule="fatal",
-        status="open",
-        opened_at=ANCHOR,
-        last_seen_at=ANCHOR,
-        event_count=1,
-    )
+    opened = _acme_incident(SevChannel.SEV1)
     decision = ResolveIncident(
         incident_id=opened.incident_id,
         by="slack:dana (U0DANA)",
@@ -165,3 +172,36 @@ def test_a_resolve_tells_slack_in_the_thread_and_pagerduty_resolve(tmp_path: Pat
     records = step_records(stepped, settings, settings.sink_types())
     [audit] = [r for r in records if isinstance(r, AuditRecorded)]
     assert audit.event == "resolved_by_human"
+
+
+@pytest.mark.parametrize("channel", [SevChannel.SEV2, SevChannel.SEV2_5, SevChannel.SEV3])
+def test_a_decision_made_in_pagerduty_rewrites_any_channels_first_post(
+    tmp_path: Path, channel: SevChannel
+) -> None:
+    settings = daemon_settings(tmp_path, None, config=PD_CONFIG)
+    opened = _acme_incident(channel)
+    by = "pagerduty:Tenex Engineer (PLH1HKV)"
+    acked = acknowledged(opened, by, ANCHOR, by_id="pagerduty:PLH1HKV")
+    resolved = resolved_by_human(
+        acked, ResolveIncident(incident_id=opened.incident_id, by=by, at=ANCHOR)
+    )
+    for incident, step, said in (
+        (acked, "acknowledged", "Acknowledged by"),
+        (resolved, "resolved", "Resolved by"),
+    ):
+        deliver = Deliver(
+            delivery_id="dlv_1",
+            tenant="acme",
+            destination=Destination(sink_id="acme-slack", sink_type="slack", target="#acme-pager"),
+            incident=incident,
+            action=IncidentAction.RESOLVE if step == "resolved" else IncidentAction.UPDATE,
+            rule="high",
+            planned_at=ANCHOR,
+            received_at=ANCHOR,
+            step=step,  # type: ignore[arg-type]
+        )
+        message = slack_render(deliver, thread_ts="1700000000.000100", options=settings.slack)
+        assert message.update is not None
+        first = msgspec.json.encode(message.update.blocks).decode()
+        assert f"{said} {by}" in first
+        assert "Needs a human" not in first  # a human has it now

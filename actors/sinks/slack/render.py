@@ -218,33 +218,37 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
 
 def _posture(incident: Incident, options: SlackOptions) -> list[dict[str, Any]]:
     what = f"incident:{incident.incident_id}"
+    sop = (
+        f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
+        if incident.sev_channel is SevChannel.SEV1
+        else ""
+    )
+    if incident.resolved_by is not None:  # a human resolved it (Slack, PagerDuty)
+        at = f" at {when(incident.resolved_at)}" if incident.resolved_at else ""
+        return [
+            _section(f"{sop}:white_check_mark: Resolved by {_escape(incident.resolved_by)}{at}.")
+        ]
     match incident.sev_channel:
-        case SevChannel.SEV1 if incident.resolved_by is not None:
-            by = _escape(incident.resolved_by)
-            at = f" at {when(incident.resolved_at)}" if incident.resolved_at else ""
-            return [
-                _section(
-                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
-                    f":white_check_mark: Resolved by {by}{at}."
-                )
-            ]
         case SevChannel.SEV1 if incident.acknowledged_at is not None:
             by = _escape(incident.acknowledged_by or "someone")
             return [
                 _section(
-                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
-                    f":white_check_mark: Acknowledged by {by} at "
+                    f"{sop}:white_check_mark: Acknowledged by {by} at "
                     f"{when(incident.acknowledged_at)}; no autonomous action."
                 ),
                 {"type": "actions", "elements": [_resolve_button(what)]},
             ]
         case SevChannel.SEV1:
             return [
-                _section(
-                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
-                    "Waiting for a human ack; no autonomous action."
-                ),
+                _section(f"{sop}Waiting for a human ack; no autonomous action."),
                 _acknowledge_button(what, resolvable=True),
+            ]
+        case _ if incident.acknowledged_at is not None:  # acknowledged in PagerDuty
+            by = _escape(incident.acknowledged_by or "someone")
+            return [
+                _section(
+                    f":white_check_mark: Acknowledged by {by} at {when(incident.acknowledged_at)}."
+                )
             ]
         case SevChannel.SEV2:
             mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
