@@ -335,8 +335,13 @@ def add_slack_interactions(
                 )
                 continue
             await pressed(surface, person, action.value or "", interaction.trigger_id)
-        if interaction.type not in ("block_actions", "view_submission"):
-            surface.logger.info("slack_interaction_ignored", type=interaction.type, by=person.by)
+        if interaction.type != "block_actions":  # a view EyeTok did not open, a shortcut...
+            surface.logger.info(
+                "slack_interaction_ignored",
+                type=interaction.type,
+                callback_id=interaction.view.callback_id if interaction.view else None,
+                by=person.by,
+            )
         return _json({"ok": True})
 
     for path in PATHS:
