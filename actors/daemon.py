@@ -19,6 +19,7 @@ from hypercorn.trio import serve
 from actors.console_desk import ConsoleDeskOfDaemon
 from actors.drill_desk import DrillDesk
 from actors.gauges import daemon_gauges
+from actors.sinks.slack.interactivity import SlackInteractivity
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks
@@ -174,6 +175,8 @@ class Daemon:
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,
+            tenants=settings.tenants,
+            slack_app=SlackInteractivity(settings, topology, self.clock),
         )
         add_console(
             app,

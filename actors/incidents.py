@@ -8,13 +8,14 @@ recently resolved incident with its key): that decides "new" when the payload do
 State (open incidents, recent resolutions) is rebuilt from the history on every start.
 
 It also keeps SEV1's human loop. A human acknowledges an incident (a Slack button,
-``eyetok ack``): the incident becomes ``acknowledged`` (by whom, when) and its escalation
-stops. A SEV1 nobody acknowledged is re-notified once after the tenant's
-``ack_renotify_s`` and escalated once to its secondary after ``ack_escalate_s``. The
-timers are state, not tasks: each is derived from the incident's snapshot (opened,
-acknowledged, re-notified, escalated at), which is journalled with every step, so after a
-restart or on a fresh dyno (incidents rehydrated from Postgres) each step fires once. The
-loop only tells people; it never acts on a SEV1 by itself.
+``eyetok ack``, PagerDuty): the incident becomes ``acknowledged`` (by whom, when) and its
+escalation stops; a human resolve (the Slack modal, PagerDuty) closes it. A SEV1 nobody
+acknowledged is re-notified once after the tenant's ``ack_renotify_s`` and escalated
+once to its secondary after ``ack_escalate_s``. The timers are state, not tasks: each is
+derived from the incident's snapshot (opened, acknowledged, re-notified, escalated at),
+which is journalled with every step, so after a restart or on a fresh dyno (incidents
+rehydrated from Postgres) each step fires once. The loop only tells people; it never
+acts on a SEV1 by itself.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from eyetok.messages import (
     IncidentStepped,
     IngestMessage,
     Reply,
+    ResolveIncident,
     SevChannel,
     Signal,
     SignalReceived,
@@ -61,10 +63,28 @@ from state.history import queries
 from state.history.store import HistoryStore
 
 
-def acknowledged(incident: Incident, by: str, at: datetime) -> Incident:
+def acknowledged(
+    incident: Incident, by: str, at: datetime, *, by_id: str | None = None
+) -> Incident:
     """The incident acknowledged by ``by`` at ``at`` (its escalation stops)."""
     return msgspec.structs.replace(
-        incident, status="acknowledged", acknowledged_by=by, acknowledged_at=at
+        incident,
+        status="acknowledged",
+        acknowledged_by=by,
+        acknowledged_at=at,
+        acknowledged_by_id=by_id,
+    )
+
+
+def resolved_by_human(incident: Incident, decision: ResolveIncident) -> Incident:
+    """The incident resolved by the human of ``decision`` (its escalation stops)."""
+    return msgspec.structs.replace(
+        incident,
+        status="resolved",
+        resolved_at=decision.at,
+        resolved_by=decision.by,
+        resolved_by_id=decision.by_id,
+        resolution_note=decision.note or None,
     )
 
 
@@ -182,22 +202,32 @@ async def run_incidents(
                 await outbox.send(IncidentStepped(incident=incident, step=step, at=now))
             track(key)
 
-    async def acknowledge(message: AcknowledgeIncident) -> None:
+    def decided_on(
+        message: AcknowledgeIncident | ResolveIncident,
+    ) -> tuple[IncidentKey, Incident] | None:
+        """The open incident a human's decision names, or None (answered: no such open
+        incident, or not of the tenant whose webhook sent it)."""
         key = next(
             (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
         )
-        if key is None:
-            if message.reply is not None:
-                message.reply.send((None, False))
+        if key is not None and message.tenants is not None and key[0] not in message.tenants:
+            key = None
+        if key is None and message.reply is not None:
+            message.reply.send((None, False))
+        return None if key is None else (key, open_incidents[key])
+
+    async def acknowledge(message: AcknowledgeIncident) -> None:
+        found = decided_on(message)
+        if found is None:
             return
-        incident = open_incidents[key]
+        key, incident = found
         if incident.acknowledged_at is not None:
             if message.reply is not None:
                 message.reply.send((incident, False))
             if message.flushed is not None:
                 message.flushed.send(True)
             return
-        incident = acknowledged(incident, message.by, message.at)
+        incident = acknowledged(incident, message.by, message.at, by_id=message.by_id)
         open_incidents[key] = incident
         track(key)
         logger.info(
@@ -206,10 +236,33 @@ async def run_incidents(
             incident_id=incident.incident_id,
             by=message.by,
         )
+        await told(message, incident, "acknowledged")
+
+    async def resolve(message: ResolveIncident) -> None:
+        found = decided_on(message)
+        if found is None:
+            return
+        key, incident = found
+        incident = resolved_by_human(incident, message)
+        apply(open_incidents, IncidentAction.RESOLVE, incident, recently_resolved)
+        track(key)
+        logger.info(
+            "incident_resolved_by_human",
+            tenant=incident.tenant,
+            incident_id=incident.incident_id,
+            by=message.by,
+            with_note=bool(message.note),
+        )
+        await told(message, incident, "resolved")
+
+    async def told(
+        message: AcknowledgeIncident | ResolveIncident,
+        incident: Incident,
+        step: Literal["acknowledged", "resolved"],
+    ) -> None:
+        """A human's decision counted: the router hears of it, then the asker."""
         await outbox.send(
-            IncidentStepped(
-                incident=incident, step="acknowledged", at=message.at, flushed=message.flushed
-            )
+            IncidentStepped(incident=incident, step=step, at=message.at, flushed=message.flushed)
         )
         if message.reply is not None:
             message.reply.send((incident, True))
@@ -254,5 +307,7 @@ async def run_incidents(
                 await acknowledge(message)
             case TicketOpened():
                 await ticketed(message)
+            case ResolveIncident():
+                await resolve(message)
             case _:
                 assert_never(message)

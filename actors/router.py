@@ -101,6 +101,7 @@ _AUDIT_EVENTS = {
     "renotify": "renotified",
     "escalated": "escalated",
     "ticketed": "ticket_opened",
+    "resolved": "resolved_by_human",
 }
 
 
@@ -108,7 +109,8 @@ def step_plan(
     stepped: IncidentStepped, settings: Settings, sink_types: dict[str, str]
 ) -> tuple[Deliver, ...]:
     """Who hears of a step of SEV1's human loop: the route's Slack and PagerDuty sinks of
-    an acknowledgement or a re-notification; the tenant's secondary of an escalation."""
+    an acknowledgement, a human resolve or a re-notification; the tenant's secondary of an
+    escalation."""
     incident = stepped.incident
     tenant = settings.tenants.get(incident.tenant)
     if tenant is None or stepped.step == "ticketed":
@@ -131,7 +133,7 @@ def step_plan(
             for d in destinations_for(tenant.policy, incident.sev_channel, sink_types)
             if d.sink_type in _LOOP_SINK_TYPES
         )
-        action = IncidentAction.UPDATE
+        action = IncidentAction.RESOLVE if stepped.step == "resolved" else IncidentAction.UPDATE
     origin = f"{incident.incident_id}:{stepped.step}"
     return tuple(
         Deliver(
@@ -160,6 +162,11 @@ def step_records(
     match stepped.step:
         case "acknowledged":
             detail = f"acknowledged by {incident.acknowledged_by}; told: {where}"
+        case "resolved":
+            note = (
+                f' with the note "{incident.resolution_note}"' if incident.resolution_note else ""
+            )
+            detail = f"resolved by {incident.resolved_by}{note}; told: {where}"
         case "renotify":
             detail = f"not acknowledged yet: on-call re-notified on {where}"
         case "escalated":

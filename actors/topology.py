@@ -63,6 +63,7 @@ from eyetok.messages import (
     MirrorMessage,
     OAuthCallback,
     Reply,
+    ResolveIncident,
     ReverifyDue,
     ReviewDue,
     ReviewRequested,
@@ -292,21 +293,87 @@ class Topology:
             row = next(r for r in rows if r["cluster_id"] == cluster_id)
         return row
 
-    async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
-        """A human acknowledges an incident (a Slack button, ``eyetok ack``): the incident
-        as it now stands (None: no open incident has this id) and whether this was the
-        acknowledgement that counted (False: acknowledged already). Answered once the
-        acknowledgement is in the tables (audited, its deliveries planned)."""
+    async def acknowledge_incident(
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        by_id: str | None = None,
+        tenants: tuple[str, ...] | None = None,
+    ) -> tuple[Incident | None, bool]:
+        """A human acknowledges an incident (a Slack button, ``eyetok ack``, PagerDuty): the
+        incident as it now stands (None: no open incident has this id, or not of
+        one of ``tenants``) and whether this was the acknowledgement that counted (False:
+        acknowledged already). Answered once the acknowledgement is in the tables (audited,
+        its deliveries planned)."""
         reply: Reply[tuple[Incident | None, bool]] = Reply()
         flushed: Reply[bool] = Reply()
         message = AcknowledgeIncident(
-            incident_id=incident_id, by=by, at=self.clock.now(), reply=reply, flushed=flushed
+            incident_id=incident_id,
+            by=by,
+            by_id=by_id,
+            tenants=tenants,
+            at=self.clock.now(),
+            reply=reply,
+            flushed=flushed,
         )
+        return await self._decided(message, reply, flushed)
+
+    async def resolve_incident(
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        note: str = "",
+        by_id: str | None = None,
+        tenants: tuple[str, ...] | None = None,
+    ) -> tuple[Incident | None, bool]:
+        """A human resolves an incident (the Slack modal, PagerDuty): answered like
+        :meth:`acknowledge_incident` once the resolve is in the tables."""
+        reply: Reply[tuple[Incident | None, bool]] = Reply()
+        flushed: Reply[bool] = Reply()
+        message = ResolveIncident(
+            incident_id=incident_id,
+            by=by,
+            by_id=by_id,
+            tenants=tenants,
+            note=note,
+            at=self.clock.now(),
+            reply=reply,
+            flushed=flushed,
+        )
+        return await self._decided(message, reply, flushed)
+
+    async def _decided(
+        self,
+        message: AcknowledgeIncident | ResolveIncident,
+        reply: Reply[tuple[Incident | None, bool]],
+        flushed: Reply[bool],
+    ) -> tuple[Incident | None, bool]:
         await self.ingest.send(message)
         with trio.fail_after(30):
             incident, counted = await reply.wait()
             if incident is not None:
                 await flushed.wait()
+        if not counted:  # a click that changed nothing is recorded too: who, what, why not
+            wanted = "acknowledge" if isinstance(message, AcknowledgeIncident) else "resolve"
+            named = message.incident_id[:100]  # as sent: a click's value may be anything
+            if incident is not None:
+                why = f"acknowledged already, by {incident.acknowledged_by}"
+            elif message.tenants is None:
+                why = "no open incident has this id"
+            else:
+                among = ", ".join(message.tenants) or "none: no verified sink is there"
+                why = f"no open incident of the tenants it may decide for ({among}) has this id"
+            await self.record(
+                AuditRecorded(
+                    at=message.at,
+                    tenant=incident.tenant if incident is not None else self.operator_tenant,
+                    event="decision_not_applied",
+                    detail=f"{message.by} asked to {wanted} {named}: {why}",
+                    incident_id=named,
+                )
+            )
         return incident, counted
 
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:

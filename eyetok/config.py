@@ -83,6 +83,8 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # env var holding the whsec_ Standard Webhooks secret of /hooks/{probe,generic,alertmanager}
     webhook_secret_env: str | None = None
     hook_token_env: str | None = None  # env var holding the bearer token of those hooks
+    # env var holding the PagerDuty v3 webhook subscription's secret (/hooks/pagerduty/{tenant})
+    pagerduty_webhook_secret_env: str | None = None
     policy: Policy | None = None  # the operator's default: the ADR's channels; others: none
     primary_sink: str | None = None  # where the hourly digest goes; default: first routed sink
     escalation: Escalation = msgspec.field(default_factory=Escalation)
@@ -243,6 +245,8 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     hook_token_env: str = ""
     primary_sink: str | None = None  # where the hourly digest goes (None: no sink routed)
     escalation: Escalation = Escalation()
+    pagerduty_webhook_secret: str | None = None  # signs /hooks/pagerduty/{tenant}
+    pagerduty_webhook_secret_env: str = ""  # where it came from (named when the hook answers 401)
 
 
 Durability = Literal["disk", "postgres"]
@@ -599,8 +603,13 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                     f"sink {secondary!r} belongs to tenant {sinks[secondary].tenant!r}; "
                     "a tenant escalates only to its own sinks",
                 )
+        pd_secret_env = tc.pagerduty_webhook_secret_env or _tenant_env(
+            "PAGERDUTY_WEBHOOK_SECRET", tenant_id, operator
+        )
         tenants[tenant_id] = Tenant(
             escalation=escalation,
+            pagerduty_webhook_secret=env.get(pd_secret_env) or None,
+            pagerduty_webhook_secret_env=pd_secret_env,
             primary_sink=tc.primary_sink or (routed[0] if routed else None),
             tenant_id=tenant_id,
             tier=tc.tier,

@@ -132,6 +132,11 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     escalated_at: datetime | None = None  # the one escalation to the secondary was planned
     # the incident's FreeScout conversation, once the ticket trail opened it
     freescout_conversation_id: int | None = None
+    # who decided, as the system they used names them ("slack:U0DANA", "pagerduty:PLH1HKV")
+    acknowledged_by_id: str | None = None
+    resolved_by: str | None = None  # a human resolve (a Slack modal, PagerDuty); None: a signal
+    resolved_by_id: str | None = None
+    resolution_note: str | None = None
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -280,6 +285,9 @@ class AcknowledgeIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: datetime
     reply: Reply[tuple[Incident | None, bool]] | None = None
     flushed: Reply[bool] | None = None  # answered once the acknowledgement is in the tables
+    by_id: str | None = None  # "slack:<user id>", "pagerduty:<user id>"
+    # set: only an incident of one of these tenants (a tenant's webhook, a workspace's click)
+    tenants: tuple[str, ...] | None = None
 
 
 class TicketOpened(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -291,7 +299,24 @@ class TicketOpened(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: datetime
 
 
-IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident | TicketOpened
+class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human resolved an incident (the Slack "Resolve with a note" modal, PagerDuty).
+    Answered like :class:`AcknowledgeIncident` (None: no open incident has this id; the
+    flag is always True for a resolve that was made)."""
+
+    incident_id: str
+    by: str
+    at: datetime
+    note: str = ""
+    by_id: str | None = None
+    tenants: tuple[str, ...] | None = None
+    reply: Reply[tuple[Incident | None, bool]] | None = None
+    flushed: Reply[bool] | None = None
+
+
+IngestMessage = (
+    SignalReceived | SignalsReceived | AcknowledgeIncident | ResolveIncident | TicketOpened
+)
 
 
 # --- inbox of the router ---------------------------------------------------------------
@@ -556,7 +581,7 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
     acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
     # a step of SEV1's human loop this delivery tells of (none: the signal's own news)
-    step: Literal["acknowledged", "renotify", "escalated"] | None = None
+    step: Literal["acknowledged", "renotify", "escalated", "resolved"] | None = None
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None
@@ -726,7 +751,7 @@ class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
     incident: Incident
     # "ticketed": the ticket trail's conversation id is now on the incident (no delivery)
-    step: Literal["acknowledged", "renotify", "escalated", "ticketed"]
+    step: Literal["acknowledged", "renotify", "escalated", "resolved", "ticketed"]
     at: datetime
     flushed: Reply[bool] | None = None  # answered once it is all in the tables
 

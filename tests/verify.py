@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from eyetok import slack_events
+from harness.peers.oauth import FakeOAuth
 from harness.peers.slack import TEAM_ID, FakeSlack
 
 ROOT_TOKEN = "root-token-for-tests"
@@ -82,19 +85,44 @@ async def verify_slack(base_url: str, sink_id: str = "slack", *, team: str = TEA
 def verify_slack_sync(base_url: str, sink_id: str = "slack", *, team: str = TEAM_ID) -> None:
     """The same handshake from a plain thread (subprocess tests, benchmarks)."""
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        started = client.post(
-            f"/api/v1/sinks/{sink_id}/verification",
-            json={"requested_by": "tests"},
-            headers=_auth(),
-        )
-        assert started.status_code == 200, started.text
-        body = slack_event_body(f"my nonce: {started.json()['nonce']}", team=team)
+        started = _start(client, sink_id)
+        body = slack_event_body(f"my nonce: {started['nonce']}", team=team)
         sent = client.post("/slack/events", content=body, headers=slack_headers(body))
         assert sent.status_code == 200, sent.text
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            listed = client.get("/api/v1/sinks", headers=_auth()).json()["sinks"]
-            if any(s["sink_id"] == sink_id and s["deliverable"] for s in listed):
-                return
-            time.sleep(0.02)
+        _wait_deliverable(client, sink_id)
+
+
+def verify_pagerduty_sync(base_url: str, sink_id: str, oauth: FakeOAuth) -> None:
+    """The PagerDuty handshake from a plain thread: start it, the account owner approves
+    on the (fake) OAuth server, the browser comes back to the callback; wait until the
+    sink is deliverable."""
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        started = _start(client, sink_id)
+        query = dict(parse_qsl(urlsplit(started["url"]).query))
+        code = oauth.approve(query)
+        callback = client.get(
+            "/oauth/pagerduty/callback", params={"state": query["state"], "code": code}
+        )
+        assert callback.status_code == 200, callback.text
+        _wait_deliverable(client, sink_id)
+
+
+def _wait_deliverable(client: httpx.Client, sink_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        listed = client.get("/api/v1/sinks", headers=_auth()).json()["sinks"]
+        if any(s["sink_id"] == sink_id and s["deliverable"] for s in listed):
+            return
+        time.sleep(0.02)
     raise AssertionError(f"sink {sink_id} did not become deliverable")
+
+
+def _start(client: httpx.Client, sink_id: str) -> dict[str, Any]:
+    started = client.post(
+        f"/api/v1/sinks/{sink_id}/verification",
+        json={"requested_by": "tests"},
+        headers=_auth(),
+    )
+    assert started.status_code == 200, started.text
+    answer: dict[str, Any] = started.json()
+    return answer

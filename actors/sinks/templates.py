@@ -214,6 +214,12 @@ def _variants(incident: Incident) -> Iterator[tuple[str, IncidentAction, Inciden
         updated, status="resolved", resolved_at=_RESOLVED, last_seen_at=_RESOLVED
     )
     yield "resolve", IncidentAction.RESOLVE, resolved
+    by_a_human = msgspec.structs.replace(
+        resolved,
+        resolved_by="pagerduty:Tenex Engineer (PLH1HKV)",
+        resolution_note="failed over to the replica",
+    )
+    yield "step-resolved", IncidentAction.RESOLVE, by_a_human
 
 
 def _incident(sample: _Sample, channel: SevChannel) -> Incident:

@@ -1,7 +1,9 @@
 """The quart-trio app: everything that is not the ingest hot path.
 
 - ``/healthz`` (alive), ``/readyz`` (every actor started, accepting; components' health);
-- ``POST /slack/interactions``: a button pressed on a post (eyetok/http/slack_interactions);
+- ``POST /slack/actions`` (and ``/slack/interactions``): a button pressed on a post, a
+  modal submitted (eyetok/http/slack_interactions);
+- ``POST /hooks/pagerduty/<tenant>``: PagerDuty's v3 webhooks (eyetok/http/pagerduty_hooks);
 - ``POST /slack/events``: Slack's Events API (request signature v0, 5-minute window,
   ``url_verification``); direct messages carry Slack ownership nonces;
 - ``GET /verify/email/<token>``: the email magic link;
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,13 +33,16 @@ from quart_trio import QuartTrio
 
 from eyetok import slack_events
 from eyetok.clock import Clock
+from eyetok.config import Tenant
 from eyetok.decoding import decode_json
 from eyetok.errors import IngestError, SignatureError
 from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
-from eyetok.http.slack_interactions import add_slack_interactions
+from eyetok.http.incident_desk import IncidentDesk
+from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
+from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.verification import Verification, refusal
@@ -59,8 +64,9 @@ class Verifier(Protocol):
     async def verifications(self) -> tuple[Verification, ...]: ...
 
 
-class Operations(Protocol):
-    """The suppression log and the budgets, as the operator's API reaches them."""
+class Operations(IncidentDesk, Protocol):
+    """The suppression log, the budgets and the incidents, as the operator's API reaches
+    them."""
 
     async def budgets(self) -> tuple[BudgetStanding, ...]: ...
 
@@ -68,11 +74,6 @@ class Operations(Protocol):
 
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None:
         """The cluster's row after the acknowledgement; None: no such cluster."""
-        ...
-
-    async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
-        """The incident after the acknowledgement (None: no open incident has this id) and
-        whether this acknowledgement counted (False: acknowledged already)."""
         ...
 
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
@@ -201,6 +202,8 @@ def create_app(
     operations: Operations | None = None,
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
+    tenants: Mapping[str, Tenant] | None = None,
+    slack_app: SlackApp | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -305,8 +308,10 @@ def create_app(
 
     if drills is not None:
         add_drill_routes(app, drills, operator_only)
+    if tenants is not None and operations is not None:
+        add_pagerduty_hooks(app, tenants, operations)
     if operations is not None:
-        add_slack_interactions(app, operations, slack_signing_secret, clock)
+        add_slack_interactions(app, operations, slack_app, slack_signing_secret, clock)
 
         @app.get("/api/v1/budgets")
         async def budgets() -> Response:

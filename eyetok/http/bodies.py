@@ -30,7 +30,13 @@ LARGE_BODY_MAX = 1024 * 1024
 """Slack's events (a message may carry 40,000 characters), drill receipts, and the hook
 body that ``/api/v1/explain`` wraps (a hook takes 1 MiB)."""
 _log = log.get("http")
-_LARGE_PATHS = ("/slack/events", "/api/v1/drills/receipts", "/api/v1/explain")
+_LARGE_PATHS = (
+    "/slack/events",
+    "/slack/actions",  # an interaction carries the message it was pressed on
+    "/slack/interactions",
+    "/api/v1/drills/receipts",
+    "/api/v1/explain",
+)
 
 
 def body_limit(path: str) -> int:

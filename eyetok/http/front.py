@@ -1,4 +1,5 @@
-"""The front door: ``/hooks/*`` to the raw hot path, every other path to quart-trio.
+"""The front door: ``/hooks/*`` to the raw hot path, every other path to quart-trio
+(``/hooks/pagerduty/*`` too: PagerDuty's webhooks are decisions, not signals).
 
 An answer given before the request's body was all read (a refusal: no credentials, too
 large, not JSON) says ``Connection: close``: the unread rest of the body must not be
@@ -20,6 +21,8 @@ import trio
 from eyetok.http.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from eyetok.http.errors import json_answers
 
+PAGERDUTY_HOOKS = "/hooks/pagerduty/"
+
 
 class Front:
     def __init__(self, hooks: ASGIApp, app: ASGIApp) -> None:
@@ -30,7 +33,9 @@ class Front:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        target = self._hooks if scope["path"].startswith("/hooks/") else self._app
+        path: str = scope["path"]
+        hot = path.startswith("/hooks/") and not path.startswith(PAGERDUTY_HOOKS)
+        target = self._hooks if hot else self._app
         body_read = not _has_body(scope)
 
         async def reading() -> Message:

@@ -24,9 +24,17 @@ Wire format (developer.pagerduty.com, "Send an Alert Event" and "Events API v2 O
 The fake accepts any non-empty routing key unless one is configured (then a different key
 is refused); ``strict_key_length=True`` also refuses keys that are not 32 characters.
 
+The way back (PagerDuty's v3 webhooks, ``harness/peers/pagerduty_webhooks.py``):
+``subscribe(url, secret)`` then ``act_as(user, "acknowledge" | "resolve", dedup_key)``,
+a person acting in PagerDuty's UI: the alert changes and each subscription receives the
+signed ``incident.acknowledged`` / ``incident.resolved`` event.
+
 Test-control endpoints, JSON in and out: ``GET /_fake/events``, ``GET /_fake/alerts``,
 ``POST /_fake/script`` (``{"responses": [{"status": 429, "retry_after": 3}, ...]}``),
-``POST /_fake/reset``.
+``POST /_fake/reset``, and the way back for a peer run as a process: ``POST
+/_fake/subscribe`` (``{"url", "secrets": [...]}``) and ``POST /_fake/act``
+(``{"user": {"id", "name"}, "action": "acknowledge" | "resolve", "dedup_key"}``; the
+answer lists what each subscription answered).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.peers import pagerduty_webhooks as webhooks
 from harness.peers.base import HttpPeer, PeerHTTPHandler, serve_until_signalled
 
 __all__ = [
@@ -368,6 +377,8 @@ class FakePagerDuty(HttpPeer):
         self._calls: list[PdCall] = []
         self._alerts: list[_Alert] = []
         self._script: deque[Scripted] = deque()
+        self._subscriptions: list[webhooks.Subscription] = []
+        self._webhooks_sent: list[webhooks.WebhookSent] = []
 
     # -- where it is ----------------------------------------------------------
 
@@ -439,6 +450,64 @@ class FakePagerDuty(HttpPeer):
             self._calls.clear()
             self._alerts.clear()
             self._script.clear()
+
+    # -- the way back: a person acts in PagerDuty, v3 webhooks go out ----------
+
+    def subscribe(self, url: str, *secrets: str) -> None:
+        """Add a v3 webhook subscription (its URL and signing secrets, two while one
+        rotates); every :meth:`act_as` is delivered to each subscription."""
+        if not secrets:
+            raise ValueError("a subscription signs with at least one secret")
+        with self._cond:
+            self._subscriptions.append(webhooks.Subscription(url=url, secrets=secrets))
+
+    def act_as(
+        self, user: webhooks.PagerDutyUser, action: str, dedup_key: str
+    ) -> list[webhooks.WebhookSent]:
+        """``user`` acknowledges (``action`` ``acknowledge``) or resolves (``resolve``), in
+        PagerDuty's UI, the open incident of the alert with ``dedup_key``: the alert's
+        status changes and each subscription receives the signed ``incident.<status>``
+        event. Raises LookupError when no alert with that key is open."""
+        status = {"acknowledge": "acknowledged", "resolve": "resolved"}[action]
+        with self._cond:
+            alert = next(
+                (
+                    a
+                    for a in reversed(self._alerts)
+                    if a.dedup_key == dedup_key and a.status in _OPEN
+                ),
+                None,
+            )
+            if alert is None:
+                raise LookupError(f"no open PagerDuty alert has dedup_key {dedup_key!r}")
+            if alert.status != status:
+                alert.status = status
+                alert.history.append(status)
+            event = webhooks.incident_event(
+                f"incident.{status}",
+                number=alert.number,
+                incident_key=dedup_key,
+                status=status,
+                title=alert.summary,
+                agent=user,
+            )
+            subscriptions = list(self._subscriptions)
+        sent = [webhooks.send(sub, event) for sub in subscriptions]
+        with self._cond:
+            self._webhooks_sent.extend(sent)
+        return sent
+
+    def _act_from_json(self, payload: Any) -> list[webhooks.WebhookSent]:
+        if not isinstance(payload, dict) or payload.get("action") not in ("acknowledge", "resolve"):
+            raise ValueError("expected {'user': {id, name}, 'action': acknowledge|resolve, ...}")
+        user = payload.get("user") or {}
+        person = webhooks.PagerDutyUser(id=str(user.get("id", "")), name=str(user.get("name", "")))
+        return self.act_as(person, payload["action"], str(payload.get("dedup_key", "")))
+
+    @property
+    def webhooks_sent(self) -> list[webhooks.WebhookSent]:
+        with self._cond:
+            return list(self._webhooks_sent)
 
     # -- the API --------------------------------------------------------------
 
@@ -535,7 +604,15 @@ class FakePagerDuty(HttpPeer):
             if http_method == "POST" and name == "reset":
                 self.reset()
                 return 200, {"ok": True}
-        except ValueError as exc:
+            if http_method == "POST" and name == "subscribe":
+                secrets = payload.get("secrets") if isinstance(payload, dict) else None
+                if not isinstance(secrets, list) or not all(isinstance(x, str) for x in secrets):
+                    raise ValueError("expected {'url': ..., 'secrets': [...]}")
+                self.subscribe(str(payload.get("url", "")), *secrets)
+                return 200, {"ok": True}
+            if http_method == "POST" and name == "act":
+                return 200, [sent.answer for sent in self._act_from_json(payload)]
+        except (ValueError, LookupError) as exc:
             return 400, {"ok": False, "error": str(exc)}
         return 404, {"ok": False, "error": "not_found"}
 

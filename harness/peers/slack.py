@@ -15,7 +15,11 @@ Wire format, as Slack and ``slack_sdk.WebClient`` speak it:
   ``token`` parameter);
 * answers are HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``;
   rate limiting is HTTP 429 with a ``Retry-After`` header and
-  ``{"ok": false, "error": "ratelimited"}``.
+  ``{"ok": false, "error": "ratelimited"}``;
+* ``views.open`` takes a ``trigger_id`` this fake issued (``issue_trigger_id()``, as
+  Slack puts one in each interaction payload) once, within 3 seconds
+  (``invalid_trigger_id`` / ``expired_trigger_id`` otherwise), and a modal ``view``;
+  the interaction requests themselves are ``harness/peers/slack_interactivity.py``.
 
 Test-control endpoints (in-process and subprocess alike), JSON in and out:
 
@@ -43,6 +47,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +65,7 @@ TEAM_NAME = "fake"
 BOT_USER_ID = "U0EYETOK"
 BOT_ID = "B0EYETOK"
 APP_ID = "A0EYETOK"
+TRIGGER_TTL_S = 3.0  # a trigger id opens a view within 3 seconds of the interaction
 DEFAULT_CHANNELS: tuple[str, ...] = ("general", "alerts", "random")
 
 _CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]{8,}$")
@@ -375,6 +381,8 @@ class FakeSlack(HttpPeer):
         self._known_ts: set[tuple[str, str]] = set()  # (channel id, ts)
         self._channels: dict[str, str] = {}  # name -> id
         self._workspaces: dict[str, str] = {}  # other accepted bot tokens -> their team id
+        self._triggers: dict[str, float] = {}  # trigger id -> monotonic time it was issued
+        self._views: list[JSONDict] = []  # views.open: the views opened, in order
         for name in channels:
             self._channel_id(_normalise_channel(name))
 
@@ -693,6 +701,37 @@ class FakeSlack(HttpPeer):
             "message": message,
         }
 
+    def issue_trigger_id(self) -> str:
+        """A trigger id, as Slack puts in an interaction payload: ``views.open`` takes it
+        once, within :data:`TRIGGER_TTL_S`."""
+        with self._cond:
+            trigger = f"{len(self._triggers) + 1}.{uuid.uuid4().hex[:12]}"
+            self._triggers[trigger] = time.monotonic()
+            return trigger
+
+    @property
+    def views(self) -> list[JSONDict]:
+        """Every view opened with ``views.open`` (as sent), oldest first."""
+        with self._cond:
+            return list(self._views)
+
+    def _views_open(
+        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
+    ) -> JSONDict:
+        trigger = _as_str(body.get("trigger_id"))
+        issued = self._triggers.pop(trigger, None) if trigger else None
+        if issued is None:
+            raise _BadRequest("invalid_trigger_id")
+        if arrived_monotonic - issued > TRIGGER_TTL_S:
+            raise _BadRequest("expired_trigger_id")
+        view = _parse_json_field(body.get("view"), "invalid_arguments")
+        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+            raise _BadRequest("invalid_arguments")
+        opened = {**view, "id": f"V{len(self._views) + 1:08d}", "team_id": TEAM_ID}
+        self._views.append(opened)
+        self._cond.notify_all()
+        return {"ok": True, "view": opened}
+
     def _auth_test(self, body: JSONDict, arrived_monotonic: float, arrived_wall: float) -> JSONDict:
         return {
             "ok": True,
@@ -858,6 +897,7 @@ _METHODS: dict[str, _Method] = {
     "chat.postMessage": FakeSlack._post_message,
     "chat.update": FakeSlack._update,
     "chat.getPermalink": FakeSlack._get_permalink,
+    "views.open": FakeSlack._views_open,
     "auth.test": FakeSlack._auth_test,
     "conversations.list": FakeSlack._conversations_list,
     "conversations.history": FakeSlack._conversations_history,

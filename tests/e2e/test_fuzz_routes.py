@@ -28,7 +28,7 @@ from eyetok import slack_events, standard_webhooks
 from eyetok.clock import SystemClock
 from eyetok.http.app import create_app
 from eyetok.http.hooks import BATCH_SOURCES
-from eyetok.sources import sentry
+from eyetok.sources import pagerduty, sentry
 from tests.conftest import SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET
@@ -39,6 +39,7 @@ tenants:
 """
 ACME_HOOK = "acme-hook-token-fuzz"
 ACME_SECRET = standard_webhooks.new_secret()
+ACME_PD_WEBHOOK_SECRET = "acme-pagerduty-webhook-secret-fuzz"
 PATH_VALUES = {
     "tenant": "acme",
     "sink_id": "acme.pager",
@@ -75,6 +76,7 @@ def every_route() -> list[tuple[str, str]]:
         drills=stand_in,
         operations=stand_in,
         tenant_api=stand_in,
+        tenants={"acme": stand_in},
     )
     routes = []
     for rule in app.url_map.iter_rules():
@@ -103,6 +105,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
         "SENTRY_CLIENT_SECRET": SECRET,
         "EYETOK_HOOK_TOKEN_ACME": ACME_HOOK,
         "EYETOK_HOOK_SECRET_ACME": ACME_SECRET,
+        "PAGERDUTY_WEBHOOK_SECRET_ACME": ACME_PD_WEBHOOK_SECRET,
     }
     process = DaemonProcess(root / "data", env).start(timeout=60)  # a loaded box is slow
     yield process
@@ -188,9 +191,11 @@ def credentials(path: str, body: bytes, msg_id: str) -> dict[str, str]:
     now = int(time.time())
     if path.startswith("/hooks/sentry"):
         return {"sentry-hook-signature": sentry.sign(body, SECRET)}
+    if path.startswith("/hooks/pagerduty/"):
+        return {"x-pagerduty-signature": pagerduty.sign(body, ACME_PD_WEBHOOK_SECRET)}
     if path.startswith("/hooks/"):
         return standard_webhooks.webhook_headers([ACME_SECRET], msg_id, now, body)
-    if path == "/slack/events":
+    if path in ("/slack/events", "/slack/actions", "/slack/interactions"):
         return {
             "x-slack-request-timestamp": str(now),
             "x-slack-signature": slack_events.sign(body, now, SLACK_SIGNING_SECRET),
@@ -269,6 +274,8 @@ def test_every_route_is_thrown_at() -> None:
     assert {"GET", "POST", "PUT", "DELETE"} <= methods
     assert ("PUT", "/api/v1/tenants/acme/routes") in ROUTES
     assert ("POST", "/hooks/alertmanager/acme") in ROUTES
+    assert ("POST", "/hooks/pagerduty/acme") in ROUTES
+    assert ("POST", "/slack/actions") in ROUTES
     assert len(ROUTES) >= 30
 
 

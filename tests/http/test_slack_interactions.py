@@ -12,6 +12,7 @@ import trio
 
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
 from eyetok.http import slack_interactions
+from harness.peers.slack import TEAM_ID
 from tests.conftest import (
     daemon_settings,
     eventually,
@@ -47,6 +48,7 @@ def _pressed(value: str, *, user: str = "dana") -> bytes:
     payload = {
         "type": "block_actions",
         "user": {"id": "U0DANA", "username": user},
+        "team": {"id": TEAM_ID},  # the operator's workspace, where its sink is verified
         "actions": [{"action_id": ACKNOWLEDGE_ACTION, "value": value, "type": "button"}],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
@@ -84,14 +86,14 @@ async def test_pressing_acknowledge_in_slack_acknowledges_the_cluster(
         await eventually(fired)
         [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
         body = _pressed(f"cluster:{row['cluster_id']}")
-        unsigned = await client.post("/slack/interactions", content=body)
+        unsigned = await client.post("/slack/actions", content=body)
         assert unsigned.status_code == 401
-        pressed = await client.post("/slack/interactions", content=body, headers=_signed(body))
+        pressed = await client.post("/slack/actions", content=body, headers=_signed(body))
         assert pressed.status_code == 200, pressed.text
         [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
-        assert row["acked_by"] == "slack:dana"
+        assert row["acked_by"] == "slack:dana (U0DANA)"  # who: name and Slack user id
         unknown = _pressed("cluster:clu_nope")
-        answer = await client.post("/slack/interactions", content=unknown, headers=_signed(unknown))
+        answer = await client.post("/slack/actions", content=unknown, headers=_signed(unknown))
         assert answer.json() == {"ok": True}  # Slack shows no error; the log says why
     daemon.request_stop()
 
@@ -127,7 +129,8 @@ async def test_pressing_acknowledge_on_a_sev1_acknowledges_the_incident(
             for element in block["elements"]
         ]
         assert [(b["text"]["text"], b["value"]) for b in buttons] == [
-            ("Acknowledge", f"incident:{incident_id}")
+            ("Acknowledge", f"incident:{incident_id}"),
+            ("Resolve…", f"incident:{incident_id}"),
         ]
         forged = _pressed(f"incident:{incident_id}")
         refused = await client.post(
@@ -144,13 +147,13 @@ async def test_pressing_acknowledge_on_a_sev1_acknowledges_the_incident(
         assert incident["status"] == "acknowledged"
         assert incident["acknowledged_by"] == "slack:dana (U0DANA)"
         assert incident["acknowledged_at"] is not None
-        # the first post now says who acknowledged it (and has no button); a thread reply too
+        # the first post now says who acknowledged it (only Resolve… is left); a thread reply
         [update] = await trio.to_thread.run_sync(
             lambda: fake_slack.wait_for_calls(1, method="chat.update")
         )
         assert update.body["ts"] == post.ts
         assert "Acknowledged by slack:dana (U0DANA)" in json.dumps(update.body["blocks"])
-        assert '"actions"' not in json.dumps(update.body["blocks"])
+        assert ACKNOWLEDGE_ACTION not in json.dumps(update.body["blocks"])
         [_, reply] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 2)
         assert reply.thread_ts == post.ts
         assert reply.text is not None

@@ -44,10 +44,18 @@ def test_the_sev1_loop_posts_say_who_and_what() -> None:
     acked = next(p for n, p in cases.items() if n.startswith("slack/step-acknowledged/SEV1/"))
     assert acked["text"].startswith("Acknowledged by slack:dana (U0DANA) at ")
     assert acked["text"].endswith("; no escalation will follow.")
-    first = acked["update"]  # the first post, rewritten: who acknowledged, no button
+    first = acked["update"]  # the first post, rewritten: who acknowledged, Resolve… only
     assert first["ts"] == acked["thread_ts"]
     assert "Acknowledged by slack:dana (U0DANA)" in msgspec.json.encode(first).decode()
-    assert all(block["type"] != "actions" for block in first["blocks"])
+    assert [
+        e["action_id"] for b in first["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ] == ["eyetok_resolve_with_note"]
+    resolved = next(p for n, p in cases.items() if n.startswith("slack/step-resolved/SEV1/"))
+    assert resolved["text"].startswith("Resolved by pagerduty:Tenex Engineer (PLH1HKV) at ")
+    assert resolved["text"].endswith(": failed over to the replica")
+    rewritten = msgspec.json.encode(resolved["update"]).decode()
+    assert "Resolved by pagerduty:Tenex Engineer (PLH1HKV)" in rewritten
+    assert '"actions"' not in rewritten  # nothing left to press
     renotify = next(p for n, p in cases.items() if n.startswith("slack/step-renotify/SEV1/"))
     assert renotify["text"].startswith("<@U0ONCALL> Not acknowledged after ")
     assert [b["elements"][0]["value"] for b in renotify["blocks"] if b["type"] == "actions"] == [

@@ -53,26 +53,53 @@ def _context(text: str) -> dict[str, Any]:
 
 
 ACKNOWLEDGE_ACTION = "eyetok_acknowledge"
+# opens the "Resolve with a note" modal (eyetok/http/slack_interactions.py)
+RESOLVE_ACTION = "eyetok_resolve_with_note"
 # What SEV2/SEV2.5 and SEV3 posts say: only what happened (there is no playbook yet).
 NEEDS_A_HUMAN = "Needs a human: no remediation is proposed automatically yet."
 FOR_THE_RECORD = "Posted for the record; no automatic triage ran."
 
 
-def _acknowledge_button(what: str) -> dict[str, Any]:
+def _acknowledge_button(what: str, *, resolvable: bool = False) -> dict[str, Any]:
     """Something a human must acknowledge (``cluster:<id>``, ``incident:<id>``): Slack's
-    interactivity request carries ``action_id`` and ``value`` back to EyeTok."""
+    interactivity request carries ``action_id`` and ``value`` back to EyeTok. An incident
+    also gets ``Resolve…`` (a modal asks for a note)."""
+    elements: list[dict[str, Any]] = [
+        {
+            "type": "button",
+            "style": "primary",
+            "text": {"type": "plain_text", "text": "Acknowledge"},
+            "action_id": ACKNOWLEDGE_ACTION,
+            "value": what,
+        }
+    ]
+    if resolvable:
+        elements.append(_resolve_button(what))
+    return {"type": "actions", "elements": elements}
+
+
+def _resolve_button(what: str) -> dict[str, Any]:
     return {
-        "type": "actions",
-        "elements": [
-            {
-                "type": "button",
-                "style": "primary",
-                "text": {"type": "plain_text", "text": "Acknowledge"},
-                "action_id": ACKNOWLEDGE_ACTION,
-                "value": what,
-            }
-        ],
+        "type": "button",
+        "text": {"type": "plain_text", "text": "Resolve…"},
+        "action_id": RESOLVE_ACTION,
+        "value": what,
     }
+
+
+def _first_post_update(
+    deliver: Deliver, thread_ts: str | None, options: SlackOptions
+) -> SlackUpdate | None:
+    """The incident's first post as it should now read (who acknowledged or resolved
+    it), to rewrite in place; None when the first post never landed."""
+    if thread_ts is None:
+        return None
+    first = render(
+        msgspec.structs.replace(deliver, action=IncidentAction.OPEN, step=None),
+        thread_ts=None,
+        options=options,
+    )
+    return SlackUpdate(channel=first.channel, ts=thread_ts, text=first.text, blocks=first.blocks)
 
 
 def _escape(text: str) -> str:
@@ -134,15 +161,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             pending = incident.sev_channel is SevChannel.SEV1 and incident.escalated_at is None
             text += "; no escalation will follow." if pending else "."
             blocks.append(_section(f":white_check_mark: {text}"))
-            if thread_ts is not None:
-                first = render(
-                    msgspec.structs.replace(deliver, action=IncidentAction.OPEN, step=None),
-                    thread_ts=None,
-                    options=options,
-                )
-                update = SlackUpdate(
-                    channel=first.channel, ts=thread_ts, text=first.text, blocks=first.blocks
-                )
+            update = _first_post_update(deliver, thread_ts, options)
         case IncidentAction.UPDATE if deliver.step == "renotify":
             mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
             waited = duration(
@@ -150,7 +169,16 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             )
             text = f"{mention}Not acknowledged after {waited}: this SEV1 still needs a human ack."
             blocks.append(_section(f":bell: {text}"))
-            blocks.append(_acknowledge_button(f"incident:{incident.incident_id}"))
+            blocks.append(_acknowledge_button(f"incident:{incident.incident_id}", resolvable=True))
+        case IncidentAction.RESOLVE if deliver.step == "resolved":
+            text = f"Resolved by {_escape(incident.resolved_by or 'someone')}" + (
+                f" at {when(incident.resolved_at)}" if incident.resolved_at else ""
+            )
+            blocks.append(_section(f":white_check_mark: {text}."))
+            if incident.resolution_note:
+                blocks.append(_context(f"note: {_escape(incident.resolution_note)}"))
+                text += f": {_escape(incident.resolution_note)}"
+            update = _first_post_update(deliver, thread_ts, options)
         case IncidentAction.UPDATE:
             text = (
                 f"Seen again: {plural(incident.event_count, 'event')}, last at "
@@ -193,23 +221,38 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
 
 
 def _posture(incident: Incident, options: SlackOptions) -> list[dict[str, Any]]:
+    what = f"incident:{incident.incident_id}"
+    sop = (
+        f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
+        if incident.sev_channel is SevChannel.SEV1
+        else ""
+    )
+    if incident.resolved_by is not None:  # a human resolved it (Slack, PagerDuty)
+        at = f" at {when(incident.resolved_at)}" if incident.resolved_at else ""
+        return [
+            _section(f"{sop}:white_check_mark: Resolved by {_escape(incident.resolved_by)}{at}.")
+        ]
     match incident.sev_channel:
         case SevChannel.SEV1 if incident.acknowledged_at is not None:
             by = _escape(incident.acknowledged_by or "someone")
             return [
                 _section(
-                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
-                    f":white_check_mark: Acknowledged by {by} at "
+                    f"{sop}:white_check_mark: Acknowledged by {by} at "
                     f"{when(incident.acknowledged_at)}; no autonomous action."
-                )
+                ),
+                {"type": "actions", "elements": [_resolve_button(what)]},
             ]
         case SevChannel.SEV1:
             return [
+                _section(f"{sop}Waiting for a human ack; no autonomous action."),
+                _acknowledge_button(what, resolvable=True),
+            ]
+        case _ if incident.acknowledged_at is not None:  # acknowledged in PagerDuty
+            by = _escape(incident.acknowledged_by or "someone")
+            return [
                 _section(
-                    f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
-                    "Waiting for a human ack; no autonomous action."
-                ),
-                _acknowledge_button(f"incident:{incident.incident_id}"),
+                    f":white_check_mark: Acknowledged by {by} at {when(incident.acknowledged_at)}."
+                )
             ]
         case SevChannel.SEV2:
             mention = f"<@{options.oncall_user}> " if options.oncall_user else ""
