@@ -225,6 +225,9 @@ async def run_delivery(
     # tells them (or the dead delivery's own id when no notice can) -> what died
     unreported: dict[str, str] = {}
 
+    file_sinks = tuple(deps.settings.sinks) if deps.settings is not None else ()
+    in_use = {s: deps.settings.sink_secrets.get(s) for s in file_sinks} if deps.settings else {}
+
     def follow(settings: Settings, changed: tuple[str, ...] | None) -> None:
         """Deliver by ``settings`` from now on: clients for the API sinks ``changed``
         (None: every one), the tenants and their destinations for notices and the guard."""
@@ -235,9 +238,17 @@ async def run_delivery(
         for sink_id in changed or ():
             if sink_id not in deps.sinks:
                 sinks.pop(sink_id, None)  # a lane takes the new client on its next slot
-        fresh = api_sinks(settings, wanted, clock)
+        # a credential of a file sink read again (SIGHUP): a new client from the next slot on;
+        # a send under way finishes on the old one
+        swapped = [s for s in file_sinks if settings.sink_secrets.get(s) != in_use.get(s)]
+        for sink_id in swapped:
+            sinks.pop(sink_id, None)
+            in_use[sink_id] = settings.sink_secrets.get(sink_id)
+        fresh = api_sinks(settings, [*wanted, *swapped], clock)
         sinks.update(fresh)
         built.extend(fresh.values())
+        if swapped:
+            logger.info("sink_credentials_swapped", sinks=swapped)
         tenants = frozenset(settings.tenants)
         tenant_destinations = settings.tenant_destinations()
         if deps.sink_board is not None:

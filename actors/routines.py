@@ -24,7 +24,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, assert_never
@@ -85,6 +85,9 @@ class RoutinesDeps:
     local_url: Callable[[], str]  # this daemon, as the drill reaches it
     credentials: Callable[[], dict[str, str]]  # the credentials in use now
     reread_credentials: Callable[[], dict[str, str]]  # re-read them (SIGHUP)
+    # re-read them from the vault and the environment and put them in use (SIGHUP);
+    # without it, ``reread_credentials`` only records what changed
+    reload_credentials: Callable[[str], Awaitable[dict[str, str]]] | None = None
     drill_zone: str = "America/New_York"  # the monthly-drill schedule's zone: its month
     watch_sighup: bool = True
 
@@ -326,7 +329,10 @@ async def run_routines(
 
     async def reread(why: str) -> None:
         try:
-            current = deps.reread_credentials()
+            if deps.reload_credentials is not None:
+                current = await deps.reload_credentials(why)
+            else:
+                current = deps.reread_credentials()
         except ConfigError as exc:
             logger.error("credentials_not_reread", why=why, error=str(exc))
             return

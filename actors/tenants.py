@@ -35,6 +35,7 @@ from eyetok.messages import (
     ApiAnswer,
     AuditRecorded,
     BudgetMessage,
+    CredentialsSwapped,
     DeliveryMessage,
     FlushHistory,
     HistoryMessage,
@@ -104,6 +105,18 @@ def api_sinks(settings: Settings, sink_ids: Iterable[str], clock: Clock) -> dict
     """Clients for the given sinks of ``settings`` (those with credentials)."""
     wanted = {s: settings.sinks[s] for s in sink_ids if s in settings.sinks}
     return build_sinks(msgspec.structs.replace(settings, sinks=wanted), clock)
+
+
+def with_credentials_of(base: Settings, fresh: Settings) -> Settings:
+    """``base`` holding ``fresh``'s credentials (re-read on SIGHUP) and nothing else of it:
+    a changed configuration file still needs a restart."""
+    return msgspec.structs.replace(
+        base,
+        sink_secrets={s: v for s, v in fresh.sink_secrets.items() if s in base.sinks},
+        sink_env=fresh.sink_env,
+        tenant_env=fresh.tenant_env,
+        root_token=fresh.root_token,
+    )
 
 
 def _error(status: int, message: str, field: str | None = None) -> ApiAnswer:
@@ -402,5 +415,9 @@ async def run_tenants(
                     await audit(message.tenant, "cross_tenant_refused", str(exc))
                     answer = _error(403, str(exc))
                 message.reply.send(answer)
+            case CredentialsSwapped(settings=fresh, why=why):
+                base = with_credentials_of(base, fresh)
+                await changed(base.operator_tenant, ())
+                logger.info("credentials_swapped", why=why, sinks=sorted(base.sink_secrets))
             case _:
                 assert_never(message)

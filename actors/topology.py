@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
+from actors.credential_reload import credential_reloader
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
@@ -583,6 +584,7 @@ def build(
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),
+                reload_credentials=credential_reloader(tenants_tx),
             ),
             routines_rx,
             history_tx,

@@ -20,10 +20,10 @@ from typing import Any
 
 import msgspec
 
-from eyetok import doctor, log, onboarding
+from eyetok import doctor, log, onboarding, vault
 from eyetok.budgets import Window, hour_of, spend
 from eyetok.clock import FixedClock, SystemClock
-from eyetok.config import LOG_LEVELS, Settings, Tenant, load_settings
+from eyetok.config import LOG_LEVELS, Settings, Tenant
 from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
 from eyetok.messages import SevChannel, Severity, Signal
 from eyetok.replay import Judge, NoPayloadsError, payload_files, table
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tail":  # a pipe's reader: it needs no configuration
         return _tail(args)
     try:
-        settings = load_settings()
+        loaded = vault.load()  # the vault's credentials over the environment's
     except ConfigError as exc:
         print(
             json.dumps(
@@ -223,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 2
+    settings = loaded.settings
     log.configure(settings.log_level)
+    if args.command == "run":
+        log.get("vault").info("credentials_loaded", why="start", **vault.origins_line(loaded))
     try:
         return _dispatch(settings, args)
     except KeyboardInterrupt:

@@ -698,7 +698,18 @@ RoutinesMessage = (
     | AnomalyNoteRequested
     | CredentialsReread
 )
-TenantsMessage = TenantRequest
+
+
+class CredentialsSwapped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The credentials were read again (SIGHUP, the vault): ``settings`` holds them. The
+    tenants actor puts them in its settings and passes the result on; deliveries from then
+    on use them, with no restart."""
+
+    settings: Settings
+    why: str
+
+
+TenantsMessage = TenantRequest | CredentialsSwapped
 
 
 class IncidentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):

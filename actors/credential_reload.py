@@ -1,0 +1,33 @@
+"""Reading the credentials again on SIGHUP and putting them in use.
+
+The vault (or, without one, the environment) is read in a worker thread; the tenants actor,
+which owns the settings every other actor follows, takes the new credentials and passes
+them on (the delivery actor builds a new client for a sink whose credential changed, from
+its next delivery on). A vault that does not answer raises :class:`ConfigError` and the
+credentials in use stay in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from eyetok import log, vault
+from eyetok.messages import CredentialsSwapped, TenantsMessage
+from schedules.credentials import credentials_of
+
+
+def credential_reloader(
+    to_tenants: trio.MemorySendChannel[TenantsMessage],
+) -> Callable[[str], Awaitable[dict[str, str]]]:
+    """``reload(why)``: read the credentials again, swap them in, return them by name."""
+    logger = log.get("vault")
+
+    async def reload(why: str) -> dict[str, str]:
+        loaded = await trio.to_thread.run_sync(vault.load)
+        logger.info("credentials_loaded", why=why, **vault.origins_line(loaded))
+        await to_tenants.send(CredentialsSwapped(settings=loaded.settings, why=why))
+        return credentials_of(loaded.settings)
+
+    return reload
