@@ -39,9 +39,7 @@ def _wait_for(daemon: DaemonProcess, event: str, timeout: float = 15.0) -> dict[
     raise AssertionError(f"no {event} in {timeout}s: {daemon.raw[-10:]}")
 
 
-def test_vault_read_at_start_and_swapped_on_sighup(
-    tmp_path: Path, fake_slack: FakeSlack
-) -> None:
+def test_vault_read_at_start_and_swapped_on_sighup(tmp_path: Path, fake_slack: FakeSlack) -> None:
     fake_slack.add_workspace(ROTATED, TEAM_ID)
     with FakeInfisical() as infisical:
         infisical.put("SLACK_BOT_TOKEN", fake_slack.token)
