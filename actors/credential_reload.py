@@ -13,21 +13,28 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from actors.rotation import sealer_of, stored_credentials
 from eyetok import log, vault
+from eyetok.clock import Clock
 from eyetok.messages import CredentialsSwapped, TenantsMessage
 from schedules.credentials import credentials_of
+from state.history.store import HistoryStore
 
 
 def credential_reloader(
-    to_tenants: trio.MemorySendChannel[TenantsMessage],
+    to_tenants: trio.MemorySendChannel[TenantsMessage], store: HistoryStore, clock: Clock
 ) -> Callable[[str], Awaitable[dict[str, str]]]:
-    """``reload(why)``: read the credentials again, swap them in, return them by name."""
+    """``reload(why)``: read the credentials again, swap them in, return them by name.
+    A credential rotated through the secret store (``eyetok rotate``) stays over them."""
     logger = log.get("vault")
 
     async def reload(why: str) -> dict[str, str]:
         loaded = await trio.to_thread.run_sync(vault.load)
         logger.info("credentials_loaded", why=why, **vault.origins_line(loaded))
-        await to_tenants.send(CredentialsSwapped(settings=loaded.settings, why=why))
-        return credentials_of(loaded.settings)
+        fresh = await stored_credentials(
+            loaded.settings, store, sealer_of(loaded.settings), clock.now()
+        )
+        await to_tenants.send(CredentialsSwapped(settings=fresh, why=why))
+        return credentials_of(fresh)
 
     return reload

@@ -17,6 +17,7 @@ import trio
 from hypercorn.trio import serve
 
 from actors.drill_desk import DrillDesk
+from actors.rotation import sealer_of, stored_credentials
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks
@@ -109,6 +110,14 @@ class Daemon:
             mirror_writer = MirrorWriter(settings.database_url)
             if store.is_new and not durable:
                 await self._rehydrate(store, settings.database_url)
+        # a rotated credential (eyetok rotate) stands over the environment's and the vault's
+        settings = self.settings = await stored_credentials(
+            settings,
+            store,
+            sealer_of(settings),
+            self.clock.now(),
+            database_url=settings.database_url,
+        )
         topology = self.topology = build(
             settings,
             store,
@@ -169,6 +178,7 @@ class Daemon:
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,
+            rotations=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

@@ -196,6 +196,12 @@ async def _first_of(*events: trio.Event) -> None:
             nursery.start_soon(wait, event)
 
 
+def credential_of(settings: Settings, sink_id: str) -> tuple[object, str | None]:
+    """What a sink's client is built from that a credential change touches: its
+    configuration (a rotation's previous secret, DKIM selector) and its secret."""
+    return settings.sinks.get(sink_id), settings.sink_secrets.get(sink_id)
+
+
 async def run_delivery(
     deps: DeliveryDeps,
     inbox: trio.MemoryReceiveChannel[DeliveryMessage],
@@ -226,7 +232,7 @@ async def run_delivery(
     unreported: dict[str, str] = {}
 
     file_sinks = tuple(deps.settings.sinks) if deps.settings is not None else ()
-    in_use = {s: deps.settings.sink_secrets.get(s) for s in file_sinks} if deps.settings else {}
+    in_use = {s: credential_of(deps.settings, s) for s in file_sinks} if deps.settings else {}
 
     def follow(settings: Settings, changed: tuple[str, ...] | None) -> None:
         """Deliver by ``settings`` from now on: clients for the API sinks ``changed``
@@ -240,10 +246,10 @@ async def run_delivery(
                 sinks.pop(sink_id, None)  # a lane takes the new client on its next slot
         # a credential of a file sink read again (SIGHUP): a new client from the next slot on;
         # a send under way finishes on the old one
-        swapped = [s for s in file_sinks if settings.sink_secrets.get(s) != in_use.get(s)]
+        swapped = [s for s in file_sinks if credential_of(settings, s) != in_use.get(s)]
         for sink_id in swapped:
             sinks.pop(sink_id, None)
-            in_use[sink_id] = settings.sink_secrets.get(sink_id)
+            in_use[sink_id] = credential_of(settings, sink_id)
         fresh = api_sinks(settings, [*wanted, *swapped], clock)
         sinks.update(fresh)
         built.extend(fresh.values())

@@ -36,6 +36,7 @@ from eyetok.messages import (
     AuditRecorded,
     BudgetMessage,
     CredentialsSwapped,
+    CredentialVersionInUse,
     DeliveryMessage,
     FlushHistory,
     HistoryMessage,
@@ -49,6 +50,7 @@ from eyetok.messages import (
     TenantToken,
     VerificationMessage,
 )
+from eyetok.rotation.material import in_use
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.tenant_api import (
     ROUTES_KEY,
@@ -415,6 +417,17 @@ async def run_tenants(
                     await audit(message.tenant, "cross_tenant_refused", str(exc))
                     answer = _error(403, str(exc))
                 message.reply.send(answer)
+            case CredentialVersionInUse():
+                base = in_use(
+                    base,
+                    message.sink_id,
+                    message.current,
+                    since=message.since,
+                    previous=message.previous,
+                    now=clock.now(),
+                )
+                await changed(base.operator_tenant, ())
+                message.reply.send(True)
             case CredentialsSwapped(settings=fresh, why=why):
                 base = with_credentials_of(base, fresh)
                 await changed(base.operator_tenant, ())

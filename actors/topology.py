@@ -29,6 +29,7 @@ from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.rotation import RotationDeps, run_rotation, sealer_of
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
@@ -66,6 +67,10 @@ from eyetok.messages import (
     ReverifyDue,
     ReviewDue,
     ReviewRequested,
+    RollBackRotation,
+    RotateSink,
+    RotationAnswer,
+    RotationMessage,
     RotationReminderDue,
     RouterMessage,
     RoutinesMessage,
@@ -186,12 +191,37 @@ class Topology:
         return accepted, refusal
 
     async def _ask_verification(self, make: Callable[[Reply[Any]], Any]) -> Any:
+        return await self._ask("verification", make)
+
+    async def _ask(self, actor: str, make: Callable[[Reply[Any]], Any]) -> Any:
         reply: Reply[Any] = Reply()
-        channel = self.channels["verification"]
+        channel = self.channels[actor]
         assert isinstance(channel, trio.MemorySendChannel)
         await channel.send(make(reply))
         with trio.fail_after(60):
             return await reply.wait()
+
+    async def rotate(
+        self, sink_id: str, sink_type: str, requested_by: str, token: str | None
+    ) -> RotationAnswer:
+        answer: RotationAnswer = await self._ask(
+            "rotation",
+            lambda r: RotateSink(
+                sink_id=sink_id,
+                sink_type=sink_type,
+                requested_by=requested_by,
+                token=token,
+                reply=r,
+            ),
+        )
+        return answer
+
+    async def roll_back(self, sink_id: str, requested_by: str) -> RotationAnswer:
+        answer: RotationAnswer = await self._ask(
+            "rotation",
+            lambda r: RollBackRotation(sink_id=sink_id, requested_by=requested_by, reply=r),
+        )
+        return answer
 
     async def start_verification(self, sink_id: str, requested_by: str) -> HandshakeAnswer:
         answer: HandshakeAnswer = await self._ask_verification(
@@ -454,6 +484,7 @@ def build(
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
+    rotation_tx, rotation_rx = trio.open_memory_channel[RotationMessage](8)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -569,6 +600,24 @@ def build(
             clock=clock,
         ),
         _child(
+            "rotation",
+            run_rotation,
+            RotationDeps(
+                settings=settings,
+                store=store,
+                sealer=sealer_of(settings),
+                database_url=settings.database_url,
+                dns_server=settings.dns_resolver or _system_resolver(),
+                txt_every_s=settings.verification.txt_every_s,
+                txt_for_s=settings.verification.txt_for_s,
+            ),
+            rotation_rx,
+            history_tx,
+            tenants_tx,
+            verification_tx,
+            clock=clock,
+        ),
+        _child(
             "routines",
             run_routines,
             RoutinesDeps(
@@ -584,7 +633,7 @@ def build(
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),
-                reload_credentials=credential_reloader(tenants_tx),
+                reload_credentials=credential_reloader(tenants_tx, store, clock),
             ),
             routines_rx,
             history_tx,
@@ -632,6 +681,7 @@ def build(
             "verification": verification_tx,
             "routines": routines_tx,
             "tenants": tenants_tx,
+            "rotation": rotation_tx,
         },
         sinks=sinks,
         store=store,

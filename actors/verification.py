@@ -70,6 +70,7 @@ from eyetok.messages import (
     OAuthCallback,
     Reply,
     ReverifyDue,
+    RotationStanding,
     SlackMessageSeen,
     StartVerification,
     TenantConfigChanged,
@@ -807,6 +808,15 @@ async def run_verification(
                         reply.send(tuple(latest[k] for k in sorted(latest)))
                     case TenantConfigChanged():
                         await reconfigured(message)
+                    case RotationStanding():
+                        fields: dict[str, object] = {"approved_by": message.approved_by}
+                        if message.verified_by:
+                            fields["verified_by"] = message.verified_by
+                        if message.expires_at is not None:
+                            fields["expires_at"] = message.expires_at
+                        said = row(message.sink_id, message.status, detail=message.detail, **fields)
+                        await record(said)
+                        message.reply.send(said)
                     case _:
                         assert_never(message)
     finally:

@@ -27,6 +27,7 @@ from eyetok.config import LOG_LEVELS, Settings, Tenant
 from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
 from eyetok.messages import SevChannel, Severity, Signal
 from eyetok.replay import Judge, NoPayloadsError, payload_files, table
+from eyetok.rotation import command as rotation_command
 from eyetok.sources import alertmanager, generic, probe, sentry
 from eyetok.suppression import cluster_id_of, threshold
 from eyetok.synthetic_alert import TEST_CHANNELS
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", required=True, metavar="NAME", help="who acknowledges")
     ack.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     ack.add_argument("--json", action="store_true", help="the incident as one JSON object")
+    rotation_command.add_parser(commands, daemon_url)
     budgets = commands.add_parser("budgets", help="every tenant's hourly budget this hour")
     budgets.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     budgets.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -259,6 +261,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return _incidents(settings, args)
     if args.command == "review":
         return _review(settings, args)
+    if args.command == "rotate":
+        try:
+            return rotation_command.run(settings, args, _ask_daemon, _say_error)
+        except _ApiRefused as refused:
+            return refused.status
     if args.command == "drill":
         from harness.run import main as drill_main
 

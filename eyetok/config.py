@@ -62,6 +62,8 @@ def _optional_env_of(config: SinkConfig) -> tuple[str, ...]:
             return (previous,)
         case PagerDutySinkConfig():
             return ("PAGERDUTY_EVENTS_URL",)
+        case EmailSinkConfig(dkim_key_env=str(key)):
+            return (key,)
         case _:
             return ()
 
@@ -267,6 +269,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     durability: Durability = "disk"
     verification: VerificationOptions = VerificationOptions()
     root_token: str | None = None  # EYETOK_ROOT_TOKEN: the operator's API token
+    secrets_key: str | None = None  # EYETOK_SECRETS_KEY: seals the secret store (Fernet)
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
@@ -668,6 +671,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         durability=durability_of(env),
         verification=file_config.verification,
         root_token=env.get("EYETOK_ROOT_TOKEN") or None,
+        secrets_key=env.get("EYETOK_SECRETS_KEY") or None,
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),

@@ -37,6 +37,7 @@ from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
+from eyetok.http.rotation import Rotations, add_rotation_routes
 from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -201,6 +202,7 @@ def create_app(
     operations: Operations | None = None,
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
+    rotations: Rotations | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -305,6 +307,8 @@ def create_app(
 
     if drills is not None:
         add_drill_routes(app, drills, operator_only)
+    if rotations is not None:
+        add_rotation_routes(app, rotations, operator_only)
     if operations is not None:
         add_slack_interactions(app, operations, slack_signing_secret, clock)
 
