@@ -43,6 +43,7 @@ from eyetok.messages import (
     FlushHistory,
     HandshakeAnswer,
     HistoryMessage,
+    RefreshTokenRequested,
     Reply,
     RollBackRotation,
     RotateSink,
@@ -286,6 +287,8 @@ async def run_rotation(
             and found.status in (VerificationStatus.LIVE, VerificationStatus.RENEWED)
             and found.handshake_at >= rotation.started_at
         ):
+            if rotation.sink_type == "pagerduty":
+                await take_refresh_token(rotation)
             ended = msgspec.structs.replace(
                 rotation,
                 state="done",
@@ -300,6 +303,19 @@ async def run_rotation(
                 {"sink": rotation.sink_id, "version": rotation.to_version},
             )
             logger.info("credential_rotation_done", sink=rotation.sink_id)
+
+    async def refresh_token(sink_id: str) -> str:
+        held: Reply[str] = Reply()
+        await to_verification.send(RefreshTokenRequested(sink_id=sink_id, reply=held))
+        return await held.wait()
+
+    async def take_refresh_token(rotation: cs.StoredRotation) -> None:
+        """The new authorization's refresh token becomes the rotation's version."""
+        assert deps.sealer is not None
+        token = await refresh_token(rotation.sink_id)
+        if not token:
+            return
+        await switch_to(rotation, {"refresh_token": token})
 
     def refused(status: int, sink_id: str, why: str) -> RotationAnswer:
         return RotationAnswer(status=status, sink_id=sink_id, message=why)
@@ -342,6 +358,9 @@ async def run_rotation(
         changed: list[cs.StoredVersion] = []
         if current is None:
             first = material.material_now(settings, sink_id)
+            if kind == "pagerduty":
+                token = await refresh_token(sink_id)
+                first = {"refresh_token": token} if token else None
             if first is not None:
                 current = cs.StoredVersion(
                     sink_id=sink_id,
@@ -365,17 +384,18 @@ async def run_rotation(
                 assert isinstance(config, EmailSinkConfig)
                 fresh = material.dkim_material(config.dkim_domain, now, version)
             case "pagerduty":
-                fresh = {"authorization": "requested"}
+                fresh = {}  # the token comes with the authorization (see settle)
             case _:
                 return refused(400, sink_id, f"{kind} credentials do not rotate")
-        switch_now = kind != "email"  # mail switches once its DKIM record is found
+        # mail switches once its DKIM record is found; PagerDuty once it is authorized
+        switch_now = kind not in ("email", "pagerduty")
         new = cs.StoredVersion(
             sink_id=sink_id,
             version=version,
             sink_type=kind,
             tenant_id=config.tenant,
             state="current" if switch_now else "pending",
-            sealed=deps.sealer.seal(fresh) if kind != "pagerduty" else None,
+            sealed=deps.sealer.seal(fresh),
             created_at=now,
             created_by=message.requested_by,
             changed_at=now,
@@ -419,7 +439,7 @@ async def run_rotation(
             f"credential rotated to version {version} by {message.requested_by}; "
             "delivery resumes once the new one is proven",
         )
-        if not switch_now:
+        if kind == "email":
             assert isinstance(config, EmailSinkConfig)
             name, value = material.dkim_record(fresh)
             dkim_watch = trio.CancelScope()
@@ -434,7 +454,7 @@ async def run_rotation(
                 f"up every {deps.txt_every_s:.0f}s for {deps.txt_for_s / 3600:.0f}h and "
                 f"switches mail to selector {fresh['selector']} once it is there.",
             )
-        if kind != "pagerduty":
+        if switch_now:
             await put_in_use(sink_id, new)
         handshake = await handshake_again(sink_id, message.requested_by)
         return RotationAnswer(
@@ -445,7 +465,11 @@ async def run_rotation(
             handshake=handshake,
             secret=fresh["secret"] if kind == "webhook" else None,
             message=f"Version {version} of sink {sink_id} is in place; deliveries wait for "
-            f"its handshake. {handshake.message}",
+            f"its handshake. {handshake.message}"
+            if handshake.ok
+            else f"Version {version} of sink {sink_id} is in place but its handshake failed: "
+            f"{handshake.message}. Deliveries are held; `eyetok rotate rollback --sink "
+            f"{sink_id}` puts version {rotation.from_version} back.",
         )
 
     async def handshake_again(sink_id: str, by: str) -> HandshakeAnswer:
@@ -481,7 +505,12 @@ async def run_rotation(
             )
             logger.warning("dkim_record_missing", sink=rotation.sink_id, record=name)
 
-    async def dkim_published(rotation: cs.StoredRotation, name: str) -> None:
+    async def switch_to(
+        rotation: cs.StoredRotation, fresh: dict[str, str] | None = None
+    ) -> cs.StoredVersion:
+        """The rotation's pending version becomes current (``fresh``: its value, known
+        only now), the current one previous."""
+        assert deps.sealer is not None
         now = clock.now()
         changed = [
             msgspec.structs.replace(v, state="previous", changed_at=now)
@@ -491,10 +520,15 @@ async def run_rotation(
         new = next(
             v for v in rows if v.sink_id == rotation.sink_id and v.version == rotation.to_version
         )
-        new = msgspec.structs.replace(new, state="current", changed_at=now)
+        sealed = deps.sealer.seal(fresh) if fresh is not None else new.sealed
+        new = msgspec.structs.replace(new, state="current", sealed=sealed, changed_at=now)
         changed.append(new)
         changed += cs.kept(_with(rows, changed), rotation.sink_id, now)
         await save(changed, None)
+        return new
+
+    async def dkim_published(rotation: cs.StoredRotation, name: str) -> None:
+        new = await switch_to(rotation)
         await put_in_use(rotation.sink_id, new)
         await standing(
             rotation.sink_id,

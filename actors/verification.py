@@ -68,6 +68,7 @@ from eyetok.messages import (
     HistoryMessage,
     ListVerifications,
     OAuthCallback,
+    RefreshTokenRequested,
     Reply,
     ReverifyDue,
     RotationStanding,
@@ -808,6 +809,9 @@ async def run_verification(
                         reply.send(tuple(latest[k] for k in sorted(latest)))
                     case TenantConfigChanged():
                         await reconfigured(message)
+                    case RefreshTokenRequested(sink_id=sink_id, reply=reply):
+                        held = pending.tokens.get(sink_id)
+                        reply.send(held.refresh_token or "" if held is not None else "")
                     case RotationStanding():
                         fields: dict[str, object] = {"approved_by": message.approved_by}
                         if message.verified_by:

@@ -650,6 +650,14 @@ class RotationStanding(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[Verification]
 
 
+class RefreshTokenRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The PagerDuty refresh token the last authorization granted the sink ("" if none),
+    for the secret store (the rotation drill)."""
+
+    sink_id: str
+    reply: Reply[str]
+
+
 VerificationMessage = (
     StartVerification
     | SlackMessageSeen
@@ -659,6 +667,7 @@ VerificationMessage = (
     | ListVerifications
     | TenantConfigChanged
     | RotationStanding
+    | RefreshTokenRequested
 )
 
 

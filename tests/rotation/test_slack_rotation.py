@@ -23,7 +23,8 @@ from tests.rotation.helpers import (
     stored_versions,
     until_status,
 )
-from tests.verify import slack_event_body, slack_headers
+from tests.test_commands_talk import _eyetok
+from tests.verify import ROOT_TOKEN, slack_event_body, slack_headers
 
 NEW = "xoxb-rotated-token"
 
@@ -86,6 +87,8 @@ async def test_a_refused_token_fails_and_one_command_rolls_back(
     rotated = await rotate(daemon, "slack", "slack", token="xoxb-revoked-token")
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["handshake"]["ok"] is False  # Slack refuses the token
+    assert "handshake failed" in rotated.json()["message"]
+    assert "rollback --sink slack" in rotated.json()["message"]
     assert (await standing(daemon, "slack"))["deliverable"] is False
 
     # a second rotation while this one is open is refused, whatever the sink
@@ -138,4 +141,41 @@ async def test_refusals_are_typed_json(
             "/api/v1/sinks/slack/rotation", json={"sink_type": "slack", "extra": 1}, headers=AUTH
         )
         assert unknown.status_code == 400
+    daemon.request_stop()
+
+
+async def test_the_rotate_command_talks_to_the_running_daemon(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    fake_slack.add_workspace("xoxb-from-the-cli", TEAM_ID)
+    settings = daemon_settings(tmp_path, fake_slack, EYETOK_SECRETS_KEY=new_key())
+    daemon = await start_daemon(nursery, settings)
+    url = f"http://127.0.0.1:{daemon.bound_port}"
+    env = {"EYETOK_ROOT_TOKEN": ROOT_TOKEN, "SLACK_BOT_TOKEN_NEXT": "xoxb-from-the-cli"}
+
+    code, out, err = await _eyetok("rotate", "slack", "--sink", "slack", "--url", url, env=env)
+    assert code == 0, err
+    assert "Version 2 of sink slack is in place" in out
+    assert "nonce: " in out
+    assert "xoxb-from-the-cli" not in out
+
+    code, _, err = await _eyetok("rotate", "webhook", "--sink", "slack", "--url", url, env=env)
+    assert code == 1
+    assert "HTTP 400" in err
+    assert "is a slack sink, not webhook" in err
+
+    code, out, err = await _eyetok(
+        "rotate", "rollback", "--sink", "slack", "--by", "carol", "--url", url, env=env
+    )
+    assert code == 0, err
+    assert "back on version 1" in out
+    assert ("credential_rotation_rolled_back", '"by": "carol"') in [
+        (event, detail[detail.index('"by"') : detail.index('"by"') + 13])
+        for event, detail in await audit(daemon, "credential_rotation_rolled")
+    ]
+    code, _, err = await _eyetok(
+        "rotate", "slack", "--sink", "slack", "--url", url, env={"EYETOK_ROOT_TOKEN": ROOT_TOKEN}
+    )
+    assert code == 2
+    assert "SLACK_BOT_TOKEN_NEXT is not set" in err
     daemon.request_stop()
