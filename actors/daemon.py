@@ -179,6 +179,7 @@ class Daemon:
             tenant_api=topology,
             sink_board=self.sink_board,
             rotations=topology,
+            oncall=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

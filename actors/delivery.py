@@ -52,6 +52,7 @@ from eyetok.messages import (
     VerificationChanged,
     finished,
 )
+from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.verification import Verification, refusal
 from state.history import queries
 from state.history.store import HistoryStore
@@ -196,10 +197,13 @@ async def _first_of(*events: trio.Event) -> None:
             nursery.start_soon(wait, event)
 
 
-def credential_of(settings: Settings, sink_id: str) -> tuple[object, str | None]:
-    """What a sink's client is built from that a credential change touches: its
-    configuration (a rotation's previous secret, DKIM selector) and its secret."""
-    return settings.sinks.get(sink_id), settings.sink_secrets.get(sink_id)
+def credential_of(settings: Settings, sink_id: str) -> tuple[object, str | None, object]:
+    """What a sink's client is built from that may change while running: its
+    configuration (a rotation's previous secret, DKIM selector), its secret, and for
+    Slack the options naming the on-call user (the IdP-bound rotation)."""
+    config = settings.sinks.get(sink_id)
+    slack = settings.slack if isinstance(config, SlackSinkConfig) else None
+    return config, settings.sink_secrets.get(sink_id), slack
 
 
 async def run_delivery(

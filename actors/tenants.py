@@ -40,6 +40,7 @@ from eyetok.messages import (
     DeliveryMessage,
     FlushHistory,
     HistoryMessage,
+    OnCallChanged,
     Reply,
     RouterMessage,
     TenantConfigChanged,
@@ -428,6 +429,11 @@ async def run_tenants(
                 )
                 await changed(base.operator_tenant, ())
                 message.reply.send(True)
+            case OnCallChanged(slack_user=slack_user, who=who):
+                slack = msgspec.structs.replace(base.slack, oncall_user=slack_user)
+                base = msgspec.structs.replace(base, slack=slack)
+                await changed(base.operator_tenant, ())
+                logger.info("oncall_mention_follows", slack_user=slack_user, who=who)
             case CredentialsSwapped(settings=fresh, why=why):
                 base = with_credentials_of(base, fresh)
                 await changed(base.operator_tenant, ())

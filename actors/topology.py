@@ -29,6 +29,7 @@ from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.oncall import OncallDeps, run_oncall
 from actors.rotation import RotationDeps, run_rotation, sealer_of
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
@@ -63,6 +64,9 @@ from eyetok.messages import (
     ListVerifications,
     MirrorMessage,
     OAuthCallback,
+    OncallMessage,
+    OncallSyncAnswer,
+    OncallSyncRequested,
     Reply,
     ReverifyDue,
     ReviewDue,
@@ -85,6 +89,7 @@ from eyetok.messages import (
     TenantsMessage,
     VerificationMessage,
 )
+from eyetok.oncall.roles import IdpRoles
 from eyetok.review import NoteAnswer, Review
 from eyetok.verification import Verification
 from schedules.credentials import credentials_of
@@ -213,6 +218,18 @@ class Topology:
                 token=token,
                 reply=r,
             ),
+        )
+        return answer
+
+    async def oncall_sync(self, requested_by: str) -> OncallSyncAnswer:
+        if not any(child.name == "oncall" for child in self.children):
+            return OncallSyncAnswer(
+                status=503,
+                message="no on-call sync is configured: set EYETOK_SCIM_URL, EYETOK_SCIM_TOKEN, "
+                "PAGERDUTY_API_TOKEN, PAGERDUTY_SCHEDULE_ID and PAGERDUTY_FROM",
+            )
+        answer: OncallSyncAnswer = await self._ask(
+            "oncall", lambda r: OncallSyncRequested(requested_by=requested_by, reply=r)
         )
         return answer
 
@@ -485,6 +502,7 @@ def build(
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
     rotation_tx, rotation_rx = trio.open_memory_channel[RotationMessage](8)
+    oncall_tx, oncall_rx = trio.open_memory_channel[OncallMessage](8)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -667,6 +685,22 @@ def build(
             clock=clock,
         ),
     ]
+    if settings.oncall is not None:
+        children.append(
+            _child(
+                "oncall",
+                run_oncall,
+                OncallDeps(
+                    source=settings.oncall,
+                    roles=IdpRoles(),
+                    operator_tenant=settings.operator_tenant,
+                ),
+                oncall_rx,
+                history_tx,
+                tenants_tx,
+                clock=clock,
+            )
+        )
     return Topology(
         children=children,
         ingest=ingest_tx,
@@ -682,6 +716,7 @@ def build(
             "routines": routines_tx,
             "tenants": tenants_tx,
             "rotation": rotation_tx,
+            "oncall": oncall_tx,
         },
         sinks=sinks,
         store=store,

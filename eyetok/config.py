@@ -18,6 +18,7 @@ import yaml
 
 from eyetok.errors import ConfigError
 from eyetok.messages import Destination
+from eyetok.oncall.settings import OncallSource, oncall_from
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
 from eyetok.sinks.email import EmailSinkConfig
@@ -270,6 +271,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verification: VerificationOptions = VerificationOptions()
     root_token: str | None = None  # EYETOK_ROOT_TOKEN: the operator's API token
     secrets_key: str | None = None  # EYETOK_SECRETS_KEY: seals the secret store (Fernet)
+    oncall: OncallSource | None = None  # the IdP-bound on-call rotation (eyetok/oncall/)
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
@@ -672,6 +674,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         verification=file_config.verification,
         root_token=env.get("EYETOK_ROOT_TOKEN") or None,
         secrets_key=env.get("EYETOK_SECRETS_KEY") or None,
+        oncall=oncall_from(env),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),

@@ -748,7 +748,38 @@ class CredentialVersionInUse(msgspec.Struct, frozen=True, kw_only=True, tag=True
     reply: Reply[bool]
 
 
-TenantsMessage = TenantRequest | CredentialsSwapped | CredentialVersionInUse
+class OnCallChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The IdP-bound rotation put ``slack_user`` on call: SEV2 mentions and SEV1
+    re-notifications name them from now on (instead of one fixed user id)."""
+
+    slack_user: str
+    who: str  # their email, for the log line
+
+
+TenantsMessage = TenantRequest | CredentialsSwapped | CredentialVersionInUse | OnCallChanged
+
+
+# --- inbox of the on-call actor (eyetok oncall sync, every 15 minutes) -------------------
+
+
+class OncallSyncAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sync did, by email: an HTTP status and the difference applied."""
+
+    status: int
+    message: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()  # PagerDuty users made for new members
+    refused: tuple[str, ...] = ()  # root-only members, never put on call
+    on_call: str | None = None
+
+
+class OncallSyncRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    requested_by: str
+    reply: Reply[OncallSyncAnswer]
+
+
+OncallMessage = OncallSyncRequested
 
 
 # --- inbox of the rotation actor (eyetok rotate) -----------------------------------------

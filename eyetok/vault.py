@@ -165,7 +165,9 @@ def credential_variables(settings: Settings) -> list[str]:
             names.append(sink.previous_secret_env)
     for tenant in settings.tenants.values():
         names += [tenant.sentry_secret_env, tenant.hook_secret_env, tenant.hook_token_env]
-    names += ["EYETOK_ROOT_TOKEN", "SLACK_SIGNING_SECRET", "DATABASE_URL"]
+    names += ["EYETOK_ROOT_TOKEN", "SLACK_SIGNING_SECRET", "DATABASE_URL", "EYETOK_SECRETS_KEY"]
+    if settings.oncall is not None:
+        names += ["EYETOK_SCIM_TOKEN", "PAGERDUTY_API_TOKEN"]
     return sorted({name for name in names if name})
 
 

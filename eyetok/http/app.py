@@ -37,6 +37,7 @@ from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
+from eyetok.http.oncall import OncallDesk, add_oncall_routes
 from eyetok.http.rotation import Rotations, add_rotation_routes
 from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
@@ -203,6 +204,7 @@ def create_app(
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
     rotations: Rotations | None = None,
+    oncall: OncallDesk | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -309,6 +311,8 @@ def create_app(
         add_drill_routes(app, drills, operator_only)
     if rotations is not None:
         add_rotation_routes(app, rotations, operator_only)
+    if oncall is not None:
+        add_oncall_routes(app, oncall, operator_only)
     if operations is not None:
         add_slack_interactions(app, operations, slack_signing_secret, clock)
 
