@@ -33,7 +33,7 @@ import trio
 
 from eyetok import log
 from eyetok.clock import Clock
-from eyetok.errors import ConfigError
+from eyetok.errors import ConfigError, StateError
 from eyetok.guard import scrub
 from eyetok.messages import (
     AnomaliesFlagged,
@@ -333,7 +333,7 @@ async def run_routines(
                 current = await deps.reload_credentials(why)
             else:
                 current = deps.reread_credentials()
-        except ConfigError as exc:
+        except (ConfigError, StateError) as exc:  # the vault, or the secret store's key
             logger.error("credentials_not_reread", why=why, error=str(exc))
             return
         await record_credentials(current, why)
