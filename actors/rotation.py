@@ -146,6 +146,20 @@ def _opened(sealer: Sealer, v: cs.StoredVersion) -> dict[str, str] | None:
     return sealer.open(v.sealed, what=f"version {v.version} of sink {v.sink_id}")
 
 
+def _before(
+    rows: list[cs.StoredVersion], sink_id: str, current: cs.StoredVersion | None
+) -> cs.StoredVersion | None:
+    """The sink's newest ``previous`` version older than ``current``."""
+    before = [
+        v
+        for v in rows
+        if v.sink_id == sink_id
+        and v.state == "previous"
+        and (current is None or v.version < current.version)
+    ]
+    return max(before, key=lambda v: v.version) if before else None
+
+
 def _in_use(
     settings: Settings,
     sealer: Sealer,
@@ -157,14 +171,7 @@ def _in_use(
 ) -> Settings:
     sink = current.sink_id if current is not None else sink_id
     assert sink is not None
-    before = [
-        v
-        for v in rows
-        if v.sink_id == sink
-        and v.state == "previous"
-        and (current is None or v.version < current.version)
-    ]
-    previous = max(before, key=lambda v: v.version) if before else None
+    previous = _before(rows, sink, current)
     return material.in_use(
         settings,
         sink,
@@ -259,16 +266,8 @@ async def run_rotation(
 
     def _previous_material(sink_id: str, current: cs.StoredVersion | None) -> dict[str, str] | None:
         assert deps.sealer is not None
-        before = [
-            v
-            for v in rows
-            if v.sink_id == sink_id
-            and v.state == "previous"
-            and (current is None or v.version < current.version)
-        ]
-        if not before:
-            return None
-        return _opened(deps.sealer, max(before, key=lambda v: v.version))
+        previous = _before(rows, sink_id, current)
+        return _opened(deps.sealer, previous) if previous is not None else None
 
     async def latest_verification(sink_id: str) -> Verification | None:
         flushed: Reply[bool] = Reply()

@@ -123,22 +123,22 @@ def rotations(con: duckdb.DuckDBPyConnection) -> list[StoredRotation]:
     return [rotation_of(r) for r in rows]
 
 
+def values(row: StoredVersion | StoredRotation) -> list[object]:
+    """The row's values in column order (``VERSION_COLUMNS`` or ``ROTATION_COLUMNS``)."""
+    names = VERSION_COLUMNS if isinstance(row, StoredVersion) else ROTATION_COLUMNS
+    return [getattr(row, name) for name in names.split(", ")]
+
+
+def _as_text(row: StoredVersion | StoredRotation) -> list[object]:
+    return [v.isoformat() if isinstance(v, datetime) else v for v in values(row)]
+
+
 def put_versions(con: duckdb.DuckDBPyConnection, rows: list[StoredVersion]) -> None:
     for v in rows:
         con.execute(
             f"INSERT OR REPLACE INTO sink_credential_versions ({VERSION_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                v.sink_id,
-                v.version,
-                v.sink_type,
-                v.tenant_id,
-                v.state,
-                v.sealed,
-                v.created_at.isoformat(),
-                v.created_by,
-                v.changed_at.isoformat(),
-            ],
+            _as_text(v),
         )
 
 
@@ -146,21 +146,7 @@ def put_rotation(con: duckdb.DuckDBPyConnection, r: StoredRotation) -> None:
     con.execute(
         f"INSERT OR REPLACE INTO sink_rotations ({ROTATION_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            r.rotation_id,
-            r.sink_id,
-            r.sink_type,
-            r.tenant_id,
-            r.from_version,
-            r.to_version,
-            r.state,
-            r.started_at.isoformat(),
-            r.started_by,
-            r.ended_at.isoformat() if r.ended_at is not None else None,
-            r.ended_by,
-            r.prior_json,
-            r.detail,
-        ],
+        _as_text(r),
     )
 
 

@@ -13,6 +13,7 @@ from state.history.credential_store import (
     StoredRotation,
     StoredVersion,
     rotation_of,
+    values,
     version_of,
 )
 from state.mirror.migrate import migrate
@@ -46,41 +47,10 @@ def save(dsn: str, changed: list[StoredVersion], rotation: StoredRotation | None
             with conn.transaction():
                 for v in changed:
                     conn.execute(_SET_TENANT, [v.tenant_id])
-                    conn.execute(
-                        _UPSERT_VERSION,
-                        [
-                            v.sink_id,
-                            v.version,
-                            v.sink_type,
-                            v.tenant_id,
-                            v.state,
-                            v.sealed,
-                            v.created_at,
-                            v.created_by,
-                            v.changed_at,
-                        ],
-                    )
+                    conn.execute(_UPSERT_VERSION, values(v))
                 if rotation is not None:
-                    r = rotation
-                    conn.execute(_SET_TENANT, [r.tenant_id])
-                    conn.execute(
-                        _UPSERT_ROTATION,
-                        [
-                            r.rotation_id,
-                            r.sink_id,
-                            r.sink_type,
-                            r.tenant_id,
-                            r.from_version,
-                            r.to_version,
-                            r.state,
-                            r.started_at,
-                            r.started_by,
-                            r.ended_at,
-                            r.ended_by,
-                            r.prior_json,
-                            r.detail,
-                        ],
-                    )
+                    conn.execute(_SET_TENANT, [rotation.tenant_id])
+                    conn.execute(_UPSERT_ROTATION, values(rotation))
     except psycopg.Error as exc:
         raise StateError(f"secret store mirror write failed: {exc}") from exc
 
