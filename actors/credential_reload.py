@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from actors.rotation import sealer_of, stored_credentials
+from actors.credential_versions import sealer_of, stored_credentials
 from eyetok import log, vault
 from eyetok.clock import Clock
 from eyetok.messages import CredentialsSwapped, TenantsMessage

@@ -16,8 +16,8 @@ import msgspec
 import trio
 from hypercorn.trio import serve
 
+from actors.credential_versions import sealer_of, stored_credentials
 from actors.drill_desk import DrillDesk
-from actors.rotation import sealer_of, stored_credentials
 from actors.supervisor import Supervisor
 from actors.topology import Topology, build
 from eyetok import doctor, log, standard_webhooks

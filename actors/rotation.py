@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 from typing import assert_never
 
 import duckdb
 import msgspec
 import trio
 
+from actors.credential_versions import opened, previous_of, with_changes
 from actors.sinks.webhook import verify as txt
 from eyetok import log
 from eyetok.clock import Clock
@@ -78,110 +78,6 @@ class RotationDeps:
     txt_for_s: float = 86_400.0
 
 
-def sealer_of(settings: Settings) -> Sealer | None:
-    """The secret store's sealer (``EYETOK_SECRETS_KEY``), None when it is not set."""
-    return Sealer(settings.secrets_key) if settings.secrets_key else None
-
-
-async def stored_credentials(
-    settings: Settings,
-    store: HistoryStore,
-    sealer: Sealer | None,
-    now: datetime,
-    *,
-    database_url: str | None = None,
-) -> Settings:
-    """``settings`` with every sink's current stored version in use (start-up and SIGHUP:
-    a rotated credential outlives the environment's or the vault's). On an empty history
-    the mirror is read first. Raises :class:`ConfigError` when versions are stored and no
-    key opens them."""
-    await store.write(cs.create)
-    rows = await store.read(cs.versions)
-    if not rows and database_url is not None:
-        rows = await _restore(store, database_url, sorted(settings.tenants))
-    live = [v for v in rows if v.state == "current" and v.sink_id in settings.sinks]
-    if live and sealer is None:
-        raise ConfigError(
-            KEY_ENV,
-            f"the secret store holds rotated credentials of {', '.join(v.sink_id for v in live)}; "
-            "set the key that sealed them",
-        )
-    for current in live:
-        assert sealer is not None
-        settings = _in_use(settings, sealer, rows, current, now)
-    return settings
-
-
-async def _restore(
-    store: HistoryStore, database_url: str, tenants: list[str]
-) -> list[cs.StoredVersion]:
-    logger = log.get("rotation")
-    try:
-        rows, rotations = await trio.to_thread.run_sync(mirror.load, database_url, tenants)
-    except StateError as exc:
-        logger.warning("secret_store_not_restored", error=str(exc))
-        return []
-
-    def put(con: duckdb.DuckDBPyConnection) -> None:
-        cs.put_versions(con, rows)
-        for r in rotations:
-            cs.put_rotation(con, r)
-
-    await store.write(put)
-    if rows:
-        logger.info("secret_store_restored", versions=len(rows), rotations=len(rotations))
-    return rows
-
-
-def _with(rows: list[cs.StoredVersion], changed: list[cs.StoredVersion]) -> list[cs.StoredVersion]:
-    """``rows`` as they will be once ``changed`` is written."""
-    view = {(v.sink_id, v.version): v for v in rows}
-    view.update({(v.sink_id, v.version): v for v in changed})
-    return list(view.values())
-
-
-def _opened(sealer: Sealer, v: cs.StoredVersion) -> dict[str, str] | None:
-    if v.sealed is None:
-        return None
-    return sealer.open(v.sealed, what=f"version {v.version} of sink {v.sink_id}")
-
-
-def _before(
-    rows: list[cs.StoredVersion], sink_id: str, current: cs.StoredVersion | None
-) -> cs.StoredVersion | None:
-    """The sink's newest ``previous`` version older than ``current``."""
-    before = [
-        v
-        for v in rows
-        if v.sink_id == sink_id
-        and v.state == "previous"
-        and (current is None or v.version < current.version)
-    ]
-    return max(before, key=lambda v: v.version) if before else None
-
-
-def _in_use(
-    settings: Settings,
-    sealer: Sealer,
-    rows: list[cs.StoredVersion],
-    current: cs.StoredVersion | None,
-    now: datetime,
-    *,
-    sink_id: str | None = None,
-) -> Settings:
-    sink = current.sink_id if current is not None else sink_id
-    assert sink is not None
-    previous = _before(rows, sink, current)
-    return material.in_use(
-        settings,
-        sink,
-        _opened(sealer, current) if current is not None else None,
-        since=current.changed_at if current is not None else now,
-        previous=_opened(sealer, previous) if previous is not None else None,
-        now=now,
-    )
-
-
 async def run_rotation(
     deps: RotationDeps,
     inbox: trio.MemoryReceiveChannel[RotationMessage],
@@ -197,8 +93,8 @@ async def run_rotation(
     settings = deps.settings
     await store.write(cs.create)
     rows: list[cs.StoredVersion] = await store.read(cs.versions)
-    opened = [r for r in await store.read(cs.rotations) if r.state == "open"]
-    current_rotation: cs.StoredRotation | None = opened[-1] if opened else None
+    still_open = [r for r in await store.read(cs.rotations) if r.state == "open"]
+    current_rotation: cs.StoredRotation | None = still_open[-1] if still_open else None
     dkim_watch: trio.CancelScope | None = None
 
     async def audit(tenant: str, event: str, detail: dict[str, object]) -> None:
@@ -256,7 +152,7 @@ async def run_rotation(
         await to_tenants.send(
             CredentialVersionInUse(
                 sink_id=sink_id,
-                current=_opened(deps.sealer, current) if current is not None else None,
+                current=opened(deps.sealer, current) if current is not None else None,
                 previous=_previous_material(sink_id, current),
                 since=current.changed_at if current is not None else now,
                 reply=done,
@@ -266,8 +162,8 @@ async def run_rotation(
 
     def _previous_material(sink_id: str, current: cs.StoredVersion | None) -> dict[str, str] | None:
         assert deps.sealer is not None
-        previous = _before(rows, sink_id, current)
-        return _opened(deps.sealer, previous) if previous is not None else None
+        previous = previous_of(rows, sink_id, current)
+        return opened(deps.sealer, previous) if previous is not None else None
 
     async def latest_verification(sink_id: str) -> Verification | None:
         flushed: Reply[bool] = Reply()
@@ -420,7 +316,7 @@ async def run_rotation(
             prior_json=msgspec.json.encode(prior).decode(),
             detail="",
         )
-        changed += cs.kept(_with(rows, changed), sink_id, now)
+        changed += cs.kept(with_changes(rows, changed), sink_id, now)
         await save(changed, rotation)
         what = {
             "sink": sink_id,
@@ -522,7 +418,7 @@ async def run_rotation(
         sealed = deps.sealer.seal(fresh) if fresh is not None else new.sealed
         new = msgspec.structs.replace(new, state="current", sealed=sealed, changed_at=now)
         changed.append(new)
-        changed += cs.kept(_with(rows, changed), rotation.sink_id, now)
+        changed += cs.kept(with_changes(rows, changed), rotation.sink_id, now)
         await save(changed, None)
         return new
 
@@ -609,7 +505,27 @@ async def run_rotation(
             message=f"Sink {sink_id} is back on version {rotation.from_version}.",
         )
 
+    def resume(nursery: trio.Nursery) -> None:
+        """A restart mid-rotation: an email key still waiting for its DNS record is
+        looked up again (the other handshakes resume in the verification actor)."""
+        nonlocal dkim_watch
+        rotation = current_rotation
+        if rotation is None or rotation.sink_type != "email" or deps.sealer is None:
+            return
+        pending = next(
+            (v for v in rows if v.sink_id == rotation.sink_id and v.version == rotation.to_version),
+            None,
+        )
+        fresh = opened(deps.sealer, pending) if pending is not None else None
+        if fresh is None or pending is None or pending.state != "pending":
+            return
+        name, value = material.dkim_record(fresh)
+        dkim_watch = trio.CancelScope()
+        nursery.start_soon(watch_dkim, rotation, name, value, dkim_watch)
+        logger.info("dkim_watch_resumed", sink=rotation.sink_id, record=name)
+
     async with trio.open_nursery() as nursery:
+        resume(nursery)
         task_status.started()
         async for message in inbox:
             match message:

@@ -25,12 +25,13 @@ import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
 from actors.credential_reload import credential_reloader
+from actors.credential_versions import sealer_of
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.oncall import OncallDeps, run_oncall
-from actors.rotation import RotationDeps, run_rotation, sealer_of
+from actors.rotation import RotationDeps, run_rotation
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler

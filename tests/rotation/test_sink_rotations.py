@@ -16,7 +16,7 @@ import trio
 from actors.daemon import Daemon
 from eyetok.rotation.sealing import Sealer, new_key
 from eyetok.standard_webhooks import new_secret
-from tests.conftest import daemon_settings, start_daemon
+from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.peers.dns import FakeDns
 from tests.peers.oauth import FakeOAuth
 from tests.peers.slack import FakeSlack
@@ -101,11 +101,12 @@ async def running(nursery: trio.Nursery, peers: Peers, slack: FakeSlack) -> Asyn
         EYETOK_SECRETS_KEY=peers.key,
         EYETOK_DNS_RESOLVER=f"127.0.0.1:{peers.dns.port}",
     )
-    daemon = await start_daemon(nursery, settings)
-    try:
-        yield daemon
-    finally:
-        daemon.request_stop()
+    async with trio.open_nursery() as life:  # exits once the daemon has stopped
+        daemon = await start_daemon(life, settings)
+        try:
+            yield daemon
+        finally:
+            daemon.request_stop()
 
 
 async def _handshake(daemon: Daemon, sink_id: str) -> dict[str, object]:
@@ -321,3 +322,24 @@ async def test_two_rotations_at_once_are_refused(
         assert (await roll_back(daemon, "mail")).status_code == 409  # not the open one
         assert (await roll_back(daemon, "hook")).status_code == 200
         assert (await rotate(daemon, "mail", "email")).status_code == 200
+
+
+async def test_an_email_rotation_waiting_for_its_record_survives_a_restart(
+    nursery: trio.Nursery, peers: Peers, fake_slack: FakeSlack
+) -> None:
+    async with running(nursery, peers, fake_slack) as daemon:
+        await _verify_mail(daemon, peers)
+        rotated = await rotate(daemon, "mail", "email")
+        assert rotated.status_code == 200, rotated.text
+        record = rotated.json()["publish"]
+    async with running(nursery, peers, fake_slack) as daemon:  # same data directory
+        assert (await standing(daemon, "mail"))["deliverable"] is False
+        peers.dns.set_txt(record["name"], record["value"])
+        await until_status(daemon, "mail", "live")
+        assert await stored_versions(daemon, "mail") == [(1, "current", True)]
+
+        async def done() -> bool:
+            events = [event for event, _ in await audit(daemon, "credential_rotation")]
+            return events == ["credential_rotation_started", "credential_rotation_done"]
+
+        await eventually(done)

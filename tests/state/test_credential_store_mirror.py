@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.rotation import stored_credentials
+from actors.credential_versions import stored_credentials
 from eyetok.rotation.sealing import Sealer, new_key
 from state.history import credential_store as cs
 from state.history.store import HistoryStore
