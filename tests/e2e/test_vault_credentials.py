@@ -74,10 +74,19 @@ def test_vault_read_at_start_and_swapped_on_sighup(tmp_path: Path, fake_slack: F
             assert daemon.pid == pid  # no restart
             assert infisical.logins == 2
 
+            # the vault refuses the identity on the next SIGHUP: what is in use stays
+            infisical.client_secret = "rotated-elsewhere"
+            os.kill(pid, signal.SIGHUP)
+            kept = _wait_for(daemon, "credentials_not_reread")
+            assert "refused the machine identity" in str(kept["error"])
+            assert daemon.post_sentry(body, resource, SECRET).status_code == 202
+            authorisations = _posted_with(fake_slack, 3)
+            assert authorisations[-1] == f"Bearer {ROTATED}"
+
             code, _ = daemon.terminate()
     assert code == 0
     assert not daemon.events("supervisor_gave_up")
     everything = "\n".join(daemon.raw)
     assert ROTATED not in everything
     assert fake_slack.token not in everything
-    assert infisical.client_secret not in everything
+    assert "identity-secret" not in everything
