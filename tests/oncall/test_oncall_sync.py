@@ -174,3 +174,28 @@ async def test_the_oncall_command_talks_to_the_running_daemon(
     assert "added: ann@raxx.example, bob@raxx.example" in out
     assert "refused: root@raxx.example" in out
     daemon.request_stop()
+
+
+async def test_an_idp_that_refuses_changes_nothing_and_says_so(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack, idp: Idp
+) -> None:
+    env = {**idp.env(), "EYETOK_SCIM_TOKEN": "revoked"}
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack, **env))
+    failed = await _sync(daemon)
+    assert failed.status_code == 502
+    assert "HTTP 401" in failed.json()["error"]
+    assert idp.pd.layer_emails == ["carl@raxx.example"]
+    assert idp.pd.puts == 0
+    [(_, detail)] = await audit(daemon, "oncall_sync_failed")
+    assert "revoked" not in detail
+    daemon.request_stop()
+
+
+async def test_without_an_idp_the_sync_is_refused_as_unconfigured(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
+    refused = await _sync(daemon)
+    assert refused.status_code == 503
+    assert "EYETOK_SCIM_URL" in refused.json()["error"]
+    daemon.request_stop()
