@@ -221,15 +221,20 @@ def _dns_of(peers: Peers):  # type: ignore[no-untyped-def]
     return lookup
 
 
+async def _verified_then_rotated(daemon: Daemon, peers: Peers) -> dict[str, str]:
+    """The mail sink verified (magic link), then its DKIM key rotated: the record to publish."""
+    await _verify_mail(daemon, peers)
+    rotated = await rotate(daemon, "mail", "email")
+    assert rotated.status_code == 200, rotated.text
+    record: dict[str, str] = rotated.json()["publish"]
+    return record
+
+
 async def test_email_rotation_publishes_the_dkim_key_before_the_switch_and_rolls_back(
     nursery: trio.Nursery, peers: Peers, fake_slack: FakeSlack
 ) -> None:
     async with running(nursery, peers, fake_slack) as daemon:
-        await _verify_mail(daemon, peers)
-
-        rotated = await rotate(daemon, "mail", "email")
-        assert rotated.status_code == 200, rotated.text
-        record = rotated.json()["publish"]
+        record = await _verified_then_rotated(daemon, peers)
         assert record["name"].endswith("._domainkey.eyetok.example")
         assert record["value"].startswith("v=DKIM1; k=rsa; p=")
         await trio.sleep(0.3)  # not published: no switch, the gate holds mail
@@ -328,10 +333,7 @@ async def test_an_email_rotation_waiting_for_its_record_survives_a_restart(
     nursery: trio.Nursery, peers: Peers, fake_slack: FakeSlack
 ) -> None:
     async with running(nursery, peers, fake_slack) as daemon:
-        await _verify_mail(daemon, peers)
-        rotated = await rotate(daemon, "mail", "email")
-        assert rotated.status_code == 200, rotated.text
-        record = rotated.json()["publish"]
+        record = await _verified_then_rotated(daemon, peers)
     async with running(nursery, peers, fake_slack) as daemon:  # same data directory
         assert (await standing(daemon, "mail"))["deliverable"] is False
         peers.dns.set_txt(record["name"], record["value"])
