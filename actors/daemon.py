@@ -17,6 +17,7 @@ import trio
 from hypercorn.trio import serve
 
 from actors.console_desk import ConsoleDeskOfDaemon
+from actors.credential_versions import sealer_of, stored_credentials
 from actors.drill_desk import DrillDesk
 from actors.gauges import daemon_gauges
 from actors.sinks.slack.interactivity import SlackInteractivity
@@ -114,6 +115,14 @@ class Daemon:
             mirror_writer = MirrorWriter(settings.database_url)
             if store.is_new and not durable:
                 await self._rehydrate(store, settings.database_url)
+        # a rotated credential (eyetok rotate) stands over the environment's and the vault's
+        settings = self.settings = await stored_credentials(
+            settings,
+            store,
+            sealer_of(settings),
+            self.clock.now(),
+            database_url=settings.database_url,
+        )
         topology = self.topology = build(
             settings,
             store,
@@ -177,6 +186,8 @@ class Daemon:
             sink_board=self.sink_board,
             tenants=settings.tenants,
             slack_app=SlackInteractivity(settings, topology, self.clock),
+            rotations=topology,
+            oncall=topology,
         )
         add_console(
             app,

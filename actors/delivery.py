@@ -52,6 +52,7 @@ from eyetok.messages import (
     VerificationChanged,
     finished,
 )
+from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.verification import Verification, refusal
 from state.history import queries
 from state.history.store import HistoryStore
@@ -196,6 +197,15 @@ async def _first_of(*events: trio.Event) -> None:
             nursery.start_soon(wait, event)
 
 
+def credential_of(settings: Settings, sink_id: str) -> tuple[object, str | None, object]:
+    """What a sink's client is built from that may change while running: its
+    configuration (a rotation's previous secret, DKIM selector), its secret, and for
+    Slack the options naming the on-call user (the IdP-bound rotation)."""
+    config = settings.sinks.get(sink_id)
+    slack = settings.slack if isinstance(config, SlackSinkConfig) else None
+    return config, settings.sink_secrets.get(sink_id), slack
+
+
 async def run_delivery(
     deps: DeliveryDeps,
     inbox: trio.MemoryReceiveChannel[DeliveryMessage],
@@ -225,6 +235,9 @@ async def run_delivery(
     # tells them (or the dead delivery's own id when no notice can) -> what died
     unreported: dict[str, str] = {}
 
+    file_sinks = tuple(deps.settings.sinks) if deps.settings is not None else ()
+    in_use = {s: credential_of(deps.settings, s) for s in file_sinks} if deps.settings else {}
+
     def follow(settings: Settings, changed: tuple[str, ...] | None) -> None:
         """Deliver by ``settings`` from now on: clients for the API sinks ``changed``
         (None: every one), the tenants and their destinations for notices and the guard."""
@@ -235,9 +248,17 @@ async def run_delivery(
         for sink_id in changed or ():
             if sink_id not in deps.sinks:
                 sinks.pop(sink_id, None)  # a lane takes the new client on its next slot
-        fresh = api_sinks(settings, wanted, clock)
+        # a credential of a file sink read again (SIGHUP): a new client from the next slot on;
+        # a send under way finishes on the old one
+        swapped = [s for s in file_sinks if credential_of(settings, s) != in_use.get(s)]
+        for sink_id in swapped:
+            sinks.pop(sink_id, None)
+            in_use[sink_id] = credential_of(settings, sink_id)
+        fresh = api_sinks(settings, [*wanted, *swapped], clock)
         sinks.update(fresh)
         built.extend(fresh.values())
+        if swapped:
+            logger.info("sink_credentials_swapped", sinks=swapped)
         tenants = frozenset(settings.tenants)
         tenant_destinations = settings.tenant_destinations()
         if deps.sink_board is not None:

@@ -24,7 +24,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, assert_never
@@ -33,7 +33,7 @@ import trio
 
 from eyetok import log
 from eyetok.clock import Clock
-from eyetok.errors import ConfigError
+from eyetok.errors import ConfigError, StateError
 from eyetok.guard import scrub
 from eyetok.messages import (
     AnomaliesFlagged,
@@ -85,6 +85,9 @@ class RoutinesDeps:
     local_url: Callable[[], str]  # this daemon, as the drill reaches it
     credentials: Callable[[], dict[str, str]]  # the credentials in use now
     reread_credentials: Callable[[], dict[str, str]]  # re-read them (SIGHUP)
+    # re-read them from the vault and the environment and put them in use (SIGHUP);
+    # without it, ``reread_credentials`` only records what changed
+    reload_credentials: Callable[[str], Awaitable[dict[str, str]]] | None = None
     drill_zone: str = "America/New_York"  # the monthly-drill schedule's zone: its month
     watch_sighup: bool = True
 
@@ -326,8 +329,11 @@ async def run_routines(
 
     async def reread(why: str) -> None:
         try:
-            current = deps.reread_credentials()
-        except ConfigError as exc:
+            if deps.reload_credentials is not None:
+                current = await deps.reload_credentials(why)
+            else:
+                current = deps.reread_credentials()
+        except (ConfigError, StateError) as exc:  # the vault, or the secret store's key
             logger.error("credentials_not_reread", why=why, error=str(exc))
             return
         await record_credentials(current, why)

@@ -35,9 +35,12 @@ from eyetok.messages import (
     ApiAnswer,
     AuditRecorded,
     BudgetMessage,
+    CredentialsSwapped,
+    CredentialVersionInUse,
     DeliveryMessage,
     FlushHistory,
     HistoryMessage,
+    OnCallChanged,
     Reply,
     RouterMessage,
     TenantConfigChanged,
@@ -48,6 +51,7 @@ from eyetok.messages import (
     TenantToken,
     VerificationMessage,
 )
+from eyetok.rotation.material import in_use
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.tenant_api import (
     ROUTES_KEY,
@@ -104,6 +108,18 @@ def api_sinks(settings: Settings, sink_ids: Iterable[str], clock: Clock) -> dict
     """Clients for the given sinks of ``settings`` (those with credentials)."""
     wanted = {s: settings.sinks[s] for s in sink_ids if s in settings.sinks}
     return build_sinks(msgspec.structs.replace(settings, sinks=wanted), clock)
+
+
+def with_credentials_of(base: Settings, fresh: Settings) -> Settings:
+    """``base`` holding ``fresh``'s credentials (re-read on SIGHUP) and nothing else of it:
+    a changed configuration file still needs a restart."""
+    return msgspec.structs.replace(
+        base,
+        sink_secrets={s: v for s, v in fresh.sink_secrets.items() if s in base.sinks},
+        sink_env=fresh.sink_env,
+        tenant_env=fresh.tenant_env,
+        root_token=fresh.root_token,
+    )
 
 
 def _error(status: int, message: str, field: str | None = None) -> ApiAnswer:
@@ -402,5 +418,25 @@ async def run_tenants(
                     await audit(message.tenant, "cross_tenant_refused", str(exc))
                     answer = _error(403, str(exc))
                 message.reply.send(answer)
+            case CredentialVersionInUse():
+                base = in_use(
+                    base,
+                    message.sink_id,
+                    message.current,
+                    since=message.since,
+                    previous=message.previous,
+                    now=clock.now(),
+                )
+                await changed(base.operator_tenant, ())
+                message.reply.send(True)
+            case OnCallChanged(slack_user=slack_user, who=who):
+                slack = msgspec.structs.replace(base.slack, oncall_user=slack_user)
+                base = msgspec.structs.replace(base, slack=slack)
+                await changed(base.operator_tenant, ())
+                logger.info("oncall_mention_follows", slack_user=slack_user, who=who)
+            case CredentialsSwapped(settings=fresh, why=why):
+                base = with_credentials_of(base, fresh)
+                await changed(base.operator_tenant, ())
+                logger.info("credentials_swapped", why=why, sinks=sorted(base.sink_secrets))
             case _:
                 assert_never(message)

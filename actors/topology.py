@@ -24,10 +24,14 @@ from typing import Any
 import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
+from actors.credential_reload import credential_reloader
+from actors.credential_versions import sealer_of
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.oncall import OncallDeps, run_oncall
+from actors.rotation import RotationDeps, run_rotation
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
@@ -62,11 +66,18 @@ from eyetok.messages import (
     ListVerifications,
     MirrorMessage,
     OAuthCallback,
+    OncallMessage,
+    OncallSyncAnswer,
+    OncallSyncRequested,
     Reply,
     ResolveIncident,
     ReverifyDue,
     ReviewDue,
     ReviewRequested,
+    RollBackRotation,
+    RotateSink,
+    RotationAnswer,
+    RotationMessage,
     RotationReminderDue,
     RouterMessage,
     RoutinesMessage,
@@ -81,6 +92,7 @@ from eyetok.messages import (
     TenantsMessage,
     VerificationMessage,
 )
+from eyetok.oncall.roles import IdpRoles
 from eyetok.review import NoteAnswer, Review
 from eyetok.verification import Verification
 from schedules.credentials import credentials_of
@@ -187,12 +199,49 @@ class Topology:
         return accepted, refusal
 
     async def _ask_verification(self, make: Callable[[Reply[Any]], Any]) -> Any:
+        return await self._ask("verification", make)
+
+    async def _ask(self, actor: str, make: Callable[[Reply[Any]], Any]) -> Any:
         reply: Reply[Any] = Reply()
-        channel = self.channels["verification"]
+        channel = self.channels[actor]
         assert isinstance(channel, trio.MemorySendChannel)
         await channel.send(make(reply))
         with trio.fail_after(60):
             return await reply.wait()
+
+    async def rotate(
+        self, sink_id: str, sink_type: str, requested_by: str, token: str | None
+    ) -> RotationAnswer:
+        answer: RotationAnswer = await self._ask(
+            "rotation",
+            lambda r: RotateSink(
+                sink_id=sink_id,
+                sink_type=sink_type,
+                requested_by=requested_by,
+                token=token,
+                reply=r,
+            ),
+        )
+        return answer
+
+    async def oncall_sync(self, requested_by: str) -> OncallSyncAnswer:
+        if not any(child.name == "oncall" for child in self.children):
+            return OncallSyncAnswer(
+                status=503,
+                message="no on-call sync is configured: set EYETOK_SCIM_URL, EYETOK_SCIM_TOKEN, "
+                "PAGERDUTY_API_TOKEN, PAGERDUTY_SCHEDULE_ID and PAGERDUTY_FROM",
+            )
+        answer: OncallSyncAnswer = await self._ask(
+            "oncall", lambda r: OncallSyncRequested(requested_by=requested_by, reply=r)
+        )
+        return answer
+
+    async def roll_back(self, sink_id: str, requested_by: str) -> RotationAnswer:
+        answer: RotationAnswer = await self._ask(
+            "rotation",
+            lambda r: RollBackRotation(sink_id=sink_id, requested_by=requested_by, reply=r),
+        )
+        return answer
 
     async def start_verification(self, sink_id: str, requested_by: str) -> HandshakeAnswer:
         answer: HandshakeAnswer = await self._ask_verification(
@@ -521,6 +570,8 @@ def build(
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
+    rotation_tx, rotation_rx = trio.open_memory_channel[RotationMessage](8)
+    oncall_tx, oncall_rx = trio.open_memory_channel[OncallMessage](8)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -636,6 +687,24 @@ def build(
             clock=clock,
         ),
         _child(
+            "rotation",
+            run_rotation,
+            RotationDeps(
+                settings=settings,
+                store=store,
+                sealer=sealer_of(settings),
+                database_url=settings.database_url,
+                dns_server=settings.dns_resolver or _system_resolver(),
+                txt_every_s=settings.verification.txt_every_s,
+                txt_for_s=settings.verification.txt_for_s,
+            ),
+            rotation_rx,
+            history_tx,
+            tenants_tx,
+            verification_tx,
+            clock=clock,
+        ),
+        _child(
             "routines",
             run_routines,
             RoutinesDeps(
@@ -651,6 +720,7 @@ def build(
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),
+                reload_credentials=credential_reloader(tenants_tx, store, clock),
             ),
             routines_rx,
             history_tx,
@@ -697,6 +767,22 @@ def build(
             clock=clock,
         ),
     ]
+    if settings.oncall is not None:
+        children.append(
+            _child(
+                "oncall",
+                run_oncall,
+                OncallDeps(
+                    source=settings.oncall,
+                    roles=IdpRoles(),
+                    operator_tenant=settings.operator_tenant,
+                ),
+                oncall_rx,
+                history_tx,
+                tenants_tx,
+                clock=clock,
+            )
+        )
     return Topology(
         children=children,
         ingest=ingest_tx,
@@ -711,6 +797,8 @@ def build(
             "verification": verification_tx,
             "routines": routines_tx,
             "tenants": tenants_tx,
+            "rotation": rotation_tx,
+            "oncall": oncall_tx,
         },
         sinks=sinks,
         store=store,

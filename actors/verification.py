@@ -68,8 +68,10 @@ from eyetok.messages import (
     HistoryMessage,
     ListVerifications,
     OAuthCallback,
+    RefreshTokenRequested,
     Reply,
     ReverifyDue,
+    RotationStanding,
     SlackMessageSeen,
     StartVerification,
     TenantConfigChanged,
@@ -807,6 +809,18 @@ async def run_verification(
                         reply.send(tuple(latest[k] for k in sorted(latest)))
                     case TenantConfigChanged():
                         await reconfigured(message)
+                    case RefreshTokenRequested(sink_id=sink_id, reply=reply):
+                        held = pending.tokens.get(sink_id)
+                        reply.send(held.refresh_token or "" if held is not None else "")
+                    case RotationStanding():
+                        fields: dict[str, object] = {"approved_by": message.approved_by}
+                        if message.verified_by:
+                            fields["verified_by"] = message.verified_by
+                        if message.expires_at is not None:
+                            fields["expires_at"] = message.expires_at
+                        said = row(message.sink_id, message.status, detail=message.detail, **fields)
+                        await record(said)
+                        message.reply.send(said)
                     case _:
                         assert_never(message)
     finally:

@@ -20,13 +20,15 @@ from typing import Any
 
 import msgspec
 
-from eyetok import doctor, log, onboarding
+from eyetok import doctor, log, onboarding, vault
 from eyetok.budgets import Window, hour_of, spend
 from eyetok.clock import FixedClock, SystemClock
-from eyetok.config import LOG_LEVELS, Settings, Tenant, load_settings
+from eyetok.config import LOG_LEVELS, Settings, Tenant
 from eyetok.errors import ConfigError, EyeTokError, MalformedPayloadError
 from eyetok.messages import SevChannel, Severity, Signal
+from eyetok.oncall import command as oncall_command
 from eyetok.replay import Judge, NoPayloadsError, payload_files, table
+from eyetok.rotation import command as rotation_command
 from eyetok.sources import alertmanager, generic, probe, sentry
 from eyetok.suppression import cluster_id_of, threshold
 from eyetok.synthetic_alert import TEST_CHANNELS
@@ -146,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", required=True, metavar="NAME", help="who acknowledges")
     ack.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     ack.add_argument("--json", action="store_true", help="the incident as one JSON object")
+    rotation_command.add_parser(commands, daemon_url)
+    oncall_command.add_parser(commands, daemon_url)
     budgets = commands.add_parser("budgets", help="every tenant's hourly budget this hour")
     budgets.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
     budgets.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -214,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tail":  # a pipe's reader: it needs no configuration
         return _tail(args)
     try:
-        settings = load_settings()
+        loaded = vault.load()  # the vault's credentials over the environment's
     except ConfigError as exc:
         print(
             json.dumps(
@@ -223,17 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 2
+    settings = loaded.settings
     log.configure(settings.log_level)
     try:
-        return _dispatch(settings, args)
+        return _dispatch(settings, args, credentials=vault.origins_line(loaded))
     except KeyboardInterrupt:
         print(f"eyetok {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
-def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+def _dispatch(
+    settings: Settings, args: argparse.Namespace, *, credentials: dict[str, object] | None = None
+) -> int:
     if args.command == "run":
-        return _run(settings, args.host)
+        return _run(settings, args.host, credentials or {})
     if args.command == "replay":
         return _replay(settings, args)
     if args.command == "check":
@@ -256,6 +263,13 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return _incidents(settings, args)
     if args.command == "review":
         return _review(settings, args)
+    if args.command in ("rotate", "oncall"):
+        try:
+            if args.command == "oncall":
+                return oncall_command.run(settings, args, _ask_daemon)
+            return rotation_command.run(settings, args, _ask_daemon, _say_error)
+        except _ApiRefused as refused:
+            return refused.status
     if args.command == "drill":
         from harness.run import main as drill_main
 
@@ -539,7 +553,7 @@ def _incidents(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings, host: str) -> int:
+def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     import trio
 
     from actors.daemon import Daemon
@@ -548,6 +562,8 @@ def _run(settings: Settings, host: str) -> int:
     problem = doctor.find_data_dir_problem(settings.data_dir)
     if problem is not None:
         return _startup_failed(problem, "set EYETOK_DATA_DIR to a directory this user can write")
+    # where each credential came from (names only): the vault, the environment, or unset
+    log.get("vault").info("credentials_loaded", why="start", **credentials)
     daemon = Daemon(settings, SystemClock(), host=host)
     failed = 0
     try:

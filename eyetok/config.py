@@ -19,6 +19,7 @@ import yaml
 from eyetok.errors import ConfigError
 from eyetok.freescout import FreeScoutLink, FreeScoutOptions, link_from
 from eyetok.messages import Destination
+from eyetok.oncall.settings import OncallSource, oncall_from
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
 from eyetok.sinks.email import EmailSinkConfig
@@ -63,6 +64,8 @@ def _optional_env_of(config: SinkConfig) -> tuple[str, ...]:
             return (previous,)
         case PagerDutySinkConfig():
             return ("PAGERDUTY_EVENTS_URL",)
+        case EmailSinkConfig(dkim_key_env=str(key)):
+            return (key,)
         case _:
             return ()
 
@@ -275,6 +278,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     root_token: str | None = None  # EYETOK_ROOT_TOKEN: the operator's API token
     metrics_token: str | None = None  # EYETOK_METRICS_TOKEN: /metrics wants it as a bearer
     console_incidents: bool = False  # FLAG_CONSOLE_INCIDENTS: /console/incidents is served
+    secrets_key: str | None = None  # EYETOK_SECRETS_KEY: seals the secret store (Fernet)
+    oncall: OncallSource | None = None  # the IdP-bound on-call rotation (eyetok/oncall/)
     slack_signing_secret: str | None = None  # SLACK_SIGNING_SECRET: Events API requests
     public_url: str = "http://localhost:8080"  # EYETOK_PUBLIC_URL: links and callbacks
     dns_resolver: tuple[str, int] | None = None  # EYETOK_DNS_RESOLVER host:port
@@ -696,6 +701,8 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         root_token=env.get("EYETOK_ROOT_TOKEN") or None,
         metrics_token=env.get("EYETOK_METRICS_TOKEN") or None,
         console_incidents=flag(env, "FLAG_CONSOLE_INCIDENTS"),
+        secrets_key=env.get("EYETOK_SECRETS_KEY") or None,
+        oncall=oncall_from(env),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
         public_url=(env.get("EYETOK_PUBLIC_URL") or f"http://localhost:{port}").rstrip("/"),
         dns_resolver=_host_port(env.get("EYETOK_DNS_RESOLVER"), "EYETOK_DNS_RESOLVER"),

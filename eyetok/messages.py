@@ -16,7 +16,7 @@ import msgspec
 import trio
 
 from eyetok.review import Anomaly, NoteAnswer, Review
-from eyetok.verification import HandshakeEvent, PendingHandshake, Verification
+from eyetok.verification import HandshakeEvent, PendingHandshake, Verification, VerificationStatus
 
 if TYPE_CHECKING:  # eyetok.config imports this module; a message only carries Settings
     from eyetok.config import Settings
@@ -671,6 +671,29 @@ class ListVerifications(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[tuple[Verification, ...]]
 
 
+class RotationStanding(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The rotation drill's word on a sink's credential, for the verification log:
+    ``rotated`` when a new version is put in (the gate refuses until it is proven),
+    ``live`` when a DKIM record is found or a rollback restores a proven version,
+    ``failed`` when the new one could not be proven. Answers the row recorded."""
+
+    sink_id: str
+    status: VerificationStatus
+    approved_by: str
+    detail: str
+    verified_by: str = ""
+    expires_at: datetime | None = None  # a rollback keeps the restored version's expiry
+    reply: Reply[Verification]
+
+
+class RefreshTokenRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The PagerDuty refresh token the last authorization granted the sink ("" if none),
+    for the secret store (the rotation drill)."""
+
+    sink_id: str
+    reply: Reply[str]
+
+
 VerificationMessage = (
     StartVerification
     | SlackMessageSeen
@@ -679,6 +702,8 @@ VerificationMessage = (
     | ReverifyDue
     | ListVerifications
     | TenantConfigChanged
+    | RotationStanding
+    | RefreshTokenRequested
 )
 
 
@@ -734,7 +759,100 @@ RoutinesMessage = (
     | AnomalyNoteRequested
     | CredentialsReread
 )
-TenantsMessage = TenantRequest
+
+
+class CredentialsSwapped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The credentials were read again (SIGHUP, the vault): ``settings`` holds them. The
+    tenants actor puts them in its settings and passes the result on; deliveries from then
+    on use them, with no restart."""
+
+    settings: Settings
+    why: str
+
+
+class CredentialVersionInUse(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The secret store's version of a sink credential to use from now on (``current``;
+    None: the sink has none of that kind, e.g. mail no longer signed), current since
+    ``since``; ``previous`` is the version before it (a webhook signs with both for 30
+    days). The tenants actor folds it into the settings and answers once every actor
+    following them has been told."""
+
+    sink_id: str
+    current: dict[str, str] | None
+    previous: dict[str, str] | None
+    since: datetime
+    reply: Reply[bool]
+
+
+class OnCallChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The IdP-bound rotation put ``slack_user`` on call: SEV2 mentions and SEV1
+    re-notifications name them from now on (instead of one fixed user id)."""
+
+    slack_user: str
+    who: str  # their email, for the log line
+
+
+TenantsMessage = TenantRequest | CredentialsSwapped | CredentialVersionInUse | OnCallChanged
+
+
+# --- inbox of the on-call actor (eyetok oncall sync, every 15 minutes) -------------------
+
+
+class OncallSyncAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sync did, by email: an HTTP status and the difference applied."""
+
+    status: int
+    message: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()  # PagerDuty users made for new members
+    refused: tuple[str, ...] = ()  # root-only members, never put on call
+    on_call: str | None = None
+
+
+class OncallSyncRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    requested_by: str
+    reply: Reply[OncallSyncAnswer]
+
+
+OncallMessage = OncallSyncRequested
+
+
+# --- inbox of the rotation actor (eyetok rotate) -----------------------------------------
+
+
+class RotationAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``eyetok rotate`` is told: an HTTP status and what happened."""
+
+    status: int
+    sink_id: str
+    message: str
+    rotation_id: str | None = None
+    version: int | None = None  # the version now in the sink's hands (or on its way)
+    handshake: HandshakeAnswer | None = None  # the re-run handshake's instructions
+    publish: dict[str, str] | None = None  # email: the DKIM TXT record to publish
+    secret: str | None = None  # webhook: the new signing secret, shown once to the rotator
+
+
+class RotateSink(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``eyetok rotate KIND --sink ID``: add version N+1 of the sink's credential."""
+
+    sink_id: str
+    sink_type: str  # the class the operator named; refused when the sink is another
+    requested_by: str
+    token: str | None = None  # Slack: the new bot token
+    reply: Reply[RotationAnswer]
+
+
+class RollBackRotation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``eyetok rotate rollback --sink ID``: the open rotation's sink goes back to N."""
+
+    sink_id: str
+    requested_by: str
+    reply: Reply[RotationAnswer]
+
+
+RotationMessage = RotateSink | RollBackRotation
 
 
 class IncidentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):

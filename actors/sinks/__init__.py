@@ -37,7 +37,10 @@ def build_sinks(settings: Settings, clock: Clock) -> dict[str, Sink]:
                 environ = {**settings.sink_env, config.secret_env: secret}
                 sinks[sink_id] = WebhookSink.from_config(sink_id, config, environ, clock=clock)
             case EmailSinkConfig():
-                sinks[sink_id] = EmailSink.from_url(sink_id=sink_id, config=config, smtp_url=secret)
+                dkim_key = settings.sink_env.get(config.dkim_key_env or "")
+                sinks[sink_id] = EmailSink.from_url(
+                    sink_id=sink_id, config=config, smtp_url=secret, dkim_key=dkim_key
+                )
             case PagerDutySinkConfig():
                 sinks[sink_id] = PagerDutySink(
                     sink_id=sink_id,

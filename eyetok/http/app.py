@@ -41,7 +41,9 @@ from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refu
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
 from eyetok.http.incident_desk import IncidentDesk
+from eyetok.http.oncall import OncallDesk, add_oncall_routes
 from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
+from eyetok.http.rotation import Rotations, add_rotation_routes
 from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -204,6 +206,8 @@ def create_app(
     sink_board: SinkBoard | None = None,
     tenants: Mapping[str, Tenant] | None = None,
     slack_app: SlackApp | None = None,
+    rotations: Rotations | None = None,
+    oncall: OncallDesk | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -310,6 +314,10 @@ def create_app(
         add_drill_routes(app, drills, operator_only)
     if tenants is not None and operations is not None:
         add_pagerduty_hooks(app, tenants, operations)
+    if rotations is not None:
+        add_rotation_routes(app, rotations, operator_only)
+    if oncall is not None:
+        add_oncall_routes(app, oncall, operator_only)
     if operations is not None:
         add_slack_interactions(app, operations, slack_app, slack_signing_secret, clock)
 

@@ -54,6 +54,15 @@ class EmailSinkConfig(
     sender: str = "eyetok@localhost"
     smtp_url_env: str = "SMTP_URL"
     timeout_s: float = 15.0
+    # DKIM: mail is signed with the key in ``dkim_key_env`` (PEM), published at
+    # ``<dkim_selector>._domainkey.<sender's domain>``; ``eyetok rotate email`` replaces both
+    dkim_selector: str | None = None
+    dkim_key_env: str | None = None
+
+    @property
+    def dkim_domain(self) -> str:
+        """The signing domain: the sender's."""
+        return self.sender.rsplit("@", 1)[1].lower()
 
     def __post_init__(self) -> None:
         if not is_address(self.to):
@@ -64,6 +73,13 @@ class EmailSinkConfig(
             raise ConfigError("smtp_url_env", "must name an environment variable")
         if not self.timeout_s > 0:
             raise ConfigError("timeout_s", "must be a positive number of seconds")
+        if (self.dkim_selector is None) != (self.dkim_key_env is None):
+            field = "dkim_key_env" if self.dkim_selector is not None else "dkim_selector"
+            raise ConfigError(field, "dkim_selector and dkim_key_env are given together")
+        if self.dkim_selector is not None and not re.fullmatch(
+            r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})", self.dkim_selector
+        ):
+            raise ConfigError("dkim_selector", f"{self.dkim_selector!r} is not a DNS label")
 
 
 class SmtpEndpoint(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,6 +26,7 @@ from actors.sinks.email.config import (
     is_address,
     parse_smtp_url,
 )
+from actors.sinks.email.dkim import DkimKey
 from actors.sinks.email.render import EmailMessageSpec, one_line, render
 from eyetok.guard import scrub
 from eyetok.messages import Deliver
@@ -130,8 +131,10 @@ class EmailSink:
         ssl_context: ssl.SSLContext | None = None,
         rate: float | None = RATE_PER_RECIPIENT,
         limiter: trio.CapacityLimiter | None = None,
+        dkim: DkimKey | None = None,
     ) -> None:
         self.sink_id = sink_id
+        self.dkim = dkim
         self.config = config
         self.endpoint = endpoint
         self.rate_per_target: float | None = rate if rate is not None and rate > 0 else None
@@ -148,6 +151,7 @@ class EmailSink:
         ssl_context: ssl.SSLContext | None = None,
         rate: float | None = RATE_PER_RECIPIENT,
         limiter: trio.CapacityLimiter | None = None,
+        dkim_key: str | None = None,
     ) -> EmailSink:
         """The sink for ``config``, its server read from ``smtp_url`` (the value of
         ``config.smtp_url_env``; a bad URL is a ConfigError naming that variable)."""
@@ -158,6 +162,11 @@ class EmailSink:
             ssl_context=ssl_context,
             rate=rate,
             limiter=limiter,
+            dkim=DkimKey(
+                selector=config.dkim_selector, domain=config.dkim_domain, private_key=dkim_key
+            )
+            if config.dkim_selector is not None and dkim_key
+            else None,
         )
 
     def threads(self) -> bool:
@@ -230,7 +239,11 @@ class EmailSink:
                     reason="SMTP server offers no TLS; refusing to send credentials in clear"
                 )
             smtp.login(endpoint.username, endpoint.password or "")
-        refused = smtp.send_message(message, from_addr=self.config.sender, to_addrs=[spec.to])
+        if self.dkim is not None:
+            signed = self.dkim.sign(message)
+            refused = smtp.sendmail(self.config.sender, [spec.to], signed)
+        else:
+            refused = smtp.send_message(message, from_addr=self.config.sender, to_addrs=[spec.to])
         if refused:
             return classify(smtplib.SMTPRecipientsRefused(refused))
         return Delivered(external_ref=spec.message_id)
