@@ -50,6 +50,7 @@ from eyetok.messages import (
     IncidentStepped,
     IngestMessage,
     Reply,
+    ResolveIncident,
     SevChannel,
     Signal,
     SignalReceived,
@@ -58,6 +59,11 @@ from eyetok.messages import (
 from eyetok.severity import classify
 from state.history import queries
 from state.history.store import HistoryStore
+
+
+def resolved(incident: Incident, by: str, at: datetime) -> Incident:
+    """The incident resolved by a human ``by`` at ``at``."""
+    return msgspec.structs.replace(incident, status="resolved", resolved_at=at, resolved_by=by)
 
 
 def acknowledged(incident: Incident, by: str, at: datetime) -> Incident:
@@ -87,6 +93,41 @@ def take_step(incident: Incident, step: LoopStep, at: datetime) -> Incident:
     if step == "renotify":
         return msgspec.structs.replace(incident, renotified_at=at)
     return msgspec.structs.replace(incident, escalated_at=at)
+
+
+async def ask_acknowledge(
+    ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
+) -> tuple[Incident | None, bool]:
+    """Ask the incidents actor to record a human's acknowledgement: the incident as it now
+    stands (None: no open incident has this id) and whether this acknowledgement counted
+    (False: acknowledged already); answered once it is in the tables."""
+    reply: Reply[tuple[Incident | None, bool]] = Reply()
+    flushed: Reply[bool] = Reply()
+    await ingest.send(
+        AcknowledgeIncident(incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed)
+    )
+    with trio.fail_after(30):
+        incident, counted = await reply.wait()
+        if incident is not None:
+            await flushed.wait()
+    return incident, counted
+
+
+async def ask_resolve(
+    ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
+) -> Incident | None:
+    """Ask the incidents actor to record a human's resolve: the incident as resolved (None:
+    no open incident has this id); answered once it is in the tables."""
+    reply: Reply[tuple[Incident | None, bool]] = Reply()
+    flushed: Reply[bool] = Reply()
+    await ingest.send(
+        ResolveIncident(incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed)
+    )
+    with trio.fail_after(30):
+        incident, _ = await reply.wait()
+        if incident is not None:
+            await flushed.wait()
+    return incident
 
 
 @dataclass(frozen=True)
@@ -213,6 +254,33 @@ async def run_incidents(
         if message.reply is not None:
             message.reply.send((incident, True))
 
+    async def resolve(message: ResolveIncident) -> None:
+        """A human resolves an open incident: told to its route's sinks as a resolve is
+        (the Slack thread, PagerDuty), audited with who; its escalation stops."""
+        key = next(
+            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
+        )
+        if key is None:
+            if message.reply is not None:
+                message.reply.send((None, False))
+            return
+        incident = resolved(open_incidents[key], message.by, message.at)
+        apply(open_incidents, IncidentAction.RESOLVE, incident, recently_resolved)
+        track(key)
+        logger.info(
+            "incident_resolved_by_human",
+            tenant=incident.tenant,
+            incident_id=incident.incident_id,
+            by=message.by,
+        )
+        await outbox.send(
+            IncidentStepped(
+                incident=incident, step="resolved", at=message.at, flushed=message.flushed
+            )
+        )
+        if message.reply is not None:
+            message.reply.send((incident, True))
+
     while True:
         await fire_due()
         due = min(pending.values(), default=None)
@@ -237,5 +305,7 @@ async def run_incidents(
                 await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
             case AcknowledgeIncident():
                 await acknowledge(message)
+            case ResolveIncident():
+                await resolve(message)
             case _:
                 assert_never(message)

@@ -100,6 +100,7 @@ _AUDIT_EVENTS = {
     "acknowledged": "incident_acknowledged",
     "renotify": "renotified",
     "escalated": "escalated",
+    "resolved": "incident_resolved",
 }
 
 
@@ -124,6 +125,9 @@ def step_plan(
             ),
         )
         action = IncidentAction.OPEN  # a destination that has not heard of it yet
+    elif stepped.step == "resolved":  # by a human: every sink of the route hears of it
+        destinations = destinations_for(tenant.policy, incident.sev_channel, sink_types)
+        action = IncidentAction.RESOLVE
     else:
         destinations = tuple(
             d
@@ -161,6 +165,8 @@ def step_records(
             detail = f"acknowledged by {incident.acknowledged_by}; told: {where}"
         case "renotify":
             detail = f"not acknowledged yet: on-call re-notified on {where}"
+        case "resolved":
+            detail = f"resolved by {incident.resolved_by}; told: {where}"
         case "escalated":
             detail = (
                 f"not acknowledged yet: escalated to the secondary, {where}"

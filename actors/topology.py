@@ -24,10 +24,12 @@ from typing import Any
 import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
+from actors.conversation import ConversationDeps, run_conversation
 from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
-from actors.incidents import IncidentsDeps, run_incidents
+from actors.incidents import IncidentsDeps, ask_acknowledge, ask_resolve, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.mutes import MuteMessage, MutesDeps, run_mutes
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
@@ -43,7 +45,6 @@ from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard, SinkBoard
 from eyetok.messages import (
     Accepted,
-    AcknowledgeIncident,
     AnomalyNoteRequested,
     ApiAnswer,
     AuditRecorded,
@@ -80,6 +81,7 @@ from eyetok.messages import (
     VerificationMessage,
 )
 from eyetok.review import NoteAnswer, Review
+from eyetok.thread_verbs import ThreadMessageSeen
 from eyetok.verification import Verification
 from schedules.credentials import credentials_of
 from schedules.loader import Routine
@@ -296,17 +298,12 @@ class Topology:
         as it now stands (None: no open incident has this id) and whether this was the
         acknowledgement that counted (False: acknowledged already). Answered once the
         acknowledgement is in the tables (audited, its deliveries planned)."""
-        reply: Reply[tuple[Incident | None, bool]] = Reply()
-        flushed: Reply[bool] = Reply()
-        message = AcknowledgeIncident(
-            incident_id=incident_id, by=by, at=self.clock.now(), reply=reply, flushed=flushed
-        )
-        await self.ingest.send(message)
-        with trio.fail_after(30):
-            incident, counted = await reply.wait()
-            if incident is not None:
-                await flushed.wait()
-        return incident, counted
+        return await ask_acknowledge(self.ingest, incident_id, by, self.clock.now())
+
+    async def resolve_incident(self, incident_id: str, by: str) -> Incident | None:
+        """A human resolves an incident (``resolve`` in its thread, the operator API): the
+        incident as resolved (None: no open incident has this id), once in the tables."""
+        return await ask_resolve(self.ingest, incident_id, by, self.clock.now())
 
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:
         """Every tenant's incidents from the history, newest first (the operator's view)."""
@@ -314,6 +311,18 @@ class Topology:
         return await self.store.read(
             lambda con: queries.incidents(con, open_only=open_only, tenant=tenant)
         )
+
+    def thread_message(self, message: ThreadMessageSeen) -> None:
+        """Hand a human's thread reply to the conversation actor (a full inbox: the 503
+        Slack retries later)."""
+        channel = self.channels["conversation"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        try:
+            channel.send_nowait(message)
+        except trio.WouldBlock:
+            raise OverloadedError("thread replies queue is full; retry", retry_after=1) from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise OverloadedError("EyeTok is draining; retry shortly", retry_after=5) from None
 
     async def _ask_routines(self, make: Callable[[Reply[Any]], Any]) -> Any:
         reply: Reply[Any] = Reply()
@@ -448,6 +457,8 @@ def build(
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
     suppression_tx, suppression_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
     budgets_tx, budgets_rx = trio.open_memory_channel[BudgetMessage](PIPELINE_BUFFER)
+    mutes_tx, mutes_rx = trio.open_memory_channel[MuteMessage](PIPELINE_BUFFER)
+    conversation_tx, conversation_rx = trio.open_memory_channel[ThreadMessageSeen](64)
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
@@ -497,6 +508,15 @@ def build(
                 notices=settings.notices_destination(),
             ),
             suppression_rx,
+            mutes_tx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
+            "mutes",
+            run_mutes,
+            MutesDeps(store=store),
+            mutes_rx,
             budgets_tx,
             history_tx,
             clock=clock,
@@ -615,6 +635,16 @@ def build(
             router_tx,
             clock=clock,
         ),
+        _child(
+            "conversation",
+            run_conversation,
+            ConversationDeps(settings=settings, store=store),
+            conversation_rx,
+            ingest_tx,
+            mutes_tx,
+            history_tx,
+            clock=clock,
+        ),
     ]
     return Topology(
         children=children,
@@ -625,6 +655,8 @@ def build(
             "history": history_tx,
             "suppression": suppression_tx,
             "budgets": budgets_tx,
+            "mutes": mutes_tx,
+            "conversation": conversation_tx,
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,

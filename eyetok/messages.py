@@ -130,6 +130,7 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_at: datetime | None = None
     renotified_at: datetime | None = None  # the one re-notification was planned
     escalated_at: datetime | None = None  # the one escalation to the secondary was planned
+    resolved_by: str | None = None  # a human resolved it ("slack:<name> (<user id>)", "cli:…")
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -280,7 +281,19 @@ class AcknowledgeIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     flushed: Reply[bool] | None = None  # answered once the acknowledgement is in the tables
 
 
-IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident
+class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human resolved an incident (``resolve`` in its Slack thread, the operator API).
+    The answer is the incident as resolved and True, or (None, False): no open incident
+    has this id."""
+
+    incident_id: str
+    by: str
+    at: datetime
+    reply: Reply[tuple[Incident | None, bool]] | None = None
+    flushed: Reply[bool] | None = None  # answered once the resolve is in the tables
+
+
+IngestMessage = SignalReceived | SignalsReceived | AcknowledgeIncident | ResolveIncident
 
 
 # --- inbox of the router ---------------------------------------------------------------
@@ -545,7 +558,7 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
     acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
     # a step of SEV1's human loop this delivery tells of (none: the signal's own news)
-    step: Literal["acknowledged", "renotify", "escalated"] | None = None
+    step: Literal["acknowledged", "renotify", "escalated", "resolved"] | None = None
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None
@@ -714,7 +727,7 @@ class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     snapshot, the audit line and the deliveries, in order behind the signals before it."""
 
     incident: Incident
-    step: Literal["acknowledged", "renotify", "escalated"]
+    step: Literal["acknowledged", "renotify", "escalated", "resolved"]
     at: datetime
     flushed: Reply[bool] | None = None  # answered once it is all in the tables
 

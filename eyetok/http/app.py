@@ -3,12 +3,15 @@
 - ``/healthz`` (alive), ``/readyz`` (every actor started, accepting; components' health);
 - ``POST /slack/interactions``: a button pressed on a post (eyetok/http/slack_interactions);
 - ``POST /slack/events``: Slack's Events API (request signature v0, 5-minute window,
-  ``url_verification``); direct messages carry Slack ownership nonces;
+  ``url_verification``); direct messages carry Slack ownership nonces; a human's reply in
+  a thread goes to the conversation actor (eyetok/thread_verbs.py);
 - ``GET /verify/email/<token>``: the email magic link;
 - ``GET /oauth/pagerduty/callback``: the PagerDuty OAuth (PKCE) redirect;
 - ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
 - ``/api/v1/about``, ``notifications``, ``audit``, ``explain``, ``drills/receipts``: what the
   drill harness reads and keeps (``eyetok/http/drills.py``).
+- ``POST /api/v1/incidents/<id>/ack`` and ``…/resolve``: a human acknowledges or
+  resolves an incident (``{"by": "name"}``), as a Slack button or thread verb does;
 - ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
   acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 - ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
@@ -32,7 +35,7 @@ from quart_trio import QuartTrio
 from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.decoding import decode_json
-from eyetok.errors import IngestError, SignatureError
+from eyetok.errors import IngestError, OverloadedError, SignatureError
 from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
@@ -40,6 +43,7 @@ from eyetok.http.errors import add_json_errors
 from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
+from eyetok.thread_verbs import ThreadMessageSeen, thread_message_of
 from eyetok.verification import Verification, refusal
 
 
@@ -75,7 +79,17 @@ class Operations(Protocol):
         whether this acknowledgement counted (False: acknowledged already)."""
         ...
 
+    async def resolve_incident(self, incident_id: str, by: str) -> Incident | None:
+        """The incident as a human resolved it; None: no open incident has this id."""
+        ...
+
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
+
+
+class Conversation(Protocol):
+    """The conversation actor, as ``/slack/events`` hands it a thread reply."""
+
+    def thread_message(self, message: ThreadMessageSeen) -> None: ...
 
 
 class Reviewer(Protocol):
@@ -201,6 +215,7 @@ def create_app(
     operations: Operations | None = None,
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
+    conversation: Conversation | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -253,6 +268,13 @@ def create_app(
         envelope = decode_json(body, _SlackEnvelope, "a Slack event")
         if envelope.type == "url_verification":
             return _json({"challenge": envelope.challenge or ""})
+        said = thread_message_of(body, clock.now()) if conversation is not None else None
+        if said is not None and conversation is not None:
+            try:
+                conversation.thread_message(said)
+            except OverloadedError as exc:
+                return refused_as_json(exc, field="(body)")
+            return _json({"ok": True})
         event = envelope.event
         if (
             envelope.type == "event_callback"
@@ -357,6 +379,19 @@ def create_app(
             if incident is None:
                 return _json({"error": f"no open incident {incident_id!r}"}, 404)
             return _json({"incident": msgspec.to_builtins(incident), "acknowledged_now": counted})
+
+        @app.post("/api/v1/incidents/<incident_id>/resolve")
+        async def resolve_incident(incident_id: str) -> Response:
+            refused = operator_only()
+            if refused is not None:
+                return refused
+            by = await _acknowledger()
+            if isinstance(by, Response):
+                return by
+            incident = await operations.resolve_incident(incident_id, by)
+            if incident is None:
+                return _json({"error": f"no open incident {incident_id!r}"}, 404)
+            return _json({"incident": msgspec.to_builtins(incident)})
 
     if reviewer is None:
         return app
