@@ -26,6 +26,7 @@ import trio
 from actors.budgets import BudgetsDeps, run_budgets
 from actors.conversation import ConversationDeps, run_conversation
 from actors.delivery import DeliveryDeps, run_delivery
+from actors.digests import DigestsDeps, run_digests
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, ask_acknowledge, ask_resolve, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
@@ -41,6 +42,7 @@ from actors.tenants import TenantsDeps, run_tenants
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings, load_settings
+from eyetok.digests import CLUSTER, DigestRead, DigestReceipt
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard, SinkBoard
 from eyetok.messages import (
@@ -90,6 +92,7 @@ from state.history import queries
 from state.history.store import HistoryStore
 from state.history.tenant_queries import TenantScope
 from state.history.wal import Journal
+from state.mirror.digest_receipts import DigestReceipts
 from state.mirror.writer import MirrorWriter
 
 JOURNAL_TIMEOUT_S = 10.0
@@ -268,6 +271,7 @@ class Topology:
         if row is None:
             return None
         if row["acked_at"] is None:
+            await self.acknowledge_digest(CLUSTER + cluster_id, by)  # the notice's receipt
             now = self.clock.now()
             await self.record(
                 SuppressionRecorded(
@@ -292,6 +296,17 @@ class Topology:
             rows = await self.store.read(queries.suppressions)
             row = next(r for r in rows if r["cluster_id"] == cluster_id)
         return row
+
+    async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]:
+        """A human read an operator digest (``digest:<id>``, ``cluster:<id>``): its receipt
+        as it now stands (None: no such digest) and whether this read counted (False: read
+        already), once audited."""
+        reply: Reply[tuple[DigestReceipt | None, bool]] = Reply()
+        channel = self.channels["digests"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(DigestRead(what=what, by=by, at=self.clock.now(), reply=reply))
+        with trio.fail_after(60):
+            return await reply.wait()
 
     async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
         """A human acknowledges an incident (a Slack button, ``eyetok ack``): the incident
@@ -459,6 +474,7 @@ def build(
     budgets_tx, budgets_rx = trio.open_memory_channel[BudgetMessage](PIPELINE_BUFFER)
     mutes_tx, mutes_rx = trio.open_memory_channel[MuteMessage](PIPELINE_BUFFER)
     conversation_tx, conversation_rx = trio.open_memory_channel[ThreadMessageSeen](64)
+    digests_tx, digests_rx = trio.open_memory_channel[DigestRead](16)
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
@@ -636,6 +652,20 @@ def build(
             clock=clock,
         ),
         _child(
+            "digests",
+            run_digests,
+            DigestsDeps(
+                settings=settings,
+                store=store,
+                mirror=DigestReceipts(settings.database_url, settings.operator_tenant)
+                if settings.database_url
+                else None,
+            ),
+            digests_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
             "conversation",
             run_conversation,
             ConversationDeps(settings=settings, store=store),
@@ -657,6 +687,7 @@ def build(
             "budgets": budgets_tx,
             "mutes": mutes_tx,
             "conversation": conversation_tx,
+            "digests": digests_tx,
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,

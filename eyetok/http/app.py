@@ -35,6 +35,7 @@ from quart_trio import QuartTrio
 from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.decoding import decode_json
+from eyetok.digests import DigestReceipt
 from eyetok.errors import IngestError, OverloadedError, SignatureError
 from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
@@ -72,6 +73,11 @@ class Operations(Protocol):
 
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None:
         """The cluster's row after the acknowledgement; None: no such cluster."""
+        ...
+
+    async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]:
+        """An operator digest's read receipt (None: no such digest), and whether this
+        read counted (False: read already)."""
         ...
 
     async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:

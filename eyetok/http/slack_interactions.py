@@ -5,12 +5,14 @@ A button on an EyeTok post comes back here when a person presses it: a form body
 ``payload`` field is the JSON of a ``block_actions`` request, signed like the Events API
 (signature v0, 5-minute window). The one action EyeTok puts on a post is
 ``eyetok_acknowledge``, with the value ``cluster:<id>`` (a fired suppression cluster's
-notice) or ``incident:<id>`` (a SEV1 post, or its re-notification): it records the
-acknowledgement as the operator API's ``/ack`` routes do, by the Slack user who pressed it
-(``slack:<name> (<user id>)``). An incident's acknowledgement stops its escalation, is
-audited, rewrites the first post to say who acknowledged it and tells PagerDuty where a
-PagerDuty sink is on the route (:mod:`actors.incidents`, :mod:`actors.router`). Anything
-else is answered 200 and logged, so Slack shows no error.
+notice), ``digest:<id>`` (another operator digest: a budget cap summary, a daily review;
+its read receipt, eyetok/digests.py) or ``incident:<id>`` (a SEV1 post, or its
+re-notification): it records the acknowledgement as the operator API's ``/ack`` routes
+do, by the Slack user who pressed it (``slack:<name> (<user id>)``). An incident's
+acknowledgement stops its escalation, is audited, rewrites the first post to say who
+acknowledged it and tells PagerDuty where a PagerDuty sink is on the route
+(:mod:`actors.incidents`, :mod:`actors.router`). Anything else is answered 200 and
+logged, so Slack shows no error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from quart_trio import QuartTrio
 
 from eyetok import log, slack_events
 from eyetok.clock import Clock
+from eyetok.digests import DIGEST, DigestReceipt
 from eyetok.errors import SignatureError
 from eyetok.messages import Incident
 
@@ -33,6 +36,8 @@ ACKNOWLEDGE_ACTION = "eyetok_acknowledge"  # the render's button (actors/sinks/s
 
 class Acknowledger(Protocol):
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None: ...
+
+    async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]: ...
 
     async def acknowledge_incident(
         self, incident_id: str, by: str
@@ -94,15 +99,27 @@ def add_slack_interactions(
         except msgspec.DecodeError as exc:
             return _json({"error": f"not a Slack interaction payload: {exc}"}, 400)
         who = interaction.user.username or interaction.user.name or interaction.user.id
+        by = f"slack:{who}" + (
+            f" ({interaction.user.id})"
+            if interaction.user.id and interaction.user.id != who
+            else ""
+        )
         for action in interaction.actions:
             value = action.value or ""
+            if action.action_id == ACKNOWLEDGE_ACTION and value.startswith(DIGEST):
+                receipt, counted = await operations.acknowledge_digest(value, by[:200])
+                logger.info(
+                    "slack_digest_acknowledged"
+                    if counted
+                    else "slack_digest_acknowledged_already"
+                    if receipt is not None
+                    else "slack_acknowledge_unknown",
+                    digest=value,
+                    by=by,
+                )
+                continue
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
                 incident_id = value.removeprefix("incident:")
-                by = f"slack:{who}" + (
-                    f" ({interaction.user.id})"
-                    if interaction.user.id and interaction.user.id != who
-                    else ""
-                )
                 incident, counted = await operations.acknowledge_incident(incident_id, by[:200])
                 logger.info(
                     "slack_incident_acknowledged"
@@ -118,7 +135,7 @@ def add_slack_interactions(
                 logger.info("slack_action_ignored", action_id=action.action_id, by=who)
                 continue
             cluster_id = value.removeprefix("cluster:")
-            row = await operations.acknowledge_cluster(cluster_id, f"slack:{who}")
+            row = await operations.acknowledge_cluster(cluster_id, by[:200])
             logger.info(
                 "slack_acknowledged" if row is not None else "slack_acknowledge_unknown",
                 cluster_id=cluster_id,

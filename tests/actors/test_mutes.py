@@ -95,7 +95,7 @@ class _Rig:
         return [m for m in self.history if isinstance(m, AuditRecorded) and m.event == event]
 
 
-async def test_a_mute_holds_back_and_expires(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_mute_holds_back_and_expires(mock_clock: trio.testing.MockClock) -> None:
     clock = TrioWallClock(ANCHOR)
     rig = _Rig(HistoryStore(":memory:"))
     async with trio.open_nursery() as nursery:
@@ -141,7 +141,7 @@ async def test_a_mute_holds_back_and_expires(autojump_clock: trio.testing.MockCl
         nursery.cancel_scope.cancel()
 
 
-async def test_a_restart_keeps_the_mute(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_restart_keeps_the_mute(mock_clock: trio.testing.MockClock) -> None:
     clock = TrioWallClock(ANCHOR)
     store = HistoryStore(":memory:")
     until = ANCHOR + timedelta(minutes=30)

@@ -89,7 +89,14 @@ async def test_pressing_acknowledge_in_slack_acknowledges_the_cluster(
         pressed = await client.post("/slack/interactions", content=body, headers=_signed(body))
         assert pressed.status_code == 200, pressed.text
         [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
-        assert row["acked_by"] == "slack:dana"
+        assert row["acked_by"] == "slack:dana (U0DANA)"
+        # the notice's read receipt (the digest reader): who and what, once
+        audit = await client.get(
+            "/api/v1/audit", params={"event": "digest_acknowledged"}, headers=AUTH
+        )
+        [receipt] = [json.loads(r["detail"]) for r in audit.json()["audit"]]
+        assert receipt["what"] == f"cluster:{row['cluster_id']}"
+        assert receipt["by"] == "slack:dana (U0DANA)"
         unknown = _pressed("cluster:clu_nope")
         answer = await client.post("/slack/interactions", content=unknown, headers=_signed(unknown))
         assert answer.json() == {"ok": True}  # Slack shows no error; the log says why
