@@ -20,6 +20,7 @@ loop only tells people; it never acts on a SEV1 by itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -95,17 +96,13 @@ def take_step(incident: Incident, step: LoopStep, at: datetime) -> Incident:
     return msgspec.structs.replace(incident, escalated_at=at)
 
 
-async def ask_acknowledge(
-    ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
+async def _ask(
+    ingest: trio.MemorySendChannel[IngestMessage],
+    make: Callable[[Reply[tuple[Incident | None, bool]], Reply[bool]], IngestMessage],
 ) -> tuple[Incident | None, bool]:
-    """Ask the incidents actor to record a human's acknowledgement: the incident as it now
-    stands (None: no open incident has this id) and whether this acknowledgement counted
-    (False: acknowledged already); answered once it is in the tables."""
     reply: Reply[tuple[Incident | None, bool]] = Reply()
     flushed: Reply[bool] = Reply()
-    await ingest.send(
-        AcknowledgeIncident(incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed)
-    )
+    await ingest.send(make(reply, flushed))
     with trio.fail_after(30):
         incident, counted = await reply.wait()
         if incident is not None:
@@ -113,20 +110,31 @@ async def ask_acknowledge(
     return incident, counted
 
 
+async def ask_acknowledge(
+    ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
+) -> tuple[Incident | None, bool]:
+    """Ask the incidents actor to record a human's acknowledgement: the incident as it now
+    stands (None: no open incident has this id) and whether this acknowledgement counted
+    (False: acknowledged already); answered once it is in the tables."""
+    return await _ask(
+        ingest,
+        lambda reply, flushed: AcknowledgeIncident(
+            incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed
+        ),
+    )
+
+
 async def ask_resolve(
     ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
 ) -> Incident | None:
     """Ask the incidents actor to record a human's resolve: the incident as resolved (None:
     no open incident has this id); answered once it is in the tables."""
-    reply: Reply[tuple[Incident | None, bool]] = Reply()
-    flushed: Reply[bool] = Reply()
-    await ingest.send(
-        ResolveIncident(incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed)
+    incident, _ = await _ask(
+        ingest,
+        lambda reply, flushed: ResolveIncident(
+            incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed
+        ),
     )
-    with trio.fail_after(30):
-        incident, _ = await reply.wait()
-        if incident is not None:
-            await flushed.wait()
     return incident
 
 
@@ -222,10 +230,31 @@ async def run_incidents(
                 await outbox.send(IncidentStepped(incident=incident, step=step, at=now))
             track(key)
 
-    async def acknowledge(message: AcknowledgeIncident) -> None:
-        key = next(
-            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
+    def open_key(incident_id: str) -> IncidentKey | None:
+        return next((k for k, i in open_incidents.items() if i.incident_id == incident_id), None)
+
+    async def stepped_by_human(
+        key: IncidentKey,
+        incident: Incident,
+        message: AcknowledgeIncident | ResolveIncident,
+        step: Literal["acknowledged", "resolved"],
+    ) -> None:
+        """Tell the router (and the asker) of a human's acknowledgement or resolve."""
+        track(key)
+        logger.info(
+            f"incident_{step}" + ("_by_human" if step == "resolved" else ""),
+            tenant=incident.tenant,
+            incident_id=incident.incident_id,
+            by=message.by,
         )
+        await outbox.send(
+            IncidentStepped(incident=incident, step=step, at=message.at, flushed=message.flushed)
+        )
+        if message.reply is not None:
+            message.reply.send((incident, True))
+
+    async def acknowledge(message: AcknowledgeIncident) -> None:
+        key = open_key(message.incident_id)
         if key is None:
             if message.reply is not None:
                 message.reply.send((None, False))
@@ -239,47 +268,19 @@ async def run_incidents(
             return
         incident = acknowledged(incident, message.by, message.at)
         open_incidents[key] = incident
-        track(key)
-        logger.info(
-            "incident_acknowledged",
-            tenant=incident.tenant,
-            incident_id=incident.incident_id,
-            by=message.by,
-        )
-        await outbox.send(
-            IncidentStepped(
-                incident=incident, step="acknowledged", at=message.at, flushed=message.flushed
-            )
-        )
-        if message.reply is not None:
-            message.reply.send((incident, True))
+        await stepped_by_human(key, incident, message, "acknowledged")
 
     async def resolve(message: ResolveIncident) -> None:
         """A human resolves an open incident: told to its route's sinks as a resolve is
         (the Slack thread, PagerDuty), audited with who; its escalation stops."""
-        key = next(
-            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
-        )
+        key = open_key(message.incident_id)
         if key is None:
             if message.reply is not None:
                 message.reply.send((None, False))
             return
         incident = resolved(open_incidents[key], message.by, message.at)
         apply(open_incidents, IncidentAction.RESOLVE, incident, recently_resolved)
-        track(key)
-        logger.info(
-            "incident_resolved_by_human",
-            tenant=incident.tenant,
-            incident_id=incident.incident_id,
-            by=message.by,
-        )
-        await outbox.send(
-            IncidentStepped(
-                incident=incident, step="resolved", at=message.at, flushed=message.flushed
-            )
-        )
-        if message.reply is not None:
-            message.reply.send((incident, True))
+        await stepped_by_human(key, incident, message, "resolved")
 
     while True:
         await fire_due()

@@ -388,10 +388,7 @@ def create_app(
 
         @app.post("/api/v1/incidents/<incident_id>/resolve")
         async def resolve_incident(incident_id: str) -> Response:
-            refused = operator_only()
-            if refused is not None:
-                return refused
-            by = await _acknowledger()
+            by = operator_only() or await _acknowledger()
             if isinstance(by, Response):
                 return by
             incident = await operations.resolve_incident(incident_id, by)

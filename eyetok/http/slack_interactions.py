@@ -67,6 +67,12 @@ def _json(body: object, status: int = 200) -> Response:
     return response
 
 
+def _acknowledged(logger: Any, what: str, known: bool, counted: bool, **about: str) -> None:
+    """One log line for a press of Acknowledge on ``what`` (an incident, a digest)."""
+    event = f"slack_{what}_acknowledged" + ("" if counted else "_already")
+    logger.info(event if known else "slack_acknowledge_unknown", **about)
+
+
 def add_slack_interactions(
     app: QuartTrio, operations: Acknowledger, signing_secret: str | None, clock: Clock
 ) -> None:
@@ -108,28 +114,13 @@ def add_slack_interactions(
             value = action.value or ""
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith(DIGEST):
                 receipt, counted = await operations.acknowledge_digest(value, by[:200])
-                logger.info(
-                    "slack_digest_acknowledged"
-                    if counted
-                    else "slack_digest_acknowledged_already"
-                    if receipt is not None
-                    else "slack_acknowledge_unknown",
-                    digest=value,
-                    by=by,
-                )
+                _acknowledged(logger, "digest", receipt is not None, counted, digest=value, by=by)
                 continue
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
                 incident_id = value.removeprefix("incident:")
                 incident, counted = await operations.acknowledge_incident(incident_id, by[:200])
-                logger.info(
-                    "slack_incident_acknowledged"
-                    if counted
-                    else "slack_incident_acknowledged_already"
-                    if incident is not None
-                    else "slack_acknowledge_unknown",
-                    incident_id=incident_id,
-                    by=by,
-                )
+                known = incident is not None
+                _acknowledged(logger, "incident", known, counted, incident_id=incident_id, by=by)
                 continue
             if action.action_id != ACKNOWLEDGE_ACTION or not value.startswith("cluster:"):
                 logger.info("slack_action_ignored", action_id=action.action_id, by=who)
