@@ -660,6 +660,11 @@ def build(
                 mirror=DigestReceipts(settings.database_url, settings.operator_tenant)
                 if settings.database_url
                 else None,
+                # new digests are looked for at least four times per escalation window
+                rescan_s=min(
+                    30.0,
+                    settings.tenants[settings.operator_tenant].escalation.digest_escalate_s / 4,
+                ),
             ),
             digests_rx,
             history_tx,

@@ -59,15 +59,15 @@ class SlackEventsSender:
         event = {"type": "message", "channel": channel, "channel_type": "channel", "user": user}
         return event | {"text": text, "ts": self.next_ts(), "thread_ts": thread_ts, **extra}
 
-    async def send(
+    def signed(
         self,
-        client: httpx.AsyncClient,
         envelope: dict[str, Any],
         *,
         retry: int = 0,
         signature: str | None = None,
         timestamp: int | None = None,
-    ) -> httpx.Response:
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers Slack sends ``envelope`` with (``retry``: its n-th retry)."""
         body = json.dumps(envelope).encode()
         stamp = int(time.time()) if timestamp is None else timestamp
         headers = {
@@ -77,4 +77,14 @@ class SlackEventsSender:
         }
         if retry:
             headers |= {"x-slack-retry-num": str(retry), "x-slack-retry-reason": "http_timeout"}
+        return body, headers
+
+    async def send(
+        self, client: httpx.AsyncClient, envelope: dict[str, Any], **how: Any
+    ) -> httpx.Response:
+        body, headers = self.signed(envelope, **how)
         return await client.post(self.url, content=body, headers=headers)
+
+    def send_sync(self, envelope: dict[str, Any], **how: Any) -> httpx.Response:
+        body, headers = self.signed(envelope, **how)
+        return httpx.post(self.url, content=body, headers=headers, timeout=15.0)
