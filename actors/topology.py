@@ -2,14 +2,20 @@
 
     HTTP hooks --SignalReceived--> [incidents] --IncidentChanged--> [router]
         --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [suppression]
-        --Deliver--> [budgets] --Deliver--> [delivery]
+        --Deliver--> [mutes] --Deliver--> [budgets] --Deliver--> [delivery]
         --DeliveryFinished / AuditRecorded / PlanDeliveries--> [history]
 
+    /slack/events (a thread reply) --ThreadMessageSeen--> [conversation]
+        --AcknowledgeIncident / ResolveIncident--> [incidents]; --MuteTenant--> [mutes];
+        answers (PlanDeliveries) and audit lines --> [history]
+    a pressed Acknowledge on a digest --DigestRead--> [digests] --> [history]
+
 Forward edges may block (that is the backpressure that ends in a 503 at the front door).
-The back edges into history (from suppression, budgets and delivery) cannot deadlock:
-suppression and budgets hand their history messages to a courier task and never wait on
-history themselves, and the delivery dispatcher never blocks (it hands work to its lanes),
-so history's outbound edge always drains.
+The back edges into history (from suppression, mutes, budgets and delivery) cannot
+deadlock: suppression, mutes and budgets hand their history messages to a courier task
+and never wait on history themselves, and the delivery dispatcher never blocks (it
+hands work to its lanes), so history's outbound edge always drains. The conversation and
+digests actors wait on history (a flush) but nothing waits on them in return.
 The supervisor keeps every original channel end open for the life of the process; each
 actor incarnation gets clones, so a restarted actor reads the same inbox.
 """
