@@ -122,13 +122,13 @@ class _AckBody(msgspec.Struct, kw_only=True):
     by: str = ""
 
 
-async def _acknowledger() -> str | Response:
-    """Who acknowledges, from the request's ``{"by": "name"}`` (cut to 200 characters), or
-    the 400 that asks for it."""
+async def _acknowledger(does: str = "acknowledges") -> str | Response:
+    """Who acknowledges (or resolves), from the request's ``{"by": "name"}`` (cut to 200
+    characters), or the 400 that asks for it."""
     body = await json_body(_AckBody, "an acknowledgement", optional=True)
     by = (body.by if body else "").strip()
     if not by:
-        return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
+        return _json({"error": f'say who {does}: a JSON body {{"by": "name"}}'}, 400)
     return by[:200]
 
 
@@ -388,7 +388,7 @@ def create_app(
 
         @app.post("/api/v1/incidents/<incident_id>/resolve")
         async def resolve_incident(incident_id: str) -> Response:
-            by = operator_only() or await _acknowledger()
+            by = operator_only() or await _acknowledger("resolves")
             if isinstance(by, Response):
                 return by
             incident = await operations.resolve_incident(incident_id, by)

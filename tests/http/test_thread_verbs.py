@@ -175,3 +175,34 @@ def _expected_why(settings: Settings, incident: dict[str, Any]) -> Why:
         recognisers=settings.recognisers,
     )
     return why(facts_of(signal, known=False))
+
+
+async def test_the_operator_api_resolves_as_the_thread_does(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
+    base = f"http://127.0.0.1:{daemon.bound_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        incident_id = await _open(client, "event_alert_fatal")
+        [first] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 1)
+        path = f"/api/v1/incidents/{incident_id}/resolve"
+        assert (await client.post(path, json={"by": "sam"})).status_code == 401
+        nobody = await client.post(path, headers=AUTH)
+        assert nobody.status_code == 400
+        assert nobody.json()["error"] == 'say who resolves: a JSON body {"by": "name"}'
+        unknown = await client.post(
+            "/api/v1/incidents/inc_nope/resolve", json={"by": "sam"}, headers=AUTH
+        )
+        assert unknown.status_code == 404
+        resolved = await client.post(path, json={"by": "sam"}, headers=AUTH)
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json()["incident"]["resolved_by"] == "sam"
+        reply = await _answer(fake_slack, first.ts, 0)
+        assert reply.text is not None
+        assert "resolved by sam" in reply.text
+        # a second resolve finds nothing open
+        again = await client.post(path, json={"by": "kim"}, headers=AUTH)
+        assert again.status_code == 404
+        [audit] = await _audit(client, "incident_resolved")
+        assert audit["detail"].startswith("resolved by sam; told: slack #raxx-ops-alert-SEV1")
+    daemon.request_stop()
