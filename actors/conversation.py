@@ -121,7 +121,7 @@ async def run_conversation(
                 if counted:
                     return None
                 if acked is None:
-                    return f"`{incident.incident_id}` is {incident.status}: nothing to acknowledge."
+                    return f"`{incident.incident_id}` is not open: nothing to acknowledge."
                 return f"Already acknowledged by {acked.acknowledged_by}" + (
                     f" {when(acked.acknowledged_at)}." if acked.acknowledged_at else "."
                 )
