@@ -83,7 +83,11 @@ async def test_pressing_acknowledge_in_slack_acknowledges_the_cluster(
 
         await eventually(fired)
         [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
-        body = _pressed(f"cluster:{row['cluster_id']}")
+        value = f"cluster:{row['cluster_id']}"
+        # a human presses the button of the notice Slack shows (the tenants' pages withheld)
+        [shown] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 1)
+        assert value in json.dumps(shown.blocks)
+        body = _pressed(value)
         unsigned = await client.post("/slack/interactions", content=body)
         assert unsigned.status_code == 401
         pressed = await client.post("/slack/interactions", content=body, headers=_signed(body))
