@@ -29,7 +29,14 @@ import trio
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
-from eyetok.digests import DigestRead, DigestReceipt, escalation_due, escalation_text, merged
+from eyetok.digests import (
+    ESCALATED_RULE,
+    DigestRead,
+    DigestReceipt,
+    escalation_due,
+    escalation_text,
+    merged,
+)
 from eyetok.errors import StateError
 from eyetok.messages import (
     AuditRecorded,
@@ -96,7 +103,10 @@ async def run_digests(
             by, acked, escalated = outcomes.get(receipt.what, (None, None, None))
             fold(
                 msgspec.structs.replace(
-                    receipt, acknowledged_by=by, acknowledged_at=acked, escalated_at=escalated
+                    receipt,
+                    acknowledged_by=by,
+                    acknowledged_at=acked,
+                    escalated_at=receipt.escalated_at or escalated,
                 )
             )
 
@@ -131,7 +141,7 @@ async def run_digests(
                 title=f"{receipt.title} (escalated)",
                 text=escalation_text(receipt, now),
                 at=now,
-                rule="digest-escalated",
+                rule=ESCALATED_RULE,
                 severity=Severity.HIGH,
                 acknowledge=receipt.what,
             )

@@ -22,6 +22,7 @@ from eyetok.wording import duration, when
 
 DIGEST = "digest:"  # the acknowledge value of a cap summary or a daily review
 CLUSTER = "cluster:"  # the acknowledge value of a cluster notice
+ESCALATED_RULE = "digest-escalated"  # the rule of a digest's escalated copy
 _TITLES = {"suppression-fired": "suppression cluster notice", "budget-cap": "budget cap summary"}
 
 

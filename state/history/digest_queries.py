@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from eyetok.digests import CLUSTER, DigestReceipt, title_of
+from eyetok.digests import CLUSTER, ESCALATED_RULE, DigestReceipt, title_of
 
 
 def _at(epoch_ms: int) -> datetime:
@@ -18,11 +18,14 @@ def _at(epoch_ms: int) -> datetime:
 
 
 def posted(con: duckdb.DuckDBPyConnection, since: datetime) -> list[DigestReceipt]:
-    """The digests planned since ``since``, each once (its first outbox row: an escalated
-    digest's second row carries the same acknowledge value)."""
+    """The digests planned since ``since``, each once (its first outbox row), escalated
+    when its escalated copy was planned (that row carries the same acknowledge value and
+    is journalled before the ``digest_escalated`` audit line, so a crash between the two
+    cannot escalate it again)."""
     rows = con.execute(
         """SELECT what, arg_min(rule, planned_at), arg_min(title, planned_at),
-                  arg_min(notice, planned_at), epoch_ms(min(planned_at))
+                  arg_min(notice, planned_at), epoch_ms(min(planned_at)),
+                  epoch_ms(min(planned_at) FILTER (WHERE rule = ?))
            FROM (SELECT json_extract_string(deliver_json, '$.acknowledge') AS what,
                         json_extract_string(deliver_json, '$.rule') AS rule,
                         json_extract_string(deliver_json, '$.incident.title') AS title,
@@ -31,12 +34,19 @@ def posted(con: duckdb.DuckDBPyConnection, since: datetime) -> list[DigestReceip
                  FROM deliveries
                  WHERE planned_at >= ? AND deliver_json LIKE '%"acknowledge":"%')
            WHERE what LIKE 'digest:%' OR what LIKE 'cluster:%'
-           GROUP BY what ORDER BY min(planned_at)""",
-        [since],
+           GROUP BY what HAVING count(*) FILTER (WHERE rule <> ?) > 0
+           ORDER BY min(planned_at)""",
+        [ESCALATED_RULE, since, ESCALATED_RULE],
     ).fetchall()
     return [
-        DigestReceipt(what=what, title=title_of(rule, title), text=text or "", posted_at=_at(ms))
-        for what, rule, title, text, ms in rows
+        DigestReceipt(
+            what=what,
+            title=title_of(rule, title),
+            text=text or "",
+            posted_at=_at(posted_ms),
+            escalated_at=_at(escalated_ms) if escalated_ms is not None else None,
+        )
+        for what, rule, title, text, posted_ms, escalated_ms in rows
     ]
 
 

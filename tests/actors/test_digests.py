@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 import trio.testing
 
 from actors.digests import DigestsDeps, run_digests
 from eyetok.clock import TrioWallClock
-from eyetok.digests import DigestRead, DigestReceipt, digest_value
+from eyetok.digests import ESCALATED_RULE, DigestRead, DigestReceipt, digest_value
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
@@ -208,6 +209,29 @@ async def test_a_restart_neither_repeats_nor_loses_the_escalation(
         assert [d.acknowledge for d in history.escalations()] == ["digest:dlv_review2"]
         await trio.sleep(20 * 60)
         assert len(history.escalations()) == 1
+
+
+async def test_a_crash_after_the_escalation_was_planned_does_not_escalate_again(
+    mock_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The escalated copy is journalled before its audit line: a process killed in
+    between leaves the copy and no audit line, and the copy alone counts as the
+    escalation."""
+    clock = TrioWallClock(ANCHOR)
+    store = HistoryStore(":memory:")
+    review = _review(clock.now())
+    copy = msgspec.structs.replace(
+        review,
+        delivery_id="dlv_copy",
+        rule=ESCALATED_RULE,
+        planned_at=ANCHOR + timedelta(minutes=15),
+        destination=Destination(sink_id="slack", sink_type="slack", target="#oncall-secondary"),
+    )
+    async with _life(store, clock, tmp=tmp_path) as (history, _):
+        await history.post(review)
+        await history.post(copy)  # and no digest_escalated audit line: the crash
+        await trio.sleep(30 * 60)
+        assert history.escalations() == []
 
 
 async def test_a_fresh_data_directory_keeps_the_timers_from_postgres(

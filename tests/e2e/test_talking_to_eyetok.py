@@ -13,30 +13,19 @@ import httpx
 
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
+from tests.http.test_budgets_and_suppression import HOOK_TOKEN, _verdict
+from tests.http.test_slack_interactions import CONFIG as CLUSTER_CONFIG
 from tests.peers.slack import FakeSlack, SlackPost
 from tests.peers.slack_events import SlackEventsSender
 from tests.verify import ROOT_TOKEN, tenant_slack_token
 
-HOOK_TOKEN = "tenant-hook-token-e2e"
-CONFIG = """
-suppression: {hold_s: 0.3, quiet_s: 30, min_tenants: 2, min_share: 0.5}
-tenants:
-  operator:
-    tier: operator
-    escalation: {secondary: {sink: slack, target: "#oncall-secondary"}, digest_escalate_s: 2}
-  t1:
-    tier: team
-    hook_token_env: HOOK_TOKEN
-    policy: {routes: {SEV2: [{sink: t1-slack, target: "#t1"}], SEV2.5: [{sink: t1-slack, target: "#t1"}]}}
-  t2:
-    tier: team
-    hook_token_env: HOOK_TOKEN
-    policy: {routes: {SEV2: [{sink: t2-slack, target: "#t2"}], SEV2.5: [{sink: t2-slack, target: "#t2"}]}}
-sinks:
-  slack: {type: slack, tenant: operator}
-  t1-slack: {type: slack, tenant: t1, token_env: T1_SLACK_TOKEN}
-  t2-slack: {type: slack, tenant: t2, token_env: T2_SLACK_TOKEN}
-"""  # noqa: E501
+# the cluster test's tenants and sinks; the operator escalates to a secondary after 2 s
+CONFIG = CLUSTER_CONFIG.replace(
+    "  operator: {tier: operator}\n",
+    "  operator:\n    tier: operator\n    escalation:\n"
+    '      secondary: {sink: slack, target: "#oncall-secondary"}\n'
+    "      digest_escalate_s: 2\n",
+)
 
 
 def _env(slack: FakeSlack, config: Path) -> dict[str, str]:
@@ -49,20 +38,6 @@ def _env(slack: FakeSlack, config: Path) -> dict[str, str]:
         "T1_SLACK_TOKEN": tenant_slack_token(slack, "t1"),
         "T2_SLACK_TOKEN": tenant_slack_token(slack, "t2"),
     }
-
-
-def _verdict(tenant: str) -> bytes:
-    return json.dumps(
-        {
-            "server": f"{tenant}.registry.example",
-            "verdict": "down",
-            "error_kind": "tls_handshake",
-            "asn": 13335,
-            "registry": "npm",
-            "region": "us-east-1",
-            "observed_at": "2026-11-24T15:00:00Z",
-        }
-    ).encode()
 
 
 def _wait(what: str, done: object, within: float = 20.0) -> None:
@@ -79,6 +54,7 @@ def _in(slack: FakeSlack, channel: str) -> list[SlackPost]:
 
 
 def test_digest_escalation_and_thread_verbs(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    assert "digest_escalate_s: 2" in CONFIG
     config = tmp_path / "eyetok.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     env = _env(fake_slack, config)
@@ -87,7 +63,7 @@ def test_digest_escalation_and_thread_verbs(tmp_path: Path, fake_slack: FakeSlac
         for tenant in ("t1", "t2"):
             answer = httpx.post(
                 f"{daemon.url}/hooks/probe/{tenant}",
-                content=_verdict(tenant),
+                content=_verdict(f"{tenant}.registry.example"),
                 headers={
                     "content-type": "application/json",
                     "authorization": f"Bearer {HOOK_TOKEN}",
