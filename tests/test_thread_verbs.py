@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from eyetok.config import parse_file_config, settings_from
 from eyetok.thread_verbs import HELP, Command, Verb, help_line, parse, thread_message_of
 
 AT = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
@@ -105,3 +108,17 @@ def test_a_human_reply_in_a_thread_is_one() -> None:
 )
 def test_what_is_not_a_thread_reply(body: bytes) -> None:
     assert thread_message_of(body, AT) is None
+
+
+def test_the_readme_digest_example_is_valid_configuration() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The digest reader") :]
+    [example] = re.findall(r"`(escalation: \{[^`]*\})`", section[: section.index("\n## ")])
+    config = "tenants:\n  operator:\n    tier: operator\n    " + example + "\n"
+    escalation = settings_from(parse_file_config(config), {}).tenants["operator"].escalation
+    assert escalation.digest_escalate_s == 900
+    assert escalation.secondary is not None
+    assert (escalation.secondary.sink, escalation.secondary.target) == (
+        "slack",
+        "#oncall-secondary",
+    )
