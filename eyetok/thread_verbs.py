@@ -146,13 +146,20 @@ def parse(text: str) -> Command:
             return Command(verb=Verb.MUTE, mute_for=DEFAULT_MUTE)
         span = _SPAN.match(rest)
         if span is None:
-            return Command(verb=Verb.HELP, problem=f"`mute {rest}` is not a span like 1h or 30m")
+            said = _plain(rest[:40])
+            return Command(verb=Verb.HELP, problem=f"`mute {said}` is not a span like 1h or 30m")
         amount = int(span.group(1))
         mute_for = timedelta(hours=amount) if span.group(2)[0] == "h" else timedelta(minutes=amount)
         if not timedelta(minutes=1) <= mute_for <= MAX_MUTE:
             return Command(verb=Verb.HELP, problem="a mute lasts from 1 minute to 24 hours")
         return Command(verb=Verb.MUTE, mute_for=mute_for)
     return Command(verb=Verb.HELP)
+
+
+def _plain(text: str) -> str:
+    """Text from outside (a human's words, a payload's values) made inert in Slack mrkdwn:
+    no mention, link or channel ping."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def help_line(command: Command) -> str:
@@ -187,8 +194,10 @@ def why_line(
         f"{'/'.join(window.days)} {window.start}-{window.end}"
         + (f"; it was {local:%a %H:%M %Z} there)" if window.zone != ONCALL_ZONE.key else ")")
     )
-    held = "; ".join(why.held) or "no condition (the default rule)"
-    misses = "; ".join(f"`{m.rule}` ({m.severity.value}): {m.failed}" for m in why.louder_misses)
+    held = _plain("; ".join(why.held)) or "no condition (the default rule)"
+    misses = "; ".join(
+        f"`{m.rule}` ({m.severity.value}): {_plain(m.failed)}" for m in why.louder_misses
+    )
     return (
         f"Routed by rule `{why.rule}` ({why.severity.value} -> {channel or 'audit only'}) "
         f"when its first signal arrived {when(received_at)}, {hours}. Held: {held}. "

@@ -9,8 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from eyetok.business_hours import BusinessWindow
 from eyetok.config import parse_file_config, settings_from
-from eyetok.thread_verbs import HELP, Command, Verb, help_line, parse, thread_message_of
+from eyetok.messages import Severity
+from eyetok.severity import RuleMiss, Why
+from eyetok.thread_verbs import (
+    HELP,
+    Command,
+    Verb,
+    help_line,
+    parse,
+    thread_message_of,
+    why_line,
+)
 
 AT = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
 
@@ -54,6 +65,8 @@ def test_mute_spans(text: str, span: timedelta) -> None:
         ("mute 25h", "a mute lasts from 1 minute to 24 hours"),
         ("mute 0m", "a mute lasts from 1 minute to 24 hours"),
         ("mute forever", "`mute forever` is not a span like 1h or 30m"),
+        # what a human wrote is quoted back, never as a mention or a link
+        ("mute <!channel>", "`mute &lt;!channel&gt;` is not a span like 1h or 30m"),
     ],
 )
 def test_a_mute_out_of_bounds_gets_help_that_says_why(text: str, problem: str) -> None:
@@ -122,3 +135,20 @@ def test_the_readme_digest_example_is_valid_configuration() -> None:
         "slack",
         "#oncall-secondary",
     )
+
+
+def test_why_quotes_payload_values_inertly() -> None:
+    found = Why(
+        rule="error-new-unhandled-production",
+        severity=Severity.HIGH,
+        held=('environment is "<!channel> production"',),
+        louder_misses=(
+            RuleMiss(rule="fatal", severity=Severity.CRITICAL, failed='level is "<@U1>"'),
+        ),
+    )
+    line = why_line(found, received_at=AT, window=BusinessWindow(), channel="SEV2", business=False)
+    assert "<!channel>" not in line
+    assert "<@U1>" not in line
+    assert 'environment is "&lt;!channel&gt; production"' in line
+    assert '`fatal` (critical): level is "&lt;@U1&gt;"' in line
+    assert "outside business hours (America/New_York, mon/tue/wed/thu/fri 08:00-18:30)" in line
