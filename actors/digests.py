@@ -79,15 +79,13 @@ async def run_digests(
     receipts: dict[str, DigestReceipt] = {}
     unmirrored: set[str] = set()
 
-    def fold(receipt: DigestReceipt) -> bool:
-        """Take in what a stored row says of a digest; True if it was news."""
+    def fold(receipt: DigestReceipt) -> None:
+        """Take in what a stored row says of a digest (news is mirrored)."""
         known = receipts.get(receipt.what)
         folded = merged(known, receipt) if known is not None else receipt
-        if folded == known:
-            return False
-        receipts[receipt.what] = folded
-        unmirrored.add(receipt.what)
-        return True
+        if folded != known:
+            receipts[receipt.what] = folded
+            unmirrored.add(receipt.what)
 
     async def flushed() -> None:
         reply: Reply[bool] = Reply()
