@@ -30,6 +30,7 @@ from eyetok import log
 from eyetok.budgets import Spent, Window, digest_text, hour_of, spend
 from eyetok.clock import Clock
 from eyetok.config import Settings
+from eyetok.digests import digest_value
 from eyetok.messages import (
     AuditRecorded,
     BudgetMessage,
@@ -164,8 +165,9 @@ async def run_budgets(
         courier.post(AuditRecorded(at=now, tenant=tenant, event="budget_capped", detail=text))
         logger.warning("budget_capped", tenant=tenant, cap=cap, window=window.start.isoformat())
         if deps.cap_notices is not None:
+            line_id = notice_id("cap", tenant, window.start.isoformat())
             line = notice(
-                delivery_id=notice_id("cap", tenant, window.start.isoformat()),
+                delivery_id=line_id,
                 tenant=deps.operator_tenant,
                 destination=deps.cap_notices,
                 about=f"budget:{tenant}:{window.start:%Y%m%dT%H}",
@@ -173,6 +175,7 @@ async def run_budgets(
                 text=text,
                 at=now,
                 rule="budget-cap",
+                acknowledge=digest_value(line_id),  # an operator digest (eyetok/digests.py)
             )
             courier.post(PlanDeliveries(origin=f"cap:{tenant}", deliveries=(line,)))
 

@@ -188,6 +188,7 @@ class Daemon:
             slack_app=SlackInteractivity(settings, topology, self.clock),
             rotations=topology,
             oncall=topology,
+            conversation=topology,
         )
         add_console(
             app,

@@ -21,6 +21,7 @@ acts on a SEV1 by itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -108,6 +109,48 @@ def take_step(incident: Incident, step: LoopStep, at: datetime) -> Incident:
     if step == "renotify":
         return msgspec.structs.replace(incident, renotified_at=at)
     return msgspec.structs.replace(incident, escalated_at=at)
+
+
+async def _ask(
+    ingest: trio.MemorySendChannel[IngestMessage],
+    make: Callable[[Reply[tuple[Incident | None, bool]], Reply[bool]], IngestMessage],
+) -> tuple[Incident | None, bool]:
+    reply: Reply[tuple[Incident | None, bool]] = Reply()
+    flushed: Reply[bool] = Reply()
+    await ingest.send(make(reply, flushed))
+    with trio.fail_after(30):
+        incident, counted = await reply.wait()
+        if incident is not None:
+            await flushed.wait()
+    return incident, counted
+
+
+async def ask_acknowledge(
+    ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
+) -> tuple[Incident | None, bool]:
+    """Ask the incidents actor to record a human's acknowledgement: the incident as it now
+    stands (None: no open incident has this id) and whether this acknowledgement counted
+    (False: acknowledged already); answered once it is in the tables."""
+    return await _ask(
+        ingest,
+        lambda reply, flushed: AcknowledgeIncident(
+            incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed
+        ),
+    )
+
+
+async def ask_resolve(
+    ingest: trio.MemorySendChannel[IngestMessage], incident_id: str, by: str, at: datetime
+) -> Incident | None:
+    """Ask the incidents actor to record a human's resolve: the incident as resolved (None:
+    no open incident has this id); answered once it is in the tables."""
+    incident, _ = await _ask(
+        ingest,
+        lambda reply, flushed: ResolveIncident(
+            incident_id=incident_id, by=by, at=at, reply=reply, flushed=flushed
+        ),
+    )
+    return incident
 
 
 @dataclass(frozen=True)

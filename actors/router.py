@@ -127,13 +127,16 @@ def step_plan(
             ),
         )
         action = IncidentAction.OPEN  # a destination that has not heard of it yet
+    elif stepped.step == "resolved":  # by a human: every sink of the route hears of it
+        destinations = destinations_for(tenant.policy, incident.sev_channel, sink_types)
+        action = IncidentAction.RESOLVE
     else:
         destinations = tuple(
             d
             for d in destinations_for(tenant.policy, incident.sev_channel, sink_types)
             if d.sink_type in _LOOP_SINK_TYPES
         )
-        action = IncidentAction.RESOLVE if stepped.step == "resolved" else IncidentAction.UPDATE
+        action = IncidentAction.UPDATE
     origin = f"{incident.incident_id}:{stepped.step}"
     return tuple(
         Deliver(

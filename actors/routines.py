@@ -33,6 +33,7 @@ import trio
 
 from eyetok import log
 from eyetok.clock import Clock
+from eyetok.digests import digest_value
 from eyetok.errors import ConfigError, StateError
 from eyetok.guard import scrub
 from eyetok.messages import (
@@ -93,14 +94,16 @@ class RoutinesDeps:
 
 
 def operator_notice(
-    deps: RoutinesDeps, *, key: str, title: str, text: str, now: datetime
+    deps: RoutinesDeps, *, key: str, title: str, text: str, now: datetime, digest: bool = False
 ) -> Deliver | None:
-    """An outbox row carrying ``text`` to the operator; ``key`` makes it idempotent."""
+    """An outbox row carrying ``text`` to the operator; ``key`` makes it idempotent;
+    ``digest``: an operator digest, with ``Acknowledge`` (eyetok/digests.py)."""
     if deps.notices is None:
         return None
-    digest = hashlib.sha256(f"routine|{key}".encode()).hexdigest()
+    hashed = hashlib.sha256(f"routine|{key}".encode()).hexdigest()
+    delivery_id = "dlv_" + hashed[:24]
     incident = Incident(
-        incident_id="rtn_" + digest[:16],
+        incident_id="rtn_" + hashed[:16],
         tenant=deps.operator_tenant,
         dedup_key=f"routine:{key}",
         title=title,
@@ -113,7 +116,7 @@ def operator_notice(
         event_count=1,
     )
     return Deliver(
-        delivery_id="dlv_" + digest[:24],
+        delivery_id=delivery_id,
         tenant=deps.operator_tenant,
         destination=deps.notices,
         incident=incident,
@@ -122,6 +125,7 @@ def operator_notice(
         planned_at=now,
         received_at=now,
         notice=scrub(text),
+        acknowledge=digest_value(delivery_id) if digest else None,
     )
 
 
@@ -217,8 +221,10 @@ async def run_routines(
         await to_history.send(FlushHistory(reply=reply))
         await reply.wait()
 
-    async def tell_operator(key: str, title: str, text: str) -> None:
-        deliver = operator_notice(deps, key=key, title=title, text=text, now=clock.now())
+    async def tell_operator(key: str, title: str, text: str, *, digest: bool = False) -> None:
+        deliver = operator_notice(
+            deps, key=key, title=title, text=text, now=clock.now(), digest=digest
+        )
         if deliver is None:
             logger.warning("operator_notice_nowhere", routine=title, text=text)
             return
@@ -431,7 +437,9 @@ async def run_routines(
                 case ReviewDue(slot=slot):
                     found = await review(slot - deps.review_window, slot)
                     text = summary(found)
-                    await tell_operator(f"review|{slot.isoformat()}", "daily review", text)
+                    await tell_operator(
+                        f"review|{slot.isoformat()}", "daily review", text, digest=True
+                    )
                 case ReviewRequested(since=since, reply=reply):
                     reply.send(await review(since, clock.now()))
                 case AnomalyNoteRequested():

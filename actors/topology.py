@@ -2,14 +2,20 @@
 
     HTTP hooks --SignalReceived--> [incidents] --IncidentChanged--> [router]
         --JournalSignal--> [history] ==commit==> 202 answered; Deliver --> [suppression]
-        --Deliver--> [budgets] --Deliver--> [delivery]
+        --Deliver--> [mutes] --Deliver--> [budgets] --Deliver--> [delivery]
         --DeliveryFinished / AuditRecorded / PlanDeliveries--> [history]
 
+    /slack/events (a thread reply) --ThreadMessageSeen--> [conversation]
+        --AcknowledgeIncident / ResolveIncident--> [incidents]; --MuteTenant--> [mutes];
+        answers (PlanDeliveries) and audit lines --> [history]
+    a pressed Acknowledge on a digest --DigestRead--> [digests] --> [history]
+
 Forward edges may block (that is the backpressure that ends in a 503 at the front door).
-The back edges into history (from suppression, budgets and delivery) cannot deadlock:
-suppression and budgets hand their history messages to a courier task and never wait on
-history themselves, and the delivery dispatcher never blocks (it hands work to its lanes),
-so history's outbound edge always drains.
+The back edges into history (from suppression, mutes, budgets and delivery) cannot
+deadlock: suppression, mutes and budgets hand their history messages to a courier task
+and never wait on history themselves, and the delivery dispatcher never blocks (it
+hands work to its lanes), so history's outbound edge always drains. The conversation and
+digests actors wait on history (a flush) but nothing waits on them in return.
 The supervisor keeps every original channel end open for the life of the process; each
 actor incarnation gets clones, so a restarted actor reads the same inbox.
 """
@@ -24,12 +30,15 @@ from typing import Any
 import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
+from actors.conversation import ConversationDeps, run_conversation
 from actors.credential_reload import credential_reloader
 from actors.credential_versions import sealer_of
 from actors.delivery import DeliveryDeps, run_delivery
+from actors.digests import DigestsDeps, run_digests
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.mutes import MuteMessage, MutesDeps, run_mutes
 from actors.oncall import OncallDeps, run_oncall
 from actors.rotation import RotationDeps, run_rotation
 from actors.router import RouterDeps, run_router
@@ -44,6 +53,7 @@ from actors.ticket_trail import TicketTrailDeps, run_ticket_trail
 from actors.verification import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings, load_settings
+from eyetok.digests import CLUSTER, DigestRead, DigestReceipt
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard, SinkBoard
 from eyetok.messages import (
@@ -94,6 +104,7 @@ from eyetok.messages import (
 )
 from eyetok.oncall.roles import IdpRoles
 from eyetok.review import NoteAnswer, Review
+from eyetok.thread_verbs import ThreadMessageSeen
 from eyetok.verification import Verification
 from schedules.credentials import credentials_of
 from schedules.loader import Routine
@@ -102,6 +113,7 @@ from state.history import queries
 from state.history.store import HistoryStore
 from state.history.tenant_queries import TenantScope
 from state.history.wal import Journal
+from state.mirror.digest_receipts import DigestReceipts
 from state.mirror.writer import MirrorWriter
 
 JOURNAL_TIMEOUT_S = 10.0
@@ -317,6 +329,7 @@ class Topology:
         if row is None:
             return None
         if row["acked_at"] is None:
+            await self.acknowledge_digest(CLUSTER + cluster_id, by)  # the notice's receipt
             now = self.clock.now()
             await self.record(
                 SuppressionRecorded(
@@ -341,6 +354,17 @@ class Topology:
             rows = await self.store.read(queries.suppressions)
             row = next(r for r in rows if r["cluster_id"] == cluster_id)
         return row
+
+    async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]:
+        """A human read an operator digest (``digest:<id>``, ``cluster:<id>``): its receipt
+        as it now stands (None: no such digest) and whether this read counted (False: read
+        already), once audited."""
+        reply: Reply[tuple[DigestReceipt | None, bool]] = Reply()
+        channel = self.channels["digests"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(DigestRead(what=what, by=by, at=self.clock.now(), reply=reply))
+        with trio.fail_after(60):
+            return await reply.wait()
 
     async def acknowledge_incident(
         self,
@@ -431,6 +455,18 @@ class Topology:
         return await self.store.read(
             lambda con: queries.incidents(con, open_only=open_only, tenant=tenant)
         )
+
+    def thread_message(self, message: ThreadMessageSeen) -> None:
+        """Hand a human's thread reply to the conversation actor (a full inbox: the 503
+        Slack retries later)."""
+        channel = self.channels["conversation"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        try:
+            channel.send_nowait(message)
+        except trio.WouldBlock:
+            raise OverloadedError("thread replies queue is full; retry", retry_after=1) from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise OverloadedError("EyeTok is draining; retry shortly", retry_after=5) from None
 
     async def _ask_routines(self, make: Callable[[Reply[Any]], Any]) -> Any:
         reply: Reply[Any] = Reply()
@@ -565,6 +601,9 @@ def build(
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
     suppression_tx, suppression_rx = trio.open_memory_channel[Deliver](PIPELINE_BUFFER)
     budgets_tx, budgets_rx = trio.open_memory_channel[BudgetMessage](PIPELINE_BUFFER)
+    mutes_tx, mutes_rx = trio.open_memory_channel[MuteMessage](PIPELINE_BUFFER)
+    conversation_tx, conversation_rx = trio.open_memory_channel[ThreadMessageSeen](64)
+    digests_tx, digests_rx = trio.open_memory_channel[DigestRead](16)
     delivery_tx, delivery_rx = trio.open_memory_channel[DeliveryMessage](PIPELINE_BUFFER)
     verification_tx, verification_rx = trio.open_memory_channel[VerificationMessage](64)
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
@@ -616,6 +655,15 @@ def build(
                 notices=settings.notices_destination(),
             ),
             suppression_rx,
+            mutes_tx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
+            "mutes",
+            run_mutes,
+            MutesDeps(store=store),
+            mutes_rx,
             budgets_tx,
             history_tx,
             clock=clock,
@@ -766,6 +814,35 @@ def build(
             router_tx,
             clock=clock,
         ),
+        _child(
+            "digests",
+            run_digests,
+            DigestsDeps(
+                settings=settings,
+                store=store,
+                mirror=DigestReceipts(settings.database_url, settings.operator_tenant)
+                if settings.database_url
+                else None,
+                # new digests are looked for at least four times per escalation window
+                rescan_s=min(
+                    30.0,
+                    settings.tenants[settings.operator_tenant].escalation.digest_escalate_s / 4,
+                ),
+            ),
+            digests_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
+            "conversation",
+            run_conversation,
+            ConversationDeps(settings=settings, store=store),
+            conversation_rx,
+            ingest_tx,
+            mutes_tx,
+            history_tx,
+            clock=clock,
+        ),
     ]
     if settings.oncall is not None:
         children.append(
@@ -792,6 +869,9 @@ def build(
             "history": history_tx,
             "suppression": suppression_tx,
             "budgets": budgets_tx,
+            "mutes": mutes_tx,
+            "conversation": conversation_tx,
+            "digests": digests_tx,
             "delivery": delivery_tx,
             "mirror": mirror_tx,
             "verification": verification_tx,

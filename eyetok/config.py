@@ -78,6 +78,8 @@ class Escalation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     ack_renotify_s: float = 300.0
     ack_escalate_s: float = 1800.0
     secondary: Route | None = None
+    # the operator's: an operator digest nobody acknowledged goes to ``secondary`` after
+    digest_escalate_s: float = 900.0
 
 
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -594,6 +596,10 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                 f"tenants.{tenant_id}.escalation",
                 "ack_renotify_s and ack_escalate_s must be positive seconds, "
                 "the re-notification before the escalation",
+            )
+        if not escalation.digest_escalate_s > 0:
+            raise ConfigError(
+                f"tenants.{tenant_id}.escalation.digest_escalate_s", "must be positive seconds"
             )
         if escalation.secondary is not None:
             field = f"tenants.{tenant_id}.escalation.secondary.sink"

@@ -25,7 +25,9 @@ from eyetok.synthetic_alert import LABEL, alert_body, expected_channels
 # The bot scopes the Slack app needs (deploy/slack-app-manifest.yaml lists the same):
 # post, post in a public channel without being invited, read the DM the nonce comes in;
 # then read channel history and threads and resolve channel names (public and private),
-# which is how a post whose answer never came is looked for before posting again.
+# which is how a post whose answer never came is looked for before posting again; and
+# hear a mention of the app in an incident's thread (its thread verbs, the message.channels
+# and message.groups events need the two history scopes above).
 SLACK_BOT_SCOPES = (
     "chat:write",
     "chat:write.public",
@@ -34,8 +36,9 @@ SLACK_BOT_SCOPES = (
     "groups:history",
     "channels:read",
     "groups:read",
+    "app_mentions:read",
 )
-SLACK_BOT_EVENTS = ("message.im",)
+SLACK_BOT_EVENTS = ("message.im", "message.channels", "message.groups", "app_mention")
 
 Say = Callable[[str], None]
 

@@ -5,12 +5,15 @@
   modal submitted (eyetok/http/slack_interactions);
 - ``POST /hooks/pagerduty/<tenant>``: PagerDuty's v3 webhooks (eyetok/http/pagerduty_hooks);
 - ``POST /slack/events``: Slack's Events API (request signature v0, 5-minute window,
-  ``url_verification``); direct messages carry Slack ownership nonces;
+  ``url_verification``); direct messages carry Slack ownership nonces; a human's reply in
+  a thread goes to the conversation actor (eyetok/thread_verbs.py);
 - ``GET /verify/email/<token>``: the email magic link;
 - ``GET /oauth/pagerduty/callback``: the PagerDuty OAuth (PKCE) redirect;
 - ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
 - ``/api/v1/about``, ``notifications``, ``audit``, ``explain``, ``drills/receipts``: what the
   drill harness reads and keeps (``eyetok/http/drills.py``).
+- ``POST /api/v1/incidents/<id>/ack`` and ``…/resolve``: a human acknowledges or
+  resolves an incident (``{"by": "name"}``), as a Slack button or thread verb does;
 - ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
   acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 - ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
@@ -35,7 +38,8 @@ from eyetok import slack_events
 from eyetok.clock import Clock
 from eyetok.config import Tenant
 from eyetok.decoding import decode_json
-from eyetok.errors import IngestError, SignatureError
+from eyetok.digests import DigestReceipt
+from eyetok.errors import IngestError, OverloadedError, SignatureError
 from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
@@ -47,6 +51,7 @@ from eyetok.http.rotation import Rotations, add_rotation_routes
 from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
+from eyetok.thread_verbs import ThreadMessageSeen, thread_message_of
 from eyetok.verification import Verification, refusal
 
 
@@ -78,7 +83,18 @@ class Operations(IncidentDesk, Protocol):
         """The cluster's row after the acknowledgement; None: no such cluster."""
         ...
 
+    async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]:
+        """An operator digest's read receipt (None: no such digest), and whether this
+        read counted (False: read already)."""
+        ...
+
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
+
+
+class Conversation(Protocol):
+    """The conversation actor, as ``/slack/events`` hands it a thread reply."""
+
+    def thread_message(self, message: ThreadMessageSeen) -> None: ...
 
 
 class Reviewer(Protocol):
@@ -105,13 +121,13 @@ class _AckBody(msgspec.Struct, kw_only=True):
     by: str = ""
 
 
-async def _acknowledger() -> str | Response:
-    """Who acknowledges, from the request's ``{"by": "name"}`` (cut to 200 characters), or
-    the 400 that asks for it."""
+async def _acknowledger(does: str = "acknowledges") -> str | Response:
+    """Who acknowledges (or resolves), from the request's ``{"by": "name"}`` (cut to 200
+    characters), or the 400 that asks for it."""
     body = await json_body(_AckBody, "an acknowledgement", optional=True)
     by = (body.by if body else "").strip()
     if not by:
-        return _json({"error": 'say who acknowledges: a JSON body {"by": "name"}'}, 400)
+        return _json({"error": f'say who {does}: a JSON body {{"by": "name"}}'}, 400)
     return by[:200]
 
 
@@ -208,6 +224,7 @@ def create_app(
     slack_app: SlackApp | None = None,
     rotations: Rotations | None = None,
     oncall: OncallDesk | None = None,
+    conversation: Conversation | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -260,6 +277,13 @@ def create_app(
         envelope = decode_json(body, _SlackEnvelope, "a Slack event")
         if envelope.type == "url_verification":
             return _json({"challenge": envelope.challenge or ""})
+        said = thread_message_of(body, clock.now()) if conversation is not None else None
+        if said is not None and conversation is not None:
+            try:
+                conversation.thread_message(said)
+            except OverloadedError as exc:
+                return refused_as_json(exc, field="(body)")
+            return _json({"ok": True})
         event = envelope.event
         if (
             envelope.type == "event_callback"
@@ -370,6 +394,16 @@ def create_app(
             if incident is None:
                 return _json({"error": f"no open incident {incident_id!r}"}, 404)
             return _json({"incident": msgspec.to_builtins(incident), "acknowledged_now": counted})
+
+        @app.post("/api/v1/incidents/<incident_id>/resolve")
+        async def resolve_incident(incident_id: str) -> Response:
+            by = operator_only() or await _acknowledger("resolves")
+            if isinstance(by, Response):
+                return by
+            incident, _ = await operations.resolve_incident(incident_id, by)
+            if incident is None:
+                return _json({"error": f"no open incident {incident_id!r}"}, 404)
+            return _json({"incident": msgspec.to_builtins(incident)})
 
     if reviewer is None:
         return app

@@ -41,6 +41,7 @@ from quart_trio import QuartTrio
 
 from eyetok import log, slack_events
 from eyetok.clock import Clock
+from eyetok.digests import DIGEST, DigestReceipt
 from eyetok.errors import SignatureError
 from eyetok.http.incident_desk import IncidentDesk
 
@@ -54,6 +55,8 @@ PATHS = ("/slack/actions", "/slack/interactions")
 
 class SlackDesk(IncidentDesk, Protocol):
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None: ...
+
+    async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]: ...
 
 
 class SlackApp(Protocol):
@@ -174,17 +177,15 @@ async def _acknowledge(surface: Surface, person: Person, value: str, trigger_id:
             workspace=person.team_id,
             workspace_tenants=person.tenants,
         )
+    elif value.startswith(("cluster:", DIGEST)) and not _from_operator(surface, person, value):
+        return
+    elif value.startswith(DIGEST):
+        receipt, counted = await surface.desk.acknowledge_digest(value, person.by)
+        _acknowledged(
+            surface.logger, "digest", receipt is not None, counted, digest=value, by=person.by
+        )
     elif value.startswith("cluster:"):
         cluster_id = value.removeprefix("cluster:")
-        operator = surface.app.operator_tenant if surface.app is not None else None
-        if person.tenants is not None and operator not in person.tenants:
-            surface.logger.info(
-                "slack_acknowledge_refused",
-                cluster_id=cluster_id,
-                by=person.by,
-                reason=f"workspace {person.team_id!r} is not the operator's",
-            )
-            return
         row = await surface.desk.acknowledge_cluster(cluster_id, person.by)
         surface.logger.info(
             "slack_acknowledged" if row is not None else "slack_acknowledge_unknown",
@@ -193,6 +194,21 @@ async def _acknowledge(surface: Surface, person: Person, value: str, trigger_id:
         )
     else:
         surface.logger.info("slack_action_ignored", action_id=ACKNOWLEDGE_ACTION, value=value)
+
+
+def _from_operator(surface: Surface, person: Person, value: str) -> bool:
+    """Whether a click on an operator digest (``cluster:<id>``, ``digest:<id>``) came from
+    the operator's workspace; logged when it did not."""
+    operator = surface.app.operator_tenant if surface.app is not None else None
+    if person.tenants is None or operator in person.tenants:
+        return True
+    surface.logger.info(
+        "slack_acknowledge_refused",
+        digest=value,
+        by=person.by,
+        reason=f"workspace {person.team_id!r} is not the operator's",
+    )
+    return False
 
 
 def resolve_view(incident_id: str) -> dict[str, Any]:
@@ -283,6 +299,12 @@ def _json(body: object, status: int = 200) -> Response:
     response = Response(json.dumps(body), status=status)
     response.headers["content-type"] = "application/json"
     return response
+
+
+def _acknowledged(logger: Any, what: str, known: bool, counted: bool, **about: str) -> None:
+    """One log line for a press of Acknowledge on ``what`` (an incident, a digest)."""
+    event = f"slack_{what}_acknowledged" + ("" if counted else "_already")
+    logger.info(event if known else "slack_acknowledge_unknown", **about)
 
 
 def add_slack_interactions(

@@ -182,11 +182,13 @@ class BudgetSpent(msgspec.Struct, frozen=True, kw_only=True):
 
 def budget_spent(con: duckdb.DuckDBPyConnection, *, since: datetime) -> BudgetSpent:
     """What the budgets actor had spent this hour before a restart: the signals whose
-    deliveries went out (or were tried), and the tenants already announced as capped."""
+    deliveries went out (or were tried; not those a mute held back before the budget), and
+    the tenants already announced as capped."""
     rows = con.execute(
         """SELECT DISTINCT n.tenant, n.signal_id FROM notifications n
            JOIN signals s USING (signal_id)
-           WHERE s.received_at >= ? AND n.status NOT IN ('pending', 'digested', 'suppressed')""",
+           WHERE s.received_at >= ?
+             AND n.status NOT IN ('pending', 'digested', 'suppressed', 'muted')""",
         [since],
     ).fetchall()
     admitted: dict[str, list[str]] = {}

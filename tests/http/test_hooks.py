@@ -171,6 +171,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.json()["actors"] == {
         "history": True,
         "suppression": True,
+        "mutes": True,
         "budgets": True,
         "tenants": True,
         "delivery": True,
@@ -179,4 +180,6 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "scheduler": True,
         "router": True,
         "incidents": True,
+        "digests": True,
+        "conversation": True,
     }

@@ -85,13 +85,24 @@ async def test_pressing_acknowledge_in_slack_acknowledges_the_cluster(
 
         await eventually(fired)
         [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
-        body = _pressed(f"cluster:{row['cluster_id']}")
+        value = f"cluster:{row['cluster_id']}"
+        # a human presses the button of the notice Slack shows (the tenants' pages withheld)
+        [shown] = await trio.to_thread.run_sync(fake_slack.wait_for_posts, 1)
+        assert value in json.dumps(shown.blocks)
+        body = _pressed(value)
         unsigned = await client.post("/slack/actions", content=body)
         assert unsigned.status_code == 401
         pressed = await client.post("/slack/actions", content=body, headers=_signed(body))
         assert pressed.status_code == 200, pressed.text
         [row] = (await client.get("/api/v1/suppressions", headers=AUTH)).json()["suppressions"]
-        assert row["acked_by"] == "slack:dana (U0DANA)"  # who: name and Slack user id
+        assert row["acked_by"] == "slack:dana (U0DANA)"
+        # the notice's read receipt (the digest reader): who and what, once
+        audit = await client.get(
+            "/api/v1/audit", params={"event": "digest_acknowledged"}, headers=AUTH
+        )
+        [receipt] = [json.loads(r["detail"]) for r in audit.json()["audit"]]
+        assert receipt["what"] == f"cluster:{row['cluster_id']}"
+        assert receipt["by"] == "slack:dana (U0DANA)"
         unknown = _pressed("cluster:clu_nope")
         answer = await client.post("/slack/actions", content=unknown, headers=_signed(unknown))
         assert answer.json() == {"ok": True}  # Slack shows no error; the log says why

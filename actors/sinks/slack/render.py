@@ -120,6 +120,8 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             channel=deliver.destination.target,
             text=notice,
             blocks=tuple(notice_blocks),
+            # a notice about an incident (an answer in its thread) goes into the thread
+            thread_ts=thread_ts if deliver.action is IncidentAction.UPDATE else None,
             planned_at=deliver.planned_at,
         )
     incident = deliver.incident
@@ -195,6 +197,8 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
                 f"Resolved at {when(at)} after {plural(incident.event_count, 'event')}, "
                 f"open {duration(at - incident.opened_at)}"
             )
+            if deliver.step == "resolved" and incident.resolved_by:
+                text += f"; resolved by {_escape(incident.resolved_by)}"
             blocks.append(_section(f":white_check_mark: {text}"))
         case IncidentAction.AUDIT:
             text = f"audit: {scrub(incident.title)}"
