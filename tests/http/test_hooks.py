@@ -176,6 +176,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "tenants": True,
         "delivery": True,
         "verification": True,
+        "rotation": True,
         "routines": True,
         "scheduler": True,
         "router": True,
