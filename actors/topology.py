@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
@@ -28,6 +29,7 @@ from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.playbooks import PlaybooksDeps, run_playbooks
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
@@ -61,6 +63,8 @@ from eyetok.messages import (
     ListVerifications,
     MirrorMessage,
     OAuthCallback,
+    PlaybookClick,
+    PlaybookMessage,
     Reply,
     ReverifyDue,
     ReviewDue,
@@ -308,6 +312,20 @@ class Topology:
                 await flushed.wait()
         return incident, counted
 
+    async def playbook_click(self, action: str, target: str, by: str) -> str:
+        """A human's playbook button (approve, reject, repropose, acknowledge_escalation):
+        answered by the playbooks actor with one line saying what it did."""
+        reply: Reply[str] = Reply()
+        channel = self.channels["playbooks"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        click = msgspec.convert(
+            {"action": action, "target": target, "by": by, "at": self.clock.now()},
+            PlaybookClick,
+        )
+        await channel.send(msgspec.structs.replace(click, reply=reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:
         """Every tenant's incidents from the history, newest first (the operator's view)."""
         await self.flush_history()
@@ -453,6 +471,7 @@ def build(
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
+    playbooks_tx, playbooks_rx = trio.open_memory_channel[PlaybookMessage](64)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -600,9 +619,17 @@ def build(
             clock=clock,
         ),
         _child(
+            "playbooks",
+            run_playbooks,
+            PlaybooksDeps(settings=settings, ledger_path=settings.data_dir / "playbooks.jsonl"),
+            playbooks_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
             "router",
             run_router,
-            RouterDeps(settings=settings, store=store),
+            RouterDeps(settings=settings, store=store, playbooks=playbooks_tx),
             router_rx,
             history_tx,
             clock=clock,
@@ -630,6 +657,7 @@ def build(
             "verification": verification_tx,
             "routines": routines_tx,
             "tenants": tenants_tx,
+            "playbooks": playbooks_tx,
         },
         sinks=sinks,
         store=store,

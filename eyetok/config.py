@@ -18,6 +18,7 @@ import yaml
 
 from eyetok.errors import ConfigError
 from eyetok.messages import Destination
+from eyetok.playbooks.config import Integrations, Playbook, Registry, load_registry
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
 from eyetok.sinks.email import EmailSinkConfig
@@ -212,6 +213,8 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     faults: Faults = msgspec.field(default_factory=Faults)
     http: HttpOptions = msgspec.field(default_factory=HttpOptions)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    playbooks: tuple[Playbook, ...] = ()  # eyetok/playbooks/config.py
+    integrations: Integrations = Integrations()
 
 
 TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"
@@ -278,6 +281,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http: HttpOptions = HttpOptions()
     # environment a sink written through the tenant API may name (tenant_env_allowed)
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
+    playbooks: Registry = Registry()  # the playbook registry (eyetok/playbooks/config.py)
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -681,6 +685,9 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         ),
         routines=file_config.routines,
         http=file_config.http,
+        playbooks=load_registry(
+            file_config.playbooks, file_config.integrations, tenants=tenants, env=env
+        ),
         tenant_env={
             name: value
             for name, value in env.items()

@@ -77,6 +77,10 @@ class Operations(Protocol):
 
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
 
+    async def playbook_click(self, action: str, target: str, by: str) -> str:
+        """A playbook button (actors/playbooks.py): one line saying what it did."""
+        ...
+
 
 class Reviewer(Protocol):
     """The routines actor, as the operator's review API reaches it."""

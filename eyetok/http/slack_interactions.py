@@ -27,6 +27,7 @@ from eyetok import log, slack_events
 from eyetok.clock import Clock
 from eyetok.errors import SignatureError
 from eyetok.messages import Incident
+from eyetok.playbooks.posts import PLAYBOOK_ACTIONS
 
 ACKNOWLEDGE_ACTION = "eyetok_acknowledge"  # the render's button (actors/sinks/slack/render.py)
 
@@ -37,6 +38,8 @@ class Acknowledger(Protocol):
     async def acknowledge_incident(
         self, incident_id: str, by: str
     ) -> tuple[Incident | None, bool]: ...
+
+    async def playbook_click(self, action: str, target: str, by: str) -> str: ...
 
 
 class _User(msgspec.Struct, kw_only=True):
@@ -96,6 +99,18 @@ def add_slack_interactions(
         who = interaction.user.username or interaction.user.name or interaction.user.id
         for action in interaction.actions:
             value = action.value or ""
+            if action.action_id in PLAYBOOK_ACTIONS:  # eyetok/playbooks/posts.py
+                by = f"slack:{who}" + (
+                    f" ({interaction.user.id})"
+                    if interaction.user.id and interaction.user.id != who
+                    else ""
+                )
+                target = value.partition(":")[2]
+                said = await operations.playbook_click(
+                    PLAYBOOK_ACTIONS[action.action_id], target, by[:200]
+                )
+                logger.info("slack_playbook_click", action_id=action.action_id, by=by, said=said)
+                continue
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
                 incident_id = value.removeprefix("incident:")
                 by = f"slack:{who}" + (

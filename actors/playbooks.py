@@ -1,0 +1,421 @@
+"""The playbooks actor: the one owner of proposals, runs, triage and escalation
+recommendations.
+
+Its inbox: the router's decided incidents (a playbook may match an opening; a louder
+repeat of a SEV3 incident recommends an escalation) and the humans' clicks
+(:class:`~eyetok.messages.PlaybookClick`). Its outbox: the history (audit lines, and the
+thread posts as outbox rows: :class:`~eyetok.messages.PlanDeliveries`).
+
+Every fact is recorded in its ledger (:mod:`state.playbooks.ledger_file`, fsynced) before
+it is acted on or told: an approval that completes the quorum is recorded together with
+``run_started`` before the HTTP call, so a kill between approval and answer leaves a run
+that a restart marks ``run_interrupted`` and never calls again. A triage step is
+read-only (the registry refuses any other), so it runs by itself. An escalation is only
+*recommended*; the incident is re-posted louder through :func:`eyetok.escalation.promote`,
+which refuses without the human acknowledgement recorded here first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import assert_never
+
+import httpx
+import msgspec
+import trio
+
+from eyetok import log
+from eyetok.clock import Clock
+from eyetok.config import Settings
+from eyetok.escalation import promote
+from eyetok.incidents import louder
+from eyetok.messages import (
+    AuditRecorded,
+    Deliver,
+    Destination,
+    HistoryMessage,
+    Incident,
+    IncidentAction,
+    IncidentChanged,
+    PlanDeliveries,
+    PlaybookClick,
+    PlaybookMessage,
+    SevChannel,
+)
+from eyetok.playbooks.config import Playbook
+from eyetok.playbooks.kinds import Result, call_of, perform, shown
+from eyetok.playbooks.ledger import (
+    Ledger,
+    PlaybookEvent,
+    Proposal,
+    eyetok_proposer,
+    new_event_id,
+)
+from eyetok.playbooks.posts import post_of
+from eyetok.policy import destinations_for
+from state.playbooks.ledger_file import LedgerFile
+
+_QUIET = (SevChannel.SEV2, SevChannel.SEV2_5, SevChannel.SEV3)
+
+
+@dataclass(frozen=True)
+class PlaybooksDeps:
+    settings: Settings
+    ledger_path: Path
+
+
+def wants(change: IncidentChanged, settings: Settings) -> bool:
+    """Whether the playbooks actor hears of ``change``: an opening a playbook may match,
+    or a SEV3 incident's repeat that recommends a louder channel."""
+    incident = change.incident
+    if incident is None or incident.sev_channel not in _QUIET:
+        return False
+    if change.action is IncidentAction.OPEN:
+        return bool(settings.playbooks.playbooks)
+    return (
+        change.action is IncidentAction.UPDATE
+        and incident.sev_channel is SevChannel.SEV3
+        and incident.escalation_recommended is not None
+    )
+
+
+def delivery_id(origin: str, destination: Destination) -> str:
+    digest = hashlib.sha256(
+        f"{origin}|{destination.sink_id}|{destination.target}".encode()
+    ).hexdigest()
+    return "dlv_" + digest[:24]
+
+
+def thread_posts(event: PlaybookEvent, ledger: Ledger, settings: Settings) -> tuple[Deliver, ...]:
+    """The event's post in the incident's thread, on the Slack sinks of its route."""
+    incident = event.incident
+    post = post_of(event, ledger.proposals.get(event.proposal_id))
+    tenant = settings.tenants.get(incident.tenant)
+    if post is None or tenant is None:
+        return ()
+    return tuple(
+        Deliver(
+            delivery_id=delivery_id(event.event_id, dest),
+            tenant=incident.tenant,
+            destination=dest,
+            incident=incident,
+            action=IncidentAction.UPDATE,
+            rule=incident.rule,
+            planned_at=event.at,
+            received_at=event.at,
+            step="playbook",
+            post=post,
+        )
+        for dest in destinations_for(tenant.policy, incident.sev_channel, settings.sink_types())
+        if dest.sink_type == "slack"
+    )
+
+
+def promotion_posts(
+    event: PlaybookEvent, ledger: Ledger, settings: Settings
+) -> tuple[Deliver, ...]:
+    """A ``promoted`` event's re-post in the louder channel and its route's sinks. It goes
+    through :func:`promote`: without the recorded acknowledgement it raises."""
+    recommendation = ledger.recommendations.get(event.incident.incident_id)
+    assert event.to is not None
+    louder_incident = promote(
+        event.incident,
+        event.to,
+        recommendation.acknowledgement if recommendation is not None else None,
+    )
+    tenant = settings.tenants.get(louder_incident.tenant)
+    if tenant is None:
+        return ()
+    return tuple(
+        Deliver(
+            delivery_id=delivery_id(f"{event.event_id}:promoted", dest),
+            tenant=louder_incident.tenant,
+            destination=dest,
+            incident=louder_incident,
+            action=IncidentAction.OPEN,
+            rule=louder_incident.rule,
+            planned_at=event.at,
+            received_at=event.at,
+        )
+        for dest in destinations_for(tenant.policy, event.to, settings.sink_types())
+    )
+
+
+def _audit_detail(event: PlaybookEvent) -> str:
+    call = shown(event.call) if event.call is not None else ""
+    result = f": {event.result.finding}, {event.result.summary}" if event.result else ""
+    match event.event:
+        case "proposed":
+            return f"{event.playbook} proposes {event.what} ({call}) by {event.by}"
+        case "approved" | "rejected":
+            return f"{event.what} {event.event} by {event.by} (proposal {event.proposal_id})"
+        case "run_started" | "run_interrupted":
+            return f"{event.what} ({call}) {event.event.replace('_', ' ')}"
+        case "run_finished" | "triage_ran":
+            return f"{event.what} ({call}){result}"
+        case "escalation_recommended":
+            assert event.to is not None
+            return f"escalation_recommended: {event.to.value} ({event.because})"
+        case "escalation_acknowledged" | "promoted":
+            assert event.to is not None
+            return f"{event.event.replace('_', ' ')} to {event.to.value} by {event.by}"
+
+
+async def run_playbooks(
+    deps: PlaybooksDeps,
+    inbox: trio.MemoryReceiveChannel[PlaybookMessage],
+    outbox: trio.MemorySendChannel[HistoryMessage],
+    *,
+    clock: Clock,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    logger = log.get("playbooks")
+    settings = deps.settings
+    registry = settings.playbooks
+    book = LedgerFile(deps.ledger_path)
+    ledger = Ledger.of(await book.load())
+
+    async def record(*events: PlaybookEvent) -> None:
+        """Commit the events (fsynced), fold them, then audit and post each."""
+        await book.append(events)
+        for event in events:
+            ledger.fold(event)
+        for event in events:
+            logger.info(
+                f"playbook_{event.event}",
+                tenant=event.incident.tenant,
+                incident_id=event.incident.incident_id,
+                playbook=event.playbook,
+                proposal_id=event.proposal_id or None,
+                what=event.what or None,
+                by=event.by or None,
+                finding=event.result.finding if event.result else None,
+            )
+            await outbox.send(
+                AuditRecorded(
+                    at=event.at,
+                    tenant=event.incident.tenant,
+                    event=f"playbook_{event.event}",
+                    detail=_audit_detail(event),
+                    incident_id=event.incident.incident_id,
+                )
+            )
+            posts = thread_posts(event, ledger, settings)
+            if event.event == "promoted":
+                posts += promotion_posts(event, ledger, settings)
+            if posts:
+                await outbox.send(PlanDeliveries(origin=event.event_id, deliveries=posts))
+
+    def event(name: str, incident: Incident, playbook: str, **fields: object) -> PlaybookEvent:
+        return msgspec.convert(
+            {
+                "event_id": new_event_id(),
+                "event": name,
+                "at": clock.now(),
+                "incident": incident,
+                "playbook": playbook,
+                **fields,
+            },
+            PlaybookEvent,
+            from_attributes=True,
+        )
+
+    for cut in ledger.interrupted():
+        await record(
+            event(
+                "run_interrupted",
+                cut.incident,
+                cut.playbook,
+                proposal_id=cut.proposal_id,
+                what=cut.what,
+                call=cut.call,
+            )
+        )
+    async with httpx.AsyncClient(
+        timeout=registry.integrations.timeout_s, follow_redirects=False
+    ) as client:
+
+        async def run_call(proposal: Proposal) -> Result:
+            return await perform(
+                proposal.call, registry, client, now_s=int(clock.now().timestamp())
+            )
+
+        async def triage(incident: Incident, playbook: Playbook) -> None:
+            for step in playbook.triage:
+                call = call_of(step.action, incident, registry.integrations)
+                result = await perform(call, registry, client, now_s=int(clock.now().timestamp()))
+                await record(
+                    event(
+                        "triage_ran",
+                        incident,
+                        playbook.name,
+                        what=step.name,
+                        call=call,
+                        result=result,
+                    )
+                )
+                rule = step.escalate_if
+                if rule is None or result.finding not in rule.finding:
+                    continue
+                to = SevChannel(rule.to)
+                current = ledger.recommendations.get(incident.incident_id)
+                if louder(to, incident.sev_channel) and (current is None or louder(to, current.to)):
+                    await record(
+                        event(
+                            "escalation_recommended",
+                            incident,
+                            playbook.name,
+                            to=to,
+                            because=f"triage step `{step.name}` found {result.finding}: "
+                            f"{result.summary}",
+                        )
+                    )
+
+        async def propose(incident: Incident, playbook: Playbook, proposer: str) -> None:
+            remediation = playbook.remediation
+            assert remediation is not None
+            await record(
+                event(
+                    "proposed",
+                    incident,
+                    playbook.name,
+                    by=proposer,
+                    proposal_id="prp_" + new_event_id()[4:],
+                    what=remediation.name,
+                    call=call_of(remediation.action, incident, registry.integrations),
+                    high_impact=remediation.high_impact,
+                )
+            )
+
+        async def changed(change: IncidentChanged) -> None:
+            incident = change.incident
+            assert incident is not None
+            if change.action is IncidentAction.UPDATE:
+                to = incident.escalation_recommended
+                current = ledger.recommendations.get(incident.incident_id)
+                if to is not None and (current is None or louder(to, current.to)):
+                    await record(
+                        event(
+                            "escalation_recommended",
+                            incident,
+                            "",
+                            to=to,
+                            because=f"a repeat now classified {to.value} by rule "
+                            f"`{change.routing.rule}`",
+                        )
+                    )
+                return
+            playbook = registry.match(
+                incident, source=change.signal.source, tags=dict(change.signal.tags)
+            )
+            if playbook is None or incident.incident_id in ledger.triaged:
+                return
+            await triage(incident, playbook)
+            if playbook.remediation is not None and incident.sev_channel is not SevChannel.SEV1:
+                await propose(incident, playbook, eyetok_proposer(playbook.name))
+
+        async def clicked(click: PlaybookClick) -> str:
+            if click.action == "acknowledge_escalation":
+                return await acknowledge_escalation(click)
+            proposal = ledger.proposals.get(click.target)
+            if proposal is None:
+                return f"no proposal {click.target}"
+            if click.action == "repropose":
+                if proposal.state in ("proposed", "approved", "running"):
+                    return f"{proposal.what} is still {proposal.state}"
+                playbook = registry.named(proposal.playbook)
+                if playbook is None or playbook.remediation is None:
+                    return f"playbook {proposal.playbook} is no longer configured"
+                await propose(proposal.incident, playbook, click.by)
+                return f"{proposal.what} proposed again by {click.by}"
+            verdict = ledger.verdict(click.target, click.by, approve=click.action == "approve")
+            said = dict(
+                proposal_id=proposal.proposal_id,
+                what=proposal.what,
+                call=proposal.call,
+                by=click.by,
+            )
+            match verdict:
+                case "counted":
+                    await record(event("approved", proposal.incident, proposal.playbook, **said))
+                case "approved":
+                    await record(
+                        event("approved", proposal.incident, proposal.playbook, **said),
+                        event("run_started", proposal.incident, proposal.playbook, **said),
+                    )
+                    result = await run_call(proposal)
+                    await record(
+                        event(
+                            "run_finished",
+                            proposal.incident,
+                            proposal.playbook,
+                            **said,
+                            result=result,
+                        )
+                    )
+                case "rejected":
+                    await record(event("rejected", proposal.incident, proposal.playbook, **said))
+                case "proposer" | "again" | "closed" | "unknown":
+                    why = {
+                        "proposer": f"{click.by} proposed it and cannot approve it",
+                        "again": f"{click.by} has approved it already",
+                        "closed": f"it is {proposal.state}",
+                        "unknown": "unknown proposal",
+                    }[verdict]
+                    await outbox.send(
+                        AuditRecorded(
+                            at=click.at,
+                            tenant=proposal.incident.tenant,
+                            event="playbook_click_refused",
+                            detail=f"{click.action} of {proposal.what} by {click.by} "
+                            f"refused: {why}",
+                            incident_id=proposal.incident.incident_id,
+                        )
+                    )
+                    logger.info(
+                        "playbook_click_refused",
+                        proposal_id=proposal.proposal_id,
+                        action=click.action,
+                        by=click.by,
+                        why=why,
+                    )
+                    return f"refused: {why}"
+                case _:
+                    assert_never(verdict)
+            return f"{click.action}: {verdict}"
+
+        async def acknowledge_escalation(click: PlaybookClick) -> str:
+            recommendation = ledger.recommendations.get(click.target)
+            if recommendation is None:
+                return f"no escalation is recommended for {click.target}"
+            if recommendation.acknowledgement is not None:
+                return f"acknowledged already by {recommendation.acknowledgement.by}"
+            if click.by.startswith("eyetok"):
+                return "an escalation is acknowledged by a human"
+            said = dict(to=recommendation.to, by=click.by)
+            # one commit: the acknowledgement is recorded before promote() is asked
+            await record(
+                event("escalation_acknowledged", recommendation.incident, "", **said),
+                event("promoted", recommendation.incident, "", **said),
+            )
+            return f"escalated to {recommendation.to.value} by {click.by}"
+
+        logger.info(
+            "playbooks_ready",
+            playbooks=[p.name for p in registry.playbooks],
+            proposals_open=sum(1 for p in ledger.proposals.values() if p.state == "proposed"),
+            interrupted=len(ledger.interrupted()),
+        )
+        task_status.started()
+        async for message in inbox:
+            match message:
+                case IncidentChanged():
+                    await changed(message)
+                case PlaybookClick():
+                    answer = await clicked(message)
+                    if message.reply is not None:
+                        message.reply.send(answer)
+                case _:
+                    assert_never(message)
