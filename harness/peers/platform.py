@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,8 @@ class _Handler(PeerHTTPHandler):
         with peer._cond:
             peer.calls.append(call)
             peer._cond.notify_all()
+        if peer.delay_s:
+            time.sleep(peer.delay_s)  # a handler thread: a slow API, never the event loop
         status, answer = peer.answer(call)
         self._send_json(status, answer, {})
 
@@ -81,6 +84,7 @@ class _Platform(HttpPeer):
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host=host, port=port)
         self.calls: list[ApiCall] = []
+        self.delay_s = 0.0  # how long every answer takes
 
     def answer(self, call: ApiCall) -> tuple[int, Any]:
         raise NotImplementedError

@@ -1,0 +1,139 @@
+"""SEV2 proposals against a fake Heroku Platform API on 127.0.0.1: nothing runs without
+approval; a rejected proposal never calls; ``high_impact`` needs two distinct approvers,
+neither of them the proposer; a kill between approval and answer never runs it twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from eyetok.config import Settings
+from harness.peers.platform import FakeHeroku, FakeService
+from tests.conftest import daemon_settings
+from tests.playbooks.rig import Rig, change, incident
+
+
+def settings_for(
+    tmp_path: Path, heroku: FakeHeroku, service: FakeService, *, high_impact: bool = False
+) -> Settings:
+    action = (
+        "{kind: heroku.scale, app: raxx-prod, type: web, quantity: 4}"
+        if high_impact
+        else "{kind: heroku.restart_dyno, app: raxx-prod, dyno: web}"
+    )
+    config = f"""
+integrations:
+  heroku: {{api_url: "{heroku.base_url}", token_env: HEROKU_API_TOKEN}}
+playbooks:
+  - name: h12-storm
+    match: {{sev: [SEV2, SEV2.5], rule: [heroku-h12], title: "H12"}}
+    triage:
+      - name: health
+        action: {{kind: http.check, url: "{service.base_url}/healthz"}}
+    remediation: {{name: fix web, action: {action}, high_impact: {str(high_impact).lower()}}}
+"""
+    return daemon_settings(tmp_path, None, config=config, HEROKU_API_TOKEN=heroku.token)
+
+
+async def test_an_unapproved_or_rejected_proposal_never_calls_heroku(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    with FakeHeroku() as heroku, FakeService() as service:
+        rig = Rig(settings_for(tmp_path, heroku, service), tmp_path / "playbooks.jsonl")
+        await rig.start(nursery)
+        await rig.tell(change(incident()))
+        await rig.settle()
+        [proposal_id] = rig.proposal_ids()
+        assert heroku.calls == []  # proposed: waiting
+        proposed = next(p for p in rig.posts if "proposes `fix web`" in p)
+        assert "heroku.restart_dyno: DELETE" in proposed
+        assert "Proposed by eyetok:playbook:h12-storm" in proposed
+        assert heroku.token not in str(rig.history)
+
+        said = await rig.click("reject", proposal_id, "slack:alice (U0ALICE)")
+        assert said == "reject: rejected"
+        said = await rig.click("approve", proposal_id, "slack:bob (U0BOB)")
+        assert said == "refused: it is rejected"
+        await trio.sleep(0.2)
+        assert heroku.calls == []
+        assert any("rejected by slack:alice (U0ALICE); it was not run" in p for p in rig.posts)
+        events = [a.event for a in rig.audits]
+        assert "playbook_rejected" in events
+        assert "playbook_click_refused" in events
+        assert "playbook_run_started" not in events
+
+
+async def test_high_impact_needs_two_approvers_neither_the_proposer(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    with FakeHeroku() as heroku, FakeService() as service:
+        rig = Rig(
+            settings_for(tmp_path, heroku, service, high_impact=True),
+            tmp_path / "playbooks.jsonl",
+        )
+        await rig.start(nursery)
+        await rig.tell(change(incident()))
+        await rig.settle()
+        [first] = rig.proposal_ids()
+        assert await rig.click("reject", first, "slack:bob (U0BOB)") == "reject: rejected"
+        # carol proposes it again: she is now the proposer
+        said = await rig.click("repropose", first, "slack:carol (U0CAROL)")
+        assert said == "fix web proposed again by slack:carol (U0CAROL)"
+        second = rig.proposal_ids()[-1]
+        assert second != first
+        assert await rig.click("approve", second, "slack:carol (U0CAROL)") == (
+            "refused: slack:carol (U0CAROL) proposed it and cannot approve it"
+        )
+        assert await rig.click("approve", second, "slack:alice (U0ALICE)") == "approve: counted"
+        # the same person under another display name is still one approver
+        assert await rig.click("approve", second, "slack:alice.w (U0ALICE)") == (
+            "refused: slack:alice.w (U0ALICE) has approved it already"
+        )
+        assert heroku.calls == []
+        assert any("(1 of 2 approvals); not run yet" in p for p in rig.posts)
+        assert await rig.click("approve", second, "slack:dave (U0DAVE)") == "approve: approved"
+        [call] = await trio.to_thread.run_sync(heroku.wait_calls, 1)
+        assert (call.method, call.path, call.body) == (
+            "PATCH",
+            "/apps/raxx-prod/formation/web",
+            {"quantity": 4},
+        )
+        assert heroku.formation == {("raxx-prod", "web"): 4}
+        assert any("Ran `fix web`" in p and "ok, answered 200" in p for p in rig.posts)
+        assert await rig.click("approve", second, "slack:erin (U0ERIN)") == "refused: it is ran"
+        assert len(heroku.calls) == 1
+
+
+async def test_a_kill_between_approval_and_answer_never_runs_it_twice(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    with FakeHeroku() as heroku, FakeService() as service:
+        settings = settings_for(tmp_path, heroku, service)
+        ledger = tmp_path / "playbooks.jsonl"
+        rig = Rig(settings, ledger)
+        await rig.start(nursery)
+        await rig.tell(change(incident()))
+        await rig.settle()
+        [proposal_id] = rig.proposal_ids()
+        heroku.delay_s = 2.0  # the answer is slow: the process dies before it is recorded
+        inbox = rig.inbox
+        assert inbox is not None
+        nursery.start_soon(rig.click, "approve", proposal_id, "slack:alice (U0ALICE)")
+        await trio.to_thread.run_sync(heroku.wait_calls, 1)
+        rig.kill()
+
+        again = Rig(settings, ledger)
+        await again.start(nursery)
+        assert any(a.event == "playbook_run_interrupted" for a in again.audits)
+        assert any("It is not run again" in p for p in again.posts)
+        said = await again.click("approve", proposal_id, "slack:bob (U0BOB)")
+        assert said == "refused: it is interrupted"
+        await trio.sleep(2.5)
+        assert len(heroku.calls) == 1  # once, never twice
+        # a third start finds nothing to interrupt: it was recorded once
+        again.kill()
+        third = Rig(settings, ledger)
+        await third.start(nursery)
+        assert not any(a.event == "playbook_run_interrupted" for a in third.audits)
+        third.kill()
