@@ -29,7 +29,7 @@ import trio
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
-from eyetok.escalation import promote
+from eyetok.escalation import is_human, promote
 from eyetok.incidents import louder
 from eyetok.messages import (
     AuditRecorded,
@@ -392,7 +392,7 @@ async def run_playbooks(
                 return f"no escalation is recommended for {click.target}"
             if recommendation.acknowledgement is not None:
                 return f"acknowledged already by {recommendation.acknowledgement.by}"
-            if click.by.startswith("eyetok"):
+            if not is_human(click.by):
                 return "an escalation is acknowledged by a human"
             said = dict(to=recommendation.to, by=click.by)
             # one commit: the acknowledgement is recorded before promote() is asked

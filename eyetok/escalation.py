@@ -40,6 +40,11 @@ class Acknowledgement(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
+def is_human(by: str) -> bool:
+    """Whether ``by`` names a person (not EyeTok's own identity, not nobody)."""
+    return bool(by.strip()) and not by.startswith("eyetok")
+
+
 def promote(
     incident: Incident, to: SevChannel, acknowledgement: Acknowledgement | None
 ) -> Incident:
@@ -56,7 +61,7 @@ def promote(
             f"incident {incident.incident_id}: the acknowledgement recorded is for "
             f"{acknowledgement.incident_id} -> {acknowledgement.to.value}, not -> {to.value}"
         )
-    if not acknowledgement.by.strip() or acknowledgement.by.startswith("eyetok"):
+    if not is_human(acknowledgement.by):
         raise PromotionRefused(
             f"incident {incident.incident_id}: an acknowledgement is a human's, not "
             f"{acknowledgement.by!r}"
