@@ -17,7 +17,6 @@ which refuses without the human acknowledgement recorded here first.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -26,6 +25,7 @@ import httpx
 import msgspec
 import trio
 
+from actors.router import deliveries_about
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -34,7 +34,6 @@ from eyetok.incidents import louder
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
-    Destination,
     HistoryMessage,
     Incident,
     IncidentAction,
@@ -57,35 +56,11 @@ from eyetok.playbooks.posts import post_of
 from eyetok.policy import destinations_for
 from state.playbooks.ledger_file import LedgerFile
 
-_QUIET = (SevChannel.SEV2, SevChannel.SEV2_5, SevChannel.SEV3)
-
 
 @dataclass(frozen=True)
 class PlaybooksDeps:
     settings: Settings
     ledger_path: Path
-
-
-def wants(change: IncidentChanged, settings: Settings) -> bool:
-    """Whether the playbooks actor hears of ``change``: an opening a playbook may match,
-    or a SEV3 incident's repeat that recommends a louder channel."""
-    incident = change.incident
-    if incident is None or incident.sev_channel not in _QUIET:
-        return False
-    if change.action is IncidentAction.OPEN:
-        return bool(settings.playbooks.playbooks)
-    return (
-        change.action is IncidentAction.UPDATE
-        and incident.sev_channel is SevChannel.SEV3
-        and incident.escalation_recommended is not None
-    )
-
-
-def delivery_id(origin: str, destination: Destination) -> str:
-    digest = hashlib.sha256(
-        f"{origin}|{destination.sink_id}|{destination.target}".encode()
-    ).hexdigest()
-    return "dlv_" + digest[:24]
 
 
 def thread_posts(event: PlaybookEvent, ledger: Ledger, settings: Settings) -> tuple[Deliver, ...]:
@@ -95,21 +70,16 @@ def thread_posts(event: PlaybookEvent, ledger: Ledger, settings: Settings) -> tu
     tenant = settings.tenants.get(incident.tenant)
     if post is None or tenant is None:
         return ()
-    return tuple(
-        Deliver(
-            delivery_id=delivery_id(event.event_id, dest),
-            tenant=incident.tenant,
-            destination=dest,
-            incident=incident,
-            action=IncidentAction.UPDATE,
-            rule=incident.rule,
-            planned_at=event.at,
-            received_at=event.at,
-            step="playbook",
-            post=post,
-        )
-        for dest in destinations_for(tenant.policy, incident.sev_channel, settings.sink_types())
-        if dest.sink_type == "slack"
+    route = destinations_for(tenant.policy, incident.sev_channel, settings.sink_types())
+    slack = [dest for dest in route if dest.sink_type == "slack"]
+    return deliveries_about(
+        event.event_id,
+        incident,
+        slack,
+        action=IncidentAction.UPDATE,
+        at=event.at,
+        step="playbook",
+        post=post,
     )
 
 
@@ -128,18 +98,13 @@ def promotion_posts(
     tenant = settings.tenants.get(louder_incident.tenant)
     if tenant is None:
         return ()
-    return tuple(
-        Deliver(
-            delivery_id=delivery_id(f"{event.event_id}:promoted", dest),
-            tenant=louder_incident.tenant,
-            destination=dest,
-            incident=louder_incident,
-            action=IncidentAction.OPEN,
-            rule=louder_incident.rule,
-            planned_at=event.at,
-            received_at=event.at,
-        )
-        for dest in destinations_for(tenant.policy, event.to, settings.sink_types())
+    route = destinations_for(tenant.policy, event.to, settings.sink_types())
+    return deliveries_about(
+        f"{event.event_id}:promoted",
+        louder_incident,
+        route,
+        action=IncidentAction.OPEN,
+        at=event.at,
     )
 
 

@@ -9,13 +9,14 @@ transaction before anything is answered or sent.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import assert_never
+from datetime import datetime
+from typing import Literal, assert_never
 
 import msgspec
 import trio
 
-from actors.playbooks import wants
 from actors.tenants import effective_settings
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -25,6 +26,7 @@ from eyetok.messages import (
     Destination,
     FlushHistory,
     HistoryMessage,
+    Incident,
     IncidentAction,
     IncidentChanged,
     IncidentRecorded,
@@ -34,6 +36,7 @@ from eyetok.messages import (
     JournalSignals,
     PlanDeliveries,
     PlaybookMessage,
+    PlaybookPost,
     RouterMessage,
     TenantConfigChanged,
 )
@@ -146,6 +149,23 @@ def step_plan(
         )
         action = IncidentAction.UPDATE
     origin = f"{incident.incident_id}:{stepped.step}"
+    return deliveries_about(
+        origin, incident, destinations, action=action, at=stepped.at, step=stepped.step
+    )
+
+
+def deliveries_about(
+    origin: str,
+    incident: Incident,
+    destinations: Iterable[Destination],
+    *,
+    action: IncidentAction,
+    at: datetime,
+    step: Literal["acknowledged", "renotify", "escalated", "playbook"] | None = None,
+    post: PlaybookPost | None = None,
+) -> tuple[Deliver, ...]:
+    """Deliveries no signal caused (a step of SEV1's loop, a playbook's post), planned
+    at ``at``, their ids derived from ``origin`` and the destination."""
     return tuple(
         Deliver(
             delivery_id=delivery_id(origin, dest),
@@ -154,9 +174,10 @@ def step_plan(
             incident=incident,
             action=action,
             rule=incident.rule,
-            planned_at=stepped.at,
-            received_at=stepped.at,
-            step=stepped.step,
+            planned_at=at,
+            received_at=at,
+            step=step,
+            post=post,
         )
         for dest in destinations
     )
@@ -220,7 +241,7 @@ async def run_router(
         if deps.playbooks is None:
             return
         for change in changes:
-            if wants(change, settings):
+            if settings.playbooks.hears(change):
                 await deps.playbooks.send(msgspec.structs.replace(change, reply=None))
 
     task_status.started()

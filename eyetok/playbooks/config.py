@@ -23,8 +23,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from eyetok.errors import ConfigError
-from eyetok.messages import Incident, SevChannel
+from eyetok.messages import Incident, IncidentAction, IncidentChanged, SevChannel
 
+_QUIET = (SevChannel.SEV2, SevChannel.SEV2_5, SevChannel.SEV3)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -248,6 +249,20 @@ class Registry(msgspec.Struct, frozen=True, kw_only=True):
         seen = tags or {}
         return next(
             (p for p in self.playbooks if p.matches(incident, source=source, tags=seen)), None
+        )
+
+    def hears(self, change: IncidentChanged) -> bool:
+        """Whether the playbooks actor hears of ``change`` (the router asks): an opening
+        a playbook may match, or a SEV3 incident's repeat recommending a louder channel."""
+        incident = change.incident
+        if incident is None or incident.sev_channel not in _QUIET:
+            return False
+        if change.action is IncidentAction.OPEN:
+            return bool(self.playbooks)
+        return (
+            change.action is IncidentAction.UPDATE
+            and incident.sev_channel is SevChannel.SEV3
+            and incident.escalation_recommended is not None
         )
 
     def named(self, name: str) -> Playbook | None:

@@ -161,6 +161,14 @@ def _dig(document: Any, path: str) -> Any:
 _MISSING = object()
 
 
+def _decoded(text: str) -> Any:
+    """The answer's JSON (``_MISSING`` when it is not JSON)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _MISSING
+
+
 def judge(call: Call, status: int, text: str) -> Result:
     """The finding of an answer (one function: every kind's answer is classified here)."""
     quoted = scrub(" ".join(text.split()))[:_SAID]
@@ -172,10 +180,7 @@ def judge(call: Call, status: int, text: str) -> Result:
                 summary=f"answered {status}, expected {call.expect_status}",
             )
         if call.expect_json is not None:
-            try:
-                found = _dig(json.loads(text), call.expect_json.path)
-            except ValueError:
-                found = _MISSING
+            found = _dig(_decoded(text), call.expect_json.path)
             if found is _MISSING or found != call.expect_json.equals:
                 shown_found = "nothing" if found is _MISSING else json.dumps(found)[:80]
                 return Result(
@@ -188,10 +193,7 @@ def judge(call: Call, status: int, text: str) -> Result:
     if not 200 <= status < 300:
         return Result(finding="failed", status=status, summary=f"answered {status}: {quoted}")
     if call.kind == "sentry.latest_event":
-        try:
-            event = json.loads(text)
-        except ValueError:
-            event = {}
+        event = _decoded(text)
         if isinstance(event, dict):
             what = str(event.get("title") or event.get("message") or "")[:_SAID]
             return Result(

@@ -5,7 +5,7 @@ posted louder without a human acknowledgement of that recommendation recorded (i
 playbooks ledger on disk, and audited) before the louder post was planned.
 
 The real parts run: the incidents' decision (eyetok.incidents.decide), the router's filter
-(actors.playbooks.wants), the playbooks actor with its ledger file, the health check
+(Registry.hears), the playbooks actor with its ledger file, the health check
 against a local endpoint on 127.0.0.1. Plus :func:`eyetok.escalation.promote` refusing by
 itself."""
 
@@ -23,7 +23,6 @@ import trio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from actors.playbooks import wants
 from eyetok.config import Settings
 from eyetok.escalation import Acknowledgement, PromotionRefused, promote
 from eyetok.incidents import IncidentKey, decide, louder
@@ -173,7 +172,7 @@ async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, 
                     change = IncidentChanged(
                         signal=signal, routing=routing, action=action, incident=inc
                     )
-                    if wants(change, settings_):
+                    if settings_.playbooks.hears(change):
                         await rig.tell(change)
                 case ("health", status, db):
                     svc.health = (status, {"db": db})
