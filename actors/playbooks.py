@@ -17,6 +17,8 @@ which refuses without the human acknowledgement recorded here first.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -54,13 +56,14 @@ from eyetok.playbooks.ledger import (
 )
 from eyetok.playbooks.posts import post_of
 from eyetok.policy import destinations_for
-from state.playbooks.ledger_file import LedgerFile
+from state.playbooks.record import IntentNotRecorded, PlaybookRecord
 
 
 @dataclass(frozen=True)
 class PlaybooksDeps:
     settings: Settings
     ledger_path: Path
+    database_url: str | None = None  # the ledger in Postgres too (a fresh dyno's start)
 
 
 def thread_posts(event: PlaybookEvent, ledger: Ledger, settings: Settings) -> tuple[Deliver, ...]:
@@ -108,6 +111,14 @@ def promotion_posts(
     )
 
 
+@contextlib.asynccontextmanager
+async def _closed_after(book: PlaybookRecord) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        book.close()
+
+
 def _audit_detail(event: PlaybookEvent) -> str:
     call = shown(event.call) if event.call is not None else ""
     result = f": {event.result.finding}, {event.result.summary}" if event.result else ""
@@ -116,6 +127,8 @@ def _audit_detail(event: PlaybookEvent) -> str:
             return f"{event.playbook} proposes {event.what} ({call}) by {event.by}"
         case "approved" | "rejected":
             return f"{event.what} {event.event} by {event.by} (proposal {event.proposal_id})"
+        case "run_held":
+            return f"{event.what} approved by {event.by}, not run: {event.because}"
         case "run_started" | "run_interrupted":
             return f"{event.what} ({call}) {event.event.replace('_', ' ')}"
         case "run_finished" | "triage_ran":
@@ -139,39 +152,43 @@ async def run_playbooks(
     logger = log.get("playbooks")
     settings = deps.settings
     registry = settings.playbooks
-    book = LedgerFile(deps.ledger_path)
+    book = PlaybookRecord(deps.ledger_path, deps.database_url, settings.tenants)
     ledger = Ledger.of(await book.load())
 
-    async def record(*events: PlaybookEvent) -> None:
-        """Commit the events (fsynced), fold them, then audit and post each."""
-        await book.append(events)
+    async def record(*events: PlaybookEvent, intent: bool = False) -> None:
+        """Commit the events (fsynced; with ``intent``, in Postgres too or raise), fold
+        them, then audit and post each."""
+        await book.commit(events, intent=intent)
         for event in events:
             ledger.fold(event)
         for event in events:
-            logger.info(
-                f"playbook_{event.event}",
+            await tell(event)
+
+    async def tell(event: PlaybookEvent) -> None:
+        logger.info(
+            f"playbook_{event.event}",
+            tenant=event.incident.tenant,
+            incident_id=event.incident.incident_id,
+            playbook=event.playbook,
+            proposal_id=event.proposal_id or None,
+            what=event.what or None,
+            by=event.by or None,
+            finding=event.result.finding if event.result else None,
+        )
+        await outbox.send(
+            AuditRecorded(
+                at=event.at,
                 tenant=event.incident.tenant,
+                event=f"playbook_{event.event}",
+                detail=_audit_detail(event),
                 incident_id=event.incident.incident_id,
-                playbook=event.playbook,
-                proposal_id=event.proposal_id or None,
-                what=event.what or None,
-                by=event.by or None,
-                finding=event.result.finding if event.result else None,
             )
-            await outbox.send(
-                AuditRecorded(
-                    at=event.at,
-                    tenant=event.incident.tenant,
-                    event=f"playbook_{event.event}",
-                    detail=_audit_detail(event),
-                    incident_id=event.incident.incident_id,
-                )
-            )
-            posts = thread_posts(event, ledger, settings)
-            if event.event == "promoted":
-                posts += promotion_posts(event, ledger, settings)
-            if posts:
-                await outbox.send(PlanDeliveries(origin=event.event_id, deliveries=posts))
+        )
+        posts = thread_posts(event, ledger, settings)
+        if event.event == "promoted":
+            posts += promotion_posts(event, ledger, settings)
+        if posts:
+            await outbox.send(PlanDeliveries(origin=event.event_id, deliveries=posts))
 
     def event(name: str, incident: Incident, playbook: str, **fields: object) -> PlaybookEvent:
         return msgspec.convert(
@@ -198,9 +215,12 @@ async def run_playbooks(
                 call=cut.call,
             )
         )
-    async with httpx.AsyncClient(
-        timeout=registry.integrations.timeout_s, follow_redirects=False
-    ) as client:
+    async with (
+        httpx.AsyncClient(
+            timeout=registry.integrations.timeout_s, follow_redirects=False
+        ) as client,
+        _closed_after(book),
+    ):
 
         async def run_call(proposal: Proposal) -> Result:
             return await perform(
@@ -306,10 +326,24 @@ async def run_playbooks(
                 case "counted":
                     await record(event("approved", proposal.incident, proposal.playbook, **said))
                 case "approved":
-                    await record(
-                        event("approved", proposal.incident, proposal.playbook, **said),
-                        event("run_started", proposal.incident, proposal.playbook, **said),
-                    )
+                    try:
+                        await record(
+                            event("approved", proposal.incident, proposal.playbook, **said),
+                            event("run_started", proposal.incident, proposal.playbook, **said),
+                            intent=True,
+                        )
+                    except IntentNotRecorded as exc:
+                        why = f"the intent to run could not be recorded in Postgres ({exc})"
+                        await tell(
+                            event(
+                                "run_held",
+                                proposal.incident,
+                                proposal.playbook,
+                                **said,
+                                because=why,
+                            )
+                        )
+                        return f"not run: {why}"
                     result = await run_call(proposal)
                     await record(
                         event(

@@ -621,7 +621,11 @@ def build(
         _child(
             "playbooks",
             run_playbooks,
-            PlaybooksDeps(settings=settings, ledger_path=settings.data_dir / "playbooks.jsonl"),
+            PlaybooksDeps(
+                settings=settings,
+                ledger_path=settings.data_dir / "playbooks.jsonl",
+                database_url=settings.database_url,
+            ),
             playbooks_rx,
             history_tx,
             clock=clock,

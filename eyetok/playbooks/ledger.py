@@ -33,6 +33,7 @@ EventName = Literal[
     "run_started",
     "run_finished",
     "run_interrupted",
+    "run_held",  # told, never recorded: an approval whose run's intent Postgres refused
     "triage_ran",
     "escalation_recommended",
     "escalation_acknowledged",

@@ -112,6 +112,11 @@ def post_of(event: PlaybookEvent, proposal: Proposal | None) -> PlaybookPost | N
                     ),
                 ),
             )
+        case "run_held":
+            return PlaybookPost(
+                text=f":warning: Approval of `{event.what}` by {event.by} not counted and "
+                f"nothing ran: {event.because}. Press Approve again once it is back."
+            )
         case "triage_ran":
             assert result is not None
             icon = ":mag:" if result.finding == "ok" else ":warning:"

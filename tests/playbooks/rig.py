@@ -94,12 +94,15 @@ class Rig:
     history: list[HistoryMessage] = field(default_factory=list)
     inbox: trio.MemorySendChannel[PlaybookMessage] | None = None
     scope: trio.CancelScope | None = None
+    database_url: str | None = None
 
     async def start(self, nursery: trio.Nursery) -> None:
         inbox_tx, inbox_rx = trio.open_memory_channel[PlaybookMessage](16)
         out_tx, out_rx = trio.open_memory_channel[HistoryMessage](math.inf)
         scope = trio.CancelScope()
-        deps = PlaybooksDeps(settings=self.settings, ledger_path=self.ledger)
+        deps = PlaybooksDeps(
+            settings=self.settings, ledger_path=self.ledger, database_url=self.database_url
+        )
 
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             with scope, out_tx:
