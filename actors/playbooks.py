@@ -46,7 +46,7 @@ from eyetok.messages import (
     SevChannel,
 )
 from eyetok.playbooks.config import Playbook
-from eyetok.playbooks.kinds import Result, call_of, perform, shown
+from eyetok.playbooks.kinds import Call, Result, call_of, perform, shown
 from eyetok.playbooks.ledger import (
     Ledger,
     PlaybookEvent,
@@ -109,6 +109,9 @@ def promotion_posts(
         action=IncidentAction.OPEN,
         at=event.at,
     )
+
+
+CONCURRENT_CALLS = 4  # playbook HTTP calls in flight at once
 
 
 @contextlib.asynccontextmanager
@@ -220,24 +223,34 @@ async def run_playbooks(
             timeout=registry.integrations.timeout_s, follow_redirects=False
         ) as client,
         _closed_after(book),
+        trio.open_nursery() as work,
     ):
+        # the calls (triage, runs) go on in ``work``, a few at a time: the inbox keeps
+        # draining (the router never waits on a slow API) and a click is answered at
+        # once (Slack wants its answer within 3 s)
+        calling = trio.CapacityLimiter(CONCURRENT_CALLS)
 
-        async def run_call(proposal: Proposal) -> Result:
-            return await perform(
-                proposal.call, registry, client, now_s=int(clock.now().timestamp())
+        async def call(what: Call) -> Result:
+            async with calling:
+                return await perform(what, registry, client, now_s=int(clock.now().timestamp()))
+
+        async def run(proposal: Proposal, said: dict[str, object]) -> None:
+            result = await call(proposal.call)
+            await record(
+                event("run_finished", proposal.incident, proposal.playbook, **said, result=result)
             )
 
         async def triage(incident: Incident, playbook: Playbook) -> None:
             for step in playbook.triage:
-                call = call_of(step.action, incident, registry.integrations)
-                result = await perform(call, registry, client, now_s=int(clock.now().timestamp()))
+                planned = call_of(step.action, incident, registry.integrations)
+                result = await call(planned)
                 await record(
                     event(
                         "triage_ran",
                         incident,
                         playbook.name,
                         what=step.name,
-                        call=call,
+                        call=planned,
                         result=result,
                     )
                 )
@@ -297,6 +310,10 @@ async def run_playbooks(
             )
             if playbook is None or incident.incident_id in ledger.triaged:
                 return
+            work.start_soon(examine, incident, playbook)
+
+        async def examine(incident: Incident, playbook: Playbook) -> None:
+            """An opening a playbook matched: its checks, then its proposal."""
             await triage(incident, playbook)
             if playbook.remediation is not None and incident.sev_channel is not SevChannel.SEV1:
                 await propose(incident, playbook, eyetok_proposer(playbook.name))
@@ -344,16 +361,7 @@ async def run_playbooks(
                             )
                         )
                         return f"not run: {why}"
-                    result = await run_call(proposal)
-                    await record(
-                        event(
-                            "run_finished",
-                            proposal.incident,
-                            proposal.playbook,
-                            **said,
-                            result=result,
-                        )
-                    )
+                    work.start_soon(run, proposal, said)
                 case "rejected":
                     await record(event("rejected", proposal.incident, proposal.playbook, **said))
                 case "proposer" | "again" | "closed" | "unknown":

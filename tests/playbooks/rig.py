@@ -5,6 +5,7 @@ started on the same ledger, as a restart would."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,8 +138,21 @@ class Rig:
 
     async def settle(self) -> None:
         """Wait until the actor has taken everything sent so far (a click is answered
-        after everything before it)."""
+        after everything before it; calls it started may still be under way)."""
         await self.click("approve", "prp_none", "slack:nobody (U0NOBODY)")
+
+    async def until(self, holds: Callable[[], object]) -> None:
+        """Wait for what the actor's calls (in flight) lead to: ``holds()`` true."""
+        with trio.fail_after(15):
+            while not holds():  # noqa: ASYNC110 - the actor answers through the history
+                await trio.sleep(0.01)
+
+    def audited(self, event: str, incident_id: str | None = None) -> int:
+        return sum(
+            1
+            for a in self.audits
+            if a.event == event and (incident_id is None or a.incident_id == incident_id)
+        )
 
     @property
     def deliveries(self) -> list[Deliver]:

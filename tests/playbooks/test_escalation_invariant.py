@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,10 @@ def _check(history: list[Any], sev3_opened: set[str], ledger: Path) -> int:
     return loud
 
 
+def _triaged(rig: Rig, incident_id: str) -> bool:
+    return rig.audited("playbook_triage_ran", incident_id) == 2
+
+
 async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, svc: Any) -> None:
     history: list[Any] = []
     open_incidents: dict[IncidentKey, Incident] = {}
@@ -174,6 +179,9 @@ async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, 
                     )
                     if settings_.playbooks.hears(change):
                         await rig.tell(change)
+                    if inc.event_count == 1 and inc.sev_channel is SevChannel.SEV3:
+                        # both checks of the playbook report before the next step
+                        await rig.until(partial(_triaged, rig, inc.incident_id))
                 case ("health", status, db):
                     svc.health = (status, {"db": db})
                 case ("click", key, who):

@@ -24,7 +24,7 @@ async def test_a_fresh_dyno_takes_the_approval_and_runs_once(
         first = Rig(settings, tmp_path / "dyno1" / "playbooks.jsonl", database_url=pg_dsn)
         await first.start(nursery)
         await first.tell(change(incident()))
-        await first.settle()
+        await first.until(first.proposal_ids)
         [proposal_id] = first.proposal_ids()
         first.kill()
 
@@ -40,9 +40,9 @@ async def test_a_fresh_dyno_takes_the_approval_and_runs_once(
         third = Rig(settings, tmp_path / "dyno3" / "playbooks.jsonl", database_url=pg_dsn)
         await third.start(nursery)
         await third.tell(change(incident("inc_second")))
-        await third.settle()
+        await third.until(third.proposal_ids)
         second = third.proposal_ids()[-1]
-        nursery.start_soon(third.click, "approve", second, ALICE)
+        assert await third.click("approve", second, ALICE) == "approve: approved"
         await trio.to_thread.run_sync(heroku.wait_calls, 2)
         third.kill()
 
@@ -66,7 +66,7 @@ async def test_without_postgres_to_record_the_intent_nothing_runs(
         rig = Rig(settings, tmp_path / "playbooks.jsonl", database_url=down)
         await rig.start(nursery)
         await rig.tell(change(incident()))
-        await rig.settle()
+        await rig.until(rig.proposal_ids)
         [proposal_id] = rig.proposal_ids()  # proposing does not wait for Postgres
         said = await rig.click("approve", proposal_id, ALICE)
         assert said.startswith("not run: the intent to run could not be recorded in Postgres")

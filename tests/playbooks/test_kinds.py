@@ -28,9 +28,11 @@ playbooks:
 async def approve_the_proposal(rig: Rig, nursery: trio.Nursery) -> str:
     await rig.start(nursery)
     await rig.tell(change(incident()))
-    await rig.settle()
+    await rig.until(rig.proposal_ids)
     [proposal_id] = rig.proposal_ids()
-    return await rig.click("approve", proposal_id, "slack:dana (U0DANA)")
+    said = await rig.click("approve", proposal_id, "slack:dana (U0DANA)")
+    await rig.until(lambda: rig.audited("playbook_run_finished"))
+    return said
 
 
 async def test_a_signed_http_remediation_verifies_at_the_receiver(

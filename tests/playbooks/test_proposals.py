@@ -43,7 +43,7 @@ async def test_an_unapproved_or_rejected_proposal_never_calls_heroku(
         rig = Rig(settings_for(tmp_path, heroku, service), tmp_path / "playbooks.jsonl")
         await rig.start(nursery)
         await rig.tell(change(incident()))
-        await rig.settle()
+        await rig.until(rig.proposal_ids)
         [proposal_id] = rig.proposal_ids()
         assert heroku.calls == []  # proposed: waiting
         proposed = next(p for p in rig.posts if "proposes `fix web`" in p)
@@ -74,12 +74,13 @@ async def test_high_impact_needs_two_approvers_neither_the_proposer(
         )
         await rig.start(nursery)
         await rig.tell(change(incident()))
-        await rig.settle()
+        await rig.until(rig.proposal_ids)
         [first] = rig.proposal_ids()
         assert await rig.click("reject", first, "slack:bob (U0BOB)") == "reject: rejected"
         # carol proposes it again: she is now the proposer
         said = await rig.click("repropose", first, "slack:carol (U0CAROL)")
         assert said == "fix web proposed again by slack:carol (U0CAROL)"
+        await rig.until(lambda: len(rig.proposal_ids()) == 2)
         second = rig.proposal_ids()[-1]
         assert second != first
         assert await rig.click("approve", second, "slack:carol (U0CAROL)") == (
@@ -99,6 +100,7 @@ async def test_high_impact_needs_two_approvers_neither_the_proposer(
             "/apps/raxx-prod/formation/web",
             {"quantity": 4},
         )
+        await rig.until(lambda: rig.audited("playbook_run_finished"))
         assert heroku.formation == {("raxx-prod", "web"): 4}
         assert any("Ran `fix web`" in p and "ok, answered 200" in p for p in rig.posts)
         assert await rig.click("approve", second, "slack:erin (U0ERIN)") == "refused: it is ran"
@@ -114,12 +116,11 @@ async def test_a_kill_between_approval_and_answer_never_runs_it_twice(
         rig = Rig(settings, ledger)
         await rig.start(nursery)
         await rig.tell(change(incident()))
-        await rig.settle()
+        await rig.until(rig.proposal_ids)
         [proposal_id] = rig.proposal_ids()
         heroku.delay_s = 2.0  # the answer is slow: the process dies before it is recorded
-        inbox = rig.inbox
-        assert inbox is not None
-        nursery.start_soon(rig.click, "approve", proposal_id, "slack:alice (U0ALICE)")
+        said = await rig.click("approve", proposal_id, "slack:alice (U0ALICE)")
+        assert said == "approve: approved"  # answered at once; the call goes on
         await trio.to_thread.run_sync(heroku.wait_calls, 1)
         rig.kill()
 

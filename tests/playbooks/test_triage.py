@@ -57,7 +57,7 @@ async def test_sev3_triage_runs_and_posts_without_pinging_anyone(
         await rig.start(nursery)
         opened = incident("inc_warn", channel=SevChannel.SEV3, rule="warning", title="Retry")
         await rig.tell(change(opened, tags=TAGS))
-        await rig.settle()
+        await rig.until(lambda: rig.audited("playbook_triage_ran") == 2)
         [latest] = sentry.calls
         assert (latest.method, latest.path) == ("GET", "/api/0/issues/6120480017/events/latest/")
         assert latest.headers["authorization"] == f"Bearer {sentry.token}"
@@ -91,7 +91,7 @@ async def test_a_failing_check_recommends_and_only_a_human_ack_promotes(
         await rig.start(nursery)
         opened = incident("inc_warn", channel=SevChannel.SEV3, rule="warning", title="Retry")
         await rig.tell(change(opened, tags=TAGS))
-        await rig.settle()
+        await rig.until(lambda: rig.audited("playbook_escalation_recommended"))
         recommended = [d for d in rig.deliveries if d.post and d.post.buttons]
         [post] = recommended
         assert post.post is not None
