@@ -9,10 +9,14 @@ incident's own post already did where its channel calls for it.
 
 from __future__ import annotations
 
-from eyetok.messages import PlaybookPost, PostButton
+from collections.abc import Iterator
+
+import msgspec
+
+from eyetok.messages import Incident, PlaybookPost, PostButton, SevChannel
 from eyetok.playbooks.config import Playbook
-from eyetok.playbooks.kinds import shown
-from eyetok.playbooks.ledger import PlaybookEvent, Proposal
+from eyetok.playbooks.kinds import Call, Result, shown
+from eyetok.playbooks.ledger import EventName, PlaybookEvent, Proposal, eyetok_proposer
 
 APPROVE_ACTION = "eyetok_playbook_approve"
 REJECT_ACTION = "eyetok_playbook_reject"
@@ -149,3 +153,57 @@ def post_of(event: PlaybookEvent, proposal: Proposal | None) -> PlaybookPost | N
                 text=f":arrow_double_up: Re-posted in {event.to.value}'s channel and sinks "
                 f"(acknowledged by {event.by})."
             )
+
+
+def sample_posts(incident: Incident) -> Iterator[tuple[str, PlaybookPost]]:
+    """One post of every kind about ``incident`` (``eyetok check`` runs the payload
+    guard over them; the upstream title and a quoted answer are in some)."""
+    call = Call(
+        kind="heroku.restart_dyno",
+        method="DELETE",
+        url="https://api.heroku.com/apps/raxx-prod/dynos/web",
+        bearer_env="HEROKU_API_TOKEN",
+    )
+    proposal = Proposal(
+        proposal_id="prp_0123456789abcdef",
+        incident=incident,
+        playbook="raxx-h12-storm",
+        what="restart web dynos",
+        call=call,
+        high_impact=True,
+        proposer=eyetok_proposer("raxx-h12-storm"),
+        approvers=["slack:dana (U0DANA)"],
+    )
+    found = Result(finding="failed", status=503, summary=f"answered 503: {incident.title}")
+    said: dict[str, object] = {
+        "incident": incident,
+        "playbook": proposal.playbook,
+        "proposal_id": proposal.proposal_id,
+        "what": proposal.what,
+        "call": call,
+        "by": "slack:dana (U0DANA)",
+        "at": incident.last_seen_at,
+        "to": SevChannel.SEV2,
+        "because": "triage step `health` found failed: answered 503",
+    }
+    names: tuple[EventName, ...] = (
+        "proposed",
+        "approved",
+        "rejected",
+        "run_finished",
+        "run_interrupted",
+        "run_held",
+        "triage_ran",
+        "escalation_recommended",
+        "escalation_acknowledged",
+        "promoted",
+    )
+    for name in names:
+        event = msgspec.convert(
+            {**said, "event_id": f"pbe_{name}", "event": name, "result": found},
+            PlaybookEvent,
+            from_attributes=True,
+        )
+        post = post_of(event, proposal)
+        if post is not None:
+            yield name, post
