@@ -177,6 +177,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "verification": True,
         "routines": True,
         "scheduler": True,
+        "playbooks": True,
         "router": True,
         "incidents": True,
     }
