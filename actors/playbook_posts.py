@@ -63,6 +63,10 @@ def audit_detail(event: PlaybookEvent) -> str:
     call = shown(event.call) if event.call is not None else ""
     result = f": {event.result.finding}, {event.result.summary}" if event.result else ""
     match event.event:
+        case "matched" | "examined":
+            return f"playbook {event.playbook} {event.event}"
+        case "triage_ran":
+            return f"{event.what} ({call}){result}"
         case "proposed":
             return f"{event.playbook} proposes {event.what} ({call}) by {event.by}"
         case "approved" | "rejected":
@@ -71,7 +75,7 @@ def audit_detail(event: PlaybookEvent) -> str:
             return f"{event.what} approved by {event.by}, not run: {event.because}"
         case "run_started" | "run_interrupted":
             return f"{event.what} ({call}) {event.event.replace('_', ' ')}"
-        case "run_finished" | "triage_ran":
+        case "run_finished":
             return f"{event.what} ({call}){result}"
         case "escalation_recommended":
             assert event.to is not None

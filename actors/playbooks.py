@@ -238,15 +238,22 @@ async def run_playbooks(
             playbook = registry.match(
                 incident, source=change.signal.source, tags=dict(change.signal.tags)
             )
-            if playbook is None or incident.incident_id in ledger.triaged:
+            if playbook is None or incident.incident_id in ledger.matched:
                 return
+            await record(event("matched", incident, playbook.name))
             work.start_soon(examine, incident, playbook)
 
         async def examine(incident: Incident, playbook: Playbook) -> None:
-            """An opening a playbook matched: its checks, then its proposal."""
+            """An opening a playbook matched: its checks, then its proposal (once: a
+            restart that finds it unexamined checks again, read-only, but proposes only
+            if no proposal was recorded)."""
             await triage(incident, playbook)
-            if playbook.remediation is not None and incident.sev_channel is not SevChannel.SEV1:
+            proposed = any(
+                p.incident.incident_id == incident.incident_id for p in ledger.proposals.values()
+            )
+            if playbook.remediation is not None and not proposed:
                 await propose(incident, playbook, eyetok_proposer(playbook.name))
+            await record(event("examined", incident, playbook.name))
 
         async def clicked(click: PlaybookClick) -> str:
             if click.action == "acknowledge_escalation":
@@ -345,6 +352,15 @@ async def run_playbooks(
             proposals_open=sum(1 for p in ledger.proposals.values() if p.state == "proposed"),
             interrupted=len(ledger.interrupted()),
         )
+        for owed in list(ledger.owed.values()):  # a restart cut its checks short
+            playbook = registry.named(owed.playbook)
+            if playbook is not None:
+                logger.info(
+                    "playbook_examination_resumed",
+                    incident_id=owed.incident.incident_id,
+                    playbook=owed.playbook,
+                )
+                work.start_soon(examine, owed.incident, playbook)
         task_status.started()
         async for message in inbox:
             match message:

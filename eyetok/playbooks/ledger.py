@@ -27,6 +27,8 @@ from eyetok.messages import Incident, SevChannel
 from eyetok.playbooks.kinds import Call, Result
 
 EventName = Literal[
+    "matched",  # a playbook matched an opening: its checks (and proposal) are owed
+    "examined",  # ... and were made (a restart re-runs a matched, unexamined one)
     "proposed",
     "approved",
     "rejected",
@@ -115,7 +117,9 @@ class Ledger:
 
     proposals: dict[str, Proposal] = field(default_factory=dict)
     recommendations: dict[str, Recommendation] = field(default_factory=dict)
-    triaged: set[str] = field(default_factory=set)  # incident ids whose triage ran
+    # incident id -> the match whose checks and proposal are owed (not examined yet)
+    owed: dict[str, PlaybookEvent] = field(default_factory=dict)
+    matched: set[str] = field(default_factory=set)  # incident ids a playbook matched
 
     def fold(self, event: PlaybookEvent) -> None:
         incident_id = event.incident.incident_id
@@ -144,8 +148,11 @@ class Ledger:
                 proposal.state, proposal.result = "ran", event.result
             case "run_interrupted" if proposal is not None:
                 proposal.state = "interrupted"
-            case "triage_ran":
-                self.triaged.add(incident_id)
+            case "matched":
+                self.matched.add(incident_id)
+                self.owed[incident_id] = event
+            case "examined":
+                self.owed.pop(incident_id, None)
             case "escalation_recommended" if event.to is not None:
                 current = self.recommendations.get(incident_id)
                 if current is None or louder(event.to, current.to):

@@ -95,8 +95,8 @@ def post_of(event: PlaybookEvent, proposal: Proposal | None) -> PlaybookPost | N
                     ),
                 ),
             )
-        case "run_started":
-            return None  # the approval that started it says so
+        case "run_started" | "matched" | "examined":
+            return None  # the approval that started it, the first post, the posts between
         case "run_finished":
             assert result is not None
             icon = ":white_check_mark:" if result.finding == "ok" else ":x:"

@@ -137,3 +137,34 @@ async def test_a_kill_between_approval_and_answer_never_runs_it_twice(
         await third.start(nursery)
         assert not any(a.event == "playbook_run_interrupted" for a in third.audits)
         third.kill()
+
+
+async def test_checks_cut_short_by_a_restart_are_made_and_proposed_once(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    with FakeHeroku() as heroku, FakeService() as service:
+        settings = settings_for(tmp_path, heroku, service)
+        ledger = tmp_path / "playbooks.jsonl"
+        rig = Rig(settings, ledger)
+        await rig.start(nursery)
+        service.delay_s = 5.0  # the health check hangs; the process dies meanwhile
+        await rig.tell(change(incident()))
+        await trio.to_thread.run_sync(service.wait_calls, 1)
+        rig.kill()
+        assert rig.proposal_ids() == []
+
+        service.delay_s = 0.0
+        again = Rig(settings, ledger)
+        await again.start(nursery)  # the first post said the checks run: they do
+        await again.until(lambda: again.audited("playbook_examined"))
+        assert any("Checked `health`" in p for p in again.posts)
+        [proposal_id] = again.proposal_ids()
+        again.kill()
+        third = Rig(settings, ledger)
+        await third.start(nursery)
+        await third.settle()
+        assert third.proposal_ids() == []  # examined: nothing owed, nothing proposed again
+        assert await third.click("approve", proposal_id, "slack:alice (U0ALICE)") == (
+            "approve: approved"
+        )
+        await trio.to_thread.run_sync(heroku.wait_calls, 1)
