@@ -36,6 +36,17 @@ playbooks:
     return daemon_settings(tmp_path, None, config=config, HEROKU_API_TOKEN=heroku.token)
 
 
+async def started(
+    nursery: trio.Nursery, tmp_path: Path, heroku: FakeHeroku, service: FakeService
+) -> tuple[Settings, Path, Rig]:
+    """The settings, the ledger's path and the actor running on it."""
+    settings = settings_for(tmp_path, heroku, service)
+    ledger = tmp_path / "playbooks.jsonl"
+    rig = Rig(settings, ledger)
+    await rig.start(nursery)
+    return settings, ledger, rig
+
+
 async def test_an_unapproved_or_rejected_proposal_never_calls_heroku(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
@@ -110,10 +121,7 @@ async def test_a_kill_between_approval_and_answer_never_runs_it_twice(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     with FakeHeroku() as heroku, FakeService() as service:
-        settings = settings_for(tmp_path, heroku, service)
-        ledger = tmp_path / "playbooks.jsonl"
-        rig = Rig(settings, ledger)
-        await rig.start(nursery)
+        settings, ledger, rig = await started(nursery, tmp_path, heroku, service)
         await rig.tell(change(incident()))
         await rig.until(rig.proposal_ids)
         [proposal_id] = rig.proposal_ids()
@@ -143,10 +151,7 @@ async def test_checks_cut_short_by_a_restart_are_made_and_proposed_once(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     with FakeHeroku() as heroku, FakeService() as service:
-        settings = settings_for(tmp_path, heroku, service)
-        ledger = tmp_path / "playbooks.jsonl"
-        rig = Rig(settings, ledger)
-        await rig.start(nursery)
+        settings, ledger, rig = await started(nursery, tmp_path, heroku, service)
         service.delay_s = 5.0  # the health check hangs; the process dies meanwhile
         await rig.tell(change(incident()))
         await trio.to_thread.run_sync(service.wait_calls, 1)
