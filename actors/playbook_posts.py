@@ -69,6 +69,8 @@ def audit_detail(event: PlaybookEvent) -> str:
             return f"{event.what} ({call}){result}"
         case "proposed":
             return f"{event.playbook} proposes {event.what} ({call}) by {event.by}"
+        case "withdrawn":
+            return f"{event.what} withdrawn: the incident resolved (proposal {event.proposal_id})"
         case "approved" | "rejected":
             return f"{event.what} {event.event} by {event.by} (proposal {event.proposal_id})"
         case "run_held":

@@ -220,6 +220,24 @@ async def run_playbooks(
         async def changed(change: IncidentChanged) -> None:
             incident = change.incident
             assert incident is not None
+            if change.action is IncidentAction.RESOLVE:
+                waiting = [
+                    p
+                    for p in ledger.proposals.values()
+                    if p.incident.incident_id == incident.incident_id and p.state == "proposed"
+                ]
+                for proposal in waiting:
+                    await record(
+                        event(
+                            "withdrawn",
+                            incident,
+                            proposal.playbook,
+                            proposal_id=proposal.proposal_id,
+                            what=proposal.what,
+                            call=proposal.call,
+                        )
+                    )
+                return
             if change.action is IncidentAction.UPDATE:
                 to = incident.escalation_recommended
                 current = ledger.recommendations.get(incident.incident_id)

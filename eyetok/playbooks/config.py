@@ -253,12 +253,13 @@ class Registry(msgspec.Struct, frozen=True, kw_only=True):
 
     def hears(self, change: IncidentChanged) -> bool:
         """Whether the playbooks actor hears of ``change`` (the router asks): an opening
-        a playbook may match, or a SEV3 incident's repeat recommending a louder channel."""
+        a playbook may match, a resolve (its proposals are withdrawn), or a SEV3
+        incident's repeat recommending a louder channel."""
         incident = change.incident
         if incident is None or incident.sev_channel not in _QUIET:
             return False
-        if change.action is IncidentAction.OPEN:
-            return bool(self.playbooks)
+        if change.action in (IncidentAction.OPEN, IncidentAction.RESOLVE):
+            return bool(self.playbooks)  # a resolve withdraws what waits for approval
         return (
             change.action is IncidentAction.UPDATE
             and incident.sev_channel is SevChannel.SEV3

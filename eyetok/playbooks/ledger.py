@@ -32,6 +32,7 @@ EventName = Literal[
     "proposed",
     "approved",
     "rejected",
+    "withdrawn",  # the incident resolved before anyone approved: it never runs
     "run_started",
     "run_finished",
     "run_interrupted",
@@ -69,7 +70,9 @@ def eyetok_proposer(playbook: str) -> str:
     return f"eyetok:playbook:{playbook}"
 
 
-ProposalState = Literal["proposed", "approved", "rejected", "running", "ran", "interrupted"]
+ProposalState = Literal[
+    "proposed", "approved", "rejected", "withdrawn", "running", "ran", "interrupted"
+]
 
 
 @dataclass
@@ -142,6 +145,8 @@ class Ledger:
                     proposal.state = "approved"
             case "rejected" if proposal is not None:
                 proposal.state, proposal.rejected_by = "rejected", event.by
+            case "withdrawn" if proposal is not None:
+                proposal.state = "withdrawn"
             case "run_started" if proposal is not None:
                 proposal.state = "running"
             case "run_finished" if proposal is not None:

@@ -95,6 +95,11 @@ def post_of(event: PlaybookEvent, proposal: Proposal | None) -> PlaybookPost | N
                     ),
                 ),
             )
+        case "withdrawn":
+            return PlaybookPost(
+                text=f":heavy_minus_sign: `{event.what}` withdrawn: the incident resolved "
+                "before anyone approved it; it was not run."
+            )
         case "run_started" | "matched" | "examined":
             return None  # the approval that started it, the first post, the posts between
         case "run_finished":
@@ -190,6 +195,7 @@ def sample_posts(incident: Incident) -> Iterator[tuple[str, PlaybookPost]]:
         "proposed",
         "approved",
         "rejected",
+        "withdrawn",
         "run_finished",
         "run_interrupted",
         "run_held",

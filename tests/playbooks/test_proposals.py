@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import trio
 
 from eyetok.config import Settings
+from eyetok.messages import IncidentAction
 from harness.peers.platform import FakeHeroku, FakeService
 from tests.conftest import daemon_settings
 from tests.playbooks.rig import Rig, change, incident
@@ -173,3 +175,23 @@ async def test_checks_cut_short_by_a_restart_are_made_and_proposed_once(
             "approve: approved"
         )
         await trio.to_thread.run_sync(heroku.wait_calls, 1)
+
+
+async def test_a_resolve_withdraws_what_waits_for_approval(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    with FakeHeroku() as heroku, FakeService() as service:
+        _, _, rig = await started(nursery, tmp_path, heroku, service)
+        opened = incident()
+        await rig.tell(change(opened))
+        await rig.until(rig.proposal_ids)
+        [proposal_id] = rig.proposal_ids()
+        resolved = msgspec.structs.replace(opened, status="resolved", resolved_at=opened.opened_at)
+        await rig.tell(change(resolved, IncidentAction.RESOLVE))
+        said = await rig.click("approve", proposal_id, "slack:alice (U0ALICE)")
+        assert said == "refused: it is withdrawn"
+        assert heroku.calls == []
+        assert any(
+            "withdrawn: the incident resolved before anyone approved" in p for p in rig.posts
+        )
+        assert rig.audited("playbook_withdrawn") == 1
