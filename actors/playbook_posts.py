@@ -39,13 +39,9 @@ def promotion_posts(
 ) -> tuple[Deliver, ...]:
     """A ``promoted`` event's re-post in the louder channel and its route's sinks. It goes
     through :func:`promote`: without the recorded acknowledgement it raises."""
-    recommendation = ledger.recommendations.get(event.incident.incident_id)
     assert event.to is not None
-    louder_incident = promote(
-        event.incident,
-        event.to,
-        recommendation.acknowledgement if recommendation is not None else None,
-    )
+    acknowledgement = ledger.acknowledgements.get((event.incident.incident_id, event.to))
+    louder_incident = promote(event.incident, event.to, acknowledgement)
     tenant = settings.tenants.get(louder_incident.tenant)
     if tenant is None:
         return ()

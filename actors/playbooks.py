@@ -352,8 +352,9 @@ async def run_playbooks(
             recommendation = ledger.recommendations.get(click.target)
             if recommendation is None:
                 return f"no escalation is recommended for {click.target}"
-            if recommendation.acknowledgement is not None:
-                return f"acknowledged already by {recommendation.acknowledgement.by}"
+            known = ledger.acknowledgements.get((click.target, recommendation.to))
+            if known is not None:
+                return f"acknowledged already by {known.by}"
             if not is_human(click.by):
                 return "an escalation is acknowledged by a human"
             said = dict(to=recommendation.to, by=click.by)

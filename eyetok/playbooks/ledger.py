@@ -99,7 +99,6 @@ class Recommendation:
     incident: Incident
     to: SevChannel
     because: str
-    acknowledgement: Acknowledgement | None = None
     promoted: bool = False
 
 
@@ -120,6 +119,8 @@ class Ledger:
 
     proposals: dict[str, Proposal] = field(default_factory=dict)
     recommendations: dict[str, Recommendation] = field(default_factory=dict)
+    # (incident id, channel) -> the human acknowledgement of that recommendation
+    acknowledgements: dict[tuple[str, SevChannel], Acknowledgement] = field(default_factory=dict)
     # incident id -> the match whose checks and proposal are owed (not examined yet)
     owed: dict[str, PlaybookEvent] = field(default_factory=dict)
     matched: set[str] = field(default_factory=set)  # incident ids a playbook matched
@@ -165,11 +166,11 @@ class Ledger:
                         incident=event.incident, to=event.to, because=event.because
                     )
             case "escalation_acknowledged" if event.to is not None:
-                rec = self.recommendations.get(incident_id)
-                if rec is not None and rec.to is event.to:
-                    rec.acknowledgement = Acknowledgement(
-                        incident_id=incident_id, to=event.to, by=event.by, at=event.at
-                    )
+                # kept apart from the recommendation: a louder one recorded meanwhile
+                # (a check still running) does not unmake this acknowledgement
+                self.acknowledgements[(incident_id, event.to)] = Acknowledgement(
+                    incident_id=incident_id, to=event.to, by=event.by, at=event.at
+                )
             case "promoted":
                 rec = self.recommendations.get(incident_id)
                 if rec is not None:
