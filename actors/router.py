@@ -9,9 +9,12 @@ transaction before anything is answered or sent.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import assert_never
 
+import msgspec
 import trio
 
 from actors.tenants import effective_settings
@@ -20,9 +23,11 @@ from eyetok.config import Settings
 from eyetok.messages import (
     AuditRecorded,
     Deliver,
+    DeliveryStep,
     Destination,
     FlushHistory,
     HistoryMessage,
+    Incident,
     IncidentAction,
     IncidentChanged,
     IncidentRecorded,
@@ -31,9 +36,12 @@ from eyetok.messages import (
     JournalSignal,
     JournalSignals,
     PlanDeliveries,
+    PlaybookMessage,
+    PlaybookPost,
     RouterMessage,
     TenantConfigChanged,
 )
+from eyetok.playbooks.posts import announce
 from eyetok.policy import destinations_for
 from state.history.store import HistoryStore
 
@@ -42,6 +50,8 @@ from state.history.store import HistoryStore
 class RouterDeps:
     settings: Settings
     store: HistoryStore | None = None  # with it: the tenants' API routes apply from start
+    # the playbooks actor's inbox: openings a playbook may match, SEV3 louder repeats
+    playbooks: trio.MemorySendChannel[PlaybookMessage] | None = None
 
 
 def delivery_id(signal_id: str, destination: Destination) -> str:
@@ -61,6 +71,13 @@ def plan(
     policy = settings.tenants[incident.tenant].policy
     types = sink_types if sink_types is not None else settings.sink_types()
     destinations = destinations_for(policy, incident.sev_channel, types)
+    playbook = (
+        settings.playbooks.match(
+            incident, source=change.signal.source, tags=dict(change.signal.tags)
+        )
+        if change.action is IncidentAction.OPEN and settings.playbooks.playbooks
+        else None
+    )
     return tuple(
         Deliver(
             delivery_id=delivery_id(change.signal.signal_id, dest),
@@ -73,6 +90,7 @@ def plan(
             received_at=change.signal.received_at,
             signal_id=change.signal.signal_id,
             cluster_key=change.signal.cluster_key,
+            playbook_note=announce(playbook) if playbook is not None else None,
         )
         for dest in destinations
     )
@@ -138,6 +156,23 @@ def step_plan(
         )
         action = IncidentAction.UPDATE
     origin = f"{incident.incident_id}:{stepped.step}"
+    return deliveries_about(
+        origin, incident, destinations, action=action, at=stepped.at, step=stepped.step
+    )
+
+
+def deliveries_about(
+    origin: str,
+    incident: Incident,
+    destinations: Iterable[Destination],
+    *,
+    action: IncidentAction,
+    at: datetime,
+    step: DeliveryStep | None = None,
+    post: PlaybookPost | None = None,
+) -> tuple[Deliver, ...]:
+    """Deliveries no signal caused (a step of SEV1's loop, a playbook's post), planned
+    at ``at``, their ids derived from ``origin`` and the destination."""
     return tuple(
         Deliver(
             delivery_id=delivery_id(origin, dest),
@@ -146,9 +181,10 @@ def step_plan(
             incident=incident,
             action=action,
             rule=incident.rule,
-            planned_at=stepped.at,
-            received_at=stepped.at,
-            step=stepped.step,
+            planned_at=at,
+            received_at=at,
+            step=step,
+            post=post,
         )
         for dest in destinations
     )
@@ -213,6 +249,15 @@ async def run_router(
         settings = await effective_settings(deps.settings, deps.store)
     # sink id -> type, computed once per settings (Settings.sink_types() builds it per call)
     sink_types = settings.sink_types()
+
+    async def tell_playbooks(changes: tuple[IncidentChanged, ...]) -> None:
+        """After the journal entry: a playbook's posts follow the incident's own."""
+        if deps.playbooks is None:
+            return
+        for change in changes:
+            if settings.playbooks.hears(change):
+                await deps.playbooks.send(msgspec.structs.replace(change, reply=None))
+
     task_status.started()
     async for message in inbox:
         match message:
@@ -221,9 +266,11 @@ async def run_router(
                 sink_types = settings.sink_types()
             case IncidentChanged():
                 await outbox.send(journal_entry(message, settings, sink_types))
+                await tell_playbooks((message,))
             case IncidentsChanged(changes=changes, reply=reply):
                 items = tuple(journal_entry(c, settings, sink_types) for c in changes)
                 await outbox.send(JournalSignals(items=items, reply=reply))
+                await tell_playbooks(changes)
             case IncidentStepped():
                 for record in step_records(message, settings, sink_types):
                     await outbox.send(record)

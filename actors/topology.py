@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import trio
 
 from actors.budgets import BudgetsDeps, run_budgets
@@ -40,6 +41,7 @@ from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.mutes import MuteMessage, MutesDeps, run_mutes
 from actors.oncall import OncallDeps, run_oncall
+from actors.playbooks import PlaybooksDeps, run_playbooks
 from actors.rotation import RotationDeps, run_rotation
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
@@ -79,6 +81,8 @@ from eyetok.messages import (
     OncallMessage,
     OncallSyncAnswer,
     OncallSyncRequested,
+    PlaybookClick,
+    PlaybookMessage,
     Reply,
     ResolveIncident,
     ReverifyDue,
@@ -449,6 +453,20 @@ class Topology:
             )
         return incident, counted
 
+    async def playbook_click(self, action: str, target: str, by: str) -> str:
+        """A human's playbook button (approve, reject, repropose, acknowledge_escalation):
+        answered by the playbooks actor with one line saying what it did."""
+        reply: Reply[str] = Reply()
+        channel = self.channels["playbooks"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        click = msgspec.convert(
+            {"action": action, "target": target, "by": by, "at": self.clock.now()},
+            PlaybookClick,
+        )
+        await channel.send(msgspec.structs.replace(click, reply=reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:
         """Every tenant's incidents from the history, newest first (the operator's view)."""
         await self.flush_history()
@@ -611,6 +629,7 @@ def build(
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
     rotation_tx, rotation_rx = trio.open_memory_channel[RotationMessage](8)
     oncall_tx, oncall_rx = trio.open_memory_channel[OncallMessage](8)
+    playbooks_tx, playbooks_rx = trio.open_memory_channel[PlaybookMessage](64)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -786,9 +805,21 @@ def build(
             clock=clock,
         ),
         _child(
+            "playbooks",
+            run_playbooks,
+            PlaybooksDeps(
+                settings=settings,
+                ledger_path=settings.data_dir / "playbooks.jsonl",
+                database_url=settings.database_url,
+            ),
+            playbooks_rx,
+            history_tx,
+            clock=clock,
+        ),
+        _child(
             "router",
             run_router,
-            RouterDeps(settings=settings, store=store),
+            RouterDeps(settings=settings, store=store, playbooks=playbooks_tx),
             router_rx,
             history_tx,
             clock=clock,
@@ -879,6 +910,7 @@ def build(
             "tenants": tenants_tx,
             "rotation": rotation_tx,
             "oncall": oncall_tx,
+            "playbooks": playbooks_tx,
         },
         sinks=sinks,
         store=store,

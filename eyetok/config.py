@@ -20,6 +20,7 @@ from eyetok.errors import ConfigError
 from eyetok.freescout import FreeScoutLink, FreeScoutOptions, link_from
 from eyetok.messages import Destination
 from eyetok.oncall.settings import OncallSource, oncall_from
+from eyetok.playbooks.config import Integrations, Playbook, Registry, load_registry
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
 from eyetok.sinks.email import EmailSinkConfig
@@ -221,6 +222,8 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     http: HttpOptions = msgspec.field(default_factory=HttpOptions)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     freescout: FreeScoutOptions = msgspec.field(default_factory=FreeScoutOptions)
+    playbooks: tuple[Playbook, ...] = ()  # eyetok/playbooks/config.py
+    integrations: Integrations = Integrations()
 
 
 TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"
@@ -295,6 +298,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
     freescout: FreeScoutOptions = FreeScoutOptions()  # the ticket trail (eyetok/freescout.py)
     freescout_link: FreeScoutLink | None = None  # None: FREESCOUT_URL unset, no trail
+    playbooks: Registry = Registry()  # the playbook registry (eyetok/playbooks/config.py)
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -722,6 +726,9 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         ),
         routines=file_config.routines,
         http=file_config.http,
+        playbooks=load_registry(
+            file_config.playbooks, file_config.integrations, tenants=tenants, env=env
+        ),
         tenant_env={
             name: value
             for name, value in env.items()

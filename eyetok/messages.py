@@ -562,6 +562,43 @@ MirrorMessage = MirrorChange | ConfirmDurable
 # --- inbox of the sink actor -----------------------------------------------------------
 
 
+class PostButton(msgspec.Struct, frozen=True, kw_only=True):
+    """A Block Kit button: Slack's interactivity request carries ``action_id`` and
+    ``value`` back (eyetok/http/slack_interactions.py)."""
+
+    action_id: str
+    text: str
+    value: str
+    style: Literal["primary", "danger"] | None = None
+
+
+class PlaybookPost(msgspec.Struct, frozen=True, kw_only=True):
+    """What the playbooks actor says in an incident's thread, and the buttons it offers."""
+
+    text: str
+    buttons: tuple[PostButton, ...] = ()
+
+
+class PlaybookClick(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human pressed a playbook button: approve or reject a proposal, propose it again,
+    or acknowledge an escalation recommendation (``target``: a proposal or incident id).
+    The answer is one line saying what it did."""
+
+    action: Literal["approve", "reject", "repropose", "acknowledge_escalation"]
+    target: str
+    by: str
+    at: datetime
+    reply: Reply[str] | None = None
+
+
+PlaybookMessage = IncidentChanged | PlaybookClick
+
+
+# what a delivery tells of besides the signal's own news: a step of the human loop, or a
+# playbook's post in the incident's thread
+DeliveryStep = Literal["acknowledged", "renotify", "escalated", "resolved", "playbook"]
+
+
 class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Send one rendered notice about one incident to one destination.
 
@@ -580,8 +617,11 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     signal_id: str = ""  # the signal that caused it (budgets count signals, not deliveries)
     cluster_key: str | None = None  # error_kind|asn|registry: the suppression window holds it
     acknowledge: str | None = None  # a notice a human must acknowledge: what (``cluster:<id>``)
-    # a step of SEV1's human loop this delivery tells of (none: the signal's own news)
-    step: Literal["acknowledged", "renotify", "escalated", "resolved"] | None = None
+    # a step of SEV1's human loop this delivery tells of (none: the signal's own news);
+    # "playbook": a playbook's post in the incident's thread (``post``)
+    step: DeliveryStep | None = None
+    playbook_note: str | None = None  # a playbook matched: what it will do (the first post)
+    post: PlaybookPost | None = None  # a playbook's thread post (actors/playbooks.py)
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None

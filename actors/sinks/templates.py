@@ -40,6 +40,7 @@ from eyetok.messages import (
     SevChannel,
     Severity,
 )
+from eyetok.playbooks.posts import sample_posts
 from state.history.store import HistoryStore
 
 __all__ = [
@@ -314,6 +315,18 @@ def every_template(
                     for label, thread_ts in threads:
                         payload = _render(deliver, thread_ts=thread_ts, slack_options=options)
                         name = f"{sink_type}/{label}/{channel.value}/{sample.key}"
+                        yield _case(name, sample.tenant, payload)
+            if sink_type == "slack":  # a playbook posts in the thread of the route's Slack
+                for channel in (SevChannel.SEV2, SevChannel.SEV3):
+                    about = _incident(sample, channel)
+                    for label, post in sample_posts(about):
+                        deliver = msgspec.structs.replace(
+                            _deliver(sink_type, IncidentAction.UPDATE, about),
+                            step="playbook",
+                            post=post,
+                        )
+                        payload = _render(deliver, thread_ts=_THREAD_TS, slack_options=options)
+                        name = f"slack/playbook-{label}/{channel.value}/{sample.key}"
                         yield _case(name, sample.tenant, payload)
             dead = _deliver(sink_type, IncidentAction.OPEN, _incident(sample, SevChannel.SEV1))
             notice = dead_notice(

@@ -90,6 +90,10 @@ class Operations(IncidentDesk, Protocol):
 
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
 
+    async def playbook_click(self, action: str, target: str, by: str) -> str:
+        """A playbook button (actors/playbooks.py): one line saying what it did."""
+        ...
+
 
 class Conversation(Protocol):
     """The conversation actor, as ``/slack/events`` hands it a thread reply."""

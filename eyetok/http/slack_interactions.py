@@ -44,6 +44,7 @@ from eyetok.clock import Clock
 from eyetok.digests import DIGEST, DigestReceipt
 from eyetok.errors import SignatureError
 from eyetok.http.incident_desk import IncidentDesk
+from eyetok.playbooks.posts import PLAYBOOK_ACTIONS
 
 ACKNOWLEDGE_ACTION = "eyetok_acknowledge"  # the render's buttons (actors/sinks/slack/render.py)
 RESOLVE_ACTION = "eyetok_resolve_with_note"
@@ -57,6 +58,8 @@ class SlackDesk(IncidentDesk, Protocol):
     async def acknowledge_cluster(self, cluster_id: str, by: str) -> dict[str, Any] | None: ...
 
     async def acknowledge_digest(self, what: str, by: str) -> tuple[DigestReceipt | None, bool]: ...
+
+    async def playbook_click(self, action: str, target: str, by: str) -> str: ...
 
 
 class SlackApp(Protocol):
@@ -285,10 +288,23 @@ async def _resolve_submitted(surface: Surface, person: Person, view: _View) -> d
     return {}
 
 
+def _playbook_button(verb: str) -> Pressed:
+    """A playbook's button (approve, reject, propose again, acknowledge an escalation):
+    the playbooks actor decides and says what it did (eyetok/playbooks/posts.py)."""
+
+    async def pressed(surface: Surface, person: Person, value: str, trigger_id: str) -> None:
+        target = value.partition(":")[2]
+        said = await surface.desk.playbook_click(verb, target, person.by)
+        surface.logger.info("slack_playbook_click", verb=verb, by=person.by, said=said)
+
+    return pressed
+
+
 # what a button does, by action_id; what a modal's submission does, by callback_id
 BUTTONS: dict[str, Pressed] = {
     ACKNOWLEDGE_ACTION: _acknowledge,
     RESOLVE_ACTION: _open_resolve_modal,
+    **{action_id: _playbook_button(verb) for action_id, verb in PLAYBOOK_ACTIONS.items()},
 }
 SUBMISSIONS: dict[str, Submitted] = {
     RESOLVE_VIEW: _resolve_submitted,

@@ -179,6 +179,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "rotation": True,
         "routines": True,
         "scheduler": True,
+        "playbooks": True,
         "router": True,
         "incidents": True,
         "digests": True,

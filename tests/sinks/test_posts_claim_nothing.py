@@ -1,5 +1,6 @@
-"""A post never claims an action that did not happen: there is no playbook registry, so
-no sink's rendered post proposes a remediation or reports a triage."""
+"""A post never claims an action that did not happen: an incident's own post proposes no
+remediation and reports no triage; only a playbook's thread post does, and the playbooks
+actor makes one only for a proposal or a finding it recorded (tests/playbooks/)."""
 
 from __future__ import annotations
 

@@ -12,10 +12,12 @@ import psycopg
 import pytest
 
 from eyetok.messages import HandshakeRecorded, TenantConfigEntry, TenantToken
+from eyetok.playbooks.ledger import PlaybookEvent
 from eyetok.tenant_api import token_hash
 from eyetok.verification import HandshakeEvent, PendingHandshake, nonce_hash
 from state.mirror.rehydrate import load_from_postgres
 from state.mirror.writer import MirrorBatch, MirrorWriter
+from state.playbooks.pg_ledger import PgLedger
 from tests.pg import (
     T0,
     app_role,
@@ -33,7 +35,18 @@ TABLES = (
     "tenant_config_log",
     "tenant_tokens",
     "pending_handshakes",
+    "playbook_events",
 )
+
+
+def playbook_event(tenant: str) -> PlaybookEvent:
+    return PlaybookEvent(
+        event_id=f"pbe_{tenant}",
+        event="triage_ran",
+        at=T0,
+        incident=incident(f"inc_{tenant}", tenant=tenant),
+        playbook="p",
+    )
 
 
 @pytest.fixture
@@ -124,6 +137,10 @@ def test_the_mirror_writes_every_tenant_and_each_sees_only_its_own(
     writer.apply(both_tenants_batch())
     writer.apply(MirrorBatch(closed=("dlv_b2",), closed_tenants={"dlv_b2": "beta"}))
     writer.close()
+    playbooks = PgLedger(app_dsn)
+    playbooks.append([playbook_event("acme"), playbook_event("beta")])
+    assert [e.incident.tenant for e in playbooks.load(("acme",))] == ["acme"]
+    playbooks.close()
 
     for table in TABLES:
         # without the tenant set, the mirror's own role sees nothing at all

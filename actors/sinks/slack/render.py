@@ -2,8 +2,9 @@
 
 SEV1 carries the Emergency SOP link (in its text too: the line a phone's notification
 shows) and asks for a human ack; SEV2 mentions the on-call user and says a human is
-needed (nothing is proposed automatically yet); SEV2.5 is SEV2 without the call-out; SEV3
-is posted for the record (no automatic triage runs). A post never claims an action that
+needed; SEV2.5 is SEV2 without the call-out; SEV3 is posted for the record. When a
+playbook matched, the post says what it will do instead (its checks and proposal follow
+in the thread: ``Deliver.post``, rendered with their buttons). A post never claims an action that
 did not happen. Repeats and resolves reply in the incident's thread.
 A message held for the sink's verification says how late it is.
 Times are said in America/New_York with UTC in brackets (:mod:`eyetok.wording`).
@@ -18,7 +19,7 @@ import msgspec
 
 from eyetok.config import SlackOptions
 from eyetok.guard import scrub
-from eyetok.messages import Deliver, Incident, IncidentAction, SevChannel
+from eyetok.messages import Deliver, Incident, IncidentAction, PlaybookPost, SevChannel
 from eyetok.wording import duration, plural, when
 
 
@@ -107,7 +108,48 @@ def _escape(text: str) -> str:
     return scrub(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _buttons(post: PlaybookPost) -> list[dict[str, Any]]:
+    if not post.buttons:
+        return []
+    return [
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": b.text},
+                    "action_id": b.action_id,
+                    "value": b.value,
+                    **({"style": b.style} if b.style else {}),
+                }
+                for b in post.buttons
+            ],
+        }
+    ]
+
+
+def _playbook_post(deliver: Deliver, post: PlaybookPost, thread_ts: str | None) -> SlackMessage:
+    """A playbook's post in the incident's thread (at the top level, naming the incident,
+    when the first post never landed)."""
+    text = scrub(post.text)
+    blocks = [_section(text), *_buttons(post)]
+    if thread_ts is None:
+        incident = deliver.incident
+        label = incident.sev_channel.value if incident.sev_channel else "audit"
+        blocks.insert(0, _section(f"[{label}] {_escape(incident.title)}"))
+        text = f"[{label}] {scrub(incident.title)}: {text}"
+    return SlackMessage(
+        channel=deliver.destination.target,
+        text=text,
+        blocks=tuple(blocks),
+        thread_ts=thread_ts,
+        planned_at=deliver.planned_at,
+    )
+
+
 def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
+    if deliver.post is not None:
+        return _playbook_post(deliver, deliver.post, thread_ts)
     if deliver.notice is not None:
         notice = scrub(deliver.notice)  # it quotes upstream text (a dead delivery's title)
         notice_blocks = [_section(notice)]
@@ -143,7 +185,7 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
             blocks.append(_section(f"{link}\n{facts}"))
             if incident.culprit:
                 blocks.append(_context(f"culprit: `{_escape(incident.culprit)}`"))
-            blocks.extend(_posture(incident, options))
+            blocks.extend(_posture(incident, options, deliver.playbook_note))
             if deliver.step == "escalated" and incident.escalated_at is not None:
                 waited = duration(incident.escalated_at - incident.opened_at)
                 blocks.append(
@@ -224,7 +266,9 @@ def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) ->
     )
 
 
-def _posture(incident: Incident, options: SlackOptions) -> list[dict[str, Any]]:
+def _posture(
+    incident: Incident, options: SlackOptions, playbook_note: str | None = None
+) -> list[dict[str, Any]]:
     what = f"incident:{incident.incident_id}"
     sop = (
         f":sos: <{options.emergency_sop_url}|Emergency SOP>. "
@@ -236,6 +280,13 @@ def _posture(incident: Incident, options: SlackOptions) -> list[dict[str, Any]]:
         return [
             _section(f"{sop}:white_check_mark: Resolved by {_escape(incident.resolved_by)}{at}.")
         ]
+    if playbook_note is not None and incident.sev_channel is not SevChannel.SEV1:
+        mention = (
+            f"<@{options.oncall_user}> "
+            if options.oncall_user and incident.sev_channel is SevChannel.SEV2
+            else ""
+        )
+        return [_section(f"{mention}{_escape(playbook_note)}")]
     match incident.sev_channel:
         case SevChannel.SEV1 if incident.acknowledged_at is not None:
             by = _escape(incident.acknowledged_by or "someone")

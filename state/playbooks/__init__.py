@@ -1,0 +1,1 @@
+"""The playbooks actor's own record (:mod:`state.playbooks.ledger_file`)."""
