@@ -169,6 +169,7 @@ class Daemon:
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,
+            people=topology,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

@@ -16,6 +16,7 @@ actor incarnation gets clones, so a restarted actor reads the same inbox.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from actors.delivery import DeliveryDeps, run_delivery
 from actors.history import HistoryDeps, run_history
 from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
+from actors.people import PeopleDeps, run_people
 from actors.router import RouterDeps, run_router
 from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
@@ -61,6 +63,8 @@ from eyetok.messages import (
     ListVerifications,
     MirrorMessage,
     OAuthCallback,
+    PeopleMessage,
+    PeopleRequest,
     Reply,
     ReverifyDue,
     ReviewDue,
@@ -337,19 +341,50 @@ class Topology:
         return answer
 
     async def tenant_call(
-        self, credential: str, tenant: str, op: str, key: str = "", body: object = None
+        self,
+        credential: str,
+        tenant: str,
+        op: str,
+        key: str = "",
+        body: object = None,
+        *,
+        vouched: str = "",
     ) -> ApiAnswer:
-        """One call on the tenant API, answered by the tenants actor."""
+        """One call on the tenant API, answered by the tenants actor (``vouched``: the
+        people actor authorised the caller, who acts under this name)."""
         reply: Reply[ApiAnswer] = Reply()
         channel = self.channels["tenants"]
         assert isinstance(channel, trio.MemorySendChannel)
         await channel.send(
             TenantRequest(
-                credential=credential, tenant=tenant, op=op, key=key, body=body, reply=reply
+                credential=credential,
+                tenant=tenant,
+                op=op,
+                key=key,
+                body=body,
+                reply=reply,
+                vouched=vouched,
             )
         )
         with trio.fail_after(60):
             return await reply.wait()
+
+    async def people_call(
+        self, request_of: Callable[[Reply[ApiAnswer]], PeopleRequest]
+    ) -> ApiAnswer:
+        """One call for the people actor (who may do what), answered by it."""
+        reply: Reply[ApiAnswer] = Reply()
+        channel = self.channels["people"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(request_of(reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def apply_change(self, change: dict[str, Any]) -> ApiAnswer:
+        """Apply a rule change a reviewer approved, in the names of both."""
+        by = f"review:{change['proposed_by']}+{change['decided_by']} ({change['change_id']})"
+        proposed = json.loads(change["proposed_json"])
+        return await self.tenant_call("", change["tenant"], "put_routes", body=proposed, vouched=by)
 
     async def tenant_incidents(
         self, tenant: str, *, status: str | None, limit: int
@@ -453,6 +488,7 @@ def build(
     mirror_tx, mirror_rx = trio.open_memory_channel[MirrorMessage](PIPELINE_BUFFER)
     routines_tx, routines_rx = trio.open_memory_channel[RoutinesMessage](16)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](64)
+    people_tx, people_rx = trio.open_memory_channel[PeopleMessage](64)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -529,6 +565,19 @@ def build(
             delivery_tx,
             verification_tx,
             budgets_tx,
+            clock=clock,
+        ),
+        _child(
+            "people",
+            run_people,
+            PeopleDeps(
+                people=settings.people,
+                root_token=settings.root_token,
+                operator_tenant=settings.operator_tenant,
+                store=store,
+            ),
+            people_rx,
+            history_tx,
             clock=clock,
         ),
         _child(
@@ -630,6 +679,7 @@ def build(
             "verification": verification_tx,
             "routines": routines_tx,
             "tenants": tenants_tx,
+            "people": people_tx,
         },
         sinks=sinks,
         store=store,

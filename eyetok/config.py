@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from eyetok.access import PersonConfig, check_people
 from eyetok.errors import ConfigError
 from eyetok.messages import Destination
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
@@ -212,6 +213,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     faults: Faults = msgspec.field(default_factory=Faults)
     http: HttpOptions = msgspec.field(default_factory=HttpOptions)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    people: tuple[PersonConfig, ...] = ()  # who may do what (eyetok/access.py)
 
 
 TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"
@@ -278,6 +280,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http: HttpOptions = HttpOptions()
     # environment a sink written through the tenant API may name (tenant_env_allowed)
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
+    people: tuple[PersonConfig, ...] = ()  # who may do what (eyetok/access.py)
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -606,6 +609,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                 field, f"no sink named {route.sink!r} (configured: {', '.join(sorted(sinks))})"
             )
     _check_delivery(file_config.delivery)
+    check_people(file_config.people, tenant_configs)
     sup = file_config.suppression
     if sup.hold_s <= 0 or sup.quiet_s <= 0:
         raise ConfigError("suppression.hold_s", "hold_s and quiet_s must be positive seconds")
@@ -681,6 +685,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         ),
         routines=file_config.routines,
         http=file_config.http,
+        people=file_config.people,
         tenant_env={
             name: value
             for name, value in env.items()

@@ -16,6 +16,7 @@ else is answered 200 and logged, so Slack shows no error.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -63,8 +64,15 @@ def _json(body: object, status: int = 200) -> Response:
 
 
 def add_slack_interactions(
-    app: QuartTrio, operations: Acknowledger, signing_secret: str | None, clock: Clock
+    app: QuartTrio,
+    operations: Acknowledger,
+    signing_secret: str | None,
+    clock: Clock,
+    *,
+    may_acknowledge: Callable[[str, str], Awaitable[str | None]] | None = None,
 ) -> None:
+    """``may_acknowledge(slack user id, incident id)``: None, or the refusal that names the
+    role needed (eyetok/access.py); the person sees it ephemerally, nothing is recorded."""
     logger = log.get("http")
 
     @app.post("/slack/interactions")
@@ -98,6 +106,18 @@ def add_slack_interactions(
             value = action.value or ""
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
                 incident_id = value.removeprefix("incident:")
+                refused = (
+                    await may_acknowledge(interaction.user.id, incident_id)
+                    if may_acknowledge
+                    else None
+                )
+                if refused is not None:
+                    logger.info(
+                        "slack_acknowledge_refused", incident_id=incident_id, by=who, why=refused
+                    )
+                    return _json(
+                        {"response_type": "ephemeral", "replace_original": False, "text": refused}
+                    )
                 by = f"slack:{who}" + (
                     f" ({interaction.user.id})"
                     if interaction.user.id and interaction.user.id != who
