@@ -33,7 +33,7 @@ from eyetok.access import Action, Caller
 from eyetok.changes import unified_diff
 from eyetok.clock import Clock
 from eyetok.errors import IngestError, SignatureError
-from eyetok.http.bodies import json_value, raw_body, refused_as_json
+from eyetok.http.bodies import json_value, refused_as_json
 from eyetok.messages import ApiAnswer, Incident, PeopleOp, PeopleRequest, Reply
 
 REVIEWER = Caller(kind="root_token", id="eyetok")  # EyeTok itself, recording an outcome
@@ -191,7 +191,8 @@ def add_people_routes(
             return _json(
                 {"error": "no SLACK_SIGNING_SECRET is configured: set it and restart"}, 503
             )
-        raw = await raw_body("a Slack command")
+        data = await request.get_data(as_text=False)  # form-encoded, capped (bodies.py)
+        raw = data if isinstance(data, bytes) else data.encode()
         try:
             slack_events.verify(
                 raw,
