@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from eyetok import slack_events
@@ -37,9 +37,11 @@ from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
+from eyetok.http.people import GRANTED as PERSON_GRANT
 from eyetok.http.people import (
     PeopleDesk,
     acknowledgement_verdict,
+    add_operator_gate,
     add_people_routes,
     propose_routes,
     slack_acknowledgement_gate,
@@ -236,6 +238,8 @@ def create_app(
         return app
 
     def operator_only() -> Response | None:
+        if g.get(PERSON_GRANT):  # a person authorised for this path (eyetok/http/people.py)
+            return None
         if root_token is None:
             return _json(
                 {"error": "no EYETOK_ROOT_TOKEN is configured: set it and restart EyeTok"}, 503
@@ -419,6 +423,7 @@ def create_app(
 
     if people is not None:
         add_people_routes(app, people, slack_signing_secret, clock)
+        add_operator_gate(app, people)
     if tenant_api is not None:
         _tenant_routes(app, tenant_api, verifier, clock, people)
     return app

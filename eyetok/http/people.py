@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from eyetok import log, slack_events
@@ -363,3 +364,33 @@ def slack_acknowledgement_gate(
         return None if verdict.status == 200 else str(verdict.body.get("error"))
 
     return refusal
+
+
+# paths that authorise their callers themselves (the tenant API, this module's routes, the
+# incident acknowledgement); every other /api/v1 path is the operator's
+_SELF_AUTHORISED = re.compile(
+    r"^/api/v1/(tenants/|people(/|$)|role/|changes(/|$)|incidents/[^/]+/ack$)"
+)
+GRANTED = "eyetok_person_grant"  # on quart's ``g``: a person's grant for an operator path
+
+
+def add_operator_gate(app: QuartTrio, desk: PeopleDesk) -> None:
+    """A person's token on an operator path (``/api/v1/sinks``, ``budgets``, ``review``…):
+    reading needs any role (viewer and up), anything else ``root_operator`` (worn). The
+    grant goes on ``g`` for the route's root-token check to honour; a refusal is answered
+    here (403, naming the role); the root token and unknown tokens pass on unchanged."""
+
+    @app.before_request
+    async def operator_path() -> Response | None:
+        if not request.path.startswith("/api/v1/") or _SELF_AUTHORISED.match(request.path):
+            return None
+        if not bearer():
+            return None
+        action = Action.VIEW if request.method in ("GET", "HEAD") else Action.OPERATE
+        answer = await authorised(desk, action, None)
+        if answer.status == 403:
+            return _json(answer.body, 403)
+        grant = answer.body.get("grant")
+        if answer.status == 200 and isinstance(grant, dict) and grant["via"] in ("binding", "hat"):
+            setattr(g, GRANTED, str(answer.body["by"]))
+        return None

@@ -148,6 +148,14 @@ async def test_each_role_is_refused_and_allowed(
         assert not_root.json()["needed_role"] == "root_operator"
         worn = await switch(api, alice, "root_operator", "onboard Dave to the rota")
         assert worn.status_code == 200, worn.text
+        # operator paths: reading needs a role, anything else root_operator (worn)
+        assert (await api.get("/api/v1/budgets", headers=vic)).status_code == 200
+        cluster_ack = "/api/v1/suppressions/cl_none/ack"
+        by_viewer = await api.post(cluster_ack, json={"by": "vic"}, headers=vic)
+        assert by_viewer.status_code == 403
+        assert by_viewer.json()["needed_role"] == "root_operator"
+        by_root_hat = await api.post(cluster_ack, json={"by": "alice"}, headers=alice)
+        assert by_root_hat.status_code == 404  # past the gate: there is no such cluster
         bound = await api.put(bind, headers=alice)
         assert bound.status_code == 200, bound.text
         assert await audit(daemon, "role_bound") == [
