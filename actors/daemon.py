@@ -170,6 +170,7 @@ class Daemon:
             tenant_api=topology,
             sink_board=self.sink_board,
             people=topology,
+            slack_api_url=settings.slack_api_url,
         )
         front = Front(hooks, cast(ASGIApp, app))
         config = server_config(

@@ -206,6 +206,13 @@ async def run_people(
         )
         hats_changed.set()
 
+    async def record_change(change: Change, by: str, detail: str) -> ApiAnswer:
+        """Journal a change's new standing, keep it, audit it (``change_<status>``)."""
+        await journal("rule_change", change.change_id, change, by)
+        changes[change.change_id] = change
+        await audit(change.tenant, f"change_{change.status}", detail)
+        return ApiAnswer(status=200, body={"change": _view(change)})
+
     def identify(request: PeopleRequest) -> Caller | None:
         if request.caller is not None:
             return request.caller
@@ -425,15 +432,12 @@ async def run_people(
                 decided = decide(
                     found, approve=request.op == "approve", reviewer=reviewer, why=why, at=now
                 )
-                await journal("rule_change", decided.change_id, decided, reviewer)
-                changes[decided.change_id] = decided
-                await audit(
-                    decided.tenant,
-                    f"change_{decided.status}",
+                return await record_change(
+                    decided,
+                    reviewer,
                     f"{decided.change_id} proposed by {decided.proposed_by}, "
                     f"{decided.status} by {reviewer}: {why}",
                 )
-                return ApiAnswer(status=200, body={"change": _view(decided)})
             case "applied":
                 found = changes.get(request.key)
                 if found is None or found.status != "approved" or caller.kind != "root_token":
@@ -441,15 +445,12 @@ async def run_people(
                 done = msgspec.structs.replace(
                     found, status="applied" if body.ok else "failed", outcome=body.outcome
                 )
-                await journal("rule_change", done.change_id, done, "eyetok")
-                changes[done.change_id] = done
-                await audit(
-                    done.tenant,
-                    f"change_{done.status}",
+                return await record_change(
+                    done,
+                    "eyetok",
                     f"{done.change_id} (proposed by {done.proposed_by}, approved by "
                     f"{done.decided_by}): {done.outcome}",
                 )
-                return ApiAnswer(status=200, body={"change": _view(done)})
             case other:
                 assert_never(other)
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
-from eyetok import cli
-from tests.http.test_access import NEW_ROUTES, start, token_of
+from eyetok import cli, log
+from tests.http.test_access import NEW_ROUTES, running, token_of
 from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
@@ -34,10 +33,11 @@ async def test_role_switch_and_the_review_from_the_terminal(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    daemon = await start(nursery, tmp_path, fake_slack)
-    url = f"http://127.0.0.1:{daemon.bound_port}"
     monkeypatch.setenv("EYETOK_ROOT_TOKEN", ROOT_TOKEN)
-    async with httpx.AsyncClient(base_url=url, timeout=10.0) as api:
+    # the CLI would bind the log to pytest's captured stdout, closed after this test
+    monkeypatch.setattr(log, "configure", lambda level="info": None)
+    async with running(nursery, tmp_path, fake_slack) as (daemon, api):
+        url = f"http://127.0.0.1:{daemon.bound_port}"
         alice = (await token_of(api, "U0ALICE"))["authorization"].removeprefix("Bearer ")
         bob = (await token_of(api, "U0BOB"))["authorization"].removeprefix("Bearer ")
         capsys.readouterr()
@@ -79,4 +79,3 @@ async def test_role_switch_and_the_review_from_the_terminal(
         status, out, _ = await eyetok(capsys, monkeypatch, alice, "role", "end", *as_alice)
         assert status == 0
         assert "taken off" in out
-    daemon.request_stop()

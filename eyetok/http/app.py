@@ -219,6 +219,7 @@ def create_app(
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
     people: PeopleDesk | None = None,
+    slack_api_url: str | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -331,7 +332,9 @@ def create_app(
             operations,
             slack_signing_secret,
             clock,
-            may_acknowledge=slack_acknowledgement_gate(people, operations) if people else None,
+            may_acknowledge=(
+                slack_acknowledgement_gate(people, operations, slack_api_url) if people else None
+            ),
         )
 
         @app.get("/api/v1/budgets")

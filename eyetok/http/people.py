@@ -24,8 +24,9 @@ import re
 import shlex
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
@@ -172,19 +173,15 @@ def add_people_routes(
     async def changes() -> Response:
         return answered(await ask(desk, "changes", key=request.args.get("status", "")))
 
-    @app.post("/api/v1/changes/<change_id>/approve")
-    async def approve(change_id: str) -> Response:
+    @app.post("/api/v1/changes/<change_id>/<verdict>")
+    async def review_change(change_id: str, verdict: str) -> Response:
+        if verdict not in ("approve", "reject"):
+            return _json({"error": f"no such path: POST {request.path}"}, 404)
         body = await body_or_refusal("a review")
         if isinstance(body, Response):
             return body
-        return answered(await decide_and_apply(desk, "approve", change_id, body))
-
-    @app.post("/api/v1/changes/<change_id>/reject")
-    async def reject(change_id: str) -> Response:
-        body = await body_or_refusal("a review")
-        if isinstance(body, Response):
-            return body
-        return answered(await decide_and_apply(desk, "reject", change_id, body))
+        op: PeopleOp = "approve" if verdict == "approve" else "reject"
+        return answered(await decide_and_apply(desk, op, change_id, body))
 
     @app.post("/slack/commands")
     async def slack_command() -> Response:
@@ -195,13 +192,8 @@ def add_people_routes(
         data = await request.get_data(as_text=False)  # form-encoded, capped (bodies.py)
         raw = data if isinstance(data, bytes) else data.encode()
         try:
-            slack_events.verify(
-                raw,
-                timestamp=request.headers.get("x-slack-request-timestamp"),
-                signature=request.headers.get("x-slack-signature"),
-                signing_secret=signing_secret,
-                now=int(clock.now().timestamp()),
-            )
+            now = int(clock.now().timestamp())
+            slack_events.verify_request(raw, request.headers, secret=signing_secret, now=now)
         except SignatureError as exc:
             return _json({"error": str(exc)}, 401)
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
@@ -353,15 +345,38 @@ async def acknowledgement_verdict(
     return await authorised(desk, Action.ACKNOWLEDGE, tenant, slack_user=slack_user)
 
 
-def slack_acknowledgement_gate(
-    desk: PeopleDesk, incidents: IncidentTenants
-) -> Callable[[str, str], Awaitable[str | None]]:
-    """For the Slack button: None when the Slack user may acknowledge the incident, else
-    the refusal, naming the role needed."""
+SLACK_RESPONSE_ORIGINS = ("https://hooks.slack.com",)
 
-    async def refusal(slack_user: str, incident_id: str) -> str | None:
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def slack_acknowledgement_gate(
+    desk: PeopleDesk, incidents: IncidentTenants, slack_api_url: str | None = None
+) -> Callable[[str, str, str], Awaitable[str | None]]:
+    """For the Slack button: None when the Slack user may acknowledge the incident, else
+    the refusal (naming the role needed), which is also posted to the interaction's
+    ``response_url`` as an ephemeral message (Slack shows a button's HTTP answer to no
+    one). Only Slack's origins (and that of ``slack_api_url``) are posted to."""
+    origins = (*SLACK_RESPONSE_ORIGINS, *([_origin(slack_api_url)] if slack_api_url else []))
+    logger = log.get("http")
+
+    async def refusal(slack_user: str, incident_id: str, response_url: str) -> str | None:
         verdict = await acknowledgement_verdict(desk, incidents, incident_id, slack_user=slack_user)
-        return None if verdict.status == 200 else str(verdict.body.get("error"))
+        if verdict.status == 200:
+            return None
+        text = str(verdict.body.get("error"))
+        if response_url and _origin(response_url) in origins:
+            message = {"response_type": "ephemeral", "replace_original": False, "text": text}
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    answer = await client.post(response_url, json=message)
+                logger.info("slack_refusal_told", user=slack_user, status=answer.status_code)
+            except httpx.HTTPError as exc:
+                logger.warning("slack_refusal_not_told", user=slack_user, reason=str(exc))
+        return text
 
     return refusal
 

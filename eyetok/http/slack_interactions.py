@@ -55,6 +55,7 @@ class _Interaction(msgspec.Struct, kw_only=True):
     type: str
     user: _User = msgspec.field(default_factory=_User)
     actions: list[_Action] = msgspec.field(default_factory=list)
+    response_url: str = ""
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -69,10 +70,11 @@ def add_slack_interactions(
     signing_secret: str | None,
     clock: Clock,
     *,
-    may_acknowledge: Callable[[str, str], Awaitable[str | None]] | None = None,
+    may_acknowledge: Callable[[str, str, str], Awaitable[str | None]] | None = None,
 ) -> None:
-    """``may_acknowledge(slack user id, incident id)``: None, or the refusal that names the
-    role needed (eyetok/access.py); the person sees it ephemerally, nothing is recorded."""
+    """``may_acknowledge(slack user id, incident id, response_url)``: None, or the refusal
+    that names the role needed (eyetok/access.py), told to the person ephemerally through
+    the response_url; nothing is recorded."""
     logger = log.get("http")
 
     @app.post("/slack/interactions")
@@ -107,7 +109,9 @@ def add_slack_interactions(
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
                 incident_id = value.removeprefix("incident:")
                 refused = (
-                    await may_acknowledge(interaction.user.id, incident_id)
+                    await may_acknowledge(
+                        interaction.user.id, incident_id, interaction.response_url
+                    )
                     if may_acknowledge
                     else None
                 )

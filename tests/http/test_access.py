@@ -5,6 +5,9 @@ a second person (the proposer cannot approve it) and survives a restart."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -13,8 +16,9 @@ import httpx
 import trio
 
 from actors.daemon import Daemon
+from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
 from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
-from tests.http.test_slack_interactions import _pressed, _signed
+from tests.http.test_slack_interactions import _signed
 from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, tenant_slack_token
 
@@ -50,6 +54,20 @@ async def start(nursery: trio.Nursery, data: Path, slack: FakeSlack) -> Daemon:
         data, slack, config=CONFIG, ACME_SLACK_TOKEN=tenant_slack_token(slack, "acme")
     )
     return await start_daemon(nursery, settings)
+
+
+@asynccontextmanager
+async def running(
+    nursery: trio.Nursery, data: Path, slack: FakeSlack
+) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    """The daemon on ``data`` and a client of its API; the daemon stops at the end."""
+    daemon = await start(nursery, data, slack)
+    try:
+        url = f"http://127.0.0.1:{daemon.bound_port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as api:
+            yield daemon, api
+    finally:
+        daemon.request_stop()
 
 
 async def token_of(api: httpx.AsyncClient, person: str) -> dict[str, str]:
@@ -90,10 +108,7 @@ async def switch(
 async def test_each_role_is_refused_and_allowed(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
-    daemon = await start(nursery, tmp_path, fake_slack)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{daemon.bound_port}", timeout=10.0
-    ) as api:
+    async with running(nursery, tmp_path, fake_slack) as (daemon, api):
         vic, carol, bob, alice = [
             await token_of(api, p) for p in ("U0VIC", "U0CAROL", "U0BOB", "U0ALICE")
         ]
@@ -166,16 +181,12 @@ async def test_each_role_is_refused_and_allowed(
         assert await audit(daemon, "role_unbound") == ["responder for acme from U0DAVE by root"]
         refusals = await audit(daemon, "access_refused")
         assert any("person U0VIC: acknowledge" in line for line in refusals)
-    daemon.request_stop()
 
 
 async def test_root_is_refused_a_tenant_action_until_the_hat_is_switched(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
-    daemon = await start(nursery, tmp_path, fake_slack)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{daemon.bound_port}", timeout=10.0
-    ) as api:
+    async with running(nursery, tmp_path, fake_slack) as (daemon, api):
         alice = await token_of(api, "U0ALICE")
         incident_id = await open_sev1(api)
         mute = {"type": "slack", "token_env": "ACME_SLACK_TOKEN"}
@@ -218,16 +229,13 @@ async def test_root_is_refused_a_tenant_action_until_the_hat_is_switched(
         other = await api.post(f"/api/v1/incidents/{incident_id}/ack", headers=alice)
         assert other.status_code == 403
         assert other.json()["needed_role"] == "responder"
-    daemon.request_stop()
 
 
 async def test_a_rule_change_waits_for_a_second_person(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
     data = tmp_path / "data"
-    daemon = await start(nursery, data, fake_slack)
-    base = f"http://127.0.0.1:{daemon.bound_port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as api:
+    async with running(nursery, data, fake_slack) as (daemon, api):
         alice, bob = await token_of(api, "U0ALICE"), await token_of(api, "U0BOB")
         await switch(api, alice, "tenant_scoped_operator", "move acme pages", tenant="acme")
         unexplained = await api.put("/api/v1/tenants/acme/routes", json=NEW_ROUTES, headers=alice)
@@ -245,12 +253,10 @@ async def test_a_rule_change_waits_for_a_second_person(
         assert '+      "target": "#acme-war-room"' in change["diff"]
         live = await api.get("/api/v1/tenants/acme/routes", headers=alice)
         assert live.json()["routes"]["SEV1"][0]["target"] == "#acme-pager"  # not yet
-    daemon.request_stop()
     await trio.sleep(1.0)
 
-    daemon = await start(nursery, data, fake_slack)  # pending proposals survive a restart
-    base = f"http://127.0.0.1:{daemon.bound_port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as api:
+    # restarted: pending proposals survive
+    async with running(nursery, data, fake_slack) as (daemon, api):
         alice, bob = await token_of(api, "U0ALICE"), await token_of(api, "U0BOB")
         pending = await api.get("/api/v1/changes", params={"status": "pending"}, headers=bob)
         assert [c["change_id"] for c in pending.json()["changes"]] == [change["change_id"]]
@@ -276,22 +282,29 @@ async def test_a_rule_change_waits_for_a_second_person(
         assert f"review:person:U0ALICE+person:U0BOB ({change['change_id']})" in written
         again = await api.post(approve, json={"why": "approve it once more"}, headers=bob)
         assert again.status_code == 409
-    daemon.request_stop()
 
 
 async def test_slack_hat_switch_and_an_unknown_slack_user_pressing_acknowledge(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
-    daemon = await start(nursery, tmp_path, fake_slack)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{daemon.bound_port}", timeout=10.0
-    ) as api:
+    async with running(nursery, tmp_path, fake_slack) as (daemon, api):
         incident_id = await open_sev1(api)
-        pressed = _pressed(f"incident:{incident_id}")  # U0DANA: no role
+        origin = fake_slack.base_url.split("/api")[0]
+        payload = {
+            "type": "block_actions",
+            "user": {"id": "U0DANA", "username": "dana"},  # no role
+            "response_url": f"{origin}/actions/T0ACME/1/r3sp0nse",
+            "actions": [{"action_id": ACKNOWLEDGE_ACTION, "value": f"incident:{incident_id}"}],
+        }
+        pressed = urlencode({"payload": json.dumps(payload)}).encode()
         answer = await api.post("/slack/interactions", content=pressed, headers=_signed(pressed))
         assert answer.status_code == 200
-        assert answer.json()["response_type"] == "ephemeral"
         assert "needs the role responder" in answer.json()["text"]
+        [told] = await trio.to_thread.run_sync(
+            lambda: fake_slack.wait_for_calls(1, method="/actions/T0ACME/1/r3sp0nse")
+        )
+        assert told.body["response_type"] == "ephemeral"
+        assert "needs the role responder" in told.body["text"]
         listed = await api.get("/api/v1/incidents", params={"open": "1"}, headers=ROOT)
         assert listed.json()["incidents"][0]["status"] == "open"  # nothing recorded
 
@@ -319,4 +332,3 @@ async def test_slack_hat_switch_and_an_unknown_slack_user_pressing_acknowledge(
         assert refused.status_code == 401
         assert len(await audit(daemon, "hat_switched")) == 1
         assert len(await audit(daemon, "hat_ended")) == 1
-    daemon.request_stop()

@@ -173,6 +173,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "suppression": True,
         "budgets": True,
         "tenants": True,
+        "people": True,
         "delivery": True,
         "verification": True,
         "routines": True,
