@@ -249,21 +249,17 @@ def authorise(
     for binding in roster.held(person):
         if binding.role in HATS or binding.role not in allowed:
             continue
-        if binding.covers(tenant) or not scoped:
+        if binding.covers(tenant):  # a binding to one tenant reads and acts on it alone
             return Grant(
                 caller=caller, action=action, tenant=tenant, role=binding.role, via="binding"
             )
-    if (
-        hat is not None
-        and hat.role in allowed
-        and (not scoped or hat.tenant is None or hat.tenant == tenant)
-    ):
+    if hat is not None and hat.role in allowed and hat.tenant in (None, tenant):
         return Grant(caller=caller, action=action, tenant=tenant, role=hat.role, via="hat")
     dormant = next(
         (
             b
             for b in roster.held(person)
-            if b.role in HATS and b.role in allowed and (b.covers(tenant) or not scoped)
+            if b.role in HATS and b.role in allowed and b.covers(tenant)
         ),
         None,
     )

@@ -62,6 +62,9 @@ def wearing(role: Role, tenant: str | None = None) -> Roster:
         ("U0VIC", Action.ACKNOWLEDGE, "acme", Role.RESPONDER),
         ("U0CAROL", Action.ACKNOWLEDGE, "acme", None),
         ("U0CAROL", Action.ACKNOWLEDGE, "beta", Role.RESPONDER),  # bound to acme only
+        ("U0CAROL", Action.VIEW, "acme", None),
+        ("U0CAROL", Action.VIEW, "beta", Role.VIEWER),  # nor may she read beta's
+        ("U0CAROL", Action.VIEW, None, Role.VIEWER),  # nor every tenant's at once
         ("U0CAROL", Action.CONFIGURE_TENANT, "acme", Role.TENANT_SCOPED_OPERATOR),
         ("U0BOB", Action.REVIEW_RULES, None, None),
         ("U0BOB", Action.OPERATE, None, Role.ROOT_OPERATOR),

@@ -401,8 +401,10 @@ def add_operator_gate(app: QuartTrio, desk: PeopleDesk) -> None:
             return None
         if not bearer():
             return None
-        action = Action.VIEW if request.method in ("GET", "HEAD") else Action.OPERATE
-        answer = await authorised(desk, action, None)
+        reading = request.method in ("GET", "HEAD")
+        # a read of one tenant's rows (?tenant=acme) needs a role on that tenant only
+        tenant = (request.args.get("tenant") or None) if reading else None
+        answer = await authorised(desk, Action.VIEW if reading else Action.OPERATE, tenant)
         if answer.status == 403:
             return _json(answer.body, 403)
         grant = answer.body.get("grant")

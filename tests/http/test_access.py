@@ -123,6 +123,8 @@ async def test_each_role_is_refused_and_allowed(
         # no credential at all
         assert (await api.get("/api/v1/people")).status_code == 401
 
+        # a responder bound to all tenants reads every incident; Dave, bound to acme, acme's
+        assert (await api.get("/api/v1/incidents", headers=carol)).status_code == 200
         # responder: acknowledges, as themselves whatever the body says
         acked = await api.post(
             f"/api/v1/incidents/{incident_id}/ack", json={"by": "someone else"}, headers=carol
@@ -176,6 +178,12 @@ async def test_each_role_is_refused_and_allowed(
         assert await audit(daemon, "role_bound") == [
             "responder for acme to U0DAVE by person:U0ALICE as root_operator"
         ]
+        dave = await token_of(api, "U0DAVE")
+        acme_only = "/api/v1/incidents"
+        assert (await api.get(acme_only, params={"tenant": "acme"}, headers=dave)).is_success
+        everyone = await api.get(acme_only, headers=dave)
+        assert everyone.status_code == 403
+        assert everyone.json()["needed_role"] == "viewer"
         unbound = await api.delete(bind, headers=ROOT)
         assert unbound.status_code == 200
         assert await audit(daemon, "role_unbound") == ["responder for acme from U0DAVE by root"]
