@@ -26,6 +26,7 @@ import trio
 
 from eyetok import log
 from eyetok.access import (
+    SLACK_USER_ID,
     Action,
     Binding,
     Caller,
@@ -102,6 +103,7 @@ class PeopleDeps:
     root_token: str | None
     operator_tenant: str
     store: HistoryStore
+    tenants: frozenset[str] = frozenset()
 
 
 _binding = msgspec.json.Decoder(RoleBound)
@@ -288,6 +290,10 @@ async def run_people(
                 grant = await allowed(caller, Action.OPERATE, None)
                 if body.role is None:
                     return _error(400, 'say which role: {"role": ...}', field="role")
+                if not SLACK_USER_ID.match(request.key):
+                    return _error(400, f"{request.key!r} is not a Slack user id (U… or W…)")
+                if body.tenant is not None and body.tenant not in deps.tenants:
+                    return _error(404, f"no tenant named {body.tenant!r}", field="tenant")
                 RoleGrant(role=body.role, tenant=body.tenant)  # the file's checks
                 key = (request.key, body.role, body.tenant)
                 bound = request.op == "bind"

@@ -575,6 +575,7 @@ def build(
                 root_token=settings.root_token,
                 operator_tenant=settings.operator_tenant,
                 store=store,
+                tenants=frozenset(settings.tenants),
             ),
             people_rx,
             history_tx,

@@ -103,6 +103,7 @@ async def actors(data: Path, clock: TrioWallClock) -> AsyncIterator[Tree]:
                 root_token=settings.root_token,
                 operator_tenant=settings.operator_tenant,
                 store=store,
+                tenants=frozenset(settings.tenants),
             )
             await nursery.start(partial(run_people, deps, people_rx, history_tx, clock=clock))
             yield Tree(people=people_tx, history=history_tx, store=store)

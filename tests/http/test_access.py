@@ -173,6 +173,13 @@ async def test_each_role_is_refused_and_allowed(
         assert by_viewer.json()["needed_role"] == "root_operator"
         by_root_hat = await api.post(cluster_ack, json={"by": "alice"}, headers=alice)
         assert by_root_hat.status_code == 404  # past the gate: there is no such cluster
+        for wrong, status in [
+            ("/api/v1/people/dave/roles/responder", 400),
+            ("/api/v1/people/U0DAVE/roles/janitor", 400),
+            ("/api/v1/people/U0DAVE/roles/responder?tenant=nope", 404),
+            ("/api/v1/people/U0DAVE/roles/tenant_scoped_operator", 400),
+        ]:
+            assert (await api.put(wrong, headers=alice)).status_code == status, wrong
         bound = await api.put(bind, headers=alice)
         assert bound.status_code == 200, bound.text
         assert await audit(daemon, "role_bound") == [
