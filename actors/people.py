@@ -61,6 +61,7 @@ from eyetok.tenant_api import token_hash
 from state.history.store import HistoryStore
 from state.history.tenant_queries import root_config_entries
 
+CONFIG = "config"  # who binds what the file's people: section binds
 KINDS = ("role_binding", "person_token", "hat", "rule_change")
 PERSON_TOKEN_PREFIX = "etp_"
 COMMIT_TIMEOUT_S = 10.0
@@ -137,18 +138,22 @@ async def run_people(
     tokens: dict[str, PersonToken] = {}
     hats: dict[str, Hat] = {}
     changes: dict[str, Change] = {}
+    last_config: frozenset[tuple[str, Role, str | None]] = frozenset()
     for entry in await deps.store.read(root_config_entries):
         if entry.tenant != deps.operator_tenant or entry.kind not in KINDS:
             continue
         match entry.kind:
             case "role_binding":
                 b = _binding.decode(entry.value_json)
-                if b.bound:
-                    api_bindings[(b.person, b.role, b.tenant)] = Binding(
+                key = (b.person, b.role, b.tenant)
+                if b.by == CONFIG:  # what the file bound at an earlier start
+                    last_config = last_config | {key} if b.bound else last_config - {key}
+                elif b.bound:
+                    api_bindings[key] = Binding(
                         person=b.person, role=b.role, tenant=b.tenant, source="api"
                     )
                 else:
-                    api_bindings.pop((b.person, b.role, b.tenant), None)
+                    api_bindings.pop(key, None)
             case "person_token":
                 t = _token.decode(entry.value_json)
                 tokens[t.token_id] = t
@@ -472,6 +477,21 @@ async def run_people(
         except (msgspec.ValidationError, ValueError) as exc:
             return _error(400, str(exc))
 
+    async def audit_config_changes(before: frozenset[tuple[str, Role, str | None]]) -> None:
+        """Journal and audit what the file's ``people:`` binds or no longer binds since the
+        last start (the file's bindings are audited as the API's are)."""
+        now_bound = {(b.person, b.role, b.tenant) for b in configured}
+        for person, role, tenant in sorted(now_bound ^ before, key=str):
+            bound = (person, role, tenant) in now_bound
+            record = RoleBound(person=person, role=role, tenant=tenant, bound=bound, by=CONFIG)
+            await journal("role_binding", person, record, CONFIG)
+            scope = f" for {tenant}" if tenant else ""
+            await audit(
+                tenant,
+                "role_bound" if bound else "role_unbound",
+                f"{role}{scope} {'to' if bound else 'from'} {person} by the configuration",
+            )
+
     async def expire_due() -> None:
         now = clock.now()
         for hat in [h for h in hats.values() if h.ended_at is None and h.until <= now]:
@@ -494,6 +514,7 @@ async def run_people(
                 timer.cancel_scope.cancel()
 
     await expire_due()  # hats that ran out while EyeTok was down
+    await audit_config_changes(last_config)
     open_mode = roster().open_mode
     (logger.warning if open_mode else logger.info)(
         "access_mode",

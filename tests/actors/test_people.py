@@ -73,12 +73,12 @@ class Tree:
 
 
 @asynccontextmanager
-async def actors(data: Path, clock: TrioWallClock) -> AsyncIterator[Tree]:
+async def actors(data: Path, clock: TrioWallClock, config: str = CONFIG) -> AsyncIterator[Tree]:
     """The history and people actors as the daemon wires them, on ``data`` (which survives
     between uses: a restart). The history materialises on request only, so the only timers
     are the hats' (and the journal's timeout)."""
     settings = settings_from(
-        parse_file_config(CONFIG), {"EYETOK_DATA_DIR": str(data), "EYETOK_ROOT_TOKEN": "r00t"}
+        parse_file_config(config), {"EYETOK_DATA_DIR": str(data), "EYETOK_ROOT_TOKEN": "r00t"}
     )
     store = HistoryStore(data / "history.duckdb")
     journal = Journal(data / "journal")
@@ -216,3 +216,22 @@ async def test_a_hat_survives_a_restart_and_expires_while_down(
         assert (await ask(topology, "authorise", action="operate")).status == 403
         [expired] = await audits(topology, "hat_expired")
         assert "U0ALICE took off root_operator" in expired
+
+
+async def test_the_files_bindings_are_audited_when_they_change(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    clock = TrioWallClock(ANCHOR)
+    async with actors(tmp_path, clock) as tree:
+        assert await audits(tree, "role_bound") == [
+            "root_operator to U0ALICE by the configuration",
+            "tenant_scoped_operator for acme to U0ALICE by the configuration",
+        ]
+    async with actors(tmp_path, clock) as tree:  # the same file: nothing new
+        assert len(await audits(tree, "role_bound")) == 2
+    fewer = CONFIG.replace(", {role: tenant_scoped_operator, tenant: acme}", "")
+    async with actors(tmp_path, clock, fewer) as tree:
+        assert await audits(tree, "role_unbound") == [
+            "tenant_scoped_operator for acme from U0ALICE by the configuration"
+        ]
+        assert await may_configure_acme(tree) == 403
