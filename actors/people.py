@@ -44,7 +44,7 @@ from eyetok.access import (
     check_why,
     parse_for,
 )
-from eyetok.changes import Change, ChangeRefused, decide, fold_changes, new_change_id
+from eyetok.changes import Change, ChangeRefused, decide, new_change_id
 from eyetok.clock import Clock
 from eyetok.messages import (
     ApiAnswer,
@@ -57,30 +57,13 @@ from eyetok.messages import (
     TenantConfigEntry,
     TenantRecorded,
 )
+from eyetok.people_log import CONFIG, BindingKey, PersonToken, RoleBound, fold_people
 from eyetok.tenant_api import token_hash
 from state.history.store import HistoryStore
 from state.history.tenant_queries import root_config_entries
 
-CONFIG = "config"  # who binds what the file's people: section binds
-KINDS = ("role_binding", "person_token", "hat", "rule_change")
 PERSON_TOKEN_PREFIX = "etp_"
 COMMIT_TIMEOUT_S = 10.0
-
-
-class RoleBound(msgspec.Struct, frozen=True, kw_only=True):
-    person: str
-    role: Role
-    tenant: str | None
-    bound: bool  # False: unbound
-    by: str
-
-
-class PersonToken(msgspec.Struct, frozen=True, kw_only=True):
-    token_id: str
-    person: str
-    token_hash: str
-    issued_at: datetime
-    by: str
 
 
 class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -107,10 +90,6 @@ class PeopleDeps:
     tenants: frozenset[str] = frozenset()
 
 
-_binding = msgspec.json.Decoder(RoleBound)
-_token = msgspec.json.Decoder(PersonToken)
-_hat = msgspec.json.Decoder(Hat)
-_change = msgspec.json.Decoder(Change)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -134,35 +113,13 @@ async def run_people(
     logger = log.get("people")
     configured = bindings_of(deps.people)
     known = frozenset(p.slack_user_id for p in deps.people)
-    api_bindings: dict[tuple[str, Role, str | None], Binding] = {}
-    tokens: dict[str, PersonToken] = {}
-    hats: dict[str, Hat] = {}
-    changes: dict[str, Change] = {}
-    last_config: frozenset[tuple[str, Role, str | None]] = frozenset()
-    for entry in await deps.store.read(root_config_entries):
-        if entry.tenant != deps.operator_tenant or entry.kind not in KINDS:
-            continue
-        match entry.kind:
-            case "role_binding":
-                b = _binding.decode(entry.value_json)
-                key = (b.person, b.role, b.tenant)
-                if b.by == CONFIG:  # what the file bound at an earlier start
-                    last_config = last_config | {key} if b.bound else last_config - {key}
-                elif b.bound:
-                    api_bindings[key] = Binding(
-                        person=b.person, role=b.role, tenant=b.tenant, source="api"
-                    )
-                else:
-                    api_bindings.pop(key, None)
-            case "person_token":
-                t = _token.decode(entry.value_json)
-                tokens[t.token_id] = t
-            case "hat":
-                h = _hat.decode(entry.value_json)
-                hats[h.hat_id] = h
-            case "rule_change":
-                c = _change.decode(entry.value_json)
-                changes = {**changes, **fold_changes([c])}
+    folded = fold_people(await deps.store.read(root_config_entries), deps.operator_tenant)
+    api_bindings, tokens, hats, changes = (
+        folded.api_bindings,
+        folded.tokens,
+        folded.hats,
+        folded.changes,
+    )
     hats_changed = trio.Event()
 
     def roster() -> Roster:
@@ -477,7 +434,7 @@ async def run_people(
         except (msgspec.ValidationError, ValueError) as exc:
             return _error(400, str(exc))
 
-    async def audit_config_changes(before: frozenset[tuple[str, Role, str | None]]) -> None:
+    async def audit_config_changes(before: frozenset[BindingKey]) -> None:
         """Journal and audit what the file's ``people:`` binds or no longer binds since the
         last start (the file's bindings are audited as the API's are)."""
         now_bound = {(b.person, b.role, b.tenant) for b in configured}
@@ -514,7 +471,7 @@ async def run_people(
                 timer.cancel_scope.cancel()
 
     await expire_due()  # hats that ran out while EyeTok was down
-    await audit_config_changes(last_config)
+    await audit_config_changes(folded.last_config)
     open_mode = roster().open_mode
     (logger.warning if open_mode else logger.info)(
         "access_mode",

@@ -4,8 +4,9 @@ different person holding ``alert_rule_reviewer`` approves it. Pure: no I/O.
 A :class:`Change` moves ``pending`` -> ``approved`` -> ``applied`` (or ``failed``, when
 applying it was refused: the target changed meanwhile), or ``pending`` -> ``rejected``.
 Each step is one journalled row; the latest row of a change is its standing, so pending
-proposals survive a restart. The diff is a unified diff of the JSON (keys sorted, two-space
-indent) before and after, which is what the reviewer reads and what the audit keeps.
+proposals survive a restart (eyetok/people_log.py). The diff is a unified diff of the JSON
+(keys sorted, two-space indent) before and after, which is what the reviewer reads and
+what the audit keeps.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import difflib
 import json
 import secrets
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -87,11 +87,3 @@ def decide(change: Change, *, approve: bool, reviewer: str, why: str, at: dateti
         decided_at=at,
         decision_why=why,
     )
-
-
-def fold_changes(rows: Iterable[Change]) -> dict[str, Change]:
-    """Every change's latest row (rows oldest first)."""
-    latest: dict[str, Change] = {}
-    for row in rows:
-        latest[row.change_id] = row
-    return latest

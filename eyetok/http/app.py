@@ -47,6 +47,7 @@ from eyetok.http.people import (
     slack_acknowledgement_gate,
     tenant_verdict,
 )
+from eyetok.http.slack_commands import add_slack_commands
 from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -425,7 +426,8 @@ def create_app(
         return _answered(answer, status)
 
     if people is not None:
-        add_people_routes(app, people, slack_signing_secret, clock)
+        add_people_routes(app, people)
+        add_slack_commands(app, people, slack_signing_secret, clock)
         add_operator_gate(app, people)
     if tenant_api is not None:
         _tenant_routes(app, tenant_api, verifier, clock, people)

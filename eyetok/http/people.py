@@ -8,9 +8,7 @@
   ``POST /api/v1/role/end``: put on and take off a hat (a person's token);
 - ``GET /api/v1/changes[?status=pending]``, ``POST /api/v1/changes/<id>/approve|reject``
   ``{"why"}``: the two-person rule review; an approved change is applied at once;
-- ``POST /slack/commands``: the ``/eyetok`` slash command (signature v0, form-encoded):
-  ``/eyetok role switch ROLE [--tenant T] --for 8h --why ...``, ``/eyetok role end``,
-  ``/eyetok role whoami``; answered ephemerally (only the person sees it).
+- (``POST /slack/commands``, the ``/eyetok`` slash command: eyetok/http/slack_commands.py)
 
 A person calls the API with ``Authorization: Bearer <their token>`` (``EYETOK_TOKEN`` for the
 CLI); Slack requests carry the Slack user id Slack signed.
@@ -18,23 +16,20 @@ CLI); Slack requests carry the Slack user id Slack signed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import shlex
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from eyetok import log, slack_events
+from eyetok import log
 from eyetok.access import Action, Caller
 from eyetok.changes import unified_diff
-from eyetok.clock import Clock
-from eyetok.errors import IngestError, SignatureError
+from eyetok.errors import IngestError
 from eyetok.http.bodies import json_value, refused_as_json
 from eyetok.messages import ApiAnswer, Incident, PeopleOp, PeopleRequest, Reply
 
@@ -122,11 +117,7 @@ async def decide_and_apply(
     )
 
 
-def add_people_routes(
-    app: QuartTrio, desk: PeopleDesk, signing_secret: str | None, clock: Clock
-) -> None:
-    logger = log.get("http")
-
+def add_people_routes(app: QuartTrio, desk: PeopleDesk) -> None:
     def answered(answer: ApiAnswer) -> Response:
         return _json(answer.body, answer.status)
 
@@ -182,75 +173,6 @@ def add_people_routes(
             return body
         op: PeopleOp = "approve" if verdict == "approve" else "reject"
         return answered(await decide_and_apply(desk, op, change_id, body))
-
-    @app.post("/slack/commands")
-    async def slack_command() -> Response:
-        if signing_secret is None:
-            return _json(
-                {"error": "no SLACK_SIGNING_SECRET is configured: set it and restart"}, 503
-            )
-        data = await request.get_data(as_text=False)  # form-encoded, capped (bodies.py)
-        raw = data if isinstance(data, bytes) else data.encode()
-        try:
-            now = int(clock.now().timestamp())
-            slack_events.verify_request(raw, request.headers, secret=signing_secret, now=now)
-        except SignatureError as exc:
-            return _json({"error": str(exc)}, 401)
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
-        user = form.get("user_id", "")
-        if not user:
-            return _json({"error": "a Slack command carries user_id"}, 400)
-        text = await _slash(desk, user, form.get("text", ""))
-        logger.info("slack_command", user=user, command=form.get("command", ""), answer=text)
-        return _json({"response_type": "ephemeral", "text": text})
-
-
-class _SlashParser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # no exit: the person reads it in Slack
-        raise ValueError(message)
-
-
-def _slash_parser() -> _SlashParser:
-    parser = _SlashParser(prog="/eyetok role", add_help=False)
-    parser.add_argument("verb", choices=("switch", "end", "whoami"))
-    parser.add_argument("role", nargs="?")
-    parser.add_argument("--tenant")
-    parser.add_argument("--for", dest="for_", default="")
-    parser.add_argument("--why", default="")
-    return parser
-
-
-SLASH_USAGE = (
-    'usage: /eyetok role switch ROLE [--tenant T] --for 8h --why "cover for X" | '
-    "/eyetok role end | /eyetok role whoami"
-)
-
-
-async def _slash(desk: PeopleDesk, user: str, text: str) -> str:
-    """The answer to ``/eyetok <text>`` from Slack user ``user``, as a line of text."""
-    try:
-        words = shlex.split(text)
-        if not words or words[0] != "role":
-            raise ValueError("EyeTok knows /eyetok role ...")
-        args = _slash_parser().parse_args(words[1:])
-    except ValueError as exc:
-        return f"{exc}. {SLASH_USAGE}"
-    if args.verb == "whoami":
-        answer = await ask(desk, "whoami", slack_user=user)
-    elif args.verb == "end":
-        answer = await ask(desk, "end", slack_user=user)
-    else:
-        body = {"role": args.role, "tenant": args.tenant, "for": args.for_, "why": args.why}
-        answer = await ask(desk, "switch", slack_user=user, body=body)
-    if answer.status >= 300:
-        return f"Refused: {answer.body.get('error')}"
-    hat = answer.body.get("hat")
-    if args.verb == "switch" and isinstance(hat, dict):
-        scope = f" for {hat['tenant']}" if hat.get("tenant") else ""
-        return f"You wear {hat['role']}{scope} until {hat['until']} ({hat['hat_id']})."
-    if args.verb == "end":
-        return f"Hat {answer.body.get('ended')} taken off."
-    return json.dumps(answer.body)
 
 
 # --- the gates the other routes call -------------------------------------------------------
