@@ -34,6 +34,7 @@ SLACK_BOT_SCOPES = (
     "groups:history",
     "channels:read",
     "groups:read",
+    "commands",  # the /eyetok slash command (hat switches, eyetok/http/slack_commands.py)
 )
 SLACK_BOT_EVENTS = ("message.im",)
 

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import httpx
 import trio
+import yaml
 
 from actors.daemon import Daemon
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
@@ -348,3 +349,13 @@ async def test_slack_hat_switch_and_an_unknown_slack_user_pressing_acknowledge(
         assert refused.status_code == 401
         assert len(await audit(daemon, "hat_switched")) == 1
         assert len(await audit(daemon, "hat_ended")) == 1
+
+
+def test_the_manifest_declares_the_slash_command_the_daemon_serves() -> None:
+    manifest = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "deploy" / "slack-app-manifest.yaml").read_text()
+    )
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/eyetok"
+    assert command["url"] == "https://eyetok.example.com/slack/commands"
+    assert "commands" in manifest["oauth_config"]["scopes"]["bot"]
