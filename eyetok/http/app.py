@@ -116,6 +116,8 @@ class _AckBody(msgspec.Struct, kw_only=True):
 async def _acknowledger() -> str | Response:
     """Who acknowledges, from the request's ``{"by": "name"}`` (cut to 200 characters), or
     the 400 that asks for it."""
+    if g.get(PERSON_GRANT):  # a person acknowledges as themselves (eyetok/http/people.py)
+        return str(g.get(PERSON_GRANT))
     body = await json_body(_AckBody, "an acknowledgement", optional=True)
     by = (body.by if body else "").strip()
     if not by:

@@ -278,15 +278,22 @@ def _origin(url: str) -> str:
 def slack_acknowledgement_gate(
     desk: PeopleDesk, incidents: IncidentTenants, slack_api_url: str | None = None
 ) -> Callable[[str, str, str], Awaitable[str | None]]:
-    """For the Slack button: None when the Slack user may acknowledge the incident, else
+    """For the Slack button (``incident:<id>`` or ``cluster:<id>``): None when the Slack
+    user may acknowledge it (a cluster's notice: a responder to every tenant), else
     the refusal (naming the role needed), which is also posted to the interaction's
     ``response_url`` as an ephemeral message (Slack shows a button's HTTP answer to no
     one). Only Slack's origins (and that of ``slack_api_url``) are posted to."""
     origins = (*SLACK_RESPONSE_ORIGINS, *([_origin(slack_api_url)] if slack_api_url else []))
     logger = log.get("http")
 
-    async def refusal(slack_user: str, incident_id: str, response_url: str) -> str | None:
-        verdict = await acknowledgement_verdict(desk, incidents, incident_id, slack_user=slack_user)
+    async def refusal(slack_user: str, value: str, response_url: str) -> str | None:
+        if value.startswith("cluster:"):  # a cluster spans tenants: a responder to all
+            verdict = await authorised(desk, Action.ACKNOWLEDGE, None, slack_user=slack_user)
+        else:
+            incident_id = value.removeprefix("incident:")
+            verdict = await acknowledgement_verdict(
+                desk, incidents, incident_id, slack_user=slack_user
+            )
         if verdict.status == 200:
             return None
         text = str(verdict.body.get("error"))
@@ -308,6 +315,7 @@ def slack_acknowledgement_gate(
 _SELF_AUTHORISED = re.compile(
     r"^/api/v1/(tenants/|people(/|$)|role/|changes(/|$)|incidents/[^/]+/ack$)"
 )
+_CLUSTER_ACK = re.compile(r"^/api/v1/suppressions/[^/]+/ack$")
 GRANTED = "eyetok_person_grant"  # on quart's ``g``: a person's grant for an operator path
 
 
@@ -326,7 +334,10 @@ def add_operator_gate(app: QuartTrio, desk: PeopleDesk) -> None:
         reading = request.method in ("GET", "HEAD")
         # a read of one tenant's rows (?tenant=acme) needs a role on that tenant only
         tenant = (request.args.get("tenant") or None) if reading else None
-        answer = await authorised(desk, Action.VIEW if reading else Action.OPERATE, tenant)
+        action = Action.VIEW if reading else Action.OPERATE
+        if _CLUSTER_ACK.match(request.path):  # as the notice's button: a responder to all
+            action = Action.ACKNOWLEDGE
+        answer = await authorised(desk, action, tenant)
         if answer.status == 403:
             return _json(answer.body, 403)
         grant = answer.body.get("grant")

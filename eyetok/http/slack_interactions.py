@@ -72,7 +72,7 @@ def add_slack_interactions(
     *,
     may_acknowledge: Callable[[str, str, str], Awaitable[str | None]] | None = None,
 ) -> None:
-    """``may_acknowledge(slack user id, incident id, response_url)``: None, or the refusal
+    """``may_acknowledge(slack user id, button value, response_url)``: None, or the refusal
     that names the role needed (eyetok/access.py), told to the person ephemerally through
     the response_url; nothing is recorded."""
     logger = log.get("http")
@@ -106,22 +106,18 @@ def add_slack_interactions(
         who = interaction.user.username or interaction.user.name or interaction.user.id
         for action in interaction.actions:
             value = action.value or ""
+            refused = (
+                await may_acknowledge(interaction.user.id, value, interaction.response_url)
+                if may_acknowledge and action.action_id == ACKNOWLEDGE_ACTION
+                else None
+            )
+            if refused is not None:
+                logger.info("slack_acknowledge_refused", value=value, by=who, why=refused)
+                return _json(
+                    {"response_type": "ephemeral", "replace_original": False, "text": refused}
+                )
             if action.action_id == ACKNOWLEDGE_ACTION and value.startswith("incident:"):
                 incident_id = value.removeprefix("incident:")
-                refused = (
-                    await may_acknowledge(
-                        interaction.user.id, incident_id, interaction.response_url
-                    )
-                    if may_acknowledge
-                    else None
-                )
-                if refused is not None:
-                    logger.info(
-                        "slack_acknowledge_refused", incident_id=incident_id, by=who, why=refused
-                    )
-                    return _json(
-                        {"response_type": "ephemeral", "replace_original": False, "text": refused}
-                    )
                 by = f"slack:{who}" + (
                     f" ({interaction.user.id})"
                     if interaction.user.id and interaction.user.id != who

@@ -168,12 +168,19 @@ async def test_each_role_is_refused_and_allowed(
         assert worn.status_code == 200, worn.text
         # operator paths: reading needs a role, anything else root_operator (worn)
         assert (await api.get("/api/v1/budgets", headers=vic)).status_code == 200
-        cluster_ack = "/api/v1/suppressions/cl_none/ack"
-        by_viewer = await api.post(cluster_ack, json={"by": "vic"}, headers=vic)
+        verify = "/api/v1/sinks/nope/verification"
+        by_viewer = await api.post(verify, headers=vic)
         assert by_viewer.status_code == 403
         assert by_viewer.json()["needed_role"] == "root_operator"
-        by_root_hat = await api.post(cluster_ack, json={"by": "alice"}, headers=alice)
-        assert by_root_hat.status_code == 404  # past the gate: there is no such cluster
+        by_root_hat = await api.post(verify, headers=alice)
+        assert by_root_hat.status_code == 404  # past the gate: there is no such sink
+        # a cluster's notice spans tenants: a responder to every tenant acknowledges it
+        cluster_ack = "/api/v1/suppressions/cl_none/ack"
+        assert (await api.post(cluster_ack, headers=vic)).json()["needed_role"] == "responder"
+        assert (await api.post(cluster_ack, headers=carol)).status_code == 404  # no such cluster
+        as_root = await api.post(cluster_ack, headers=alice)
+        assert as_root.status_code == 403
+        assert "root_operator session is refused" in as_root.json()["error"]
         for wrong, status in [
             ("/api/v1/people/dave/roles/responder", 400),
             ("/api/v1/people/U0DAVE/roles/janitor", 400),
