@@ -259,9 +259,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "review":
         return _review(settings, args)
     if args.command in ("role", "changes"):
-        ask = partial(_ask_daemon, settings, token=people_cli.person_token())
         try:
-            people_cli.run(args, ask)
+            people_cli.run(args, partial(_ask_daemon, settings))
         except _ApiRefused as refused:
             return refused.status
         return 0
@@ -306,7 +305,8 @@ def _ask_daemon(
     there is no answer to show, including a non-200 answer (its ``error`` is said)."""
     import httpx
 
-    token = token or settings.root_token  # a person's (EYETOK_TOKEN), or the root token
+    # the person's own token (EYETOK_TOKEN: every command acts as them), else the root token
+    token = token or people_cli.person_token() or settings.root_token
     if not token:
         _say_error("EYETOK_ROOT_TOKEN is not set (the daemon's root token)", as_json=as_json)
         raise _ApiRefused(2)

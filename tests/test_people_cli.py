@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from eyetok import cli, log
-from tests.http.test_access import NEW_ROUTES, running, token_of
+from tests.http.test_access import NEW_ROUTES, open_sev1, running, token_of
 from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
@@ -79,3 +79,16 @@ async def test_role_switch_and_the_review_from_the_terminal(
         status, out, _ = await eyetok(capsys, monkeypatch, alice, "role", "end", *as_alice)
         assert status == 0
         assert "taken off" in out
+
+        # eyetok ack acts as the person in EYETOK_TOKEN too
+        incident_id = await open_sev1(api)
+        vic = (await token_of(api, "U0VIC"))["authorization"].removeprefix("Bearer ")
+        carol = (await token_of(api, "U0CAROL"))["authorization"].removeprefix("Bearer ")
+        capsys.readouterr()
+        ack = ("ack", incident_id, "--by", "someone", *as_alice)
+        status, _, err = await eyetok(capsys, monkeypatch, vic, *ack)
+        assert status == 1
+        assert "needs the role responder" in err
+        status, out, err = await eyetok(capsys, monkeypatch, carol, *ack)
+        assert status == 0, err
+        assert f"Acknowledged {incident_id} as person:U0CAROL as responder." in out
