@@ -307,6 +307,34 @@ async def test_a_rule_change_waits_for_a_second_person(
         again = await api.post(approve, json={"why": "approve it once more"}, headers=bob)
         assert again.status_code == 409
 
+        # a tenant's own token (its automation) proposes too; a reviewer rejects it
+        issued = await api.post(
+            "/api/v1/tenants/acme/tokens", json={"label": "acme ci"}, headers=ROOT
+        )
+        assert issued.status_code == 201, issued.text
+        acme_ci = {"authorization": f"Bearer {issued.json()['token']}"}
+        by_token = await api.put(
+            "/api/v1/tenants/acme/routes",
+            json={
+                "routes": {"SEV1": [{"sink": "acme-slack", "target": "#acme-pager"}]},
+                "why": "the ci pipeline moves pages back",
+            },
+            headers=acme_ci,
+        )
+        assert by_token.status_code == 202, by_token.text
+        token_change = by_token.json()["change"]
+        assert token_change["proposed_by"] == f"token:{issued.json()['token_id']}"
+        rejected = await api.post(
+            f"/api/v1/changes/{token_change['change_id']}/reject",
+            json={"why": "the war room stays for now"},
+            headers=bob,
+        )
+        assert rejected.json()["change"]["status"] == "rejected"
+        [rejected_line] = await audit(daemon, "change_rejected")
+        assert "rejected by person:U0BOB: the war room stays for now" in rejected_line
+        live = await api.get("/api/v1/tenants/acme/routes", headers=acme_ci)
+        assert live.json()["routes"]["SEV1"][0]["target"] == "#acme-war-room"
+
 
 async def test_slack_hat_switch_and_an_unknown_slack_user_pressing_acknowledge(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
