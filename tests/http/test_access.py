@@ -47,6 +47,7 @@ people:
     email: vic@example.com
     roles: [{role: viewer}]
 """
+TSO = "tenant_scoped_operator"
 NEW_ROUTES = {"routes": {"SEV1": [{"sink": "acme-slack", "target": "#acme-war-room"}]}}
 
 
@@ -394,3 +395,42 @@ def test_the_manifest_declares_the_slash_command_the_daemon_serves() -> None:
     assert command["command"] == "/eyetok"
     assert command["url"] == "https://eyetok.example.com/slack/commands"
     assert "commands" in manifest["oauth_config"]["scopes"]["bot"]
+
+
+async def test_bad_input_on_every_people_route_is_a_typed_4xx(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    async with running(nursery, tmp_path, fake_slack) as (_daemon, api):
+        alice = await token_of(api, "U0ALICE")
+        json_type = {"content-type": "application/json"}
+        bodies = [
+            b"",
+            b"[]",
+            b"null",
+            b'{"role": 5}',
+            b'{"for": "8x", "role": "viewer"}',
+            b'{"role": "root_operator", "for": "1h", "why": 7}',
+            b'{"shoe": 1}',
+            b"{",
+        ]
+        routes = [
+            ("POST", "/api/v1/role/switch"),
+            ("POST", "/api/v1/changes/chg_x/approve"),
+            ("POST", "/api/v1/changes/chg_x/reject"),
+            ("POST", "/api/v1/changes/chg_x/shrug"),
+            ("PUT", "/api/v1/tenants/acme/routes"),
+        ]
+        # no hat, then each hat, so that the bodies reach every parser past the gates
+        for hat in ({}, {"role": "root_operator"}, {"role": TSO, "tenant": "acme"}):
+            if hat:
+                worn = await switch(api, alice, str(hat.pop("role")), "probe bad input", **hat)
+                assert worn.status_code == 200, worn.text
+            for method, path in routes:
+                for body in bodies:
+                    answer = await api.request(
+                        method, path, content=body, headers={**alice, **json_type}
+                    )
+                    assert 400 <= answer.status_code < 500, (method, path, body, answer.text)
+                    assert "error" in answer.json()
+        unsigned = await api.post("/slack/commands", content=b"user_id=U0ALICE&text=role+end")
+        assert unsigned.status_code == 401
