@@ -189,6 +189,8 @@ class Daemon:
             rotations=topology,
             oncall=topology,
             conversation=topology,
+            people=topology,
+            slack_api_url=settings.slack_api_url,
         )
         add_console(
             app,

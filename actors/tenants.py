@@ -86,6 +86,7 @@ TENANT_OPS = frozenset(
         "delete_sink",
         "get_routes",
         "put_routes",
+        "check_routes",
     }
 )
 COMMIT_TIMEOUT_S = 10.0
@@ -201,6 +202,8 @@ async def run_tenants(
         """Layer 1: "root", "token:<id>", or the refusal."""
         presented = request.credential.encode()
         op = request.key if request.op == "admit" else request.op
+        if request.vouched and op not in ROOT_OPS:  # the people actor authorised it
+            return request.vouched
         if base.root_token is not None and hmac.compare_digest(presented, base.root_token.encode()):
             if request.op != "admit":
                 await audit(request.tenant, "root_api", f"{request.op} {request.key}".strip())
@@ -306,6 +309,9 @@ async def run_tenants(
                 await changed(tenant, (request.key,))
                 await audit(tenant, "tenant_sink_removed", f"{request.key} by {who}")
                 return ApiAnswer(status=200, body={"sink_id": request.key, "removed": True})
+            case "check_routes":  # a proposal for review: checked, not applied
+                routes = parse_routes(tenant, request.body, effective.sinks)
+                return ApiAnswer(status=200, body={"routes": msgspec.to_builtins(routes)})
             case "put_routes":
                 routes = parse_routes(tenant, request.body, effective.sinks)
                 for sink_id in sorted({r.sink for rs in routes.values() for r in rs}):

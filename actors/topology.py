@@ -22,6 +22,7 @@ actor incarnation gets clones, so a restarted actor reads the same inbox.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,7 @@ from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.mutes import MuteMessage, MutesDeps, run_mutes
 from actors.oncall import OncallDeps, run_oncall
+from actors.people import PeopleDeps, run_people
 from actors.playbooks import PlaybooksDeps, run_playbooks
 from actors.rotation import RotationDeps, run_rotation
 from actors.router import RouterDeps, run_router
@@ -81,6 +83,8 @@ from eyetok.messages import (
     OncallMessage,
     OncallSyncAnswer,
     OncallSyncRequested,
+    PeopleMessage,
+    PeopleRequest,
     PlaybookClick,
     PlaybookMessage,
     Reply,
@@ -508,19 +512,50 @@ class Topology:
         return answer
 
     async def tenant_call(
-        self, credential: str, tenant: str, op: str, key: str = "", body: object = None
+        self,
+        credential: str,
+        tenant: str,
+        op: str,
+        key: str = "",
+        body: object = None,
+        *,
+        vouched: str = "",
     ) -> ApiAnswer:
-        """One call on the tenant API, answered by the tenants actor."""
+        """One call on the tenant API, answered by the tenants actor (``vouched``: the
+        people actor authorised the caller, who acts under this name)."""
         reply: Reply[ApiAnswer] = Reply()
         channel = self.channels["tenants"]
         assert isinstance(channel, trio.MemorySendChannel)
         await channel.send(
             TenantRequest(
-                credential=credential, tenant=tenant, op=op, key=key, body=body, reply=reply
+                credential=credential,
+                tenant=tenant,
+                op=op,
+                key=key,
+                body=body,
+                reply=reply,
+                vouched=vouched,
             )
         )
         with trio.fail_after(60):
             return await reply.wait()
+
+    async def people_call(
+        self, request_of: Callable[[Reply[ApiAnswer]], PeopleRequest]
+    ) -> ApiAnswer:
+        """One call for the people actor (who may do what), answered by it."""
+        reply: Reply[ApiAnswer] = Reply()
+        channel = self.channels["people"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(request_of(reply))
+        with trio.fail_after(60):
+            return await reply.wait()
+
+    async def apply_change(self, change: dict[str, Any]) -> ApiAnswer:
+        """Apply a rule change a reviewer approved, in the names of both."""
+        by = f"review:{change['proposed_by']}+{change['decided_by']} ({change['change_id']})"
+        proposed = json.loads(change["proposed_json"])
+        return await self.tenant_call("", change["tenant"], "put_routes", body=proposed, vouched=by)
 
     async def tenant_incidents(
         self, tenant: str, *, status: str | None, limit: int
@@ -630,6 +665,7 @@ def build(
     rotation_tx, rotation_rx = trio.open_memory_channel[RotationMessage](8)
     oncall_tx, oncall_rx = trio.open_memory_channel[OncallMessage](8)
     playbooks_tx, playbooks_rx = trio.open_memory_channel[PlaybookMessage](64)
+    people_tx, people_rx = trio.open_memory_channel[PeopleMessage](64)
     sinks = build_sinks(settings, clock)
     board = health or HealthBoard()
     durable = settings.durability == "postgres" and mirror_writer is not None
@@ -715,6 +751,20 @@ def build(
             delivery_tx,
             verification_tx,
             budgets_tx,
+            clock=clock,
+        ),
+        _child(
+            "people",
+            run_people,
+            PeopleDeps(
+                people=settings.people,
+                root_token=settings.root_token,
+                operator_tenant=settings.operator_tenant,
+                store=store,
+                tenants=frozenset(settings.tenants),
+            ),
+            people_rx,
+            history_tx,
             clock=clock,
         ),
         _child(
@@ -911,6 +961,7 @@ def build(
             "rotation": rotation_tx,
             "oncall": oncall_tx,
             "playbooks": playbooks_tx,
+            "people": people_tx,
         },
         sinks=sinks,
         store=store,

@@ -15,12 +15,13 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from eyetok import doctor, log, onboarding, vault
+from eyetok import doctor, log, onboarding, people_cli, vault
 from eyetok.budgets import Window, hour_of, spend
 from eyetok.clock import FixedClock, SystemClock
 from eyetok.config import LOG_LEVELS, Settings, Tenant
@@ -186,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     from harness.run import add_arguments
 
     add_arguments(drill_run)
+    people_cli.add_commands(commands, daemon_url)
     return parser
 
 
@@ -270,6 +272,12 @@ def _dispatch(
             return rotation_command.run(settings, args, _ask_daemon, _say_error)
         except _ApiRefused as refused:
             return refused.status
+    if args.command in ("role", "changes"):
+        try:
+            people_cli.run(args, partial(_ask_daemon, settings))
+        except _ApiRefused as refused:
+            return refused.status
+        return 0
     if args.command == "drill":
         from harness.run import main as drill_main
 
@@ -303,6 +311,7 @@ def _ask_daemon(
     body: object = None,
     params: dict[str, str] | None = None,
     timeout: float = 30.0,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """One call on the running daemon's operator API (root token from the environment):
     its JSON answer, which must be an object holding ``expect`` when the
@@ -310,10 +319,12 @@ def _ask_daemon(
     there is no answer to show, including a non-200 answer (its ``error`` is said)."""
     import httpx
 
-    if not settings.root_token:
+    # the person's own token (EYETOK_TOKEN: every command acts as them), else the root token
+    token = token or people_cli.person_token() or settings.root_token
+    if not token:
         _say_error("EYETOK_ROOT_TOKEN is not set (the daemon's root token)", as_json=as_json)
         raise _ApiRefused(2)
-    headers = {"authorization": f"Bearer {settings.root_token}"}
+    headers = {"authorization": f"Bearer {token}"}
     base = url.rstrip("/")
     try:
         if body is None:

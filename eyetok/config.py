@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from eyetok.access import PersonConfig, check_people
 from eyetok.errors import ConfigError
 from eyetok.freescout import FreeScoutLink, FreeScoutOptions, link_from
 from eyetok.messages import Destination
@@ -224,6 +225,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     freescout: FreeScoutOptions = msgspec.field(default_factory=FreeScoutOptions)
     playbooks: tuple[Playbook, ...] = ()  # eyetok/playbooks/config.py
     integrations: Integrations = Integrations()
+    people: tuple[PersonConfig, ...] = ()  # who may do what (eyetok/access.py)
 
 
 TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"
@@ -299,6 +301,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     freescout: FreeScoutOptions = FreeScoutOptions()  # the ticket trail (eyetok/freescout.py)
     freescout_link: FreeScoutLink | None = None  # None: FREESCOUT_URL unset, no trail
     playbooks: Registry = Registry()  # the playbook registry (eyetok/playbooks/config.py)
+    people: tuple[PersonConfig, ...] = ()  # who may do what (eyetok/access.py)
 
     def sink_types(self) -> dict[str, str]:
         return {sink_id: sink_type_of(config) for sink_id, config in self.sinks.items()}
@@ -647,6 +650,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
                 field, f"no sink named {route.sink!r} (configured: {', '.join(sorted(sinks))})"
             )
     _check_delivery(file_config.delivery)
+    check_people(file_config.people, tenant_configs)
     sup = file_config.suppression
     if sup.hold_s <= 0 or sup.quiet_s <= 0:
         raise ConfigError("suppression.hold_s", "hold_s and quiet_s must be positive seconds")
@@ -729,6 +733,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
         playbooks=load_registry(
             file_config.playbooks, file_config.integrations, tenants=tenants, env=env
         ),
+        people=file_config.people,
         tenant_env={
             name: value
             for name, value in env.items()

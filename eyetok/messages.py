@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 import msgspec
 import trio
 
+from eyetok.access import Caller
 from eyetok.review import Anomaly, NoteAnswer, Review
 from eyetok.verification import HandshakeEvent, PendingHandshake, Verification, VerificationStatus
 
@@ -252,6 +253,44 @@ class TenantRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     tenant: str
     op: str
     reply: Reply[ApiAnswer]
+    key: str = ""
+    body: object = None
+    # set only by EyeTok itself once the people actor authorised the caller (a person's
+    # grant, or a rule change a reviewer approved): the tenants actor acts as this name
+    vouched: str = ""
+
+
+PeopleOp = Literal[
+    "authorise",
+    "whoami",
+    "people",
+    "bind",
+    "unbind",
+    "issue_token",
+    "switch",
+    "end",
+    "propose",
+    "changes",
+    "approve",
+    "reject",
+    "applied",
+]
+
+
+class PeopleRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """One call for the people actor (actors/people.py). The caller is ``caller`` when the
+    tenants actor has identified it already (a tenant token), else the bearer
+    ``credential`` (the root token or a person's token) or ``slack_user`` (a request Slack
+    signed). ``action`` and ``tenant`` are what ``authorise`` checks; ``key`` the person or
+    change id; ``body`` the decoded JSON."""
+
+    op: PeopleOp
+    reply: Reply[ApiAnswer]
+    credential: str = ""
+    slack_user: str = ""
+    caller: Caller | None = None
+    action: str = ""
+    tenant: str | None = None
     key: str = ""
     body: object = None
 
@@ -893,6 +932,7 @@ class RollBackRotation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 RotationMessage = RotateSink | RollBackRotation
+PeopleMessage = PeopleRequest
 
 
 class IncidentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):

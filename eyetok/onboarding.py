@@ -37,6 +37,7 @@ SLACK_BOT_SCOPES = (
     "channels:read",
     "groups:read",
     "app_mentions:read",
+    "commands",  # the /eyetok slash command (hat switches, eyetok/http/slack_commands.py)
 )
 SLACK_BOT_EVENTS = ("message.im", "message.channels", "message.groups", "app_mention")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Protocol
 
 from eyetok.errors import SignatureError
 
@@ -35,3 +36,19 @@ def verify(
     expected = sign(body, stamp, signing_secret).encode("ascii")
     if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         raise SignatureError("X-Slack-Signature does not match")
+
+
+class Headers(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+
+def verify_request(body: bytes, headers: Headers, *, secret: str, now: int) -> None:
+    """:func:`verify` with the request's ``X-Slack-Request-Timestamp`` and
+    ``X-Slack-Signature`` headers."""
+    verify(
+        body,
+        timestamp=headers.get("x-slack-request-timestamp"),
+        signature=headers.get("x-slack-signature"),
+        signing_secret=secret,
+        now=now,
+    )

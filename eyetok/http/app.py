@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from eyetok import slack_events
@@ -47,7 +47,18 @@ from eyetok.http.errors import add_json_errors
 from eyetok.http.incident_desk import IncidentDesk
 from eyetok.http.oncall import OncallDesk, add_oncall_routes
 from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
+from eyetok.http.people import GRANTED as PERSON_GRANT
+from eyetok.http.people import (
+    PeopleDesk,
+    acknowledgement_verdict,
+    add_operator_gate,
+    add_people_routes,
+    propose_routes,
+    slack_acknowledgement_gate,
+    tenant_verdict,
+)
 from eyetok.http.rotation import Rotations, add_rotation_routes
+from eyetok.http.slack_commands import add_slack_commands
 from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -127,7 +138,9 @@ class _AckBody(msgspec.Struct, kw_only=True):
 
 async def _acknowledger(does: str = "acknowledges") -> str | Response:
     """Who acknowledges (or resolves), from the request's ``{"by": "name"}`` (cut to 200
-    characters), or the 400 that asks for it."""
+    characters), or the 400 that asks for it; a signed-in person as themselves."""
+    if g.get(PERSON_GRANT):  # a person acknowledges as themselves (eyetok/http/people.py)
+        return str(g.get(PERSON_GRANT))
     body = await json_body(_AckBody, "an acknowledgement", optional=True)
     by = (body.by if body else "").strip()
     if not by:
@@ -139,7 +152,14 @@ class TenantApi(Protocol):
     """The tenants actor and the tenant-scoped history, as the tenant API reaches them."""
 
     async def tenant_call(
-        self, credential: str, tenant: str, op: str, key: str = "", body: object = None
+        self,
+        credential: str,
+        tenant: str,
+        op: str,
+        key: str = "",
+        body: object = None,
+        *,
+        vouched: str = "",
     ) -> ApiAnswer: ...
 
     async def tenant_incidents(
@@ -229,6 +249,8 @@ def create_app(
     rotations: Rotations | None = None,
     oncall: OncallDesk | None = None,
     conversation: Conversation | None = None,
+    people: PeopleDesk | None = None,
+    slack_api_url: str | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -248,6 +270,8 @@ def create_app(
         return app
 
     def operator_only() -> Response | None:
+        if g.get(PERSON_GRANT):  # a person authorised for this path (eyetok/http/people.py)
+            return None
         if root_token is None:
             return _json(
                 {"error": "no EYETOK_ROOT_TOKEN is configured: set it and restart EyeTok"}, 503
@@ -347,7 +371,16 @@ def create_app(
     if oncall is not None:
         add_oncall_routes(app, oncall, operator_only)
     if operations is not None:
-        add_slack_interactions(app, operations, slack_app, slack_signing_secret, clock)
+        add_slack_interactions(
+            app,
+            operations,
+            slack_app,
+            slack_signing_secret,
+            clock,
+            may_acknowledge=(
+                slack_acknowledgement_gate(people, operations, slack_api_url) if people else None
+            ),
+        )
 
         @app.get("/api/v1/budgets")
         async def budgets() -> Response:
@@ -388,10 +421,18 @@ def create_app(
 
         @app.post("/api/v1/incidents/<incident_id>/ack")
         async def acknowledge_incident(incident_id: str) -> Response:
-            refused = operator_only()
+            verdict = (
+                await acknowledgement_verdict(people, operations, incident_id) if people else None
+            )
+            if verdict is not None and verdict.status == 403:
+                return _json(verdict.body, 403)
+            # a person acknowledges as themselves; the root token (open mode) names someone
+            person = str(verdict.body["by"]) if verdict and verdict.status == 200 else ""
+            person = person if person.startswith("person:") else ""
+            refused = None if person else operator_only()
             if refused is not None:
                 return refused
-            by = await _acknowledger()
+            by = person or await _acknowledger()
             if isinstance(by, Response):
                 return by
             incident, counted = await operations.acknowledge_incident(incident_id, by)
@@ -438,8 +479,12 @@ def create_app(
         status = 200 if answer.ok else 404
         return _answered(answer, status)
 
+    if people is not None:
+        add_people_routes(app, people)
+        add_slack_commands(app, people, slack_signing_secret, clock)
+        add_operator_gate(app, people)
     if tenant_api is not None:
-        _tenant_routes(app, tenant_api, verifier, clock)
+        _tenant_routes(app, tenant_api, verifier, clock, people)
     return app
 
 
@@ -452,30 +497,54 @@ def _answer(answer: ApiAnswer) -> Response:
     return _json(answer.body, answer.status)
 
 
-def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Clock) -> None:
+def _tenant_routes(
+    app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Clock, people: PeopleDesk | None
+) -> None:
     """``/api/v1/tenants/<tenant>/…``: every call is authorised by the tenants actor
     before anything is read or written (a token of another tenant: 403, audited), and a
     body is read only after that (capped, see ``eyetok/http/bodies.py``)."""
 
     async def call(tenant: str, op: str, key: str = "", *, with_body: bool = False) -> Response:
+        verdict = await tenant_verdict(people, op, tenant)  # who may do what (access.py)
+        if isinstance(verdict, Response):
+            return verdict
+        vouched = verdict.vouched
         body: object = None
+        admitted_as = vouched
         if with_body:
-            allowed = await api.tenant_call(_credential(), tenant, "admit", op)
+            allowed = await api.tenant_call(_credential(), tenant, "admit", op, vouched=vouched)
             if allowed.status != 200:
                 return _answer(allowed)
+            admitted_as = str(allowed.body.get("as", ""))
             try:
                 body = await json_value(f"the {op.replace('_', ' ')} body")
             except IngestError as exc:
                 return refused_as_json(exc, field="(body)")
-        return _answer(await api.tenant_call(_credential(), tenant, op, key, body))
+        if verdict.review and people is not None:
+
+            async def checked(check_op: str, proposed: object) -> ApiAnswer:
+                return await api.tenant_call(
+                    _credential(), tenant, check_op, body=proposed, vouched=vouched
+                )
+
+            return await propose_routes(people, checked, tenant, body, admitted_as)
+        return _answer(await api.tenant_call(_credential(), tenant, op, key, body, vouched=vouched))
 
     async def authorised(tenant: str, reading: str) -> Response | None:
-        allowed = await api.tenant_call(_credential(), tenant, "authorise", reading)
+        verdict = await tenant_verdict(people, "authorise", tenant)
+        if isinstance(verdict, Response):
+            return verdict
+        allowed = await api.tenant_call(
+            _credential(), tenant, "authorise", reading, vouched=verdict.vouched
+        )
         return None if allowed.status == 200 else _answer(allowed)
 
     @app.get("/api/v1/tenants/<tenant>/sinks")
     async def tenant_sinks(tenant: str) -> Response:
-        answer = await api.tenant_call(_credential(), tenant, "list_sinks")
+        verdict = await tenant_verdict(people, "list_sinks", tenant)
+        if isinstance(verdict, Response):
+            return verdict
+        answer = await api.tenant_call(_credential(), tenant, "list_sinks", vouched=verdict.vouched)
         if answer.status != 200:
             return _answer(answer)
         standing = {v.sink_id: v for v in await verifier.verifications()}
@@ -504,7 +573,12 @@ def _tenant_routes(app: QuartTrio, api: TenantApi, verifier: Verifier, clock: Cl
 
     @app.post("/api/v1/tenants/<tenant>/sinks/<sink_id>/verification")
     async def verify_tenant_sink(tenant: str, sink_id: str) -> Response:
-        owned = await api.tenant_call(_credential(), tenant, "own_sink", sink_id)
+        verdict = await tenant_verdict(people, "own_sink", tenant)
+        if isinstance(verdict, Response):
+            return verdict
+        owned = await api.tenant_call(
+            _credential(), tenant, "own_sink", sink_id, vouched=verdict.vouched
+        )
         if owned.status != 200:
             return _answer(owned)
         answer = await verifier.start_verification(sink_id, f"tenant:{tenant}")

@@ -115,6 +115,7 @@ class _Interaction(msgspec.Struct, kw_only=True):
     trigger_id: str = ""
     actions: list[_Action] = msgspec.field(default_factory=list)
     view: _View | None = None
+    response_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,12 @@ def add_slack_interactions(
     slack_app: SlackApp | None,
     signing_secret: str | None,
     clock: Clock,
+    *,
+    may_acknowledge: Callable[[str, str, str], Awaitable[str | None]] | None = None,
 ) -> None:
+    """``may_acknowledge(slack user id, button value, response_url)``: None, or the refusal
+    that names the role needed (eyetok/access.py), told to the person ephemerally through
+    the response_url; nothing is recorded."""
     surface = Surface(desk=desk, app=slack_app, logger=log.get("http"))
 
     async def slack_interaction() -> Response:
@@ -366,6 +372,18 @@ def add_slack_interactions(
                     return _json({"response_action": "errors", "errors": errors})
                 return Response("", status=200)  # an empty 200 closes the modal
         for action in interaction.actions if interaction.type == "block_actions" else ():
+            refused = (
+                await may_acknowledge(person.user_id, action.value or "", interaction.response_url)
+                if may_acknowledge is not None and action.action_id == ACKNOWLEDGE_ACTION
+                else None
+            )
+            if refused is not None:
+                surface.logger.info(
+                    "slack_acknowledge_refused", value=action.value, by=person.by, why=refused
+                )
+                return _json(
+                    {"response_type": "ephemeral", "replace_original": False, "text": refused}
+                )
             pressed = BUTTONS.get(action.action_id)
             if pressed is None:
                 surface.logger.info(

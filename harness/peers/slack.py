@@ -539,6 +539,16 @@ class FakeSlack(HttpPeer):
                     status, payload, extra = self._handle_locked(
                         method, headers, body, arrived_monotonic, arrived_wall
                     )
+        elif path.startswith("/actions/") and http_method == "POST":
+            # an interaction's response_url (Slack serves it on hooks.slack.com): a JSON
+            # message, shown to the person who pressed the button when ephemeral
+            method = path
+            try:
+                body = _parse_body(content_type, data, query)
+            except _BadRequest as exc:
+                status, payload = 400, {"ok": False, "error": exc.error}
+            else:
+                status, payload = 200, {"ok": True}
         else:
             method = path
             status, payload = 404, {"ok": False, "error": "not_found"}

@@ -174,6 +174,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
         "mutes": True,
         "budgets": True,
         "tenants": True,
+        "people": True,
         "delivery": True,
         "verification": True,
         "rotation": True,
