@@ -28,6 +28,7 @@ from typing import Literal, assert_never
 import msgspec
 import trio
 
+from actors.quiet_periods import QuietPeriods
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Escalation, Settings
@@ -160,8 +161,12 @@ async def run_incidents(
         else:
             pending[key] = due[1]
 
-    for known_key in open_incidents:
+    # drain incidents (Heroku never says an error stopped) and when they fall quiet
+    quiet = QuietPeriods(deps.settings)
+
+    for known_key, known_incident in open_incidents.items():
         track(known_key)
+        quiet.track(known_key, known_incident)
 
     async def fire_due() -> None:
         now = clock.now()
@@ -213,9 +218,17 @@ async def run_incidents(
         if message.reply is not None:
             message.reply.send((incident, True))
 
+    async def resolve_quiet() -> None:
+        for signal in quiet.fall_due(open_incidents, clock.now()):
+            change = decided(signal)
+            track(key_of(signal))
+            quiet.track(key_of(signal), None)
+            await outbox.send(change)
+
     while True:
         await fire_due()
-        due = min(pending.values(), default=None)
+        await resolve_quiet()
+        due = min([*pending.values(), *quiet.next_due()], default=None)
         wait = (due - clock.now()).total_seconds() if due is not None else math.inf
         message: IngestMessage | None = None
         try:
@@ -229,11 +242,13 @@ async def run_incidents(
             case SignalReceived(signal=signal, reply=reply):
                 change = decided(signal, reply)
                 track(key_of(signal))
+                quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
                 await outbox.send(change)
             case SignalsReceived(signals=signals, reply=batch_reply):
                 changes = tuple(decided(signal) for signal in signals)
                 for signal in signals:
                     track(key_of(signal))
+                    quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
                 await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
             case AcknowledgeIncident():
                 await acknowledge(message)
