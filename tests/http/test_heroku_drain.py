@@ -5,11 +5,14 @@ ASGI front, the fake Slack as the sink. Bodies are built in Heroku's documented 
 from __future__ import annotations
 
 import base64
+import re
+import shlex
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -60,20 +63,26 @@ def drain_headers(
 
 
 @pytest.fixture
-async def daemon(
+async def running(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
-) -> AsyncIterator[Daemon]:
+) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    """The daemon on the drain config, and a client of its port."""
     instance = await start_daemon(
         nursery, daemon_settings(tmp_path / "data", fake_slack, config=CONFIG, **ENV)
     )
-    yield instance
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{instance.bound_port}") as c:
+        yield instance, c
     instance.request_stop()
 
 
 @pytest.fixture
-async def client(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.bound_port}") as c:
-        yield c
+def daemon(running: tuple[Daemon, httpx.AsyncClient]) -> Daemon:
+    return running[0]
+
+
+@pytest.fixture
+def client(running: tuple[Daemon, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return running[1]
 
 
 async def post(
@@ -302,3 +311,39 @@ async def test_an_h12_storm_is_one_incident_with_a_count_then_resolves_when_quie
     assert (replies[-1].text or "").startswith("Resolved at")
     assert "after 120 events" in (replies[-1].text or "")
     assert reopened.thread_ts is None
+
+
+# --- the README's drain ---------------------------------------------------------------------
+
+
+def _readme_section() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    return readme.split("## Heroku log drains", 1)[1].split("\n## ", 1)[0]
+
+
+async def test_the_readme_config_and_drains_add_url_work_as_heroku_would_use_them(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    section = _readme_section()
+    [config] = re.findall(r"```text\n(tenants:.*?)```", section, flags=re.S)
+    [add] = [line for line in section.splitlines() if line.startswith("heroku drains:add")]
+    password = "readme-" + PASSWORD
+    url = urlsplit(shlex.split(add)[2].replace("$ACME_DRAIN_PASSWORD", password))
+    assert shlex.split(add)[-2:] == ["-a", "raxx-prod"]
+    settings = daemon_settings(tmp_path / "data", None, config=config, ACME_DRAIN_PASSWORD=password)
+    daemon = await start_daemon(nursery, settings, verify=())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.bound_port}") as client:
+            # Logplex sends the URL's user:pass as Basic credentials, to the URL's path
+            assert url.username is not None
+            assert url.password is not None
+            response = await client.post(
+                url.path,
+                content=lines.body(lines.router("H27", "Client Request Interrupted")),
+                headers=drain_headers(1, user=url.username, password=url.password),
+            )
+    finally:
+        daemon.request_stop()
+    assert response.status_code == 202, response.text
+    [signal] = response.json()["signals"]
+    assert signal["rule"] == "heroku-h27"
