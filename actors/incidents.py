@@ -15,6 +15,9 @@ timers are state, not tasks: each is derived from the incident's snapshot (opene
 acknowledged, re-notified, escalated at), which is journalled with every step, so after a
 restart or on a fresh dyno (incidents rehydrated from Postgres) each step fires once. The
 loop only tells people; it never acts on a SEV1 by itself.
+
+An incident whose source never says "resolved" (a Heroku log drain's) is resolved here
+when it falls quiet (``actors/quiet_periods.py``), derived from its snapshot likewise.
 """
 
 from __future__ import annotations
@@ -220,6 +223,13 @@ async def run_incidents(
 
     async def resolve_quiet() -> None:
         for signal in quiet.fall_due(open_incidents, clock.now()):
+            logger.info(
+                "incident_fell_quiet",
+                tenant=signal.tenant,
+                dedup_key=signal.dedup_key,
+                signal_id=signal.signal_id,
+                reason=signal.message,
+            )
             change = decided(signal)
             track(key_of(signal))
             quiet.track(key_of(signal), None)

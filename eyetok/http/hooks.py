@@ -2,12 +2,13 @@
 
 ``/hooks/sentry[/{tenant}]`` takes one Sentry webhook; ``/hooks/probe/{tenant}``,
 ``/hooks/generic/{tenant}`` and ``/hooks/alertmanager/{tenant}`` take a payload that may
-carry many alerts (a batch). Every hook does only what design section 9 allows: read the
-body (415 if it says it is not JSON, 413 past 1 MiB), check the tenant (404) and the
-credentials (401), decode with the guarded decoder and normalise (400 naming the
-problem), hand the signals over and wait until they are
-journalled (202), or say 503 with Retry-After when the pipeline is full or draining.
-Nothing is dropped without an answer.
+carry many alerts (a batch). ``/hooks/heroku-logs/{tenant}`` is a Heroku log drain
+(``eyetok/http/heroku_drain.py``: logplex frames, basic auth, its own answers).
+Every hook does only what design section 9 allows: read the body (415 if it says it is
+not JSON, 413 past 1 MiB), check the tenant (404) and the credentials (401), decode
+with the guarded decoder and normalise (400 naming the problem), hand the signals over
+and wait until they are journalled (202), or say 503 with Retry-After when the pipeline
+is full or draining. Nothing is dropped without an answer.
 
 The batch hooks authenticate a request when EITHER its Standard Webhooks signature
 (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) verifies with the tenant's

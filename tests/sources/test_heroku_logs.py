@@ -6,6 +6,8 @@ import itertools
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eyetok.messages import SevChannel, Severity, SignalKind
 from eyetok.severity import classify
@@ -176,3 +178,38 @@ def test_a_storm_across_the_web_dynos_is_one_key() -> None:
     storm = signals(*[lines.h12(f"web.{n % 4 + 1}") for n in range(50)])
     assert {s.dedup_key for s in storm} == {"heroku:raxx-prod:H12:web"}
     assert len({s.signal_id for s in storm}) == 50
+
+
+# --- any body ---------------------------------------------------------------------------
+
+_MESSAGES = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=40).map(
+        lambda text: f"<40>1 {lines.TS} host app web.1 - {text}\n"
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=_MESSAGES)
+def test_any_well_framed_body_gives_back_exactly_its_messages(messages: list[str]) -> None:
+    framed = logplex.frames(lines.body(*messages))
+    assert framed.bad == ()
+    assert [m.decode() for _, m in framed.messages] == messages
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=_MESSAGES, cut=st.integers(min_value=0), junk=st.binary(max_size=12))
+def test_any_damaged_body_is_read_without_error_and_its_offsets_are_in_order(
+    messages: list[str], cut: int, junk: bytes
+) -> None:
+    body = lines.body(*messages)
+    at = cut % (len(body) + 1)
+    damaged = body[:at] + junk + body[at:]
+    framed = logplex.frames(damaged)
+    offsets = sorted([o for o, _ in framed.messages] + [b.offset for b in framed.bad])
+    assert len(set(offsets)) == len(offsets)
+    assert all(0 <= o < len(damaged) for o in offsets)
+    # every frame wholly before the damage is read
+    before = [m for n, m in enumerate(messages) if len(lines.body(*messages[: n + 1])) <= at]
+    assert [m.decode() for _, m in framed.messages[: len(before)]] == before
