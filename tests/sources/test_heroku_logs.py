@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eyetok.config import Settings, parse_file_config, settings_from
+from eyetok.errors import ConfigError
 from eyetok.messages import SevChannel, Severity, SignalKind
 from eyetok.severity import classify
 from eyetok.sources import heroku_logs, logplex
@@ -213,3 +215,43 @@ def test_any_damaged_body_is_read_without_error_and_its_offsets_are_in_order(
     # every frame wholly before the damage is read
     before = [m for n, m in enumerate(messages) if len(lines.body(*messages[: n + 1])) <= at]
     assert [m.decode() for _, m in framed.messages[: len(before)]] == before
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def _drain_settings(drain: str, env: dict[str, str] | None = None) -> Settings:
+    config = (
+        f"tenants:\n  operator: {{tier: operator}}\n  acme: {{tier: team, heroku_drain: {drain}}}\n"
+    )
+    return settings_from(parse_file_config(config), env or {})
+
+
+def test_a_drain_reads_its_password_from_the_named_variable() -> None:
+    settings = _drain_settings("{user: d, password_env: ACME_PW}", {"ACME_PW": "s3cret"})
+    acme = settings.tenants["acme"]
+    assert acme.heroku_drain is not None
+    assert (acme.heroku_drain.codes, acme.heroku_drain.quiet_s) == (DEFAULT_CODES, 600.0)
+    assert acme.heroku_drain_password == "s3cret"
+    assert (
+        _drain_settings("{user: d, password_env: ACME_PW}").tenants["acme"].heroku_drain_password
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("drain", "field", "problem"),
+    [
+        ("{user: d, password_env: P, codes: [H12, X1]}", "tenants.acme.heroku_drain.codes", "X1"),
+        ("{user: d, password_env: P, quiet_s: 0}", "tenants.acme.heroku_drain", "quiet_s"),
+        ("{user: d, password_env: P, password: hunter2}", "", "password"),
+        ("{user: d}", "", "password_env"),
+    ],
+)
+def test_a_wrong_drain_is_a_config_error_naming_the_field(
+    drain: str, field: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _drain_settings(drain)
+    assert field in str(raised.value)
+    assert problem in str(raised.value)
