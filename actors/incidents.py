@@ -16,6 +16,9 @@ derived from the incident's snapshot (opened, acknowledged, re-notified, escalat
 which is journalled with every step, so after a restart or on a fresh dyno (incidents
 rehydrated from Postgres) each step fires once. The loop only tells people; it never
 acts on a SEV1 by itself.
+
+An incident whose source never says "resolved" (a Heroku log drain's) is resolved here
+when it falls quiet (``actors/quiet_periods.py``), derived from its snapshot likewise.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Literal, assert_never
 import msgspec
 import trio
 
+from actors.quiet_periods import QuietPeriods
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Escalation, Settings
@@ -224,8 +228,12 @@ async def run_incidents(
         else:
             pending[key] = due[1]
 
-    for known_key in open_incidents:
+    # drain incidents (Heroku never says an error stopped) and when they fall quiet
+    quiet = QuietPeriods(deps.settings)
+
+    for known_key, known_incident in open_incidents.items():
         track(known_key)
+        quiet.track(known_key, known_incident)
 
     async def fire_due() -> None:
         now = clock.now()
@@ -324,9 +332,24 @@ async def run_incidents(
         open_incidents[key] = incident
         await outbox.send(IncidentStepped(incident=incident, step="ticketed", at=message.at))
 
+    async def resolve_quiet() -> None:
+        for signal in quiet.fall_due(open_incidents, clock.now()):
+            logger.info(
+                "incident_fell_quiet",
+                tenant=signal.tenant,
+                dedup_key=signal.dedup_key,
+                signal_id=signal.signal_id,
+                reason=signal.message,
+            )
+            change = decided(signal)
+            track(key_of(signal))
+            quiet.track(key_of(signal), None)
+            await outbox.send(change)
+
     while True:
         await fire_due()
-        due = min(pending.values(), default=None)
+        await resolve_quiet()
+        due = min([*pending.values(), *quiet.next_due()], default=None)
         wait = (due - clock.now()).total_seconds() if due is not None else math.inf
         message: IngestMessage | None = None
         try:
@@ -340,11 +363,13 @@ async def run_incidents(
             case SignalReceived(signal=signal, reply=reply):
                 change = decided(signal, reply)
                 track(key_of(signal))
+                quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
                 await outbox.send(change)
             case SignalsReceived(signals=signals, reply=batch_reply):
                 changes = tuple(decided(signal) for signal in signals)
                 for signal in signals:
                     track(key_of(signal))
+                    quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
                 await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
             case AcknowledgeIncident():
                 await acknowledge(message)

@@ -28,6 +28,7 @@ from eyetok.sinks.email import EmailSinkConfig
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.sinks.webhook import WebhookSinkConfig
+from eyetok.sources.heroku_logs import CODE_PATTERN, DEFAULT_CODES
 from eyetok.standard_webhooks import decode_secret
 from schedules.loader import ScheduleOverride, resolve
 from schedules.table import ScheduleEntry
@@ -84,6 +85,19 @@ class Escalation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     digest_escalate_s: float = 900.0
 
 
+class HerokuDrain(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tenant's Heroku HTTPS log drain (``/hooks/heroku-logs/{tenant}``): the basic-auth
+    user and the env var of the password the drain URL embeds; ``apps``, drain token ->
+    app name, pins the drain tokens when set; ``codes`` the errors that become signals;
+    ``quiet_s`` how long an error must stop before its incident resolves."""
+
+    user: str
+    password_env: str
+    apps: dict[str, str] = msgspec.field(default_factory=dict)
+    codes: frozenset[str] = DEFAULT_CODES
+    quiet_s: float = 600.0
+
+
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tier: str = "public"
     sentry_secret_env: str | None = None  # env var holding this tenant's Sentry client secret
@@ -95,6 +109,7 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     policy: Policy | None = None  # the operator's default: the ADR's channels; others: none
     primary_sink: str | None = None  # where the hourly digest goes; default: first routed sink
     escalation: Escalation = msgspec.field(default_factory=Escalation)
+    heroku_drain: HerokuDrain | None = None
 
 
 class SlackOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -257,6 +272,8 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     escalation: Escalation = Escalation()
     pagerduty_webhook_secret: str | None = None  # signs /hooks/pagerduty/{tenant}
     pagerduty_webhook_secret_env: str = ""  # where it came from (named when the hook answers 401)
+    heroku_drain: HerokuDrain | None = None
+    heroku_drain_password: str | None = None  # from heroku_drain.password_env
 
 
 Durability = Literal["disk", "postgres"]
@@ -466,6 +483,17 @@ def _tenant_env(base: str, tenant_id: str, operator: str) -> str:
     return f"{base}_{tenant_id.upper().replace('-', '_')}"
 
 
+def _heroku_drain(tenant_id: str, drain: HerokuDrain | None) -> HerokuDrain | None:
+    if drain is None:
+        return None
+    field = f"tenants.{tenant_id}.heroku_drain"
+    if unknown := sorted(c for c in drain.codes if not CODE_PATTERN.fullmatch(c)):
+        raise ConfigError(f"{field}.codes", f"{unknown} are not Hxx, Rxx or crashed")
+    if drain.quiet_s <= 0 or not drain.user:
+        raise ConfigError(field, "user must be set and quiet_s positive seconds")
+    return drain
+
+
 def durability_of(env: Mapping[str, str]) -> Durability:
     """What a 202 waits for. ``disk``: the signal is in the fsynced journal under
     ``EYETOK_DATA_DIR``. ``postgres``: in the journal and committed in Postgres
@@ -639,6 +667,10 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             hook_token=env.get(hook_token_env) or None,
             hook_secret_env=hook_secret_env,
             hook_token_env=hook_token_env,
+            heroku_drain=_heroku_drain(tenant_id, tc.heroku_drain),
+            heroku_drain_password=env.get(tc.heroku_drain.password_env) or None
+            if tc.heroku_drain is not None
+            else None,
         )
 
     for field, route in (

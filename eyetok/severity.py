@@ -154,6 +154,10 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     when: Condition
 
 
+def _marked(mark: str) -> Condition:
+    return Condition(marks=frozenset({mark}))
+
+
 DEFAULT_RULE = Rule(name="default", severity=Severity.MEDIUM, when=Condition())
 
 CANONICAL_RULES: tuple[Rule, ...] = (
@@ -176,6 +180,16 @@ CANONICAL_RULES: tuple[Rule, ...] = (
         severity=Severity.HIGH,
         when=Condition(marks=frozenset({"declared_high"})),
     ),
+    # Heroku's router and dyno errors, as a log drain reports them (a drain signal carries
+    # one mark, so their place after the marks above only orders ``why``'s answer)
+    Rule(name="heroku-h10", severity=Severity.CRITICAL, when=_marked("heroku_h10")),
+    Rule(name="heroku-r15", severity=Severity.CRITICAL, when=_marked("heroku_r15")),
+    Rule(name="heroku-crashed", severity=Severity.HIGH, when=_marked("heroku_crashed")),
+    Rule(name="heroku-r14", severity=Severity.MEDIUM, when=_marked("heroku_r14")),
+    Rule(name="heroku-h13", severity=Severity.MEDIUM, when=_marked("heroku_h13")),
+    Rule(name="heroku-h18", severity=Severity.MEDIUM, when=_marked("heroku_h18")),
+    Rule(name="heroku-h27", severity=Severity.LOW, when=_marked("heroku_h27")),
+    Rule(name="heroku-h28", severity=Severity.LOW, when=_marked("heroku_h28")),
     Rule(
         name="info-debug-audit",
         severity=Severity.INFO,

@@ -401,6 +401,9 @@ def test_why_names_the_rule_what_held_and_the_first_failure_of_each_louder_rule(
         "heroku-h12: not h12",
         "synthetic-check-failure: not synthetic_check",
         "declared-high: not declared_high",
+        "heroku-h10: not heroku_h10",
+        "heroku-r15: not heroku_r15",
+        "heroku-crashed: not heroku_crashed",
         'error-new-unhandled-production: environment is "staging"',
     ]
 
@@ -418,6 +421,8 @@ def test_why_of_a_match_lists_the_conditions_that_held() -> None:
     assert [m.rule for m in explained.louder_misses] == [
         "fatal",
         "paper-gate-breach",
+        "heroku-h10",
+        "heroku-r15",
     ]
 
 

@@ -2,12 +2,13 @@
 
 ``/hooks/sentry[/{tenant}]`` takes one Sentry webhook; ``/hooks/probe/{tenant}``,
 ``/hooks/generic/{tenant}`` and ``/hooks/alertmanager/{tenant}`` take a payload that may
-carry many alerts (a batch). Every hook does only what design section 9 allows: read the
-body (415 if it says it is not JSON, 413 past 1 MiB), check the tenant (404) and the
-credentials (401), decode with the guarded decoder and normalise (400 naming the
-problem), hand the signals over and wait until they are
-journalled (202), or say 503 with Retry-After when the pipeline is full or draining.
-Nothing is dropped without an answer.
+carry many alerts (a batch). ``/hooks/heroku-logs/{tenant}`` is a Heroku log drain
+(``eyetok/http/heroku_drain.py``: logplex frames, basic auth, its own answers).
+Every hook does only what design section 9 allows: read the body (415 if it says it is
+not JSON, 413 past 1 MiB), check the tenant (404) and the credentials (401), decode
+with the guarded decoder and normalise (400 naming the problem), hand the signals over
+and wait until they are journalled (202), or say 503 with Retry-After when the pipeline
+is full or draining. Nothing is dropped without an answer.
 
 The batch hooks authenticate a request when EITHER its Standard Webhooks signature
 (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) verifies with the tenant's
@@ -49,15 +50,17 @@ from eyetok.errors import (
     UnknownTenantError,
 )
 from eyetok.http.asgi import Receive, Scope, Send, header, send_json
+from eyetok.http.heroku_drain import HerokuDrainHook, check_media_type
 from eyetok.incidents import NOTHING_OPEN
 from eyetok.messages import Accepted, IncidentAction, Signal
 from eyetok.metrics import signal_answered
 from eyetok.recognisers import Recognisers
-from eyetok.sources import alertmanager, generic, probe, sentry
+from eyetok.sources import alertmanager, generic, heroku_logs, probe, sentry
 from eyetok.webhook_ids import AcceptedWebhookIds, WebhookKey
 
 MAX_BODY = 1024 * 1024
 BATCH_SOURCES = ("probe", "generic", "alertmanager")
+DRAIN_SOURCES = (heroku_logs.SOURCE,)  # /hooks/heroku-logs/{tenant}: a Heroku log drain
 
 Submit = Callable[[Signal], Awaitable[Accepted]]
 # a batch's signals -> the accepted ones in payload order, and why the rest was refused
@@ -99,6 +102,9 @@ class Hooks:
         self.webhook_ids = AcceptedWebhookIds(
             clock, tolerance_s=standard_webhooks.DEFAULT_TOLERANCE_S
         )
+        self._drain = HerokuDrainHook(
+            submit_batch=submit_batch, answer=_answer, clock=clock, new_id=new_signal_id
+        )
         self._normalisers: dict[str, Normaliser] = {
             "probe": lambda body, tenant, at: probe.normalise(
                 body, tenant=tenant, received_at=at, new_id=new_signal_id
@@ -115,7 +121,7 @@ class Hooks:
         path: str = scope["path"].rstrip("/")
         parts = path.split("/")  # ["", "hooks", source, tenant?]
         source = parts[2] if len(parts) in (3, 4) else ""
-        if source in BATCH_SOURCES and len(parts) == 3:
+        if source in BATCH_SOURCES + DRAIN_SOURCES and len(parts) == 3:
             await send_json(
                 send,
                 404,
@@ -125,13 +131,16 @@ class Hooks:
                 },
             )
             return
-        if source != "sentry" and source not in BATCH_SOURCES:
+        if source != "sentry" and source not in BATCH_SOURCES + DRAIN_SOURCES:
             await send_json(send, 404, {"error": f"no hook at {path}"})
             return
         if scope["method"] != "POST":
             await send_json(send, 405, {"error": "hooks take POST"}, [(b"allow", b"POST")])
             return
         tenant_id = parts[3] if len(parts) == 4 else self._operator
+        if source in DRAIN_SOURCES:
+            await self._heroku_drain(scope, receive, send, tenant_id)
+            return
         if source != "sentry":
             await self._batch(scope, receive, send, source, tenant_id)
             return
@@ -236,19 +245,40 @@ class Hooks:
             },
         )
 
+    async def _open_body(
+        self, scope: Scope, receive: Receive, tenant_id: str, check: Callable[[str | None], None]
+    ) -> tuple[bytes, Tenant]:
+        """The body (its Content-Type passed ``check``) and the tenant it is for, unless
+        EyeTok is draining (503), the body is too large (413) or the tenant unknown (404)."""
+        if not self._gate.open:
+            await _discard(receive)
+            raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
+        check(header(scope, b"content-type"))
+        body = await _read_body(scope, receive)
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
+        return body, tenant
+
+    async def _heroku_drain(
+        self, scope: Scope, receive: Receive, send: Send, tenant_id: str
+    ) -> None:
+        try:
+            body, tenant = await self._open_body(scope, receive, tenant_id, check_media_type)
+            status, answer, extra = await self._drain.take(scope, body, tenant)
+        except IngestError as exc:
+            await self._refuse(send, exc, tenant_id, heroku_logs.SOURCE)
+            return
+        await send_json(send, status, answer, extra)
+
     async def _normalise_batch(
         self, scope: Scope, receive: Receive, source: str, tenant_id: str
     ) -> tuple[list[Signal], tuple[str, datetime] | None]:
         """The signals, and the verified ``webhook-id`` and ``webhook-timestamp`` when a
         Standard Webhooks signature (not a bearer token) authenticated the request."""
-        if not self._gate.open:
-            await _discard(receive)
-            raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
-        check_content_type(header(scope, b"content-type"), f"{source} hook")
-        body = await _read_body(scope, receive)
-        tenant = self._tenants.get(tenant_id)
-        if tenant is None:
-            raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
+        body, tenant = await self._open_body(
+            scope, receive, tenant_id, lambda media: check_content_type(media, f"{source} hook")
+        )
         signed = self._authenticate(scope, body, tenant)
         return self._normalisers[source](body, tenant_id, self._clock.now()), signed
 
@@ -314,14 +344,9 @@ class Hooks:
         raise SignatureError("; ".join(problems))
 
     async def _ingest(self, scope: Scope, receive: Receive, tenant_id: str) -> Accepted:
-        if not self._gate.open:
-            await _discard(receive)
-            raise OverloadedError("EyeTok is draining for a restart; retry shortly", retry_after=5)
-        check_content_type(header(scope, b"content-type"), "sentry hook")
-        body = await _read_body(scope, receive)
-        tenant = self._tenants.get(tenant_id)
-        if tenant is None:
-            raise UnknownTenantError(f"unknown tenant {tenant_id!r}")
+        body, tenant = await self._open_body(
+            scope, receive, tenant_id, lambda media: check_content_type(media, "sentry hook")
+        )
         if tenant.sentry_secret is None:
             raise SignatureError(
                 f"no Sentry client secret is configured for tenant {tenant_id!r}: set "
