@@ -85,6 +85,8 @@ def phase_postgres_burst(
         *args.daemon_env,
         *(f"{k}={v}" for k, v in durability_env("postgres", dsn).items()),
     ]
+    if getattr(args, "py_spy", None):
+        pg_args.py_spy = f"{args.py_spy}.postgres"  # beside the journal-only profile
     before = committed_transactions(dsn)
     figures = burst(pg_args)
     time.sleep(1.0)  # the statistics collector reports commits with a little delay
