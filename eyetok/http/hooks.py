@@ -30,7 +30,6 @@ and not applied again (``eyetok/webhook_ids.py``).
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
@@ -49,6 +48,7 @@ from eyetok.errors import (
     UnknownTenantError,
 )
 from eyetok.http.asgi import Receive, Scope, Send, header, send_json
+from eyetok.ids import random_hex
 from eyetok.incidents import NOTHING_OPEN
 from eyetok.messages import Accepted, IncidentAction, Signal
 from eyetok.recognisers import Recognisers
@@ -72,7 +72,7 @@ class IngestGate:
 
 
 def new_signal_id() -> str:
-    return "sig_" + secrets.token_hex(10)
+    return "sig_" + random_hex(10)
 
 
 class Hooks:
