@@ -1,6 +1,6 @@
 """The Slack sink's posts travel over kept-alive connections (slack-sdk builds and reads
-them, a pooled httpx client sends them), against the fake Slack through a TCP forwarder
-that counts the connections made; failures keep the verdicts the sink gives them."""
+them, pooled ``http.client`` connections carry them), against the fake Slack through a
+TCP forwarder that counts the connections made; failures keep the sink's verdicts."""
 
 from __future__ import annotations
 
@@ -119,3 +119,22 @@ async def test_a_rate_limit_carries_slacks_retry_after(fake_slack: FakeSlack) ->
     finally:
         await sink.aclose()
     assert outcome == Retry(reason="rate limited by Slack (HTTP 429)", after=7.0)
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    fake_slack: FakeSlack,
+) -> None:
+    with TcpProxy(fake_slack.host, fake_slack.port) as proxy:
+        sink = _sink(f"http://{proxy.host}:{proxy.port}/api/", fake_slack.token)
+        try:
+            first = await _post(sink, 1)
+            proxy.cut()  # every forwarded connection reset: the kept one is dead
+            proxy.restore()
+            await trio.sleep(0.05)  # the reset reaches the client's socket
+            second = await _post(sink, 2)
+        finally:
+            await sink.aclose()
+    assert isinstance(first, Delivered)
+    assert isinstance(second, Delivered)  # not a Retry of a post sent on the dead one
+    assert proxy.accepted == 2
+    assert len(fake_slack.posts) == 2

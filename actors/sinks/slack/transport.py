@@ -1,91 +1,140 @@
 """How Slack posts travel: slack-sdk's ``WebClient`` builds every request (method URL,
 JSON body, token, user agent) and reads every answer (``SlackResponse``, ``SlackApiError``
-for ``ok: false``), but sends through one pooled, kept-alive ``httpx.Client`` instead of
-opening a new connection (against real Slack, a new TLS handshake) per call with
-``urllib``.
+for ``ok: false``), but sends over kept-alive connections instead of opening a new one
+(against real Slack, a new TCP and TLS handshake) per call as its ``urllib`` path does.
 
 The choice: slack-sdk's ``AsyncWebClient`` needs aiohttp on asyncio, which EyeTok (trio)
 does not run, and the sink's calls already run in worker threads; so the one method of
 ``WebClient`` that performs the HTTP exchange is replaced, and everything slack-sdk does
-around it (its request building, its response parsing, its error types) stays. The pool
-holds as many connections as the sink has worker threads, each kept alive between posts.
+around it (request building, response parsing, its error types) stays. The exchange is
+the standard library's ``http.client`` (what ``urllib`` uses underneath) on connections
+kept in a small pool, one per worker thread at most. A pooled ``httpx.Client`` was
+measured too: on the bench's local fake Slack it cost 100-200 us more CPU per post than
+even urllib's connection per call (its HTTP/1.1 stack is pure Python); ``http.client``
+on a kept connection costs less than both.
 
-Failures keep the types the sink classifies (``actors/sinks/slack/deliver.py``): a
-connection never made is a ``URLError`` around ``ConnectionRefusedError`` (the post did
-not land), a timeout is a ``TimeoutError`` and a broken exchange a ``ConnectionError``
-(either may have landed), an HTTP status outside 2xx is ``urllib``'s ``HTTPError`` as
-slack-sdk expects it.
+An idle connection is reused only while younger than :data:`KEEPALIVE_S` and not closed
+by the server meanwhile (the socket would be readable: EOF); otherwise a new one is
+opened. Failures are ``http.client``'s and the socket's own, the types the sink already
+classifies: a connection refused did not land; a timeout, a reset or a broken answer may
+have (the sink then looks for the post before posting again). An HTTP status outside 2xx
+is ``urllib``'s ``HTTPError``, as slack-sdk expects it. Behind a proxy (``HTTPS_PROXY``),
+or for a URL on another host than the API's, slack-sdk's own ``urllib`` path is used.
 """
 
 from __future__ import annotations
 
 import io
+import select
+import threading
+import time
 import urllib.error
-from http.client import HTTPMessage
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
+from ssl import SSLContext, create_default_context
 from typing import Any
+from urllib.parse import urlsplit
 from urllib.request import Request
 
-import httpx
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackRequestError
 
-KEEPALIVE_S = 30.0  # an idle connection is closed after this
+KEEPALIVE_S = 30.0  # an idle connection older than this is closed, not reused
+
+
+class SlackConnections:
+    """Idle kept-alive connections to one host, at most ``size`` kept. Thread-safe."""
+
+    def __init__(self, base_url: str, *, timeout: float, ssl: SSLContext | None, size: int):
+        parts = urlsplit(base_url)
+        self.origin = f"{parts.scheme}://{parts.netloc}".lower()
+        self._https = parts.scheme.lower() == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._timeout = timeout
+        self._ssl = ssl if ssl is not None else (create_default_context() if self._https else None)
+        self._size = size
+        self._lock = threading.Lock()
+        self._idle: list[tuple[HTTPConnection, float]] = []  # (connection, idle since)
+        self.opened = 0  # connections opened so far (for tests and benches)
+
+    def take(self) -> HTTPConnection:
+        """An idle connection still good, or a new (not yet connected) one."""
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if now - since < KEEPALIVE_S and not _closed_by_peer(conn):
+                return conn
+            conn.close()
+        with self._lock:
+            self.opened += 1
+        if self._https:
+            return HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._ssl)
+        return HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+    def give_back(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self._size:
+                self._idle.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
+
+
+def _closed_by_peer(conn: HTTPConnection) -> bool:
+    """An idle connection whose socket is readable was closed (or spoken on) by the
+    server: it must not carry the next request."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class PooledWebClient(WebClient):
-    """A ``WebClient`` whose calls share ``pool_size`` kept-alive connections. Thread-safe
-    as far as the pool goes (``httpx.Client``); close it with :meth:`close`."""
+    """A ``WebClient`` whose calls share ``pool_size`` kept-alive connections; close it
+    with :meth:`close`."""
 
     def __init__(self, *, token: str, base_url: str, timeout: Any, pool_size: int) -> None:
         super().__init__(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
-        self._http = httpx.Client(
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=pool_size,
-                max_keepalive_connections=pool_size,
-                keepalive_expiry=KEEPALIVE_S,
-            ),
-            verify=self.ssl if self.ssl is not None else True,
-            proxy=self.proxy or None,  # WebClient read it from the environment if unset
-            trust_env=False,
-            follow_redirects=True,  # as urllib does
-        )
+        self.connections = SlackConnections(base_url, timeout=timeout, ssl=self.ssl, size=pool_size)
 
     def close(self) -> None:
-        self._http.close()
+        self.connections.close()
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
-        if not url.lower().startswith(("http://", "https://")):
-            raise SlackRequestError(f"Invalid URL detected: {url}")
+        parts = urlsplit(url)
+        if self.proxy or f"{parts.scheme}://{parts.netloc}".lower() != self.connections.origin:
+            return super()._perform_urllib_http_request_internal(url, req)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {k: v for k, v in req.header_items() if k.lower() != "content-length"}
         body = req.data if isinstance(req.data, bytes) else None
+        conn = self.connections.take()
         try:
-            response = self._http.post(url, content=body, headers=headers)
-        except httpx.ConnectError as exc:  # never connected: nothing was sent
-            raise urllib.error.URLError(ConnectionRefusedError(str(exc))) from exc
-        except httpx.TimeoutException as exc:
-            raise TimeoutError(f"no answer within {self.timeout}s ({exc!r})") from exc
-        except httpx.TransportError as exc:
-            raise ConnectionError(f"the exchange broke off ({exc!r})") from exc
-        message = _headers(response)
-        if not 200 <= response.status_code < 300:
+            conn.request("POST", target, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, HTTPException):
+            conn.close()
+            raise
+        if response.will_close:
+            conn.close()
+        else:
+            self.connections.give_back(conn)
+        if not 200 <= response.status < 300:
             raise urllib.error.HTTPError(
-                url,
-                response.status_code,
-                response.reason_phrase,
-                message,
-                io.BytesIO(response.content),
+                url, response.status, response.reason, response.msg, io.BytesIO(data)
             )
-        if message.get_content_type() == "application/gzip":
-            return {"status": response.status_code, "headers": message, "body": response.content}
-        charset = message.get_content_charset() or "utf-8"
-        text = response.content.decode(charset)
-        return {"status": response.status_code, "headers": message, "body": text}
-
-
-def _headers(response: httpx.Response) -> HTTPMessage:
-    """The answer's headers as ``urllib`` hands them to slack-sdk."""
-    message = HTTPMessage()
-    for name, value in response.headers.multi_items():
-        message[name] = value
-    return message
+        if response.msg.get_content_type() == "application/gzip":
+            return {"status": response.status, "headers": response.msg, "body": data}
+        charset = response.msg.get_content_charset() or "utf-8"
+        return {"status": response.status, "headers": response.msg, "body": data.decode(charset)}
