@@ -9,6 +9,7 @@ import heapq
 import selectors
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bench.ingest import HOST
@@ -16,6 +17,7 @@ from bench.ingest.bodies import Request
 from bench.ingest.load import Conn, RunResult
 
 
+@dataclass
 class RetryRun:
     """``run_raw_retrying``'s outcome: ``result`` holds each request's final answer
     (``t0``/``wall0`` of its first attempt, ``t1`` of its final answer)."""
