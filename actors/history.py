@@ -18,7 +18,9 @@ transaction are done do the signals get their 202; if Postgres did not confirm (
 or no answer within ``durable_wait_s``) they get ``Accepted.not_durable`` and the hook
 answers 503 with Retry-After: the signal is journalled here and routed anyway, so a
 sender's retry may be a duplicate, never a loss. While one batch waits on Postgres
-the next gathers in the inbox, so one Postgres transaction serves many requests.
+the next is journalled (its changes sent to the mirror, which gathers them for its next
+transaction) and the one after gathers in the inbox, so one Postgres transaction serves
+many requests; answers and deliveries follow in commit order.
 
 Why this is correct across a crash at any point, on a fresh data directory: a 202 is
 sent only after Postgres committed the signal's incident snapshot and outbox rows, and
@@ -101,7 +103,10 @@ from state.history.store import HistoryStore
 from state.history.wal import Journal, Position, read_frames
 
 MAX_BATCH = 4096
-SETTLE_QUEUE = 16  # journalled batches waiting for Postgres before the journal waits too
+# Journalled batches handed over while an older one still waits for Postgres: none. The
+# journal writes one batch ahead of the one Postgres confirms, no further: running
+# further ahead only made its batches small (more commits, more CPU per request).
+SETTLE_QUEUE = 0
 
 _T = TypeVar("_T")
 
@@ -413,7 +418,7 @@ async def run_history(
             for flush in flushes:
                 flush.reply.send(True)
 
-    # Postgres durability: journalled batches wait here, in commit order, for the
+    # Postgres durability: a journalled batch waits here, in commit order, for the
     # mirror's confirmation, while the next batch is journalled (and its Postgres
     # changes sent) already: a 202 still waits for both commits, but the journal no
     # longer idles through the Postgres round trip. Every batch passes through, with or
