@@ -18,7 +18,9 @@ transaction are done do the signals get their 202; if Postgres did not confirm (
 or no answer within ``durable_wait_s``) they get ``Accepted.not_durable`` and the hook
 answers 503 with Retry-After: the signal is journalled here and routed anyway, so a
 sender's retry may be a duplicate, never a loss. While one batch waits on Postgres
-the next gathers in the inbox, so one Postgres transaction serves many requests.
+the next is journalled (its changes sent to the mirror, which gathers them for its next
+transaction) and the one after gathers in the inbox, so one Postgres transaction serves
+many requests; answers and deliveries follow in commit order.
 
 Why this is correct across a crash at any point, on a fresh data directory: a 202 is
 sent only after Postgres committed the signal's incident snapshot and outbox rows, and
@@ -39,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 import duckdb
 import msgspec
@@ -102,8 +104,34 @@ from state.history.store import HistoryStore
 from state.history.wal import Journal, Position, read_frames
 
 MAX_BATCH = 4096
+# Journalled batches handed over while an older one still waits for Postgres: none. The
+# journal writes one batch ahead of the one Postgres confirms, no further: running
+# further ahead only made its batches small (more commits, more CPU per request).
+SETTLE_QUEUE = 0
+
+_T = TypeVar("_T")
 
 _encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, eq=False)
+class _Journalled:
+    """A journalled batch; in postgres durability, with the mirror's confirmation its
+    signals wait for (None: nothing waits) and the trio time to stop waiting."""
+
+    batch: list[HistoryMessage]
+    confirmed: Reply[bool] | None
+    deadline: float
+
+    async def durable(self, wait_s: float) -> str | None:
+        """None once Postgres confirmed (or nothing waits), else why not."""
+        if self.confirmed is None:
+            return None
+        with trio.move_on_at(self.deadline):
+            if await self.confirmed.wait():
+                return None
+            return "postgres is unreachable"
+        return f"postgres did not confirm within {wait_s:g}s"
 
 
 @dataclass(frozen=True)
@@ -351,9 +379,9 @@ async def run_history(
                 break
         return batch
 
-    async def commit(batch: list[HistoryMessage]) -> str | None:
-        """Journal ``batch``; in postgres durability also commit it in Postgres. None
-        when it is durable as the mode requires, else why not (see the docstring)."""
+    async def commit(batch: list[HistoryMessage]) -> Reply[bool] | None:
+        """Journal ``batch``; in postgres durability also hand its changes to the mirror.
+        The mirror's confirmation to wait for before the 202s, if any signal waits."""
         nonlocal seq, journalled_to
         now = clock.now()
         rows: list[msgspec.Struct] = []
@@ -365,10 +393,11 @@ async def run_history(
         payload = _frame_encoder.encode(_frame_of(rows))
         confirmed: Reply[bool] | None = None
         if deps.durable:
-            await _mirror(batch, to_mirror, now)
+            changes: list[MirrorMessage] = list(_mirrored(batch, now))
             if _waits_for_202(batch):
                 confirmed = Reply()
-                await to_mirror.send(ConfirmDurable(reply=confirmed))
+                changes.append(ConfirmDurable(reply=confirmed))
+            await _send_all(to_mirror, changes)
         # The fsync runs to completion even if we are cancelled meanwhile (a worker
         # thread is never abandoned), so a drain never loses a batch it already took.
         started = trio.current_time()
@@ -379,13 +408,33 @@ async def run_history(
         for message in batch:
             observe_history(message)
         unmaterialised.extend(rows)
-        if confirmed is None:
-            return None
-        with trio.move_on_after(deps.durable_wait_s):
-            if await confirmed.wait():
-                return None
-            return "postgres is unreachable"
-        return f"postgres did not confirm within {deps.durable_wait_s:g}s"
+        return confirmed
+
+    async def settle(batch: list[HistoryMessage], not_durable: str | None) -> None:
+        """What follows a batch's commit: the answers, the deliveries, the flushes."""
+        if not_durable is not None:
+            logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
+        await _after_commit(batch, to_delivery, not_durable)
+        if deps.mirrored and not deps.durable:
+            await _mirror(batch, to_mirror, clock.now())
+        flushes = [m for m in batch if isinstance(m, FlushHistory)]
+        if flushes:
+            await materialise()
+            for flush in flushes:
+                flush.reply.send(True)
+
+    # Postgres durability: a journalled batch waits here, in commit order, for the
+    # mirror's confirmation, while the next batch is journalled (and its Postgres
+    # changes sent) already: a 202 still waits for both commits, but the journal no
+    # longer idles through the Postgres round trip. Every batch passes through, with or
+    # without a confirmation to wait for, so answers and deliveries keep commit order.
+    to_settle, awaiting = trio.open_memory_channel[_Journalled](SETTLE_QUEUE)
+    unsettled: list[_Journalled] = []  # handed over and not settled yet, oldest first
+
+    async def settle_in_order() -> None:
+        async for journalled in awaiting:
+            await settle(journalled.batch, await journalled.durable(deps.durable_wait_s))
+            unsettled.remove(journalled)
 
     async def materialise() -> None:
         nonlocal unmaterialised
@@ -409,26 +458,31 @@ async def run_history(
                 logger.info("outbox_requeued", pending=len(pending))
             for deliver in pending:
                 await to_delivery.send(deliver)
+            if deps.durable:
+                nursery.start_soon(settle_in_order)
             while True:
                 batch = take(await inbox.receive())
-                not_durable = await commit(batch)
-                if not_durable is not None:
-                    logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
-                await _after_commit(batch, to_delivery, not_durable)
-                if deps.mirrored and not deps.durable:
-                    await _mirror(batch, to_mirror, clock.now())
-                flushes = [m for m in batch if isinstance(m, FlushHistory)]
-                if flushes:
-                    await materialise()
-                    for flush in flushes:
-                        flush.reply.send(True)
+                confirmed = await commit(batch)
+                if not deps.durable:
+                    await settle(batch, None)
+                    continue
+                journalled = _Journalled(
+                    batch, confirmed, trio.current_time() + deps.durable_wait_s
+                )
+                unsettled.append(journalled)
+                await to_settle.send(journalled)
     finally:
-        # Stopping (drain or restart): whatever already waits in the inbox is journalled,
-        # and everything journalled reaches DuckDB.
+        # Stopping (drain or restart): every batch journalled gets its answer (Postgres's
+        # confirmation awaited, bounded); whatever already waits in the inbox is
+        # journalled too, and everything journalled reaches DuckDB.
         with trio.CancelScope(shield=True):
+            for journalled in unsettled:
+                _answer(journalled.batch, await journalled.durable(deps.durable_wait_s))
             leftover = take(None)
             if leftover:
-                _answer(leftover, await commit(leftover))
+                confirmed = await commit(leftover)
+                last = _Journalled(leftover, confirmed, trio.current_time() + deps.durable_wait_s)
+                _answer(leftover, await last.durable(deps.durable_wait_s))
                 if deps.mirrored and not deps.durable:
                     with trio.move_on_after(1.0):
                         await _mirror(leftover, to_mirror, clock.now())
@@ -494,26 +548,42 @@ async def _mirror(
     batch: list[HistoryMessage], to_mirror: trio.MemorySendChannel[MirrorMessage], now: datetime
 ) -> None:
     """What Postgres mirrors of a commit. The mirror never blocks its inbox on Postgres."""
+    await _send_all(to_mirror, list(_mirrored(batch, now)))
+
+
+def _mirrored(batch: list[HistoryMessage], now: datetime) -> Iterator[MirrorMessage]:
     for message in _flat(batch):
         match message:
             case JournalSignal(incident=incident, deliveries=plan):
                 if incident is not None:
-                    await to_mirror.send(IncidentSnapshotted(incident=incident, recorded_at=now))
+                    yield IncidentSnapshotted(incident=incident, recorded_at=now)
                 for deliver in plan:
-                    await to_mirror.send(DeliveryPlanned(deliver=deliver))
+                    yield DeliveryPlanned(deliver=deliver)
             case PlanDeliveries(deliveries=plan):
                 for deliver in plan:
-                    await to_mirror.send(DeliveryPlanned(deliver=deliver))
+                    yield DeliveryPlanned(deliver=deliver)
             case IncidentRecorded(incident=incident):
-                await to_mirror.send(IncidentSnapshotted(incident=incident, recorded_at=now))
+                yield IncidentSnapshotted(incident=incident, recorded_at=now)
             case DeliveryFinished():
-                await to_mirror.send(DeliveryClosed(finished=message))
+                yield DeliveryClosed(finished=message)
             case VerificationRecorded():
-                await to_mirror.send(message)
+                yield message
             case TenantRecorded() | HandshakeRecorded():
-                await to_mirror.send(msgspec.structs.replace(message, reply=None))
+                yield msgspec.structs.replace(message, reply=None)
             case _:
                 pass
+
+
+async def _send_all(channel: trio.MemorySendChannel[_T], messages: list[_T]) -> None:
+    """Send ``messages`` in order, waiting only when the channel is full: ``send`` is a
+    schedule point per message, and a commit's dozens of them each waited a full turn of
+    the run queue under load (the commit, its 202s and the next batch with them)."""
+    for message in messages:
+        try:
+            channel.send_nowait(message)
+        except trio.WouldBlock:
+            await channel.send(message)
+    await trio.lowlevel.checkpoint()
 
 
 async def _after_commit(
@@ -522,7 +592,12 @@ async def _after_commit(
     not_durable: str | None = None,
 ) -> None:
     _answer(batch, not_durable)
-    for message in _flat(batch):
-        if isinstance(message, JournalSignal | PlanDeliveries):
-            for deliver in message.deliveries:
-                await to_delivery.send(deliver)
+    await _send_all(
+        to_delivery,
+        [
+            deliver
+            for message in _flat(batch)
+            if isinstance(message, JournalSignal | PlanDeliveries)
+            for deliver in message.deliveries
+        ],
+    )

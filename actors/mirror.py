@@ -32,7 +32,7 @@ Postgres is back) and the health board's ``degraded`` closes the hooks (503).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
@@ -178,6 +178,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _waiting_after(
+    first: MirrorMessage | None, inbox: trio.MemoryReceiveChannel[MirrorMessage]
+) -> Iterator[MirrorMessage]:
+    """``first``, then every message already in ``inbox`` (taken as it is consumed)."""
+    if first is not None:
+        yield first
+    while True:
+        try:
+            yield inbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+
+
 class _Kick:
     """Wakes the flusher; it re-checks its condition after every wake-up."""
 
@@ -294,30 +307,30 @@ async def run_mirror(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flusher)
             task_status.started()
-            async for message in inbox:
-                if isinstance(message, ConfirmDurable):
-                    if down_since is not None:
-                        message.reply.send(False)  # buffered; written when Postgres is back
-                    else:
-                        waiting.append(message.reply)
+            async for first in inbox:
+                # Everything already waiting, without a schedule point per message: a
+                # commit's changes and its ConfirmDurable arrive together, and the write
+                # they wait for starts after the last of them.
+                for message in _waiting_after(first, inbox):
+                    if isinstance(message, ConfirmDurable):
+                        if down_since is not None:
+                            message.reply.send(False)  # buffered; written when Postgres is back
+                        else:
+                            waiting.append(message.reply)
+                            kick.set()
+                        continue
+                    before = len(buffer)
+                    buffer.add(message)
+                    size = len(buffer)
+                    METRICS.mirror_buffered.set(size)
+                    if size >= deps.flush_at or (before == 0 and size > 0):
                         kick.set()
-                    continue
-                before = len(buffer)
-                buffer.add(message)
-                size = len(buffer)
-                METRICS.mirror_buffered.set(size)
-                if size >= deps.flush_at or (before == 0 and size > 0):
-                    kick.set()
             nursery.cancel_scope.cancel()  # inbox closed: the last flush below writes it
     finally:
         # Drain (or a crash): write what is held, once, shielded and bounded.
         with trio.CancelScope(shield=True) as last:
             last.deadline = trio.current_time() + deps.drain_flush_s
-            while True:
-                try:
-                    message = inbox.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
+            for message in _waiting_after(None, inbox):
                 if isinstance(message, ConfirmDurable):
                     waiting.append(message.reply)
                 else:

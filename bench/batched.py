@@ -69,23 +69,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import (  # noqa: E402
-    HOST,
+from bench.ingest import HOST  # noqa: E402
+from bench.ingest.bodies import Request, retarget  # noqa: E402
+from bench.ingest.load import RunResult, run_raw, summarise  # noqa: E402
+from bench.ingest.peers import journal_stats  # noqa: E402
+from bench.ingest.processes import (  # noqa: E402
     Proc,
-    Request,
     RssSampler,
-    RunResult,
-    _clean_env,
-    _fmt,
-    _version,
-    _wait_ready,
+    clean_env,
     cpu_snapshot,
-    journal_stats,
-    retarget,
-    run_raw,
     start_ceiling,
-    summarise,
+    wait_ready,
 )
+from bench.ingest.report import fmt, version_of  # noqa: E402
 
 TENANT = "bench"
 TOKEN_ENV = "BENCH_HOOK_TOKEN"
@@ -459,7 +455,7 @@ def start_eyetok(workdir: Path, token: str, root: Path) -> Daemon:
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "eyetok.yaml"
     config_path.write_text(CONFIG_YAML, encoding="utf-8")
-    env = _clean_env()
+    env = clean_env()
     env.update(
         PORT="0",
         EYETOK_DATA_DIR=str(workdir / "data"),
@@ -479,7 +475,7 @@ def start_eyetok(workdir: Path, token: str, root: Path) -> Daemon:
     )
     proc = Proc("eyetok", popen, [out, err])
     try:
-        port = _wait_ready(popen, log_path, err_path, 60.0)
+        port = wait_ready(popen, log_path, err_path, 60.0)
     except Exception:
         proc.stop()
         raise
@@ -598,7 +594,7 @@ def source_lines(source: str, part: dict[str, Any]) -> list[str]:
     ]
 
     def row(label: str, cv: Any, ev: Any, rv: str = "", target: str = "") -> None:
-        lines.append(f"{label:30}{_fmt(cv):>12}{_fmt(ev):>12}{rv:>8}   {target}")
+        lines.append(f"{label:30}{fmt(cv):>12}{fmt(ev):>12}{rv:>8}   {target}")
 
     row(
         "alerts/s accepted",
@@ -680,7 +676,7 @@ def text_report(report: dict[str, Any]) -> str:
         f"C={meta['concurrency']}, warm-up {meta['warmup']} requests per server",
         f"  tenant {TENANT!r}: bearer token ({TOKEN_ENV}), no routes (journalled and "
         "recorded, delivered nowhere)",
-        "  load generator: raw HTTP/1.1 keep-alive, one epoll loop (bench/ingest.py run_raw)",
+        "  load generator: raw HTTP/1.1 keep-alive, one epoll loop (bench/ingest/load.py run_raw)",
     ]
     if meta["eyetok_root"] != str(ROOT):
         lines.append(f"  EyeTok run from {meta['eyetok_root']}")
@@ -741,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "hypercorn": _version("hypercorn", hypercorn),
+            "hypercorn": version_of("hypercorn", hypercorn),
             "trio": trio.__version__,
             "psutil": psutil.__version__,
             "requests": args.requests,

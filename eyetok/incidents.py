@@ -9,12 +9,12 @@ payload does not say is new.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 
 import msgspec
 
+from eyetok.ids import random_hex
 from eyetok.messages import (
     Incident,
     IncidentAction,
@@ -38,7 +38,7 @@ _LOUDNESS = {SevChannel.SEV3: 0, SevChannel.SEV2_5: 1, SevChannel.SEV2: 2, SevCh
 
 
 def new_incident_id() -> str:
-    return "inc_" + secrets.token_hex(8)
+    return "inc_" + random_hex(8)
 
 
 def key_of(signal: Signal) -> IncidentKey:

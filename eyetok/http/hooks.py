@@ -31,7 +31,6 @@ and not applied again (``eyetok/webhook_ids.py``).
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
@@ -51,6 +50,7 @@ from eyetok.errors import (
 )
 from eyetok.http.asgi import Receive, Scope, Send, header, send_json
 from eyetok.http.heroku_drain import HerokuDrainHook, check_media_type
+from eyetok.ids import random_hex
 from eyetok.incidents import NOTHING_OPEN
 from eyetok.messages import Accepted, IncidentAction, Signal
 from eyetok.metrics import signal_answered
@@ -76,7 +76,7 @@ class IngestGate:
 
 
 def new_signal_id() -> str:
-    return "sig_" + secrets.token_hex(10)
+    return "sig_" + random_hex(10)
 
 
 class Hooks:

@@ -552,10 +552,11 @@ class MirrorWriter:
         tenant as one set-based statement, each other run of one statement for one tenant
         as one ``executemany``, all under that tenant's ``eyetok.tenant``."""
         groups = batch.grouped()
-        # Every statement of the batch in one pipeline (one round trip between BEGIN and
-        # COMMIT): the thread waits on the socket, and takes the GIL back after it, a few
-        # times per batch rather than per statement.
-        with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
+        # The whole transaction in one pipeline, BEGIN and COMMIT included (one round
+        # trip): the thread waits on the socket, and takes the GIL back after it (up to a
+        # switch interval when the event loop is busy), once per batch rather than once
+        # per statement or three times around a pipeline.
+        with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
             current: str | None = None
             for tenant, statement, rows in groups:
                 if tenant != current:

@@ -158,13 +158,18 @@ async def start_rig(
                         await inbox_tx.send(d)
 
     async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        with rig.cancel:
-            async with trio.open_nursery() as inner:
-                inner.start_soon(pump)
-                await inner.start(
-                    functools.partial(run_delivery, clock=clock), deps, inbox_rx, history_tx
-                )
-                task_status.started()
+        try:
+            with rig.cancel:
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(pump)
+                    await inner.start(
+                        functools.partial(run_delivery, clock=clock), deps, inbox_rx, history_tx
+                    )
+                    task_status.started()
+        finally:
+            for sink in sinks.values():  # their kept-alive connections, as the daemon does
+                with trio.CancelScope(shield=True):
+                    await sink.aclose()
 
     await nursery.start(run)
     if verified:

@@ -353,6 +353,10 @@ async def test_postgres_down_mid_run_then_back_loses_nothing(
     assert events[1]["written"] == len(ids)
 
 
+async def _holds(condition: bool) -> bool:
+    return condition
+
+
 async def _state_is(board: HealthBoard, state: str) -> bool:
     return state_of(board) == state
 
@@ -509,6 +513,7 @@ async def test_verification_rows_written_while_postgres_is_down_arrive_with_no_g
             for v in before:
                 await inbox.send(recorded(v))
             await eventually(lambda: _verifications_are(pg_dsn, sorted_rows(before)))
+            await eventually(lambda: _holds(writer.transactions == 1))  # and acknowledged
 
             proxy.cut()
             during: list[Verification] = []

@@ -1,5 +1,7 @@
 """Slack delivery: slack-sdk's ``WebClient`` in worker threads (its async client needs
-asyncio). Every Slack answer is classified here, in one function.
+asyncio), sending through a pool of kept-alive connections
+(:mod:`actors.sinks.slack.transport`). Every Slack answer is classified here, in one
+function.
 
 A post whose answer never came (a timeout, a connection cut after the request went out)
 may have landed. Every post carries its delivery id in the message ``metadata``
@@ -23,12 +25,12 @@ from http.client import HTTPException
 from typing import Any
 
 import trio
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry
 from actors.sinks.slack.config import WORKER_THREADS
 from actors.sinks.slack.render import SlackMessage, SlackUpdate, render
+from actors.sinks.slack.transport import PooledWebClient
 from eyetok import log
 from eyetok.clock import Clock, SystemClock
 from eyetok.config import SlackOptions
@@ -102,9 +104,11 @@ class SlackSink:
         self._options = options
         self._clock: Clock = clock or SystemClock()
         self._started = self._clock.now().timestamp()  # rows planned earlier: look first
-        # typed int, handed to urlopen as is: fractions of a second work (tests use them)
+        # typed int by slack-sdk, used as is: fractions of a second work (tests use them)
         timeout: Any = options.request_timeout_s
-        self._client = WebClient(token=token, base_url=api_url, timeout=timeout, retry_handlers=[])
+        self._client = PooledWebClient(
+            token=token, base_url=api_url, timeout=timeout, pool_size=WORKER_THREADS
+        )
         self._limiter = trio.CapacityLimiter(WORKER_THREADS)
         self._lock = threading.Lock()  # the worker threads share the two maps below
         self._attempts: OrderedDict[str, _Attempts] = OrderedDict()
@@ -115,7 +119,8 @@ class SlackSink:
         return True
 
     async def aclose(self) -> None:
-        """Nothing to release: every send opens and closes its own connection."""
+        """Close the kept-alive connections."""
+        self._client.close()
 
     def render(self, deliver: Deliver, *, thread_ref: str | None) -> SlackMessage:
         return render(deliver, thread_ts=thread_ref, options=self._options)

@@ -1,6 +1,6 @@
-"""What postgres durability costs, and what a crash on a fresh dyno loses (bench/ingest.py).
+"""What postgres durability costs, and what a crash on a fresh dyno loses (bench/ingest/).
 
-``bench/ingest.py`` runs its EyeTok burst in the default mode (``EYETOK_DURABILITY=disk``:
+The ingest bench runs its EyeTok burst in the default mode (``EYETOK_DURABILITY=disk``:
 a 202 waits for the fsynced journal only, no Postgres) and then, in the same run, the
 same burst again with ``DATABASE_URL`` and ``EYETOK_DURABILITY=postgres`` (a 202 waits
 for the journal and for the mirror's Postgres transaction). This module holds the parts
@@ -85,6 +85,8 @@ def phase_postgres_burst(
         *args.daemon_env,
         *(f"{k}={v}" for k, v in durability_env("postgres", dsn).items()),
     ]
+    if getattr(args, "py_spy", None):
+        pg_args.py_spy = f"{args.py_spy}.postgres"  # beside the journal-only profile
     before = committed_transactions(dsn)
     figures = burst(pg_args)
     time.sleep(1.0)  # the statistics collector reports commits with a little delay
