@@ -30,6 +30,7 @@ from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
 from eyetok.http.server import server_config
 from eyetok.webhook_ids import WebhookKey
+from state.history.export import ParquetArchive
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.refusal import role_refusal
@@ -166,6 +167,7 @@ class Daemon:
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
             drills=DrillDesk(settings, store, topology.history, self.clock),
+            archive=ParquetArchive(store),
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,

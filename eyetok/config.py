@@ -20,6 +20,7 @@ from eyetok.errors import ConfigError
 from eyetok.messages import Destination
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
+from eyetok.retention import RetentionOptions
 from eyetok.sinks.email import EmailSinkConfig
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
@@ -208,6 +209,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     suppression: SuppressionOptions = msgspec.field(default_factory=SuppressionOptions)
     schedules: tuple[ScheduleOverride, ...] = ()
     routines: RoutineOptions = msgspec.field(default_factory=RoutineOptions)
+    retention: RetentionOptions = msgspec.field(default_factory=RetentionOptions)
     ingest_queue: int = 2048
     faults: Faults = msgspec.field(default_factory=Faults)
     http: HttpOptions = msgspec.field(default_factory=HttpOptions)
@@ -275,6 +277,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     suppression: SuppressionOptions = SuppressionOptions()
     schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
     routines: RoutineOptions = RoutineOptions()
+    retention: RetentionOptions = RetentionOptions()
     http: HttpOptions = HttpOptions()
     # environment a sink written through the tenant API may name (tenant_env_allowed)
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
@@ -680,6 +683,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             reverify_zone=file_config.verification.reverify_zone,
         ),
         routines=file_config.routines,
+        retention=file_config.retention,
         http=file_config.http,
         tenant_env={
             name: value

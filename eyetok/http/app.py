@@ -9,6 +9,7 @@
 - ``/api/v1/sinks…``: the operator's sink API (``Authorization: Bearer $EYETOK_ROOT_TOKEN``);
 - ``/api/v1/about``, ``notifications``, ``audit``, ``explain``, ``drills/receipts``: what the
   drill harness reads and keeps (``eyetok/http/drills.py``).
+- ``POST /api/v1/history/export``: a window of history as Parquet (``eyetok/http/history.py``).
 - ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
   acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 - ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
@@ -37,6 +38,7 @@ from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
+from eyetok.http.history import HistoryArchive, add_history_routes
 from eyetok.http.slack_interactions import add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -201,6 +203,7 @@ def create_app(
     operations: Operations | None = None,
     tenant_api: TenantApi | None = None,
     sink_board: SinkBoard | None = None,
+    archive: HistoryArchive | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -305,6 +308,8 @@ def create_app(
 
     if drills is not None:
         add_drill_routes(app, drills, operator_only)
+    if archive is not None:
+        add_history_routes(app, archive, operator_only, clock)
     if operations is not None:
         add_slack_interactions(app, operations, slack_signing_secret, clock)
 
