@@ -36,9 +36,9 @@ class RetentionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             "journals_days",
         ):
             if getattr(self, name) < 1:
-                raise ConfigError(f"retention.{name}", "must be at least 1 day")
+                raise ConfigError(name, "must be at least 1 day")
         if not 100 <= self.batch_rows <= 1_000_000:
-            raise ConfigError("retention.batch_rows", "must be between 100 and 1000000")
+            raise ConfigError("batch_rows", "must be between 100 and 1000000")
 
 
 class Horizons(msgspec.Struct, frozen=True, kw_only=True):

@@ -97,6 +97,7 @@ def test_migrations_apply_once_and_are_idempotent(pg_dsn: str) -> None:
         (2, "verification_log"),
         (3, "tenant_rls"),
         (4, "pending_handshakes"),
+        (11, "retention"),
     ]
     assert query(
         pg_dsn,

@@ -4,6 +4,7 @@ back with DuckDB."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import trio
 import trio.testing
 
 from eyetok.clock import TrioWallClock
+from eyetok.config import parse_file_config, settings_from
+from eyetok.errors import ConfigError
 from eyetok.messages import Incident, Severity
 from eyetok.retention import RetentionOptions
 from state.history import retention
@@ -244,3 +247,18 @@ async def test_the_archive_holds_each_pruned_day_as_parquet(
     ).fetchall()
     assert outcomes == report.removed["delivery_outcomes"] == 9
     assert await _count(store, "SELECT count(*) FROM signals") == 0
+
+
+def test_the_readme_retention_example_is_valid_configuration() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    [example] = [
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "retention:" in b
+    ]
+    settings = settings_from(parse_file_config(example), {})
+    assert settings.retention == RetentionOptions(archive_dir="/var/lib/eyetok/archive")
+
+
+def test_a_bad_retention_names_its_field() -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from(parse_file_config("retention:\n  signals_days: 0\n"), {})
+    assert error.value.field == "retention.signals_days"
