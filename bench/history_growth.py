@@ -8,7 +8,9 @@ For each size a fresh data directory gets that many signals generated directly i
 DuckDB, 90 days of them in time order as the history actor appends them: a realistic mix
 of tenants (a few loud, a long tail), sources, severities and outcomes; a third open an
 incident (one snapshot each, one in twenty still open) and plan a notification (98 %
-delivered, 2 % failed, 0.1 % still pending), one in twenty leaves an audit row. Then:
+delivered, 2 % failed; none left pending: a pending one would be retried against a sink
+the bench does not run, costing CPU during the ingest run); one in twenty leaves an
+audit row. Then:
 
 - the queries every actor runs on start-up (the history actor's outbox and sequence,
   open incidents, recently resolved, Slack threads, budgets spent, active suppressions),
@@ -139,7 +141,7 @@ def generate(path: Path, signals: int, tenants: int, now: datetime) -> None:
             """INSERT INTO delivery_outcomes SELECT
                  'dlv_' || i, CASE WHEN i % 100 < 2 THEN 'failed' ELSE 'delivered' END, 1,
                  12.5, ts + INTERVAL 1 SECOND, '', '', ''
-               FROM g WHERE opens AND i % 3000 <> 3"""
+               FROM g WHERE opens"""
         )
         con.execute(
             """INSERT INTO audit_log SELECT ts, tenant,

@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 
 from eyetok.clock import Clock
 from eyetok.errors import MalformedPayloadError, StateError
+from eyetok.explain import parse_instant
 from eyetok.http.bodies import json_body
 
 
@@ -53,12 +54,9 @@ def parse_day_or_instant(text: str, field: str) -> datetime:
     except ValueError:
         pass
     try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MalformedPayloadError(f"{field} {text!r} is not YYYY-MM-DD nor ISO-8601") from exc
-    if at.tzinfo is None:
-        raise MalformedPayloadError(f"{field} {text!r} needs an offset (e.g. Z or -05:00)")
-    return at
+        return parse_instant(text)
+    except MalformedPayloadError as exc:
+        raise MalformedPayloadError(f"{field}: {exc} (or YYYY-MM-DD)") from exc
 
 
 def _json(body: object, status: int = 200) -> Response:
