@@ -443,6 +443,7 @@ async def run_routines(
             "mirror_removed": mirrored,
             "bytes_before": report.bytes_before,
             "bytes_after": report.bytes_after,
+            "free_bytes": report.free_bytes,
         }
         await audit("history_pruned", detail)
         logger.info("history_pruned", **detail, why="the retention policy's daily prune")

@@ -216,6 +216,7 @@ class PruneReport(msgspec.Struct, frozen=True, kw_only=True):
     archived: dict[str, int]  # table -> rows exported to the archive before removal
     bytes_before: int
     bytes_after: int
+    free_bytes: int  # freed by the deletes, reused by new rows before the file grows
 
 
 def literal(at: datetime) -> str:
@@ -346,8 +347,14 @@ def finish(con: duckdb.DuckDBPyConnection, run: Run, now: datetime) -> dict[str,
     return by_table
 
 
-def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
+def checkpoint(con: duckdb.DuckDBPyConnection) -> int:
+    """CHECKPOINT; the bytes of the file's free blocks afterwards (0 in memory)."""
     con.execute("CHECKPOINT")
+    row = con.execute(
+        "SELECT block_size * free_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def file_bytes(path: Path | None) -> Callable[[], int]:
@@ -395,7 +402,7 @@ async def prune(
             await trio.lowlevel.checkpoint()
     stamp = now()
     by_table = await store.write(lambda con: finish(con, run, stamp))
-    await store.read(checkpoint)
+    free = await store.read(checkpoint)
     return PruneReport(
         run_id=run.run_id,
         resumed=run.resumed,
@@ -404,4 +411,5 @@ async def prune(
         archived=archived,
         bytes_before=before,
         bytes_after=size(),
+        free_bytes=free,
     )

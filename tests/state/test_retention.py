@@ -262,3 +262,15 @@ def test_a_bad_retention_names_its_field() -> None:
     with pytest.raises(ConfigError) as error:
         settings_from(parse_file_config("retention:\n  signals_days: 0\n"), {})
     assert error.value.field == "retention.signals_days"
+
+
+async def test_the_space_of_pruned_rows_is_freed_for_new_ones(store: HistoryStore) -> None:
+    rows = [row for n in range(3000) for row in delivered_signal_rows("acme", n, at=T0)]
+    await store.write(lambda con: append_rows(con, rows))
+    await store.read(retention.checkpoint)
+    report = await retention.prune(store, RetentionOptions(), lambda: T0 + 100 * DAY)
+    assert report is not None
+    assert report.removed["signals"] == 3000
+    # the file does not shrink by itself, but its blocks are free for the next rows
+    assert report.free_bytes > 0
+    assert report.bytes_after >= report.free_bytes
