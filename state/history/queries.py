@@ -127,11 +127,19 @@ def thread_refs(
     con: duckdb.DuckDBPyConnection, *, since: datetime
 ) -> dict[tuple[str, str, str], str]:
     """(sink_id, target, incident_id) -> the thread its first message opened."""
+    # bounded to the look-back on both tables, not the notifications view over all history
     rows = con.execute(
-        """SELECT sink_id, target, incident_id, thread_ref FROM notifications
-           WHERE status = 'delivered' AND thread_ref <> '' AND planned_at >= ?
+        """WITH planned AS (
+               SELECT DISTINCT ON (delivery_id) delivery_id, sink_id, target, incident_id
+               FROM deliveries WHERE planned_at >= ?),
+           closed AS (
+               SELECT DISTINCT ON (delivery_id) delivery_id, outcome, finished_at, thread_ref
+               FROM delivery_outcomes WHERE finished_at >= ?)
+           SELECT sink_id, target, incident_id, thread_ref FROM planned JOIN closed
+           USING (delivery_id)
+           WHERE outcome = 'delivered' AND thread_ref <> ''
            ORDER BY finished_at""",
-        [since],
+        [since, since],
     ).fetchall()
     refs: dict[tuple[str, str, str], str] = {}
     for sink_id, target, incident_id, ref in rows:

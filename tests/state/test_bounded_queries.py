@@ -29,7 +29,11 @@ def _history() -> list[msgspec.Struct]:
         if n % 5 == 1:
             continue  # still pending
         dead = n % 7 == 0
-        rows.append(msgspec.structs.replace(outcome, outcome="dead" if dead else "delivered"))
+        rows.append(
+            msgspec.structs.replace(
+                outcome, outcome="dead" if dead else "delivered", thread_ref=f"17000.{n}"
+            )
+        )
         incident = f"inc_{n}"
         rows.append(snapshot_row(_incident(incident, at=at), recorded_at=at, seq=2 * n))
         if n % 3 == 0:  # resolved an hour later; every ninth reopened after that
@@ -75,6 +79,16 @@ async def test_the_bounded_queries_answer_as_the_views_do(tmp_path: Any) -> None
         got = queries.resolved_since(con, since)
         assert {(t, k): int(v.timestamp() * 1e6) for (t, k), v in got.items()} == {
             (t, k): us for t, k, us in resolved_view
+        }
+        threads_view = _view(
+            con,
+            """SELECT sink_id, target, incident_id, thread_ref FROM notifications
+               WHERE status = 'delivered' AND thread_ref <> '' AND planned_at >= ?""",
+            since,
+        )
+        assert threads_view
+        assert queries.thread_refs(con, since=since) == {
+            (s, t, i): ref for s, t, i, ref in threads_view
         }
         stream_view = _view(
             con,
