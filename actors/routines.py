@@ -431,6 +431,12 @@ async def run_routines(
             mirrored = None
             if report is not None and deps.mirror_dsn is not None:
                 mirrored = await _prune_mirror(deps, report.horizons)
+        except StateError as exc:
+            # e.g. retention.archive_dir cannot be written: nothing of the day is deleted
+            # unexported; the run stays unfinished and is resumed at the next start
+            logger.error("history_not_pruned", error=str(exc), why="the prune failed")
+            await audit("history_not_pruned", {"error": str(exc)})
+            return
         finally:
             pruning = False
         if report is None:

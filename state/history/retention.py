@@ -32,6 +32,7 @@ import duckdb
 import msgspec
 import trio
 
+from eyetok.errors import StateError
 from eyetok.retention import Horizons, RetentionOptions, horizons
 from state.history.store import HistoryStore
 
@@ -303,7 +304,10 @@ def archive_step(
     [(count,)] = con.execute(f"SELECT count(*) FROM {step.table} WHERE {where}").fetchall()
     if count:
         target = archive_dir / step.table
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot archive to {target}: {exc.strerror or exc}") from exc
         pattern = f"{run.run_id}_{step.name.replace('.', '_')}_{{i}}"
         con.execute(
             f"""COPY (SELECT *, CAST(timezone('UTC', {step.stamp}) AS DATE) AS day

@@ -17,7 +17,7 @@ import trio.testing
 
 from eyetok.clock import TrioWallClock
 from eyetok.config import parse_file_config, settings_from
-from eyetok.errors import ConfigError
+from eyetok.errors import ConfigError, StateError
 from eyetok.messages import Incident, Severity
 from eyetok.retention import RetentionOptions
 from state.history import retention
@@ -274,3 +274,14 @@ async def test_the_space_of_pruned_rows_is_freed_for_new_ones(store: HistoryStor
     # the file does not shrink by itself, but its blocks are free for the next rows
     assert report.free_bytes > 0
     assert report.bytes_after >= report.free_bytes
+
+
+async def test_an_archive_that_cannot_be_written_stops_the_prune_before_any_delete(
+    store: HistoryStore,
+) -> None:
+    rows = delivered_signal_rows("acme", 1, at=T0)
+    await store.write(lambda con: append_rows(con, rows))
+    options = RetentionOptions(archive_dir="/proc/eyetok-archive")
+    with pytest.raises(StateError, match="/proc/eyetok-archive"):
+        await retention.prune(store, options, lambda: T0 + 100 * DAY)
+    assert await _count(store, "SELECT count(*) FROM signals") == 1
