@@ -12,15 +12,19 @@ from typing import Any
 
 import duckdb
 import httpx
+import pytest
 import trio
 
 from actors.daemon import Daemon
 from eyetok.messages import RetentionDue
+from eyetok.retention import RetentionOptions
+from state.history import retention
 from state.history.journal import append_rows
 from state.history.store import HistoryStore
 from tests.actors.history_rows import delivered_signal_rows
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
 from tests.peers.slack import FakeSlack
+from tests.state.test_retention import CutAfter, PowerCut
 from tests.verify import ROOT_TOKEN
 
 OLD = 3000  # signals (each with a delivered notification) 200 days old
@@ -161,3 +165,27 @@ async def test_history_export_round_trips_through_parquet(
             headers={"authorization": "Bearer x"},
         )
         assert response.status_code == 401
+
+
+async def test_eyetok_run_resumes_a_prune_a_restart_stopped(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _seed(data, datetime.now(UTC) - timedelta(days=200))
+    stopped = CutAfter(data / "history.duckdb")
+    stopped.writes = 3  # the run's start, then two batches
+    with pytest.raises(PowerCut):
+        await retention.prune(stopped, RetentionOptions(batch_rows=100), lambda: datetime.now(UTC))
+    stopped.close()
+    daemon = await start_daemon(nursery, daemon_settings(data, fake_slack))
+
+    async def pruned() -> bool:
+        return bool(await _rows(daemon, "SELECT 1 FROM audit_log WHERE event = 'history_pruned'"))
+
+    await eventually(pruned, within=60)
+    [(detail,)] = await _rows(daemon, "SELECT detail FROM audit_log WHERE event = 'history_pruned'")
+    audited = json.loads(detail)
+    assert audited["resumed"] is True
+    assert audited["removed"]["signals"] == OLD  # the 200 before the stop, and the rest
+    assert await _rows(daemon, "SELECT count(*) FROM signals") == [(0,)]
