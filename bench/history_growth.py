@@ -22,7 +22,10 @@ audit row. Then:
   start-up and rehydration until /readyz) and sent ``-n`` signed Sentry webhooks at
   concurrency ``-c`` by bench/ingest.py's raw load generator: daemon CPU per request,
   p50/p99 of the 202, peak RSS;
-- the file's size after a CHECKPOINT.
+- the file's size after a CHECKPOINT;
+- with ``--prune``: a prune of the older half (45 days) in the default 5,000-row batches:
+  its time, the batches' p50 and longest (how long the materialiser can wait behind
+  one), the file's size and free space afterwards.
 
 Only 127.0.0.1; every subprocess is stopped in a ``finally``; the data directories are
 removed unless ``--keep``. The closing table prints each figure per size and its growth
@@ -63,8 +66,9 @@ from bench.ingest import (  # noqa: E402
     start_fake_slack,
     summarise,
 )
+from eyetok.retention import RetentionOptions  # noqa: E402
 from eyetok.review import audit_events, bursts, failed_deliveries  # noqa: E402
-from state.history import queries, routines  # noqa: E402
+from state.history import queries, retention, routines  # noqa: E402
 from state.history.store import HistoryStore  # noqa: E402
 from tests.actors.deliveries import deliver  # noqa: E402
 
@@ -201,6 +205,49 @@ def reads(path: Path, now: datetime) -> dict[str, float]:
     return out
 
 
+class TimedStore(HistoryStore):
+    """The history store, timing each write (a prune batch holds the connection that
+    long: the longest the history actor's materialiser waits behind it)."""
+
+    writes_s: list[float]
+
+    async def write(self, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await super().write(fn)
+        finally:
+            self.writes_s.append(time.perf_counter() - t0)
+
+
+def prune_half(path: Path, now: datetime) -> dict[str, float]:
+    """A prune of the older half (a 45-day policy over 90 days of history)."""
+    import trio
+
+    half = RetentionOptions(
+        signals_days=DAYS // 2,
+        notifications_days=DAYS // 2,
+        audit_days=DAYS // 2,
+        incidents_days_after_resolved=DAYS // 2,
+    )
+    store = TimedStore(path)
+    store.writes_s = []
+    t0 = time.perf_counter()
+    report = trio.run(retention.prune, store, half, lambda: now)
+    seconds = time.perf_counter() - t0
+    store.close()
+    assert report is not None
+    batches = sorted(store.writes_s)
+    return {
+        "prune_s": seconds,
+        "prune_rows": float(sum(report.removed.values())),
+        "prune_batches": float(len(batches)),
+        "prune_batch_p50_ms": 1000 * batches[len(batches) // 2],
+        "prune_batch_max_ms": 1000 * batches[-1],
+        "prune_file_mb_after": report.bytes_after / 2**20,
+        "prune_free_mb": report.free_bytes / 2**20,
+    }
+
+
 def ingest(data: Path, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The real daemon on ``data``: ready time, then ``-n`` webhooks at ``-c``."""
     secret = secrets.token_hex(16)
@@ -244,6 +291,8 @@ def measure(size: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any
     con.execute("CHECKPOINT")
     con.close()
     figures["file_mb"] = round(db.stat().st_size / 2**20, 1)
+    if args.prune:
+        figures |= {k: round(v, 4) for k, v in prune_half(db, now).items()}
     print(json.dumps(figures), file=sys.stderr)
     return figures
 
@@ -276,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-c", "--concurrency", type=int, default=16)
     p.add_argument("--tenants", type=int, default=2000)
     p.add_argument("--skip-ingest", action="store_true", help="only the DuckDB figures")
+    p.add_argument(
+        "--prune", action="store_true", help="then prune the older half: batch times, space"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--keep", action="store_true", help="keep the data directories")
     args = p.parse_args(argv)
