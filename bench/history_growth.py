@@ -23,9 +23,12 @@ audit row. Then:
   concurrency ``-c`` by bench/ingest.py's raw load generator: daemon CPU per request,
   p50/p99 of the 202, peak RSS;
 - the file's size after a CHECKPOINT;
-- with ``--prune``: a prune of the older half (45 days) in the default 5,000-row batches:
-  its time, the batches' p50 and longest (how long the materialiser can wait behind
-  one), the file's size and free space afterwards.
+- with ``--prune``: a prune of the older half (45 days) in the default 5,000-row batches.
+  With ``--skip-ingest`` in this process: its time, the batches' p50 and longest (how
+  long the materialiser can wait behind one), the file's size and free space afterwards.
+  Otherwise in the daemon, restarted with that prune on record and unfinished (so it
+  resumes it at start) under the same load again: ``pruning_p50_ms``/``pruning_p99_ms``
+  beside the figures without a prune, and the rows it removed.
 
 Only 127.0.0.1; every subprocess is stopped in a ``finally``; the data directories are
 removed unless ``--keep``. The closing table prints each figure per size and its growth
@@ -66,7 +69,7 @@ from bench.ingest import (  # noqa: E402
     start_fake_slack,
     summarise,
 )
-from eyetok.retention import RetentionOptions  # noqa: E402
+from eyetok.retention import RetentionOptions, horizons  # noqa: E402
 from eyetok.review import audit_events, bursts, failed_deliveries  # noqa: E402
 from state.history import queries, retention, routines  # noqa: E402
 from state.history.store import HistoryStore  # noqa: E402
@@ -74,6 +77,12 @@ from tests.actors.deliveries import deliver  # noqa: E402
 
 DAYS = 90
 _encode = msgspec.json.Encoder().encode
+HALF = RetentionOptions(  # the --prune policy: the older half of the history goes
+    signals_days=DAYS // 2,
+    notifications_days=DAYS // 2,
+    audit_days=DAYS // 2,
+    incidents_days_after_resolved=DAYS // 2,
+)
 CHUNK = 1_000_000  # rows generated per INSERT (bounded memory)
 PER_REQUEST = ("cpu_us_per_request", "p99_ms", "review_queries_s", "anomaly_rules_s")
 PER_REQUEST += ("budget_lookup_ms", "suppression_lookup_ms")
@@ -223,16 +232,10 @@ def prune_half(path: Path, now: datetime) -> dict[str, float]:
     """A prune of the older half (a 45-day policy over 90 days of history)."""
     import trio
 
-    half = RetentionOptions(
-        signals_days=DAYS // 2,
-        notifications_days=DAYS // 2,
-        audit_days=DAYS // 2,
-        incidents_days_after_resolved=DAYS // 2,
-    )
     store = TimedStore(path)
     store.writes_s = []
     t0 = time.perf_counter()
-    report = trio.run(retention.prune, store, half, lambda: now)
+    report = trio.run(retention.prune, store, HALF, lambda: now)
     seconds = time.perf_counter() - t0
     store.close()
     assert report is not None
@@ -248,7 +251,27 @@ def prune_half(path: Path, now: datetime) -> dict[str, float]:
     }
 
 
-def ingest(data: Path, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def ingest_while_pruning(
+    db: Path, now: datetime, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The daemon restarted on a history with a prune of its older half under way (a
+    run on record, unfinished: the routines actor resumes it at start), under the same
+    load: the 202s' p50/p99 while the daemon deletes batches beside them."""
+    store = HistoryStore(db)
+    store._con.execute("BEGIN")
+    retention.begin(store._con, horizons(HALF, now), now)
+    store._con.execute("COMMIT")
+    store.close()
+    figures = ingest(db.parent.parent, workdir, args, prefix="pruning_")
+    con = duckdb.connect(str(db), read_only=True)
+    [(rows, batches)] = con.execute(
+        "SELECT coalesce(sum(rows), 0), count(*) FROM retention_log WHERE event = 'pruned'"
+    ).fetchall()
+    con.close()
+    return figures | {"pruning_rows_removed": int(rows), "pruning_batches": int(batches)}
+
+
+def ingest(data: Path, workdir: Path, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     """The real daemon on ``data``: ready time, then ``-n`` webhooks at ``-c``."""
     secret = secrets.token_hex(16)
     factory = RequestFactory(secret, HOST, secrets.token_hex(3))
@@ -263,7 +286,7 @@ def ingest(data: Path, workdir: Path, args: argparse.Namespace) -> dict[str, Any
         after = cpu_snapshot(daemon.proc.pid)
         summary = summarise(result)
         cpu = cpu_figures(before, after, summary["answered"], summary["seconds"], "")
-        return {
+        figures = {
             "daemon_ready_s": daemon.ready_s,
             "accepted": summary["accepted"],
             "p50_ms": summary["p50_ms"],
@@ -271,6 +294,7 @@ def ingest(data: Path, workdir: Path, args: argparse.Namespace) -> dict[str, Any
             "cpu_us_per_request": cpu["cpu_us_per_request"],
             "peak_rss_mb": round(rss.stop() / 2**20, 1),
         }
+        return {prefix + key: value for key, value in figures.items()}
     finally:
         if daemon is not None:
             daemon.proc.stop()
@@ -291,7 +315,9 @@ def measure(size: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any
     con.execute("CHECKPOINT")
     con.close()
     figures["file_mb"] = round(db.stat().st_size / 2**20, 1)
-    if args.prune:
+    if args.prune and not args.skip_ingest:
+        figures |= ingest_while_pruning(db, now, workdir, args)
+    elif args.prune:
         figures |= {k: round(v, 4) for k, v in prune_half(db, now).items()}
     print(json.dumps(figures), file=sys.stderr)
     return figures
