@@ -36,6 +36,7 @@ from eyetok.http.hooks import Hooks, IngestGate
 from eyetok.http.metrics import add_metrics
 from eyetok.http.server import server_config
 from eyetok.webhook_ids import WebhookKey
+from state.history.export import ParquetArchive
 from state.history.store import HistoryStore
 from state.history.wal import Journal
 from state.mirror.refusal import role_refusal
@@ -181,6 +182,7 @@ class Daemon:
             slack_signing_secret=settings.slack_signing_secret,
             clock=self.clock,
             drills=drills,
+            archive=ParquetArchive(store),
             operations=topology,
             tenant_api=topology,
             sink_board=self.sink_board,

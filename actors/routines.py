@@ -11,6 +11,9 @@
   as a subprocess and posts the receipt's summary to the operator. One drill at a time;
   it runs beside the inbox so a review is never stuck behind a drill.
 - ``RotationReminderDue`` (quarterly): every credential EyeTok holds and its age.
+- ``RetentionDue`` (daily): the history pruned to ``retention:`` (state/history/retention.py),
+  the Postgres mirror too, beside the inbox; what went is audited (``history_pruned``,
+  counts per table). A prune stopped by a restart is resumed when the actor starts.
 - Credentials are fingerprinted (never stored) at start, on SIGHUP and on
   ``CredentialsReread``; a changed fingerprint is a rotation, recorded in the audit log.
 
@@ -19,6 +22,7 @@ Operator notices are outbox rows (``PlanDeliveries``) to ``delivery.operator_not
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import signal
@@ -27,6 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, assert_never
 
 import trio
@@ -51,12 +56,14 @@ from eyetok.messages import (
     IncidentAction,
     PlanDeliveries,
     Reply,
+    RetentionDue,
     ReviewDue,
     ReviewRequested,
     RotationReminderDue,
     RoutinesMessage,
     Severity,
 )
+from eyetok.retention import Horizons, RetentionOptions
 from eyetok.review import (
     Anomaly,
     NoteAnswer,
@@ -68,8 +75,10 @@ from eyetok.review import (
 )
 from schedules.credentials import CredentialSeen, changed, rotation_reminder
 from schedules.drills import Flavour, PastDrill, flavour_for
+from state.history import retention
 from state.history import routines as queries
 from state.history.store import HistoryStore
+from state.mirror.prune import prune_mirror
 
 VERDICTS = ("benign", "escalate")
 MAX_STDOUT = 1_000_000
@@ -90,6 +99,9 @@ class RoutinesDeps:
     # without it, ``reread_credentials`` only records what changed
     reload_credentials: Callable[[str], Awaitable[dict[str, str]]] | None = None
     drill_zone: str = "America/New_York"  # the monthly-drill schedule's zone: its month
+    retention: RetentionOptions = dataclasses.field(default_factory=RetentionOptions)
+    mirror_dsn: str | None = None  # DATABASE_URL: the mirror follows the same policy
+    mirror_tenants: Callable[[], tuple[str, ...]] = tuple  # whose mirror rows to prune
     watch_sighup: bool = True
 
 
@@ -215,6 +227,7 @@ async def run_routines(
     logger = log.get("routines")
     store = deps.store
     drilling = False
+    pruning = False
 
     async def flush() -> None:
         reply: Reply[bool] = Reply()
@@ -420,6 +433,39 @@ async def run_routines(
         await audit("drill_ran", {**named, "passed": passed, "exit": returncode})
         await tell_operator(f"drill|{slot.isoformat()}", "monthly drill", text)
 
+    async def keep_history(slot: datetime | None) -> None:
+        """Prune to the policy (``slot`` None: only resume a prune a restart stopped)."""
+        nonlocal pruning
+        try:
+            report = await retention.prune(
+                store, deps.retention, clock.now, resume_only=slot is None
+            )
+            mirrored = None
+            if report is not None and deps.mirror_dsn is not None:
+                mirrored = await _prune_mirror(deps, report.horizons)
+        except StateError as exc:
+            # e.g. retention.archive_dir cannot be written: nothing of the day is deleted
+            # unexported; the run stays unfinished and is resumed at the next start
+            logger.error("history_not_pruned", error=str(exc), why="the prune failed")
+            await audit("history_not_pruned", {"error": str(exc)})
+            return
+        finally:
+            pruning = False
+        if report is None:
+            return
+        detail = {
+            "run": report.run_id,
+            "resumed": report.resumed,
+            "removed": report.removed,
+            "archived": report.archived,
+            "mirror_removed": mirrored,
+            "bytes_before": report.bytes_before,
+            "bytes_after": report.bytes_after,
+            "free_bytes": report.free_bytes,
+        }
+        await audit("history_pruned", detail)
+        logger.info("history_pruned", **detail, why="the retention policy's daily prune")
+
     async def watch_sighup(*, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGHUP) as signals:
             task_status.started()
@@ -432,6 +478,9 @@ async def run_routines(
         if deps.watch_sighup and threading.current_thread() is threading.main_thread():
             await nursery.start(watch_sighup)
         task_status.started()
+        if deps.retention.enabled:
+            pruning = True
+            nursery.start_soon(keep_history, None)
         async for message in inbox:
             match message:
                 case ReviewDue(slot=slot):
@@ -454,5 +503,30 @@ async def run_routines(
                     await remind_rotation(slot)
                 case CredentialsReread(why=why):
                     await reread(why)
+                case RetentionDue(slot=slot):
+                    if not deps.retention.enabled or pruning:
+                        why = "one is running" if pruning else "retention.enabled is false"
+                        logger.info("history_prune_skipped", slot=slot.isoformat(), why=why)
+                        continue
+                    pruning = True
+                    nursery.start_soon(keep_history, slot)
                 case _:
                     assert_never(message)
+
+
+async def _prune_mirror(deps: RoutinesDeps, horizons: Horizons) -> dict[str, int] | str:
+    """The mirror's rows removed per table, or why not (Postgres down: next day's run)."""
+    assert deps.mirror_dsn is not None
+    try:
+        return await trio.to_thread.run_sync(
+            partial(
+                prune_mirror,
+                deps.mirror_dsn,
+                horizons,
+                deps.mirror_tenants(),
+                batch_rows=deps.retention.batch_rows,
+            )
+        )
+    except StateError as exc:
+        log.get("routines").warning("mirror_not_pruned", error=str(exc), why="Postgres failed")
+        return f"not pruned: {exc}"

@@ -89,6 +89,7 @@ from eyetok.messages import (
     PlaybookMessage,
     Reply,
     ResolveIncident,
+    RetentionDue,
     ReverifyDue,
     ReviewDue,
     ReviewRequested,
@@ -614,6 +615,8 @@ def schedule_commands(
                 make, to = (lambda at: DrillDue(slot=at)), routines
             case Routine.CREDENTIAL_ROTATION:
                 make, to = (lambda at: RotationReminderDue(slot=at)), routines
+            case Routine.RETENTION:
+                make, to = (lambda at: RetentionDue(slot=at)), routines
         commands.append(ScheduleCommand(entry=entry, make=make, to=to))
     return tuple(commands)
 
@@ -831,6 +834,9 @@ def build(
                 review_window=timedelta(hours=settings.routines.review_window_h),
                 drill_command=settings.routines.drill_command,
                 drill_timeout_s=settings.routines.drill_timeout_s,
+                retention=settings.retention,
+                mirror_dsn=settings.database_url,
+                mirror_tenants=lambda: (settings.operator_tenant, *settings.tenants),
                 drill_zone=next(
                     e.zone for e in settings.schedules if e.name == Routine.MONTHLY_DRILL
                 ),

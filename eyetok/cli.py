@@ -188,6 +188,16 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(drill_run)
     people_cli.add_commands(commands, daemon_url)
+    history = commands.add_parser("history", help="the daemon's history")
+    history_commands = history.add_subparsers(dest="history_command", required=True)
+    export = history_commands.add_parser(
+        "export", help="a window of history as Parquet files, one per table (the daemon writes)"
+    )
+    export.add_argument("--since", required=True, help="YYYY-MM-DD (UTC) or an ISO instant")
+    export.add_argument("--until", help="YYYY-MM-DD (UTC) or an ISO instant (default: now)")
+    export.add_argument("--to", required=True, type=Path, help="the directory to write into")
+    export.add_argument("--url", default=daemon_url, help=f"the daemon (default {daemon_url})")
+    export.add_argument("--json", action="store_true", help="the answer as one JSON object")
     return parser
 
 
@@ -278,6 +288,8 @@ def _dispatch(
         except _ApiRefused as refused:
             return refused.status
         return 0
+    if args.command == "history":
+        return _export_history(settings, args)
     if args.command == "drill":
         from harness.run import main as drill_main
 
@@ -389,6 +401,30 @@ def _review(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for line in _review_lines(answer):
             print(line)
+    return 0
+
+
+def _export_history(settings: Settings, args: argparse.Namespace) -> int:
+    """``history export``: the daemon holds the history, so it writes the files."""
+    body = {"since": args.since, "until": args.until, "to": str(args.to.resolve())}
+    try:
+        answer = _ask_daemon(
+            settings,
+            args.url,
+            "/api/v1/history/export",
+            as_json=args.json,
+            expect="files",
+            body=body,
+            timeout=3600.0,
+        )
+    except _ApiRefused as refused:
+        return refused.status
+    if args.json:
+        print(json.dumps(answer))
+        return 0
+    print(f"history from {answer['since']} to {answer['until']}:")
+    for exported in answer["files"]:
+        print(f"  {exported['table']}: {exported['rows']} rows -> {exported['path']}")
     return 0
 
 

@@ -24,6 +24,7 @@ from eyetok.oncall.settings import OncallSource, oncall_from
 from eyetok.playbooks.config import Integrations, Playbook, Registry, load_registry
 from eyetok.policy import DEFAULT_POLICY, EMPTY_POLICY, Policy, Route
 from eyetok.recognisers import Recognisers
+from eyetok.retention import RetentionOptions
 from eyetok.sinks.email import EmailSinkConfig
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
@@ -233,6 +234,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     suppression: SuppressionOptions = msgspec.field(default_factory=SuppressionOptions)
     schedules: tuple[ScheduleOverride, ...] = ()
     routines: RoutineOptions = msgspec.field(default_factory=RoutineOptions)
+    retention: RetentionOptions = msgspec.field(default_factory=RetentionOptions)
     ingest_queue: int = 2048
     faults: Faults = msgspec.field(default_factory=Faults)
     http: HttpOptions = msgspec.field(default_factory=HttpOptions)
@@ -312,6 +314,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     suppression: SuppressionOptions = SuppressionOptions()
     schedules: tuple[ScheduleEntry, ...] = ()  # every routine's schedule (schedules/loader.py)
     routines: RoutineOptions = RoutineOptions()
+    retention: RetentionOptions = RetentionOptions()
     http: HttpOptions = HttpOptions()
     # environment a sink written through the tenant API may name (tenant_env_allowed)
     tenant_env: dict[str, str] = msgspec.field(default_factory=dict)
@@ -761,6 +764,7 @@ def settings_from(file_config: FileConfig, env: Mapping[str, str]) -> Settings:
             reverify_zone=file_config.verification.reverify_zone,
         ),
         routines=file_config.routines,
+        retention=file_config.retention,
         http=file_config.http,
         playbooks=load_registry(
             file_config.playbooks, file_config.integrations, tenants=tenants, env=env

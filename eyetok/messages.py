@@ -807,6 +807,12 @@ class RotationReminderDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     slot: datetime
 
 
+class RetentionDue(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The daily retention schedule fired: prune the history to the policy."""
+
+    slot: datetime
+
+
 class ReviewRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """``eyetok review``: the stream from ``since`` to now, anomalies recorded."""
 
@@ -834,6 +840,7 @@ RoutinesMessage = (
     ReviewDue
     | DrillDue
     | RotationReminderDue
+    | RetentionDue
     | ReviewRequested
     | AnomalyNoteRequested
     | CredentialsReread

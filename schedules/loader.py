@@ -28,6 +28,7 @@ class Routine(enum.StrEnum):
     REVERIFY = "reverify"  # Friday: renew sink verifications older than their cadence
     MONTHLY_DRILL = "monthly-drill"  # first Wednesday: the month's drill flavour
     CREDENTIAL_ROTATION = "credential-rotation"  # quarterly: every credential and its age
+    RETENTION = "retention"  # daily: prune the history to the retention policy
 
 
 SHIPPED: tuple[ScheduleEntry, ...] = (
@@ -37,6 +38,8 @@ SHIPPED: tuple[ScheduleEntry, ...] = (
     ScheduleEntry(name=Routine.MONTHLY_DRILL, cron="0 10 * * WED#1", zone=ET),
     # the second Tuesday of the quarter's first month
     ScheduleEntry(name=Routine.CREDENTIAL_ROTATION, cron="0 10 * 1,4,7,10 TUE#2", zone=ET),
+    # the quiet hour, after the daily review has read yesterday
+    ScheduleEntry(name=Routine.RETENTION, cron="30 3 * * *", zone=ET),
 )
 
 

@@ -14,6 +14,7 @@
   drill harness reads and keeps (``eyetok/http/drills.py``).
 - ``POST /api/v1/incidents/<id>/ack`` and ``…/resolve``: a human acknowledges or
   resolves an incident (``{"by": "name"}``), as a Slack button or thread verb does;
+- ``POST /api/v1/history/export``: a window of history as Parquet (``eyetok/http/history.py``).
 - ``/api/v1/suppressions…`` and ``/api/v1/budgets``: the suppression log (and the
   acknowledgement of a cluster's notice) and this hour's budgets (root token too).
 - ``GET /api/v1/review?since=24h`` and ``POST /api/v1/review/anomalies/<id>/note``: the
@@ -44,6 +45,7 @@ from eyetok.health import SinkBoard
 from eyetok.http.bodies import cap_bodies, json_body, json_value, raw_body, refused_as_json
 from eyetok.http.drills import DrillDesk, add_drill_routes
 from eyetok.http.errors import add_json_errors
+from eyetok.http.history import HistoryArchive, add_history_routes
 from eyetok.http.incident_desk import IncidentDesk
 from eyetok.http.oncall import OncallDesk, add_oncall_routes
 from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
@@ -251,6 +253,7 @@ def create_app(
     conversation: Conversation | None = None,
     people: PeopleDesk | None = None,
     slack_api_url: str | None = None,
+    archive: HistoryArchive | None = None,
 ) -> QuartTrio:
     """``readiness()`` answers ``{"ready": bool, ...details}``."""
     app = QuartTrio("eyetok")
@@ -370,6 +373,8 @@ def create_app(
         add_rotation_routes(app, rotations, operator_only)
     if oncall is not None:
         add_oncall_routes(app, oncall, operator_only)
+    if archive is not None:
+        add_history_routes(app, archive, operator_only, clock)
     if operations is not None:
         add_slack_interactions(
             app,

@@ -54,8 +54,13 @@ def open_handshakes(con: duckdb.DuckDBPyConnection) -> dict[str, PendingHandshak
 
 
 def open_incidents(con: duckdb.DuckDBPyConnection) -> list[Incident]:
+    # each incident's latest snapshot by a join on max(seq), not the incidents view's
+    # window over every snapshot (bench/history_growth.py: 1.1 s -> 0.15 s at 1 M signals)
     rows = con.execute(
-        "SELECT snapshot_json FROM incidents WHERE status <> 'resolved' ORDER BY opened_at"
+        """SELECT s.snapshot_json FROM incident_snapshots s
+           JOIN (SELECT incident_id, max(seq) AS seq FROM incident_snapshots GROUP BY 1)
+           USING (incident_id, seq)
+           WHERE s.status <> 'resolved' ORDER BY s.opened_at"""
     ).fetchall()
     return [_incident.decode(r[0]) for r in rows]
 
@@ -86,10 +91,15 @@ def resolved_since(
 ) -> dict[tuple[str, str], datetime]:
     """(tenant, dedup_key) -> when it was last resolved, for incidents resolved since
     ``since`` (what EyeTok still knows of; see ``eyetok.incidents.knows``)."""
+    # Only incidents snapshotted since ``since`` can have resolved since: their latest
+    # snapshot is among those, so the window bounds the scan (bench/history_growth.py).
     rows = con.execute(
-        "SELECT tenant, dedup_key, max(epoch_us(resolved_at)) FROM incidents "
-        "WHERE status = 'resolved' AND epoch_us(resolved_at) >= ? GROUP BY tenant, dedup_key",
-        [int(since.timestamp() * 1_000_000)],
+        """SELECT s.tenant, s.dedup_key, max(epoch_us(s.resolved_at)) FROM incident_snapshots s
+           JOIN (SELECT incident_id, max(seq) AS seq FROM incident_snapshots
+                 WHERE recorded_at >= ? GROUP BY 1) USING (incident_id, seq)
+           WHERE s.status = 'resolved' AND epoch_us(s.resolved_at) >= ?
+           GROUP BY s.tenant, s.dedup_key""",
+        [since, int(since.timestamp() * 1_000_000)],
     ).fetchall()
     return {(str(t), str(k)): _from_epoch_us(int(us)) for t, k, us in rows}
 
@@ -100,8 +110,15 @@ def last_snapshot_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def pending_deliveries(con: duckdb.DuckDBPyConnection) -> list[Deliver]:
+    # an anti-join on the outcomes, then the few survivors deduplicated: the notifications
+    # view folds every delivery ever planned (bench/history_growth.py: 13.8 s -> 0.24 s
+    # at 1 M signals, the bulk of a restart's time)
     rows = con.execute(
-        "SELECT deliver_json FROM notifications WHERE status = 'pending' ORDER BY planned_at"
+        """SELECT deliver_json FROM (
+               SELECT DISTINCT ON (delivery_id) delivery_id, planned_at, deliver_json
+               FROM deliveries d WHERE NOT EXISTS (
+                   SELECT 1 FROM delivery_outcomes o WHERE o.delivery_id = d.delivery_id))
+           ORDER BY planned_at"""
     ).fetchall()
     return [_deliver.decode(r[0]) for r in rows]
 
@@ -110,11 +127,19 @@ def thread_refs(
     con: duckdb.DuckDBPyConnection, *, since: datetime
 ) -> dict[tuple[str, str, str], str]:
     """(sink_id, target, incident_id) -> the thread its first message opened."""
+    # bounded to the look-back on both tables, not the notifications view over all history
     rows = con.execute(
-        """SELECT sink_id, target, incident_id, thread_ref FROM notifications
-           WHERE status = 'delivered' AND thread_ref <> '' AND planned_at >= ?
+        """WITH planned AS (
+               SELECT DISTINCT ON (delivery_id) delivery_id, sink_id, target, incident_id
+               FROM deliveries WHERE planned_at >= ?),
+           closed AS (
+               SELECT DISTINCT ON (delivery_id) delivery_id, outcome, finished_at, thread_ref
+               FROM delivery_outcomes WHERE finished_at >= ?)
+           SELECT sink_id, target, incident_id, thread_ref FROM planned JOIN closed
+           USING (delivery_id)
+           WHERE outcome = 'delivered' AND thread_ref <> ''
            ORDER BY finished_at""",
-        [since],
+        [since, since],
     ).fetchall()
     refs: dict[tuple[str, str, str], str] = {}
     for sink_id, target, incident_id, ref in rows:
@@ -184,12 +209,22 @@ def budget_spent(con: duckdb.DuckDBPyConnection, *, since: datetime) -> BudgetSp
     """What the budgets actor had spent this hour before a restart: the signals whose
     deliveries went out (or were tried; not those a mute held back before the budget), and
     the tenants already announced as capped."""
+    # A bounded window, not the notifications view (which folds every delivery ever
+    # planned): a delivery of a signal received since ``since`` was planned, and closed,
+    # after it (bench/history_growth.py: 0 -> 1 M signals no longer grows this look-up).
     rows = con.execute(
-        """SELECT DISTINCT n.tenant, n.signal_id FROM notifications n
-           JOIN signals s USING (signal_id)
+        """WITH planned AS (
+               SELECT DISTINCT ON (delivery_id) delivery_id, tenant, signal_id
+               FROM deliveries WHERE planned_at >= ?),
+           closed AS (
+               SELECT DISTINCT ON (delivery_id) delivery_id, outcome
+               FROM delivery_outcomes WHERE finished_at >= ?)
+           SELECT DISTINCT p.tenant, p.signal_id FROM planned p
+           LEFT JOIN closed c USING (delivery_id) JOIN signals s USING (signal_id)
            WHERE s.received_at >= ?
-             AND n.status NOT IN ('pending', 'digested', 'suppressed', 'muted')""",
-        [since],
+             AND coalesce(c.outcome, 'pending')
+                 NOT IN ('pending', 'digested', 'suppressed', 'muted')""",
+        [since, since, since],
     ).fetchall()
     admitted: dict[str, list[str]] = {}
     for tenant, signal_id in rows:

@@ -1,8 +1,10 @@
 """The DuckDB history store: one connection, used from worker threads one call at a time.
 
-The history actor is the only writer. Other actors read through :meth:`HistoryStore.read`
-when they (re)start, to rebuild their state; every call goes through the same
-``CapacityLimiter(1)`` so the connection is never used by two threads at once.
+The history actor is the only writer of new rows. Other actors read through
+:meth:`HistoryStore.read` when they (re)start, to rebuild their state; the daily prune
+(state/history/retention.py) deletes through :meth:`HistoryStore.write`, one bounded batch
+per call. Every call goes through the same ``CapacityLimiter(1)`` so the connection is
+never used by two threads at once.
 """
 
 from __future__ import annotations

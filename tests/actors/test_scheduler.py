@@ -25,6 +25,7 @@ from eyetok.messages import (
     AuditRecorded,
     DrillDue,
     FlushHistory,
+    RetentionDue,
     ReverifyDue,
     ReviewDue,
     RotationReminderDue,
@@ -181,6 +182,7 @@ class _Phase:
         self.data = data
         self.routines: list[Any] = []
         self.verification: list[Any] = []
+        self.retention: list[Any] = []
 
     async def run(self, anchor: datetime, until: Any) -> None:
         store = HistoryStore(self.data / "history.duckdb")
@@ -196,6 +198,9 @@ class _Phase:
 
         async def collect(inbox: trio.MemoryReceiveChannel[Any], into: list[Any]) -> None:
             async for message in inbox:
+                if isinstance(message, RetentionDue):  # the daily prune: tested apart
+                    self.retention.append(message)
+                    continue
                 into.append(message)
                 if until(self):
                     done.set()
@@ -276,6 +281,7 @@ async def test_a_missed_run_after_downtime_runs_once_at_start(
     late = [r for r in runs if r["event"] == "schedule_ran" and r["late"]]
     assert sorted((r["schedule"], r["slot"]) for r in late) == [
         ("daily-review", "2026-03-20T12:00:00+00:00"),
+        ("retention", "2026-03-20T07:30:00+00:00"),
         ("reverify", "2026-03-20T13:00:00+00:00"),
     ]
     registered = [r["schedule"] for r in runs if r["event"] == "schedule_registered"]
@@ -283,5 +289,6 @@ async def test_a_missed_run_after_downtime_runs_once_at_start(
         "credential-rotation",
         "daily-review",
         "monthly-drill",
+        "retention",
         "reverify",
     ]

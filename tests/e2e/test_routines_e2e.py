@@ -145,6 +145,7 @@ async def test_the_monthly_drill_runs_against_the_daemon_itself(
         "credential-rotation",
         "daily-review",
         "monthly-drill",
+        "retention",
         "reverify",
     ]
     routines = daemon.topology.channels["routines"]

@@ -178,4 +178,4 @@ def test_a_bad_schedule_names_its_field(text: str, field: str, needle: str) -> N
 def test_resolve_keeps_every_routine_in_order() -> None:
     entries = resolve((ScheduleOverride(name="reverify", enabled=False),))
     assert [e.name for e in entries] == [r.value for r in Routine]
-    assert [e.enabled for e in entries] == [True, False, True, True]
+    assert [e.enabled for e in entries] == [True, False, True, True, True]
