@@ -91,7 +91,7 @@ async def test_the_thread_verbs(
         assert expected.rule == incident["rule"] == "error-new-unhandled-production"
         for held in expected.held:
             assert held in answer
-        assert [m.rule for m in expected.louder_misses] == ["fatal", "paper-gate-breach"]
+        assert {"fatal", "paper-gate-breach"} <= {m.rule for m in expected.louder_misses}
         for miss in expected.louder_misses:
             assert f"`{miss.rule}` ({miss.severity.value}): {miss.failed}" in answer
         business = incident["sev_channel"] == "SEV2.5"
