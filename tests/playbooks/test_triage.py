@@ -91,7 +91,13 @@ async def test_a_failing_check_recommends_and_only_a_human_ack_promotes(
         await rig.start(nursery)
         opened = incident("inc_warn", channel=SevChannel.SEV3, rule="warning", title="Retry")
         await rig.tell(change(opened, tags=TAGS))
-        await rig.until(lambda: rig.audited("playbook_escalation_recommended"))
+        # the audit line and the thread post are separate sends: wait for both
+        await rig.until(
+            lambda: (
+                rig.audited("playbook_escalation_recommended")
+                and any(d.post and d.post.buttons for d in rig.deliveries)
+            )
+        )
         recommended = [d for d in rig.deliveries if d.post and d.post.buttons]
         [post] = recommended
         assert post.post is not None
