@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 import trio
 
+from actors.access_asks import ask_people, people_role_book, thread_gate
 from actors.budgets import BudgetsDeps, run_budgets
 from actors.conversation import ConversationDeps, run_conversation
 from actors.credential_reload import credential_reloader
@@ -87,6 +88,7 @@ from eyetok.messages import (
     PeopleRequest,
     PlaybookClick,
     PlaybookMessage,
+    ProposalTenantAsked,
     Reply,
     ResolveIncident,
     ReverifyDue,
@@ -110,7 +112,6 @@ from eyetok.messages import (
     TenantsMessage,
     VerificationMessage,
 )
-from eyetok.oncall.roles import IdpRoles
 from eyetok.review import NoteAnswer, Review
 from eyetok.thread_verbs import ThreadMessageSeen
 from eyetok.verification import Verification
@@ -471,6 +472,15 @@ class Topology:
         with trio.fail_after(60):
             return await reply.wait()
 
+    async def proposal_tenant(self, proposal_id: str) -> str | None:
+        """The tenant of a playbook proposal's incident (None: no such proposal)."""
+        reply: Reply[str] = Reply()
+        channel = self.channels["playbooks"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(ProposalTenantAsked(proposal_id=proposal_id, reply=reply))
+        with trio.fail_after(60):
+            return await reply.wait() or None
+
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:
         """Every tenant's incidents from the history, newest first (the operator's view)."""
         await self.flush_history()
@@ -544,12 +554,9 @@ class Topology:
         self, request_of: Callable[[Reply[ApiAnswer]], PeopleRequest]
     ) -> ApiAnswer:
         """One call for the people actor (who may do what), answered by it."""
-        reply: Reply[ApiAnswer] = Reply()
         channel = self.channels["people"]
         assert isinstance(channel, trio.MemorySendChannel)
-        await channel.send(request_of(reply))
-        with trio.fail_after(60):
-            return await reply.wait()
+        return await ask_people(channel, request_of)
 
     async def apply_change(self, change: dict[str, Any]) -> ApiAnswer:
         """Apply a rule change a reviewer approved, in the names of both."""
@@ -917,7 +924,7 @@ def build(
         _child(
             "conversation",
             run_conversation,
-            ConversationDeps(settings=settings, store=store),
+            ConversationDeps(settings=settings, store=store, may=thread_gate(people_tx)),
             conversation_rx,
             ingest_tx,
             mutes_tx,
@@ -932,7 +939,10 @@ def build(
                 run_oncall,
                 OncallDeps(
                     source=settings.oncall,
-                    roles=IdpRoles(),
+                    roles=people_role_book(
+                        people_tx,
+                        {p.slack_user_id: p.email for p in settings.people if p.email},
+                    ),
                     operator_tenant=settings.operator_tenant,
                 ),
                 oncall_rx,

@@ -50,15 +50,14 @@ from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
 from eyetok.http.people import GRANTED as PERSON_GRANT
 from eyetok.http.people import (
     PeopleDesk,
-    acknowledgement_verdict,
     add_operator_gate,
     add_people_routes,
     propose_routes,
-    slack_acknowledgement_gate,
     tenant_verdict,
 )
 from eyetok.http.rotation import Rotations, add_rotation_routes
 from eyetok.http.slack_commands import add_slack_commands
+from eyetok.http.slack_gate import acknowledgement_verdict, slack_action_gate
 from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
@@ -104,6 +103,8 @@ class Operations(IncidentDesk, Protocol):
     async def playbook_click(self, action: str, target: str, by: str) -> str:
         """A playbook button (actors/playbooks.py): one line saying what it did."""
         ...
+
+    async def proposal_tenant(self, proposal_id: str) -> str | None: ...
 
 
 class Conversation(Protocol):
@@ -377,9 +378,7 @@ def create_app(
             slack_app,
             slack_signing_secret,
             clock,
-            may_acknowledge=(
-                slack_acknowledgement_gate(people, operations, slack_api_url) if people else None
-            ),
+            may_press=slack_action_gate(people, operations, slack_api_url) if people else None,
         )
 
         @app.get("/api/v1/budgets")

@@ -331,11 +331,11 @@ def add_slack_interactions(
     signing_secret: str | None,
     clock: Clock,
     *,
-    may_acknowledge: Callable[[str, str, str], Awaitable[str | None]] | None = None,
+    may_press: Callable[[str, str, str, str], Awaitable[str | None]] | None = None,
 ) -> None:
-    """``may_acknowledge(slack user id, button value, response_url)``: None, or the refusal
-    that names the role needed (eyetok/access.py), told to the person ephemerally through
-    the response_url; nothing is recorded."""
+    """``may_press(slack user id, action_id or callback_id, value, response_url)``: None, or
+    the refusal that names the role needed (eyetok/http/slack_gate.py), told to the person
+    ephemerally through the response_url (a modal: under its note); nothing is recorded."""
     surface = Surface(desk=desk, app=slack_app, logger=log.get("http"))
 
     async def slack_interaction() -> Response:
@@ -367,19 +367,39 @@ def add_slack_interactions(
         if interaction.type == "view_submission" and interaction.view is not None:
             submitted = SUBMISSIONS.get(interaction.view.callback_id)
             if submitted is not None:
-                errors = await submitted(surface, person, interaction.view)
+                view = interaction.view
+                refused = (
+                    await may_press(person.user_id, view.callback_id, view.private_metadata, "")
+                    if may_press is not None
+                    else None
+                )
+                if refused is not None:
+                    surface.logger.info(
+                        "slack_action_refused",
+                        action_id=view.callback_id,
+                        by=person.by,
+                        why=refused,
+                    )
+                    return _json({"response_action": "errors", "errors": {NOTE_BLOCK: refused}})
+                errors = await submitted(surface, person, view)
                 if errors:
                     return _json({"response_action": "errors", "errors": errors})
                 return Response("", status=200)  # an empty 200 closes the modal
         for action in interaction.actions if interaction.type == "block_actions" else ():
             refused = (
-                await may_acknowledge(person.user_id, action.value or "", interaction.response_url)
-                if may_acknowledge is not None and action.action_id == ACKNOWLEDGE_ACTION
+                await may_press(
+                    person.user_id, action.action_id, action.value or "", interaction.response_url
+                )
+                if may_press is not None
                 else None
             )
             if refused is not None:
                 surface.logger.info(
-                    "slack_acknowledge_refused", value=action.value, by=person.by, why=refused
+                    "slack_action_refused",
+                    action_id=action.action_id,
+                    value=action.value,
+                    by=person.by,
+                    why=refused,
                 )
                 return _json(
                     {"response_type": "ephemeral", "replace_original": False, "text": refused}
