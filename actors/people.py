@@ -46,6 +46,7 @@ from eyetok.access import (
 )
 from eyetok.changes import Change, ChangeRefused, decide, new_change_id
 from eyetok.clock import Clock
+from eyetok.live_credentials import LiveCredentials
 from eyetok.messages import (
     ApiAnswer,
     AuditRecorded,
@@ -84,7 +85,7 @@ class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 @dataclass(frozen=True)
 class PeopleDeps:
     people: tuple[PersonConfig, ...]
-    root_token: str | None
+    credentials: LiveCredentials  # the root token in use now (SIGHUP swaps it)
     operator_tenant: str
     store: HistoryStore
     tenants: frozenset[str] = frozenset()
@@ -185,7 +186,8 @@ async def run_people(
         presented = request.credential.encode()
         if not presented:
             return None
-        if deps.root_token and hmac.compare_digest(presented, deps.root_token.encode()):
+        root = deps.credentials.root_token
+        if root and hmac.compare_digest(presented, root.encode()):
             return Caller(kind="root_token", id="root")
         digest = token_hash(request.credential).encode()
         found = None

@@ -61,6 +61,7 @@ from eyetok.config import Settings, load_settings
 from eyetok.digests import CLUSTER, DigestRead, DigestReceipt
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard, SinkBoard
+from eyetok.live_credentials import LiveCredentials
 from eyetok.messages import (
     Accepted,
     AcknowledgeIncident,
@@ -654,8 +655,12 @@ def build(
     sink_board: SinkBoard | None = None,
     mirror_writer: MirrorWriter | None = None,
     local_url: Callable[[], str] | None = None,
+    credentials: LiveCredentials | None = None,
 ) -> Topology:
-    """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
+    """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror.
+    ``credentials``: the root token and Slack signing secret the HTTP app reads (SIGHUP
+    swaps them in it)."""
+    live = credentials or LiveCredentials.of(settings)
     ingest_tx, ingest_rx = trio.open_memory_channel[IngestMessage](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[RouterMessage](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
@@ -765,7 +770,7 @@ def build(
             run_people,
             PeopleDeps(
                 people=settings.people,
-                root_token=settings.root_token,
+                credentials=live,
                 operator_tenant=settings.operator_tenant,
                 store=store,
                 tenants=frozenset(settings.tenants),
@@ -844,7 +849,7 @@ def build(
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),
-                reload_credentials=credential_reloader(tenants_tx, store, clock),
+                reload_credentials=credential_reloader(tenants_tx, store, clock, live),
             ),
             routines_rx,
             history_tx,

@@ -328,7 +328,7 @@ def add_slack_interactions(
     app: QuartTrio,
     desk: SlackDesk,
     slack_app: SlackApp | None,
-    signing_secret: str | None,
+    signing_secret_now: Callable[[], str | None],
     clock: Clock,
     *,
     may_press: Callable[[str, str, str, str], Awaitable[str | None]] | None = None,
@@ -339,6 +339,7 @@ def add_slack_interactions(
     surface = Surface(desk=desk, app=slack_app, logger=log.get("http"))
 
     async def slack_interaction() -> Response:
+        signing_secret = signing_secret_now()  # SIGHUP may have swapped it
         if signing_secret is None:
             return _json(
                 {

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 import httpx
 import trio
 
-from eyetok.http.slack_interactions import RESOLVE_ACTION, RESOLVE_VIEW
+from eyetok.http.slack_gate import GATED
+from eyetok.http.slack_interactions import BUTTONS, RESOLVE_ACTION, RESOLVE_VIEW, SUBMISSIONS
 from eyetok.playbooks.posts import ACKNOWLEDGE_ESCALATION_ACTION, APPROVE_ACTION
 from harness.peers.slack import TEAM_ID, FakeSlack
 from state.history.conversation_queries import thread_owner
@@ -133,3 +134,8 @@ async def test_the_thread_verbs_are_authorised(
         assert (await _status(api, incident_id))["acknowledged_by"] is None
         await say("ack", "U0CAROL")
         assert (await _status(api, incident_id))["acknowledged_by"] == "slack:U0CAROL"
+
+
+def test_every_button_and_modal_asks_the_authorisation() -> None:
+    # a button added to BUTTONS without a line in GATED would pass the gate unasked
+    assert set(BUTTONS) | set(SUBMISSIONS) == set(GATED)
