@@ -33,6 +33,7 @@ import trio
 
 from actors.access_asks import ask_people, people_role_book, thread_gate
 from actors.budgets import BudgetsDeps, run_budgets
+from actors.config_reload import and_review, apply_config_change, config_reviewer
 from actors.conversation import ConversationDeps, run_conversation
 from actors.credential_reload import credential_reloader
 from actors.credential_versions import sealer_of
@@ -563,6 +564,8 @@ class Topology:
         """Apply a rule change a reviewer approved, in the names of both."""
         by = f"review:{change['proposed_by']}+{change['decided_by']} ({change['change_id']})"
         proposed = json.loads(change["proposed_json"])
+        if change["kind"] == "config_file":
+            return await apply_config_change(self.tenant_call, proposed, by)
         return await self.tenant_call("", change["tenant"], "put_routes", body=proposed, vouched=by)
 
     async def tenant_incidents(
@@ -849,7 +852,9 @@ def build(
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),
-                reload_credentials=credential_reloader(tenants_tx, store, clock, live),
+                reload_credentials=and_review(
+                    credential_reloader(tenants_tx, store, clock, live), config_reviewer(people_tx)
+                ),
             ),
             routines_rx,
             history_tx,

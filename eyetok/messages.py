@@ -270,6 +270,7 @@ PeopleOp = Literal[
     "switch",
     "end",
     "propose",
+    "propose_config",
     "changes",
     "approve",
     "reject",

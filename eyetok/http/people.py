@@ -100,8 +100,9 @@ async def decide_and_apply(
     if decided.status != 200 or op != "approve" or not isinstance(change, dict):
         return decided
     applied = await desk.apply_change(change)
+    note = f" ({applied.body['note']})" if applied.body.get("note") else ""
     outcome = (
-        f"applied: HTTP {applied.status}"
+        f"applied: HTTP {applied.status}{note}"
         if applied.status < 300
         else f"not applied: {applied.body.get('error')}"
     )
