@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import trio
 
 from eyetok.access import Action, Caller
-from eyetok.messages import ApiAnswer, PeopleMessage, PeopleRequest, Reply
+from eyetok.messages import ApiAnswer, PeopleMessage, PeopleOp, PeopleRequest, Reply
 from eyetok.oncall.roles import IdpRoles, PeopleRoles, RoleBook, RoleSource
 
 ASK_TIMEOUT_S = 60
@@ -34,20 +35,20 @@ async def ask_people(
         return await reply.wait()
 
 
+async def ask(
+    to_people: trio.MemorySendChannel[PeopleMessage], op: PeopleOp, **fields: Any
+) -> ApiAnswer:
+    """One ``op`` on the people actor, the request's ``fields`` as given."""
+    return await ask_people(to_people, lambda reply: PeopleRequest(op=op, reply=reply, **fields))
+
+
 def thread_gate(to_people: trio.MemorySendChannel[PeopleMessage]) -> ThreadGate:
     """``gate(slack user id, action, tenant)``: None when allowed (open mode included),
     else the refusal naming the role needed (audited by the people actor)."""
 
     async def refusal(slack_user: str, action: Action, tenant: str) -> str | None:
-        answer = await ask_people(
-            to_people,
-            lambda reply: PeopleRequest(
-                op="authorise",
-                reply=reply,
-                slack_user=slack_user,
-                action=str(action),
-                tenant=tenant,
-            ),
+        answer = await ask(
+            to_people, "authorise", slack_user=slack_user, action=str(action), tenant=tenant
         )
         return None if answer.status == 200 else str(answer.body.get("error"))
 
@@ -62,9 +63,7 @@ def people_role_book(
     in open mode (no person bound) the IdP's own ``roles`` attribute answers."""
 
     async def book() -> RoleBook:
-        answer = await ask_people(
-            to_people, lambda reply: PeopleRequest(op="people", reply=reply, caller=EYETOK)
-        )
+        answer = await ask(to_people, "people", caller=EYETOK)
         bindings = answer.body.get("bindings")
         if answer.status != 200 or answer.body.get("open_mode") or not isinstance(bindings, list):
             return IdpRoles()

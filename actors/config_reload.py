@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 import trio
 
-from actors.access_asks import ask_people
+from actors.access_asks import ask
 from eyetok import log
 from eyetok.access import Caller
 from eyetok.config import FileConfig, parse_file_config
 from eyetok.config_review import config_proposal, restart_needed
 from eyetok.errors import ConfigError
-from eyetok.messages import ApiAnswer, PeopleMessage, PeopleRequest
+from eyetok.messages import ApiAnswer, PeopleMessage
 
 CONFIG_FILE = Caller(kind="root_token", id="config-file")  # the proposer without EYETOK_TOKEN
 
@@ -70,15 +70,12 @@ def config_reviewer(
             "diff": proposal.diff,
             "proposed": msgspec.to_builtins(proposal),
         }
-        answer = await ask_people(
+        answer = await ask(
             to_people,
-            lambda reply: PeopleRequest(
-                op="propose_config",
-                reply=reply,
-                credential=token,
-                caller=None if token else CONFIG_FILE,
-                body=body,
-            ),
+            "propose_config",
+            credential=token,
+            caller=None if token else CONFIG_FILE,
+            body=body,
         )
         if answer.status != 202:
             logger.error(

@@ -338,6 +338,17 @@ def add_slack_interactions(
     ephemerally through the response_url (a modal: under its note); nothing is recorded."""
     surface = Surface(desk=desk, app=slack_app, logger=log.get("http"))
 
+    async def refusal(person: Person, action_id: str, value: str, response_url: str) -> str | None:
+        """None, or why ``person`` may not press ``action_id`` (logged)."""
+        if may_press is None:
+            return None
+        refused = await may_press(person.user_id, action_id, value, response_url)
+        if refused is not None:
+            surface.logger.info(
+                "slack_action_refused", action_id=action_id, value=value, by=person.by, why=refused
+            )
+        return refused
+
     async def slack_interaction() -> Response:
         signing_secret = signing_secret_now()  # SIGHUP may have swapped it
         if signing_secret is None:
@@ -369,39 +380,18 @@ def add_slack_interactions(
             submitted = SUBMISSIONS.get(interaction.view.callback_id)
             if submitted is not None:
                 view = interaction.view
-                refused = (
-                    await may_press(person.user_id, view.callback_id, view.private_metadata, "")
-                    if may_press is not None
-                    else None
-                )
+                refused = await refusal(person, view.callback_id, view.private_metadata, "")
                 if refused is not None:
-                    surface.logger.info(
-                        "slack_action_refused",
-                        action_id=view.callback_id,
-                        by=person.by,
-                        why=refused,
-                    )
                     return _json({"response_action": "errors", "errors": {NOTE_BLOCK: refused}})
                 errors = await submitted(surface, person, view)
                 if errors:
                     return _json({"response_action": "errors", "errors": errors})
                 return Response("", status=200)  # an empty 200 closes the modal
         for action in interaction.actions if interaction.type == "block_actions" else ():
-            refused = (
-                await may_press(
-                    person.user_id, action.action_id, action.value or "", interaction.response_url
-                )
-                if may_press is not None
-                else None
+            refused = await refusal(
+                person, action.action_id, action.value or "", interaction.response_url
             )
             if refused is not None:
-                surface.logger.info(
-                    "slack_action_refused",
-                    action_id=action.action_id,
-                    value=action.value,
-                    by=person.by,
-                    why=refused,
-                )
                 return _json(
                     {"response_type": "ephemeral", "replace_original": False, "text": refused}
                 )
