@@ -96,3 +96,50 @@ def test_a_changed_file_waits_for_a_reviewer(tmp_path: Path, fake_slack: FakeSla
         assert "proposed by config-file, approved by person:U0ALICE" in audited[0]["detail"]
         code, _ = daemon.terminate()
     assert code == 0
+
+
+def test_the_person_in_eyetok_token_proposes_and_cannot_approve_it(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    config = tmp_path / "eyetok.yaml"
+    two = CONFIG + "  - slack_user_id: U0BOB\n    roles: [{role: alert_rule_reviewer}]\n"
+    config.write_text(two)
+    env = {"EYETOK_CONFIG": str(config), "SLACK_API_URL": fake_slack.base_url}
+    tokens: dict[str, str] = {}
+    with DaemonProcess(tmp_path / "data", env) as first:
+        for person in ("U0ALICE", "U0BOB"):
+            issued = httpx.post(f"{first.url}/api/v1/people/{person}/tokens", headers=ROOT)
+            tokens[person] = issued.json()["token"]
+        assert first.terminate()[0] == 0
+    # Alice edits the file on the dyno and sends SIGHUP with her token in EYETOK_TOKEN
+    with DaemonProcess(tmp_path / "data", {**env, "EYETOK_TOKEN": tokens["U0ALICE"]}) as daemon:
+        config.write_text(
+            two.replace("#raxx-ops-alert-SEV1", "#ops-war-room")
+            + 'change_justification: "page the war room during the move"\n'
+        )
+        os.kill(daemon.pid, signal.SIGHUP)
+        _wait_for(daemon, "config_change_proposed")
+        [change] = _pending(daemon)
+        assert change["proposed_by"] == "person:U0ALICE"
+        assert change["diff"].startswith("--- config routes (live)")  # the routes only
+        assert "config suppression" not in change["diff"]
+
+        def approve(person: str) -> httpx.Response:
+            return httpx.post(
+                f"{daemon.url}/api/v1/changes/{change['change_id']}/approve",
+                json={"why": "the war room is staffed this week"},
+                headers={"authorization": f"Bearer {tokens[person]}"},
+                timeout=10,
+            )
+
+        own = approve("U0ALICE")
+        assert own.status_code == 403, own.text
+        assert "a different person holding alert_rule_reviewer" in own.json()["error"]
+        assert _routes(daemon)["SEV1"][0]["target"] == "#raxx-ops-alert-SEV1"
+        approved = approve("U0BOB")
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["change"]["outcome"] == (
+            "applied: HTTP 200 (routes of operator applied live)"
+        )
+        assert _routes(daemon)["SEV1"][0]["target"] == "#ops-war-room"
+        assert daemon.terminate()[0] == 0
