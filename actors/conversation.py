@@ -11,6 +11,12 @@
 - ``why`` answers from the stored first signal, judged again at its receipt time;
 - ``status`` answers from the incident's latest snapshot;
 - ``mute`` asks the mutes actor to silence the incident's tenant;
+
+Who may: ``ack`` and ``resolve`` are ``acknowledge`` on the incident's tenant (a
+``responder`` of it, or the tenant's ``tenant_scoped_operator`` hat); ``mute`` changes the
+tenant's sinks, ``configure_tenant``: the ``tenant_scoped_operator`` hat for it. The people
+actor decides (eyetok/access.py ``authorise``, open mode allowing all); a refusal does
+nothing but answer in the thread with the role needed;
 - anything else gets the one-line help.
 
 Answers are outbox rows (a notice in the incident's thread), so a Slack outage delays
@@ -25,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +39,7 @@ import trio
 
 from actors.incidents import ask_acknowledge, ask_resolve
 from eyetok import log
+from eyetok.access import Action
 from eyetok.clock import Clock
 from eyetok.config import Settings
 from eyetok.messages import (
@@ -66,10 +74,20 @@ REMEMBERED = 10_000  # event ids kept against Slack's retries (it retries within
 REMEMBERED_FOR = timedelta(hours=1)
 
 
+# the verbs that act on the incident, as eyetok/access.py knows actions
+ACTS: dict[Verb, Action] = {
+    Verb.ACK: Action.ACKNOWLEDGE,
+    Verb.RESOLVE: Action.ACKNOWLEDGE,
+    Verb.MUTE: Action.CONFIGURE_TENANT,
+}
+
+
 @dataclass(frozen=True)
 class ConversationDeps:
     settings: Settings
     store: HistoryStore
+    # (slack user id, action, tenant) -> None, or the refusal naming the role needed
+    may: Callable[[str, Action, str], Awaitable[str | None]] | None = None
 
 
 async def run_conversation(
@@ -115,6 +133,18 @@ async def run_conversation(
     async def answer(command: Command, owner: ThreadOwner, by: str, now: datetime) -> str | None:
         """Act on ``command``; the line to post in the thread (None: the step posts it)."""
         incident = owner.incident
+        action = ACTS.get(command.verb)
+        if action is not None and deps.may is not None:
+            refused = await deps.may(by.removeprefix("slack:"), action, incident.tenant)
+            if refused is not None:
+                logger.info(
+                    "thread_verb_refused",
+                    incident_id=incident.incident_id,
+                    verb=command.verb.value,
+                    by=by,
+                    why=refused,
+                )
+                return f"Not done: {refused}"
         match command.verb:
             case Verb.ACK:
                 acked, counted = await ask_acknowledge(to_ingest, incident.incident_id, by, now)

@@ -35,6 +35,7 @@ from eyetok.http.front import Front
 from eyetok.http.hooks import Hooks, IngestGate
 from eyetok.http.metrics import add_metrics
 from eyetok.http.server import server_config
+from eyetok.live_credentials import LiveCredentials
 from eyetok.webhook_ids import WebhookKey
 from state.history.export import ParquetArchive
 from state.history.store import HistoryStore
@@ -124,6 +125,7 @@ class Daemon:
             self.clock.now(),
             database_url=settings.database_url,
         )
+        live = LiveCredentials.of(settings)  # the HTTP app's root token and signing secret
         topology = self.topology = build(
             settings,
             store,
@@ -133,6 +135,7 @@ class Daemon:
             sink_board=self.sink_board,
             mirror_writer=mirror_writer,
             local_url=lambda: f"http://127.0.0.1:{self.bound_port or settings.port}",
+            credentials=live,
         )
         self._log.info(
             "eyetok_starting",
@@ -193,6 +196,7 @@ class Daemon:
             conversation=topology,
             people=topology,
             slack_api_url=settings.slack_api_url,
+            credentials=live,
         )
         add_console(
             app,

@@ -33,14 +33,14 @@ from eyetok.messages import (
 )
 from eyetok.oncall.pagerduty import PagerDutyApiError, PagerDutyRest
 from eyetok.oncall.plan import layer_users, plan
-from eyetok.oncall.roles import ROOT_OPERATOR, RoleBook
+from eyetok.oncall.roles import ROOT_OPERATOR, RoleSource
 from eyetok.oncall.settings import OncallSource
 
 
 @dataclass(frozen=True)
 class OncallDeps:
     source: OncallSource
-    roles: RoleBook
+    roles: RoleSource  # asked before each sync: the people actor's bindings, or the IdP's
     operator_tenant: str
     http_transport: httpx.AsyncBaseTransport | None = None
 
@@ -86,7 +86,7 @@ async def run_oncall(
         )
         try:
             members = await oncall_group(client, source.scim_url, source.scim_token, source.group)
-            decided = plan(members, deps.roles)
+            decided = plan(members, await deps.roles())
             layer = await pd.layer(source.schedule_id)
             wanted_ids: list[str] = []
             created: list[str] = []

@@ -19,7 +19,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, assert_never
+from typing import Any, assert_never
 
 import msgspec
 import trio
@@ -44,8 +44,9 @@ from eyetok.access import (
     check_why,
     parse_for,
 )
-from eyetok.changes import Change, ChangeRefused, decide, new_change_id
+from eyetok.changes import Change, ChangeKind, ChangeRefused, decide, new_change_id
 from eyetok.clock import Clock
+from eyetok.live_credentials import LiveCredentials
 from eyetok.messages import (
     ApiAnswer,
     AuditRecorded,
@@ -73,7 +74,7 @@ class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # a hat's length (switch)
     for_: str = msgspec.field(default="", name="for")
     # a proposal (from the HTTP layer, after the tenants actor checked it)
-    kind: Literal["tenant_routes"] = "tenant_routes"
+    kind: ChangeKind = "tenant_routes"
     diff: str = ""
     proposed: object = None
     # an applied change's outcome
@@ -84,7 +85,7 @@ class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 @dataclass(frozen=True)
 class PeopleDeps:
     people: tuple[PersonConfig, ...]
-    root_token: str | None
+    credentials: LiveCredentials  # the root token in use now (SIGHUP swaps it)
     operator_tenant: str
     store: HistoryStore
     tenants: frozenset[str] = frozenset()
@@ -177,6 +178,35 @@ async def run_people(
         await audit(change.tenant, f"change_{change.status}", detail)
         return ApiAnswer(status=200, body={"change": _view(change)})
 
+    async def proposed(body: _Body, tenant: str, by: str, now: datetime) -> ApiAnswer:
+        """A change proposed by ``by``, kept pending until a second person approves it."""
+        why = check_why(body.why)
+        change = Change(
+            change_id=new_change_id(),
+            kind=body.kind,
+            tenant=tenant,
+            proposed_by=by,
+            proposed_at=now,
+            why=why,
+            diff=body.diff,
+            proposed_json=_encode(body.proposed).decode(),
+        )
+        await journal("rule_change", change.change_id, change, change.proposed_by)
+        changes[change.change_id] = change
+        await audit(
+            change.tenant,
+            "change_proposed",
+            f"{change.change_id} ({change.kind}) by {change.proposed_by}: {why}\n{change.diff}",
+        )
+        return ApiAnswer(
+            status=202,
+            body={
+                "change": _view(change),
+                "next": "a different person holding alert_rule_reviewer approves it: "
+                f'eyetok changes approve {change.change_id} --why "..."',
+            },
+        )
+
     def identify(request: PeopleRequest) -> Caller | None:
         if request.caller is not None:
             return request.caller
@@ -185,7 +215,8 @@ async def run_people(
         presented = request.credential.encode()
         if not presented:
             return None
-        if deps.root_token and hmac.compare_digest(presented, deps.root_token.encode()):
+        root = deps.credentials.root_token
+        if root and hmac.compare_digest(presented, root.encode()):
             return Caller(kind="root_token", id="root")
         digest = token_hash(request.credential).encode()
         found = None
@@ -353,34 +384,11 @@ async def run_people(
                 return ApiAnswer(status=200, body={"ended": hat.hat_id})
             case "propose":
                 grant = await allowed(caller, Action.CONFIGURE_TENANT, request.tenant)
-                why = check_why(body.why)
                 assert request.tenant is not None
-                change = Change(
-                    change_id=new_change_id(),
-                    kind=body.kind,
-                    tenant=request.tenant,
-                    proposed_by=grant.by().split(" as ")[0],
-                    proposed_at=now,
-                    why=why,
-                    diff=body.diff,
-                    proposed_json=_encode(body.proposed).decode(),
-                )
-                await journal("rule_change", change.change_id, change, change.proposed_by)
-                changes[change.change_id] = change
-                await audit(
-                    change.tenant,
-                    "change_proposed",
-                    f"{change.change_id} ({change.kind}) by {change.proposed_by}: {why}\n"
-                    f"{change.diff}",
-                )
-                return ApiAnswer(
-                    status=202,
-                    body={
-                        "change": _view(change),
-                        "next": "a different person holding alert_rule_reviewer approves it: "
-                        f'eyetok changes approve {change.change_id} --why "..."',
-                    },
-                )
+                return await proposed(body, request.tenant, grant.by().split(" as ")[0], now)
+            case "propose_config":  # the file, read again on SIGHUP: anyone may propose
+                by = f"person:{caller.id}" if caller.kind == "person" else caller.id
+                return await proposed(body, deps.operator_tenant, by, now)
             case "changes":
                 await allowed(caller, Action.VIEW, None)
                 wanted = request.key or None

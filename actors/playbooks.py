@@ -42,6 +42,7 @@ from eyetok.messages import (
     PlanDeliveries,
     PlaybookClick,
     PlaybookMessage,
+    ProposalTenantAsked,
     SevChannel,
 )
 from eyetok.playbooks.config import Playbook
@@ -389,5 +390,8 @@ async def run_playbooks(
                     answer = await clicked(message)
                     if message.reply is not None:
                         message.reply.send(answer)
+                case ProposalTenantAsked():
+                    asked = ledger.proposals.get(message.proposal_id)
+                    message.reply.send(asked.incident.tenant if asked is not None else "")
                 case _:
                     assert_never(message)

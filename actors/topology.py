@@ -31,7 +31,9 @@ from typing import Any
 import msgspec
 import trio
 
+from actors.access_asks import ask_people, people_role_book, thread_gate
 from actors.budgets import BudgetsDeps, run_budgets
+from actors.config_reload import and_review, apply_config_change, config_reviewer
 from actors.conversation import ConversationDeps, run_conversation
 from actors.credential_reload import credential_reloader
 from actors.credential_versions import sealer_of
@@ -60,6 +62,7 @@ from eyetok.config import Settings, load_settings
 from eyetok.digests import CLUSTER, DigestRead, DigestReceipt
 from eyetok.errors import OverloadedError
 from eyetok.health import HealthBoard, SinkBoard
+from eyetok.live_credentials import LiveCredentials
 from eyetok.messages import (
     Accepted,
     AcknowledgeIncident,
@@ -87,6 +90,7 @@ from eyetok.messages import (
     PeopleRequest,
     PlaybookClick,
     PlaybookMessage,
+    ProposalTenantAsked,
     Reply,
     ResolveIncident,
     RetentionDue,
@@ -111,7 +115,6 @@ from eyetok.messages import (
     TenantsMessage,
     VerificationMessage,
 )
-from eyetok.oncall.roles import IdpRoles
 from eyetok.review import NoteAnswer, Review
 from eyetok.thread_verbs import ThreadMessageSeen
 from eyetok.verification import Verification
@@ -472,6 +475,15 @@ class Topology:
         with trio.fail_after(60):
             return await reply.wait()
 
+    async def proposal_tenant(self, proposal_id: str) -> str | None:
+        """The tenant of a playbook proposal's incident (None: no such proposal)."""
+        reply: Reply[str] = Reply()
+        channel = self.channels["playbooks"]
+        assert isinstance(channel, trio.MemorySendChannel)
+        await channel.send(ProposalTenantAsked(proposal_id=proposal_id, reply=reply))
+        with trio.fail_after(60):
+            return await reply.wait() or None
+
     async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]:
         """Every tenant's incidents from the history, newest first (the operator's view)."""
         await self.flush_history()
@@ -545,17 +557,16 @@ class Topology:
         self, request_of: Callable[[Reply[ApiAnswer]], PeopleRequest]
     ) -> ApiAnswer:
         """One call for the people actor (who may do what), answered by it."""
-        reply: Reply[ApiAnswer] = Reply()
         channel = self.channels["people"]
         assert isinstance(channel, trio.MemorySendChannel)
-        await channel.send(request_of(reply))
-        with trio.fail_after(60):
-            return await reply.wait()
+        return await ask_people(channel, request_of)
 
     async def apply_change(self, change: dict[str, Any]) -> ApiAnswer:
         """Apply a rule change a reviewer approved, in the names of both."""
         by = f"review:{change['proposed_by']}+{change['decided_by']} ({change['change_id']})"
         proposed = json.loads(change["proposed_json"])
+        if change["kind"] == "config_file":
+            return await apply_config_change(self.tenant_call, proposed, by)
         return await self.tenant_call("", change["tenant"], "put_routes", body=proposed, vouched=by)
 
     async def tenant_incidents(
@@ -650,8 +661,12 @@ def build(
     sink_board: SinkBoard | None = None,
     mirror_writer: MirrorWriter | None = None,
     local_url: Callable[[], str] | None = None,
+    credentials: LiveCredentials | None = None,
 ) -> Topology:
-    """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror."""
+    """The channels and children. ``mirror_writer`` (with ``DATABASE_URL``) adds the mirror.
+    ``credentials``: the root token and Slack signing secret the HTTP app reads (SIGHUP
+    swaps them in it)."""
+    live = credentials or LiveCredentials.of(settings)
     ingest_tx, ingest_rx = trio.open_memory_channel[IngestMessage](settings.ingest_queue)
     router_tx, router_rx = trio.open_memory_channel[RouterMessage](PIPELINE_BUFFER)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](PIPELINE_BUFFER)
@@ -761,7 +776,7 @@ def build(
             run_people,
             PeopleDeps(
                 people=settings.people,
-                root_token=settings.root_token,
+                credentials=live,
                 operator_tenant=settings.operator_tenant,
                 store=store,
                 tenants=frozenset(settings.tenants),
@@ -843,7 +858,9 @@ def build(
                 local_url=local_url or (lambda: f"http://127.0.0.1:{settings.port}"),
                 credentials=lambda: credentials_of(settings),
                 reread_credentials=lambda: credentials_of(load_settings()),
-                reload_credentials=credential_reloader(tenants_tx, store, clock),
+                reload_credentials=and_review(
+                    credential_reloader(tenants_tx, store, clock, live), config_reviewer(people_tx)
+                ),
             ),
             routines_rx,
             history_tx,
@@ -923,7 +940,7 @@ def build(
         _child(
             "conversation",
             run_conversation,
-            ConversationDeps(settings=settings, store=store),
+            ConversationDeps(settings=settings, store=store, may=thread_gate(people_tx)),
             conversation_rx,
             ingest_tx,
             mutes_tx,
@@ -938,7 +955,10 @@ def build(
                 run_oncall,
                 OncallDeps(
                     source=settings.oncall,
-                    roles=IdpRoles(),
+                    roles=people_role_book(
+                        people_tx,
+                        {p.slack_user_id: p.email for p in settings.people if p.email},
+                    ),
                     operator_tenant=settings.operator_tenant,
                 ),
                 oncall_rx,

@@ -55,7 +55,8 @@ _NO_TENANT = frozenset({Role.ALERT_RULE_REVIEWER, Role.ROOT_OPERATOR})
 
 class Action(StrEnum):
     VIEW = "view"
-    ACKNOWLEDGE = "acknowledge"  # a tenant's incident
+    ACKNOWLEDGE = "acknowledge"  # a tenant's incident: ack, resolve, an escalation's ack
+    REMEDIATE = "remediate"  # approve, reject or propose again a playbook's remediation
     CONFIGURE_TENANT = "configure_tenant"  # a tenant's sinks (mute, write), a routes proposal
     REVIEW_RULES = "review_rules"  # approve or reject someone else's rule change
     OPERATE = "operate"  # operator-wide: bindings, verification, the review
@@ -65,6 +66,7 @@ class Action(StrEnum):
 RULES: Mapping[Action, tuple[bool, tuple[Role, ...]]] = {
     Action.VIEW: (False, tuple(Role)),
     Action.ACKNOWLEDGE: (True, (Role.RESPONDER, Role.TENANT_SCOPED_OPERATOR)),
+    Action.REMEDIATE: (True, (Role.RESPONDER, Role.TENANT_SCOPED_OPERATOR)),
     Action.CONFIGURE_TENANT: (True, (Role.TENANT_SCOPED_OPERATOR,)),
     Action.REVIEW_RULES: (False, (Role.ALERT_RULE_REVIEWER,)),
     Action.OPERATE: (False, (Role.ROOT_OPERATOR,)),

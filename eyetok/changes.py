@@ -21,7 +21,7 @@ import msgspec
 
 from eyetok.errors import EyeTokError
 
-ChangeKind = Literal["tenant_routes"]
+ChangeKind = Literal["tenant_routes", "config_file"]
 ChangeStatus = Literal["pending", "approved", "rejected", "applied", "failed"]
 
 

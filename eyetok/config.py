@@ -243,6 +243,7 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     playbooks: tuple[Playbook, ...] = ()  # eyetok/playbooks/config.py
     integrations: Integrations = Integrations()
     people: tuple[PersonConfig, ...] = ()  # who may do what (eyetok/access.py)
+    change_justification: str = ""  # why this file's guarded change (eyetok/config_review.py)
 
 
 TIER_DEFAULTS_FILE = Path(__file__).parent / "data" / "tier-defaults.yaml"

@@ -270,6 +270,7 @@ PeopleOp = Literal[
     "switch",
     "end",
     "propose",
+    "propose_config",
     "changes",
     "approve",
     "reject",
@@ -630,7 +631,15 @@ class PlaybookClick(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reply: Reply[str] | None = None
 
 
-PlaybookMessage = IncidentChanged | PlaybookClick
+class ProposalTenantAsked(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Whose is this playbook proposal? The tenant of its incident ("": no such one),
+    for the authorisation of its Slack buttons (eyetok/http/slack_gate.py)."""
+
+    proposal_id: str
+    reply: Reply[str]
+
+
+PlaybookMessage = IncidentChanged | PlaybookClick | ProposalTenantAsked
 
 
 # what a delivery tells of besides the signal's own news: a step of the human loop, or a

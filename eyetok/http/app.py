@@ -52,16 +52,16 @@ from eyetok.http.pagerduty_hooks import add_pagerduty_hooks
 from eyetok.http.people import GRANTED as PERSON_GRANT
 from eyetok.http.people import (
     PeopleDesk,
-    acknowledgement_verdict,
     add_operator_gate,
     add_people_routes,
     propose_routes,
-    slack_acknowledgement_gate,
     tenant_verdict,
 )
 from eyetok.http.rotation import Rotations, add_rotation_routes
 from eyetok.http.slack_commands import add_slack_commands
+from eyetok.http.slack_gate import acknowledgement_verdict, slack_action_gate
 from eyetok.http.slack_interactions import SlackApp, add_slack_interactions
+from eyetok.live_credentials import LiveCredentials
 from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident, SlackMessageSeen
 from eyetok.review import NoteAnswer, Review, parse_since
 from eyetok.thread_verbs import ThreadMessageSeen, thread_message_of
@@ -106,6 +106,8 @@ class Operations(IncidentDesk, Protocol):
     async def playbook_click(self, action: str, target: str, by: str) -> str:
         """A playbook button (actors/playbooks.py): one line saying what it did."""
         ...
+
+    async def proposal_tenant(self, proposal_id: str) -> str | None: ...
 
 
 class Conversation(Protocol):
@@ -254,8 +256,12 @@ def create_app(
     people: PeopleDesk | None = None,
     slack_api_url: str | None = None,
     archive: HistoryArchive | None = None,
+    credentials: LiveCredentials | None = None,
 ) -> QuartTrio:
-    """``readiness()`` answers ``{"ready": bool, ...details}``."""
+    """``readiness()`` answers ``{"ready": bool, ...details}``. ``credentials``: the root
+    token and Slack signing secret, read at each request (SIGHUP swaps them); without it,
+    ``root_token`` and ``slack_signing_secret`` stay for the app's life."""
+    live = credentials or LiveCredentials(root_token, slack_signing_secret)
     app = QuartTrio("eyetok")
     cap_bodies(app)
     add_json_errors(app)
@@ -275,18 +281,20 @@ def create_app(
     def operator_only() -> Response | None:
         if g.get(PERSON_GRANT):  # a person authorised for this path (eyetok/http/people.py)
             return None
-        if root_token is None:
+        root = live.root_token
+        if root is None:
             return _json(
                 {"error": "no EYETOK_ROOT_TOKEN is configured: set it and restart EyeTok"}, 503
             )
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), root_token.encode()):
+        if not hmac.compare_digest(given.encode(), root.encode()):
             return _json({"error": "a root token is required"}, 401)
         return None
 
     @app.post("/slack/events")
     async def slack_event() -> Response:
-        if slack_signing_secret is None:
+        signing_secret = live.slack_signing_secret
+        if signing_secret is None:
             return _json(
                 {
                     "error": "no SLACK_SIGNING_SECRET is configured: set it to the Slack app's "
@@ -300,7 +308,7 @@ def create_app(
                 body,
                 timestamp=request.headers.get("x-slack-request-timestamp"),
                 signature=request.headers.get("x-slack-signature"),
-                signing_secret=slack_signing_secret,
+                signing_secret=signing_secret,
                 now=int(clock.now().timestamp()),
             )
         except SignatureError as exc:
@@ -380,11 +388,9 @@ def create_app(
             app,
             operations,
             slack_app,
-            slack_signing_secret,
+            lambda: live.slack_signing_secret,
             clock,
-            may_acknowledge=(
-                slack_acknowledgement_gate(people, operations, slack_api_url) if people else None
-            ),
+            may_press=slack_action_gate(people, operations, slack_api_url) if people else None,
         )
 
         @app.get("/api/v1/budgets")
@@ -486,7 +492,7 @@ def create_app(
 
     if people is not None:
         add_people_routes(app, people)
-        add_slack_commands(app, people, slack_signing_secret, clock)
+        add_slack_commands(app, people, lambda: live.slack_signing_secret, clock)
         add_operator_gate(app, people)
     if tenant_api is not None:
         _tenant_routes(app, tenant_api, verifier, clock, people)

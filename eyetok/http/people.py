@@ -20,18 +20,15 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import urlsplit
 
-import httpx
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from eyetok import log
 from eyetok.access import Action, Caller
 from eyetok.changes import unified_diff
 from eyetok.errors import IngestError
 from eyetok.http.bodies import json_value, refused_as_json
-from eyetok.messages import ApiAnswer, Incident, PeopleOp, PeopleRequest, Reply
+from eyetok.messages import ApiAnswer, PeopleOp, PeopleRequest, Reply
 
 REVIEWER = Caller(kind="root_token", id="eyetok")  # EyeTok itself, recording an outcome
 
@@ -103,8 +100,9 @@ async def decide_and_apply(
     if decided.status != 200 or op != "approve" or not isinstance(change, dict):
         return decided
     applied = await desk.apply_change(change)
+    note = f" ({applied.body['note']})" if applied.body.get("note") else ""
     outcome = (
-        f"applied: HTTP {applied.status}"
+        f"applied: HTTP {applied.status}{note}"
         if applied.status < 300
         else f"not applied: {applied.body.get('error')}"
     )
@@ -252,62 +250,6 @@ async def propose_routes(
         body={"why": body["why"], "diff": diff, "proposed": proposed, "kind": "tenant_routes"},
     )
     return _json(answer.body, answer.status)
-
-
-class IncidentTenants(Protocol):
-    async def incidents(self, *, open_only: bool, tenant: str | None) -> list[Incident]: ...
-
-
-async def acknowledgement_verdict(
-    desk: PeopleDesk, incidents: IncidentTenants, incident_id: str, *, slack_user: str = ""
-) -> ApiAnswer:
-    """May the caller acknowledge this incident (a tenant-scoped action on its tenant)?"""
-    found = await incidents.incidents(open_only=True, tenant=None)
-    tenant = next((i.tenant for i in found if i.incident_id == incident_id), None)
-    return await authorised(desk, Action.ACKNOWLEDGE, tenant, slack_user=slack_user)
-
-
-SLACK_RESPONSE_ORIGINS = ("https://hooks.slack.com",)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def slack_acknowledgement_gate(
-    desk: PeopleDesk, incidents: IncidentTenants, slack_api_url: str | None = None
-) -> Callable[[str, str, str], Awaitable[str | None]]:
-    """For the Slack button (``incident:<id>`` or ``cluster:<id>``): None when the Slack
-    user may acknowledge it (a cluster's notice: a responder to every tenant), else
-    the refusal (naming the role needed), which is also posted to the interaction's
-    ``response_url`` as an ephemeral message (Slack shows a button's HTTP answer to no
-    one). Only Slack's origins (and that of ``slack_api_url``) are posted to."""
-    origins = (*SLACK_RESPONSE_ORIGINS, *([_origin(slack_api_url)] if slack_api_url else []))
-    logger = log.get("http")
-
-    async def refusal(slack_user: str, value: str, response_url: str) -> str | None:
-        if value.startswith("cluster:"):  # a cluster spans tenants: a responder to all
-            verdict = await authorised(desk, Action.ACKNOWLEDGE, None, slack_user=slack_user)
-        else:
-            incident_id = value.removeprefix("incident:")
-            verdict = await acknowledgement_verdict(
-                desk, incidents, incident_id, slack_user=slack_user
-            )
-        if verdict.status == 200:
-            return None
-        text = str(verdict.body.get("error"))
-        if response_url and _origin(response_url) in origins:
-            message = {"response_type": "ephemeral", "replace_original": False, "text": text}
-            try:
-                async with httpx.AsyncClient(timeout=5.0) as client:
-                    answer = await client.post(response_url, json=message)
-                logger.info("slack_refusal_told", user=slack_user, status=answer.status_code)
-            except httpx.HTTPError as exc:
-                logger.warning("slack_refusal_not_told", user=slack_user, reason=str(exc))
-        return text
-
-    return refusal
 
 
 # paths that authorise their callers themselves (the tenant API, this module's routes, the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,12 +31,13 @@ def _json(body: object, status: int = 200) -> Response:
 
 
 def add_slack_commands(
-    app: QuartTrio, desk: PeopleDesk, signing_secret: str | None, clock: Clock
+    app: QuartTrio, desk: PeopleDesk, signing_secret_now: Callable[[], str | None], clock: Clock
 ) -> None:
     logger = log.get("http")
 
     @app.post("/slack/commands")
     async def slack_command() -> Response:
+        signing_secret = signing_secret_now()  # SIGHUP may have swapped it
         if signing_secret is None:
             return _json(
                 {"error": "no SLACK_SIGNING_SECRET is configured: set it and restart"}, 503

@@ -328,17 +328,29 @@ def add_slack_interactions(
     app: QuartTrio,
     desk: SlackDesk,
     slack_app: SlackApp | None,
-    signing_secret: str | None,
+    signing_secret_now: Callable[[], str | None],
     clock: Clock,
     *,
-    may_acknowledge: Callable[[str, str, str], Awaitable[str | None]] | None = None,
+    may_press: Callable[[str, str, str, str], Awaitable[str | None]] | None = None,
 ) -> None:
-    """``may_acknowledge(slack user id, button value, response_url)``: None, or the refusal
-    that names the role needed (eyetok/access.py), told to the person ephemerally through
-    the response_url; nothing is recorded."""
+    """``may_press(slack user id, action_id or callback_id, value, response_url)``: None, or
+    the refusal that names the role needed (eyetok/http/slack_gate.py), told to the person
+    ephemerally through the response_url (a modal: under its note); nothing is recorded."""
     surface = Surface(desk=desk, app=slack_app, logger=log.get("http"))
 
+    async def refusal(person: Person, action_id: str, value: str, response_url: str) -> str | None:
+        """None, or why ``person`` may not press ``action_id`` (logged)."""
+        if may_press is None:
+            return None
+        refused = await may_press(person.user_id, action_id, value, response_url)
+        if refused is not None:
+            surface.logger.info(
+                "slack_action_refused", action_id=action_id, value=value, by=person.by, why=refused
+            )
+        return refused
+
     async def slack_interaction() -> Response:
+        signing_secret = signing_secret_now()  # SIGHUP may have swapped it
         if signing_secret is None:
             return _json(
                 {
@@ -367,20 +379,19 @@ def add_slack_interactions(
         if interaction.type == "view_submission" and interaction.view is not None:
             submitted = SUBMISSIONS.get(interaction.view.callback_id)
             if submitted is not None:
-                errors = await submitted(surface, person, interaction.view)
+                view = interaction.view
+                refused = await refusal(person, view.callback_id, view.private_metadata, "")
+                if refused is not None:
+                    return _json({"response_action": "errors", "errors": {NOTE_BLOCK: refused}})
+                errors = await submitted(surface, person, view)
                 if errors:
                     return _json({"response_action": "errors", "errors": errors})
                 return Response("", status=200)  # an empty 200 closes the modal
         for action in interaction.actions if interaction.type == "block_actions" else ():
-            refused = (
-                await may_acknowledge(person.user_id, action.value or "", interaction.response_url)
-                if may_acknowledge is not None and action.action_id == ACKNOWLEDGE_ACTION
-                else None
+            refused = await refusal(
+                person, action.action_id, action.value or "", interaction.response_url
             )
             if refused is not None:
-                surface.logger.info(
-                    "slack_acknowledge_refused", value=action.value, by=person.by, why=refused
-                )
                 return _json(
                     {"response_type": "ephemeral", "replace_original": False, "text": refused}
                 )

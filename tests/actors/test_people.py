@@ -20,6 +20,7 @@ from actors.people import PeopleDeps, run_people
 from eyetok.access import Action
 from eyetok.clock import TrioWallClock
 from eyetok.config import parse_file_config, settings_from
+from eyetok.live_credentials import LiveCredentials
 from eyetok.messages import (
     ApiAnswer,
     Deliver,
@@ -100,7 +101,7 @@ async def actors(data: Path, clock: TrioWallClock, config: str = CONFIG) -> Asyn
             )
             deps = PeopleDeps(
                 people=settings.people,
-                root_token=settings.root_token,
+                credentials=LiveCredentials.of(settings),
                 operator_tenant=settings.operator_tenant,
                 store=store,
                 tenants=frozenset(settings.tenants),

@@ -18,7 +18,8 @@ import trio.testing
 from actors.oncall import OncallDeps, next_slot, run_oncall
 from eyetok.clock import TrioWallClock
 from eyetok.messages import AuditRecorded, HistoryMessage, OncallMessage, TenantsMessage
-from eyetok.oncall.roles import IdpRoles
+from eyetok.oncall.member import Member
+from eyetok.oncall.roles import IdpRoles, PeopleRoles, fixed, root_only
 from eyetok.oncall.settings import oncall_from
 from tests.conftest import FIXTURES, daemon_settings, signed_headers, start_daemon
 from tests.peers.pagerduty_rest import FakePagerDutyRest
@@ -142,7 +143,7 @@ async def test_the_sync_runs_every_15_minutes_on_the_clock(
     inbox_tx, inbox_rx = trio.open_memory_channel[OncallMessage](0)
     history_tx, history_rx = trio.open_memory_channel[HistoryMessage](100)
     tenants_tx, tenants_rx = trio.open_memory_channel[TenantsMessage](100)
-    deps = OncallDeps(source=source, roles=IdpRoles(), operator_tenant="operator")
+    deps = OncallDeps(source=source, roles=fixed(IdpRoles()), operator_tenant="operator")
     slots: list[datetime] = []
     async with inbox_tx, tenants_rx, trio.open_nursery() as nursery:
         nursery.start_soon(
@@ -199,3 +200,48 @@ async def test_without_an_idp_the_sync_is_refused_as_unconfigured(
     assert refused.status_code == 503
     assert "EYETOK_SCIM_URL" in refused.json()["error"]
     daemon.request_stop()
+
+
+async def test_the_sync_reads_the_roles_eyetok_binds_not_the_idps(
+    nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack, idp: Idp
+) -> None:
+    # EyeTok binds Ann only root_operator (the IdP says responder): refused; the IdP says
+    # root_operator of root@, but EyeTok binds them responder: put on call; Bob is bound
+    # nothing in EyeTok, so what the IdP says of him stands
+    config = """\
+people:
+  - slack_user_id: U0ANN
+    roles: [{role: root_operator}]
+  - slack_user_id: U0ROOT
+    email: root@raxx.example
+    roles: [{role: responder}]
+"""
+    settings = daemon_settings(tmp_path, fake_slack, config=config, **idp.env())
+    daemon = await start_daemon(nursery, settings)
+    answer = (await _sync(daemon)).json()
+    assert answer["refused"] == ["ann@raxx.example"]
+    assert idp.pd.layer_emails == ["bob@raxx.example", "root@raxx.example"]
+    refused = [json.loads(d) for e, d in await audit(daemon, "oncall_refused")]
+    assert refused == [{"refused": ["ann@raxx.example"], "role": "root_operator"}]
+    daemon.request_stop()
+
+
+def test_people_roles_know_a_member_by_slack_id_or_email() -> None:
+    book = PeopleRoles(
+        roles={"U0ANN": frozenset({"root_operator"}), "U0CY": frozenset({"responder"})},
+        emails={"cy@raxx.example": "U0CY"},
+    )
+
+    def member(email: str, slack: str | None, *idp_roles: str) -> Member:
+        return Member(
+            scim_id="u",
+            email=email,
+            name="",
+            active=True,
+            slack_user=slack,
+            roles=frozenset(idp_roles),
+        )
+
+    assert root_only(book.roles_of(member("ann@raxx.example", "U0ANN", "responder")))
+    assert book.roles_of(member("Cy@Raxx.example", None, "root_operator")) == {"responder"}
+    assert book.roles_of(member("dee@raxx.example", "U0DEE", "viewer")) == {"viewer"}
