@@ -133,9 +133,12 @@ class Access:
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
         return response
 
-    async def granted(self, session: Session, action: Action, tenant: str | None) -> str | Response:
-        """The name a write of ``session`` is made and audited under, once the people actor
-        grants ``action`` (on ``tenant``); else the 403 page naming the role it needs."""
+    async def granted(
+        self, session: Session, action: Action, tenant: str | None, *, what: str = ""
+    ) -> str | Response:
+        """The name a write of ``session`` (``what``: the page's words for it) is made and
+        audited under, once the people actor grants ``action`` (on ``tenant``); else the
+        403 page naming the role it needs."""
         answer = await self.desk.authorise(session.caller, action, tenant)
         if answer.status != 200:
             needed = answer.body.get("needed_role", "")
@@ -146,8 +149,9 @@ class Access:
                 tenant=tenant,
                 needed_role=needed,
             )
+            doing = f"{what} " if what else ""
             return await error_page(
-                403, f"refused: needs the role {needed}: {answer.body.get('error', '')}"
+                403, f"refused: {doing}needs the role {needed}: {answer.body.get('error', '')}"
             )
         grant = answer.body.get("grant")
         person_role = isinstance(grant, dict) and grant.get("via") in ("binding", "hat")

@@ -94,13 +94,15 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
         )
         return Response(body, content_type=HTML)
 
-    async def decided(session: Session, incident_id: str) -> tuple[Incident, str] | Response:
+    async def decided(
+        session: Session, incident_id: str, what: str
+    ) -> tuple[Incident, str] | Response:
         """The incident a button of the page decides on, and the name the people actor
-        grants the decision under (a tenant-scoped action on its tenant)."""
+        grants the decision (``what``) under: a tenant-scoped action on its tenant."""
         found = await desk.incident(incident_id, tenant=session.tenant)
         if found is None:
             return await error_page(404, f"no incident {incident_id!r} you can see")
-        by = await access.granted(session, Action.ACKNOWLEDGE, found.tenant)
+        by = await access.granted(session, Action.ACKNOWLEDGE, found.tenant, what=what)
         return by if isinstance(by, Response) else (found, by)
 
     def back(incident_id: str, said: str) -> Response:
@@ -109,7 +111,7 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
     @blueprint.post("/incidents/<incident_id>/ack")
     @form_posted(access)
     async def acknowledge(session: Session, _: dict[str, str], incident_id: str) -> Response:
-        found = await decided(session, incident_id)
+        found = await decided(session, incident_id, "acknowledging it")
         if isinstance(found, Response):
             return found
         incident, counted = await desk.acknowledge_incident(incident_id, found[1])
@@ -130,7 +132,7 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
         note = " ".join(form.get("note", "").split())[:MAX_NOTE]
         if not note:
             return await error_page(400, "note: say what was done (it goes to the thread)")
-        found = await decided(session, incident_id)
+        found = await decided(session, incident_id, "resolving it")
         if isinstance(found, Response):
             return found
         incident, counted = await desk.resolve_incident(incident_id, found[1], note)
@@ -152,7 +154,7 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
         verb = form.get("do", "")
         if verb not in PROPOSAL_VERBS:
             return await error_page(400, "do: approve or reject")
-        found = await decided(session, incident_id)
+        found = await decided(session, incident_id, f"{verb} of a playbook proposal")
         if isinstance(found, Response):
             return found
         if proposal_id not in {p.proposal_id for p in await desk.proposals(incident_id)}:

@@ -73,7 +73,7 @@ def test_a_person_approves_a_proposal_and_resolves_on_the_page(
             _until_shown(viewer, "li.proposal")
             assert "restart web dynos" in viewer.inner_text("li.proposal")
             viewer.click("li.proposal button[value=approve]")
-            viewer.wait_for_selector("text=needs the role responder")
+            viewer.wait_for_selector("text=approve of a playbook proposal needs the role responder")
             viewer.screenshot(path=str(shots / "refused-viewer.png"))
             assert heroku.calls == []
             vic.close()
