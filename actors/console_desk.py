@@ -64,7 +64,7 @@ class ConsoleDeskOfDaemon:
         return await self._topology.resolve_incident(incident_id, by, note=note)
 
     async def proposals(self, incident_id: str) -> list[PendingProposal]:
-        await self._topology.flush_history()
+        # no flush of its own: asked right after incident(), which flushed
         return await self._topology.store.read(
             lambda con: console_queries.pending_proposals(con, incident_id)
         )
