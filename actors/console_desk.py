@@ -13,12 +13,14 @@ import duckdb
 
 from actors.drill_desk import DrillDesk
 from actors.topology import Topology
-from eyetok.console.desk import StreamRow
+from eyetok.access import Action, Caller
+from eyetok.console.desk import PendingProposal, StreamRow
 from eyetok.console.filters import IncidentFilter
 from eyetok.console.timeline import Moment
 from eyetok.health import SinkBoard
 from eyetok.http.app import sink_rows
-from eyetok.messages import AuditRecorded, BudgetStanding, HandshakeAnswer, Incident
+from eyetok.http.people import ask
+from eyetok.messages import ApiAnswer, AuditRecorded, BudgetStanding, HandshakeAnswer, Incident
 from eyetok.review import NoteAnswer, Review
 from state.history import console_queries
 
@@ -55,6 +57,30 @@ class ConsoleDeskOfDaemon:
 
     async def acknowledge_incident(self, incident_id: str, by: str) -> tuple[Incident | None, bool]:
         return await self._topology.acknowledge_incident(incident_id, by)
+
+    async def resolve_incident(
+        self, incident_id: str, by: str, note: str
+    ) -> tuple[Incident | None, bool]:
+        return await self._topology.resolve_incident(incident_id, by, note=note)
+
+    async def proposals(self, incident_id: str) -> list[PendingProposal]:
+        # no flush of its own: asked right after incident(), which flushed
+        return await self._topology.store.read(
+            lambda con: console_queries.pending_proposals(con, incident_id)
+        )
+
+    async def playbook_click(self, action: str, target: str, by: str) -> str:
+        return await self._topology.playbook_click(action, target, by)
+
+    async def person_of(self, token: str) -> str | None:
+        answer = await ask(self._topology, "whoami", credential=token)
+        caller = answer.body.get("caller") if answer.status == 200 else None
+        if isinstance(caller, dict) and caller.get("kind") == "person":
+            return str(caller["id"])
+        return None
+
+    async def authorise(self, caller: Caller, action: Action, tenant: str | None) -> ApiAnswer:
+        return await ask(self._topology, "authorise", caller=caller, action=action, tenant=tenant)
 
     async def tenant_signs_in(self, token: str, tenant: str) -> bool:
         answer = await self._topology.tenant_call(token, tenant, "authorise", "console sign-in")

@@ -64,17 +64,26 @@ def audit_detail(event: PlaybookEvent) -> str:
         case "triage_ran":
             return f"{event.what} ({call}){result}"
         case "proposed":
-            return f"{event.playbook} proposes {event.what} ({call}) by {event.by}"
+            return (
+                f"{event.playbook} proposes {event.what} ({call}) by {event.by} "
+                f"(proposal {event.proposal_id})"
+            )
         case "withdrawn":
             return f"{event.what} withdrawn: the incident resolved (proposal {event.proposal_id})"
         case "approved" | "rejected":
             return f"{event.what} {event.event} by {event.by} (proposal {event.proposal_id})"
         case "run_held":
-            return f"{event.what} approved by {event.by}, not run: {event.because}"
+            return (
+                f"{event.what} approved by {event.by}, not run: {event.because} "
+                f"(proposal {event.proposal_id})"
+            )
         case "run_started" | "run_interrupted":
-            return f"{event.what} ({call}) {event.event.replace('_', ' ')}"
+            return (
+                f"{event.what} ({call}) {event.event.replace('_', ' ')} "
+                f"(proposal {event.proposal_id})"
+            )
         case "run_finished":
-            return f"{event.what} ({call}){result}"
+            return f"{event.what} ({call}){result} (proposal {event.proposal_id})"
         case "escalation_recommended":
             assert event.to is not None
             return f"escalation_recommended: {event.to.value} ({event.because})"

@@ -116,6 +116,7 @@ async def run_ticket_trail(
             assert incident.freescout_conversation_id is not None
             conversations[incident.incident_id] = incident.freescout_conversation_id
             ticketed.add(incident.incident_id)
+    audit_since = await store.write(partial(tables.audit_since, now=clock.now()))
     queue: deque[TrailOp] = deque(await store.read(tables.pending))
     started_at = clock.now()
     slack_wait = timedelta(seconds=SLACK_WAIT_S)
@@ -152,13 +153,24 @@ async def run_ticket_trail(
     async def tail() -> None:
         nonlocal cursor
         while True:
+            # the playbooks' lines first: the snapshots read after them hold every
+            # opening they follow (the history materialises in the order it is told)
+            lines = await store.read(partial(tables.playbook_lines, since=audit_since))
             batch = await store.read(partial(tables.snapshots_after, seq=cursor))
             now = clock.now()
             ops = [op for seq, incident in batch for op in planner.snapshot(seq, incident, now)]
             upto = batch[-1][0] if batch else cursor
             ops += planner.repeats_due(now, upto)
-            if batch or ops:
-                await store.write(partial(tables.plan, ops=ops, upto=upto))
+            noted = []
+            if len(batch) < 500:  # else: the openings they follow may be further on
+                for line in lines:
+                    op = planner.playbook_line(
+                        line.line_key, line.incident_id, line.event, line.detail, upto, now
+                    )
+                    ops += [op] if op is not None else []
+                    noted.append(line.line_key)
+            if batch or ops or noted:
+                await store.write(partial(tables.plan, ops=ops, upto=upto, noted=noted))
                 cursor = upto
             if ops:
                 queue.extend(ops)

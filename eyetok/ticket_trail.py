@@ -5,7 +5,10 @@ before it: a new incident of a ticketed SEV channel opens a conversation; an
 acknowledgement, a re-notification, an escalation, an ``escalation_recommended`` and a
 resolve each append a note; the resolve then closes the conversation. Repeats (the
 event count going up) are coalesced by the actor into at most one note a minute
-(:class:`TrailPlanner`).
+(:class:`TrailPlanner`). The playbooks' audit lines of a ticketed, unresolved incident
+(a proposal, each approval, a rejection, a run started, held, finished or cut short)
+each append a note too (:meth:`TrailPlanner.playbook_line`): they are few, and each is a
+human's decision or what it caused, so none is coalesced.
 """
 
 from __future__ import annotations
@@ -66,6 +69,22 @@ def steps_between(before: Incident, after: Incident) -> list[str]:
         at = after.resolved_at or after.last_seen_at
         notes.append(f"Resolved at {_when(at)} after {after.event_count} event(s).")
     return notes
+
+
+PLAYBOOK_NOTES = {
+    "playbook_proposed": "Playbook proposal, waiting for approval",
+    "playbook_approved": "Playbook approval",
+    "playbook_rejected": "Playbook proposal rejected",
+    "playbook_run_held": "Playbook run held",
+    "playbook_run_started": "Playbook run started",
+    "playbook_run_finished": "Playbook run finished",
+    "playbook_run_interrupted": "Playbook run interrupted",
+}
+
+
+def playbook_note(event: str, detail: str) -> str:
+    """The note for one of the playbooks' audit lines (its detail says who and what)."""
+    return f"{PLAYBOOK_NOTES.get(event, event.replace('_', ' '))}: {detail}."
 
 
 def repeat_note(incident: Incident, noted_count: int) -> str:
@@ -149,6 +168,17 @@ class TrailPlanner:
             self.noted.pop(iid, None)
             self.untold.pop(iid, None)
         return ops
+
+    def playbook_line(
+        self, line_key: str, incident_id: str, event: str, detail: str, seq: int, now: datetime
+    ) -> TrailOp | None:
+        """The note a playbook audit line owes (None: its incident is not ticketed, or
+        resolved: its conversation is closed). ``seq``: the cursor."""
+        incident = self.seen.get(incident_id)
+        if incident_id not in self.ticketed or incident is None:
+            return None
+        text = playbook_note(event, detail)
+        return _op(incident_id, f"playbook-{line_key[:12]}", seq, 600, incident, text, now)
 
     def repeats_due(self, now: datetime, seq: int) -> list[TrailOp]:
         """The coalesced repeat notes whose minute has passed (``seq``: the cursor)."""

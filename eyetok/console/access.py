@@ -1,11 +1,15 @@
 """Signing in and out of the console, and the checks every page and form makes.
 
 Sign-in takes a name and a token: the root token signs in the operator (every tenant,
-the dashboard); a tenant token signs in that tenant's person (its own incidents only).
-The tenants actor judges a tenant token, as it does for the tenant API (and audits a
-token presented for another tenant). A sign-in is audited; a refused one is logged. A
-form's CSRF token is the session's; the sign-in form's is a short-lived cookie of its own
-(double submit), as there is no session yet."""
+the dashboard); a tenant token signs in that tenant's person (its own incidents only);
+a person's token (``POST /api/v1/people/<id>/tokens``) signs in that person, who then acts
+with the roles bound to their Slack user id. The tenants actor judges a tenant token, the
+people actor a person's token. Every write is authorised by the people actor
+(:func:`eyetok.access.authorise`, as the API's are): a refusal is a 403 page naming the
+role it needs; outside open mode the root token's session is refused tenant-scoped writes
+(acknowledging, resolving, approving), as the API refuses the root token. A sign-in is
+audited; a refused one is logged. A form's CSRF token is the session's; the sign-in
+form's is a short-lived cookie of its own (double submit), as there is no session yet."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from urllib.parse import quote
 from quart import Blueprint, Response, redirect, render_template, request
 
 from eyetok import log
+from eyetok.access import Action
 from eyetok.console.desk import ConsoleDesk
 from eyetok.console.session import COOKIE, MAX_AGE_S, Session, Sessions, csrf_matches
 
@@ -103,15 +108,19 @@ class Access:
         tenant = form.get("tenant", "").strip() or None
         if not name or not token:
             return await self.login_form("Give your name and a token.", 400)
+        person = None
         if self._root_token and hmac.compare_digest(token.encode(), self._root_token.encode()):
             cookie = self.sessions.open(name, "operator", None)
             audited_tenant, standing = "operator", "operator"
         elif tenant is not None and await self.desk.tenant_signs_in(token, tenant):
             cookie = self.sessions.open(name, "tenant", tenant)
             audited_tenant, standing = tenant, f"tenant {tenant}"
+        elif (person := await self.desk.person_of(token)) is not None:
+            cookie = self.sessions.open(name, "person", None, person)
+            audited_tenant, standing = "operator", f"person {person}"
         else:
-            why = "that token is not the root token" + (
-                f" nor a live token of tenant {tenant!r}" if tenant else " (name the tenant)"
+            why = "that token is not the root token nor a person's token" + (
+                f" nor a live token of tenant {tenant!r}" if tenant else ""
             )
             self._log.warning("console_sign_in_refused", name=name, tenant=tenant, reason=why)
             return await self.login_form(f"Not signed in: {why}.", 401)
@@ -123,6 +132,30 @@ class Access:
         set_cookie(response, COOKIE, cookie, MAX_AGE_S)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
         return response
+
+    async def granted(
+        self, session: Session, action: Action, tenant: str | None, *, what: str = ""
+    ) -> str | Response:
+        """The name a write of ``session`` (``what``: the page's words for it) is made and
+        audited under, once the people actor grants ``action`` (on ``tenant``); else the
+        403 page naming the role it needs."""
+        answer = await self.desk.authorise(session.caller, action, tenant)
+        if answer.status != 200:
+            needed = answer.body.get("needed_role", "")
+            self._log.info(
+                "console_write_refused",
+                who=session.who,
+                action=str(action),
+                tenant=tenant,
+                needed_role=needed,
+            )
+            doing = f"{what} " if what else ""
+            return await error_page(
+                403, f"refused: {doing}needs the role {needed}: {answer.body.get('error', '')}"
+            )
+        grant = answer.body.get("grant")
+        person_role = isinstance(grant, dict) and grant.get("via") in ("binding", "hat")
+        return f"{answer.body['by']} on the console" if person_role else session.who
 
     async def sign_out(self) -> Response:
         session = self.session()
@@ -148,8 +181,15 @@ def signed_in(access: Access, *, operator: bool = False) -> Callable[[Page], Pag
             session = access.session()
             if session is None:
                 return access.to_login()
-            if operator and session.standing != "operator":
+            if operator and session.standing == "tenant":
                 return await error_page(403, "this page is the operator's")
+            if operator and session.standing == "person":  # as the API's operator paths
+                reading = request.method in ("GET", "HEAD")
+                grant = await access.granted(
+                    session, Action.VIEW if reading else Action.OPERATE, None
+                )
+                if isinstance(grant, Response):
+                    return grant
             return await page(session, **kwargs)
 
         guarded.__name__ = page.__name__

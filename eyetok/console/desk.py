@@ -7,9 +7,10 @@ from typing import Any, Protocol
 
 import msgspec
 
+from eyetok.access import Action, Caller
 from eyetok.console.filters import IncidentFilter
 from eyetok.console.timeline import Moment
-from eyetok.messages import BudgetStanding, HandshakeAnswer, Incident
+from eyetok.messages import ApiAnswer, BudgetStanding, HandshakeAnswer, Incident
 from eyetok.review import NoteAnswer, Review
 
 
@@ -27,6 +28,15 @@ class StreamRow(msgspec.Struct, frozen=True, kw_only=True):
     budget: str  # "over the hourly cap: in the digest" or "within budget"
 
 
+class PendingProposal(msgspec.Struct, frozen=True, kw_only=True):
+    """A playbook's remediation proposed for an incident and not yet decided (neither
+    run nor rejected nor withdrawn): its Approve and Reject buttons."""
+
+    proposal_id: str
+    detail: str  # the audit line: the playbook, what would run, who proposed it
+    approvals: tuple[str, ...]  # who approved it so far (a quorum may need more)
+
+
 class ConsoleDesk(Protocol):
     async def incidents(self, wanted: IncidentFilter) -> list[Incident]: ...
 
@@ -38,8 +48,30 @@ class ConsoleDesk(Protocol):
         self, incident_id: str, by: str
     ) -> tuple[Incident | None, bool]: ...
 
+    async def resolve_incident(
+        self, incident_id: str, by: str, note: str
+    ) -> tuple[Incident | None, bool]: ...
+
+    async def proposals(self, incident_id: str) -> list[PendingProposal]:
+        """The incident's playbook proposals still waiting for a decision."""
+        ...
+
+    async def playbook_click(self, action: str, target: str, by: str) -> str:
+        """Approve or reject a proposal, as its Slack button does: the playbooks actor's
+        one line saying what it did."""
+        ...
+
     async def tenant_signs_in(self, token: str, tenant: str) -> bool:
         """Whether ``token`` is a live token of ``tenant``."""
+        ...
+
+    async def person_of(self, token: str) -> str | None:
+        """The Slack user id whose person token ``token`` is (None: it is no one's)."""
+        ...
+
+    async def authorise(self, caller: Caller, action: Action, tenant: str | None) -> ApiAnswer:
+        """The people actor's verdict (eyetok/access.py): 200 with ``by``, or 403 naming
+        ``needed_role`` (audited there as ``access_refused``)."""
         ...
 
     async def audit(self, tenant: str, event: str, detail: str, incident_id: str | None) -> None:

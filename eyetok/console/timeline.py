@@ -9,7 +9,7 @@ import msgspec
 
 class Moment(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
-    kind: str  # signal | routing | notification | audit
+    kind: str  # signal | routing | notification | playbook | decision | audit
     what: str
     detail: str
     outcome: str = ""  # a notification's: delivered, refused, dead, pending ...

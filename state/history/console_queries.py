@@ -7,11 +7,13 @@ operator, every tenant): a tenant's session never reads another tenant's rows.""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import duckdb
 import msgspec
 
+from eyetok.console.desk import PendingProposal
 from eyetok.console.filters import IncidentFilter
 from eyetok.console.timeline import Moment
 from eyetok.messages import Incident
@@ -69,6 +71,19 @@ def incident(
     return _incident.decode(row[0]) if row else None
 
 
+_DECISIONS = frozenset(
+    {"incident_acknowledged", "resolved_by_human", "console_acknowledged", "console_resolved"}
+)
+
+
+def _audit_kind(event: str) -> str:
+    """A timeline moment's kind for an audit line: a playbook's proposals, approvals and
+    runs; a human's decision (acknowledge, resolve); anything else audited."""
+    if event.startswith("playbook_") or event == "console_playbook_click":
+        return "playbook"
+    return "decision" if event in _DECISIONS else "audit"
+
+
 def timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> list[Moment]:
     """Every recorded moment of one incident, oldest first."""
     moments: list[Moment] = []
@@ -117,6 +132,42 @@ def timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> list[Moment]:
     ).fetchall():
         at = _at(us)
         assert at is not None
-        moments.append(Moment(at=at, kind="audit", what=event.replace("_", " "), detail=detail))
+        moments.append(
+            Moment(at=at, kind=_audit_kind(event), what=event.replace("_", " "), detail=detail)
+        )
     moments.sort(key=lambda m: m.at)  # stable: a signal's routing stays after it
     return moments
+
+
+_PROPOSAL = re.compile(r"\(proposal (prp_[A-Za-z0-9]+)\)$")
+_APPROVER = re.compile(r" approved by (.+) \(proposal prp_[A-Za-z0-9]+\)$")
+# the playbooks actor's audit events that end a proposal's wait for a decision
+_DECIDED = ("playbook_rejected", "playbook_withdrawn", "playbook_run_started")
+
+
+def pending_proposals(con: duckdb.DuckDBPyConnection, incident_id: str) -> list[PendingProposal]:
+    """The incident's playbook proposals not yet run, rejected or withdrawn, from the
+    audit lines the playbooks actor records (each names its proposal), oldest first."""
+    proposed: dict[str, str] = {}
+    approvals: dict[str, list[str]] = {}
+    decided: set[str] = set()
+    for event, detail in con.execute(
+        """SELECT event, detail FROM audit_log
+           WHERE incident_id = ? AND event LIKE 'playbook_%' ORDER BY logged_at""",
+        [incident_id],
+    ).fetchall():
+        named = _PROPOSAL.search(detail)
+        if named is None:
+            continue
+        proposal_id = named[1]
+        if event == "playbook_proposed":
+            proposed[proposal_id] = detail[: named.start()].rstrip()
+        elif event == "playbook_approved" and (who := _APPROVER.search(detail)) is not None:
+            approvals.setdefault(proposal_id, []).append(who[1])
+        elif event in _DECIDED:
+            decided.add(proposal_id)
+    return [
+        PendingProposal(proposal_id=p, detail=detail, approvals=tuple(approvals.get(p, ())))
+        for p, detail in proposed.items()
+        if p not in decided
+    ]

@@ -1,5 +1,6 @@
 """The ticket trail's own DuckDB tables: its outbox, its cursor in the incident
-snapshots, and the FreeScout conversation of each ticketed incident.
+snapshots, the FreeScout conversation of each ticketed incident, and the playbooks'
+audit lines it has noted (by a digest of the line: the audit log has no sequence).
 
 A batch of snapshots becomes outbox rows and the cursor moves past it in one DuckDB
 transaction (:func:`plan`), before any FreeScout call: a crash at any point either
@@ -25,7 +26,30 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS ticket_conversations (
         incident_id VARCHAR, tenant VARCHAR, conversation_id BIGINT, number BIGINT,
         opened_at TIMESTAMPTZ)""",
+    # when the trail began noting the playbooks' audit lines (it never notes older ones)
+    """CREATE TABLE IF NOT EXISTS ticket_trail_audit_since (since_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS ticket_trail_audit_noted (line_key VARCHAR PRIMARY KEY)""",
 )
+# the playbooks actor's audit events a ticket notes (approvals, rejections, runs)
+PLAYBOOK_EVENTS = (
+    "playbook_proposed",
+    "playbook_approved",
+    "playbook_rejected",
+    "playbook_run_held",
+    "playbook_run_started",
+    "playbook_run_finished",
+    "playbook_run_interrupted",
+)
+
+
+class AuditLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One playbook audit line of an incident, not yet noted."""
+
+    line_key: str  # md5 of the line's time, event, incident and detail
+    incident_id: str
+    event: str
+    detail: str
+
 
 _encode = msgspec.json.Encoder().encode
 _incident = msgspec.json.Decoder(Incident)
@@ -75,8 +99,39 @@ def last_seen(con: duckdb.DuckDBPyConnection, upto: int) -> dict[str, Incident]:
     return {i.incident_id: i for i in (_incident.decode(r[0]) for r in rows)}
 
 
-def plan(con: duckdb.DuckDBPyConnection, ops: list[TrailOp], upto: int) -> None:
-    """The ops as pending rows, and the cursor past ``upto``, in one transaction."""
+def audit_since(con: duckdb.DuckDBPyConnection, now: datetime) -> datetime:
+    """When the trail began noting playbook lines (``now`` on its first start)."""
+    row = con.execute("SELECT epoch_us(min(since_at)) FROM ticket_trail_audit_since").fetchone()
+    if row is not None and row[0] is not None:
+        return datetime.fromtimestamp(row[0] / 1_000_000, UTC)
+    con.execute("INSERT INTO ticket_trail_audit_since VALUES (?)", [now])
+    return now
+
+
+def playbook_lines(
+    con: duckdb.DuckDBPyConnection, since: datetime, limit: int = 500
+) -> list[AuditLine]:
+    """The playbooks' audit lines since ``since`` the trail has not noted, oldest first
+    (lines of one instant in the order they were recorded)."""
+    rows = con.execute(
+        f"""SELECT key, incident_id, event, detail FROM (
+               SELECT md5(concat_ws('|', epoch_us(logged_at), event, incident_id, detail))
+                      AS key, incident_id, event, detail, logged_at, rowid AS n
+               FROM audit_log
+               WHERE event IN ({", ".join("?" for _ in PLAYBOOK_EVENTS)})
+                 AND incident_id IS NOT NULL AND logged_at >= ?)
+           WHERE key NOT IN (SELECT line_key FROM ticket_trail_audit_noted)
+           ORDER BY logged_at, n LIMIT ?""",
+        [*PLAYBOOK_EVENTS, since, limit],
+    ).fetchall()
+    return [AuditLine(line_key=k, incident_id=i, event=e, detail=d) for k, i, e, d in rows]
+
+
+def plan(
+    con: duckdb.DuckDBPyConnection, ops: list[TrailOp], upto: int, noted: list[str] | None = None
+) -> None:
+    """The ops as pending rows, the cursor past ``upto`` and the audit lines ``noted``,
+    in one transaction."""
     for op in ops:
         con.execute(
             "INSERT INTO ticket_trail VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL, NULL)",
@@ -91,6 +146,8 @@ def plan(con: duckdb.DuckDBPyConnection, ops: list[TrailOp], upto: int) -> None:
             ],
         )
     con.execute("UPDATE ticket_trail_cursor SET seq = ?", [upto])
+    for key in noted or ():
+        con.execute("INSERT OR IGNORE INTO ticket_trail_audit_noted VALUES (?)", [key])
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> list[TrailOp]:

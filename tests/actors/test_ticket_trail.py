@@ -5,11 +5,13 @@ delays nothing else and catches up; a wrong API key is an audited refusal."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -20,6 +22,7 @@ from eyetok.clock import TrioWallClock
 from eyetok.config import Settings
 from eyetok.messages import Signal, SignalKind, VerificationChanged
 from eyetok.verification import Verification, VerificationStatus
+from harness.peers.platform import FakeHeroku
 from harness.peers.slack import FakeSlack
 from state.history import ticket_trail as tables
 from state.history.store import HistoryStore
@@ -273,3 +276,75 @@ async def test_a_row_failing_past_its_maximum_age_ends_dead_audited_and_reported
         assert [r["status"] for r in rows] == ["dead", "skipped", "skipped"]
         assert "no conversation" in str(rows[-1]["detail"])
         assert not freescout.conversations
+
+
+def _playbook_config(heroku: FakeHeroku) -> str:
+    return f"""
+integrations:
+  heroku: {{api_url: "{heroku.base_url}", token_env: HEROKU_API_TOKEN}}
+playbooks:
+  - name: db-web
+    match: {{sev: [SEV2, SEV2.5]}}
+    remediation:
+      name: restart web dynos
+      action: {{kind: heroku.restart_dyno, app: raxx-prod, dyno: web}}
+"""
+
+
+async def test_a_playbooks_proposal_approvals_and_run_are_noted_in_the_conversation(
+    tmp_path: Path, fake_slack: FakeSlack, freescout: FakeFreeScout, mock_clock: trio.MockClock
+) -> None:
+    clock = TrioWallClock(ANCHOR)
+    with FakeHeroku() as heroku:
+        settings = _settings(
+            tmp_path,
+            fake_slack,
+            freescout,
+            _playbook_config(heroku),
+            HEROKU_API_TOKEN=heroku.token,
+        )
+        async with running(settings, clock) as topology:
+            opened = await topology.submit(
+                msgspec.structs.replace(
+                    _signal(clock, 1), level="error", marks=frozenset({"declared_high"})
+                )
+            )
+            assert opened.incident_id is not None
+
+            def noted(says: str) -> list[str]:
+                threads = freescout.conversations[0].threads if freescout.conversations else []
+                return [t.text for t in threads if says in t.text]
+
+            await until(lambda: bool(noted("Playbook proposal, waiting")), within=60)
+            [proposed] = noted("Playbook proposal, waiting")
+            assert "db-web proposes restart web dynos" in proposed
+            proposal = re.search(r"\(proposal (prp_[0-9a-f]+)\)", proposed)
+            assert proposal is not None
+            assert heroku.calls == []  # noted as proposed: nothing ran
+            # as Slack's Approve button calls it
+            said = await topology.playbook_click("approve", proposal[1], "slack:dana (U0DANA)")
+            assert said == "approve: approved"
+            await until(lambda: bool(noted("Playbook run finished")), within=60)
+            assert len(heroku.calls) == 1
+            texts = [t.text for t in freescout.conversations[0].threads]
+            order = [
+                next(i for i, t in enumerate(texts) if says in t)
+                for says in (
+                    "Playbook proposal, waiting",
+                    "Playbook approval: restart web dynos approved by slack:dana (U0DANA)",
+                    "Playbook run started",
+                    "Playbook run finished",
+                )
+            ]
+            assert order == sorted(order)
+            assert heroku.token not in " ".join(texts)
+            # the trail remembers what it noted: nothing is noted twice
+            assert len(noted("Playbook approval")) == 1
+            await trio.sleep(5)
+            assert len(noted("Playbook run finished")) == 1
+            [row] = await topology.store.read(
+                lambda con: con.execute(
+                    "SELECT count(*) FROM ticket_trail WHERE op_id LIKE '%playbook-%'"
+                ).fetchall()
+            )
+            assert row[0] == 4

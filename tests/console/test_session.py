@@ -33,3 +33,17 @@ def test_each_session_has_its_own_csrf_token() -> None:
     assert second is not None
     assert first.csrf != second.csrf
     assert first.who == "console:sam"
+
+
+def test_a_persons_session_is_judged_as_that_person() -> None:
+    sessions = Sessions("root-token")
+    person = sessions.read(sessions.open("Carol", "person", None, "U0CAROL"))
+    assert person is not None
+    assert (person.caller.kind, person.caller.id) == ("person", "U0CAROL")
+    assert person.who == "console:Carol (person U0CAROL)"
+    tenant = sessions.read(sessions.open("kim", "tenant", "acme"))
+    assert tenant is not None
+    assert (tenant.caller.kind, tenant.caller.tenant) == ("tenant_token", "acme")
+    operator = sessions.read(sessions.open("sam", "operator", None))
+    assert operator is not None
+    assert operator.caller.kind == "root_token"
