@@ -19,7 +19,7 @@ from bench.ingest import (
     log,
 )
 from bench.ingest.bodies import Request, RequestFactory, retarget
-from bench.ingest.footprint import import_footprint, memory_map
+from bench.ingest.footprint import held_at_stop, import_footprint, memory_map
 from bench.ingest.load import RunResult, run_load, summarise
 from bench.ingest.peers import (
     SlackWatch,
@@ -179,6 +179,7 @@ def phase_burst(
         figures["stop_s"] = round(time.perf_counter() - t_stop, 2)
         figures["exit_code"] = code
     figures["journal"] = journal_stats(daemon.data_dir / "data" / "history.duckdb")
+    figures["actors_held_at_stop"] = held_at_stop(daemon.log_path)
     figures["peak_rss_mb"] = round(peak / 2**20, 1)
     figures["slack_rate_per_channel"] = args.slack_rate if config else 1.0
     figures["ready_s"] = round(daemon.ready_s, 2)

@@ -5,9 +5,12 @@ Python heap and other anonymous memory, DuckDB's library, the other libraries)."
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.ingest import ROOT
@@ -109,6 +112,20 @@ def _kind(path: str) -> str:
     return "other libraries and files"
 
 
+def held_at_stop(log_path: Path) -> dict[str, dict[str, Any]]:
+    """What the actors said they held when the daemon stopped (their ``*_held_at_stop``
+    log lines): actor -> sizes of its maps."""
+    held: dict[str, dict[str, Any]] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '_held_at_stop"' not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            actor = str(entry.pop("event")).removesuffix("_held_at_stop")
+            held[actor] = {k: v for k, v in entry.items() if isinstance(v, int)}
+    return held
+
+
 def footprint_lines(figures: dict[str, Any]) -> list[str]:
     """The report's lines for :func:`import_footprint` and :func:`memory_map` figures."""
     lines: list[str] = []
@@ -125,4 +142,7 @@ def footprint_lines(figures: dict[str, Any]) -> list[str]:
     if held:
         parts = "; ".join(f"{k} {v:g} MB" for k, v in held.items())
         lines.append(f"  what the daemon held after the HTTP burst: {parts}")
+    for actor, sizes in (figures.get("actors_held_at_stop") or {}).items():
+        parts = ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+        lines.append(f"  the {actor} actor held at stop: {parts}")
     return lines
