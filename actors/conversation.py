@@ -246,7 +246,12 @@ async def run_conversation(
         )
         return command.verb.value
 
-    async for message in inbox:
-        done = await handle(message)
-        if message.answered is not None:
-            message.answered.send(done)
+    try:
+        async for message in inbox:
+            done = await handle(message)
+            if message.answered is not None:
+                message.answered.send(done)
+    finally:
+        logger.info(
+            "conversation_held_at_stop", remembered_event_ids=len(seen), remembered_max=REMEMBERED
+        )

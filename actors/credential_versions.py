@@ -18,7 +18,6 @@ from eyetok.rotation import material
 from eyetok.rotation.sealing import KEY_ENV, Sealer
 from state.history import credential_store as cs
 from state.history.store import HistoryStore
-from state.mirror import credential_store as mirror
 
 
 def sealer_of(settings: Settings) -> Sealer | None:
@@ -58,6 +57,8 @@ async def stored_credentials(
 async def _restore(
     store: HistoryStore, database_url: str, tenants: list[str]
 ) -> list[cs.StoredVersion]:
+    from state.mirror import credential_store as mirror  # psycopg: only with a mirror
+
     logger = log.get("rotation")
     try:
         rows, rotations = await trio.to_thread.run_sync(mirror.load, database_url, tenants)

@@ -686,6 +686,14 @@ async def run_delivery(
             task_status.started()
             await dispatch(nursery)
     finally:
+        logger.info(
+            "delivery_held_at_stop",
+            lanes=len(lanes),
+            remembered_delivery_ids=len(seen),
+            remembered_max=_SEEN_MAX,
+            held_unverified=len(held_ids),
+            dead_unreported=len(unreported),
+        )
         with trio.CancelScope(shield=True), trio.move_on_after(2.0):
             for client in built:
                 await client.aclose()

@@ -346,36 +346,46 @@ async def run_incidents(
             quiet.track(key_of(signal), None)
             await outbox.send(change)
 
-    while True:
-        await fire_due()
-        await resolve_quiet()
-        due = min([*pending.values(), *quiet.next_due()], default=None)
-        wait = (due - clock.now()).total_seconds() if due is not None else math.inf
-        message: IngestMessage | None = None
-        try:
-            with trio.move_on_after(max(wait, 0.0)):
-                message = await inbox.receive()
-        except trio.EndOfChannel:
-            return
-        match message:
-            case None:  # a step of the loop fell due
-                pass
-            case SignalReceived(signal=signal, reply=reply):
-                change = decided(signal, reply)
-                track(key_of(signal))
-                quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
-                await outbox.send(change)
-            case SignalsReceived(signals=signals, reply=batch_reply):
-                changes = tuple(decided(signal) for signal in signals)
-                for signal in signals:
+    try:
+        while True:
+            await fire_due()
+            await resolve_quiet()
+            due = min([*pending.values(), *quiet.next_due()], default=None)
+            wait = (due - clock.now()).total_seconds() if due is not None else math.inf
+            message: IngestMessage | None = None
+            try:
+                with trio.move_on_after(max(wait, 0.0)):
+                    message = await inbox.receive()
+            except trio.EndOfChannel:
+                return
+            match message:
+                case None:  # a step of the loop fell due
+                    pass
+                case SignalReceived(signal=signal, reply=reply):
+                    change = decided(signal, reply)
                     track(key_of(signal))
                     quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
-                await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
-            case AcknowledgeIncident():
-                await acknowledge(message)
-            case TicketOpened():
-                await ticketed(message)
-            case ResolveIncident():
-                await resolve(message)
-            case _:
-                assert_never(message)
+                    await outbox.send(change)
+                case SignalsReceived(signals=signals, reply=batch_reply):
+                    changes = tuple(decided(signal) for signal in signals)
+                    for signal in signals:
+                        track(key_of(signal))
+                        quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
+                    await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
+                case AcknowledgeIncident():
+                    await acknowledge(message)
+                case TicketOpened():
+                    await ticketed(message)
+                case ResolveIncident():
+                    await resolve(message)
+                case _:
+                    assert_never(message)
+    finally:
+        # what this actor holds, for the bench (bench/ingest/footprint.py) and for anyone
+        # reading the log of a dyno that grew
+        logger.info(
+            "incidents_held_at_stop",
+            open=len(open_incidents),
+            recently_resolved=len(recently_resolved),
+            steps_pending=len(pending),
+        )

@@ -279,28 +279,32 @@ async def run_suppression(
                 (c.quiet_from + options.quiet_s for c in clusters.values()), default=math.inf
             )
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(courier.run)
-        task_status.started()
-        taken = 0
-        while True:
-            message: Deliver | None = None
-            try:
-                message = inbox.receive_nowait()
-                taken += 1
-                if taken % 256 == 0:
-                    await trio.lowlevel.checkpoint()  # a long burst lets the courier run
-            except trio.WouldBlock:
-                with trio.move_on_at(min(next_close(), quiet_check_at)):
-                    message = await inbox.receive()
-            except trio.EndOfChannel:
-                return
-            match message:
-                case Deliver():
-                    await admit(message)
-                case None:
-                    pass
-                case _:
-                    assert_never(message)
-            if min(next_close(), quiet_check_at) <= trio.current_time():
-                await expire()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(courier.run)
+            task_status.started()
+            taken = 0
+            while True:
+                message: Deliver | None = None
+                try:
+                    message = inbox.receive_nowait()
+                    taken += 1
+                    if taken % 256 == 0:
+                        await trio.lowlevel.checkpoint()  # a long burst lets the courier run
+                except trio.WouldBlock:
+                    with trio.move_on_at(min(next_close(), quiet_check_at)):
+                        message = await inbox.receive()
+                except trio.EndOfChannel:
+                    return
+                match message:
+                    case Deliver():
+                        await admit(message)
+                    case None:
+                        pass
+                    case _:
+                        assert_never(message)
+                if min(next_close(), quiet_check_at) <= trio.current_time():
+                    await expire()
+    finally:
+        held = {"holds": len(holds), "clusters": len(clusters), "silenced_incidents": len(silenced)}
+        logger.info("suppression_held_at_stop", silenced_max=_SILENCED_MAX, **held)

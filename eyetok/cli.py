@@ -605,12 +605,14 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
 
     from actors.daemon import Daemon
     from actors.supervisor import CrashLoopError
+    from eyetok.malloc_arenas import cap_malloc_arenas
 
     problem = doctor.find_data_dir_problem(settings.data_dir)
     if problem is not None:
         return _startup_failed(problem, "set EYETOK_DATA_DIR to a directory this user can write")
     # where each credential came from (names only): the vault, the environment, or unset
     log.get("vault").info("credentials_loaded", why="start", **credentials)
+    cap_malloc_arenas()
     daemon = Daemon(settings, SystemClock(), host=host)
     failed = 0
     try:

@@ -26,12 +26,6 @@ from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
-import requests
-from infisical_sdk import InfisicalSDKClient  # type: ignore[import-untyped]
-from infisical_sdk.infisical_requests import (  # type: ignore[import-untyped]
-    APIError,
-    InfisicalError,
-)
 
 from eyetok.config import Settings, load_settings, secret_env_of
 from eyetok.errors import ConfigError
@@ -91,7 +85,15 @@ def access_from(env: Mapping[str, str]) -> VaultAccess | None:
 
 def read_vault(access: VaultAccess) -> dict[str, str]:
     """Every secret under the access's path: name -> value. Blocking (run it in a worker
-    thread inside trio)."""
+    thread inside trio). The vault's client (and boto3, which it pulls in) is imported
+    here, so a deployment without INFISICAL_* never loads it."""
+    import requests
+    from infisical_sdk import InfisicalSDKClient  # type: ignore[import-untyped]
+    from infisical_sdk.infisical_requests import (  # type: ignore[import-untyped]
+        APIError,
+        InfisicalError,
+    )
+
     client = InfisicalSDKClient(host=access.site_url, cache_ttl=None)
     session = client.api.session
     session.request = functools.partial(session.request, timeout=REQUEST_TIMEOUT_S)

@@ -19,6 +19,7 @@ from bench.ingest import (
     log,
 )
 from bench.ingest.bodies import Request, RequestFactory, retarget
+from bench.ingest.footprint import held_at_stop, import_footprint, memory_map
 from bench.ingest.load import RunResult, run_load, summarise
 from bench.ingest.peers import (
     SlackWatch,
@@ -98,6 +99,7 @@ def phase_burst(
     )
     sampler = RssSampler(daemon.proc.pid).start()
     figures: dict[str, Any] = {"sink": "webhook" if hook is not None else "slack"}
+    figures["imports"] = import_footprint()
     try:
         if hook is not None:
             base_url = f"http://{HOST}:{daemon.port}"
@@ -135,6 +137,7 @@ def phase_burst(
         figures["fake_slack_cpu_cores"] = fake["fake_slack_cpu_cores"]
         figures["rss_after_burst_mb"] = round(sampler.last / 2**20, 1)
         figures["peak_rss_burst_mb"] = round(sampler.peak / 2**20, 1)
+        figures["memory_at_peak"] = memory_map(daemon.proc.pid)
         log(
             f"eyetok: {figures['accepted_per_s']} accepted/s, p50 {figures['p50_ms']} ms, "
             f"p99 {figures['p99_ms']} ms, non-202 {figures['non_202']}"
@@ -176,6 +179,7 @@ def phase_burst(
         figures["stop_s"] = round(time.perf_counter() - t_stop, 2)
         figures["exit_code"] = code
     figures["journal"] = journal_stats(daemon.data_dir / "data" / "history.duckdb")
+    figures["actors_held_at_stop"] = held_at_stop(daemon.log_path)
     figures["peak_rss_mb"] = round(peak / 2**20, 1)
     figures["slack_rate_per_channel"] = args.slack_rate if config else 1.0
     figures["ready_s"] = round(daemon.ready_s, 2)

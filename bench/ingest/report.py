@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.ingest import TARGET_E2E_P99_MS, TARGET_RATIO, TARGET_RSS_MB, WEBHOOK_SINK, durability
+from bench.ingest.footprint import footprint_lines
 
 
 def fmt(value: Any, unit: str = "") -> str:
@@ -116,6 +117,7 @@ def text_report(report: dict[str, Any]) -> str:
                 f"{e.get('ready_s')} s; stopped (SIGTERM) in {e.get('stop_s')} s, "
                 f"exit {e.get('exit_code')}"
             )
+            lines += footprint_lines(e)
             lines.append(f"  SEV channels answered: {e.get('sev_channels')}")
             x = e.get("e2e") or {}
             if x.get("sink") == "webhook":

@@ -19,8 +19,6 @@ import secrets
 from datetime import datetime
 
 import msgspec
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from eyetok.config import Settings
 from eyetok.errors import ConfigError
@@ -51,6 +49,10 @@ def webhook_material() -> dict[str, str]:
 
 def dkim_material(domain: str, now: datetime, version: int) -> dict[str, str]:
     """A new DKIM key and the selector it is published under."""
+    # cryptography is loaded by the first DKIM rotation, not by every daemon.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=DKIM_KEY_BITS)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -66,6 +68,8 @@ def dkim_material(domain: str, now: datetime, version: int) -> dict[str, str]:
 
 def dkim_record(material: dict[str, str]) -> tuple[str, str]:
     """(name, value) of the TXT record publishing a DKIM version's public key."""
+    from cryptography.hazmat.primitives import serialization
+
     key = serialization.load_pem_private_key(material["private_key"].encode(), password=None)
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

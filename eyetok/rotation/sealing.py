@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from cryptography.fernet import Fernet, InvalidToken
-
 from eyetok.errors import ConfigError, StateError
 
 KEY_ENV = "EYETOK_SECRETS_KEY"
@@ -26,6 +24,10 @@ class Sealer:
     """Seals and opens one credential's material (a small name -> value map)."""
 
     def __init__(self, key: str) -> None:
+        # cryptography is loaded only where EYETOK_SECRETS_KEY is set.
+        from cryptography.fernet import Fernet, InvalidToken
+
+        self._invalid_token = InvalidToken
         try:
             self._fernet = Fernet(key.encode())
         except ValueError as exc:
@@ -42,7 +44,7 @@ class Sealer:
     def open(self, sealed: bytes, *, what: str) -> dict[str, str]:
         try:
             plain = self._fernet.decrypt(sealed)
-        except InvalidToken as exc:
+        except self._invalid_token as exc:
             raise SealError(f"{what}: {KEY_ENV} does not open it (was the key changed?)") from exc
         opened = json.loads(plain)
         return {str(k): str(v) for k, v in opened.items()}
@@ -56,4 +58,6 @@ def sealer_from(env: Mapping[str, str]) -> Sealer | None:
 
 def new_key() -> str:
     """A fresh key for ``EYETOK_SECRETS_KEY``."""
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode()

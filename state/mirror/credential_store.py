@@ -4,8 +4,6 @@ Every statement runs under its tenant's ``eyetok.tenant`` (row-level security)."
 
 from __future__ import annotations
 
-import psycopg
-
 from eyetok.errors import StateError
 from state.history.credential_store import (
     ROTATION_COLUMNS,
@@ -41,6 +39,8 @@ __all__ = ["load", "save"]
 
 def save(dsn: str, changed: list[StoredVersion], rotation: StoredRotation | None) -> None:
     """Write the changed versions and the rotation row, each under its tenant."""
+    import psycopg
+
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             migrate(conn)
@@ -57,6 +57,8 @@ def save(dsn: str, changed: list[StoredVersion], rotation: StoredRotation | None
 
 def load(dsn: str, tenants: list[str]) -> tuple[list[StoredVersion], list[StoredRotation]]:
     """Every tenant's versions and rotations, as the DuckDB tables hold them."""
+    import psycopg
+
     found_versions: list[StoredVersion] = []
     found_rotations: list[StoredRotation] = []
     try:

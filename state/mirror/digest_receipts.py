@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import msgspec
-import psycopg
-from psycopg.rows import TupleRow
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 from eyetok.digests import DigestReceipt
 from eyetok.errors import StateError
@@ -45,6 +48,8 @@ class DigestReceipts:
         self._conn: psycopg.Connection[TupleRow] | None = None
 
     def _connection(self) -> psycopg.Connection[TupleRow]:
+        import psycopg
+
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.dsn, autocommit=False, connect_timeout=5, application_name="eyetok-digests"
@@ -52,6 +57,8 @@ class DigestReceipts:
         return self._conn
 
     def _discard(self) -> None:
+        import psycopg
+
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
@@ -60,6 +67,8 @@ class DigestReceipts:
     def save(self, receipts: Iterable[DigestReceipt]) -> None:
         """Upsert ``receipts`` in one transaction (a receipt or an escalation, once
         recorded, is never undone). Raises :class:`StateError`."""
+        import psycopg
+
         rows = [
             (
                 r.what,
@@ -84,6 +93,8 @@ class DigestReceipts:
 
     def load(self, since: datetime) -> list[DigestReceipt]:
         """The digests posted since ``since``, as the mirror knows them."""
+        import psycopg
+
         try:
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg.rows import TupleRow
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 from eyetok.errors import StateError
 
@@ -71,6 +73,8 @@ def migrate(
     :class:`StateError` naming it; connection trouble propagates as ``psycopg.Error``
     (the writer maps it).
     """
+    import psycopg
+
     todo = load_migrations() if migrations is None else migrations
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])

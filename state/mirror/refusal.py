@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 
-import psycopg
-
 # libpq's words for a refusal of the role (connection errors carry no SQLSTATE in psycopg)
 _REFUSED = re.compile(
     r"password authentication failed|authentication failed for user|"
@@ -30,6 +28,8 @@ def is_role_refusal(text: str) -> bool:
 def role_refusal(dsn: str, *, connect_timeout_s: int = 5) -> str | None:
     """Blocking (run it in a worker thread): connect once with ``dsn``. Postgres's words
     when it refuses the role; None when it accepts it or cannot be reached at all."""
+    import psycopg
+
     try:
         with psycopg.connect(
             dsn, connect_timeout=connect_timeout_s, application_name="eyetok-startup"

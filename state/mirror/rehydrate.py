@@ -15,11 +15,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import msgspec
-import psycopg
-from psycopg.rows import TupleRow
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 from eyetok.errors import StateError
 from eyetok.messages import (
@@ -146,6 +149,8 @@ def load_from_postgres(
     migrated to the verification log restores no verifications. Raises
     :class:`StateError` when Postgres cannot be reached or a row does not decode.
     """
+    import psycopg
+
     try:
         with psycopg.connect(
             dsn, connect_timeout=max(2, connect_timeout_s), application_name="eyetok-rehydrate"

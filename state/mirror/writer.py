@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import psycopg
-from psycopg.rows import TupleRow
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 from eyetok import log
 from eyetok.errors import StateError
@@ -461,6 +463,8 @@ class MirrorWriter:
     # --- connection -----------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[TupleRow]:
+        import psycopg
+
         if self._conn is not None and not self._conn.closed:
             return self._conn
         self._conn = None
@@ -482,6 +486,8 @@ class MirrorWriter:
         return self._conn
 
     def _discard(self) -> None:
+        import psycopg
+
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
@@ -490,6 +496,8 @@ class MirrorWriter:
     def migrate(self) -> list[int]:
         """Connect if needed and apply pending migrations (once per writer); return the
         versions applied now. Raises :class:`StateError`."""
+        import psycopg
+
         conn = self._connection()
         if self._migrated:
             return []
@@ -532,6 +540,8 @@ class MirrorWriter:
             self._apply_once(batch)
 
     def _apply_once(self, batch: MirrorBatch) -> None:
+        import psycopg
+
         conn = self._connection()
         try:
             try:
@@ -565,6 +575,8 @@ class MirrorWriter:
                 cur.executemany(statement, rows)
 
     def _write_row_by_row(self, conn: psycopg.Connection[TupleRow], batch: MirrorBatch) -> None:
+        import psycopg
+
         with conn.transaction(), conn.cursor() as cur:
             for tenant, what, statement, params in batch.statements():
                 try:

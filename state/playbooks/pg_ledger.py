@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 import msgspec
-import psycopg
-from psycopg.rows import TupleRow
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 from eyetok.errors import StateError
 from eyetok.playbooks.ledger import PlaybookEvent
@@ -38,6 +41,8 @@ class PgLedger:
         self._conn: psycopg.Connection[TupleRow] | None = None
 
     def _connection(self) -> psycopg.Connection[TupleRow]:
+        import psycopg
+
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
@@ -54,6 +59,8 @@ class PgLedger:
         return conn
 
     def _discard(self) -> None:
+        import psycopg
+
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
@@ -61,6 +68,8 @@ class PgLedger:
 
     def append(self, events: Sequence[PlaybookEvent]) -> None:
         """Commit ``events`` (in order, one transaction; already there: skipped)."""
+        import psycopg
+
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -87,6 +96,8 @@ class PgLedger:
     def load(self, tenants: Iterable[str]) -> list[PlaybookEvent]:
         """Every tenant's events, each tenant's in recording order (tenant by tenant: a
         proposal, a run, a recommendation each belong to one tenant's incident)."""
+        import psycopg
+
         conn = self._connection()
         events: list[PlaybookEvent] = []
         try:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from email import policy
 from email.message import EmailMessage
 
-import dkim  # type: ignore[import-untyped]
-
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id")
 
 
@@ -15,6 +13,10 @@ class DkimKey:
     """One selector's private key (PEM) for one signing domain. ``repr`` hides the key."""
 
     def __init__(self, *, selector: str, domain: str, private_key: str) -> None:
+        # dkimpy (and dnspython under it) is loaded by the first key, not by every daemon.
+        import dkim  # type: ignore[import-untyped]
+
+        self._dkim_sign = dkim.sign
         self.selector = selector
         self.domain = domain
         self._key = private_key.encode()
@@ -25,7 +27,7 @@ class DkimKey:
     def sign(self, message: EmailMessage) -> bytes:
         """The message as SMTP bytes with a ``DKIM-Signature`` header on top."""
         raw = message.as_bytes(policy=policy.SMTP)
-        signature = dkim.sign(
+        signature = self._dkim_sign(
             raw,
             self.selector.encode(),
             self.domain.encode(),

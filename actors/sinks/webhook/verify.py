@@ -28,13 +28,6 @@ import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-import dns.asyncbackend
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.rdtypes.ANY.TXT
-import dns.resolver
 import msgspec
 import trio
 
@@ -95,6 +88,9 @@ def record_name(url_or_domain: str) -> str:
     host = host.lower().rstrip(".")
     if _is_ip(host):
         raise ValueError(f"{host} is an IP address: there is no domain to verify")
+    import dns.exception
+    import dns.name
+
     try:
         name = dns.name.from_text(f"{VERIFY_LABEL}.{host}")
     except dns.exception.DNSException as exc:
@@ -107,7 +103,16 @@ async def lookup_txt(
 ) -> list[str]:
     """The TXT values at ``name`` (each record's strings joined), asked of ``nameserver``
     (an IP address) only. No such name or no TXT there: ``[]``. Anything else raises
-    :class:`DnsLookupError`. ``timeout_s`` bounds the whole lookup, retries included."""
+    :class:`DnsLookupError`. ``timeout_s`` bounds the whole lookup, retries included.
+    dnspython is loaded here, by the first webhook sink's check, not by every daemon."""
+    import dns.asyncbackend
+    import dns.asyncresolver
+    import dns.exception
+    import dns.name
+    import dns.rdatatype
+    import dns.rdtypes.ANY.TXT
+    import dns.resolver
+
     if not _is_ip(nameserver):
         raise ValueError(f"nameserver must be an IP address, not {nameserver!r}")
     resolver = dns.asyncresolver.Resolver(configure=False)
