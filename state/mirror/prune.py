@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import psycopg
 
 from eyetok.errors import StateError
 from eyetok.retention import Horizons
@@ -50,6 +49,8 @@ def prune_mirror(
     dsn: str, horizons: Horizons, tenants: Iterable[str], *, batch_rows: int
 ) -> dict[str, int]:
     """Rows removed per mirror table. Raises :class:`StateError` when Postgres fails."""
+    import psycopg  # only a deployment with a mirror prunes one (tests/test_lazy_imports.py)
+
     removed = dict.fromkeys(PRUNES, 0)
     try:
         with psycopg.connect(dsn, connect_timeout=10) as conn:
