@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-
 from eyetok.errors import StateError
 from eyetok.retention import Horizons
 
