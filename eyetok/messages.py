@@ -618,6 +618,16 @@ class PlaybookPost(msgspec.Struct, frozen=True, kw_only=True):
     buttons: tuple[PostButton, ...] = ()
 
 
+class Rewrite(msgspec.Struct, frozen=True, kw_only=True):
+    """A post made earlier (outbox row ``delivery_id``, on the same destination) rewritten
+    in place to say who decided what: its text and the buttons still possible."""
+
+    delivery_id: str
+    text: str
+    buttons: tuple[PostButton, ...] = ()
+    ts: str | None = None  # set only on the copy a lane renders: the post's Slack ts
+
+
 class PlaybookClick(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A human pressed a playbook button: approve or reject a proposal, propose it again,
     or acknowledge an escalation recommendation (``target``: a proposal or incident id).
@@ -661,6 +671,7 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     step: DeliveryStep | None = None
     playbook_note: str | None = None  # a playbook matched: what it will do (the first post)
     post: PlaybookPost | None = None  # a playbook's thread post (actors/playbooks.py)
+    rewrite: Rewrite | None = None  # a decision: the post it decided on, rewritten (Slack)
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None
