@@ -37,6 +37,7 @@ from actors.quiet_periods import QuietPeriods
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Escalation, Settings
+from eyetok.escalation import PromotionRefused, promoted_as_told
 from eyetok.incidents import (
     NOTHING_OPEN,
     RECENTLY_RESOLVED,
@@ -55,6 +56,7 @@ from eyetok.messages import (
     IncidentsChanged,
     IncidentStepped,
     IngestMessage,
+    PromoteIncident,
     Reply,
     ResolveIncident,
     SevChannel,
@@ -332,6 +334,30 @@ async def run_incidents(
         open_incidents[key] = incident
         await outbox.send(IncidentStepped(incident=incident, step="ticketed", at=message.at))
 
+    async def promoted(message: PromoteIncident) -> None:
+        """A human acknowledged a louder channel: the open incident moves there, only
+        through :func:`promote` (refused, and logged, when it is louder already)."""
+        key = next(
+            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
+        )
+        if key is None:
+            return
+        try:
+            incident = promoted_as_told(open_incidents[key], message)
+        except PromotionRefused as exc:
+            logger.info("incident_not_promoted", incident_id=message.incident_id, why=str(exc))
+            return
+        open_incidents[key] = incident
+        track(key)
+        logger.info(
+            "incident_promoted",
+            tenant=incident.tenant,
+            incident_id=incident.incident_id,
+            sev_channel=message.to.value,
+            by=message.by,
+        )
+        await outbox.send(IncidentStepped(incident=incident, step="promoted", at=message.at))
+
     async def resolve_quiet() -> None:
         for signal in quiet.fall_due(open_incidents, clock.now()):
             logger.info(
@@ -377,5 +403,7 @@ async def run_incidents(
                 await ticketed(message)
             case ResolveIncident():
                 await resolve(message)
+            case PromoteIncident():
+                await promoted(message)
             case _:
                 assert_never(message)

@@ -861,6 +861,7 @@ def build(
                 settings=settings,
                 ledger_path=settings.data_dir / "playbooks.jsonl",
                 database_url=settings.database_url,
+                incidents=ingest_tx,
             ),
             playbooks_rx,
             history_tx,

@@ -16,7 +16,7 @@ import msgspec
 
 from eyetok.errors import EyeTokError
 from eyetok.incidents import louder
-from eyetok.messages import Incident, SevChannel, Severity
+from eyetok.messages import Incident, PromoteIncident, SevChannel, Severity
 
 # the severity an incident promoted to a channel is said to have
 _SEVERITY_OF = {
@@ -76,6 +76,16 @@ def promote(
         severity=_SEVERITY_OF.get(to, incident.severity),
         escalation_recommended=None,
     )
+
+
+def promoted_as_told(incident: Incident, message: PromoteIncident) -> Incident:
+    """The incidents actor's own snapshot moved to the louder channel the playbooks actor
+    re-posted it in: through :func:`promote`, with the acknowledgement ``message``
+    carries (raises :class:`PromotionRefused` likewise, e.g. when it is louder already)."""
+    acknowledgement = Acknowledgement(
+        incident_id=message.incident_id, to=message.to, by=message.by, at=message.acknowledged_at
+    )
+    return promote(incident, message.to, acknowledgement)
 
 
 def _channel(incident: Incident) -> str:

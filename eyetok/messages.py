@@ -353,8 +353,26 @@ class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     flushed: Reply[bool] | None = None
 
 
+class PromoteIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human's recorded acknowledgement of ``escalation_recommended: to`` made the
+    incident louder: the incidents actor moves it to channel ``to`` (through
+    :func:`eyetok.escalation.promote`, which refuses without the acknowledgement), so its
+    repeats follow to the louder thread."""
+
+    incident_id: str
+    to: SevChannel
+    by: str  # who acknowledged the recommendation
+    acknowledged_at: datetime
+    at: datetime
+
+
 IngestMessage = (
-    SignalReceived | SignalsReceived | AcknowledgeIncident | ResolveIncident | TicketOpened
+    SignalReceived
+    | SignalsReceived
+    | AcknowledgeIncident
+    | ResolveIncident
+    | TicketOpened
+    | PromoteIncident
 )
 
 
@@ -959,8 +977,9 @@ class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     snapshot, the audit line and the deliveries, in order behind the signals before it."""
 
     incident: Incident
-    # "ticketed": the ticket trail's conversation id is now on the incident (no delivery)
-    step: Literal["acknowledged", "renotify", "escalated", "resolved", "ticketed"]
+    # "ticketed": the ticket trail's conversation id is now on the incident (no delivery);
+    # "promoted": a human acknowledged a louder channel (the playbooks actor re-posts it)
+    step: Literal["acknowledged", "renotify", "escalated", "resolved", "ticketed", "promoted"]
     at: datetime
     flushed: Reply[bool] | None = None  # answered once it is all in the tables
 
