@@ -146,15 +146,7 @@ async def run_playbooks(
             return
         # not sent from here: the incidents actor's inbox may be full while it waits on
         # the router, which waits on this actor; a task of its own forwards it
-        promotions_tx.send_nowait(
-            PromoteIncident(
-                incident_id=incident_id,
-                to=to,
-                by=acknowledgement.by,
-                acknowledged_at=acknowledgement.at,
-                at=clock.now(),
-            )
-        )
+        promotions_tx.send_nowait(PromoteIncident(acknowledgement=acknowledgement, at=clock.now()))
 
     def event(name: str, incident: Incident, playbook: str, **fields: object) -> PlaybookEvent:
         return msgspec.convert(

@@ -10,13 +10,11 @@ commits it before it asks.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
 
 from eyetok.errors import EyeTokError
 from eyetok.incidents import louder
-from eyetok.messages import Incident, PromoteIncident, SevChannel, Severity
+from eyetok.messages import Acknowledgement, Incident, SevChannel, Severity
 
 # the severity an incident promoted to a channel is said to have
 _SEVERITY_OF = {
@@ -29,15 +27,6 @@ _SEVERITY_OF = {
 class PromotionRefused(EyeTokError):
     """An incident was asked to be posted louder without a recorded human acknowledgement
     of that recommendation (or to a channel that is not louder)."""
-
-
-class Acknowledgement(msgspec.Struct, frozen=True, kw_only=True):
-    """A human's recorded acknowledgement of ``escalation_recommended: to``."""
-
-    incident_id: str
-    to: SevChannel
-    by: str
-    at: datetime
 
 
 def is_human(by: str) -> bool:
@@ -76,16 +65,6 @@ def promote(
         severity=_SEVERITY_OF.get(to, incident.severity),
         escalation_recommended=None,
     )
-
-
-def promoted_as_told(incident: Incident, message: PromoteIncident) -> Incident:
-    """The incidents actor's own snapshot moved to the louder channel the playbooks actor
-    re-posted it in: through :func:`promote`, with the acknowledgement ``message``
-    carries (raises :class:`PromotionRefused` likewise, e.g. when it is louder already)."""
-    acknowledgement = Acknowledgement(
-        incident_id=message.incident_id, to=message.to, by=message.by, at=message.acknowledged_at
-    )
-    return promote(incident, message.to, acknowledgement)
 
 
 def _channel(incident: Incident) -> str:

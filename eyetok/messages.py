@@ -353,16 +353,21 @@ class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     flushed: Reply[bool] | None = None
 
 
-class PromoteIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A human's recorded acknowledgement of ``escalation_recommended: to`` made the
-    incident louder: the incidents actor moves it to channel ``to`` (through
-    :func:`eyetok.escalation.promote`, which refuses without the acknowledgement), so its
-    repeats follow to the louder thread."""
+class Acknowledgement(msgspec.Struct, frozen=True, kw_only=True):
+    """A human's recorded acknowledgement of ``escalation_recommended: to``."""
 
     incident_id: str
     to: SevChannel
-    by: str  # who acknowledged the recommendation
-    acknowledged_at: datetime
+    by: str
+    at: datetime
+
+
+class PromoteIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human's recorded acknowledgement of ``escalation_recommended: to`` made the
+    incident louder: the incidents actor moves it to that channel (through
+    :func:`eyetok.escalation.promote`), so its repeats follow to the louder thread."""
+
+    acknowledgement: Acknowledgement
     at: datetime
 
 

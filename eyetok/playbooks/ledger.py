@@ -21,9 +21,8 @@ from typing import Literal
 
 import msgspec
 
-from eyetok.escalation import Acknowledgement
 from eyetok.incidents import louder
-from eyetok.messages import Incident, SevChannel
+from eyetok.messages import Acknowledgement, Incident, SevChannel
 from eyetok.playbooks.kinds import Call, Result
 
 EventName = Literal[

@@ -7,7 +7,7 @@ the incident itself is louder (the incidents actor's snapshot, moved through pro
 its repeats are planned by the router to the louder channel's thread, never to SEV3's.
 
 The real parts run: the incidents' decision (eyetok.incidents.decide) and promotion
-(eyetok.escalation.promoted_as_told, as the incidents actor applies it), the router's plan
+(eyetok.escalation.promote, as the incidents actor applies it), the router's plan
 and filter (actors.router.plan, Registry.hears), the playbooks actor with its ledger file,
 the health check against a local endpoint on 127.0.0.1. Plus
 :func:`eyetok.escalation.promote` refusing by itself."""
@@ -30,9 +30,10 @@ from hypothesis.control import currently_in_test_context
 
 from actors.router import plan
 from eyetok.config import Settings
-from eyetok.escalation import Acknowledgement, PromotionRefused, promote, promoted_as_told
+from eyetok.escalation import PromotionRefused, promote
 from eyetok.incidents import IncidentKey, decide, louder
 from eyetok.messages import (
+    Acknowledgement,
     AuditRecorded,
     Incident,
     IncidentChanged,
@@ -203,13 +204,14 @@ async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, 
         nonlocal taken
         assert rig is not None
         for message in rig.promotions[taken:]:
-            key = next(k for k, i in open_incidents.items() if i.incident_id == message.incident_id)
+            ack = message.acknowledgement
+            key = next(k for k, i in open_incidents.items() if i.incident_id == ack.incident_id)
             try:
-                open_incidents[key] = promoted_as_told(open_incidents[key], message)
+                open_incidents[key] = promote(open_incidents[key], ack.to, ack)
             except PromotionRefused:
-                assert promoted.get(message.incident_id) is not None
+                assert promoted.get(ack.incident_id) is not None
                 continue
-            promoted[message.incident_id] = message.to
+            promoted[ack.incident_id] = ack.to
         taken = len(rig.promotions)
 
     async with trio.open_nursery() as nursery:
