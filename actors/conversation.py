@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 import trio
 
 from actors.incidents import ask_acknowledge, ask_resolve
+from actors.sinks.slack.names import SlackNames, by_of
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -70,6 +71,7 @@ REMEMBERED_FOR = timedelta(hours=1)
 class ConversationDeps:
     settings: Settings
     store: HistoryStore
+    names: SlackNames | None = None  # who wrote, by name (users.info); else by user id
 
 
 async def run_conversation(
@@ -172,7 +174,10 @@ async def run_conversation(
         while len(seen) > REMEMBERED:
             seen.popitem(last=False)
         command = parse(message.text)
-        by = f"slack:{message.user}"[:200]
+        if deps.names is not None:
+            by = await deps.names.by(owner.sink_id, message.user)
+        else:
+            by = by_of(message.user, None)
         now = clock.now()
         line = await answer(command, owner, by, now)
         incident = owner.incident

@@ -50,6 +50,7 @@ from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
+from actors.sinks.slack.names import SlackNames
 from actors.supervisor import ChildSpec, Restart
 from actors.suppression import SuppressionDeps, run_suppression
 from actors.tenants import TenantsDeps, run_tenants
@@ -918,7 +919,7 @@ def build(
         _child(
             "conversation",
             run_conversation,
-            ConversationDeps(settings=settings, store=store),
+            ConversationDeps(settings=settings, store=store, names=SlackNames(settings)),
             conversation_rx,
             ingest_tx,
             mutes_tx,
