@@ -123,6 +123,7 @@ from state.history.store import HistoryStore
 from state.history.tenant_queries import TenantScope
 from state.history.wal import Journal
 from state.mirror.digest_receipts import DigestReceipts
+from state.mirror.mutes import MutesMirror
 from state.mirror.writer import MirrorWriter
 
 JOURNAL_TIMEOUT_S = 10.0
@@ -718,7 +719,11 @@ def build(
         _child(
             "mutes",
             run_mutes,
-            MutesDeps(store=store),
+            MutesDeps(
+                store=store,
+                mirror=MutesMirror(settings.database_url) if settings.database_url else None,
+                tenants=tuple(settings.tenants),
+            ),
             mutes_rx,
             budgets_tx,
             history_tx,

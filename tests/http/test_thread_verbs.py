@@ -153,6 +153,16 @@ async def test_the_thread_verbs(
         [mute] = await _audit(client, "tenant_muted")
         assert json.loads(mute["detail"])["by"] == "slack:dana (U0DANA)"
 
+        # status says the tenant is muted; unmute ends it (audited), and says so twice
+        status = await say("status")
+        assert "Tenant `operator` is muted by slack:dana (U0DANA) until" in status
+        unmuted = await say("unmute")
+        assert unmuted.startswith("Unmuted tenant `operator` (muted by slack:dana (U0DANA)")
+        [ended] = await _audit(client, "tenant_unmuted")
+        assert "ended early by slack:dana (U0DANA)" in ended["detail"]
+        assert "is muted" not in await say("status")
+        assert await say("unmute") == "Tenant `operator` is not muted: nothing to unmute."
+
         # resolve: the operator path; the thread says who; a second resolve says so
         resolved = await say("resolve")
         assert resolved.startswith("Resolved by slack:dana (U0DANA) at")
