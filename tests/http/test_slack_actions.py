@@ -17,6 +17,7 @@ import trio
 
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION, RESOLVE_ACTION
 from eyetok.http import slack_interactions
+from eyetok.playbooks.posts import PLAYBOOK_ACTIONS
 from harness.peers import slack_interactivity as interactivity
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
 from tests.peers.slack import FakeSlack
@@ -35,7 +36,10 @@ DANA = interactivity.SlackPerson(id="U0DANA", username="dana", team_id="T0FAKE00
 
 def test_the_buttons_and_the_endpoint_agree_on_the_actions() -> None:
     assert slack_interactions.RESOLVE_ACTION == RESOLVE_ACTION
-    assert set(slack_interactions.BUTTONS) == {ACKNOWLEDGE_ACTION, RESOLVE_ACTION}
+    # the SEV posts' buttons, and the playbooks' (eyetok/playbooks/posts.py)
+    assert set(slack_interactions.BUTTONS) == {ACKNOWLEDGE_ACTION, RESOLVE_ACTION} | set(
+        PLAYBOOK_ACTIONS
+    )
 
 
 async def _status(client: httpx.AsyncClient, incident_id: str) -> dict[str, Any]:
