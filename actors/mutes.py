@@ -159,17 +159,20 @@ async def run_mutes(
             with trio.move_on_after(MIRROR_RETRY_S):
                 await changed.wait()
             changed = trio.Event()
-            rows = list(unmirrored.values())
-            if not rows:
-                continue
-            try:
-                await trio.to_thread.run_sync(mirror.save, rows, limiter=limiter)
-            except StateError as exc:
-                logger.warning("mutes_unmirrored", waiting=len(rows), reason=str(exc))
-                continue
-            for row in rows:
-                if unmirrored.get(row.tenant) is row:
-                    del unmirrored[row.tenant]
+            await write_pending(mirror)
+
+    async def write_pending(mirror: MutesMirror) -> None:
+        rows = list(unmirrored.values())
+        if not rows:
+            return
+        try:
+            await trio.to_thread.run_sync(mirror.save, rows, limiter=limiter)
+        except StateError as exc:
+            logger.warning("mutes_unmirrored", waiting=len(rows), reason=str(exc))
+            return
+        for row in rows:
+            if unmirrored.get(row.tenant) is row:
+                del unmirrored[row.tenant]
 
     def to_mirror(record: MuteRecord) -> None:
         if deps.mirror is not None:
@@ -264,7 +267,10 @@ async def run_mutes(
                 with trio.move_on_after(max(wait, 0.0)):
                     try:
                         message = await inbox.receive()
-                    except trio.EndOfChannel:
+                    except trio.EndOfChannel:  # stopping: what waits is written first
+                        if deps.mirror is not None:
+                            with trio.move_on_after(MIRROR_RETRY_S):
+                                await write_pending(deps.mirror)
                         nursery.cancel_scope.cancel()
                         return
                 match message:
