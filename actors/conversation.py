@@ -34,10 +34,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import trio
 
 from actors.incidents import ask_acknowledge, ask_resolve
+from actors.mutes import MuteMessage
+from actors.sinks.slack.names import SlackNames, by_of
 from eyetok import log
 from eyetok.access import Action
 from eyetok.clock import Clock
@@ -56,11 +59,15 @@ from eyetok.messages import (
 )
 from eyetok.severity import classify, facts_of, why
 from eyetok.thread_verbs import (
+    ActiveMute,
     Command,
     MuteTenant,
+    ShowMute,
     ThreadMessageSeen,
+    UnmuteTenant,
     Verb,
     help_line,
+    mute_line,
     parse,
     status_line,
     why_line,
@@ -70,6 +77,7 @@ from state.history import conversation_queries as queries
 from state.history.conversation_queries import ThreadOwner
 from state.history.store import HistoryStore
 
+T = TypeVar("T")
 REMEMBERED = 10_000  # event ids kept against Slack's retries (it retries within minutes)
 REMEMBERED_FOR = timedelta(hours=1)
 
@@ -88,13 +96,25 @@ class ConversationDeps:
     store: HistoryStore
     # (slack user id, action, tenant) -> None, or the refusal naming the role needed
     may: Callable[[str, Action, str], Awaitable[str | None]] | None = None
+    names: SlackNames | None = None  # who wrote, by name (users.info); else by user id
+
+
+async def _ask_mutes(
+    to_mutes: trio.MemorySendChannel[MuteMessage],
+    asking: Callable[[Reply[T]], MuteMessage],
+) -> T:
+    """Ask the mutes actor (mute, unmute, show) and wait for its answer."""
+    reply: Reply[T] = Reply()
+    await to_mutes.send(asking(reply))
+    with trio.fail_after(30):
+        return await reply.wait()
 
 
 async def run_conversation(
     deps: ConversationDeps,
     inbox: trio.MemoryReceiveChannel[ThreadMessageSeen],
     to_ingest: trio.MemorySendChannel[IngestMessage],
-    to_mutes: trio.MemorySendChannel[MuteTenant],
+    to_mutes: trio.MemorySendChannel[MuteMessage],
     to_history: trio.MemorySendChannel[HistoryMessage],
     *,
     clock: Clock,
@@ -162,22 +182,42 @@ async def run_conversation(
             case Verb.WHY:
                 return await explain(incident)
             case Verb.STATUS:
-                return status_line(incident)
-            case Verb.MUTE:
-                assert command.mute_for is not None
-                reply: Reply[datetime] = Reply()
-                await to_mutes.send(
-                    MuteTenant(
+                muted: tuple[ActiveMute, ...] = await _ask_mutes(
+                    to_mutes, lambda r: ShowMute(tenant=incident.tenant, reply=r)
+                )
+                return status_line(incident) + "".join(mute_line(m) for m in muted)
+            case Verb.UNMUTE:
+                ended_ones: tuple[ActiveMute, ...] = await _ask_mutes(
+                    to_mutes,
+                    lambda r: UnmuteTenant(
                         tenant=incident.tenant,
-                        until=now + command.mute_for,
                         by=by,
                         at=now,
                         incident_id=incident.incident_id,
-                        reply=reply,
-                    )
+                        reply=r,
+                    ),
                 )
-                with trio.fail_after(30):
-                    until = await reply.wait()
+                if not ended_ones:
+                    return f"Tenant `{incident.tenant}` is not muted: nothing to unmute."
+                [ended] = ended_ones
+                return (
+                    f"Unmuted tenant `{incident.tenant}` (muted by {ended.by} until "
+                    f"{when(ended.until)}), by {by}: its deliveries are sent again."
+                )
+            case Verb.MUTE:
+                mute_for = command.mute_for
+                assert mute_for is not None
+                until: datetime = await _ask_mutes(
+                    to_mutes,
+                    lambda r: MuteTenant(
+                        tenant=incident.tenant,
+                        until=now + mute_for,
+                        by=by,
+                        at=now,
+                        incident_id=incident.incident_id,
+                        reply=r,
+                    ),
+                )
                 return (
                     f"Muted tenant `{incident.tenant}` until {when(until)} (by {by}): its "
                     "deliveries end `muted` in the notification stream and are not sent; "
@@ -202,7 +242,10 @@ async def run_conversation(
         while len(seen) > REMEMBERED:
             seen.popitem(last=False)
         command = parse(message.text)
-        by = f"slack:{message.user}"[:200]
+        if deps.names is not None:
+            by = await deps.names.by(owner.sink_id, message.user)
+        else:
+            by = by_of(message.user, None)
         now = clock.now()
         line = await answer(command, owner, by, now)
         incident = owner.incident

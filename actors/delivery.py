@@ -48,6 +48,7 @@ from eyetok.messages import (
     HistoryMessage,
     IncidentAction,
     PlanDeliveries,
+    Rewrite,
     TenantConfigChanged,
     VerificationChanged,
     finished,
@@ -63,6 +64,7 @@ LaneKey = tuple[str, str, int]  # (sink_id, target, shard)
 # messages stay in order, different incidents go out side by side.
 PARALLEL_SHARDS = 8
 _SEEN_MAX = 200_000
+_DECIDABLE_MAX = 10_000
 ATTEMPT_DEADLINE_S = 10.0
 
 
@@ -100,8 +102,13 @@ class _Lane:
             self.arrived.append(deliver)
             self.held_count += 1
         incident_id = deliver.incident.incident_id
-        if deliver.action is IncidentAction.UPDATE and deliver.step is None:
-            # repeats coalesce; a step of SEV1's loop (ack, re-notification) never does
+        if (
+            deliver.action is IncidentAction.UPDATE
+            and deliver.step is None
+            and deliver.rewrite is None
+        ):
+            # repeats coalesce; a step of SEV1's loop (ack, re-notification), a decision
+            # that rewrites its post, never does
             slot = self.update_slots.get(incident_id)
             if slot is not None:
                 slot.append(deliver)
@@ -222,6 +229,7 @@ async def run_delivery(
     fix_hints = OncePer(timedelta(hours=1))  # "eyetok verify SINK", once per sink per hour
     lanes: dict[LaneKey, _Lane] = {}
     seen: OrderedDict[str, None] = OrderedDict()
+    decidable: OrderedDict[str, str] = OrderedDict()  # posts with buttons, delivered: -> ts
     rng = random.Random()
     sinks: dict[str, Sink] = dict(deps.sinks)
     built: list[Sink] = []  # clients this actor made for API sinks (it closes them)
@@ -449,6 +457,10 @@ async def run_delivery(
     ) -> None:
         now = clock.now()
         held_ids.discard(deliver.delivery_id)
+        if outcome == "delivered" and ref and (deliver.acknowledge or deliver.post):
+            decidable[deliver.delivery_id] = ref  # a post with buttons: a decision rewrites it
+            while len(decidable) > _DECIDABLE_MAX:
+                decidable.popitem(last=False)
         closed = finished(
             deliver,
             outcome,
@@ -514,6 +526,23 @@ async def run_delivery(
         if notice is not None:
             await to_history.send(PlanDeliveries(origin=deliver.delivery_id, deliveries=(notice,)))
 
+    async def rewrite_of(head: Deliver, rewrite: Rewrite) -> Deliver:
+        """``head`` with the Slack ts of the post it rewrites (unchanged, and logged, when
+        that post never landed: the thread reply still says who decided)."""
+        wanted = rewrite.delivery_id
+        ts = decidable.get(wanted) or await deps.store.read(
+            lambda con: queries.posted_ref(con, wanted)
+        )
+        if ts is None:
+            logger.info(
+                "post_not_rewritten",
+                delivery_id=head.delivery_id,
+                post=wanted,
+                why="the post it decided on was never delivered",
+            )
+            return head
+        return msgspec.structs.replace(head, rewrite=msgspec.structs.replace(rewrite, ts=ts))
+
     async def run_lane(lane: _Lane) -> None:
         sink_id, target, _ = lane.key
         next_slot = trio.current_time()
@@ -547,6 +576,8 @@ async def run_delivery(
                 head = msgspec.structs.replace(head, late=late)
             incident_id = head.incident.incident_id
             thread = threads.get((sink_id, target, incident_id)) if sink.threads() else None
+            if head.rewrite is not None and sink.threads():
+                head = await rewrite_of(head, head.rewrite)
             attempts = 0
             while True:
                 await breaker.wait_closed()

@@ -43,11 +43,14 @@ from eyetok.messages import (
     Destination,
     FlushHistory,
     HistoryMessage,
+    IncidentAction,
     PlanDeliveries,
     Reply,
+    Rewrite,
     Severity,
 )
 from eyetok.notices import notice, notice_id
+from eyetok.wording import when
 from state.history import digest_queries as queries
 from state.history.store import HistoryStore
 from state.mirror.digest_receipts import DigestReceipts
@@ -192,8 +195,31 @@ async def run_digests(
         )
         await flushed()
         logger.info("digest_acknowledged", what=message.what, title=receipt.title, by=message.by)
+        await rewrite_posts(message)
         if message.reply is not None:
             message.reply.send((receipt, True))
+
+    async def rewrite_posts(message: DigestRead) -> None:
+        """Each Slack post of the digest rewritten to say who read it and when (its
+        Acknowledge gone), and the same said in its thread."""
+        posts = await deps.store.read(lambda con: queries.slack_posts(con, message.what))
+        read = f":white_check_mark: Acknowledged by {message.by} at {when(message.at)}."
+        rewrites = tuple(
+            msgspec.structs.replace(
+                post,
+                delivery_id=notice_id(post.delivery_id, "acknowledged"),
+                action=IncidentAction.UPDATE,
+                planned_at=message.at,
+                received_at=message.at,
+                notice=read,
+                acknowledge=None,
+                rewrite=Rewrite(delivery_id=post.delivery_id, text=f"{post.notice}\n{read}"),
+            )
+            for post in posts
+        )
+        if rewrites:
+            origin = f"{message.what}:acknowledged"
+            await to_history.send(PlanDeliveries(origin=origin, deliveries=rewrites))
 
     async def look_after(next_scan: datetime) -> None:
         while True:

@@ -37,6 +37,7 @@ from actors.quiet_periods import QuietPeriods
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import Escalation, Settings
+from eyetok.escalation import PromotionRefused, promote
 from eyetok.incidents import (
     NOTHING_OPEN,
     RECENTLY_RESOLVED,
@@ -55,6 +56,7 @@ from eyetok.messages import (
     IncidentsChanged,
     IncidentStepped,
     IngestMessage,
+    PromoteIncident,
     Reply,
     ResolveIncident,
     SevChannel,
@@ -318,12 +320,13 @@ async def run_incidents(
         if message.reply is not None:
             message.reply.send((incident, True))
 
+    def key_of_open(incident_id: str) -> IncidentKey | None:
+        return next((k for k, i in open_incidents.items() if i.incident_id == incident_id), None)
+
     async def ticketed(message: TicketOpened) -> None:
         """Keep the FreeScout conversation id on the open incident (a resolved one keeps
         it in the ticket trail's own table)."""
-        key = next(
-            (k for k, i in open_incidents.items() if i.incident_id == message.incident_id), None
-        )
+        key = key_of_open(message.incident_id)
         if key is None or open_incidents[key].freescout_conversation_id is not None:
             return
         incident = msgspec.structs.replace(
@@ -331,6 +334,24 @@ async def run_incidents(
         )
         open_incidents[key] = incident
         await outbox.send(IncidentStepped(incident=incident, step="ticketed", at=message.at))
+
+    async def promoted(message: PromoteIncident) -> None:
+        """A human acknowledged a louder channel: the open incident moves there, only
+        through :func:`promote` (refused, and logged, when it is louder already)."""
+        ack = message.acknowledgement
+        key = key_of_open(ack.incident_id)
+        if key is None:
+            return
+        try:
+            incident = promote(open_incidents[key], ack.to, ack)
+        except PromotionRefused as exc:
+            logger.info("incident_not_promoted", incident_id=ack.incident_id, why=str(exc))
+            return
+        open_incidents[key] = incident
+        track(key)
+        about = {"tenant": incident.tenant, "incident_id": incident.incident_id}
+        logger.info("incident_promoted", **about, sev_channel=ack.to.value, by=ack.by)
+        await outbox.send(IncidentStepped(incident=incident, step="promoted", at=message.at))
 
     async def resolve_quiet() -> None:
         for signal in quiet.fall_due(open_incidents, clock.now()):
@@ -378,6 +399,8 @@ async def run_incidents(
                     await ticketed(message)
                 case ResolveIncident():
                     await resolve(message)
+                case PromoteIncident():
+                    await promoted(message)
                 case _:
                     assert_never(message)
     finally:

@@ -4,13 +4,15 @@ route's Slack sinks, the louder re-post of a promotion (through
 
 from __future__ import annotations
 
-from actors.router import deliveries_about
+import msgspec
+
+from actors.router import deliveries_about, delivery_id
 from eyetok.config import Settings
 from eyetok.escalation import promote
-from eyetok.messages import Deliver, IncidentAction
+from eyetok.messages import Deliver, IncidentAction, PlaybookPost, Rewrite
 from eyetok.playbooks.kinds import shown
 from eyetok.playbooks.ledger import Ledger, PlaybookEvent
-from eyetok.playbooks.posts import post_of
+from eyetok.playbooks.posts import post_of, proposal_now, recommendation_now
 from eyetok.policy import destinations_for
 
 
@@ -23,7 +25,7 @@ def thread_posts(event: PlaybookEvent, ledger: Ledger, settings: Settings) -> tu
         return ()
     route = destinations_for(tenant.policy, incident.sev_channel, settings.sink_types())
     slack = [dest for dest in route if dest.sink_type == "slack"]
-    return deliveries_about(
+    posts = deliveries_about(
         event.event_id,
         incident,
         slack,
@@ -32,6 +34,32 @@ def thread_posts(event: PlaybookEvent, ledger: Ledger, settings: Settings) -> tu
         step="playbook",
         post=post,
     )
+    decided = _decided_post(event, ledger)
+    if decided is None:
+        return posts
+    origin, now = decided
+    return tuple(
+        msgspec.structs.replace(
+            d,
+            rewrite=Rewrite(
+                delivery_id=delivery_id(origin, d.destination), text=now.text, buttons=now.buttons
+            ),
+        )
+        for d in posts
+    )
+
+
+def _decided_post(event: PlaybookEvent, ledger: Ledger) -> tuple[str, PlaybookPost] | None:
+    """The post ``event`` decided on (the origin it was posted from) as it now reads."""
+    proposal = ledger.proposals.get(event.proposal_id)
+    if proposal is not None and proposal.proposed_event:
+        now = proposal_now(event, proposal)
+        return (proposal.proposed_event, now) if now is not None else None
+    recommendation = ledger.recommendations.get(event.incident.incident_id)
+    if recommendation is None or recommendation.to is not event.to:
+        return None
+    now = recommendation_now(event, recommendation.because)
+    return (recommendation.event_id, now) if now is not None and recommendation.event_id else None
 
 
 def promotion_posts(

@@ -18,6 +18,7 @@ which refuses without the human acknowledgement recorded here first.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,11 @@ from eyetok.messages import (
     Incident,
     IncidentAction,
     IncidentChanged,
+    IngestMessage,
     PlanDeliveries,
     PlaybookClick,
     PlaybookMessage,
+    PromoteIncident,
     ProposalTenantAsked,
     SevChannel,
 )
@@ -62,6 +65,8 @@ class PlaybooksDeps:
     settings: Settings
     ledger_path: Path
     database_url: str | None = None  # the ledger in Postgres too (a fresh dyno's start)
+    # the incidents actor: a promotion moves the incident to the louder channel there too
+    incidents: trio.MemorySendChannel[IngestMessage] | None = None
 
 
 CONCURRENT_CALLS = 4  # playbook HTTP calls in flight at once
@@ -123,6 +128,26 @@ async def run_playbooks(
             posts += promotion_posts(event, ledger, settings)
         if posts:
             await outbox.send(PlanDeliveries(origin=event.event_id, deliveries=posts))
+        if event.event == "promoted" and event.to is not None:
+            await louder_from_now_on(event.incident.incident_id, event.to)
+
+    promotions_tx, promotions_rx = trio.open_memory_channel[PromoteIncident](math.inf)
+
+    async def forward_promotions() -> None:
+        async with promotions_rx:
+            async for promotion in promotions_rx:
+                if deps.incidents is not None:
+                    await deps.incidents.send(promotion)
+
+    async def louder_from_now_on(incident_id: str, to: SevChannel) -> None:
+        """The incidents actor moves the incident to ``to`` (it calls promote() with the
+        recorded acknowledgement; one that is louder already refuses, changing nothing)."""
+        acknowledgement = ledger.acknowledgements.get((incident_id, to))
+        if deps.incidents is None or acknowledgement is None:
+            return
+        # not sent from here: the incidents actor's inbox may be full while it waits on
+        # the router, which waits on this actor; a task of its own forwards it
+        promotions_tx.send_nowait(PromoteIncident(acknowledgement=acknowledgement, at=clock.now()))
 
     def event(name: str, incident: Incident, playbook: str, **fields: object) -> PlaybookEvent:
         return msgspec.convert(
@@ -381,17 +406,22 @@ async def run_playbooks(
                     playbook=owed.playbook,
                 )
                 work.start_soon(examine, owed.incident, playbook)
+        work.start_soon(forward_promotions)
         task_status.started()
-        async for message in inbox:
-            match message:
-                case IncidentChanged():
-                    await changed(message)
-                case PlaybookClick():
-                    answer = await clicked(message)
-                    if message.reply is not None:
-                        message.reply.send(answer)
-                case ProposalTenantAsked():
-                    asked = ledger.proposals.get(message.proposal_id)
-                    message.reply.send(asked.incident.tenant if asked is not None else "")
-                case _:
-                    assert_never(message)
+        for incident_id, recommendation in list(ledger.recommendations.items()):
+            if recommendation.promoted:  # a restart may have cut the move short: again
+                await louder_from_now_on(incident_id, recommendation.to)
+        with promotions_tx:
+            async for message in inbox:
+                match message:
+                    case IncidentChanged():
+                        await changed(message)
+                    case PlaybookClick():
+                        answer = await clicked(message)
+                        if message.reply is not None:
+                            message.reply.send(answer)
+                    case ProposalTenantAsked():
+                        asked = ledger.proposals.get(message.proposal_id)
+                        message.reply.send(asked.incident.tenant if asked is not None else "")
+                    case _:
+                        assert_never(message)

@@ -119,6 +119,7 @@ _AUDIT_EVENTS = {
     "renotify": "renotified",
     "escalated": "escalated",
     "ticketed": "ticket_opened",
+    "promoted": "incident_promoted",
     "resolved": "resolved_by_human",
 }
 
@@ -131,7 +132,7 @@ def step_plan(
     escalation."""
     incident = stepped.incident
     tenant = settings.tenants.get(incident.tenant)
-    if tenant is None or stepped.step == "ticketed":
+    if tenant is None or stepped.step == "ticketed" or stepped.step == "promoted":
         return ()
     if stepped.step == "escalated":
         secondary = tenant.escalation.secondary
@@ -217,6 +218,9 @@ def step_records(
             )
         case "ticketed":
             detail = f"FreeScout conversation {incident.freescout_conversation_id} opened"
+        case "promoted":
+            channel = incident.sev_channel.value if incident.sev_channel else "none"
+            detail = f"now {channel}: its repeats go to that channel's thread"
     records: list[HistoryMessage] = [
         IncidentRecorded(incident=incident),
         AuditRecorded(

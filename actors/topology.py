@@ -52,6 +52,7 @@ from actors.routines import RoutinesDeps, run_routines
 from actors.scheduler import ScheduleCommand, SchedulerDeps, run_scheduler
 from actors.sinks import build_sinks
 from actors.sinks.base import Sink
+from actors.sinks.slack.names import SlackNames
 from actors.supervisor import ChildSpec, Restart
 from actors.suppression import SuppressionDeps, run_suppression
 from actors.tenants import TenantsDeps, run_tenants
@@ -126,6 +127,7 @@ from state.history.store import HistoryStore
 from state.history.tenant_queries import TenantScope
 from state.history.wal import Journal
 from state.mirror.digest_receipts import DigestReceipts
+from state.mirror.mutes import MutesMirror
 from state.mirror.writer import MirrorWriter
 
 JOURNAL_TIMEOUT_S = 10.0
@@ -735,7 +737,11 @@ def build(
         _child(
             "mutes",
             run_mutes,
-            MutesDeps(store=store),
+            MutesDeps(
+                store=store,
+                mirror=MutesMirror(settings.database_url) if settings.database_url else None,
+                tenants=tuple(settings.tenants),
+            ),
             mutes_rx,
             budgets_tx,
             history_tx,
@@ -884,6 +890,7 @@ def build(
                 settings=settings,
                 ledger_path=settings.data_dir / "playbooks.jsonl",
                 database_url=settings.database_url,
+                incidents=ingest_tx,
             ),
             playbooks_rx,
             history_tx,
@@ -940,7 +947,12 @@ def build(
         _child(
             "conversation",
             run_conversation,
-            ConversationDeps(settings=settings, store=store, may=thread_gate(people_tx)),
+            ConversationDeps(
+                settings=settings,
+                store=store,
+                may=thread_gate(people_tx),
+                names=SlackNames(settings),
+            ),
             conversation_rx,
             ingest_tx,
             mutes_tx,

@@ -10,13 +10,11 @@ commits it before it asks.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
 
 from eyetok.errors import EyeTokError
 from eyetok.incidents import louder
-from eyetok.messages import Incident, SevChannel, Severity
+from eyetok.messages import Acknowledgement, Incident, SevChannel, Severity
 
 # the severity an incident promoted to a channel is said to have
 _SEVERITY_OF = {
@@ -29,15 +27,6 @@ _SEVERITY_OF = {
 class PromotionRefused(EyeTokError):
     """An incident was asked to be posted louder without a recorded human acknowledgement
     of that recommendation (or to a channel that is not louder)."""
-
-
-class Acknowledgement(msgspec.Struct, frozen=True, kw_only=True):
-    """A human's recorded acknowledgement of ``escalation_recommended: to``."""
-
-    incident_id: str
-    to: SevChannel
-    by: str
-    at: datetime
 
 
 def is_human(by: str) -> bool:

@@ -354,8 +354,31 @@ class ResolveIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     flushed: Reply[bool] | None = None
 
 
+class Acknowledgement(msgspec.Struct, frozen=True, kw_only=True):
+    """A human's recorded acknowledgement of ``escalation_recommended: to``."""
+
+    incident_id: str
+    to: SevChannel
+    by: str
+    at: datetime
+
+
+class PromoteIncident(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A human's recorded acknowledgement of ``escalation_recommended: to`` made the
+    incident louder: the incidents actor moves it to that channel (through
+    :func:`eyetok.escalation.promote`), so its repeats follow to the louder thread."""
+
+    acknowledgement: Acknowledgement
+    at: datetime
+
+
 IngestMessage = (
-    SignalReceived | SignalsReceived | AcknowledgeIncident | ResolveIncident | TicketOpened
+    SignalReceived
+    | SignalsReceived
+    | AcknowledgeIncident
+    | ResolveIncident
+    | TicketOpened
+    | PromoteIncident
 )
 
 
@@ -619,6 +642,16 @@ class PlaybookPost(msgspec.Struct, frozen=True, kw_only=True):
     buttons: tuple[PostButton, ...] = ()
 
 
+class Rewrite(msgspec.Struct, frozen=True, kw_only=True):
+    """A post made earlier (outbox row ``delivery_id``, on the same destination) rewritten
+    in place to say who decided what: its text and the buttons still possible."""
+
+    delivery_id: str
+    text: str
+    buttons: tuple[PostButton, ...] = ()
+    ts: str | None = None  # set only on the copy a lane renders: the post's Slack ts
+
+
 class PlaybookClick(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A human pressed a playbook button: approve or reject a proposal, propose it again,
     or acknowledge an escalation recommendation (``target``: a proposal or incident id).
@@ -670,6 +703,7 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     step: DeliveryStep | None = None
     playbook_note: str | None = None  # a playbook matched: what it will do (the first post)
     post: PlaybookPost | None = None  # a playbook's thread post (actors/playbooks.py)
+    rewrite: Rewrite | None = None  # a decision: the post it decided on, rewritten (Slack)
     # set only on the copy a lane renders: why and how late it goes out ("delayed 12 min:
     # sink `slack` was awaiting verification"); never journalled
     late: str | None = None
@@ -964,8 +998,9 @@ class IncidentStepped(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     snapshot, the audit line and the deliveries, in order behind the signals before it."""
 
     incident: Incident
-    # "ticketed": the ticket trail's conversation id is now on the incident (no delivery)
-    step: Literal["acknowledged", "renotify", "escalated", "resolved", "ticketed"]
+    # "ticketed": the ticket trail's conversation id is now on the incident (no delivery);
+    # "promoted": a human acknowledged a louder channel (the playbooks actor re-posts it)
+    step: Literal["acknowledged", "renotify", "escalated", "resolved", "ticketed", "promoted"]
     at: datetime
     flushed: Reply[bool] | None = None  # answered once it is all in the tables
 

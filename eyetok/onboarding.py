@@ -38,6 +38,7 @@ SLACK_BOT_SCOPES = (
     "groups:read",
     "app_mentions:read",
     "commands",  # the /eyetok slash command (hat switches, eyetok/http/slack_commands.py)
+    "users:read",  # who wrote in a thread, by name (users.info, actors/sinks/slack/names.py)
 )
 SLACK_BOT_EVENTS = ("message.im", "message.channels", "message.groups", "app_mention")
 

@@ -12,6 +12,7 @@ A reply (an Events API ``message`` whose ``thread_ts`` is the incident's first p
 - ``status``: where the incident stands;
 - ``mute 1h`` (``30m``, ``2h``; at most :data:`MAX_MUTE`): silence the tenant's
   non-SEV1 deliveries until then (recorded as ``muted``, never silently lost);
+- ``unmute``: end the tenant's mute now;
 - anything else: :data:`HELP`, one line.
 """
 
@@ -32,7 +33,7 @@ from eyetok.wording import ONCALL_ZONE, when
 MAX_MUTE = timedelta(hours=24)
 DEFAULT_MUTE = timedelta(hours=1)
 HELP = (
-    "I understand `ack`, `resolve`, `why`, `status` and `mute 1h` (30m to 24h) "
+    "I understand `ack`, `resolve`, `why`, `status`, `mute 1h` (30m to 24h) and `unmute` "
     "in an incident's thread."
 )
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -45,6 +46,7 @@ class Verb(enum.StrEnum):
     WHY = "why"
     STATUS = "status"
     MUTE = "mute"
+    UNMUTE = "unmute"
     HELP = "help"
 
 
@@ -78,6 +80,38 @@ class MuteTenant(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: datetime
     incident_id: str = ""
     reply: Reply[datetime] | None = None  # the silence's end as recorded
+
+
+class ActiveMute(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's mute that holds now: who asked, until when."""
+
+    tenant: str
+    by: str
+    until: datetime
+
+
+class UnmuteTenant(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """End ``tenant``'s mute now, asked by ``by``; the reply is the mute it ended (none:
+    it was not muted)."""
+
+    tenant: str
+    by: str
+    at: datetime
+    incident_id: str = ""
+    reply: Reply[tuple[ActiveMute, ...]] | None = None
+
+
+class ShowMute(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """``tenant``'s mute if one holds now (``status`` says so): one, or none."""
+
+    tenant: str
+    reply: Reply[tuple[ActiveMute, ...]]
+
+
+def mute_line(mute: ActiveMute) -> str:
+    """What ``status`` adds while the incident's tenant is muted."""
+    until = when(mute.until)
+    return f" Tenant `{mute.tenant}` is muted by {mute.by} until {until} (`unmute` ends it)."
 
 
 class _Event(msgspec.Struct, kw_only=True):
@@ -138,7 +172,7 @@ def parse(text: str) -> Command:
         return Command(verb=Verb.HELP)
     head, rest = words[0], " ".join(words[1:])
     simple = {"ack": Verb.ACK, "acknowledge": Verb.ACK, "resolve": Verb.RESOLVE}
-    simple |= {"why": Verb.WHY, "status": Verb.STATUS}
+    simple |= {"why": Verb.WHY, "status": Verb.STATUS, "unmute": Verb.UNMUTE}
     if head in simple and not rest:
         return Command(verb=simple[head])
     if head == "mute":

@@ -21,9 +21,8 @@ from typing import Literal
 
 import msgspec
 
-from eyetok.escalation import Acknowledgement
 from eyetok.incidents import louder
-from eyetok.messages import Incident, SevChannel
+from eyetok.messages import Acknowledgement, Incident, SevChannel
 from eyetok.playbooks.kinds import Call, Result
 
 EventName = Literal[
@@ -88,6 +87,7 @@ class Proposal:
     state: ProposalState = "proposed"
     rejected_by: str = ""
     result: Result | None = None
+    proposed_event: str = ""  # the event whose post carries Approve and Reject
 
     @property
     def required(self) -> int:
@@ -100,6 +100,7 @@ class Recommendation:
     to: SevChannel
     because: str
     promoted: bool = False
+    event_id: str = ""  # the event whose post carries Acknowledge escalation
 
 
 Verdict = Literal[
@@ -139,6 +140,7 @@ class Ledger:
                     call=event.call,
                     high_impact=event.high_impact,
                     proposer=event.by,
+                    proposed_event=event.event_id,
                 )
             case "approved" if proposal is not None:
                 proposal.approvers.append(event.by)
@@ -163,7 +165,10 @@ class Ledger:
                 current = self.recommendations.get(incident_id)
                 if current is None or louder(event.to, current.to):
                     self.recommendations[incident_id] = Recommendation(
-                        incident=event.incident, to=event.to, because=event.because
+                        incident=event.incident,
+                        to=event.to,
+                        because=event.because,
+                        event_id=event.event_id,
                     )
             case "escalation_acknowledged" if event.to is not None:
                 # kept apart from the recommendation: a louder one recorded meanwhile

@@ -17,6 +17,7 @@ from eyetok.messages import Incident, PlaybookPost, PostButton, SevChannel
 from eyetok.playbooks.config import Playbook
 from eyetok.playbooks.kinds import Call, Result, shown
 from eyetok.playbooks.ledger import EventName, PlaybookEvent, Proposal, eyetok_proposer
+from eyetok.wording import when
 
 APPROVE_ACTION = "eyetok_playbook_approve"
 REJECT_ACTION = "eyetok_playbook_reject"
@@ -49,6 +50,85 @@ def _approvals(proposal: Proposal) -> str:
     )
 
 
+def _proposal_text(proposal: Proposal) -> str:
+    rule = (
+        "high impact: two approvers, neither of them the proposer"
+        if proposal.high_impact
+        else "one approver who is not the proposer"
+    )
+    return (
+        f":clipboard: Playbook `{proposal.playbook}` proposes `{proposal.what}`: "
+        f"`{shown(proposal.call)}`. Proposed by {proposal.proposer}; needs {rule}."
+    )
+
+
+def _decision_buttons(proposal: Proposal) -> tuple[PostButton, ...]:
+    value = f"proposal:{proposal.proposal_id}"
+    return (
+        PostButton(action_id=APPROVE_ACTION, text="Approve", value=value, style="primary"),
+        PostButton(action_id=REJECT_ACTION, text="Reject", value=value, style="danger"),
+    )
+
+
+def proposal_now(event: PlaybookEvent, proposal: Proposal) -> PlaybookPost | None:
+    """The proposal's own post (Approve, Reject) as it reads after ``event``, a decision
+    on it: who did what and when, and only the buttons still possible (None: the event
+    changes nothing there)."""
+    at = when(event.at)
+    approved = " and ".join(proposal.approvers)
+    match event.event:
+        case "approved" if proposal.state == "proposed":
+            return PlaybookPost(
+                text=f"{_proposal_text(proposal)} :ballot_box_with_check: Approved by "
+                f"{approved} ({_approvals(proposal)}), last at {at}; waiting for a "
+                "second approver. Nothing runs until then.",
+                buttons=_decision_buttons(proposal),
+            )
+        case "approved":
+            return PlaybookPost(
+                text=f"{_proposal_text(proposal)} :ballot_box_with_check: Approved by "
+                f"{approved} at {at}: it runs (the result follows in this thread)."
+            )
+        case "rejected":
+            return PlaybookPost(
+                text=f"{_proposal_text(proposal)} :no_entry: Rejected by {event.by} at {at}; "
+                "it was not run."
+            )
+        case "withdrawn":
+            return PlaybookPost(
+                text=f"{_proposal_text(proposal)} :heavy_minus_sign: Withdrawn at {at}: the "
+                "incident resolved before anyone approved it; it was not run."
+            )
+        case "run_finished" if event.result is not None:
+            return PlaybookPost(
+                text=f"{_proposal_text(proposal)} :ballot_box_with_check: Approved by "
+                f"{approved}; ran at {at}: {event.result.finding}, {event.result.summary}."
+            )
+        case _:
+            return None
+
+
+def recommendation_now(event: PlaybookEvent, because: str) -> PlaybookPost | None:
+    """The ``escalation_recommended`` post as it reads once a human acknowledged it (and
+    once it was re-posted louder): no button left."""
+    if event.to is None:
+        return None
+    recommended = f":arrow_double_up: `escalation_recommended: {event.to.value}` ({because})."
+    match event.event:
+        case "escalation_acknowledged":
+            return PlaybookPost(
+                text=f"{recommended} :white_check_mark: Acknowledged by {event.by} at "
+                f"{when(event.at)}."
+            )
+        case "promoted":
+            return PlaybookPost(
+                text=f"{recommended} :white_check_mark: Acknowledged by {event.by}; "
+                f"re-posted in {event.to.value}'s channel at {when(event.at)}."
+            )
+        case _:
+            return None
+
+
 def post_of(event: PlaybookEvent, proposal: Proposal | None) -> PlaybookPost | None:
     """The thread post for ``event`` (None: it is not posted). ``proposal`` is the
     proposal it concerns, as it stands after the event."""
@@ -57,21 +137,9 @@ def post_of(event: PlaybookEvent, proposal: Proposal | None) -> PlaybookPost | N
     match event.event:
         case "proposed":
             assert proposal is not None
-            rule = (
-                "high impact: two approvers, neither of them the proposer"
-                if proposal.high_impact
-                else "one approver who is not the proposer"
-            )
-            value = f"proposal:{event.proposal_id}"
             return PlaybookPost(
-                text=f":clipboard: Playbook `{event.playbook}` proposes `{event.what}`: "
-                f"{call}. Proposed by {event.by}; needs {rule}. Nothing runs until then.",
-                buttons=(
-                    PostButton(
-                        action_id=APPROVE_ACTION, text="Approve", value=value, style="primary"
-                    ),
-                    PostButton(action_id=REJECT_ACTION, text="Reject", value=value, style="danger"),
-                ),
+                text=f"{_proposal_text(proposal)} Nothing runs until then.",
+                buttons=_decision_buttons(proposal),
             )
         case "approved":
             assert proposal is not None

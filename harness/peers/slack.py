@@ -383,6 +383,7 @@ class FakeSlack(HttpPeer):
         self._workspaces: dict[str, str] = {}  # other accepted bot tokens -> their team id
         self._triggers: dict[str, float] = {}  # trigger id -> monotonic time it was issued
         self._views: list[JSONDict] = []  # views.open: the views opened, in order
+        self._users: dict[str, str] = {}  # users.info: user id -> name (handle)
         for name in channels:
             self._channel_id(_normalise_channel(name))
 
@@ -437,6 +438,11 @@ class FakeSlack(HttpPeer):
         ``auth.test`` answers for it; ``token`` itself is in :data:`TEAM_ID`)."""
         with self._cond:
             self._workspaces[token] = team_id
+
+    def add_user(self, user_id: str, name: str) -> None:
+        """A member ``users.info`` knows (any other user id: ``user_not_found``)."""
+        with self._cond:
+            self._users[user_id] = name
 
     # -- scripting ------------------------------------------------------------
 
@@ -754,6 +760,26 @@ class FakeSlack(HttpPeer):
             "is_enterprise_install": False,
         }
 
+    def _users_info(
+        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
+    ) -> JSONDict:
+        user_id = _as_str(body.get("user"))
+        name = self._users.get(user_id or "")
+        if user_id is None or name is None:
+            raise _BadRequest("user_not_found")
+        return {
+            "ok": True,
+            "user": {
+                "id": user_id,
+                "team_id": TEAM_ID,
+                "name": name,
+                "deleted": False,
+                "real_name": name.title(),
+                "is_bot": False,
+                "profile": {"real_name": name.title(), "display_name": name},
+            },
+        }
+
     def _conversations_list(
         self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
     ) -> JSONDict:
@@ -909,6 +935,7 @@ _METHODS: dict[str, _Method] = {
     "chat.getPermalink": FakeSlack._get_permalink,
     "views.open": FakeSlack._views_open,
     "auth.test": FakeSlack._auth_test,
+    "users.info": FakeSlack._users_info,
     "conversations.list": FakeSlack._conversations_list,
     "conversations.history": FakeSlack._conversations_history,
     "conversations.replies": FakeSlack._conversations_replies,

@@ -9,8 +9,10 @@ import json
 from datetime import UTC, datetime
 
 import duckdb
+import msgspec
 
 from eyetok.digests import CLUSTER, ESCALATED_RULE, DigestReceipt, title_of
+from eyetok.messages import Deliver
 
 
 def _at(epoch_ms: int) -> datetime:
@@ -81,3 +83,15 @@ def outcomes(
         known_by, acked, escalated = found.get(what, (None, None, None))
         found[what] = (known_by or by, acked or at, escalated)
     return found
+
+
+def slack_posts(con: duckdb.DuckDBPyConnection, what: str) -> list[Deliver]:
+    """The digest ``what``'s posts on Slack sinks (its first and its escalated copy)."""
+    rows = con.execute(
+        """SELECT deliver_json FROM notifications
+           WHERE sink_type = 'slack' AND status = 'delivered'
+             AND json_extract_string(deliver_json, '$.acknowledge') = ?
+           ORDER BY planned_at""",
+        [what],
+    ).fetchall()
+    return [msgspec.json.decode(row[0], type=Deliver) for row in rows]

@@ -147,6 +147,16 @@ def thread_refs(
     return refs
 
 
+def posted_ref(con: duckdb.DuckDBPyConnection, delivery_id: str) -> str | None:
+    """The external ref (a Slack ts) outbox row ``delivery_id`` was delivered as."""
+    row = con.execute(
+        """SELECT external_ref FROM delivery_outcomes
+           WHERE delivery_id = ? AND outcome = 'delivered' AND external_ref <> '' LIMIT 1""",
+        [delivery_id],
+    ).fetchone()
+    return str(row[0]) if row is not None else None
+
+
 def thread_lookback(now: datetime) -> datetime:
     return now - timedelta(days=30)
 

@@ -6,19 +6,14 @@ mirror table)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import msgspec
 
-if TYPE_CHECKING:
-    import psycopg
-    from psycopg.rows import TupleRow
-
 from eyetok.digests import DigestReceipt
 from eyetok.errors import StateError
+from state.mirror.connection import LazyConnection
 
 _SET_TENANT = "SELECT set_config('eyetok.tenant', %s, true)"
 _UPSERT = """
@@ -45,24 +40,7 @@ class DigestReceipts:
     def __init__(self, dsn: str, tenant: str) -> None:
         self.dsn = dsn
         self.tenant = tenant
-        self._conn: psycopg.Connection[TupleRow] | None = None
-
-    def _connection(self) -> psycopg.Connection[TupleRow]:
-        import psycopg
-
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.dsn, autocommit=False, connect_timeout=5, application_name="eyetok-digests"
-            )
-        return self._conn
-
-    def _discard(self) -> None:
-        import psycopg
-
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+        self._pg = LazyConnection(dsn, "eyetok-digests")
 
     def save(self, receipts: Iterable[DigestReceipt]) -> None:
         """Upsert ``receipts`` in one transaction (a receipt or an escalation, once
@@ -83,12 +61,12 @@ class DigestReceipts:
             for r in receipts
         ]
         try:
-            conn = self._connection()
+            conn = self._pg.get()
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(_SET_TENANT, [self.tenant])
                 cur.executemany(_UPSERT, rows)
         except psycopg.Error as exc:
-            self._discard()
+            self._pg.discard()
             raise StateError(f"digest receipts not mirrored: {exc}") from exc
 
     def load(self, since: datetime) -> list[DigestReceipt]:
@@ -96,14 +74,14 @@ class DigestReceipts:
         import psycopg
 
         try:
-            conn = self._connection()
+            conn = self._pg.get()
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(_SET_TENANT, [self.tenant])
                 cur.execute(_OPEN_SINCE, [self.tenant, since])
                 return [_decode(row[0]) for row in cur.fetchall()]
         except psycopg.Error as exc:
-            self._discard()
+            self._pg.discard()
             raise StateError(f"digest receipts not read from the mirror: {exc}") from exc
 
     def close(self) -> None:
-        self._discard()
+        self._pg.discard()

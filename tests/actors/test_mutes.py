@@ -26,8 +26,11 @@ from eyetok.messages import (
     Severity,
 )
 from eyetok.notices import notice
-from eyetok.thread_verbs import MuteTenant
+from eyetok.thread_verbs import ActiveMute, MuteTenant, ShowMute, UnmuteTenant
 from state.history.store import HistoryStore
+from state.mirror.mutes import MutesMirror
+from state.mirror.writer import MirrorWriter
+from tests.pg import query
 
 ANCHOR = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 SLACK = Destination(sink_id="slack", sink_type="slack", target="#alerts")
@@ -60,8 +63,9 @@ def _deliver(n: int, tenant: str = "t1", channel: SevChannel = SevChannel.SEV2) 
 
 
 class _Rig:
-    def __init__(self, store: HistoryStore) -> None:
+    def __init__(self, store: HistoryStore, mirror: MutesMirror | None = None) -> None:
         self.store = store
+        self.mirror = mirror
         self.history: list[HistoryMessage] = []
         self.sent: list[Deliver] = []
 
@@ -78,7 +82,7 @@ class _Rig:
         nursery.start_soon(drain, history_rx, self.history)
         await nursery.start(
             lambda task_status: run_mutes(
-                MutesDeps(store=self.store),
+                MutesDeps(store=self.store, mirror=self.mirror, tenants=("t1", "t2")),
                 inbox_rx,
                 budgets_tx,
                 history_tx,
@@ -163,4 +167,80 @@ async def test_a_restart_keeps_the_mute(mock_clock: trio.testing.MockClock) -> N
         await trio.sleep(1)
         assert [d.delivery_id for d in rig.sent] == ["dlv_2"]
         assert len(rig.audit("tenant_unmuted")) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def _mirrored(dsn: str, statement: str, expected: list[tuple[Any, ...]]) -> None:
+    """Wait (bounded) until the mirror answers ``statement`` with ``expected``."""
+    for _ in range(200):
+        if await trio.to_thread.run_sync(query, dsn, statement) == expected:
+            return
+        await trio.sleep(0.05)
+    raise AssertionError(await trio.to_thread.run_sync(query, dsn, statement))
+
+
+async def _shown(inbox: trio.MemorySendChannel[Any], tenant: str) -> tuple[ActiveMute, ...]:
+    reply: Reply[tuple[ActiveMute, ...]] = Reply()
+    await inbox.send(ShowMute(tenant=tenant, reply=reply))
+    return await reply.wait()
+
+
+async def test_a_fresh_dyno_keeps_the_mute_from_postgres_and_unmute_ends_it(
+    mock_clock: trio.testing.MockClock, pg_dsn: str
+) -> None:
+    writer = MirrorWriter(pg_dsn)
+    writer.migrate()  # the mirror actor's migrations (0012_mutes among them)
+    writer.close()
+    clock = TrioWallClock(ANCHOR)
+    row = "SELECT tenant_id, muted_by, until, ended_by FROM mutes ORDER BY tenant_id"
+    until = ANCHOR + timedelta(hours=1)
+    async with trio.open_nursery() as nursery:
+        first = _Rig(HistoryStore(":memory:"), MutesMirror(pg_dsn))
+        inbox = await first.run(nursery, clock)
+        reply: Reply[datetime] = Reply()
+        await inbox.send(
+            MuteTenant(tenant="t1", until=until, by="slack:dana (U0DANA)", at=ANCHOR, reply=reply)
+        )
+        assert await reply.wait() == until
+        await _mirrored(pg_dsn, row, [("t1", "slack:dana (U0DANA)", until, None)])
+        nursery.cancel_scope.cancel()
+
+    # a fresh data directory (an empty history), the same Postgres: still muted
+    async with trio.open_nursery() as nursery:
+        fresh = _Rig(HistoryStore(":memory:"), MutesMirror(pg_dsn))
+        inbox = await fresh.run(nursery, clock)
+        [shown] = await _shown(inbox, "t1")
+        assert (shown.by, shown.until) == ("slack:dana (U0DANA)", until)
+        assert await _shown(inbox, "t2") == ()
+        await inbox.send(_deliver(1))
+        await trio.sleep(1)
+        assert fresh.outcomes() == {"dlv_1": "muted"}
+        assert fresh.sent == []
+
+        ended: Reply[tuple[ActiveMute, ...]] = Reply()
+        at = clock.now()
+        await inbox.send(UnmuteTenant(tenant="t1", by="slack:erin (U0ERIN)", at=at, reply=ended))
+        [was] = await ended.wait()
+        assert was.by == "slack:dana (U0DANA)"
+        await trio.sleep(1)  # the audit line goes out through the courier
+        [audited] = fresh.audit("tenant_unmuted")
+        assert "ended early by slack:erin (U0ERIN)" in audited.detail
+        assert "1 deliveries held back" in audited.detail
+        await _mirrored(pg_dsn, row, [("t1", "slack:dana (U0DANA)", at, "slack:erin (U0ERIN)")])
+        await inbox.send(_deliver(2))
+        await trio.sleep(1)
+        assert [d.delivery_id for d in fresh.sent] == ["dlv_2"]
+        nothing: Reply[tuple[ActiveMute, ...]] = Reply()
+        await inbox.send(UnmuteTenant(tenant="t1", by="slack:erin (U0ERIN)", at=at, reply=nothing))
+        assert await nothing.wait() == ()
+        nursery.cancel_scope.cancel()
+
+    # and another fresh start does not mute again
+    async with trio.open_nursery() as nursery:
+        again = _Rig(HistoryStore(":memory:"), MutesMirror(pg_dsn))
+        inbox = await again.run(nursery, clock)
+        assert await _shown(inbox, "t1") == ()
+        await inbox.send(_deliver(3))
+        await trio.sleep(1)
+        assert [d.delivery_id for d in again.sent] == ["dlv_3"]
         nursery.cancel_scope.cancel()

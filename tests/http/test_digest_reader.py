@@ -83,4 +83,26 @@ async def test_the_cap_summary_is_acknowledged_from_slack(
         assert receipt["title"] == "budget cap summary"
         assert receipt["by"] == "slack:dana (U0DANA)"
         assert receipt["at"] is not None
+
+        def rewrites() -> list[dict[str, Any]]:
+            return [
+                c.body
+                for c in fake_slack.calls
+                if c.method == "chat.update" and c.body.get("ts") == line.ts and c.error is None
+            ]
+
+        async def rewritten() -> bool:
+            return len(rewrites()) == 1
+
+        # the summary itself now says who read it and when, its button gone; its thread too
+        await eventually(rewritten)
+        [update] = rewrites()
+        assert "Acknowledged by slack:dana (U0DANA) at" in update["text"]
+        assert not [b for b in update["blocks"] if b["type"] == "actions"]
+
+        async def told_in_thread() -> bool:
+            said = [p.text or "" for p in fake_slack.posts if p.thread_ts == line.ts]
+            return any("Acknowledged by slack:dana (U0DANA)" in text for text in said)
+
+        await eventually(told_in_thread)
     daemon.request_stop()

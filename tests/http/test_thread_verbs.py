@@ -58,6 +58,7 @@ async def _answer(slack: FakeSlack, thread_ts: str, before: int) -> SlackPost:
 async def test_the_thread_verbs(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
+    fake_slack.add_user("U0DANA", "dana")  # users.info names her; U0NEW it does not
     daemon = await start_daemon(nursery, daemon_settings(tmp_path, fake_slack))
     base = f"http://127.0.0.1:{daemon.bound_port}"
     slack = SlackEventsSender(f"{base}/slack/events")
@@ -117,7 +118,7 @@ async def test_the_thread_verbs(
         assert (await slack.send(client, mention)).status_code == 200
         acked = await _answer(fake_slack, thread, before)
         assert acked.text is not None
-        assert acked.text.startswith("Acknowledged by slack:U0DANA")
+        assert acked.text.startswith("Acknowledged by slack:dana (U0DANA)")
 
         async def acknowledged() -> bool:
             return (await _incident(client, incident_id))["status"] == "acknowledged"
@@ -125,7 +126,7 @@ async def test_the_thread_verbs(
         await eventually(acknowledged)
         assert len(await _audit(client, "incident_acknowledged")) == 1
         again = await say("ack")
-        assert again.startswith("Already acknowledged by slack:U0DANA")
+        assert again.startswith("Already acknowledged by slack:dana (U0DANA)")
         verbs = [json.loads(r["detail"]) for r in await _audit(client, "thread_verb")]
         assert [v["verb"] for v in verbs].count("ack") == 2  # the first and the "already"
 
@@ -149,16 +150,36 @@ async def test_the_thread_verbs(
         assert fatal_id in json.dumps(page.blocks)
         assert not any(warning_id in json.dumps(p.blocks) for p in fake_slack.posts)
         [mute] = await _audit(client, "tenant_muted")
-        assert json.loads(mute["detail"])["by"] == "slack:U0DANA"
+        assert json.loads(mute["detail"])["by"] == "slack:dana (U0DANA)"
+
+        # status says the tenant is muted; unmute ends it (audited), and says so twice
+        status = await say("status")
+        assert "Tenant `operator` is muted by slack:dana (U0DANA) until" in status
+        unmuted = await say("unmute")
+        assert unmuted.startswith("Unmuted tenant `operator` (muted by slack:dana (U0DANA)")
+        [ended] = await _audit(client, "tenant_unmuted")
+        assert "ended early by slack:dana (U0DANA)" in ended["detail"]
+        assert "is muted" not in await say("status")
+        assert await say("unmute") == "Tenant `operator` is not muted: nothing to unmute."
 
         # resolve: the operator path; the thread says who; a second resolve says so
         resolved = await say("resolve")
-        assert resolved.startswith("Resolved by slack:U0DANA at")
+        assert resolved.startswith("Resolved by slack:dana (U0DANA) at")
         final = await _incident(client, incident_id)
         assert final["status"] == "resolved"
-        assert final["resolved_by"] == "slack:U0DANA"
+        assert final["resolved_by"] == "slack:dana (U0DANA)"
         twice = await say("resolve")
         assert twice == f"`{incident_id}` is not open: nothing to resolve."
+        # her name was asked of Slack once (users.info), then kept
+        asked = [c.body.get("user") for c in fake_slack.calls if c.method == "users.info"]
+        assert asked.count("U0DANA") == 1
+        # a member Slack cannot name is audited by user id
+        before = len(_replies(fake_slack, thread))
+        event = slack.reply("status", thread_ts=thread, channel=channel, user="U0NEW")
+        assert (await slack.send(client, slack.envelope(event))).status_code == 200
+        await _answer(fake_slack, thread, before)
+        verbs = [json.loads(r["detail"]) for r in await _audit(client, "thread_verb")]
+        assert verbs[-1]["by"] == "slack:U0NEW"
     daemon.request_stop()
 
 

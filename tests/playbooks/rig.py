@@ -23,9 +23,11 @@ from eyetok.messages import (
     Incident,
     IncidentAction,
     IncidentChanged,
+    IngestMessage,
     PlanDeliveries,
     PlaybookClick,
     PlaybookMessage,
+    PromoteIncident,
     Reply,
     Routing,
     SevChannel,
@@ -96,17 +98,22 @@ class Rig:
     inbox: trio.MemorySendChannel[PlaybookMessage] | None = None
     scope: trio.CancelScope | None = None
     database_url: str | None = None
+    promotions: list[PromoteIncident] = field(default_factory=list)  # to the incidents actor
 
     async def start(self, nursery: trio.Nursery) -> None:
         inbox_tx, inbox_rx = trio.open_memory_channel[PlaybookMessage](16)
         out_tx, out_rx = trio.open_memory_channel[HistoryMessage](math.inf)
+        incidents_tx, incidents_rx = trio.open_memory_channel[IngestMessage](math.inf)
         scope = trio.CancelScope()
         deps = PlaybooksDeps(
-            settings=self.settings, ledger_path=self.ledger, database_url=self.database_url
+            settings=self.settings,
+            ledger_path=self.ledger,
+            database_url=self.database_url,
+            incidents=incidents_tx,
         )
 
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with scope, out_tx:
+            with scope, out_tx, incidents_tx:
                 await run_playbooks(
                     deps, inbox_rx, out_tx, clock=SystemClock(), task_status=task_status
                 )
@@ -115,7 +122,13 @@ class Rig:
             async for message in out_rx:
                 self.history.append(message)
 
+        async def promoted() -> None:
+            async for message in incidents_rx:
+                assert isinstance(message, PromoteIncident)
+                self.promotions.append(message)
+
         nursery.start_soon(collect)  # ends when the actor's outbox closes
+        nursery.start_soon(promoted)
         await nursery.start(run)
         self.inbox, self.scope = inbox_tx, scope
 

@@ -76,6 +76,20 @@ async def wait_post(slack: FakeSlack, says: str) -> Any:
             await trio.sleep(0.02)
 
 
+async def rewrites_of(slack: FakeSlack, ts: str | None, says: str) -> dict[str, Any]:
+    """The newest ``chat.update`` of the message ``ts`` whose text says ``says``."""
+    with trio.fail_after(10):
+        while True:
+            found = [
+                c.body
+                for c in slack.calls
+                if c.method == "chat.update" and c.body.get("ts") == ts and c.error is None
+            ]
+            if found and says in found[-1]["text"]:
+                return found[-1]
+            await trio.sleep(0.02)
+
+
 async def test_a_proposal_runs_only_after_a_slack_approval(
     nursery: trio.Nursery, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
@@ -118,6 +132,11 @@ async def test_a_proposal_runs_only_after_a_slack_approval(
             assert ran.thread_ts == first.ts
             approved = await wait_post(fake_slack, "approved by slack:dana (U0DANA)")
             assert "1 of 1 approval" in (approved.text or "")
+            # the proposal itself is rewritten in place: who approved, no button left
+            rewritten = await rewrites_of(fake_slack, proposal.ts, "ran at")
+            assert "Approved by slack:dana (U0DANA)" in rewritten["text"]
+            assert "ok, answered 202" in rewritten["text"]
+            assert not [b for b in rewritten["blocks"] if b["type"] == "actions"]
 
             # a second press is refused: it ran once
             again = pressed(APPROVE_ACTION, offered[APPROVE_ACTION], "erin", "U0ERIN")

@@ -2,12 +2,15 @@
 (openings and repeats, quiet or louder), health-check verdicts, clicks (by humans, by
 EyeTok's own identity, on any incident) and restarts, no incident opened as SEV3 is ever
 posted louder without a human acknowledgement of that recommendation recorded (in the
-playbooks ledger on disk, and audited) before the louder post was planned.
+playbooks ledger on disk, and audited) before the louder post was planned. Once promoted,
+the incident itself is louder (the incidents actor's snapshot, moved through promote()):
+its repeats are planned by the router to the louder channel's thread, never to SEV3's.
 
-The real parts run: the incidents' decision (eyetok.incidents.decide), the router's filter
-(Registry.hears), the playbooks actor with its ledger file, the health check
-against a local endpoint on 127.0.0.1. Plus :func:`eyetok.escalation.promote` refusing by
-itself."""
+The real parts run: the incidents' decision (eyetok.incidents.decide) and promotion
+(eyetok.escalation.promote, as the incidents actor applies it), the router's plan
+and filter (actors.router.plan, Registry.hears), the playbooks actor with its ledger file,
+the health check against a local endpoint on 127.0.0.1. Plus
+:func:`eyetok.escalation.promote` refusing by itself."""
 
 from __future__ import annotations
 
@@ -21,13 +24,16 @@ from typing import Any
 import msgspec
 import pytest
 import trio
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
+from actors.router import plan
 from eyetok.config import Settings
-from eyetok.escalation import Acknowledgement, PromotionRefused, promote
+from eyetok.escalation import PromotionRefused, promote
 from eyetok.incidents import IncidentKey, decide, louder
 from eyetok.messages import (
+    Acknowledgement,
     AuditRecorded,
     Incident,
     IncidentChanged,
@@ -65,6 +71,12 @@ playbooks:
         escalate_if: {{to: SEV1}}
 """
 
+ROUTES = {
+    SevChannel.SEV1: "#sev1",
+    SevChannel.SEV2: "#sev2",
+    SevChannel.SEV2_5: "#sev25",
+    SevChannel.SEV3: "#sev3",
+}
 _SEVERITY = {
     SevChannel.SEV1: Severity.CRITICAL,
     SevChannel.SEV2: Severity.HIGH,
@@ -163,20 +175,50 @@ def _check(
     return loud
 
 
+def _event(what: str) -> None:
+    """Counted in hypothesis' statistics (when run under it)."""
+    if currently_in_test_context():
+        event(what)
+
+
 def _triaged(rig: Rig, incident_id: str) -> bool:
     return rig.audited("playbook_triage_ran", incident_id) == 2
 
 
-async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, svc: Any) -> None:
+async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, svc: Any) -> int:
+    """Run ``ops``, checking the invariant after each; the repeats planned after their
+    incident's promotion (each to the louder channel only)."""
     history: list[Any] = []
     open_incidents: dict[IncidentKey, Incident] = {}
     sev3_opened: set[str] = set()
     pressed: set[tuple[str, str]] = set()  # (incident id, who) of every press by a person
     ids = (f"inc_{n}" for n in itertools.count())
+    rig: Rig | None = None
+    promoted: dict[str, SevChannel] = {}  # incident id -> the channel it was moved to
+    taken = 0  # promotions the incidents actor's part has taken in
+    followed = 0
+
+    def take_promotions() -> None:
+        """What the incidents actor does with the playbooks actor's promotions (a restart
+        sends them again: those refuse, changing nothing)."""
+        nonlocal taken
+        assert rig is not None
+        for message in rig.promotions[taken:]:
+            ack = message.acknowledgement
+            key = next(k for k, i in open_incidents.items() if i.incident_id == ack.incident_id)
+            try:
+                open_incidents[key] = promote(open_incidents[key], ack.to, ack)
+            except PromotionRefused:
+                assert promoted.get(ack.incident_id) is not None
+                continue
+            promoted[ack.incident_id] = ack.to
+        taken = len(rig.promotions)
+
     async with trio.open_nursery() as nursery:
         rig = Rig(settings_, ledger, history=history)
         await rig.start(nursery)
         for n, op in enumerate(ops):
+            take_promotions()
             match op:
                 case ("signal", key, channel):
                     signal, routing = _signal(key, channel, n)
@@ -188,6 +230,14 @@ async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, 
                     change = IncidentChanged(
                         signal=signal, routing=routing, action=action, incident=inc
                     )
+                    # the router's own plan for it (a repeat goes to the incident's channel)
+                    planned = plan(change, settings_)
+                    history.append(PlanDeliveries(origin=signal.signal_id, deliveries=planned))
+                    if inc.incident_id in promoted:  # a repeat follows to the louder thread
+                        _event("repeat after promotion")
+                        followed += 1
+                        louder_target = ROUTES[promoted[inc.incident_id]]
+                        assert {d.destination.target for d in planned} == {louder_target}
                     if settings_.playbooks.hears(change):
                         await rig.tell(change)
                     if inc.event_count == 1 and inc.sev_channel is SevChannel.SEV3:
@@ -204,22 +254,38 @@ async def _drive(ops: list[tuple[Any, ...]], settings_: Settings, ledger: Path, 
                     said = await rig.click("acknowledge_escalation", target, who)
                     await rig.settle()
                     if said.startswith("escalated to"):
-                        event("promoted")
+                        _event("promoted")
                         assert who.startswith("slack:")
                         assert _check(history, sev3_opened, ledger, pressed) > before
                 case ("restart",):
                     rig.kill()
-                    rig = Rig(settings_, ledger, history=history)
+                    rig, taken = Rig(settings_, ledger, history=history), 0
                     await rig.start(nursery)
+                    await rig.settle()  # it sends its promotions again
                 case _:
                     raise AssertionError(op)
             await rig.settle()
             _check(history, sev3_opened, ledger, pressed)
         rig.kill()
+    return followed
 
 
+# acknowledged, promoted, then repeats: before and after a restart
+PROMOTED_THEN_REPEATED: list[tuple[Any, ...]] = [
+    ("health", 503, "up"),
+    ("signal", "a", SevChannel.SEV3),
+    ("click", "a", "slack:dana (U0DANA)"),
+    ("signal", "a", SevChannel.SEV3),
+    ("restart",),
+    ("signal", "a", SevChannel.SEV1),
+    ("click", "a", "slack:erin (U0ERIN)"),
+    ("signal", "a", SevChannel.SEV3),
+]
+
+
+@example(ops=PROMOTED_THEN_REPEATED)
 @settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -232,6 +298,17 @@ def test_no_sev3_incident_is_posted_louder_without_a_recorded_acknowledgement(
     config = CONFIG.format(url=service.base_url)
     settings_ = daemon_settings(ledger.parent, None, config=config)
     trio.run(_drive, ops, settings_, ledger, service)
+
+
+def test_repeats_follow_a_promotion_to_the_louder_thread(
+    service: FakeService, tmp_path: Path
+) -> None:
+    service.health = (200, {"db": "up"})
+    ledger = tmp_path / "playbooks.jsonl"
+    settings_ = daemon_settings(tmp_path, None, config=CONFIG.format(url=service.base_url))
+    # the three repeats after dana's acknowledgement all go to #sev2 (erin's press finds
+    # nothing left to acknowledge); a restart in between changes nothing
+    assert trio.run(_drive, PROMOTED_THEN_REPEATED, settings_, ledger, service) == 3
 
 
 def test_promote_refuses_without_a_matching_human_acknowledgement() -> None:

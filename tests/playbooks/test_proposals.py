@@ -10,7 +10,7 @@ import msgspec
 import trio
 
 from eyetok.config import Settings
-from eyetok.messages import IncidentAction
+from eyetok.messages import Deliver, IncidentAction, Rewrite
 from harness.peers.platform import FakeHeroku, FakeService
 from tests.conftest import daemon_settings
 from tests.playbooks.rig import Rig, change, incident
@@ -49,6 +49,19 @@ async def started(
     return settings, ledger, rig
 
 
+def rewrites(rig: Rig) -> list[Rewrite]:
+    """The rewrites of earlier posts the decisions asked for, in order."""
+    return [d.rewrite for d in rig.deliveries if d.rewrite is not None]
+
+
+def proposed_post(rig: Rig, proposal_id: str) -> Deliver:
+    return next(
+        d
+        for d in rig.deliveries
+        if d.post is not None and any(b.value == f"proposal:{proposal_id}" for b in d.post.buttons)
+    )
+
+
 async def test_an_unapproved_or_rejected_proposal_never_calls_heroku(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
@@ -70,6 +83,10 @@ async def test_an_unapproved_or_rejected_proposal_never_calls_heroku(
         assert said == "refused: it is rejected"
         assert heroku.calls == []
         assert any("rejected by slack:alice (U0ALICE); it was not run" in p for p in rig.posts)
+        [rejected] = rewrites(rig)
+        assert rejected.delivery_id == proposed_post(rig, proposal_id).delivery_id
+        assert "Rejected by slack:alice (U0ALICE) at" in rejected.text
+        assert rejected.buttons == ()
         events = [a.event for a in rig.audits]
         assert "playbook_rejected" in events
         assert "playbook_click_refused" in events
@@ -105,6 +122,12 @@ async def test_high_impact_needs_two_approvers_neither_the_proposer(
         )
         assert heroku.calls == []
         assert any("(1 of 2 approvals); not run yet" in p for p in rig.posts)
+        # the proposal's own post now says who approved, and still offers both buttons
+        on_second = proposed_post(rig, second).delivery_id
+        [counted] = [r for r in rewrites(rig) if r.delivery_id == on_second]
+        assert "Approved by slack:alice (U0ALICE) (1 of 2 approvals)" in counted.text
+        assert "waiting for a second approver" in counted.text
+        assert [b.text for b in counted.buttons] == ["Approve", "Reject"]
         assert await rig.click("approve", second, "slack:dave (U0DAVE)") == "approve: approved"
         [call] = await trio.to_thread.run_sync(heroku.wait_calls, 1)
         assert (call.method, call.path, call.body) == (
@@ -114,6 +137,10 @@ async def test_high_impact_needs_two_approvers_neither_the_proposer(
         )
         await rig.until(lambda: rig.audited("playbook_run_finished"))
         assert heroku.formation == {("raxx-prod", "web"): 4}
+        quorum, ran = [r for r in rewrites(rig) if r.delivery_id == on_second][1:]
+        assert "Approved by slack:alice (U0ALICE) and slack:dave (U0DAVE)" in quorum.text
+        assert "ok, answered 200" in ran.text
+        assert quorum.buttons == ran.buttons == ()
         assert any("Ran `fix web`" in p and "ok, answered 200" in p for p in rig.posts)
         assert await rig.click("approve", second, "slack:erin (U0ERIN)") == "refused: it is ran"
         assert len(heroku.calls) == 1

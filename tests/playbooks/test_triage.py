@@ -125,6 +125,12 @@ async def test_a_failing_check_recommends_and_only_a_human_ack_promotes(
         }
         assert all(d.incident.sev_channel is SevChannel.SEV2 for d in louder)
         assert any("Escalation to SEV2 acknowledged by slack:dana" in p for p in rig.posts)
+        # the recommendation's own post is rewritten: who acknowledged, no button left
+        acknowledged, promoted = [d.rewrite for d in rig.deliveries if d.rewrite is not None]
+        assert acknowledged.delivery_id == promoted.delivery_id == post.delivery_id
+        assert "Acknowledged by slack:dana (U0DANA) at" in acknowledged.text
+        assert "re-posted in SEV2's channel" in promoted.text
+        assert acknowledged.buttons == promoted.buttons == ()
         events = [a.event for a in rig.audits]
         assert events.index("playbook_escalation_acknowledged") < events.index("playbook_promoted")
         again = await rig.click("acknowledge_escalation", "inc_warn", "slack:erin (U0ERIN)")

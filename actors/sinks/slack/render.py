@@ -147,7 +147,26 @@ def _playbook_post(deliver: Deliver, post: PlaybookPost, thread_ts: str | None) 
     )
 
 
+def _rewritten(deliver: Deliver) -> SlackUpdate | None:
+    """The post a decision was about, as it now reads (None: not known to have landed)."""
+    rewrite = deliver.rewrite
+    if rewrite is None or rewrite.ts is None:
+        return None
+    text = scrub(rewrite.text)
+    post = PlaybookPost(text=text, buttons=rewrite.buttons)
+    blocks = (_section(text), *_buttons(post))
+    return SlackUpdate(channel=deliver.destination.target, ts=rewrite.ts, text=text, blocks=blocks)
+
+
 def render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
+    message = _render(deliver, thread_ts=thread_ts, options=options)
+    rewritten = _rewritten(deliver)
+    if rewritten is None or message.update is not None:
+        return message
+    return msgspec.structs.replace(message, update=rewritten)
+
+
+def _render(deliver: Deliver, *, thread_ts: str | None, options: SlackOptions) -> SlackMessage:
     if deliver.post is not None:
         return _playbook_post(deliver, deliver.post, thread_ts)
     if deliver.notice is not None:
