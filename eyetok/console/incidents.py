@@ -95,14 +95,15 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
         return Response(body, content_type=HTML)
 
     async def decided(
-        session: Session, incident_id: str, what: str
+        session: Session, incident_id: str, what: str, action: Action = Action.ACKNOWLEDGE
     ) -> tuple[Incident, str] | Response:
         """The incident a button of the page decides on, and the name the people actor
-        grants the decision (``what``) under: a tenant-scoped action on its tenant."""
+        grants the decision (``what``) under: a tenant-scoped ``action`` on its tenant (a
+        playbook's approve or reject is ``remediate``, as from Slack)."""
         found = await desk.incident(incident_id, tenant=session.tenant)
         if found is None:
             return await error_page(404, f"no incident {incident_id!r} you can see")
-        by = await access.granted(session, Action.ACKNOWLEDGE, found.tenant, what=what)
+        by = await access.granted(session, action, found.tenant, what=what)
         return by if isinstance(by, Response) else (found, by)
 
     def back(incident_id: str, said: str) -> Response:
@@ -154,7 +155,9 @@ def add_incident_pages(blueprint: Blueprint, access: Access, clock: Clock) -> No
         verb = form.get("do", "")
         if verb not in PROPOSAL_VERBS:
             return await error_page(400, "do: approve or reject")
-        found = await decided(session, incident_id, f"{verb} of a playbook proposal")
+        found = await decided(
+            session, incident_id, f"{verb} of a playbook proposal", Action.REMEDIATE
+        )
         if isinstance(found, Response):
             return found
         if proposal_id not in {p.proposal_id for p in await desk.proposals(incident_id)}:
