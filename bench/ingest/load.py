@@ -50,6 +50,43 @@ class Conn:
         self.writing = False
 
 
+def receive_answer(conn: Conn, statuses: list[int]) -> bytes | None:
+    """Read what ``conn``'s socket holds: the body of its answer once it is complete (the
+    status goes in ``statuses[conn.idx]``), None while it is not (or for stray bytes on an
+    idle connection). Raises :class:`ConnectionError`: closed, or not an answer these
+    servers give (no status, no Content-Length)."""
+    try:
+        data = conn.sock.recv(262144)
+    except BlockingIOError:
+        return None
+    except OSError:
+        data = b""
+    if not data:
+        raise ConnectionError("closed by the server")
+    if conn.idx < 0:
+        return None  # stray bytes on an idle connection
+    conn.buf += data
+    if conn.hdr_end < 0:
+        k = conn.buf.find(b"\r\n\r\n")
+        if k < 0:
+            return None
+        head = bytes(conn.buf[:k]).lower()
+        conn.hdr_end = k + 4
+        try:
+            statuses[conn.idx] = int(head[9:12])
+        except ValueError as exc:
+            raise ConnectionError("no status line") from exc
+        m = head.find(b"\r\ncontent-length:")
+        if m < 0:
+            raise ConnectionError("no Content-Length")  # no chunked bodies from these servers
+        end = head.find(b"\r\n", m + 2)
+        conn.clen = int(head[m + 17 : end if end >= 0 else len(head)])
+        conn.close = b"\r\nconnection: close" in head
+    if len(conn.buf) < conn.hdr_end + conn.clen:
+        return None
+    return bytes(conn.buf[conn.hdr_end : conn.hdr_end + conn.clen])
+
+
 def run_raw(port: int, requests: list[Request], concurrency: int, time_limit_s: float) -> RunResult:
     """C keep-alive HTTP/1.1 connections driven by one epoll loop (no threads)."""
     n = len(requests)
@@ -123,39 +160,14 @@ def run_raw(port: int, requests: list[Request], concurrency: int, time_limit_s: 
 
     def on_readable(conn: Conn) -> None:
         try:
-            data = conn.sock.recv(262144)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+            body = receive_answer(conn, result.status)
+        except ConnectionError:
             fail(conn)
             return
-        if conn.idx < 0:
-            return  # stray bytes on an idle connection
-        conn.buf += data
-        if conn.hdr_end < 0:
-            k = conn.buf.find(b"\r\n\r\n")
-            if k < 0:
-                return
-            head = bytes(conn.buf[:k]).lower()
-            conn.hdr_end = k + 4
-            try:
-                result.status[conn.idx] = int(head[9:12])
-            except ValueError:
-                fail(conn)
-                return
-            m = head.find(b"\r\ncontent-length:")
-            if m < 0:
-                fail(conn)  # no chunked bodies expected from these servers
-                return
-            end = head.find(b"\r\n", m + 2)
-            conn.clen = int(head[m + 17 : end if end >= 0 else len(head)])
-            conn.close = b"\r\nconnection: close" in head
-        if len(conn.buf) >= conn.hdr_end + conn.clen:
+        if body is not None:
             i = conn.idx
             result.t1[i] = perf()
-            result.bodies[i] = bytes(conn.buf[conn.hdr_end : conn.hdr_end + conn.clen])
+            result.bodies[i] = body
             state["done"] += 1
             conn.idx = -1
             if conn.close:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.ingest import HOST
 from bench.ingest.bodies import Request
-from bench.ingest.load import Conn, RunResult
+from bench.ingest.load import Conn, RunResult, receive_answer
 
 
 @dataclass
@@ -151,41 +151,16 @@ def run_raw_retrying(
 
     def on_readable(conn: Conn) -> None:
         try:
-            data = conn.sock.recv(262144)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+            body = receive_answer(conn, result.status)
+        except ConnectionError:
             fail(conn)
             return
-        if conn.idx < 0:
-            return  # stray bytes on an idle connection
-        conn.buf += data
-        if conn.hdr_end < 0:
-            k = conn.buf.find(b"\r\n\r\n")
-            if k < 0:
-                return
-            head = bytes(conn.buf[:k]).lower()
-            conn.hdr_end = k + 4
-            try:
-                result.status[conn.idx] = int(head[9:12])
-            except ValueError:
-                fail(conn)
-                return
-            m = head.find(b"\r\ncontent-length:")
-            if m < 0:
-                fail(conn)
-                return
-            end = head.find(b"\r\n", m + 2)
-            conn.clen = int(head[m + 17 : end if end >= 0 else len(head)])
-            conn.close = b"\r\nconnection: close" in head
-        if len(conn.buf) < conn.hdr_end + conn.clen:
+        if body is None:
             return
         i, conn.idx = conn.idx, -1
         status = result.status[i]
         answers[str(status)] = answers.get(str(status), 0) + 1
-        result.bodies[i] = bytes(conn.buf[conn.hdr_end : conn.hdr_end + conn.clen])
+        result.bodies[i] = body
         if status in retry_status:
             retry(i, 2 * retry_delay_s)
         else:  # 202, or refused for good
