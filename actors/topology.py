@@ -57,7 +57,7 @@ from actors.supervisor import ChildSpec, Restart
 from actors.suppression import SuppressionDeps, run_suppression
 from actors.tenants import TenantsDeps, run_tenants
 from actors.ticket_trail import TicketTrailDeps, run_ticket_trail
-from actors.verification import VerificationDeps, run_verification
+from actors.verification.actor import VerificationDeps, run_verification
 from eyetok.clock import Clock
 from eyetok.config import Settings, load_settings
 from eyetok.digests import CLUSTER, DigestRead, DigestReceipt
