@@ -1,4 +1,4 @@
-"""What other actors ask the people actor (actors/people.py), over its inbox:
+"""What other actors ask the people actor (actors/people/), over its inbox:
 
 - :func:`thread_gate`: may this Slack user act on a tenant's incident from its thread
   (the conversation actor's ``ack``, ``resolve`` and ``mute``)? The same one

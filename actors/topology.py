@@ -44,7 +44,7 @@ from actors.incidents import IncidentsDeps, run_incidents
 from actors.mirror import MirrorDeps, run_mirror
 from actors.mutes import MuteMessage, MutesDeps, run_mutes
 from actors.oncall import OncallDeps, run_oncall
-from actors.people import PeopleDeps, run_people
+from actors.people.actor import PeopleDeps, run_people
 from actors.playbooks import PlaybooksDeps, run_playbooks
 from actors.rotation import RotationDeps, run_rotation
 from actors.router import RouterDeps, run_router

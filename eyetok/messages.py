@@ -279,7 +279,7 @@ PeopleOp = Literal[
 
 
 class PeopleRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """One call for the people actor (actors/people.py). The caller is ``caller`` when the
+    """One call for the people actor (actors/people/). The caller is ``caller`` when the
     tenants actor has identified it already (a tenant token), else the bearer
     ``credential`` (the root token or a person's token) or ``slack_user`` (a request Slack
     signed). ``action`` and ``tenant`` are what ``authorise`` checks; ``key`` the person or

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from actors.history import HistoryDeps, run_history
-from actors.people import PeopleDeps, run_people
+from actors.people.actor import PeopleDeps, run_people
 from eyetok.access import Action
 from eyetok.clock import TrioWallClock
 from eyetok.config import parse_file_config, settings_from
