@@ -27,7 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from harness.peers.slack import FakeSlack, Scripted
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import Scripted
 from tests.e2e.daemon import DaemonProcess
 
 _TITLE = re.compile(r"^\[[^\]]+\] (.*?)(?: \(delayed .*\))?$")

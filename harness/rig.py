@@ -39,8 +39,8 @@ from harness.peers.mailbox import Mailbox
 from harness.peers.oauth import FakeOAuth
 from harness.peers.pagerduty import FakePagerDuty
 from harness.peers.pagerduty import Scripted as PdScripted
-from harness.peers.slack import TEAM_ID as SLACK_TEAM_ID
 from harness.peers.slack import FakeSlack
+from harness.peers.slack_workspace import TEAM_ID as SLACK_TEAM_ID
 from harness.peers.webhook_receiver import Answer, WebhookReceiver
 from harness.synthetic import HealthEndpoint
 

@@ -11,7 +11,8 @@ import httpx
 
 from eyetok import slack_events
 from harness.peers.oauth import FakeOAuth
-from harness.peers.slack import TEAM_ID, FakeSlack
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_workspace import TEAM_ID
 
 ROOT_TOKEN = "root-token-for-tests"
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"

@@ -38,183 +38,36 @@ Test-control endpoints (in-process and subprocess alike), JSON in and out:
 ``conversations.replies`` answer from the posts received
 (newest first, as Slack does; ``oldest``/``latest``/``limit``), with each message's
 ``metadata`` only when ``include_all_metadata`` is true, as Slack does.
+
+This module is the server: its HTTP plumbing, the scripting and the test controls.
+The workspace it serves and its Web API methods are ``slack_workspace.py``; the records
+it keeps and the scripted answers are ``slack_records.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from harness.peers.base import HttpPeer, PeerHTTPHandler, serve_until_signalled
+from harness.peers.slack_records import JSONDict, RawCall, Scripted, SlackPost
+from harness.peers.slack_workspace import (
+    DEFAULT_CHANNELS,
+    METHODS,
+    TEAM_ID,
+    BadRequest,
+    SlackWorkspace,
+    as_str,
+    normalise_channel,
+)
 
-__all__ = ["FakeSlack", "RawCall", "Scripted", "SlackPost", "main"]
-
-JSONDict = dict[str, Any]
-
-TEAM_ID = "T0FAKE000"
-TEAM_NAME = "fake"
-BOT_USER_ID = "U0EYETOK"
-BOT_ID = "B0EYETOK"
-APP_ID = "A0EYETOK"
-TRIGGER_TTL_S = 3.0  # a trigger id opens a view within 3 seconds of the interaction
-DEFAULT_CHANNELS: tuple[str, ...] = ("general", "alerts", "random")
-
-_CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]{8,}$")
 _MAX_BODY = 16 * 1024 * 1024
-
-
-# ---------------------------------------------------------------------------
-# records
-
-
-@dataclass(frozen=True)
-class SlackPost:
-    """One successful ``chat.postMessage`` call."""
-
-    channel: str  # as given by the caller, without a leading '#'
-    text: str | None
-    blocks: list[Any] | None = field(hash=False)
-    thread_ts: str | None
-    ts: str  # the ts the fake answered
-    received_monotonic: float  # time.monotonic() on arrival
-    received_wall: float  # time.time() on arrival
-    raw: JSONDict = field(hash=False, repr=False)  # the parsed request body
-
-    def to_json(self) -> JSONDict:
-        return {
-            "channel": self.channel,
-            "ts": self.ts,
-            "thread_ts": self.thread_ts,
-            "text": self.text,
-            "blocks": self.blocks,
-            "received_wall": self.received_wall,
-        }
-
-
-@dataclass(frozen=True)
-class RawCall:
-    """Any request to the fake outside ``/_fake/``, including failed ones."""
-
-    method: str  # Slack method ("chat.postMessage"), or the path if not under /api/
-    http_method: str  # "POST" / "GET"
-    headers: dict[str, str] = field(hash=False)  # lower-cased header names
-    body: JSONDict = field(hash=False)  # parsed body (query parameters merged in)
-    status: int  # HTTP status answered
-    error: str | None  # the "error" answered, None when ok
-    at: float  # time.monotonic() on arrival
-
-    def to_json(self) -> JSONDict:
-        headers = {
-            k: ("(redacted)" if k == "authorization" else v) for k, v in self.headers.items()
-        }
-        return {
-            "method": self.method,
-            "http_method": self.http_method,
-            "headers": headers,
-            "body": self.body,
-            "status": self.status,
-            "error": self.error,
-            "at": self.at,
-        }
-
-
-@dataclass(frozen=True)
-class Scripted:
-    """A scripted answer for one upcoming ``chat.postMessage`` call.
-
-    * ``status == 200`` and ``error`` set: ``{"ok": false, "error": error}``;
-    * ``status == 200`` and no error: handled normally (see ``passthrough``);
-    * ``status == 429``: ``{"ok": false, "error": "ratelimited"}`` with
-      ``Retry-After: retry_after`` when given;
-    * anything else: that status with ``{"ok": false, "error": error or
-      "internal_error"}``.
-
-    A scripted failure is not recorded as a post (it is in ``calls``).
-    """
-
-    status: int = 200
-    retry_after: int | None = None
-    error: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 100 <= self.status <= 599:
-            raise ValueError(f"bad HTTP status {self.status}")
-        if self.retry_after is not None and self.retry_after < 0:
-            raise ValueError("retry_after must be >= 0")
-
-    @classmethod
-    def server_error(cls, status: int = 500) -> Scripted:
-        return cls(status=status)
-
-    @classmethod
-    def rate_limited(cls, seconds: int = 1) -> Scripted:
-        return cls(status=429, retry_after=seconds)
-
-    @classmethod
-    def slack_error(cls, error: str) -> Scripted:
-        return cls(status=200, error=error)
-
-    @classmethod
-    def passthrough(cls) -> Scripted:
-        """Answer this call normally (to interleave successes in a script)."""
-        return cls(status=200)
-
-    @property
-    def is_passthrough(self) -> bool:
-        return self.status == 200 and self.error is None
-
-    def answer(self) -> tuple[int, JSONDict, dict[str, str]]:
-        default = "ratelimited" if self.status == 429 else "internal_error"
-        headers: dict[str, str] = {}
-        if self.retry_after is not None and self.status != 200:
-            headers["Retry-After"] = str(self.retry_after)
-        return self.status, {"ok": False, "error": self.error or default}, headers
-
-    def to_json(self) -> JSONDict:
-        return {
-            "status": self.status,
-            "retry_after": self.retry_after,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> Scripted:
-        if not isinstance(data, dict):
-            raise ValueError("a scripted answer must be a JSON object")
-        unknown = set(data) - {"status", "retry_after", "error"}
-        if unknown:
-            raise ValueError(f"unknown keys in scripted answer: {sorted(unknown)}")
-        status = data.get("status", 200)
-        retry_after = data.get("retry_after")
-        error = data.get("error")
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise ValueError("status must be an integer")
-        if retry_after is not None and (
-            not isinstance(retry_after, int) or isinstance(retry_after, bool)
-        ):
-            raise ValueError("retry_after must be an integer or null")
-        if error is not None and not isinstance(error, str):
-            raise ValueError("error must be a string or null")
-        return cls(status=status, retry_after=retry_after, error=error)
-
-
-# ---------------------------------------------------------------------------
-# request parsing helpers
-
-
-class _BadRequest(Exception):
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
 
 
 def _parse_body(content_type: str, data: bytes, query: str) -> JSONDict:
@@ -225,54 +78,19 @@ def _parse_body(content_type: str, data: bytes, query: str) -> JSONDict:
         try:
             parsed = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise _BadRequest("invalid_json") from exc
+            raise BadRequest("invalid_json") from exc
         if not isinstance(parsed, dict):
-            raise _BadRequest("json_not_object")
+            raise BadRequest("json_not_object")
         params.update(parsed)
         return params
     if content_type in ("application/x-www-form-urlencoded", "text/plain", ""):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _BadRequest("invalid_form_data") from exc
+            raise BadRequest("invalid_form_data") from exc
         params.update(parse_qsl(text, keep_blank_values=True))
         return params
-    raise _BadRequest("invalid_form_data")
-
-
-def _as_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-def _parse_json_field(value: Any, error: str) -> Any:
-    """``blocks``/``attachments``/``metadata`` arrive as JSON strings in forms."""
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise _BadRequest(error) from exc
-    return value
-
-
-def _normalise_channel(value: Any) -> str:
-    name = _as_str(value) or ""
-    return name.strip().removeprefix("#")
-
-
-def _fake_channel_id(name: str) -> str:
-    if _CHANNEL_ID_RE.match(name):
-        return name
-    return "C" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:10].upper()
+    raise BadRequest("invalid_form_data")
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +126,7 @@ class _Handler(PeerHTTPHandler):
             length = -1
         if length < 0 or length > _MAX_BODY:
             self.close_connection = True
-            raise _BadRequest("invalid_content_length")
+            raise BadRequest("invalid_content_length")
         return self.rfile.read(length)
 
     def _dispatch(self) -> None:
@@ -318,7 +136,7 @@ class _Handler(PeerHTTPHandler):
         url = urlsplit(self.path)
         try:
             data = self._read_body()
-        except _BadRequest as exc:
+        except BadRequest as exc:
             self._send_json(400, {"ok": False, "error": exc.error}, {})
             return
         if url.path.startswith("/_fake/"):
@@ -371,21 +189,13 @@ class FakeSlack(HttpPeer):
     ) -> None:
         super().__init__(host=host, port=port)
         self.token = token
-        self._posts: list[SlackPost] = []
         self._calls: list[RawCall] = []
         self._script: deque[Scripted] = deque()
         self._down_channels: dict[str, Scripted] = {}
         self._delay = 0.0
         self._slow_posts: tuple[float, float] | None = None  # (answer after s, until monotonic)
-        self._last_ts_us = 0
-        self._known_ts: set[tuple[str, str]] = set()  # (channel id, ts)
-        self._channels: dict[str, str] = {}  # name -> id
-        self._workspaces: dict[str, str] = {}  # other accepted bot tokens -> their team id
-        self._triggers: dict[str, float] = {}  # trigger id -> monotonic time it was issued
-        self._views: list[JSONDict] = []  # views.open: the views opened, in order
-        self._users: dict[str, str] = {}  # users.info: user id -> name (handle)
-        for name in channels:
-            self._channel_id(_normalise_channel(name))
+        self._token_teams: dict[str, str] = {}  # other accepted bot tokens -> their team id
+        self._workspace = SlackWorkspace(self._cond, channels)
 
     # -- where it is ----------------------------------------------------------
 
@@ -399,7 +209,7 @@ class FakeSlack(HttpPeer):
     @property
     def posts(self) -> list[SlackPost]:
         with self._cond:
-            return list(self._posts)
+            return list(self._workspace.posts)
 
     @property
     def calls(self) -> list[RawCall]:
@@ -409,8 +219,8 @@ class FakeSlack(HttpPeer):
     def wait_for_posts(self, n: int, timeout: float = 10.0) -> list[SlackPost]:
         """Block until at least ``n`` posts arrived; return them all."""
         with self._cond:
-            self._wait(lambda: len(self._posts) >= n, timeout, f"{n} post(s)")
-            return list(self._posts)
+            self._wait(lambda: len(self._workspace.posts) >= n, timeout, f"{n} post(s)")
+            return list(self._workspace.posts)
 
     def wait_for_calls(
         self, n: int, timeout: float = 10.0, *, method: str | None = None
@@ -429,7 +239,7 @@ class FakeSlack(HttpPeer):
         return [c for c in self._calls if method is None or c.method == method]
 
     def _seen(self) -> str:
-        posts = [(p.channel, p.text, p.thread_ts) for p in self._posts]
+        posts = [(p.channel, p.text, p.thread_ts) for p in self._workspace.posts]
         calls = [(c.method, c.status, c.error) for c in self._calls]
         return f"{len(posts)} post(s) arrived: {posts!r}; {len(calls)} call(s): {calls!r}"
 
@@ -437,12 +247,12 @@ class FakeSlack(HttpPeer):
         """Accept ``token`` too, as a bot token of workspace ``team_id`` (what
         ``auth.test`` answers for it; ``token`` itself is in :data:`TEAM_ID`)."""
         with self._cond:
-            self._workspaces[token] = team_id
+            self._token_teams[token] = team_id
 
     def add_user(self, user_id: str, name: str) -> None:
         """A member ``users.info`` knows (any other user id: ``user_not_found``)."""
         with self._cond:
-            self._users[user_id] = name
+            self._workspace.users[user_id] = name
 
     # -- scripting ------------------------------------------------------------
 
@@ -455,11 +265,11 @@ class FakeSlack(HttpPeer):
         """Every chat.postMessage to ``channel`` gets ``answer`` (default: HTTP 503)
         until :meth:`bring_up`; other channels are unaffected."""
         with self._cond:
-            self._down_channels[_normalise_channel(channel)] = answer or Scripted.server_error(503)
+            self._down_channels[normalise_channel(channel)] = answer or Scripted.server_error(503)
 
     def bring_up(self, channel: str) -> None:
         with self._cond:
-            self._down_channels.pop(_normalise_channel(channel), None)
+            self._down_channels.pop(normalise_channel(channel), None)
 
     @property
     def pending_script(self) -> list[Scripted]:
@@ -480,10 +290,10 @@ class FakeSlack(HttpPeer):
     def reset(self) -> None:
         """Forget posts, calls, pending scripted answers and the delay."""
         with self._cond:
-            self._posts.clear()
+            self._workspace.posts.clear()
             self._calls.clear()
             self._script.clear()
-            self._known_ts.clear()
+            self._workspace.known_ts.clear()
             self._delay = 0.0
             self._slow_posts = None
             self._cond.notify_all()
@@ -506,20 +316,6 @@ class FakeSlack(HttpPeer):
 
     # -- internals (called from handler threads) ------------------------------
 
-    def _channel_id(self, name: str) -> str:
-        channel_id = self._channels.get(name)
-        if channel_id is None:
-            channel_id = _fake_channel_id(name)
-            if not _CHANNEL_ID_RE.match(name):
-                self._channels[name] = channel_id
-        return channel_id
-
-    def _next_ts(self) -> str:
-        now_us = time.time_ns() // 1000
-        self._last_ts_us = max(now_us, self._last_ts_us + 1)
-        secs, micros = divmod(self._last_ts_us, 1_000_000)
-        return f"{secs}.{micros:06d}"
-
     def _api(
         self,
         *,
@@ -538,7 +334,7 @@ class FakeSlack(HttpPeer):
             method = path[len("/api/") :]
             try:
                 body = _parse_body(content_type, data, query)
-            except _BadRequest as exc:
+            except BadRequest as exc:
                 status, payload = 200, {"ok": False, "error": exc.error}
             else:
                 with self._cond:
@@ -551,7 +347,7 @@ class FakeSlack(HttpPeer):
             method = path
             try:
                 body = _parse_body(content_type, data, query)
-            except _BadRequest as exc:
+            except BadRequest as exc:
                 status, payload = 400, {"ok": False, "error": exc.error}
             else:
                 status, payload = 200, {"ok": True}
@@ -583,17 +379,17 @@ class FakeSlack(HttpPeer):
                 return "invalid_auth"
             token = value.strip()
         else:
-            token = _as_str(body.get("token"))
+            token = as_str(body.get("token"))
         if not token:
             return "not_authed"
-        if token != self.token and token not in self._workspaces:
+        if token != self.token and token not in self._token_teams:
             return "invalid_auth"
         return None
 
     def _team_of_caller(self, headers: dict[str, str], body: JSONDict) -> str:
         _, _, value = headers.get("authorization", "").strip().partition(" ")
-        token = value.strip() or _as_str(body.get("token")) or ""
-        return self._workspaces.get(token, TEAM_ID)
+        token = value.strip() or as_str(body.get("token")) or ""
+        return self._token_teams.get(token, TEAM_ID)
 
     def _handle_locked(
         self,
@@ -604,288 +400,40 @@ class FakeSlack(HttpPeer):
         arrived_wall: float,
     ) -> tuple[int, JSONDict, dict[str, str]]:
         if method == "chat.postMessage":
-            down = self._down_channels.get(_normalise_channel(body.get("channel")))
+            down = self._down_channels.get(normalise_channel(body.get("channel")))
             if down is not None:
                 return down.answer()
         if method == "chat.postMessage" and self._script:
             scripted = self._script.popleft()
             if not scripted.is_passthrough:
                 return scripted.answer()
-        handler = _METHODS.get(method)
+        handler = METHODS.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         auth_error = self._auth_error(headers, body)
         if auth_error is not None:
             return 200, {"ok": False, "error": auth_error}, {}
         try:
-            payload = handler(self, body, arrived_monotonic, arrived_wall)
-        except _BadRequest as exc:
+            payload = handler(self._workspace, body, arrived_monotonic, arrived_wall)
+        except BadRequest as exc:
             payload = {"ok": False, "error": exc.error}
         if method == "auth.test" and payload.get("ok"):
             payload["team_id"] = self._team_of_caller(headers, body)
         return 200, payload, {}
 
-    def _message(
-        self,
-        *,
-        text: str | None,
-        ts: str,
-        blocks: list[Any] | None,
-        thread_ts: str | None,
-        metadata: Any,
-    ) -> JSONDict:
-        message: JSONDict = {
-            "type": "message",
-            "user": BOT_USER_ID,
-            "bot_id": BOT_ID,
-            "app_id": APP_ID,
-            "team": TEAM_ID,
-            "text": text or "",
-            "ts": ts,
-            "bot_profile": {
-                "id": BOT_ID,
-                "app_id": APP_ID,
-                "name": "EyeTok",
-                "team_id": TEAM_ID,
-                "deleted": False,
-            },
-        }
-        if blocks:
-            message["blocks"] = blocks
-        if thread_ts:
-            message["thread_ts"] = thread_ts
-            message["parent_user_id"] = BOT_USER_ID
-        if metadata:
-            message["metadata"] = metadata
-        return message
-
-    def _message_fields(self, body: JSONDict) -> tuple[str, str | None, list[Any] | None, Any]:
-        channel = _normalise_channel(body.get("channel"))
-        if not channel:
-            raise _BadRequest("channel_not_found")
-        text = _as_str(body.get("text"))
-        blocks = _parse_json_field(body.get("blocks"), "invalid_blocks_format")
-        if blocks is not None and not isinstance(blocks, list):
-            raise _BadRequest("invalid_blocks_format")
-        attachments = _parse_json_field(body.get("attachments"), "invalid_attachments")
-        metadata = _parse_json_field(body.get("metadata"), "invalid_metadata_format")
-        if not text and not blocks and not attachments:
-            raise _BadRequest("no_text")
-        return channel, text, blocks or None, metadata
-
-    def _post_message(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        channel, text, blocks, metadata = self._message_fields(body)
-        thread_ts = _as_str(body.get("thread_ts")) or None
-        channel_id = self._channel_id(channel)
-        ts = self._next_ts()
-        self._known_ts.add((channel_id, ts))
-        self._posts.append(
-            SlackPost(
-                channel=channel,
-                text=text,
-                blocks=blocks,
-                thread_ts=thread_ts,
-                ts=ts,
-                received_monotonic=arrived_monotonic,
-                received_wall=arrived_wall,
-                raw=body,
-            )
-        )
-        self._cond.notify_all()
-        message = self._message(
-            text=text, ts=ts, blocks=blocks, thread_ts=thread_ts, metadata=metadata
-        )
-        return {"ok": True, "channel": channel_id, "ts": ts, "message": message}
-
-    def _update(self, body: JSONDict, arrived_monotonic: float, arrived_wall: float) -> JSONDict:
-        channel, text, blocks, metadata = self._message_fields(body)
-        ts = _as_str(body.get("ts"))
-        if not ts:
-            raise _BadRequest("message_not_found")
-        channel_id = self._channel_id(channel)
-        if (channel_id, ts) not in self._known_ts:
-            raise _BadRequest("message_not_found")
-        message = self._message(text=text, ts=ts, blocks=blocks, thread_ts=None, metadata=metadata)
-        message.pop("ts")
-        return {
-            "ok": True,
-            "channel": channel_id,
-            "ts": ts,
-            "text": text or "",
-            "message": message,
-        }
-
     def issue_trigger_id(self) -> str:
         """A trigger id, as Slack puts in an interaction payload: ``views.open`` takes it
         once, within :data:`TRIGGER_TTL_S`."""
         with self._cond:
-            trigger = f"{len(self._triggers) + 1}.{uuid.uuid4().hex[:12]}"
-            self._triggers[trigger] = time.monotonic()
+            trigger = f"{len(self._workspace.triggers) + 1}.{uuid.uuid4().hex[:12]}"
+            self._workspace.triggers[trigger] = time.monotonic()
             return trigger
 
     @property
     def views(self) -> list[JSONDict]:
         """Every view opened with ``views.open`` (as sent), oldest first."""
         with self._cond:
-            return list(self._views)
-
-    def _views_open(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        trigger = _as_str(body.get("trigger_id"))
-        issued = self._triggers.pop(trigger, None) if trigger else None
-        if issued is None:
-            raise _BadRequest("invalid_trigger_id")
-        if arrived_monotonic - issued > TRIGGER_TTL_S:
-            raise _BadRequest("expired_trigger_id")
-        view = _parse_json_field(body.get("view"), "invalid_arguments")
-        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
-            raise _BadRequest("invalid_arguments")
-        opened = {**view, "id": f"V{len(self._views) + 1:08d}", "team_id": TEAM_ID}
-        self._views.append(opened)
-        self._cond.notify_all()
-        return {"ok": True, "view": opened}
-
-    def _auth_test(self, body: JSONDict, arrived_monotonic: float, arrived_wall: float) -> JSONDict:
-        return {
-            "ok": True,
-            "url": "https://fake.slack.com/",
-            "team": TEAM_NAME,
-            "user": "eyetok",
-            "team_id": TEAM_ID,
-            "user_id": BOT_USER_ID,
-            "bot_id": BOT_ID,
-            "is_enterprise_install": False,
-        }
-
-    def _users_info(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        user_id = _as_str(body.get("user"))
-        name = self._users.get(user_id or "")
-        if user_id is None or name is None:
-            raise _BadRequest("user_not_found")
-        return {
-            "ok": True,
-            "user": {
-                "id": user_id,
-                "team_id": TEAM_ID,
-                "name": name,
-                "deleted": False,
-                "real_name": name.title(),
-                "is_bot": False,
-                "profile": {"real_name": name.title(), "display_name": name},
-            },
-        }
-
-    def _conversations_list(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        channels = [
-            {
-                "id": channel_id,
-                "name": name,
-                "name_normalized": name,
-                "is_channel": True,
-                "is_group": False,
-                "is_im": False,
-                "is_private": False,
-                "is_archived": False,
-                "is_member": True,
-                "context_team_id": TEAM_ID,
-                "num_members": 1,
-            }
-            for name, channel_id in sorted(self._channels.items())
-        ]
-        return {
-            "ok": True,
-            "channels": channels,
-            "response_metadata": {"next_cursor": ""},
-        }
-
-    def _get_permalink(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        """``chat.getPermalink``: a link to a message this fake received."""
-        channel = _normalise_channel(body.get("channel"))
-        ts = _as_str(body.get("message_ts"))
-        if not channel:
-            raise _BadRequest("channel_not_found")
-        channel_id = self._channel_id(channel)
-        if not ts or (channel_id, ts) not in self._known_ts:
-            raise _BadRequest("message_not_found")
-        link = f"https://{TEAM_NAME}.slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
-        return {"ok": True, "channel": channel_id, "permalink": link}
-
-    # -- conversations.history / conversations.replies (a post's metadata) ----
-
-    def _history_messages(
-        self, body: JSONDict, keep: Callable[[SlackPost], bool]
-    ) -> list[JSONDict]:
-        """The posts of ``body["channel"]`` that ``keep`` selects, within ``oldest`` and
-        ``latest`` (exclusive, as Slack's default), newest first."""
-        channel = _normalise_channel(body.get("channel"))
-        if not channel:
-            raise _BadRequest("channel_not_found")
-        channel_id = self._channel_id(channel)
-        oldest = float(_as_str(body.get("oldest")) or "0")
-        latest = float(_as_str(body.get("latest")) or "inf")
-        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
-        found = []
-        for post in reversed(self._posts):
-            if self._channel_id(post.channel) != channel_id or not keep(post):
-                continue
-            if not oldest < float(post.ts) < latest:
-                continue
-            metadata = _parse_json_field(post.raw.get("metadata"), "invalid_metadata_format")
-            found.append(
-                self._message(
-                    text=post.text,
-                    ts=post.ts,
-                    blocks=post.blocks,
-                    thread_ts=post.thread_ts,
-                    metadata=metadata if with_metadata else None,
-                )
-            )
-        return found
-
-    @staticmethod
-    def _page(messages: list[JSONDict], body: JSONDict) -> JSONDict:
-        """One page of ``limit`` messages from ``cursor`` (an offset, opaque to clients)."""
-        limit = max(1, min(int(_as_str(body.get("limit")) or "100"), 1000))
-        start = int(_as_str(body.get("cursor")) or "0")
-        more = len(messages) > start + limit
-        return {
-            "ok": True,
-            "messages": messages[start : start + limit],
-            "has_more": more,
-            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
-        }
-
-    def _conversations_history(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        """Top-level messages (a thread's replies are not in the channel's history)."""
-        messages = self._history_messages(body, lambda p: p.thread_ts in (None, p.ts))
-        return self._page(messages, body)
-
-    def _conversations_replies(
-        self, body: JSONDict, arrived_monotonic: float, arrived_wall: float
-    ) -> JSONDict:
-        """A thread: its parent and replies, oldest first."""
-        parent = _as_str(body.get("ts"))
-        if not parent:
-            raise _BadRequest("thread_not_found")
-        messages = self._history_messages(body, lambda p: parent in (p.ts, p.thread_ts))
-        if not any(m["ts"] == parent for m in messages) and float(parent) > float(
-            _as_str(body.get("oldest")) or "0"
-        ):
-            raise _BadRequest("thread_not_found")
-        return self._page(list(reversed(messages)), body)
-
-    # -- /_fake/ control endpoints ------------------------------------------
+            return list(self._workspace.views)
 
     def _control(self, http_method: str, name: str, query: str, data: bytes) -> tuple[int, Any]:
         params = dict(parse_qsl(query))
@@ -926,20 +474,6 @@ class FakeSlack(HttpPeer):
         except ValueError as exc:
             return 400, {"ok": False, "error": "bad_request", "detail": str(exc)}
         return 404, {"ok": False, "error": "not_found"}
-
-
-_Method = Callable[[FakeSlack, JSONDict, float, float], JSONDict]
-_METHODS: dict[str, _Method] = {
-    "chat.postMessage": FakeSlack._post_message,
-    "chat.update": FakeSlack._update,
-    "chat.getPermalink": FakeSlack._get_permalink,
-    "views.open": FakeSlack._views_open,
-    "auth.test": FakeSlack._auth_test,
-    "users.info": FakeSlack._users_info,
-    "conversations.list": FakeSlack._conversations_list,
-    "conversations.history": FakeSlack._conversations_history,
-    "conversations.replies": FakeSlack._conversations_replies,
-}
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import trio.testing
 
 from eyetok.clock import TrioWallClock
 from eyetok.config import DeliveryOptions
-from harness.peers.slack import FakeSlack, Scripted
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import Scripted
 from state.history.store import HistoryStore
 from tests.actors.slack_rig import ANCHOR, OPERATOR_CHANNEL, slack_alert, start_rig
 

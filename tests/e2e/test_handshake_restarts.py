@@ -20,7 +20,7 @@ import trio
 from actors.daemon import Daemon
 from eyetok.config import Settings
 from eyetok.standard_webhooks import new_secret
-from harness.peers.slack import TEAM_ID
+from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.dns import FakeDns

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from harness.peers.slack import TEAM_ID
+from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.infisical import FakeInfisical

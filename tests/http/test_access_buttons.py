@@ -16,7 +16,8 @@ import trio
 from eyetok.http.slack_gate import GATED
 from eyetok.http.slack_interactions import BUTTONS, RESOLVE_ACTION, RESOLVE_VIEW, SUBMISSIONS
 from eyetok.playbooks.posts import ACKNOWLEDGE_ESCALATION_ACTION, APPROVE_ACTION
-from harness.peers.slack import TEAM_ID, FakeSlack
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_workspace import TEAM_ID
 from state.history.conversation_queries import thread_owner
 from tests.conftest import eventually
 from tests.http.test_access import ROOT, audit, open_sev1, running, switch, token_of

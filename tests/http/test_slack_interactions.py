@@ -12,7 +12,7 @@ import trio
 
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
 from eyetok.http import slack_interactions
-from harness.peers.slack import TEAM_ID
+from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import (
     daemon_settings,
     eventually,

@@ -15,7 +15,8 @@ import trio
 from eyetok.config import Settings
 from eyetok.severity import Why, facts_of, why
 from eyetok.sources import sentry
-from harness.peers.slack import FakeSlack, SlackPost
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
 from tests.peers.slack_events import SlackEventsSender
 from tests.verify import ROOT_TOKEN

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from harness.peers.slack import (
-    FakeSlack,
-    RawCall,
-    Scripted,
-    SlackPost,
-    main,
-)
+from harness.peers.slack import FakeSlack, main
+from harness.peers.slack_records import RawCall, Scripted, SlackPost
 
 __all__ = ["FakeSlack", "RawCall", "Scripted", "SlackPost", "main"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from eyetok import slack_events
-from harness.peers.slack import TEAM_ID
+from harness.peers.slack_workspace import TEAM_ID
 from tests.verify import SLACK_SIGNING_SECRET
 
 APP_ID = "A0EYETOK"

@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from eyetok.rotation.sealing import new_key
-from harness.peers.slack import TEAM_ID
+from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import daemon_settings, start_daemon
 from tests.peers.slack import FakeSlack
 from tests.rotation.helpers import (

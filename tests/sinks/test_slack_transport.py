@@ -14,7 +14,8 @@ from actors.sinks.slack.config import WORKER_THREADS
 from actors.sinks.slack.deliver import SlackSink
 from eyetok.clock import SystemClock
 from eyetok.config import SlackOptions
-from harness.peers.slack import FakeSlack, Scripted
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import Scripted
 from tests.actors.slack_rig import slack_alert
 from tests.peers.tcp_proxy import TcpProxy
 
