@@ -198,7 +198,14 @@ class _Matcher:
 class _Compiled:
     """The matchers of one :class:`Recognisers`, and which facts any of them reads."""
 
-    __slots__ = ("matchers", "message_words", "source", "tag_keys", "title_words")
+    __slots__ = (
+        "marks_of_nothing",
+        "matchers",
+        "message_words",
+        "source",
+        "tag_keys",
+        "title_words",
+    )
 
     def __init__(self, recognisers: Recognisers) -> None:
         self.source = recognisers
@@ -209,6 +216,10 @@ class _Compiled:
         self.tag_keys = frozenset(k for _, m in self.matchers for k in m.tag_keys_read())
         self.title_words = frozenset(w for _, m in self.matchers for w in m.title_words())
         self.message_words = frozenset(w for _, m in self.matchers for w in m.message_words())
+        # the marks when no fact can be read (the usual alert): the same for every such alert
+        self.marks_of_nothing = frozenset(
+            name for name, m in self.matchers if m.matches("", "", {}, "", "")
+        )
 
 
 def _may_match(text: str, words: frozenset[str]) -> bool:
@@ -309,6 +320,8 @@ def marks_for(
         normalise(issue_type),
         normalise(issue_category),
     )
+    if not any(facts):
+        return compiled.marks_of_nothing
     return frozenset(name for name, matcher in compiled.matchers if matcher.matches(*facts))
 
 
