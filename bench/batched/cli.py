@@ -24,6 +24,7 @@ from bench.batched import (
     TARGET_ALERTS_PER_S,
     TARGET_VS_ALERTMANAGER,
     TENANT,
+    log,
 )
 from bench.batched.alertmanager import phase_alertmanager
 from bench.batched.bodies import Bodies
@@ -116,9 +117,13 @@ def main(argv: list[str] | None = None) -> int:
                     args, source, requests, warm, workdir / f"ceiling-{source}", token
                 )
             if source == "alertmanager" and not args.skip_alertmanager:
-                part["alertmanager"] = phase_alertmanager(
-                    args, requests, warm, workdir / "alertmanager"
-                )
+                try:
+                    part["alertmanager"] = phase_alertmanager(
+                        args, requests, warm, workdir / "alertmanager"
+                    )
+                except RuntimeError as exc:  # not installable or would not start: say so
+                    log(f"alertmanager: not measured: {exc}")
+                    part["alertmanager_error"] = str(exc)
             part["eyetok"] = phase_eyetok(
                 args, source, requests, warm, workdir / f"eyetok-{source}", token
             )

@@ -78,6 +78,8 @@ def source_lines(source: str, part: dict[str, Any]) -> list[str]:
             f"{part['requests']} x POST /api/v2/alerts of the same alerts (200 counted as "
             f"202); in memory, no durability; {a.get('held_active')} alerts active after"
         )
+    if part.get("alertmanager_error"):
+        lines.append(f"  Alertmanager not measured: {part['alertmanager_error']}")
     if not e:
         return lines
     if e.get("alerts_accepted_in_503"):
