@@ -223,6 +223,7 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
         case JournalSignals(items=items):
             return [row for i, item in enumerate(items) for row in _rows_for(item, now, seq + i)]
         case JournalSignal(signal=s, routing=r, action=action, incident=inc, deliveries=plan):
+            incident_json = _encode(inc).decode() if inc is not None else None
             rows: list[msgspec.Struct] = [
                 SignalRow(
                     signal_id=s.signal_id,
@@ -244,11 +245,11 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     incident_id=inc.incident_id if inc else None,
                     cluster_key=s.cluster_key,
                     signal_json=_encode(s).decode(),
-                    incident_json=_encode(inc).decode() if inc else None,
+                    incident_json=incident_json,
                 )
             ]
-            if inc is not None:
-                rows.append(snapshot_row(inc, recorded_at=now, seq=seq))
+            if inc is not None:  # the signal's incident and its snapshot: one encoding
+                rows.append(snapshot_row(inc, recorded_at=now, seq=seq, encoded=incident_json))
             if action is IncidentAction.AUDIT:
                 rows.append(
                     AuditRow(

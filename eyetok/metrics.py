@@ -17,6 +17,7 @@ The exposition is optionally behind a bearer token (``EYETOK_METRICS_TOKEN``).
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
@@ -137,9 +138,13 @@ def observe_history(message: HistoryMessage) -> None:
     """Count what one message to the history actor records: routing decisions,
     finished deliveries and their latency, suppression and budget events."""
     match message:
-        case JournalSignals(items=items):
-            for item in items:
-                observe_history(item)
+        case JournalSignals(items=items):  # a batch hook's chunk: one count per decision
+            decisions = collections.Counter(
+                (item.routing.severity, item.routing.sev_channel) for item in items
+            )
+            for (severity, sev_channel), count in decisions.items():
+                label = sev_channel.value if sev_channel else "none"
+                METRICS.routing.of(severity.value, label).inc(count)
         case JournalSignal(routing=routing):
             channel = routing.sev_channel.value if routing.sev_channel else "none"
             METRICS.routing.of(routing.severity.value, channel).inc()

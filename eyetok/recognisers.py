@@ -120,7 +120,7 @@ class Recogniser(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         ``title`` and ``message`` are as sent; ``tags`` maps normalised keys to the
         normalised values seen for that key (see :func:`marks_for`).
         """
-        return self._matches(
+        return _Matcher(self).matches(
             normalise(title),
             normalise(message),
             tags,
@@ -128,7 +128,45 @@ class Recogniser(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             normalise(issue_category),
         )
 
-    def _matches(
+
+class _Matcher:
+    """A :class:`Recogniser` with every criterion normalised once (:func:`marks_for`
+    runs for every alert of a batch; normalising the criteria each time cost more than
+    the matching)."""
+
+    __slots__ = (
+        "issue_categories",
+        "issue_types",
+        "message_contains",
+        "message_prefix",
+        "tag_keys",
+        "tags",
+        "title_contains",
+        "title_prefix",
+    )
+
+    def __init__(self, r: Recogniser) -> None:
+        self.tags = tuple((normalise(k), normalise(v)) for k, v in r.tags.items())
+        self.tag_keys = tuple(normalise(k) for k in r.tag_keys)
+        # an empty tuple never matches; a needle that normalises to "" is in any text
+        self.title_contains = tuple(normalise(n) for n in r.title_contains)
+        self.message_contains = tuple(normalise(n) for n in r.message_contains)
+        self.title_prefix = tuple(p for p in map(normalise, r.title_prefix) if p)
+        self.message_prefix = tuple(p for p in map(normalise, r.message_prefix) if p)
+        self.issue_types = frozenset(normalise(t) for t in r.issue_types)
+        self.issue_categories = frozenset(normalise(c) for c in r.issue_categories)
+
+    def tag_keys_read(self) -> set[str]:
+        return {k for k, _ in self.tags} | set(self.tag_keys)
+
+    def title_words(self) -> set[str]:
+        """The first word of every title criterion (see :func:`_may_match`)."""
+        return {n.split(" ", 1)[0] for n in (*self.title_contains, *self.title_prefix)}
+
+    def message_words(self) -> set[str]:
+        return {n.split(" ", 1)[0] for n in (*self.message_contains, *self.message_prefix)}
+
+    def matches(
         self,
         title: str,
         message: str,
@@ -136,36 +174,86 @@ class Recogniser(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         issue_type: str,
         issue_category: str,
     ) -> bool:
-        """:meth:`matches` over text already normalised."""
-        for key, value in self.tags.items():
-            if normalise(value) in tags.get(normalise(key), frozenset()):
+        """Over text already normalised (``title``/``message`` may be "" when no
+        criterion reads them)."""
+        for key, value in self.tags:
+            if value in tags.get(key, frozenset()):
                 return True
         for key in self.tag_keys:
-            if tags.get(normalise(key), frozenset()) - _SAYS_NO:
+            if tags.get(key, frozenset()) - _SAYS_NO:
                 return True
-        if _contains_all(title, self.title_contains):
+        if self.title_contains and all(n in title for n in self.title_contains):
             return True
-        if _contains_all(message, self.message_contains):
+        if self.message_contains and all(n in message for n in self.message_contains):
             return True
         if _starts_with_any(title, self.title_prefix):
             return True
         if _starts_with_any(message, self.message_prefix):
             return True
-        if issue_type and any(issue_type == normalise(t) for t in self.issue_types):
+        if issue_type and issue_type in self.issue_types:
             return True
-        return bool(issue_category) and any(
-            issue_category == normalise(c) for c in self.issue_categories
+        return bool(issue_category) and issue_category in self.issue_categories
+
+
+class _Compiled:
+    """The matchers of one :class:`Recognisers`, and which facts any of them reads."""
+
+    __slots__ = (
+        "marks_of_nothing",
+        "matchers",
+        "message_words",
+        "source",
+        "tag_keys",
+        "title_words",
+    )
+
+    def __init__(self, recognisers: Recognisers) -> None:
+        self.source = recognisers
+        self.matchers = tuple(
+            (name, _Matcher(_recogniser(recognisers, name)))
+            for name in recognisers.__struct_fields__
+        )
+        self.tag_keys = frozenset(k for _, m in self.matchers for k in m.tag_keys_read())
+        self.title_words = frozenset(w for _, m in self.matchers for w in m.title_words())
+        self.message_words = frozenset(w for _, m in self.matchers for w in m.message_words())
+        # the marks when no fact can be read (the usual alert): the same for every such alert
+        self.marks_of_nothing = frozenset(
+            name for name, m in self.matchers if m.matches("", "", {}, "", "")
         )
 
 
-def _contains_all(haystack: str, needles: tuple[str, ...]) -> bool:
-    return bool(needles) and all(normalise(n) in haystack for n in needles)
+def _may_match(text: str, words: frozenset[str]) -> bool:
+    """False only when no title (or message) criterion can match ``text``, so it need not
+    be normalised. A criterion's first word has no separator and no space in it, and
+    normalising only turns separators into spaces, adds spaces between camelCase words
+    and lowers the case: a word of the normalised text is a substring of the lowered
+    ASCII text. Non-ASCII text (where case folding may change lengths) is always read."""
+    if not words:
+        return False
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(w in lowered for w in words)
+
+
+_COMPILED: dict[int, _Compiled] = {}
+_COMPILED_MAX = 16  # a config reload makes new Recognisers; old ones are dropped past this
+
+
+def _compiled(recognisers: Recognisers) -> _Compiled:
+    found = _COMPILED.get(id(recognisers))
+    if found is not None and found.source is recognisers:
+        return found
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    compiled = _COMPILED[id(recognisers)] = _Compiled(recognisers)
+    return compiled
 
 
 def _starts_with_any(text: str, prefixes: tuple[str, ...]) -> bool:
-    for prefix in prefixes:
-        p = normalise(prefix)
-        if p and text.startswith(p) and (len(text) == len(p) or not text[len(p)].isalnum()):
+    """``prefixes`` normalised and not empty: whole words only."""
+    for p in prefixes:
+        if text.startswith(p) and (len(text) == len(p) or not text[len(p)].isalnum()):
             return True
     return False
 
@@ -216,23 +304,25 @@ def marks_for(
 
     ``tags`` is a sequence of ``(key, value)`` pairs (a key may repeat) or a mapping.
     """
+    compiled = _compiled(recognisers)
+    wanted = compiled.tag_keys
     pairs = tags.items() if isinstance(tags, Mapping) else tags
     seen: dict[str, set[str]] = {}
     for key, value in pairs:
-        seen.setdefault(normalise(key), set()).add(normalise(value))
+        k = normalise(key)
+        if k in wanted:  # a value no recogniser reads is not normalised
+            seen.setdefault(k, set()).add(normalise(value))
     by_key = {key: frozenset(values) for key, values in seen.items()}
     facts = (
-        normalise(title),
-        normalise(message),
+        normalise(title) if _may_match(title, compiled.title_words) else "",
+        normalise(message) if _may_match(message, compiled.message_words) else "",
         by_key,
         normalise(issue_type),
         normalise(issue_category),
     )
-    return frozenset(
-        name
-        for name in recognisers.__struct_fields__
-        if _recogniser(recognisers, name)._matches(*facts)
-    )
+    if not any(facts):
+        return compiled.marks_of_nothing
+    return frozenset(name for name, matcher in compiled.matchers if matcher.matches(*facts))
 
 
 def _recogniser(recognisers: Recognisers, name: str) -> Recogniser:

@@ -10,6 +10,13 @@ from eyetok.messages import (
     AuditRecorded,
     DeliveryFinished,
     IncidentAction,
+    JournalSignal,
+    JournalSignals,
+    Routing,
+    SevChannel,
+    Severity,
+    Signal,
+    SignalKind,
     SuppressionRecorded,
 )
 from eyetok.metrics import METRICS, DaemonGauges, daemon_registry, observe_history
@@ -60,3 +67,35 @@ def test_inbox_depths_and_restarts_are_read_when_scraped() -> None:
     depths["history"] = 0
     text = METRICS.exposition(registry).decode()
     assert 'eyetok_inbox_depth{actor="history"} 0.0' in text
+
+
+def test_a_chunk_of_signals_counts_each_routing_decision() -> None:
+    def journalled(n: int, severity: Severity, channel: SevChannel | None) -> JournalSignal:
+        signal = Signal(
+            signal_id=f"sig_{n}",
+            tenant="acme",
+            source="alertmanager",
+            resource="alertmanager",
+            action="firing",
+            kind=SignalKind.ALERT,
+            dedup_key=f"am:{n}",
+            title="t",
+            received_at=AT,
+        )
+        routing = Routing(severity=severity, rule="r", sev_channel=channel, business_hours=True)
+        return JournalSignal(
+            signal=signal, routing=routing, action=IncidentAction.OPEN, incident=None, deliveries=()
+        )
+
+    low = ("eyetok_routing_decisions_total", {"severity": "low", "sev_channel": "SEV3"})
+    info = ("eyetok_routing_decisions_total", {"severity": "info", "sev_channel": "none"})
+    before = [_value(n, **labels) for n, labels in (low, info)]
+    chunk = (
+        journalled(1, Severity.LOW, SevChannel.SEV3),
+        journalled(2, Severity.INFO, None),
+        journalled(3, Severity.LOW, SevChannel.SEV3),
+    )
+    observe_history(JournalSignals(items=chunk))
+    observe_history(journalled(4, Severity.LOW, SevChannel.SEV3))  # one on its own
+    after = [_value(n, **labels) for n, labels in (low, info)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3.0, 1.0]

@@ -7,6 +7,8 @@ import re
 import msgspec
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eyetok.recognisers import (
     DEFAULT_H12,
@@ -263,3 +265,84 @@ def test_tag_keys_and_issue_kinds_are_configurable() -> None:
     got = marks_for(custom, title="", message="", tags=(), issue_type="monitor_check_in_failure")
     assert got == frozenset({"synthetic_check"})
     assert marks_for(custom, title="", message="", tags={"synthetic": "x"}) == frozenset()
+
+
+# --- marks_for's shortcuts (criteria normalised once, text normalised only when a
+# criterion can read it) give exactly the marks of the plain reading ---------------------
+
+_WORDS = st.sampled_from(
+    [
+        "H12", "h12", "Request", "request", "timeout", "RequestTimeout", "Paper", "paper",
+        "PaperGate", "gate", "breach", "Synthetic", "synthetic", "check", "failed",
+        "failure", "Pod", "is", "crash", "looping", "Straße", "ÉCHEC", "x9", "",
+    ]
+)  # fmt: skip
+_SEPS = st.sampled_from([" ", "_", "-", ".", "  ", "", "\t"])
+_TEXT = st.lists(st.tuples(_WORDS, _SEPS), max_size=6).map(
+    lambda parts: "".join(w + s for w, s in parts)
+)
+_TAG_KEYS = st.sampled_from(
+    ["heroku.error_code", "eyetok.signal", "check.type", "check", "synthetic", "paper_gate",
+     "instance", "severity", "CheckType"]
+)  # fmt: skip
+_TAG_VALUES = st.sampled_from(
+    ["H12", "paper_gate_breach", "synthetic", "failed", "false", "no", "0", "", "yes",
+     "synthetic_check_failure", "host-1:9100"]
+)  # fmt: skip
+
+
+def _plain_marks(
+    recognisers: Recognisers, title: str, message: str, tags: tuple[tuple[str, str], ...]
+) -> frozenset[str]:
+    """The documented reading, criterion by criterion, everything normalised each time."""
+    seen: dict[str, set[str]] = {}
+    for key, value in tags:
+        seen.setdefault(normalise(key), set()).add(normalise(value))
+    t, m = normalise(title), normalise(message)
+    found = set()
+    for name in recognisers.__struct_fields__:
+        r: Recogniser = getattr(recognisers, name)
+
+        def starts(text: str, prefixes: tuple[str, ...]) -> bool:
+            return any(
+                (p := normalise(x))
+                and text.startswith(p)
+                and (len(text) == len(p) or not text[len(p)].isalnum())
+                for x in prefixes
+            )
+
+        if (
+            any(normalise(v) in seen.get(normalise(k), set()) for k, v in r.tags.items())
+            or any(
+                seen.get(normalise(k), set()) - {"", "false", "no", "0", "none", "off"}
+                for k in r.tag_keys
+            )
+            or (bool(r.title_contains) and all(normalise(n) in t for n in r.title_contains))
+            or (bool(r.message_contains) and all(normalise(n) in m for n in r.message_contains))
+            or starts(t, r.title_prefix)
+            or starts(m, r.message_prefix)
+        ):
+            found.add(name)
+    return frozenset(found)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    title=_TEXT,
+    message=_TEXT,
+    tags=st.lists(st.tuples(_TAG_KEYS, _TAG_VALUES), max_size=4).map(tuple),
+)
+def test_marks_for_gives_the_plain_readings_marks(
+    title: str, message: str, tags: tuple[tuple[str, str], ...]
+) -> None:
+    for recognisers in (DEFAULTS, CUSTOM_FOR_SHORTCUTS):
+        assert marks_for(recognisers, title=title, message=message, tags=tags) == _plain_marks(
+            recognisers, title, message, tags
+        )
+
+
+CUSTOM_FOR_SHORTCUTS = Recognisers(
+    h12=Recogniser(title_contains=("crash looping", "Pod"), message_prefix=("x9",)),
+    paper_gate=Recogniser(tag_keys=("CheckType",), title_prefix=("", "Straße")),
+    synthetic_check=Recogniser(message_contains=("_",)),  # normalised to "": any message
+)

@@ -284,7 +284,10 @@ def append_rows(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> N
 _encode = msgspec.json.Encoder().encode
 
 
-def snapshot_row(inc: Incident, *, recorded_at: datetime, seq: int) -> SnapshotRow:
+def snapshot_row(
+    inc: Incident, *, recorded_at: datetime, seq: int, encoded: str | None = None
+) -> SnapshotRow:
+    """``encoded``: ``inc`` as JSON already (the signal row that carries it encoded it)."""
     return SnapshotRow(
         incident_id=inc.incident_id,
         tenant=inc.tenant,
@@ -300,7 +303,7 @@ def snapshot_row(inc: Incident, *, recorded_at: datetime, seq: int) -> SnapshotR
         event_count=inc.event_count,
         recorded_at=recorded_at,
         seq=seq,
-        snapshot_json=_encode(inc).decode(),
+        snapshot_json=_encode(inc).decode() if encoded is None else encoded,
     )
 
 

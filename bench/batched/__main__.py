@@ -1,0 +1,5 @@
+import sys
+
+from bench.batched.cli import main
+
+sys.exit(main())
