@@ -371,7 +371,9 @@ async def run_incidents(
     async def next_message() -> IngestMessage | None:
         """The next message, or None when a step of the loop or a quiet period falls due
         first. A message already waiting is taken without arming a timer (under load
-        that is every turn)."""
+        that is every turn); as with ``receive``, none is taken once this actor is
+        cancelled (it stays in the inbox for the next incarnation)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             return inbox.receive_nowait()
         except trio.WouldBlock:
