@@ -25,6 +25,7 @@ from typing import assert_never
 import trio
 
 from actors.courier import Courier
+from actors.forward import forward
 from actors.tenants import effective_settings
 from eyetok import log
 from eyetok.budgets import Spent, Window, digest_text, hour_of, spend
@@ -188,13 +189,13 @@ async def run_budgets(
             or cap is None
         ):
             # a step of SEV1's human loop (ack, re-notification, escalation) is never held
-            await to_delivery.send(deliver)
+            await forward(to_delivery, deliver)
             return
         now = clock.now()
         window = window_of(deliver.tenant, now)
         spent = spend(window, deliver.signal_id or deliver.delivery_id, cap)
         if spent is Spent.WITHIN:
-            await to_delivery.send(deliver)
+            await forward(to_delivery, deliver)
             return
         window.held.append(deliver)
         if spent is Spent.CAPPED:

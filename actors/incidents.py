@@ -33,6 +33,7 @@ from typing import Literal, assert_never
 import msgspec
 import trio
 
+from actors.due_times import DueTimes
 from actors.quiet_periods import QuietPeriods
 from eyetok import log
 from eyetok.clock import Clock
@@ -218,17 +219,17 @@ async def run_incidents(
         tenant = deps.settings.tenants.get(incident.tenant)
         return tenant.escalation if tenant is not None else Escalation()
 
-    # the SEV1s with a step of the loop pending, and when it falls due (few: a signal's
-    # path never scans every open incident)
-    pending: dict[IncidentKey, datetime] = {}
+    # the SEV1s with a step of the loop pending, and when it falls due (a burst leaves
+    # thousands open: a turn of the loop finds the due ones without scanning them)
+    pending: DueTimes[IncidentKey] = DueTimes()
 
     def track(key: IncidentKey) -> None:
         incident = open_incidents.get(key)
         due = loop_due(incident, escalation_of(incident)) if incident is not None else None
         if due is None:
-            pending.pop(key, None)
+            pending.discard(key)
         else:
-            pending[key] = due[1]
+            pending.set(key, due[1])
 
     # drain incidents (Heroku never says an error stopped) and when they fall quiet
     quiet = QuietPeriods(deps.settings)
@@ -239,7 +240,7 @@ async def run_incidents(
 
     async def fire_due() -> None:
         now = clock.now()
-        for key in [k for k, at in pending.items() if at <= now]:
+        for key in pending.due_at(now):
             incident = open_incidents[key]
             while (due := loop_due(incident, escalation_of(incident))) and due[1] <= now:
                 step = due[0]
@@ -367,16 +368,28 @@ async def run_incidents(
             quiet.track(key_of(signal), None)
             await outbox.send(change)
 
+    async def next_message() -> IngestMessage | None:
+        """The next message, or None when a step of the loop or a quiet period falls due
+        first. A message already waiting is taken without arming a timer (under load
+        that is every turn); as with ``receive``, none is taken once this actor is
+        cancelled (it stays in the inbox for the next incarnation)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return inbox.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        dues = [at for at in (pending.next_due(), quiet.next_due()) if at is not None]
+        wait = (min(dues) - clock.now()).total_seconds() if dues else math.inf
+        with trio.move_on_after(max(wait, 0.0)):
+            return await inbox.receive()
+        return None
+
     try:
         while True:
             await fire_due()
             await resolve_quiet()
-            due = min([*pending.values(), *quiet.next_due()], default=None)
-            wait = (due - clock.now()).total_seconds() if due is not None else math.inf
-            message: IngestMessage | None = None
             try:
-                with trio.move_on_after(max(wait, 0.0)):
-                    message = await inbox.receive()
+                message = await next_message()
             except trio.EndOfChannel:
                 return
             match message:

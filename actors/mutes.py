@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from actors.courier import Courier
+from actors.forward import forward
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.errors import StateError
@@ -239,7 +240,7 @@ async def run_mutes(
     async def admit(deliver: Deliver) -> None:
         held = mutes.get(deliver.tenant)
         if held is None or held.until <= clock.now() or not mutable(deliver):
-            await to_budgets.send(deliver)
+            await forward(to_budgets, deliver)
             return
         held.muted += 1
         detail = f"tenant muted by {held.by} until {when(held.until)}; not sent"
@@ -264,7 +265,13 @@ async def run_mutes(
                 due = min((m.until for m in mutes.values()), default=None)
                 wait = (due - clock.now()).total_seconds() if due is not None else math.inf
                 message: MuteMessage | None = None
-                with trio.move_on_after(max(wait, 0.0)):
+                # no mute to end: no timer to arm for every delivery that passes
+                timer = (
+                    trio.move_on_after(max(wait, 0.0))
+                    if due is not None
+                    else contextlib.nullcontext()
+                )
+                with timer:
                     try:
                         message = await inbox.receive()
                     except trio.EndOfChannel:  # stopping: what waits is written first

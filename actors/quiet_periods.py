@@ -13,9 +13,9 @@ journal and sinks as any other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from actors.due_times import DueTimes
 from eyetok.config import Settings
 from eyetok.http.hooks import new_signal_id
 from eyetok.incidents import IncidentKey
@@ -28,7 +28,7 @@ class QuietPeriods:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._due: dict[IncidentKey, datetime] = {}
+        self._due: DueTimes[IncidentKey] = DueTimes()
 
     def quiet_s(self, tenant_id: str) -> float | None:
         tenant = self._settings.tenants.get(tenant_id)
@@ -39,22 +39,22 @@ class QuietPeriods:
         """Note ``incident``'s new snapshot (None: it is no longer open)."""
         quiet_s = self.quiet_s(key[0])
         if incident is None or quiet_s is None or not heroku_logs.is_drain_key(key[1]):
-            self._due.pop(key, None)
+            self._due.discard(key)
             return
-        self._due[key] = incident.last_seen_at + timedelta(seconds=quiet_s)
+        self._due.set(key, incident.last_seen_at + timedelta(seconds=quiet_s))
 
-    def next_due(self) -> Iterator[datetime]:
-        if self._due:
-            yield min(self._due.values())
+    def next_due(self) -> datetime | None:
+        """When the next drain incident falls quiet (None: none is open)."""
+        return self._due.next_due()
 
     def fall_due(self, open_incidents: dict[IncidentKey, Incident], now: datetime) -> list[Signal]:
         """The resolves of the incidents quiet at ``now``."""
         resolves: list[Signal] = []
-        for key in [k for k, at in self._due.items() if at <= now]:
+        for key in self._due.due_at(now):
             incident = open_incidents.get(key)
             quiet_s = self.quiet_s(key[0])
             if incident is None or quiet_s is None:
-                self._due.pop(key)
+                self._due.discard(key)
                 continue
             resolves.append(
                 heroku_logs.quiet_resolve(incident, now=now, quiet_s=quiet_s, new_id=new_signal_id)

@@ -17,6 +17,7 @@ from typing import assert_never
 import msgspec
 import trio
 
+from actors.forward import forward
 from actors.tenants import effective_settings
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -269,11 +270,11 @@ async def run_router(
                 settings = message.settings
                 sink_types = settings.sink_types()
             case IncidentChanged():
-                await outbox.send(journal_entry(message, settings, sink_types))
+                await forward(outbox, journal_entry(message, settings, sink_types))
                 await tell_playbooks((message,))
             case IncidentsChanged(changes=changes, reply=reply):
                 items = tuple(journal_entry(c, settings, sink_types) for c in changes)
-                await outbox.send(JournalSignals(items=items, reply=reply))
+                await forward(outbox, JournalSignals(items=items, reply=reply))
                 await tell_playbooks(changes)
             case IncidentStepped():
                 for record in step_records(message, settings, sink_types):

@@ -31,6 +31,7 @@ from typing import assert_never
 import trio
 
 from actors.courier import Courier
+from actors.forward import forward
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.config import SuppressionOptions
@@ -238,12 +239,12 @@ async def run_suppression(
     async def admit(deliver: Deliver) -> None:
         key = deliver.cluster_key
         if deliver.notice is not None or not options.enabled:
-            await to_budgets.send(deliver)
+            await forward(to_budgets, deliver)
             return
         if key is None:
             owner = silenced.get(deliver.incident.incident_id)
             if owner is None:
-                await to_budgets.send(deliver)
+                await forward(to_budgets, deliver)
                 return
             active = next((c for c in clusters.values() if c.cluster_id == owner), None)
             withhold(deliver, active or owner)

@@ -6,15 +6,22 @@ through the same renderer, so they are one JSON line each too: ``actor`` is the 
 name, ``event`` its message, and an exception's traceback is one string field,
 ``exception``, never lines of its own. Libraries log at warning and above only (httpx
 would otherwise log every request).
+
+EyeTok's own lines are rendered with msgspec (a line per signal is on the ingest hot path;
+the standard library's encoder took a third more CPU per line). A value msgspec cannot
+encode falls back to ``json.dumps`` with structlog's fallback (``__structlog__``, else
+``repr``), so an odd field never costs a line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import msgspec
 import structlog
 
 _LEVELS = {
@@ -28,6 +35,25 @@ _SHARED: list[Any] = [
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
 ]
+
+
+def _fallback(obj: Any) -> Any:
+    """What a log field msgspec does not know becomes (structlog's own fallback)."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+_encode = msgspec.json.Encoder(enc_hook=_fallback).encode
+
+
+def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
+    """The event as one compact JSON object, keys in the order they were added."""
+    try:
+        return _encode(event_dict).decode()
+    except (TypeError, ValueError, OverflowError):  # a key msgspec refuses, a huge int
+        return json.dumps(event_dict, separators=(",", ":"), default=_fallback)
 
 
 def _actor_from_logger_name(
@@ -44,7 +70,7 @@ def configure(level: str = "info") -> None:
         processors=[
             *_SHARED,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=False, separators=(",", ":")),
+            _render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),

@@ -92,7 +92,22 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     any_of: tuple[Condition, ...] | None = None
 
     def holds(self, facts: Facts) -> bool:
-        return all(ok for ok, _ in self.checks(facts))
+        """What :meth:`checks` says of every field, without putting the facts in words
+        (every signal is classified by this; only an explanation needs the words)."""
+        f = facts
+        return (
+            (self.resolves is None or f.resolves == self.resolves)
+            and (self.levels is None or f.level in self.levels)
+            and (self.marks is None or not self.marks.isdisjoint(f.marks))
+            and (self.is_new is None or f.is_new == self.is_new)
+            and (self.unhandled is None or f.unhandled == self.unhandled)
+            and (self.environments is None or f.environment.lower() in self.environments)
+            and (self.min_users is None or (f.users_affected or 0) >= self.min_users)
+            and (self.is_regression is None or f.is_regression == self.is_regression)
+            and (self.is_metric_alert is None or f.is_metric_alert == self.is_metric_alert)
+            and (self.is_performance is None or f.is_performance == self.is_performance)
+            and (self.any_of is None or any(option.holds(facts) for option in self.any_of))
+        )
 
     def checks(self, facts: Facts) -> Iterator[tuple[bool, str]]:
         """Each set field, in order: whether it holds, and the fact it read, in words."""

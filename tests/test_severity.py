@@ -3,6 +3,7 @@ and every recorded Sentry fixture routed through ``sentry.normalise`` and ``clas
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,16 @@ import pytest
 
 from eyetok.messages import SevChannel, Severity, Signal, SignalKind
 from eyetok.recognisers import Recognisers
-from eyetok.severity import CANONICAL_RULES, DEFAULT_RULE, classify, facts_of, match_rule, why
+from eyetok.severity import (
+    CANONICAL_RULES,
+    DEFAULT_RULE,
+    Condition,
+    Facts,
+    classify,
+    facts_of,
+    match_rule,
+    why,
+)
 from eyetok.sources import sentry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sentry"
@@ -441,3 +451,43 @@ def test_a_metric_alert_explains_itself() -> None:
         "error-regression-or-performance",
         ('level is "error"', "a metric alert"),
     )
+
+
+def _every_facts() -> list[Facts]:
+    """Facts across every value the canonical conditions read (a product of small sets)."""
+    grid = itertools.product(
+        (False, True),  # resolves
+        ("fatal", "error", "warning", "info", ""),
+        (frozenset(), frozenset({"h12"}), frozenset({"paper_gate", "heroku_h27"})),
+        (False, True),  # is_new
+        (None, False, True),  # unhandled
+        ("Production", "staging"),
+        (None, 0, 3),  # users affected
+        (False, True),  # is_regression
+        (False, True),  # is_metric_alert / is_performance
+    )
+    return [
+        Facts(
+            resolves=r,
+            level=level,
+            marks=marks,
+            is_new=new,
+            novelty="",
+            unhandled=unhandled,
+            environment=env,
+            users_affected=users,
+            is_regression=regression,
+            is_metric_alert=other,
+            is_performance=not other,
+        )
+        for r, level, marks, new, unhandled, env, users, regression, other in grid
+    ]
+
+
+def test_holds_says_what_the_checks_say_for_every_rule() -> None:
+    """``holds`` (the fast path of every classification) agrees with ``checks`` (the
+    words of ``why``), including the nested ``any_of`` and an empty one."""
+    conditions = [rule.when for rule in CANONICAL_RULES] + [Condition(any_of=())]
+    for facts in _every_facts():
+        for condition in conditions:
+            assert condition.holds(facts) == all(ok for ok, _ in condition.checks(facts))

@@ -1,0 +1,94 @@
+"""EyeTok's log lines: one compact JSON object per line, keys in the order they were given,
+whatever the fields hold."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import structlog
+
+from eyetok import log
+
+
+@pytest.fixture
+def lines() -> Iterator[io.StringIO]:
+    """What ``eyetok run``'s configuration writes; the configuration before is restored
+    (the same processor list: loggers bound at import hold it, and capture_logs edits it)."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out = io.StringIO()
+    log.configure("info")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=out))
+    try:
+        yield out
+    finally:
+        structlog.configure(**saved)
+        root.handlers, root.level = handlers, level
+
+
+def rendered(out: io.StringIO) -> list[str]:
+    return out.getvalue().splitlines()
+
+
+def test_a_line_is_one_compact_object_with_the_keys_in_order(lines: io.StringIO) -> None:
+    log.get("incidents").info(
+        "incident_opened", tenant="operator", known_to_eyetok=False, sev_channel="SEV2"
+    )
+    [line] = rendered(lines)
+    assert line.startswith('{"actor":"incidents","tenant":"operator","known_to_eyetok":false,')
+    fields = json.loads(line)
+    assert list(fields) == [
+        "actor",
+        "tenant",
+        "known_to_eyetok",
+        "sev_channel",
+        "event",
+        "level",
+        "timestamp",
+    ]
+    assert fields["event"] == "incident_opened"
+    assert fields["level"] == "info"
+    assert fields["timestamp"].endswith("Z")
+    assert ", " not in line
+    assert '": ' not in line
+
+
+class _Odd:
+    def __repr__(self) -> str:
+        return "<odd thing>"
+
+
+class _Told:
+    def __structlog__(self) -> dict[str, int]:
+        return {"told": 1}
+
+
+def test_odd_values_are_rendered_not_dropped(lines: io.StringIO) -> None:
+    at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    logger = log.get("ingest")
+    logger.info("odd", thing=_Odd(), told=_Told(), at=at, text="café")
+    logger.info("keys", by_number={1: "one"}, by_pair={("a", "b"): 1})
+    odd, keys = (json.loads(line) for line in rendered(lines))
+    assert odd["thing"] == "<odd thing>"
+    assert odd["told"] == {"told": 1}
+    assert odd["at"] == "2026-12-04T12:00:00Z"
+    assert odd["text"] == "café"
+    assert keys["by_number"] == {"1": "one"}
+    assert keys["by_pair"] == {"('a', 'b')": 1}
+
+
+def test_a_logged_exception_is_one_field_on_the_same_line(lines: io.StringIO) -> None:
+    try:
+        raise ValueError("broken on purpose")
+    except ValueError:
+        log.get("supervisor").error("actor_crashed", exc_info=True)
+    [line] = rendered(lines)
+    fields: dict[str, Any] = json.loads(line)
+    assert "ValueError: broken on purpose" in fields["exception"]
