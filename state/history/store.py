@@ -21,6 +21,8 @@ from state.history.schema import SCHEMA_VERSION, STATEMENTS
 
 T = TypeVar("T")
 
+MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool (state/history/buffers.py restores it)
+
 
 class HistoryStore:
     def __init__(self, path: Path | str) -> None:
@@ -36,7 +38,7 @@ class HistoryStore:
             # One worker thread and a small buffer pool: the history is append-mostly and
             # shares two cores with the HTTP front.
             self._con.execute("SET threads = 1")
-            self._con.execute("SET memory_limit = '256MB'")
+            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             for statement in STATEMENTS:
                 self._con.execute(statement)
             if not self._con.execute("SELECT count(*) FROM schema_version").fetchall()[0][0]:
