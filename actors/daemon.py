@@ -37,6 +37,7 @@ from eyetok.http.metrics import add_metrics
 from eyetok.http.server import server_config
 from eyetok.live_credentials import LiveCredentials
 from eyetok.webhook_ids import WebhookKey
+from state.history.buffers import release_cached_blocks
 from state.history.export import ParquetArchive
 from state.history.store import HistoryStore
 from state.history.wal import Journal
@@ -242,6 +243,7 @@ class Daemon:
                     binds = await nursery.start(http)
                     nursery.start_soon(self._watch_signals)
                 self.bound_port = _port_of(binds, settings.port)
+                await self._release_history_cache(store)
                 self._log.info("eyetok_ready", listening=binds, port=self.bound_port)
                 if settings.database_url is not None and not durable:
                     nursery.start_soon(self._say_if_role_refused, settings.database_url)
@@ -308,6 +310,20 @@ class Daemon:
                 consequence="running degraded without the Postgres mirror (disk durability)",
                 fix="set DATABASE_URL to a role Postgres accepts (user and password)",
             )
+
+    async def _release_history_cache(self, store: HistoryStore) -> None:
+        """The actors have rebuilt their state: the history blocks they read leave RSS."""
+        try:
+            before_kib, after_kib = await store.read(release_cached_blocks)
+        except StateError as exc:
+            self._log.warning("history_cache_kept", reason=str(exc))
+            return
+        self._log.info(
+            "history_cache_released",
+            held_kib=before_kib,
+            now_kib=after_kib,
+            why="the actors rebuilt their state from it",
+        )
 
     async def _rehydrate_before_accepting(self, store: HistoryStore, dsn: str) -> bool:
         """Postgres durability, a fresh data directory: rehydrate, retrying (backoff up to

@@ -34,6 +34,7 @@ import trio
 from actors.breaker import Breaker
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
 from actors.tenants import api_sinks, effective_settings
+from actors.thread_refs import ThreadRefs
 from eyetok import guard, log
 from eyetok.clock import Clock
 from eyetok.config import DeliveryOptions, Settings
@@ -222,8 +223,11 @@ async def run_delivery(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     logger = log.get("delivery")
-    since = queries.thread_lookback(clock.now())  # now, not in the worker thread
-    threads = await deps.store.read(lambda con: queries.thread_refs(con, since=since))
+    started_at = clock.now()  # now, not in the worker thread
+    since = queries.thread_lookback(started_at)
+    threads = ThreadRefs(
+        await deps.store.read(lambda con: queries.thread_refs(con, since=since)), now=started_at
+    )
     verifications: dict[str, Verification] = await deps.store.read(queries.latest_verifications)
     noticed: set[tuple[str, str, str]] = set()  # (unverified sink, notice sink, day)
     fix_hints = OncePer(timedelta(hours=1))  # "eyetok verify SINK", once per sink per hour
@@ -642,7 +646,7 @@ async def run_delivery(
         match result:
             case Delivered(external_ref=ref):
                 if thread is None and head.action is IncidentAction.OPEN:
-                    threads[(sink_id, target, incident_id)] = ref
+                    threads.learn((sink_id, target, incident_id), ref, at=clock.now())
                 for d in slot:
                     await finish(d, "delivered", attempts, "", ref, thread or ref)
                 return None
@@ -722,6 +726,7 @@ async def run_delivery(
             lanes=len(lanes),
             remembered_delivery_ids=len(seen),
             remembered_max=_SEEN_MAX,
+            thread_refs=len(threads),
             held_unverified=len(held_ids),
             dead_unreported=len(unreported),
         )

@@ -489,6 +489,17 @@ async def run_history(
                         await _mirror(leftover, to_mirror, clock.now())
             await materialise()
             logger.info("history_flushed", journalled=len(leftover), position=journalled_to.offset)
+            logger.info("history_held_at_stop", **await store.read(_duckdb_held))
+
+
+def _duckdb_held(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """What DuckDB's buffer manager holds, in KiB by kind (``duckdb_memory()``: the table
+    blocks it cached, the appends not yet checkpointed...)."""
+    rows = con.execute(
+        """SELECT lower(tag), memory_usage_bytes // 1024 FROM duckdb_memory()
+           WHERE memory_usage_bytes > 0 ORDER BY tag"""
+    ).fetchall()
+    return {f"duckdb_{tag}_kib": int(kib) for tag, kib in rows}
 
 
 def _materialise(

@@ -56,18 +56,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import (  # noqa: E402
-    BURST_FIXTURES,
-    HOST,
-    RequestFactory,
+from bench.ingest import BURST_FIXTURES, HOST  # noqa: E402
+from bench.ingest.bodies import RequestFactory, retarget  # noqa: E402
+from bench.ingest.load import run_raw, summarise  # noqa: E402
+from bench.ingest.processes import (  # noqa: E402
     RssSampler,
     cpu_figures,
     cpu_snapshot,
-    retarget,
-    run_raw,
     start_eyetok,
     start_fake_slack,
-    summarise,
 )
 from eyetok.retention import RetentionOptions, horizons  # noqa: E402
 from eyetok.review import audit_events, bursts, failed_deliveries  # noqa: E402

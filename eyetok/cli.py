@@ -603,9 +603,11 @@ def _incidents(settings: Settings, args: argparse.Namespace) -> int:
 def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     import trio
 
+    from eyetok.malloc_arenas import cap_malloc_arenas, return_duckdb_free_pages
+
+    return_duckdb_free_pages()  # before actors.daemon imports duckdb
     from actors.daemon import Daemon
     from actors.supervisor import CrashLoopError
-    from eyetok.malloc_arenas import cap_malloc_arenas
 
     problem = doctor.find_data_dir_problem(settings.data_dir)
     if problem is not None:

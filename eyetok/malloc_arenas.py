@@ -1,23 +1,38 @@
-"""How many glibc malloc arenas the daemon's threads share.
+"""How the daemon's two allocators hand memory back: glibc's malloc arenas, and the
+jemalloc that DuckDB links into its own library for its buffers.
 
+How many glibc malloc arenas the daemon's threads share:
 glibc gives each thread that allocates under contention an arena of its own (up to eight
 per core), and memory freed into one arena is not reused by another: with trio's worker
 threads (DuckDB commits, Slack posts, DNS) a burst leaves several partly empty arenas
 behind. Two arenas measured 5-15 MB lower peak RSS through the 5,000-webhook burst
 (`python bench/ingest.py --daemon-env MALLOC_ARENA_MAX=2`, issue 20). The operator's own
-``MALLOC_ARENA_MAX`` wins; elsewhere than glibc nothing is changed."""
+``MALLOC_ARENA_MAX`` wins; elsewhere than glibc nothing is changed.
+
+When DuckDB's jemalloc gives freed pages back: DuckDB configures it to keep them for a
+second (``dirty_decay_ms:1000,muzzy_decay_ms:1000``), and with no background thread they
+are only purged while DuckDB keeps allocating, so a burst's row groups, WAL buffers and
+checkpoint scratch stayed resident: about 10 MB of the daemon's peak RSS through the
+5,000-webhook burst (``--daemon-env DUCKDB_JE_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0``,
+issue 20). jemalloc reads ``DUCKDB_JE_MALLOC_CONF`` once, when ``duckdb`` is imported; the
+operator's own value wins."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, MutableMapping
 
 from eyetok import log
 
 ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's malloc.h
+
+DUCKDB_ALLOCATOR_ENV = "DUCKDB_JE_MALLOC_CONF"
+# Freed pages go back to the system at once (MADV_DONTNEED), not after a decay period.
+DUCKDB_ALLOCATOR = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
 
 def cap_malloc_arenas(env: Mapping[str, str] | None = None) -> int | None:
@@ -36,3 +51,26 @@ def cap_malloc_arenas(env: Mapping[str, str] | None = None) -> int | None:
         "malloc_arenas_capped", arenas=ARENAS, why="worker threads share them: lower peak RSS"
     )
     return ARENAS
+
+
+def return_duckdb_free_pages(env: MutableMapping[str, str] | None = None) -> str | None:
+    """Set :data:`DUCKDB_ALLOCATOR` for DuckDB's jemalloc; call it before ``duckdb`` is
+    imported. The setting now in force, or None when the environment already sets one or
+    DuckDB was imported first (then jemalloc has read its settings already)."""
+    target = os.environ if env is None else env
+    if DUCKDB_ALLOCATOR_ENV in target:
+        return None
+    if "_duckdb" in sys.modules:
+        log.get("daemon").warning(
+            "duckdb_allocator_unchanged",
+            reason="duckdb was imported before the daemon set its allocator: freed pages "
+            "stay resident for DuckDB's decay period",
+        )
+        return None
+    target[DUCKDB_ALLOCATOR_ENV] = DUCKDB_ALLOCATOR
+    log.get("daemon").info(
+        "duckdb_allocator_set",
+        setting=DUCKDB_ALLOCATOR,
+        why="DuckDB's freed buffers go back to the system at once: lower peak RSS",
+    )
+    return DUCKDB_ALLOCATOR

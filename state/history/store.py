@@ -21,6 +21,7 @@ from state.history.schema import SCHEMA_VERSION, STATEMENTS
 
 T = TypeVar("T")
 CHECKPOINT_THRESHOLD = "64MB"
+MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool (state/history/buffers.py restores it)
 
 
 class HistoryStore:
@@ -37,7 +38,7 @@ class HistoryStore:
             # One worker thread and a small buffer pool: the history is append-mostly and
             # shares two cores with the HTTP front.
             self._con.execute("SET threads = 1")
-            self._con.execute("SET memory_limit = '256MB'")
+            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             # DuckDB checkpoints its own WAL into the file past this size. At the default
             # (16 MB: about 7,000 Alertmanager signals) materialising a batched burst
             # cost 68-72 us of CPU per signal, checkpoints included; at 64 MB, 56-59 us
