@@ -12,7 +12,7 @@ receiver's work is not counted). Three ways, each round in turn:
 - ``trio``: that request and answer through a ``trio.SocketStream`` (``send_all``,
   ``receive_some``): the least a client on EyeTok's event loop does;
 - ``sink``: what the delivery actor does per attempt: ``render``, the payload guard,
-  signing, and ``WebhookSink.send`` (h11 on trio streams);
+  signing, and ``WebhookSink.send`` (trio streams, httptools);
 - ``httpx``: the signed request through ``httpx.AsyncClient`` configured as the sink's
   transport was before (for comparison).
 """

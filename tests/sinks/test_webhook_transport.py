@@ -19,6 +19,7 @@ from actors.sinks.webhook.transport import (
     KEEPALIVE_S,
     MAX_DRAINED_BODY,
     ConnectError,
+    InvalidRequest,
     RemoteProtocolError,
     TransportTimeout,
     WebhookConnections,
@@ -222,6 +223,51 @@ async def test_a_small_answer_body_is_drained_and_the_connection_reused(
         assert (await pool.post(b"1", HEADERS)).status == 200
     assert pool.opened == 1
     await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reused"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", True),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False),  # 1.0: closes after
+        (OK + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False),  # one answer too many
+    ],
+    ids=["chunked", "100-continue", "http-1.0", "extra-answer"],
+)
+async def test_how_an_answer_ends_decides_whether_its_connection_is_kept(
+    nursery: trio.Nursery, answer: bytes, reused: bool
+) -> None:
+    server = await start(nursery, always(answer))
+    pool = connections_to(server)
+    for _ in range(2):
+        assert (await pool.post(b"1", HEADERS)).status == 200
+    assert pool.opened == (1 if reused else 2)
+    assert len(server.requests) == 2
+    await pool.aclose()
+
+
+async def test_an_answer_that_is_not_http_is_a_protocol_error(nursery: trio.Nursery) -> None:
+    server = await start(nursery, always(b"SSH-2.0-OpenSSH_9.6\r\n"))
+    pool = connections_to(server)
+    with pytest.raises(RemoteProtocolError, match=r"not HTTP/1\.1"):
+        await pool.post(b"1", HEADERS)
+    await pool.aclose()
+
+
+async def test_a_header_that_would_split_the_request_is_never_sent(
+    nursery: trio.Nursery,
+) -> None:
+    server = await start(nursery, always(OK))
+    pool = connections_to(server)
+    with pytest.raises(InvalidRequest):
+        await pool.post(b"1", {**HEADERS, "webhook-id": "msg_1\r\nx-injected: 1"})
+    assert pool.opened == 0
+    assert server.requests == []
+    with pytest.raises(ValueError, match="cannot be written"):
+        WebhookConnections(
+            "http://127.0.0.1/a b", timeout_s=1.0, connect_timeout_s=1.0, user_agent="x"
+        )
 
 
 async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_closed(
