@@ -264,10 +264,25 @@ async def test_a_header_that_would_split_the_request_is_never_sent(
         await pool.post(b"1", {**HEADERS, "webhook-id": "msg_1\r\nx-injected: 1"})
     assert pool.opened == 0
     assert server.requests == []
+    with pytest.raises(InvalidRequest):
+        await pool.post(b"1", {**HEADERS, "webhook-id": "msg_ü"})
     with pytest.raises(ValueError, match="cannot be written"):
         WebhookConnections(
-            "http://127.0.0.1/a b", timeout_s=1.0, connect_timeout_s=1.0, user_agent="x"
+            "http://127.0.0.1/", timeout_s=1.0, connect_timeout_s=1.0, user_agent="x\r\ny: 1"
         )
+
+
+async def test_a_non_ascii_path_is_percent_encoded(nursery: trio.Nursery) -> None:
+    server = await start(nursery, always(OK))
+    pool = WebhookConnections(
+        f"http://127.0.0.1:{server.port}/hooks/übung?q=ä",
+        timeout_s=10.0,
+        connect_timeout_s=5.0,
+        user_agent="EyeTok-Webhooks/1",
+    )
+    assert (await pool.post(b"1", HEADERS)).status == 200
+    assert server.requests[0].head.startswith(b"POST /hooks/%C3%BCbung?q=%C3%A4 HTTP/1.1\r\n")
+    await pool.aclose()
 
 
 async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_closed(

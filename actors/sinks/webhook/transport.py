@@ -12,8 +12,9 @@ Of h11's 120 us most is its pure-Python state machine and header validation (125
 against 4 us for the same request and answer through httptools, measured side by side),
 so the answer is read with httptools, a C parser that handles what a receiver may send
 (chunked bodies, HTTP/1.0, ``Connection: close``, 1xx). The request is the one thing
-written by hand: one fixed method and target, and headers this module checks for CR, LF
-and NUL (:class:`InvalidRequest`), so no header can split the request.
+written by hand: one fixed method and target (non-ASCII percent-encoded, as httpx does),
+and headers this module checks for CR, LF, NUL and non-ASCII (:class:`InvalidRequest`),
+so no header can split the request.
 
 What a POST does:
 
@@ -37,7 +38,7 @@ Errors (each names what failed; the sink turns all of them into a retry)::
     ├── ConnectError          no connection: DNS, refused, unreachable, TLS handshake
     ├── TransportTimeout      no connection or no answer in time
     ├── RemoteProtocolError   the answer broke HTTP/1.1 or stopped half-way
-    └── InvalidRequest        a header value HTTP/1.1 cannot carry (CR, LF, NUL)
+    └── InvalidRequest        a header value HTTP/1.1 cannot carry (CR, LF, NUL, not ASCII)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import certifi
 import httptools
@@ -179,14 +180,16 @@ class WebhookConnections:
         self._https = parts.scheme.lower() == "https"
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._https else 80)
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        netloc_host = f"[{self._host}]" if ":" in self._host else self._host
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._target = quote(target, safe="!#$%&'()*+,/:;=?@[]~")  # non-ASCII as %XX, as httpx
+        ascii_host = self._host.encode("idna").decode("ascii")
+        netloc_host = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
         default_port = (443 if self._https else 80) == self._port
         host_header = netloc_host if default_port else f"{netloc_host}:{self._port}"
         self._head = (
             f"POST {self._target} HTTP/1.1\r\nhost: {host_header}\r\nuser-agent: {user_agent}\r\n"
         )
-        if _UNSAFE.search(f"{self._target}{host_header}{user_agent}") or " " in self._target:
+        if _UNSAFE.search(f"{host_header}{user_agent}") or not user_agent.isascii():
             raise ValueError(f"the URL or user agent cannot be written as HTTP/1.1: {url!r}")
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -203,7 +206,11 @@ class WebhookConnections:
         if _UNSAFE.search("".join(headers)) or _UNSAFE.search("".join(headers.values())):
             raise InvalidRequest(f"a header carries CR, LF or NUL: {sorted(headers)}")
         lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        request = f"{self._head}{lines}content-length: {len(body)}\r\n\r\n".encode("latin-1") + body
+        try:
+            head = f"{self._head}{lines}content-length: {len(body)}\r\n\r\n".encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest(f"a header is not ASCII: {sorted(headers)}") from exc
+        request = head + body
         conn = self._take_idle()
         if conn is not None:
             try:
