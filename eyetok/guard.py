@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 
 from eyetok.errors import PayloadRejectedError
 
@@ -29,6 +29,8 @@ _INTERNAL_TEXT = re.compile(
     r"|\b(?:run_history|run_delivery|run_incidents|run_router|run_mirror|Supervisor)\b"
     r"|\bpid[=: ]\d+"
 )
+# Every match of _INTERNAL_TEXT contains one of these (a cheap first look).
+_INTERNAL_MARKS = ('File "', "run_", "Supervisor", "pid")
 _EVENT_LIST_KEYS = frozenset({"events", "alerts", "incidents", "batch"})
 
 
@@ -66,6 +68,11 @@ def _walk(value: object, path: str = "$") -> Iterator[tuple[str, str | None, obj
 
 
 _WORD = re.compile(r"[\w-]+")
+# Joins a payload's strings for one scan per rule. No rule's pattern can match across it
+# where it would not match across the end of a string: it is no word character, digit,
+# hex digit, dot, colon or hyphen (only ``no-internals``' ``[^"]*`` spans it, and what
+# that finds is looked at again string by string).
+_SEPARATOR = "\x00"
 
 
 def check(
@@ -75,7 +82,70 @@ def check(
     tenants: Iterable[str],
     operator_tenant: str | None = None,
 ) -> None:
-    """Raise :class:`PayloadRejectedError` if ``payload`` (JSON-like) breaks a rule."""
+    """Raise :class:`PayloadRejectedError` if ``payload`` (JSON-like) breaks a rule.
+
+    Every payload goes out through here, so the common case is made cheap: the payload's
+    strings are scanned together, once per rule (:func:`_suspect`); only a payload that
+    may break a rule is walked string by string (:func:`_check_each`), which decides and
+    names the rule and the path. The scan never misses what the walk would refuse."""
+    known = tenants if isinstance(tenants, set | frozenset) else frozenset(tenants)
+    if _suspect(payload, tenant=tenant, tenants=known, operator_tenant=operator_tenant):
+        _check_each(payload, tenant=tenant, tenants=known, operator_tenant=operator_tenant)
+
+
+def _strings(value: object, into: list[str]) -> bool:
+    """Append every string in ``value`` (a container; keys aside) to ``into``; True as
+    soon as a key breaks ``one-event`` or ``no-internals``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key).lower()
+            if name in _INTERNAL_KEYS:
+                return True
+            if (
+                name in _EVENT_LIST_KEYS
+                and (len(item) if isinstance(item, list | tuple) else 1) != 1
+            ):
+                return True
+            if isinstance(item, str):
+                into.append(item)
+            elif _strings(item, into):
+                return True
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, str):
+                into.append(item)
+            elif _strings(item, into):
+                return True
+    return False
+
+
+def _suspect(
+    payload: object, *, tenant: str, tenants: Set[str], operator_tenant: str | None
+) -> bool:
+    """Whether ``payload`` may break a rule (False: it breaks none)."""
+    strings: list[str] = []
+    if _strings(payload, strings):
+        return True
+    text = _SEPARATOR.join(strings)
+    if ip_literals(text):
+        return True
+    if any(mark in text for mark in _INTERNAL_MARKS) and _INTERNAL_TEXT.search(text):
+        return True
+    if tenant == operator_tenant:
+        return False
+    named = set(_WORD.findall(text))
+    named &= tenants
+    named.discard(tenant)
+    if operator_tenant is not None:
+        named.discard(operator_tenant)
+    return any(len(word) >= 3 for word in named)
+
+
+def _check_each(
+    payload: object, *, tenant: str, tenants: Set[str], operator_tenant: str | None
+) -> None:
+    """The rules string by string, in the payload's order: the first broken one raises,
+    naming where."""
     for path, key, item in _walk(payload):
         count = len(item) if isinstance(item, list | tuple) else 1
         if key is not None and key.lower() in _EVENT_LIST_KEYS and count != 1:
@@ -95,9 +165,13 @@ def check(
     # is an ordinary word in upstream titles). A tenant id is named where it stands as a
     # whole run of word characters and hyphens; looking every run up in a set keeps the
     # check linear in the payload, however many tenants EyeTok serves.
-    known = tenants if isinstance(tenants, set | frozenset) else frozenset(tenants)
     for path, _, item in _walk(payload):
         if isinstance(item, str):
             for word in _WORD.findall(item):
-                if word in known and word != tenant and word != operator_tenant and len(word) >= 3:
+                if (
+                    word in tenants
+                    and word != tenant
+                    and word != operator_tenant
+                    and len(word) >= 3
+                ):
                     raise PayloadRejectedError("no-foreign-tenant", f"{path} names tenant {word!r}")

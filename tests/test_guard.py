@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eyetok.errors import PayloadRejectedError
-from eyetok.guard import check, ip_literals, scrub
+from eyetok.guard import _check_each, check, ip_literals, scrub
 
 TENANTS = ("operator", "acme", "globex")
 
@@ -77,3 +81,81 @@ def test_scrub_replaces_every_ip_literal() -> None:
     text = 'at=error code=H12 fwd="192.0.2.17" peer=2001:db8::1 at 10:00:01'
     assert ip_literals(scrub(text)) == []
     assert scrub(text) == 'at=error code=H12 fwd="[ip]" peer=[ip] at 10:00:01'
+
+
+# -- the one scan per rule decides as the walk string by string does ---------------------
+
+_BENIGN = [
+    " ",
+    "-",
+    "_",
+    "/",
+    ".",
+    ":",
+    "=",
+    '"',
+    "\x00",
+    "é",
+    "\u0661",  # an Arabic-Indic digit: \d and \w, not [0-9]
+    "7",
+    "ox",
+    "v1.2.3",
+    "12:30:45",
+]
+# Each family holds the near misses and the hits of one rule; a payload draws from one
+# family (and the benign pieces), so that a miss of the scan is not hidden by a hit of
+# another rule. The last family is the keys' rules.
+_KEYS = ["title", "text", "data", "url", "n"]
+_FAMILIES = [
+    (["192.0.2.17", "10.0.0", ".1", "1.2.3.4.5", "999.1.1.1", "0.0.0.0", "2025-06-11T09:30:00Z"],),
+    (["2001:db8::1", "::1", "fe80::", "::", "a:b:c", "2001:db8:", ":1", "dead:beef"],),
+    (['File "/app/actors/', 'delivery.py", line 88', 'File "/x/eyetok/y.py", line 3', ", line 9"],),
+    (["run_history", "run_", "Supervisor", "pid=42", "pid", " 7", "rapid=1", "pid: 3"],),
+    (["acme", "globex", "operator", "glo", "bex", "globexample", "acme-globex", "op"],),
+    ([], ["events", "Alerts", "pid", "PID", "actor", "nursery", "batch"]),
+]
+
+
+def _json(family: tuple[list[str], ...]) -> st.SearchStrategy[object]:
+    fragments, *keys = family
+    piece = st.sampled_from(fragments or _BENIGN) | st.sampled_from(_BENIGN + fragments)
+    pieces = st.lists(piece, max_size=5)
+    text = st.tuples(st.sampled_from(["", " "]), pieces).map(lambda t: t[0].join(t[1]))
+    key = st.sampled_from(_KEYS + (keys[0] if keys else []))
+    return st.recursive(
+        text | text | text | st.integers(min_value=-2, max_value=99) | st.none(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(key, inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+def _verdict(check_fn: Callable[..., None], payload: object, tenant: str) -> tuple[str, str] | None:
+    try:
+        check_fn(payload, tenant=tenant, tenants=frozenset(TENANTS), operator_tenant="operator")
+    except PayloadRejectedError as exc:
+        return exc.rule, str(exc)
+    return None
+
+
+@pytest.mark.parametrize("family", _FAMILIES)
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), tenant=st.sampled_from(["acme", "acme", "operator"]))
+def test_the_scan_refuses_exactly_what_the_walk_refuses(
+    family: tuple[list[str], ...], data: st.DataObject, tenant: str
+) -> None:
+    payload = data.draw(_json(family))
+    assert _verdict(check, payload, tenant) == _verdict(_check_each, payload, tenant)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"a": "10.0.0", "b": "1"},  # no address across two strings
+        {"a": "2001:db8:", "b": ":1"},
+        {"a": 'File "/app/actors/', "b": 'delivery.py", line 88'},
+        {"a": "pid", "b": "=42"},
+        {"a": "glo", "b": "bex"},
+    ],
+)
+def test_two_strings_never_make_one_finding(payload: object) -> None:
+    check(payload, tenant="acme", tenants=TENANTS, operator_tenant="operator")

@@ -1,5 +1,6 @@
-"""Webhook delivery: one signed JSON POST per attempt with httpx (trio-compatible through
-anyio). Every HTTP answer other than 2xx is judged in one function, :func:`classify`.
+"""Webhook delivery: one signed JSON POST per attempt over the sink's kept-alive
+connections (:mod:`actors.sinks.webhook.transport`). Every HTTP answer other than 2xx is
+judged in one function, :func:`classify`.
 
 Headers of an attempt (Standard Webhooks):
 
@@ -15,25 +16,24 @@ proxy/netrc settings are not read: what is sent, and where, is only what is conf
 
 from __future__ import annotations
 
-import contextlib
 import math
+import ssl
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-import httpx
 import msgspec
 
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry
 from actors.sinks.webhook.config import CONNECT_TIMEOUT_S, USER_AGENT, WebhookSinkConfig
 from actors.sinks.webhook.render import WebhookPayload, render
+from actors.sinks.webhook.transport import TransportError, TransportTimeout, WebhookConnections
 from eyetok.clock import Clock
 from eyetok.errors import ConfigError
 from eyetok.messages import Deliver
 from eyetok.standard_webhooks import active_secrets, decode_secret, webhook_headers
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited
-_MAX_DRAINED_BODY = 64 * 1024  # read at most this much of an answer (then drop the connection)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -97,7 +97,7 @@ class WebhookSink:
         secret: str,
         previous_secret: str | None = None,
         clock: Clock,
-        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         decode_secret(secret)
         if previous_secret is not None:
@@ -111,14 +111,12 @@ class WebhookSink:
         self._secret = secret
         self._previous = previous_secret
         self._clock = clock
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                config.timeout_s, connect=min(CONNECT_TIMEOUT_S, config.timeout_s)
-            ),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": USER_AGENT},
-            transport=transport,
+        self._connections = WebhookConnections(
+            config.url,
+            timeout_s=config.timeout_s,
+            connect_timeout_s=min(CONNECT_TIMEOUT_S, config.timeout_s),
+            user_agent=USER_AGENT,
+            ssl_context=ssl_context,
         )
 
     @classmethod
@@ -129,7 +127,7 @@ class WebhookSink:
         environ: Mapping[str, str],
         *,
         clock: Clock,
-        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> WebhookSink:
         """The sink with its secrets read from ``environ``; :class:`ConfigError` names the
         environment variable that is missing or malformed."""
@@ -152,7 +150,7 @@ class WebhookSink:
             secret=environ[config.secret_env],
             previous_secret=previous,
             clock=clock,
-            transport=transport,
+            ssl_context=ssl_context,
         )
 
     def threads(self) -> bool:
@@ -175,25 +173,14 @@ class WebhookSink:
         headers = webhook_headers(self.active_secrets(now), idempotency_key, timestamp, body)
         headers["content-type"] = "application/json"
         try:
-            async with self._client.stream("POST", self.url, content=body, headers=headers) as resp:
-                with contextlib.suppress(httpx.TransportError):  # the status line is the verdict
-                    await _drain(resp)
-        except httpx.TimeoutException as exc:
-            return Retry(reason=f"webhook timed out ({type(exc).__name__})")
-        except httpx.TransportError as exc:
+            answer = await self._connections.post(body, headers)
+        except TransportTimeout as exc:
+            return Retry(reason=f"webhook timed out: {exc}")
+        except TransportError as exc:
             return Retry(reason=f"cannot reach the webhook: {type(exc).__name__}: {exc}")
-        if 200 <= resp.status_code <= 299:
+        if 200 <= answer.status <= 299:
             return Delivered(external_ref=idempotency_key)
-        return classify(resp.status_code, resp.headers, now=self._clock.now())
+        return classify(answer.status, answer.headers, now=self._clock.now())
 
     async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-async def _drain(response: httpx.Response) -> None:
-    """Read a bounded amount of the answer (a small one leaves the connection reusable)."""
-    read = 0
-    async for chunk in response.aiter_raw():
-        read += len(chunk)
-        if read > _MAX_DRAINED_BODY:
-            return
+        await self._connections.aclose()
