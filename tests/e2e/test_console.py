@@ -20,6 +20,7 @@ from playwright.sync_api import Browser
 from prometheus_client.parser import text_string_to_metric_families
 
 from eyetok.receipts import Receipt, decode_receipt, encode_receipt
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET
 from tests.e2e.console_rig import (
     PHONE,
@@ -32,7 +33,6 @@ from tests.e2e.console_rig import (
     tenant_token,
 )
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
 __all__ = ["browser", "shots"]  # the rig's fixtures, used by name below

@@ -37,7 +37,7 @@ from eyetok.messages import (
     SevChannel,
     Severity,
 )
-from tests.peers.pagerduty import FakePagerDuty, Scripted, validate_event
+from harness.peers.pagerduty import FakePagerDuty, Scripted, validate_event
 
 KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, as PagerDuty's integration keys
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

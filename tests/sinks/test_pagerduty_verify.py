@@ -31,7 +31,7 @@ from actors.sinks.pagerduty.verify import (
     unseal_verifier,
 )
 from eyetok.errors import ConfigError, EyeTokError
-from tests.peers.oauth import DEFAULT_REDIRECT_URI, AuthorizeError, FakeOAuth, s256
+from harness.peers.oauth import DEFAULT_REDIRECT_URI, AuthorizeError, FakeOAuth, s256
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 UNRESERVED = re.compile(r"^[A-Za-z0-9._~-]+$")

@@ -1,5 +1,5 @@
 """The generic webhook sink: config, render, and signed delivery to a local receiver that
-checks Standard Webhooks signatures on its own (tests/peers/webhook_receiver.py)."""
+checks Standard Webhooks signatures on its own (harness/peers/webhook_receiver.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from eyetok.messages import (
     Severity,
 )
 from eyetok.standard_webhooks import new_secret
-from tests.peers.webhook_receiver import Answer, WebhookReceiver
+from harness.peers.webhook_receiver import Answer, WebhookReceiver
 
 OPENED = datetime(2025, 6, 11, 9, 30, tzinfo=UTC)
 ROTATED_AT = "2025-06-01"
