@@ -12,7 +12,6 @@ import msgspec
 import pytest
 
 from actors.sinks.base import Delivered, Permanent, Retry, Sink
-from actors.sinks.webhook.config import WebhookSinkConfig
 from actors.sinks.webhook.deliver import WebhookSink, classify, retry_after_s
 from actors.sinks.webhook.render import IncidentData, NoticeData, WebhookPayload, render
 from eyetok import guard
@@ -26,6 +25,7 @@ from eyetok.messages import (
     SevChannel,
     Severity,
 )
+from eyetok.sinks.webhook import WebhookSinkConfig
 from eyetok.standard_webhooks import new_secret
 from harness.peers.webhook_receiver import Answer, WebhookReceiver
 
