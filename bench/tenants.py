@@ -53,8 +53,6 @@ from eyetok.budgets import Window, spend  # noqa: E402
 from eyetok.clock import TrioWallClock  # noqa: E402
 from eyetok.config import (  # noqa: E402
     FileConfig,
-    Policy,
-    Route,
     SinkConfig,
     SuppressionOptions,
     TenantConfig,
@@ -72,6 +70,7 @@ from eyetok.messages import (  # noqa: E402
     SevChannel,
     ShowBudgets,
 )
+from eyetok.policy import Policy, Route  # noqa: E402
 from eyetok.severity import classify  # noqa: E402
 from eyetok.sources import probe  # noqa: E402
 from eyetok.suppression import threshold  # noqa: E402

@@ -13,7 +13,7 @@ from actors.daemon import Daemon
 from eyetok.clock import SystemClock
 from eyetok.config import Settings, parse_file_config, settings_from
 from eyetok.sources import sentry
-from tests.peers.slack import FakeSlack
+from harness.peers.slack import FakeSlack
 from tests.pg import postgres_or_skip
 from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, verify_slack
 

@@ -17,8 +17,8 @@ import pytest
 import trio
 
 from eyetok.onboarding import SLACK_BOT_SCOPES
+from harness.peers.slack import FakeSlack
 from tests.conftest import FIXTURES, SECRET, daemon_settings, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("EYETOK_", "SLACK_"))}

@@ -13,7 +13,6 @@ from eyetok.config import (
     SINK_TYPES,
     FileConfig,
     Settings,
-    SlackSinkConfig,
     load_settings,
     parse_file_config,
     settings_from,
@@ -21,6 +20,7 @@ from eyetok.config import (
 from eyetok.errors import ConfigError
 from eyetok.messages import SevChannel
 from eyetok.policy import Route
+from eyetok.sinks.slack import SlackSinkConfig
 
 DEFAULT_CHANNELS = {
     SevChannel.SEV1: "#raxx-ops-alert-SEV1",

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eyetok.config import ConfigError, parse_file_config, settings_from
-from eyetok.errors import MalformedPayloadError, UnknownTenantError
+from eyetok.config import parse_file_config, settings_from
+from eyetok.errors import ConfigError, MalformedPayloadError, UnknownTenantError
 from eyetok.explain import explain, parse_instant
 
 ENV = {"SLACK_BOT_TOKEN": "xoxb-x"}

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from eyetok import cli, log
+from harness.peers.slack import FakeSlack
 from tests.http.test_access import NEW_ROUTES, open_sev1, running, token_of
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
 

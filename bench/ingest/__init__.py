@@ -11,15 +11,15 @@ a ``finally``):
 1. ceiling: ``bench/ceiling_app.py`` (bare ASGI on hypercorn's trio worker: body, size,
    HMAC, msgspec decode, 202; no journal) gets the same N signed requests at
    concurrency C from the same load generator: accepted/s, p50/p99, peak RSS.
-2. burst: the fake Slack (``tests.peers.slack``) and EyeTok (fresh data dir, Slack rate
+2. burst: the fake Slack (``harness.peers.slack``) and EyeTok (fresh data dir, Slack rate
    per channel lifted to ``--slack-rate`` through ``EYETOK_CONFIG``) get the same N
    requests: accepted/s, p50/p99, non-202 answers by status, peak RSS of the daemon
    (psutil, every 50 ms, children included), then receipt -> Slack post latency for
    every accepted signal (matched by incident id; each body has its own issue id, so
    each opens an incident and makes one top-level post).
    ``--sink webhook``: the operator tenant's policy routes all four SEV channels only to
-   a webhook sink whose receiver (``tests.peers.webhook_receiver``, threads in this
-   process) is verified through the real DNS TXT handshake against ``tests.peers.dns``
+   a webhook sink whose receiver (``harness.peers.webhook_receiver``, threads in this
+   process) is verified through the real DNS TXT handshake against ``harness.peers.dns``
    (also threads here); then receipt -> webhook arrival per incident instead (design
    section 9's end-to-end target). Slack stays configured for the operator notices.
 3. trickle (``--trickle``): a fresh EyeTok on the default config (Slack's real 1 msg/s

@@ -125,8 +125,8 @@ def expected_posts(
 class WebhookPeers:
     """The webhook receiver and the fake DNS, both threads in this process (127.0.0.1)."""
 
-    receiver: Any  # tests.peers.webhook_receiver.WebhookReceiver
-    dns: Any  # tests.peers.dns.FakeDns
+    receiver: Any  # harness.peers.webhook_receiver.WebhookReceiver
+    dns: Any  # harness.peers.dns.FakeDns
     secret: str  # whsec_..., the sink's secret (the daemon gets it through the environment)
 
     @property
@@ -147,8 +147,8 @@ class WebhookPeers:
 
 def start_webhook_peers() -> WebhookPeers:
     from eyetok.standard_webhooks import new_secret
-    from tests.peers.dns import FakeDns
-    from tests.peers.webhook_receiver import WebhookReceiver
+    from harness.peers.dns import FakeDns
+    from harness.peers.webhook_receiver import WebhookReceiver
 
     secret = new_secret()
     receiver = WebhookReceiver({"bench": secret}, host=HOST)

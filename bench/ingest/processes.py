@@ -165,7 +165,7 @@ def start_ceiling(secret: str, workdir: Path, *, token: str | None = None) -> tu
 def start_fake_slack(workdir: Path) -> tuple[Proc, str]:
     err = (workdir / "fake_slack.stderr").open("wb")
     popen = subprocess.Popen(
-        [sys.executable, "-m", "tests.peers.slack", "--port", "0", "--token", SLACK_TOKEN],
+        [sys.executable, "-m", "harness.peers.slack", "--port", "0", "--token", SLACK_TOKEN],
         cwd=ROOT,
         env=clean_env(),
         stdout=subprocess.PIPE,

@@ -177,7 +177,7 @@ def webhook_report_lines(e: dict[str, Any], verdicts: dict[str, Any]) -> list[st
         f"receipt -> webhook arrival, burst of {e.get('accepted')}: the operator's SEV1/SEV2/"
         f"SEV2.5/SEV3 routed ONLY to webhook sink {WEBHOOK_SINK} (no rate limit), verified "
         f"through DNS TXT {v.get('txt_record')} in {v.get('handshake_s')} s; receiver = "
-        "tests.peers.webhook_receiver, threads in the bench process (signatures checked)",
+        "harness.peers.webhook_receiver, threads in the bench process (signatures checked)",
         f"  arrived {x.get('arrived')}/{x.get('expected')} incident.opened webhooks in "
         f"{x.get('waited_s')} s of waiting (limit {x.get('limit_s')} s); last one "
         f"{fmt(x.get('last_arrival_after_first_send_s'))} s after the first send",

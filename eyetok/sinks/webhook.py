@@ -1,7 +1,8 @@
 """Configuration of a generic webhook sink (Standard Webhooks, design section 5).
 
 Lives in ``eyetok/`` (the domain never imports ``actors/``) so :mod:`eyetok.config` can
-take it into the ``SinkConfig`` union; ``actors/sinks/webhook/config.py`` re-exports it.
+take it into the ``SinkConfig`` union; ``actors/sinks/webhook/config.py`` holds the
+runtime defaults.
 Secrets are never in the file: ``secret_env`` names the environment variable holding the
 ``whsec_…`` secret. During a rotation ``previous_secret_env`` holds the old one and
 ``rotated_at`` says when the rotation started; both sign for 30 days after it.

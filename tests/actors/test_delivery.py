@@ -8,8 +8,9 @@ import httpx
 import trio
 
 from actors.daemon import Daemon
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import Scripted
 from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack, Scripted
 
 FAST_RETRIES = """
 delivery:

@@ -34,10 +34,9 @@ from eyetok.messages import (
     SevChannel,
     Severity,
 )
-from tests.actors.test_sev1_loop import ANCHOR, _History, _Pipeline, settings
+from tests.actors.test_sev1_loop import ANCHOR, _History, _Pipeline
+from tests.actors.test_sev1_loop import CONFIG as SEV1_CONFIG
 from tests.conftest import daemon_settings
-
-__all__ = ["settings"]  # the fixture, shared with the SEV1 loop's tests
 
 PD_CONFIG = """
 sinks:
@@ -51,6 +50,12 @@ tenants:
       routes:
         SEV1: [{sink: acme-pd, target: acme}, {sink: acme-slack, target: "#acme-pager"}]
 """
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The SEV1 loop's daemon settings (its config, as in test_sev1_loop)."""
+    return daemon_settings(tmp_path, None, config=SEV1_CONFIG)
 
 
 def _acme_incident(channel: SevChannel) -> Incident:

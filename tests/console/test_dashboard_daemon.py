@@ -11,8 +11,8 @@ import trio
 
 from eyetok.messages import SuppressionRecorded
 from eyetok.sources import sentry
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, tenant_slack_token
 
 

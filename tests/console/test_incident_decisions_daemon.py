@@ -15,8 +15,8 @@ import httpx
 import trio
 
 from harness.peers.platform import FakeHeroku, FakeService
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.playbooks.test_buttons_daemon import config as playbook_config
 from tests.verify import ROOT_TOKEN
 

@@ -1,49 +1,19 @@
-"""The console test rig: Debian's Chromium driven by Playwright for Python (no browser is
-downloaded), a signed-in page, and screenshots under one temporary folder."""
+"""The console test rig: a signed-in page, the alerts and tokens the console tests send, and
+checks on a page. The browser (Debian's Chromium driven by Playwright) and the screenshot
+folder are the ``browser`` and ``shots`` fixtures of ``tests/e2e/conftest.py``."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
 from tests.conftest import FIXTURES
 from tests.verify import ROOT_TOKEN
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which("chromium") is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def shots() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="eyetok-console-shots-"))
-    print(f"console screenshots: {folder}")
-    return folder
 
 
 def sign_in(

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from harness.peers.slack import FakeSlack
 from tests.e2e.daemon import DaemonProcess
 from tests.e2e.test_vault_credentials import _wait_for
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
 ROOT = {"authorization": f"Bearer {ROOT_TOKEN}"}

@@ -20,22 +20,18 @@ from playwright.sync_api import Browser
 from prometheus_client.parser import text_string_to_metric_families
 
 from eyetok.receipts import Receipt, decode_receipt, encode_receipt
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET
 from tests.e2e.console_rig import (
     PHONE,
-    browser,
     no_horizontal_scroll,
     sentry_alert,
-    shots,
     sign_in,
     status_of,
     tenant_token,
 )
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
-
-__all__ = ["browser", "shots"]  # the rig's fixtures, used by name below
 
 METRICS_TOKEN = "metrics-token-for-tests"
 ACME_SECRET = "acme-sentry-secret"

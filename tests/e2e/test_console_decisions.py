@@ -14,15 +14,13 @@ import httpx
 from playwright.sync_api import Browser, Page
 
 from harness.peers.platform import FakeHeroku, FakeService
+from harness.peers.slack import FakeSlack
 from tests.conftest import FIXTURES, SECRET
 from tests.console.test_incident_decisions_daemon import PEOPLE
-from tests.e2e.console_rig import PHONE, browser, no_horizontal_scroll, shots, sign_in
+from tests.e2e.console_rig import PHONE, no_horizontal_scroll, sign_in
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack
 from tests.playbooks.test_buttons_daemon import config as playbook_config
 from tests.verify import ROOT_TOKEN
-
-__all__ = ["browser", "shots"]  # the rig's fixtures, used by name below
 
 
 def _person_token(url: str, person: str) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack
 from tests.verify import slack_event_body, slack_headers
 
 

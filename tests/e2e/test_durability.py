@@ -11,10 +11,10 @@ import duckdb
 import httpx
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.e2e.load import Stream, variant
-from tests.peers.slack import FakeSlack
 from tests.peers.tcp_proxy import TcpProxy
 from tests.pg import query
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess, free_port
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, slack_event_body, slack_headers
 
 # Nothing of the test run's own environment leaks into the newcomer's.

@@ -26,6 +26,11 @@ import trio
 from actors.daemon import Daemon
 from eyetok.sources import sentry
 from eyetok.standard_webhooks import new_secret
+from harness.peers.dns import FakeDns
+from harness.peers.oauth import FakeOAuth
+from harness.peers.pagerduty import FakePagerDuty
+from harness.peers.slack import FakeSlack
+from harness.peers.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import (
     FIXTURES,
     SECRET,
@@ -34,12 +39,7 @@ from tests.conftest import (
     fixture_body,
     start_daemon,
 )
-from tests.peers.dns import FakeDns
-from tests.peers.oauth import FakeOAuth
-from tests.peers.pagerduty import FakePagerDuty
-from tests.peers.slack import FakeSlack
 from tests.peers.smtp import FakeSmtp
-from tests.peers.webhook_receiver import Answer, WebhookReceiver
 from tests.verify import ROOT_TOKEN, tenant_slack_token, tenant_team, verify_slack
 
 ACME_SENTRY_SECRET = "acme-sentry-client-secret"

@@ -20,12 +20,12 @@ import trio
 from actors.daemon import Daemon
 from eyetok.config import Settings
 from eyetok.standard_webhooks import new_secret
+from harness.peers.dns import FakeDns
+from harness.peers.oauth import FakeOAuth
+from harness.peers.slack import FakeSlack
 from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.dns import FakeDns
-from tests.peers.oauth import FakeOAuth
-from tests.peers.slack import FakeSlack
 from tests.peers.smtp import FakeSmtp
 from tests.pg import query
 from tests.verify import ROOT_TOKEN, slack_event_body, slack_headers

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET, fixture_body
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]

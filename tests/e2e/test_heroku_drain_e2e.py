@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack, SlackPost
 from tests.sources import heroku_lines as lines
 
 PASSWORD = "e2e-drain-password"

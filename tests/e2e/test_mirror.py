@@ -11,6 +11,7 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from actors.daemon import Daemon
+from harness.peers.slack import FakeSlack
 from tests.conftest import (
     daemon_settings,
     eventually,
@@ -18,7 +19,6 @@ from tests.conftest import (
     signed_headers,
     start_daemon,
 )
-from tests.peers.slack import FakeSlack
 from tests.peers.tcp_proxy import TcpProxy
 from tests.pg import query
 

@@ -14,9 +14,10 @@ import httpx
 
 from eyetok.playbooks.posts import APPROVE_ACTION
 from harness.peers.platform import FakeHeroku, FakeService
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack, SlackPost
 from tests.verify import slack_headers
 
 

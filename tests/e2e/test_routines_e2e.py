@@ -13,9 +13,10 @@ from pathlib import Path
 import trio
 
 from eyetok.messages import DrillDue
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.conftest import SECRET, daemon_settings, start_daemon
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack, SlackPost
 from tests.verify import ROOT_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]

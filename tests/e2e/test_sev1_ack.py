@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
-from tests.peers.slack import FakeSlack, SlackPost
 
 
 def _env(slack: FakeSlack, config: Path | None = None) -> dict[str, str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import trio
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.pg import query
 
 CONFIG = """

@@ -20,6 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.peers.oauth import FakeOAuth
+from harness.peers.pagerduty import FakePagerDuty
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.http.test_pagerduty_hooks import (
@@ -28,9 +32,6 @@ from tests.http.test_pagerduty_hooks import (
     pagerduty_loop_config,
     pagerduty_loop_env,
 )
-from tests.peers.oauth import FakeOAuth
-from tests.peers.pagerduty import FakePagerDuty
-from tests.peers.slack import FakeSlack, SlackPost
 from tests.pg import query
 from tests.verify import ROOT_TOKEN, verify_pagerduty_sync
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.e2e.test_vault_credentials import _wait_for
 from tests.peers.infisical import FakeInfisical
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, slack_headers
 
 NEW_ROOT = "root-token-rotated-in-the-vault"

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import SlackPost
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.http.test_budgets_and_suppression import HOOK_TOKEN, _verdict
 from tests.http.test_slack_interactions import CONFIG as CLUSTER_CONFIG
-from tests.peers.slack import FakeSlack, SlackPost
 from tests.peers.slack_events import SlackEventsSender
 from tests.verify import ROOT_TOKEN, tenant_slack_token
 

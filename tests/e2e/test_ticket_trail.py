@@ -12,6 +12,7 @@ import httpx
 import pytest
 import trio
 
+from harness.peers.slack import FakeSlack
 from tests.conftest import (
     FIXTURES,
     SECRET,
@@ -23,7 +24,6 @@ from tests.conftest import (
 )
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.freescout import API_KEY, MAILBOX_ID, FakeFreeScout
-from tests.peers.slack import FakeSlack
 from tests.pg import query
 from tests.verify import ROOT_TOKEN
 

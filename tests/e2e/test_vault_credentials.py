@@ -9,11 +9,11 @@ import signal
 import time
 from pathlib import Path
 
+from harness.peers.slack import FakeSlack
 from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import FIXTURES, SECRET
 from tests.e2e.daemon import DaemonProcess
 from tests.peers.infisical import FakeInfisical
-from tests.peers.slack import FakeSlack
 
 ROTATED = "xoxb-rotated-in-the-vault"
 

@@ -15,6 +15,10 @@ import trio
 from actors.daemon import Daemon
 from eyetok.messages import ReverifyDue
 from eyetok.standard_webhooks import new_secret
+from harness.peers.dns import FakeDns
+from harness.peers.oauth import FakeOAuth
+from harness.peers.slack import FakeSlack
+from harness.peers.webhook_receiver import WebhookReceiver
 from tests.conftest import (
     daemon_settings,
     eventually,
@@ -22,11 +26,7 @@ from tests.conftest import (
     signed_headers,
     start_daemon,
 )
-from tests.peers.dns import FakeDns
-from tests.peers.oauth import FakeOAuth
-from tests.peers.slack import FakeSlack
 from tests.peers.smtp import FakeSmtp
-from tests.peers.webhook_receiver import WebhookReceiver
 from tests.verify import ROOT_TOKEN, slack_event_body, slack_headers
 
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}

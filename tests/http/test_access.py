@@ -18,9 +18,9 @@ import yaml
 
 from actors.daemon import Daemon
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
 from tests.http.test_slack_interactions import _signed
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, tenant_slack_token
 
 ROOT = {"authorization": f"Bearer {ROOT_TOKEN}"}

@@ -24,8 +24,8 @@ import trio
 from actors.daemon import Daemon
 from eyetok.clock import TrioWallClock
 from eyetok.config import Settings
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, tenant_slack_token, tenant_team, verify_slack
 
 HOOK_TOKEN = "tenant-hook-token-5b1c"

@@ -13,8 +13,8 @@ import trio
 
 from actors.daemon import Daemon
 from eyetok.receipts import Receipt, Step, encode_receipt
+from harness.peers.slack import FakeSlack
 from tests.conftest import fixture_body, signed_headers
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN
 
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}

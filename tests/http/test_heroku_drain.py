@@ -24,8 +24,8 @@ from eyetok.clock import TrioWallClock
 from eyetok.http.hooks import MAX_BODY
 from eyetok.messages import Severity
 from eyetok.severity import sev_channel_for
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.sources import heroku_lines as lines
 from tests.verify import verify_slack
 

@@ -7,8 +7,8 @@ import pytest
 
 from actors.daemon import Daemon
 from eyetok.sources import sentry
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET, fixture_body
-from tests.peers.slack import FakeSlack
 
 
 def signed(

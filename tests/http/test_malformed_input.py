@@ -15,8 +15,8 @@ import trio
 from actors.daemon import Daemon
 from eyetok import slack_events, standard_webhooks
 from eyetok.sources import sentry
+from harness.peers.slack import FakeSlack
 from tests.conftest import SECRET, daemon_settings, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET
 
 CONFIG = """

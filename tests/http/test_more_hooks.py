@@ -23,8 +23,8 @@ from actors.topology import BATCH_CHUNK
 from eyetok.config import parse_file_config, settings_from
 from eyetok.errors import ConfigError
 from eyetok.standard_webhooks import new_secret, webhook_headers
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, start_daemon
-from tests.peers.slack import FakeSlack
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 HOOK_SECRET = new_secret()

@@ -16,10 +16,10 @@ import trio
 
 from eyetok.config import parse_file_config, settings_from
 from harness.peers import pagerduty_webhooks as webhooks
+from harness.peers.oauth import FakeOAuth
+from harness.peers.pagerduty import FakePagerDuty
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
-from tests.peers.oauth import FakeOAuth
-from tests.peers.pagerduty import FakePagerDuty
-from tests.peers.slack import FakeSlack
 from tests.pg import query
 from tests.verify import ROOT_TOKEN, verify_pagerduty_sync
 

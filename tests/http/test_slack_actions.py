@@ -19,8 +19,8 @@ from actors.sinks.slack.render import ACKNOWLEDGE_ACTION, RESOLVE_ACTION
 from eyetok.http import slack_interactions
 from eyetok.playbooks.posts import PLAYBOOK_ACTIONS
 from harness.peers import slack_interactivity as interactivity
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.pg import query
 from tests.verify import (
     ROOT_TOKEN,

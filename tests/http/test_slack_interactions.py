@@ -12,6 +12,7 @@ import trio
 
 from actors.sinks.slack.render import ACKNOWLEDGE_ACTION
 from eyetok.http import slack_interactions
+from harness.peers.slack import FakeSlack
 from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import (
     daemon_settings,
@@ -21,7 +22,6 @@ from tests.conftest import (
     start_daemon,
 )
 from tests.http.test_budgets_and_suppression import HOOK_TOKEN, _post, _verdict
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, slack_headers, tenant_slack_token
 
 AUTH = {"authorization": f"Bearer {ROOT_TOKEN}"}

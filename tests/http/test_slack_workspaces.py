@@ -13,9 +13,9 @@ import pytest
 import trio
 
 from actors.daemon import Daemon
+from harness.peers.slack import FakeSlack
 from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import daemon_settings, eventually, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, tenant_slack_token, verify_slack
 
 ROOT = {"authorization": f"Bearer {ROOT_TOKEN}"}

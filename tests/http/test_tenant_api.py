@@ -14,8 +14,8 @@ import trio
 
 from actors.daemon import Daemon
 from eyetok.config import Settings
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.pg import app_role, query
 from tests.verify import (
     ROOT_TOKEN,

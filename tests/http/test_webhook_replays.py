@@ -14,8 +14,8 @@ import trio
 
 from actors.daemon import Daemon
 from eyetok.standard_webhooks import new_secret, webhook_headers
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, start_daemon
-from tests.peers.slack import FakeSlack
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 OPERATOR_SECRET = new_secret()

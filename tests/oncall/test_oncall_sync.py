@@ -21,10 +21,10 @@ from eyetok.messages import AuditRecorded, HistoryMessage, OncallMessage, Tenant
 from eyetok.oncall.member import Member
 from eyetok.oncall.roles import IdpRoles, PeopleRoles, fixed, root_only
 from eyetok.oncall.settings import oncall_from
+from harness.peers.slack import FakeSlack
 from tests.conftest import FIXTURES, daemon_settings, signed_headers, start_daemon
 from tests.peers.pagerduty_rest import FakePagerDutyRest
 from tests.peers.scim import FakeScim
-from tests.peers.slack import FakeSlack
 from tests.rotation.helpers import AUTH, audit, client
 from tests.test_commands_talk import _eyetok
 from tests.verify import ROOT_TOKEN

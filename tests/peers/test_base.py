@@ -13,12 +13,12 @@ import dns.query
 import pytest
 
 from harness.peers.base import LocalServer
+from harness.peers.dns import FakeDns
 from harness.peers.mailbox import Mailbox
-from tests.peers.dns import FakeDns
-from tests.peers.oauth import FakeOAuth
-from tests.peers.pagerduty import FakePagerDuty
-from tests.peers.slack import FakeSlack
-from tests.peers.webhook_receiver import WebhookReceiver
+from harness.peers.oauth import FakeOAuth
+from harness.peers.pagerduty import FakePagerDuty
+from harness.peers.slack import FakeSlack
+from harness.peers.webhook_receiver import WebhookReceiver
 
 PEERS: dict[str, Callable[[], LocalServer]] = {
     "fake-slack-{port}": FakeSlack,

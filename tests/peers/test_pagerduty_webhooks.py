@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from eyetok.sources import pagerduty
+from harness.peers.pagerduty import FakePagerDuty
 from harness.peers.pagerduty_webhooks import PagerDutyUser
-from tests.peers.pagerduty import FakePagerDuty
 
 KEY = "eyetok:acme:inc_0123456789abcdef"
 

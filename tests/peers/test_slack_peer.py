@@ -16,7 +16,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tests.peers.slack import FakeSlack, Scripted, SlackPost
+from harness.peers.slack import FakeSlack
+from harness.peers.slack_records import Scripted, SlackPost
 
 BLOCKS: list[dict[str, Any]] = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "*boom* in prod"}}
@@ -241,7 +242,7 @@ def test_fake_control_endpoints(fake: FakeSlack) -> None:
 def test_cli_subprocess() -> None:
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.peers.slack", "--port", "0"],
+        [sys.executable, "-m", "harness.peers.slack", "--port", "0"],
         cwd=root,
         stdout=subprocess.PIPE,
         text=True,

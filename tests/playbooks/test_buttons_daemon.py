@@ -16,8 +16,8 @@ import trio
 
 from eyetok.playbooks.posts import APPROVE_ACTION, REJECT_ACTION
 from harness.peers.platform import HEROKU_ACCEPT, FakeHeroku, FakeService
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.verify import ROOT_TOKEN, slack_headers
 
 

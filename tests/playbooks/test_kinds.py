@@ -10,8 +10,8 @@ import trio
 
 from eyetok.standard_webhooks import new_secret
 from harness.peers.platform import FakeHeroku, FakeSentry
+from harness.peers.webhook_receiver import WebhookReceiver
 from tests.conftest import daemon_settings
-from tests.peers.webhook_receiver import WebhookReceiver
 from tests.playbooks.rig import Rig, change, incident
 
 

@@ -13,8 +13,8 @@ import trio
 
 from eyetok.playbooks.posts import ACKNOWLEDGE_ESCALATION_ACTION
 from harness.peers.platform import FakeService
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.playbooks.test_buttons_daemon import buttons, pressed, wait_post
 from tests.verify import ROOT_TOKEN, slack_headers
 

@@ -16,12 +16,12 @@ import trio
 from actors.daemon import Daemon
 from eyetok.rotation.sealing import Sealer, new_key
 from eyetok.standard_webhooks import new_secret
+from harness.peers.dns import FakeDns
+from harness.peers.oauth import FakeOAuth
+from harness.peers.slack import FakeSlack
+from harness.peers.webhook_receiver import WebhookReceiver
 from tests.conftest import daemon_settings, eventually, start_daemon
-from tests.peers.dns import FakeDns
-from tests.peers.oauth import FakeOAuth
-from tests.peers.slack import FakeSlack
 from tests.peers.smtp import FakeSmtp
-from tests.peers.webhook_receiver import WebhookReceiver
 from tests.rotation.helpers import (
     AUTH,
     alert,

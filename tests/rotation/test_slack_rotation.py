@@ -9,9 +9,9 @@ from pathlib import Path
 import trio
 
 from eyetok.rotation.sealing import new_key
+from harness.peers.slack import FakeSlack
 from harness.peers.slack_workspace import TEAM_ID
 from tests.conftest import daemon_settings, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.rotation.helpers import (
     AUTH,
     alert,

@@ -12,13 +12,7 @@ import msgspec
 import pytest
 
 from actors.sinks.base import Delivered, Permanent, Retry, Sink
-from actors.sinks.pagerduty.config import (
-    EVENTS_URL_ENV,
-    MAX_DEDUP_KEY,
-    MAX_SUMMARY,
-    PagerDutySinkConfig,
-    events_url,
-)
+from actors.sinks.pagerduty.config import MAX_DEDUP_KEY, MAX_SUMMARY, events_url
 from actors.sinks.pagerduty.deliver import PagerDutySink, classify, retry_after_s
 from actors.sinks.pagerduty.render import (
     PagerDutyEvent,
@@ -37,7 +31,8 @@ from eyetok.messages import (
     SevChannel,
     Severity,
 )
-from tests.peers.pagerduty import FakePagerDuty, Scripted, validate_event
+from eyetok.sinks.pagerduty import EVENTS_URL_ENV, PagerDutySinkConfig
+from harness.peers.pagerduty import FakePagerDuty, Scripted, validate_event
 
 KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, as PagerDuty's integration keys
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -12,7 +12,6 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from actors.sinks.pagerduty.config import PagerDutySinkConfig
 from actors.sinks.pagerduty.verify import (
     OAuthError,
     OAuthTokens,
@@ -31,7 +30,8 @@ from actors.sinks.pagerduty.verify import (
     unseal_verifier,
 )
 from eyetok.errors import ConfigError, EyeTokError
-from tests.peers.oauth import DEFAULT_REDIRECT_URI, AuthorizeError, FakeOAuth, s256
+from eyetok.sinks.pagerduty import PagerDutySinkConfig
+from harness.peers.oauth import DEFAULT_REDIRECT_URI, AuthorizeError, FakeOAuth, s256
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 UNRESERVED = re.compile(r"^[A-Za-z0-9._~-]+$")

@@ -1,5 +1,5 @@
 """The generic webhook sink: config, render, and signed delivery to a local receiver that
-checks Standard Webhooks signatures on its own (tests/peers/webhook_receiver.py)."""
+checks Standard Webhooks signatures on its own (harness/peers/webhook_receiver.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import msgspec
 import pytest
 
 from actors.sinks.base import Delivered, Permanent, Retry, Sink
-from actors.sinks.webhook.config import WebhookSinkConfig
 from actors.sinks.webhook.deliver import WebhookSink, classify, retry_after_s
 from actors.sinks.webhook.render import IncidentData, NoticeData, WebhookPayload, render
 from eyetok import guard
@@ -26,8 +25,9 @@ from eyetok.messages import (
     SevChannel,
     Severity,
 )
+from eyetok.sinks.webhook import WebhookSinkConfig
 from eyetok.standard_webhooks import new_secret
-from tests.peers.webhook_receiver import Answer, WebhookReceiver
+from harness.peers.webhook_receiver import Answer, WebhookReceiver
 
 OPENED = datetime(2025, 6, 11, 9, 30, tzinfo=UTC)
 ROTATED_AT = "2025-06-01"

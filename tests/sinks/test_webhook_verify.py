@@ -1,5 +1,5 @@
 """The webhook sink's DNS TXT handshake against a local authoritative DNS server
-(tests/peers/dns.py) on 127.0.0.1.
+(harness/peers/dns.py) on 127.0.0.1.
 
 Polling runs on a MockClock, but every lookup is real UDP I/O to the peer's thread. With
 ``autojump_threshold=0`` (pytest-trio's ``autojump_clock``) trio jumps to the next
@@ -29,7 +29,7 @@ from actors.sinks.webhook.verify import (
     poll_txt,
     record_name,
 )
-from tests.peers.dns import FakeDns
+from harness.peers.dns import FakeDns
 
 SINK_URL = "https://Hooks.Acme.Example:8443/eyetok/hook?x=1"
 NAME = "_eyetok-verify.hooks.acme.example"

@@ -10,9 +10,9 @@ import httpx
 import trio
 
 from eyetok.config import Settings
+from harness.peers.slack import FakeSlack
 from tests.conftest import daemon_settings, eventually, start_daemon
 from tests.http.test_access import CONFIG, NEW_ROUTES, token_of
-from tests.peers.slack import FakeSlack
 from tests.pg import query
 from tests.verify import ROOT_TOKEN, tenant_slack_token
 

@@ -18,12 +18,12 @@ import trio
 from actors.daemon import Daemon
 from eyetok.messages import RetentionDue
 from eyetok.retention import RetentionOptions
+from harness.peers.slack import FakeSlack
 from state.history import retention
 from state.history.journal import append_rows
 from state.history.store import HistoryStore
 from tests.actors.history_rows import delivered_signal_rows
 from tests.conftest import daemon_settings, eventually, fixture_body, signed_headers, start_daemon
-from tests.peers.slack import FakeSlack
 from tests.state.test_retention import CutAfter, PowerCut
 from tests.verify import ROOT_TOKEN
 

@@ -1,22 +1,17 @@
-"""Email sink configuration lives in :mod:`eyetok.sinks.email` (``EmailSinkConfig``); this
-module re-exports it and names the defaults the email sink relies on."""
+"""The defaults the email sink relies on. What the config file says about an email sink
+(``EmailSinkConfig``, the SMTP URL parser) is :mod:`eyetok.sinks.email`, where
+:mod:`eyetok.config` can take it without importing ``actors/``."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from eyetok.sinks.email import EmailSinkConfig, SmtpEndpoint, is_address, parse_smtp_url
-
 __all__ = [
     "BINDING_TTL",
-    "EmailSinkConfig",
     "LINK_TTL",
     "MESSAGE_ID_DOMAIN",
     "RATE_PER_RECIPIENT",
-    "SmtpEndpoint",
     "WORKER_THREADS",
-    "is_address",
-    "parse_smtp_url",
 ]
 
 WORKER_THREADS = 4  # concurrent SMTP sessions across all email sinks of one process

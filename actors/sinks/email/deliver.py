@@ -18,18 +18,12 @@ from email.utils import format_datetime
 import trio
 
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry
-from actors.sinks.email.config import (
-    RATE_PER_RECIPIENT,
-    WORKER_THREADS,
-    EmailSinkConfig,
-    SmtpEndpoint,
-    is_address,
-    parse_smtp_url,
-)
+from actors.sinks.email.config import RATE_PER_RECIPIENT, WORKER_THREADS
 from actors.sinks.email.dkim import DkimKey
 from actors.sinks.email.render import EmailMessageSpec, one_line, render
 from eyetok.guard import scrub
 from eyetok.messages import Deliver
+from eyetok.sinks.email import EmailSinkConfig, SmtpEndpoint, is_address, parse_smtp_url
 
 __all__ = ["EmailSink", "build_message", "classify"]
 

@@ -25,9 +25,10 @@ from typing import Literal
 
 import msgspec
 
-from actors.sinks.email.config import BINDING_TTL, LINK_TTL, EmailSinkConfig
+from actors.sinks.email.config import BINDING_TTL, LINK_TTL
 from actors.sinks.email.render import EmailMessageSpec, message_id
 from eyetok.errors import ConfigError, EyeTokError
+from eyetok.sinks.email import EmailSinkConfig
 
 __all__ = [
     "Binding",

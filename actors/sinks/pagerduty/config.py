@@ -1,30 +1,19 @@
-"""PagerDuty sink configuration lives in :mod:`eyetok.sinks.pagerduty`
-(``PagerDutySinkConfig``); this module re-exports it and names the defaults and the limits
-of the Events API v2 the PagerDuty sink relies on."""
+"""The defaults and the limits of the Events API v2 the PagerDuty sink relies on, and where
+it posts. What the config file says about a PagerDuty sink (``PagerDutySinkConfig``, its
+default URLs) is :mod:`eyetok.sinks.pagerduty`, where :mod:`eyetok.config` can take it
+without importing ``actors/``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from eyetok.sinks.pagerduty import (
-    DEFAULT_AUTHORIZE_URL,
-    DEFAULT_EVENTS_URL,
-    DEFAULT_TOKEN_URL,
-    EVENTS_URL_ENV,
-    PagerDutySinkConfig,
-    check_url,
-)
+from eyetok.sinks.pagerduty import EVENTS_URL_ENV, PagerDutySinkConfig, check_url
 
 __all__ = [
     "CLIENT_NAME",
-    "DEFAULT_AUTHORIZE_URL",
-    "DEFAULT_EVENTS_URL",
     "DEFAULT_SCOPE",
-    "DEFAULT_TOKEN_URL",
-    "EVENTS_URL_ENV",
     "MAX_DEDUP_KEY",
     "MAX_SUMMARY",
-    "PagerDutySinkConfig",
     "events_url",
 ]
 

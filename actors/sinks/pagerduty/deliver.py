@@ -23,11 +23,11 @@ import httpx
 import msgspec
 
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry
-from actors.sinks.pagerduty.config import PagerDutySinkConfig
 from actors.sinks.pagerduty.render import PagerDutyEvent, render
 from eyetok.errors import ConfigError
 from eyetok.guard import scrub
 from eyetok.messages import Deliver
+from eyetok.sinks.pagerduty import PagerDutySinkConfig
 
 __all__ = ["PagerDutySink", "classify", "retry_after_s"]
 

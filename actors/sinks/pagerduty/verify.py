@@ -43,9 +43,10 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import msgspec
 
-from actors.sinks.pagerduty.config import DEFAULT_SCOPE, PagerDutySinkConfig
+from actors.sinks.pagerduty.config import DEFAULT_SCOPE
 from eyetok.errors import ConfigError, EyeTokError
 from eyetok.guard import scrub
+from eyetok.sinks.pagerduty import PagerDutySinkConfig
 
 __all__ = [
     "OAuthError",

@@ -1,22 +1,17 @@
-"""Webhook sink configuration lives in :mod:`eyetok.sinks.webhook` (``WebhookSinkConfig``);
-this module re-exports it and names the defaults the webhook sink relies on."""
+"""The defaults the webhook sink relies on. What the config file says about a webhook sink
+(``WebhookSinkConfig``) is :mod:`eyetok.sinks.webhook`, where :mod:`eyetok.config` can take
+it without importing ``actors/``; the signature's tolerance and rotation overlap are
+:mod:`eyetok.standard_webhooks`."""
 
 from __future__ import annotations
 
-from eyetok.sinks.webhook import WebhookSinkConfig, parse_rotated_at
-from eyetok.standard_webhooks import DEFAULT_TOLERANCE_S, ROTATION_OVERLAP
-
 __all__ = [
     "CONNECT_TIMEOUT_S",
-    "DEFAULT_TOLERANCE_S",
     "DNS_TIMEOUT_S",
-    "ROTATION_OVERLAP",
     "TXT_POLL_EVERY_S",
     "TXT_POLL_FOR_S",
     "USER_AGENT",
     "VERIFY_LABEL",
-    "WebhookSinkConfig",
-    "parse_rotated_at",
 ]
 
 USER_AGENT = "EyeTok-Webhooks/1"

@@ -25,12 +25,13 @@ from email.utils import parsedate_to_datetime
 import msgspec
 
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry
-from actors.sinks.webhook.config import CONNECT_TIMEOUT_S, USER_AGENT, WebhookSinkConfig
+from actors.sinks.webhook.config import CONNECT_TIMEOUT_S, USER_AGENT
 from actors.sinks.webhook.render import WebhookPayload, render
 from actors.sinks.webhook.transport import TransportError, TransportTimeout, WebhookConnections
 from eyetok.clock import Clock
 from eyetok.errors import ConfigError
 from eyetok.messages import Deliver
+from eyetok.sinks.webhook import WebhookSinkConfig
 from eyetok.standard_webhooks import active_secrets, decode_secret, webhook_headers
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited
