@@ -2,7 +2,7 @@
 
     uv run python bench/webhook_send.py [-n 3000] [--rounds 3]
 
-A Standard Webhooks receiver (``tests/peers/webhook_receiver.py``, signatures checked)
+A Standard Webhooks receiver (``harness/peers/webhook_receiver.py``, signatures checked)
 runs in its own process; this process delivers one rendered incident N times, one after
 the other over kept-alive connections, and reads its own thread's CPU time (the
 receiver's work is not counted). Three ways, each round in turn:
@@ -47,7 +47,7 @@ from tests.sinks.test_webhook import make_deliver  # noqa: E402
 _RECEIVER = """
 import json, sys
 from harness.peers.base import serve_until_signalled
-from tests.peers.webhook_receiver import WebhookReceiver
+from harness.peers.webhook_receiver import WebhookReceiver
 peer = WebhookReceiver({"bench": sys.argv[1]})
 sys.exit(serve_until_signalled(peer, lambda: {"url": peer.url, "port": peer.port}))
 """
