@@ -268,6 +268,23 @@ def test_nul_characters_do_not_refuse_a_row(writer: MirrorWriter, pg_dsn: str) -
     assert pending_ids(pg_dsn) == ["d"]
 
 
+def test_quotes_and_placeholders_in_values_land_verbatim(writer: MirrorWriter, pg_dsn: str) -> None:
+    # the batch is one query with its values bound client-side: they must stay values
+    title = "it's a \\ back'slash'; DROP TABLE incident_state; -- %s %(x)s $1 \u00fc \U0001f6a8"
+    inc = incident("inc_quote", title=title)
+    d = deliver("d'1", inc, target="#it's; --")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(inc),), planned=(d,)))
+    writer.apply(MirrorBatch(threads=(thread_of(d, ts="1.2'3"),)))
+    assert writer.rejected_rows == 0
+    row = incident_row(pg_dsn, "inc_quote")
+    assert query(pg_dsn, "SELECT title FROM incident_state") == [(title,)]
+    assert row["snapshot"] == inc
+    assert (row["slack_channel"], row["slack_ts"]) == ("#it's; --", "1.2'3")
+    assert pending_ids(pg_dsn) == ["d'1"]
+    writer.apply(MirrorBatch(closed=("d'1",), closed_tenants={"d'1": inc.tenant}))
+    assert pending_ids(pg_dsn) == []
+
+
 def test_verification_rows_are_appended_idempotently(writer: MirrorWriter, pg_dsn: str) -> None:
     pending = verification("slack-ops", VerificationStatus.PENDING, at=T0)
     live = verification("slack-ops", VerificationStatus.LIVE, at=T0 + timedelta(minutes=2))
