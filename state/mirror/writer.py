@@ -1,11 +1,12 @@
-"""The blocking writer of the Postgres mirror: one psycopg connection, one batch per
-transaction.
+"""The writer of the Postgres mirror: one psycopg connection, one batch per transaction.
 
-:class:`MirrorWriter` is called from a worker thread (the mirror actor runs it through
-``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)``), never from the event loop.
+:class:`MirrorWriter`'s blocking methods are called from a worker thread (the mirror
+actor runs them through ``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)``).
 It connects lazily, applies the migrations once after its first successful connection,
 and after any connection failure drops the connection and raises :class:`StateError`;
-the next call connects again.
+the next call connects again. Once connected, a batch is first tried from the event loop
+(:meth:`MirrorWriter.apply_on_loop`, non-blocking, under the same limiter); whatever that
+does not land goes to the thread.
 
 One batch is one transaction, in this order:
 
