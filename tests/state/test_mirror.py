@@ -21,7 +21,13 @@ from state.history import queries
 from state.history.store import HistoryStore
 from state.mirror.migrate import Migration, applied_versions, load_migrations, migrate
 from state.mirror.rehydrate import Rehydrated, load_from_postgres, rehydrate_into
-from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
+from state.mirror.writer import (
+    LOOP_BATCH_MAX,
+    MirrorBatch,
+    MirrorWriter,
+    SlackThread,
+    slack_thread_of,
+)
 from tests.pg import (
     T0,
     deliver,
@@ -300,6 +306,16 @@ async def test_a_batch_is_written_from_the_event_loop_once_connected(
     assert incident_row(pg_dsn, "inc_loop")["slack_ts"] == "1763899200.000100"
     assert pending_ids(pg_dsn) == ["dlv_loop"]
     assert writer.ready
+
+
+async def test_a_catch_up_batch_is_left_to_the_thread(writer: MirrorWriter, pg_dsn: str) -> None:
+    writer.migrate()
+    many = [incident(f"inc_{i}") for i in range(LOOP_BATCH_MAX + 1)]
+    batch = MirrorBatch(snapshots=tuple(snapshotted(inc) for inc in many))
+    assert not await writer.apply_on_loop(batch)  # quoting it would stall the event loop
+    assert writer.ready  # nothing went wrong: the connection stays
+    writer.apply(batch)
+    assert query(pg_dsn, "SELECT count(*) FROM incident_state") == [(len(many),)]
 
 
 async def test_a_refused_batch_on_the_loop_lands_nothing_and_goes_to_the_thread(
