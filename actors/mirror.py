@@ -251,6 +251,11 @@ async def run_mirror(
             board.set(COMPONENT, "ok", "writing to postgres", at=now)
 
     async def write(batch: MirrorBatch) -> None:
+        # On the event loop while the connection is up (no thread hop: see
+        # MirrorWriter.apply_on_loop); in a worker thread to connect, retry or fall back.
+        async with deps.limiter:
+            if await deps.writer.apply_on_loop(batch):
+                return
         await trio.to_thread.run_sync(
             deps.writer.apply, batch, limiter=deps.limiter, abandon_on_cancel=True
         )

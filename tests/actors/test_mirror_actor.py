@@ -56,6 +56,15 @@ class CountingWriter(MirrorWriter):
 
     def apply(self, batch: MirrorBatch) -> None:
         super().apply(batch)
+        self._count(batch)
+
+    async def apply_on_loop(self, batch: MirrorBatch) -> bool:
+        landed = await super().apply_on_loop(batch)
+        if landed:
+            self._count(batch)
+        return landed
+
+    def _count(self, batch: MirrorBatch) -> None:
         if len(batch):
             self.transactions += 1
             self.changes += len(batch)

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import psycopg
 import pytest
+import trio
 
 from eyetok.errors import StateError
 from eyetok.messages import Deliver, HandshakeRecorded, Incident, IncidentAction
@@ -20,7 +21,13 @@ from state.history import queries
 from state.history.store import HistoryStore
 from state.mirror.migrate import Migration, applied_versions, load_migrations, migrate
 from state.mirror.rehydrate import Rehydrated, load_from_postgres, rehydrate_into
-from state.mirror.writer import MirrorBatch, MirrorWriter, SlackThread, slack_thread_of
+from state.mirror.writer import (
+    LOOP_BATCH_MAX,
+    MirrorBatch,
+    MirrorWriter,
+    SlackThread,
+    slack_thread_of,
+)
 from tests.pg import (
     T0,
     deliver,
@@ -266,6 +273,81 @@ def test_nul_characters_do_not_refuse_a_row(writer: MirrorWriter, pg_dsn: str) -
     assert isinstance(snapshot, Incident)
     assert snapshot.title == "disk \ufffd full"
     assert pending_ids(pg_dsn) == ["d"]
+
+
+def test_quotes_and_placeholders_in_values_land_verbatim(writer: MirrorWriter, pg_dsn: str) -> None:
+    # the batch is one query with its values bound client-side: they must stay values
+    title = "it's a \\ back'slash'; DROP TABLE incident_state; -- %s %(x)s $1 \u00fc \U0001f6a8"
+    inc = incident("inc_quote", title=title)
+    d = deliver("d'1", inc, target="#it's; --")
+    writer.apply(MirrorBatch(snapshots=(snapshotted(inc),), planned=(d,)))
+    writer.apply(MirrorBatch(threads=(thread_of(d, ts="1.2'3"),)))
+    assert writer.rejected_rows == 0
+    row = incident_row(pg_dsn, "inc_quote")
+    assert query(pg_dsn, "SELECT title FROM incident_state") == [(title,)]
+    assert row["snapshot"] == inc
+    assert (row["slack_channel"], row["slack_ts"]) == ("#it's; --", "1.2'3")
+    assert pending_ids(pg_dsn) == ["d'1"]
+    writer.apply(MirrorBatch(closed=("d'1",), closed_tenants={"d'1": inc.tenant}))
+    assert pending_ids(pg_dsn) == []
+
+
+async def test_a_batch_is_written_from_the_event_loop_once_connected(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    inc = incident("inc_loop")
+    d = deliver("dlv_loop", inc)
+    batch = MirrorBatch(snapshots=(snapshotted(inc),), planned=(d,))
+    assert not await writer.apply_on_loop(batch)  # not connected yet: the thread's work
+    assert not writer.ready
+    writer.migrate()
+    assert await writer.apply_on_loop(batch)
+    assert await writer.apply_on_loop(MirrorBatch(threads=(thread_of(d),)))
+    assert incident_row(pg_dsn, "inc_loop")["slack_ts"] == "1763899200.000100"
+    assert pending_ids(pg_dsn) == ["dlv_loop"]
+    assert writer.ready
+
+
+async def test_a_catch_up_batch_is_left_to_the_thread(writer: MirrorWriter, pg_dsn: str) -> None:
+    writer.migrate()
+    many = [incident(f"inc_{i}") for i in range(LOOP_BATCH_MAX + 1)]
+    batch = MirrorBatch(snapshots=tuple(snapshotted(inc) for inc in many))
+    assert not await writer.apply_on_loop(batch)  # quoting it would stall the event loop
+    assert writer.ready  # nothing went wrong: the connection stays
+    writer.apply(batch)
+    assert query(pg_dsn, "SELECT count(*) FROM incident_state") == [(len(many),)]
+
+
+async def test_a_refused_batch_on_the_loop_lands_nothing_and_goes_to_the_thread(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    writer.migrate()
+    good, bad = incident("inc_good"), incident("inc_bad", status="snoozed")
+    batch = MirrorBatch(snapshots=(snapshotted(good), snapshotted(bad)))
+    assert not await writer.apply_on_loop(batch)
+    assert query(pg_dsn, "SELECT count(*) FROM incident_state") == [(0,)]  # all or nothing
+    assert not writer.ready  # dropped: the thread's apply reconnects
+    writer.apply(batch)  # and files the good row, refusing the bad one
+    assert writer.rejected_rows == 1
+    assert incident_row(pg_dsn, "inc_good")["event_count"] == 1
+
+
+async def test_a_write_cancelled_mid_round_trip_drops_the_connection(
+    writer: MirrorWriter, pg_dsn: str
+) -> None:
+    inc = incident("inc_locked")
+    writer.migrate()
+    assert await writer.apply_on_loop(MirrorBatch(snapshots=(snapshotted(inc),)))
+    newer = incident("inc_locked", count=2)
+    with psycopg.connect(pg_dsn) as holder:  # holds the row: the upsert waits for it
+        holder.execute("SELECT 1 FROM incident_state WHERE incident_id = 'inc_locked' FOR UPDATE")
+        with trio.move_on_after(0.3) as waited:
+            await writer.apply_on_loop(MirrorBatch(snapshots=(snapshotted(newer),)))
+        assert waited.cancelled_caught
+        assert not writer.ready  # its state unknown: never reused
+        holder.rollback()
+    writer.apply(MirrorBatch(snapshots=(snapshotted(newer),)))  # applied again: harmless
+    assert incident_row(pg_dsn, "inc_locked")["event_count"] == 2
 
 
 def test_verification_rows_are_appended_idempotently(writer: MirrorWriter, pg_dsn: str) -> None:
