@@ -32,6 +32,7 @@ import msgspec
 import trio
 
 from actors.breaker import Breaker
+from actors.forward import forward
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
 from actors.tenants import api_sinks, effective_settings
 from actors.thread_refs import ThreadRefs
@@ -475,7 +476,9 @@ async def run_delivery(
             thread_ref=thread,
         )
         latency_ms = closed.latency_ms
-        await to_history.send(closed)
+        # no schedule point of its own (actors/forward.py): the lane checkpointed in the
+        # attempt's I/O, and any other outcome's audit record below is a plain send
+        await forward(to_history, closed)
         event = {
             "delivered": "delivery_sent",
             "refused": "delivery_refused",

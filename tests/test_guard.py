@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eyetok.errors import PayloadRejectedError
-from eyetok.guard import _check_each, check, ip_literals, scrub
+from eyetok.guard import _IPV4, _IPV6, _check_each, _is_ip, check, ip_literals, scrub
 
 TENANTS = ("operator", "acme", "globex")
 
@@ -81,6 +81,25 @@ def test_scrub_replaces_every_ip_literal() -> None:
     text = 'at=error code=H12 fwd="192.0.2.17" peer=2001:db8::1 at 10:00:01'
     assert ip_literals(scrub(text)) == []
     assert scrub(text) == 'at=error code=H12 fwd="[ip]" peer=[ip] at 10:00:01'
+
+
+def _ip_literals_by_the_patterns_alone(text: str) -> list[str]:
+    found = [m.group(0) for m in _IPV4.finditer(text) if _is_ip(m.group(0))]
+    found += [m.group(0) for m in _IPV6.finditer(text) if ":" in m.group(0) and _is_ip(m.group(0))]
+    return found
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet="0123456789abcdef.:x /", max_size=24))
+def test_the_dot_and_colon_count_shortcut_misses_no_ip_literal(text: str) -> None:
+    assert ip_literals(text) == _ip_literals_by_the_patterns_alone(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["1.2.3.4", "::", "::1", "fe80::1", "a 10.0.0.1 b", "1.2.3", "a:b"]
+)
+def test_the_shortcut_finds_what_the_patterns_find_at_the_edges(text: str) -> None:
+    assert ip_literals(text) == _ip_literals_by_the_patterns_alone(text)
 
 
 # -- the one scan per rule decides as the walk string by string does ---------------------
