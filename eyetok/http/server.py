@@ -14,8 +14,7 @@ connections open). Two of hypercorn's limits close them:
   too, so it is set above the idle timeout.
 
 ``h11_max_incomplete_size`` (``http.max_header_bytes``) caps a request line and headers.
-Bodies are capped where they are read (1 MiB on the hooks). The idle timeout runs on
-:mod:`eyetok.http.idle_timer` (hypercorn's own timer costs a task handshake per request).
+Bodies are capped where they are read (1 MiB on the hooks).
 """
 
 from __future__ import annotations
@@ -25,11 +24,9 @@ import logging
 from hypercorn.config import Config
 
 from eyetok.config import HttpOptions
-from eyetok.http import idle_timer
 
 
 def server_config(options: HttpOptions, *, bind: str, graceful_timeout_s: float) -> Config:
-    idle_timer.install()  # the keep-alive timer without a task handshake per request
     config = Config()
     config.bind = [bind]
     config.accesslog = None
