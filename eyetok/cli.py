@@ -603,7 +603,11 @@ def _incidents(settings: Settings, args: argparse.Namespace) -> int:
 def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     import trio
 
-    from eyetok.malloc_arenas import cap_malloc_arenas, return_duckdb_free_pages
+    from eyetok.malloc_arenas import (
+        cap_malloc_arenas,
+        fix_malloc_thresholds,
+        return_duckdb_free_pages,
+    )
 
     return_duckdb_free_pages()  # before actors.daemon imports duckdb
     from actors.daemon import Daemon
@@ -615,6 +619,7 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     # where each credential came from (names only): the vault, the environment, or unset
     log.get("vault").info("credentials_loaded", why="start", **credentials)
     cap_malloc_arenas()
+    fix_malloc_thresholds()
     daemon = Daemon(settings, SystemClock(), host=host)
     failed = 0
     try:

@@ -9,6 +9,7 @@ payload does not say is new.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 
@@ -108,9 +109,13 @@ def decide(
             escalation_recommended=recommended,
         )
         return IncidentAction.UPDATE, updated
+    # An open incident outlives its signal: the fields that repeat across incidents (a
+    # tenant, a culprit, an environment, a project, a level) are kept as one shared string
+    # each, not one copy per incident decoded from each payload.
+    shared = sys.intern
     opened = Incident(
         incident_id=new_id(),
-        tenant=signal.tenant,
+        tenant=shared(signal.tenant),
         dedup_key=signal.dedup_key,
         title=signal.title,
         severity=routing.severity,
@@ -121,10 +126,10 @@ def decide(
         last_seen_at=now,
         event_count=1,
         url=signal.url,
-        culprit=signal.culprit,
-        environment=signal.environment,
-        project=signal.project,
-        level=signal.level,
+        culprit=shared(signal.culprit),
+        environment=shared(signal.environment),
+        project=shared(signal.project),
+        level=shared(signal.level),
     )
     return IncidentAction.OPEN, opened
 

@@ -29,6 +29,14 @@ from eyetok import log
 
 ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's malloc.h
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# Past this a freed top of the heap goes back to the system, and a block this large or
+# larger is mapped on its own (and unmapped when freed). glibc starts at 128 KiB too but
+# raises both, up to 32 MB, each time a mapped block is freed: after the first large
+# buffers of a burst, their successors come from the heap and stay resident.
+THRESHOLD = 128 * 1024
+_THRESHOLD_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 
 DUCKDB_ALLOCATOR_ENV = "DUCKDB_JE_MALLOC_CONF"
 # Freed pages go back to the system at once (MADV_DONTNEED), not after a decay period.
@@ -51,6 +59,29 @@ def cap_malloc_arenas(env: Mapping[str, str] | None = None) -> int | None:
         "malloc_arenas_capped", arenas=ARENAS, why="worker threads share them: lower peak RSS"
     )
     return ARENAS
+
+
+def fix_malloc_thresholds(env: Mapping[str, str] | None = None) -> int | None:
+    """Hold glibc's trim and mmap thresholds at :data:`THRESHOLD` (set, they no longer
+    rise). The threshold now in force, or None when the environment already sets either
+    or this is not glibc."""
+    if any(name in (os.environ if env is None else env) for name in _THRESHOLD_ENV):
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    libc = ctypes.CDLL(name)
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return None
+    if not (mallopt(_M_TRIM_THRESHOLD, THRESHOLD) and mallopt(_M_MMAP_THRESHOLD, THRESHOLD)):
+        return None
+    log.get("daemon").info(
+        "malloc_thresholds_fixed",
+        bytes=THRESHOLD,
+        why="large buffers are mapped and freed tops trimmed: lower peak RSS",
+    )
+    return THRESHOLD
 
 
 def return_duckdb_free_pages(env: MutableMapping[str, str] | None = None) -> str | None:

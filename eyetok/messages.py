@@ -105,8 +105,11 @@ class Routing(msgspec.Struct, frozen=True, kw_only=True):
     business_hours: bool
 
 
-class Incident(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of an incident as its owner (the incidents actor) last saw it."""
+class Incident(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A snapshot of an incident as its owner (the incidents actor) last saw it.
+
+    Untracked by the garbage collector (``gc=False``): its fields are strings, numbers,
+    enums and datetimes, which cannot form a cycle, and a burst keeps thousands open."""
 
     incident_id: str
     tenant: str

@@ -3,6 +3,7 @@ invariant (design section 3): a SEV3 incident is never promoted by a louder repe
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -370,3 +371,33 @@ def test_eyetok_knows_open_and_recently_resolved_keys() -> None:
     assert knows(incidents, resolved, key, done_at + RECENTLY_RESOLVED)
     assert not knows(incidents, resolved, key, done_at + RECENTLY_RESOLVED + timedelta(seconds=1))
     assert not knows(incidents, resolved, ("acme", key[1]), done_at)
+
+
+def test_an_open_incident_keeps_one_copy_of_the_strings_incidents_repeat() -> None:
+    """Issue 20 item 2: a burst keeps thousands of incidents open; each decoded payload
+    brings its own copy of the culprit, environment, project and level, and the incident
+    keeps the shared one (the title, URL and key are its own)."""
+
+    def decoded(text: str) -> str:
+        return "".join(list(text))  # a fresh string object, as a payload's decoding makes
+
+    opened = []
+    for n in range(2):
+        fresh = signal(
+            dedup_key=f"issue-{n}",
+            tenant=decoded("operator"),
+            culprit=decoded("app.payments in settle"),
+            environment=decoded("production"),
+            project=decoded("payments"),
+            level=decoded("error"),
+        )
+        action, incident = decide({}, fresh, HIGH)
+        assert action is IncidentAction.OPEN
+        assert incident is not None
+        opened.append(incident)
+    first, second = opened
+    for name in ("tenant", "culprit", "environment", "project", "level"):
+        assert getattr(first, name) is getattr(second, name), name
+    assert first.dedup_key != second.dedup_key
+    # no garbage-collector header or traversal for what cannot form a cycle
+    assert not gc.is_tracked(first)

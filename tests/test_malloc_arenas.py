@@ -12,7 +12,9 @@ from eyetok.malloc_arenas import (
     ARENAS,
     DUCKDB_ALLOCATOR,
     DUCKDB_ALLOCATOR_ENV,
+    THRESHOLD,
     cap_malloc_arenas,
+    fix_malloc_thresholds,
     return_duckdb_free_pages,
 )
 
@@ -24,6 +26,49 @@ def test_the_operators_setting_wins() -> None:
 def test_glibc_takes_the_cap() -> None:
     assert ctypes.util.find_library("c") is not None  # these machines run glibc
     assert cap_malloc_arenas({}) == ARENAS == 2
+
+
+def test_the_operators_thresholds_win() -> None:
+    assert fix_malloc_thresholds({"MALLOC_MMAP_THRESHOLD_": "65536"}) is None
+    assert fix_malloc_thresholds({"MALLOC_TRIM_THRESHOLD_": "65536"}) is None
+
+
+# In a fresh interpreter: free a 4 MB block (glibc then raises its mmap threshold past
+# it), allocate four 256 KiB buffers, and count the blocks malloc has mapped on their own.
+_THRESHOLD_PROBE = """
+import ctypes, sys
+from eyetok.malloc_arenas import fix_malloc_thresholds
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "fixed":
+    fix_malloc_thresholds({})
+big = bytearray(4 << 20)
+del big
+buffers = [bytearray(256 << 10) for _ in range(4)]
+print(libc.mallinfo2().hblks)
+"""
+
+
+def _mapped_blocks(mode: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _THRESHOLD_PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(done.stdout.splitlines()[-1])
+
+
+def test_large_buffers_stay_mapped_once_the_thresholds_are_held() -> None:
+    assert fix_malloc_thresholds({}) == THRESHOLD == 128 * 1024
+    # glibc's own rule put the four buffers on the heap; held, each is mapped (and
+    # unmapped when freed)
+    assert _mapped_blocks("fixed") == _mapped_blocks("default") + 4
 
 
 # In a fresh interpreter: set the allocator as `eyetok run` does, import duckdb, and read
