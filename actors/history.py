@@ -14,7 +14,9 @@ verifications, tenant changes) to the mirror actor *before* the fsync starts and
 signals wait for their 202, a :class:`ConfirmDurable` after them; the mirror commits
 everything it holds up to there in one transaction while the fsync runs (its own
 connection, its own ``CapacityLimiter(1)``). Only when both the fsync and that
-transaction are done do the signals get their 202; if Postgres did not confirm (down,
+transaction are done do the signals get their 202, sent by whichever finishes last in
+the turn it finishes (this task after its fsync, or the mirror's task through the
+:class:`_Confirmation` it answers); if Postgres did not confirm (down,
 or no answer within ``durable_wait_s``) they get ``Accepted.not_durable`` and the hook
 answers 503 with Retry-After: the signal is journalled here and routed anyway, so a
 sender's retry may be a duplicate, never a loss. While one batch waits on Postgres
