@@ -14,7 +14,9 @@ verifications, tenant changes) to the mirror actor *before* the fsync starts and
 signals wait for their 202, a :class:`ConfirmDurable` after them; the mirror commits
 everything it holds up to there in one transaction while the fsync runs (its own
 connection, its own ``CapacityLimiter(1)``). Only when both the fsync and that
-transaction are done do the signals get their 202; if Postgres did not confirm (down,
+transaction are done do the signals get their 202, sent by whichever finishes last in
+the turn it finishes (this task after its fsync, or the mirror's task through the
+:class:`_Confirmation` it answers); if Postgres did not confirm (down,
 or no answer within ``durable_wait_s``) they get ``Accepted.not_durable`` and the hook
 answers 503 with Retry-After: the signal is journalled here and routed anyway, so a
 sender's retry may be a duplicate, never a loss. While one batch waits on Postgres
@@ -38,7 +40,7 @@ the back edge (delivery results into this inbox) cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar, assert_never
@@ -114,14 +116,43 @@ _T = TypeVar("_T")
 _encode = msgspec.json.Encoder().encode
 
 
-@dataclass(frozen=True, eq=False)
+class _Confirmation(Reply[bool]):
+    """The mirror's answer to a :class:`ConfirmDurable`. When Postgres committed, it also
+    calls ``on_landed`` (in the mirror's task, synchronously): the history then answers,
+    at once, every batch now both fsynced and committed, rather than a turn of the
+    event loop later when its settling task wakes (under load a turn is milliseconds)."""
+
+    __slots__ = ("_on_landed", "landed")
+
+    def __init__(self, on_landed: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_landed = on_landed
+        self.landed = False
+
+    def send(self, value: bool) -> None:
+        if self.landed:
+            return
+        super().send(value)
+        if value:
+            self.landed = True
+            self._on_landed()
+
+
+@dataclass(eq=False)
 class _Journalled:
     """A journalled batch; in postgres durability, with the mirror's confirmation its
-    signals wait for (None: nothing waits) and the trio time to stop waiting."""
+    signals wait for (None: nothing waits), the trio time to stop waiting, and whether
+    its waiters got their answers already."""
 
     batch: list[HistoryMessage]
-    confirmed: Reply[bool] | None
+    confirmed: _Confirmation | None
     deadline: float
+    answered: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Journalled (it is, being here) and committed in Postgres, or nothing waits."""
+        return self.confirmed is None or self.confirmed.landed
 
     async def durable(self, wait_s: float) -> str | None:
         """None once Postgres confirmed (or nothing waits), else why not."""
@@ -380,9 +411,10 @@ async def run_history(
                 break
         return batch
 
-    async def commit(batch: list[HistoryMessage]) -> Reply[bool] | None:
-        """Journal ``batch``; in postgres durability also hand its changes to the mirror.
-        The mirror's confirmation to wait for before the 202s, if any signal waits."""
+    async def commit(batch: list[HistoryMessage]) -> _Confirmation | None:
+        """Journal ``batch``; in postgres durability also hand its changes to the mirror
+        first (its Postgres transaction runs while the fsync does). The mirror's
+        confirmation to wait for before the 202s, if any signal waits."""
         nonlocal seq, journalled_to
         now = clock.now()
         rows: list[msgspec.Struct] = []
@@ -392,13 +424,15 @@ async def run_history(
         if not rows:
             return None
         payload = _frame_encoder.encode(_frame_of(rows))
-        confirmed: Reply[bool] | None = None
+        confirmed: _Confirmation | None = None
         if deps.durable:
             changes: list[MirrorMessage] = list(_mirrored(batch, now))
             if _waits_for_202(batch):
-                confirmed = Reply()
+                confirmed = _Confirmation(answer_ready)
                 changes.append(ConfirmDurable(reply=confirmed))
-            await _send_all(to_mirror, changes)
+            # No schedule point between these and the fsync: the mirror runs as soon as
+            # this task waits on the fsync's thread, and the fsync starts a turn sooner.
+            await _send_all(to_mirror, changes, checkpoint=False)
         # The fsync runs to completion even if we are cancelled meanwhile (a worker
         # thread is never abandoned), so a drain never loses a batch it already took.
         started = trio.current_time()
@@ -411,11 +445,14 @@ async def run_history(
         unmaterialised.extend(rows)
         return confirmed
 
-    async def settle(batch: list[HistoryMessage], not_durable: str | None) -> None:
-        """What follows a batch's commit: the answers, the deliveries, the flushes."""
+    async def settle(
+        batch: list[HistoryMessage], not_durable: str | None, *, answered: bool = False
+    ) -> None:
+        """What follows a batch's commit: the answers (unless ``answered`` already), the
+        deliveries, the flushes."""
         if not_durable is not None:
             logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
-        await _after_commit(batch, to_delivery, not_durable)
+        await _after_commit(batch, to_delivery, not_durable, answered=answered)
         if deps.mirrored and not deps.durable:
             await _mirror(batch, to_mirror, clock.now())
         flushes = [m for m in batch if isinstance(m, FlushHistory)]
@@ -432,9 +469,27 @@ async def run_history(
     to_settle, awaiting = trio.open_memory_channel[_Journalled](SETTLE_QUEUE)
     unsettled: list[_Journalled] = []  # handed over and not settled yet, oldest first
 
+    def answer_ready() -> None:
+        """Answer, in commit order, every batch at the head of ``unsettled`` that is both
+        journalled and committed in Postgres. Called by whichever of the two finishes
+        last for a batch (this task after its fsync; the mirror's task, through
+        :class:`_Confirmation`, after its transaction), so the 202s go out in that
+        same turn; :func:`settle_in_order` then sends the deliveries. A batch Postgres
+        did not confirm (down, too slow) stops the walk: the settling task answers it
+        (503), in order, and the ones after it."""
+        for journalled in unsettled:
+            if journalled.answered:
+                continue
+            if not journalled.ready:
+                return
+            journalled.answered = True
+            _answer(journalled.batch)
+
     async def settle_in_order() -> None:
         async for journalled in awaiting:
-            await settle(journalled.batch, await journalled.durable(deps.durable_wait_s))
+            not_durable = await journalled.durable(deps.durable_wait_s)
+            answered, journalled.answered = journalled.answered, True
+            await settle(journalled.batch, not_durable, answered=answered)
             unsettled.remove(journalled)
 
     async def materialise() -> None:
@@ -471,6 +526,7 @@ async def run_history(
                     batch, confirmed, trio.current_time() + deps.durable_wait_s
                 )
                 unsettled.append(journalled)
+                answer_ready()  # Postgres may have confirmed during the fsync
                 await to_settle.send(journalled)
     finally:
         # Stopping (drain or restart): every batch journalled gets its answer (Postgres's
@@ -478,7 +534,10 @@ async def run_history(
         # journalled too, and everything journalled reaches DuckDB.
         with trio.CancelScope(shield=True):
             for journalled in unsettled:
-                _answer(journalled.batch, await journalled.durable(deps.durable_wait_s))
+                not_durable = await journalled.durable(deps.durable_wait_s)
+                if not journalled.answered:
+                    journalled.answered = True
+                    _answer(journalled.batch, not_durable)
             leftover = take(None)
             if leftover:
                 confirmed = await commit(leftover)
@@ -586,24 +645,31 @@ def _mirrored(batch: list[HistoryMessage], now: datetime) -> Iterator[MirrorMess
                 pass
 
 
-async def _send_all(channel: trio.MemorySendChannel[_T], messages: list[_T]) -> None:
+async def _send_all(
+    channel: trio.MemorySendChannel[_T], messages: list[_T], *, checkpoint: bool = True
+) -> None:
     """Send ``messages`` in order, waiting only when the channel is full: ``send`` is a
     schedule point per message, and a commit's dozens of them each waited a full turn of
-    the run queue under load (the commit, its 202s and the next batch with them)."""
+    the run queue under load (the commit, its 202s and the next batch with them). One
+    schedule point at the end unless the caller waits on something next anyway."""
     for message in messages:
         try:
             channel.send_nowait(message)
         except trio.WouldBlock:
             await channel.send(message)
-    await trio.lowlevel.checkpoint()
+    if checkpoint:
+        await trio.lowlevel.checkpoint()
 
 
 async def _after_commit(
     batch: list[HistoryMessage],
     to_delivery: trio.MemorySendChannel[Deliver],
     not_durable: str | None = None,
+    *,
+    answered: bool = False,
 ) -> None:
-    _answer(batch, not_durable)
+    if not answered:
+        _answer(batch, not_durable)
     await _send_all(
         to_delivery,
         [

@@ -253,9 +253,17 @@ async def run_mirror(
     async def write(batch: MirrorBatch) -> None:
         # On the event loop while the connection is up (no thread hop: see
         # MirrorWriter.apply_on_loop); in a worker thread to connect, retry or fall back.
-        async with deps.limiter:
+        # The limiter taken without a schedule point when it is free (``async with``
+        # yields a turn of the event loop even then, and a 202 waits for this write).
+        try:
+            deps.limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await deps.limiter.acquire()
+        try:
             if await deps.writer.apply_on_loop(batch):
                 return
+        finally:
+            deps.limiter.release()
         await trio.to_thread.run_sync(
             deps.writer.apply, batch, limiter=deps.limiter, abandon_on_cancel=True
         )
