@@ -606,10 +606,11 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     from eyetok.malloc_arenas import (
         cap_malloc_arenas,
         fix_malloc_thresholds,
+        log_duckdb_allocator,
         return_duckdb_free_pages,
     )
 
-    return_duckdb_free_pages()  # before actors.daemon imports duckdb
+    allocator = return_duckdb_free_pages()  # before actors.daemon imports duckdb
     from actors.daemon import Daemon
     from actors.supervisor import CrashLoopError
 
@@ -618,6 +619,8 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
         return _startup_failed(problem, "set EYETOK_DATA_DIR to a directory this user can write")
     # where each credential came from (names only): the vault, the environment, or unset
     log.get("vault").info("credentials_loaded", why="start", **credentials)
+    if allocator is not None:
+        log_duckdb_allocator(allocator)
     cap_malloc_arenas()
     fix_malloc_thresholds()
     daemon = Daemon(settings, SystemClock(), host=host)

@@ -99,9 +99,15 @@ def return_duckdb_free_pages(env: MutableMapping[str, str] | None = None) -> str
         )
         return None
     target[DUCKDB_ALLOCATOR_ENV] = DUCKDB_ALLOCATOR
+    return DUCKDB_ALLOCATOR
+
+
+def log_duckdb_allocator(setting: str) -> None:
+    """Say that :func:`return_duckdb_free_pages` set DuckDB's allocator; logged once the
+    start-up checks have passed, so a start-up that fails stays one ``startup_failed``
+    line."""
     log.get("daemon").info(
         "duckdb_allocator_set",
-        setting=DUCKDB_ALLOCATOR,
+        setting=setting,
         why="DuckDB's freed buffers go back to the system at once: lower peak RSS",
     )
-    return DUCKDB_ALLOCATOR
