@@ -1,39 +1,17 @@
-"""The batched hooks bench (``bench/batched/``): both ways of starting it take the same
-options; the alerts Alertmanager gets are the alerts EyeTok's hook gets, in the shape
+"""The batched hooks bench (``bench/batched/``; ``tests/test_bench_cli.py`` checks both
+ways of starting it): the alerts Alertmanager gets are the alerts EyeTok's hook gets, in the shape
 Alertmanager's API takes; the report puts Alertmanager beside EyeTok with the verdict.
 The bench itself measures outside the test suite."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from bench.batched.bodies import API_ALERTS_PATH, Bodies, api_alerts
 from bench.batched.report import source_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _help(*argv: str) -> str:
-    result = subprocess.run(
-        [sys.executable, *argv, "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_the_script_and_the_module_take_the_same_options() -> None:
-    script = _help("bench/batched.py")
-    assert script == _help("-m", "bench.batched")
-    for option in ("--requests", "--source", "--skip-ceiling", "--skip-alertmanager", "--json"):
-        assert option in script, option
 
 
 def test_alertmanager_gets_the_same_alerts_as_its_api_takes_them() -> None:

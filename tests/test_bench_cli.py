@@ -1,5 +1,6 @@
-"""The ingest bench (a package since its split) starts both ways the docs show it, with
-the same options: ``python bench/ingest.py`` and ``python -m bench.ingest``. Only the
+"""The ingest and batched benches (packages since their split) start both ways the docs
+show them, with the same options: ``python bench/ingest.py`` and ``python -m bench.ingest``,
+``python bench/batched.py`` and ``python -m bench.batched``. Only the
 option parser runs here; the bench itself measures, outside the test suite."""
 
 from __future__ import annotations
@@ -31,4 +32,11 @@ def test_the_script_and_the_module_take_the_same_options() -> None:
     module = _help("-m", "bench.ingest")
     assert script == module
     for option in (*OPTIONS, *MORE):
+        assert option in script, option
+
+
+def test_the_batched_script_and_module_take_the_same_options() -> None:
+    script = _help("bench/batched.py")
+    assert script == _help("-m", "bench.batched")
+    for option in ("--requests", "--source", "--skip-ceiling", "--skip-alertmanager", "--json"):
         assert option in script, option
