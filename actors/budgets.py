@@ -25,7 +25,7 @@ from typing import assert_never
 import trio
 
 from actors.courier import Courier
-from actors.forward import forward
+from actors.forward import Inbox, forward
 from actors.tenants import effective_settings
 from eyetok import log
 from eyetok.budgets import Spent, Window, digest_text, hour_of, spend
@@ -230,7 +230,7 @@ async def run_budgets(
         nursery.start_soon(courier.run)
         nursery.start_soon(top_of_the_hour)
         task_status.started()
-        async for message in inbox:
+        async for message in Inbox(inbox):
             match message:
                 case Deliver():
                     await admit(message)

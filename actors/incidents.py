@@ -23,7 +23,6 @@ when it falls quiet (``actors/quiet_periods.py``), derived from its snapshot lik
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ import msgspec
 import trio
 
 from actors.due_times import DueTimes
+from actors.forward import Inbox, forward
 from actors.quiet_periods import QuietPeriods
 from eyetok import log
 from eyetok.clock import Clock
@@ -368,20 +368,22 @@ async def run_incidents(
             quiet.track(key_of(signal), None)
             await outbox.send(change)
 
+    messages = Inbox(inbox)
+
     async def next_message() -> IngestMessage | None:
         """The next message, or None when a step of the loop or a quiet period falls due
-        first. A message already waiting is taken without arming a timer (under load
-        that is every turn); as with ``receive``, none is taken once this actor is
-        cancelled (it stays in the inbox for the next incarnation)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            return inbox.receive_nowait()
-        except trio.WouldBlock:
-            pass
+        first. A message already waiting is taken without arming a timer or a schedule
+        point (under load that is every turn; :class:`Inbox` lets the others run every
+        so many); as with ``receive``, none is taken once this actor is cancelled (it
+        stays in the inbox for the next incarnation)."""
+        message = await messages.waiting()
+        if message is not None:
+            return message
         dues = [at for at in (pending.next_due(), quiet.next_due()) if at is not None]
-        wait = (min(dues) - clock.now()).total_seconds() if dues else math.inf
-        with trio.move_on_after(max(wait, 0.0)):
-            return await inbox.receive()
+        if not dues:  # nothing falls due: no timer to arm
+            return await messages.receive()
+        with trio.move_on_after(max((min(dues) - clock.now()).total_seconds(), 0.0)):
+            return await messages.receive()
         return None
 
     try:
@@ -399,13 +401,13 @@ async def run_incidents(
                     change = decided(signal, reply)
                     track(key_of(signal))
                     quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
-                    await outbox.send(change)
+                    await forward(outbox, change)
                 case SignalsReceived(signals=signals, reply=batch_reply):
                     changes = tuple(decided(signal) for signal in signals)
                     for signal in signals:
                         track(key_of(signal))
                         quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
-                    await outbox.send(IncidentsChanged(changes=changes, reply=batch_reply))
+                    await forward(outbox, IncidentsChanged(changes=changes, reply=batch_reply))
                 case AcknowledgeIncident():
                     await acknowledge(message)
                 case TicketOpened():

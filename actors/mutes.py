@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_never
@@ -27,7 +26,7 @@ import msgspec
 import trio
 
 from actors.courier import Courier
-from actors.forward import forward
+from actors.forward import Inbox, forward
 from eyetok import log
 from eyetok.clock import Clock
 from eyetok.errors import StateError
@@ -260,26 +259,29 @@ async def run_mutes(
             if deps.mirror is not None:
                 nursery.start_soon(keep_mirrored, deps.mirror)
             task_status.started()
+            messages = Inbox(inbox)
             while True:
-                expire(clock.now())
-                due = min((m.until for m in mutes.values()), default=None)
-                wait = (due - clock.now()).total_seconds() if due is not None else math.inf
+                if mutes:
+                    expire(clock.now())
                 message: MuteMessage | None = None
-                # no mute to end: no timer to arm for every delivery that passes
-                timer = (
-                    trio.move_on_after(max(wait, 0.0))
-                    if due is not None
-                    else contextlib.nullcontext()
-                )
-                with timer:
-                    try:
-                        message = await inbox.receive()
-                    except trio.EndOfChannel:  # stopping: what waits is written first
-                        if deps.mirror is not None:
-                            with trio.move_on_after(MIRROR_RETRY_S):
-                                await write_pending(deps.mirror)
-                        nursery.cancel_scope.cancel()
-                        return
+                try:
+                    message = await messages.waiting()
+                    if message is None:
+                        due = min((m.until for m in mutes.values()), default=None)
+                        # no mute to end: no timer to arm for every delivery that passes
+                        timer = (
+                            trio.move_on_after(max((due - clock.now()).total_seconds(), 0.0))
+                            if due is not None
+                            else contextlib.nullcontext()
+                        )
+                        with timer:
+                            message = await messages.receive()
+                except trio.EndOfChannel:  # stopping: what waits is written first
+                    if deps.mirror is not None:
+                        with trio.move_on_after(MIRROR_RETRY_S):
+                            await write_pending(deps.mirror)
+                    nursery.cancel_scope.cancel()
+                    return
                 match message:
                     case None:  # a mute ended
                         pass

@@ -17,7 +17,7 @@ from typing import assert_never
 import msgspec
 import trio
 
-from actors.forward import forward
+from actors.forward import Inbox, forward
 from actors.tenants import effective_settings
 from eyetok.clock import Clock
 from eyetok.config import Settings
@@ -264,7 +264,7 @@ async def run_router(
                 await deps.playbooks.send(msgspec.structs.replace(change, reply=None))
 
     task_status.started()
-    async for message in inbox:
+    async for message in Inbox(inbox):
         match message:
             case TenantConfigChanged():
                 settings = message.settings
