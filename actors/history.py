@@ -432,7 +432,7 @@ async def run_history(
                 changes.append(ConfirmDurable(reply=confirmed))
             # No schedule point between these and the fsync: the mirror runs as soon as
             # this task waits on the fsync's thread, and the fsync starts a turn sooner.
-            await _send_all(to_mirror, changes, checkpoint=False)
+            await _send_all(to_mirror, changes)
         # The fsync runs to completion even if we are cancelled meanwhile (a worker
         # thread is never abandoned), so a drain never loses a batch it already took.
         started = trio.current_time()
@@ -449,7 +449,8 @@ async def run_history(
         batch: list[HistoryMessage], not_durable: str | None, *, answered: bool = False
     ) -> None:
         """What follows a batch's commit: the answers (unless ``answered`` already), the
-        deliveries, the flushes."""
+        deliveries, the flushes. No schedule point of its own while the channels have
+        room: what follows it is a read of an inbox, one already."""
         if not_durable is not None:
             logger.warning("signals_not_durable", reason=not_durable, batch=len(batch))
         await _after_commit(batch, to_delivery, not_durable, answered=answered)
@@ -618,7 +619,8 @@ def _answer(batch: list[HistoryMessage], not_durable: str | None = None) -> None
 async def _mirror(
     batch: list[HistoryMessage], to_mirror: trio.MemorySendChannel[MirrorMessage], now: datetime
 ) -> None:
-    """What Postgres mirrors of a commit. The mirror never blocks its inbox on Postgres."""
+    """What Postgres mirrors of a commit. The mirror never blocks its inbox on Postgres.
+    No schedule point while the mirror's inbox has room (the caller's next is one)."""
     await _send_all(to_mirror, list(_mirrored(batch, now)))
 
 
@@ -645,20 +647,16 @@ def _mirrored(batch: list[HistoryMessage], now: datetime) -> Iterator[MirrorMess
                 pass
 
 
-async def _send_all(
-    channel: trio.MemorySendChannel[_T], messages: list[_T], *, checkpoint: bool = True
-) -> None:
+async def _send_all(channel: trio.MemorySendChannel[_T], messages: list[_T]) -> None:
     """Send ``messages`` in order, waiting only when the channel is full: ``send`` is a
     schedule point per message, and a commit's dozens of them each waited a full turn of
-    the run queue under load (the commit, its 202s and the next batch with them). One
-    schedule point at the end unless the caller waits on something next anyway."""
+    the run queue under load (the commit, its 202s and the next batch with them). No
+    schedule point otherwise: every caller reads an inbox or waits on a thread next."""
     for message in messages:
         try:
             channel.send_nowait(message)
         except trio.WouldBlock:
             await channel.send(message)
-    if checkpoint:
-        await trio.lowlevel.checkpoint()
 
 
 async def _after_commit(
@@ -668,6 +666,8 @@ async def _after_commit(
     *,
     answered: bool = False,
 ) -> None:
+    """The answers, then the deliveries: no schedule point while the delivery actor's
+    inbox has room (the caller's next is one)."""
     if not answered:
         _answer(batch, not_durable)
     await _send_all(
