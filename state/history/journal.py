@@ -17,12 +17,13 @@ from eyetok.suppression import describe
 from eyetok.verification import HandshakeEvent, PendingHandshake, Verification
 
 
-class SignalRow(msgspec.Struct, frozen=True, omit_defaults=True):
+class SignalRow(msgspec.Struct, frozen=True):
     """A signal as journalled. ``incident_json`` is written NULL (the column stays, and
     rows journalled before carry it): the signal's incident as it stood after the signal
     is the ``incident_snapshots`` row of the same ``incident_id`` recorded in the same
     commit (``recorded_at = journalled_at``), whose ``snapshot_json`` held the same bytes.
-    Omitted from the journal frame and from the insert's JSON while it is None."""
+    The key stays in the journal frame (as nil), so a frame written here still decodes
+    in a build from before, should one have to replay it."""
 
     signal_id: str
     tenant: str

@@ -147,3 +147,38 @@ async def test_a_frame_journalled_with_the_incident_copy_replays_it(
         lambda con: con.execute("SELECT signal_id, incident_json FROM signals").fetchall()
     )
     assert replayed == [(signal.signal_id, incident_json)]
+
+
+class _SignalRowBefore(msgspec.Struct, frozen=True):
+    """SignalRow as a build from before issue 20 decodes it: ``incident_json`` required."""
+
+    signal_id: str
+    incident_json: str | None
+
+
+def test_a_frame_journalled_now_still_decodes_in_a_build_from_before() -> None:
+    signal, routing = _signal(3)
+    row = SignalRow(
+        signal_id=signal.signal_id,
+        tenant="acme",
+        source=signal.source,
+        resource=signal.resource,
+        action=signal.action,
+        kind=signal.kind.value,
+        dedup_key=signal.dedup_key,
+        title=signal.title,
+        level=signal.level,
+        received_at=NOW,
+        journalled_at=NOW,
+        severity=routing.severity.value,
+        rule=routing.rule,
+        sev_channel=None,
+        business_hours=True,
+        incident_action=IncidentAction.OPEN.value,
+        incident_id="inc_acme_3",
+        cluster_key=None,
+        signal_json="{}",
+    )
+    payload = msgspec.msgpack.encode(Frame(signals=[row]))
+    before = msgspec.msgpack.decode(payload, type=dict[str, list[_SignalRowBefore]])
+    assert before["signals"] == [_SignalRowBefore(signal_id=signal.signal_id, incident_json=None)]
