@@ -254,7 +254,6 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
         case JournalSignals(items=items):
             return [row for i, item in enumerate(items) for row in _rows_for(item, now, seq + i)]
         case JournalSignal(signal=s, routing=r, action=action, incident=inc, deliveries=plan):
-            incident_json = _encode(inc).decode() if inc is not None else None
             rows: list[msgspec.Struct] = [
                 SignalRow(
                     signal_id=s.signal_id,
@@ -276,11 +275,10 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
                     incident_id=inc.incident_id if inc else None,
                     cluster_key=s.cluster_key,
                     signal_json=_encode(s).decode(),
-                    incident_json=incident_json,
                 )
             ]
-            if inc is not None:  # the signal's incident and its snapshot: one encoding
-                rows.append(snapshot_row(inc, recorded_at=now, seq=seq, encoded=incident_json))
+            if inc is not None:  # the signal's incident: its snapshot, not a second copy
+                rows.append(snapshot_row(inc, recorded_at=now, seq=seq))
             if action is IncidentAction.AUDIT:
                 rows.append(
                     AuditRow(

@@ -17,7 +17,14 @@ from eyetok.suppression import describe
 from eyetok.verification import HandshakeEvent, PendingHandshake, Verification
 
 
-class SignalRow(msgspec.Struct, frozen=True, array_like=False):
+class SignalRow(msgspec.Struct, frozen=True):
+    """A signal as journalled. ``incident_json`` is written NULL (the column stays, and
+    rows journalled before carry it): the signal's incident as it stood after the signal
+    is the ``incident_snapshots`` row of the same ``incident_id`` recorded in the same
+    commit (``recorded_at = journalled_at``), whose ``snapshot_json`` held the same bytes.
+    The key stays in the journal frame (as nil), so a frame written here still decodes
+    in a build from before, should one have to replay it."""
+
     signal_id: str
     tenant: str
     source: str
@@ -37,7 +44,7 @@ class SignalRow(msgspec.Struct, frozen=True, array_like=False):
     incident_id: str | None
     cluster_key: str | None
     signal_json: str
-    incident_json: str | None
+    incident_json: str | None = None
 
 
 class SnapshotRow(msgspec.Struct, frozen=True):
@@ -284,10 +291,7 @@ def append_rows(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> N
 _encode = msgspec.json.Encoder().encode
 
 
-def snapshot_row(
-    inc: Incident, *, recorded_at: datetime, seq: int, encoded: str | None = None
-) -> SnapshotRow:
-    """``encoded``: ``inc`` as JSON already (the signal row that carries it encoded it)."""
+def snapshot_row(inc: Incident, *, recorded_at: datetime, seq: int) -> SnapshotRow:
     return SnapshotRow(
         incident_id=inc.incident_id,
         tenant=inc.tenant,
@@ -303,7 +307,7 @@ def snapshot_row(
         event_count=inc.event_count,
         recorded_at=recorded_at,
         seq=seq,
-        snapshot_json=_encode(inc).decode() if encoded is None else encoded,
+        snapshot_json=_encode(inc).decode(),
     )
 
 
