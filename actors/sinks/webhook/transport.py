@@ -1,6 +1,7 @@
-"""How webhook POSTs travel: trio streams over connections to the sink's one origin kept
-alive between deliveries; answers parsed by httptools (llhttp, the parser of Node.js and
-uvicorn), requests written here.
+"""How webhook POSTs travel: over connections to the sink's one origin kept alive between
+deliveries (plain TCP through non-blocking socket calls, :class:`_PlainTCP`; TLS through
+trio's streams); answers parsed by httptools (llhttp, the parser of Node.js and uvicorn),
+requests written here.
 
 The choice: the sink used to send through ``httpx.AsyncClient``; on the ingest bench
 (every alert one webhook) httpx, httpcore, h11 and anyio cost about 540 us of CPU more
