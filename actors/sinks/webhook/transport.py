@@ -44,6 +44,7 @@ Errors (each names what failed; the sink turns all of them into a retry)::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import socket
@@ -61,6 +62,7 @@ MAX_IDLE = 8  # idle connections kept per sink (the delivery actor's lanes per d
 MAX_DRAINED_BODY = 64 * 1024  # read at most this much of an answer (then drop the connection)
 _RECEIVE_BYTES = 64 * 1024
 _UNSAFE = re.compile(r"[\r\n\x00]")  # would end a header line (or confuse a parser)
+_NO_SCOPE = contextlib.nullcontext()
 
 
 class TransportError(Exception):
@@ -348,8 +350,13 @@ class WebhookConnections:
         closed, whatever happens (a cancellation included)."""
         answer: Answer | None = None
         reusable = False
+        deadline = trio.current_time() + self._timeout_s
+        # A caller's deadline that comes first (the delivery actor's attempt deadline)
+        # would end the exchange before this one, and the outermost cancelled scope is
+        # the one that catches: a scope of our own would never fire, so none is entered.
+        own = trio.current_effective_deadline() > deadline
         try:
-            with trio.move_on_after(self._timeout_s):
+            with trio.CancelScope(deadline=deadline) if own else _NO_SCOPE:
                 answer = await self._request(conn, request, kept=kept)
                 reusable = await self._drain(conn)
         finally:
