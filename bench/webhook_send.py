@@ -10,9 +10,12 @@ receiver's work is not counted). Three ways, each round in turn:
 - ``floor``: the same signed request, built once, written with one ``sendall`` on a
   blocking socket and its answer read with ``recv``: the least any client can do;
 - ``trio``: that request and answer through a ``trio.SocketStream`` (``send_all``,
-  ``receive_some``): the least a client on EyeTok's event loop does;
+  ``receive_some``): each socket call with its own schedule points;
+- ``wait``: that request with one non-blocking ``send`` and its answer read after
+  ``trio.lowlevel.wait_readable``: the least a client on EyeTok's event loop does (one
+  schedule point), what the sink's plain-TCP path does below HTTP;
 - ``sink``: what the delivery actor does per attempt: ``render``, the payload guard,
-  signing, and ``WebhookSink.send`` (trio streams, httptools);
+  signing, and ``WebhookSink.send`` (non-blocking socket calls, httptools);
 - ``httpx``: the signed request through ``httpx.AsyncClient`` configured as the sink's
   transport was before (for comparison).
 """
@@ -109,6 +112,17 @@ async def measure(url: str, secret: str, n: int, rounds: int) -> dict[str, list[
         if not (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200"):
             raise RuntimeError("the receiver refused the trio floor's request")
 
+    waiting = socket.create_connection((parts.hostname, parts.port))
+    waiting.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    waiting.setblocking(False)
+
+    async def wait_floor() -> None:
+        if waiting.send(request) != len(request):
+            raise RuntimeError("the kernel took part of the request: the floor does not wait")
+        await trio.lowlevel.wait_readable(waiting)
+        if not waiting.recv(65536).startswith(b"HTTP/1.1 200"):
+            raise RuntimeError("the receiver refused the wait floor's request")
+
     async def through_sink() -> None:
         payload = sink.render(deliver, thread_ref=None)
         guard.check(
@@ -129,13 +143,16 @@ async def measure(url: str, secret: str, n: int, rounds: int) -> dict[str, list[
         if answer.status_code != 200:
             raise RuntimeError(f"httpx: HTTP {answer.status_code}")
 
-    figures: dict[str, list[float]] = {"floor": [], "trio": [], "sink": [], "httpx": []}
+    figures: dict[str, list[float]] = {"floor": [], "trio": [], "wait": [], "sink": [], "httpx": []}
     for _ in range(rounds):
         figures["floor"].append(await cpu_per_call(floor, n))
         figures["trio"].append(await cpu_per_call(trio_floor, n))
+        figures["wait"].append(await cpu_per_call(wait_floor, n))
         figures["sink"].append(await cpu_per_call(through_sink, n))
         figures["httpx"].append(await cpu_per_call(through_httpx, n))
     raw.close()
+    trio.lowlevel.notify_closing(waiting)
+    waiting.close()
     await stream.aclose()
     await client.aclose()
     await sink.aclose()

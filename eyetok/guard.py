@@ -126,6 +126,18 @@ def _strings(value: object, into: list[str]) -> bool:
     return False
 
 
+def _any_ip_literal(strings: list[str]) -> bool:
+    """Whether one of ``strings`` holds an IP literal. The dot and colon counts that let
+    :func:`ip_literals` skip its patterns are taken string by string: over a whole
+    payload a URL's dots and the timestamps' colons would pass them and run both
+    patterns across every string. (The same finding as over the joined strings: no
+    pattern matches across :data:`_SEPARATOR`.)"""
+    for text in strings:
+        if (text.count(".") >= 3 or text.count(":") >= 2) and ip_literals(text):
+            return True
+    return False
+
+
 def _suspect(
     payload: object, *, tenant: str, tenants: Set[str], operator_tenant: str | None
 ) -> bool:
@@ -133,9 +145,9 @@ def _suspect(
     strings: list[str] = []
     if _strings(payload, strings):
         return True
-    text = _SEPARATOR.join(strings)
-    if ip_literals(text):
+    if _any_ip_literal(strings):
         return True
+    text = _SEPARATOR.join(strings)
     if any(mark in text for mark in _INTERNAL_MARKS) and _INTERNAL_TEXT.search(text):
         return True
     if tenant == operator_tenant:

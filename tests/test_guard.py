@@ -9,7 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eyetok.errors import PayloadRejectedError
-from eyetok.guard import _IPV4, _IPV6, _check_each, _is_ip, check, ip_literals, scrub
+from eyetok.guard import (
+    _IPV4,
+    _IPV6,
+    _SEPARATOR,
+    _any_ip_literal,
+    _check_each,
+    _is_ip,
+    check,
+    ip_literals,
+    scrub,
+)
 
 TENANTS = ("operator", "acme", "globex")
 
@@ -100,6 +110,15 @@ def test_the_dot_and_colon_count_shortcut_misses_no_ip_literal(text: str) -> Non
 )
 def test_the_shortcut_finds_what_the_patterns_find_at_the_edges(text: str) -> None:
     assert ip_literals(text) == _ip_literals_by_the_patterns_alone(text)
+
+
+@settings(max_examples=400)
+@given(st.lists(st.text(alphabet="0123456789abcdef.:x /", max_size=16), max_size=6))
+def test_the_counts_taken_string_by_string_find_what_the_joined_strings_hold(
+    strings: list[str],
+) -> None:
+    # the guard's scan counts dots and colons per string, not over the joined payload
+    assert _any_ip_literal(strings) == bool(ip_literals(_SEPARATOR.join(strings)))
 
 
 # -- the one scan per rule decides as the walk string by string does ---------------------

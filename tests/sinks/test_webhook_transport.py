@@ -325,6 +325,61 @@ async def test_a_cancelled_post_closes_its_connection(
     await pool.aclose()
 
 
+async def test_a_body_larger_than_the_socket_buffers_goes_out_whole(
+    nursery: trio.Nursery,
+) -> None:
+    # More than the kernel takes in one send: the rest waits until the receiver reads.
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB
+    server = await start(nursery, always(OK))
+    pool = connections_to(server)
+    assert (await pool.post(body, HEADERS)).status == 200
+    assert (await pool.post(b"after", HEADERS)).status == 200
+    assert [r.body for r in server.requests] == [body, b"after"]
+    assert pool.opened == 1
+    await pool.aclose()
+
+
+async def test_a_receiver_that_stops_reading_mid_request_times_out_and_is_dropped(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    accepted: list[trio.SocketStream] = []
+
+    async def never_reads(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    serve = functools.partial(trio.serve_tcp, never_reads, 0, host="127.0.0.1")
+    listeners = await nursery.start(serve)
+    port = listeners[0].socket.getsockname()[1]
+    pool = WebhookConnections(
+        f"http://127.0.0.1:{port}/hooks",
+        timeout_s=2.0,
+        connect_timeout_s=2.0,
+        user_agent="EyeTok-Webhooks/1",
+    )
+    with pytest.raises(TransportTimeout, match="no answer within 2 s"):
+        await pool.post(b"x" * (64 * 1024 * 1024), HEADERS)
+    assert len(accepted) == 1
+    assert await accepted[0].receive_some(1) == b"P"  # the request had begun ...
+    await pool.aclose()
+    with trio.fail_after(5):  # ... and its connection was closed, not kept
+        while await accepted[0].receive_some(1024 * 1024):
+            pass
+
+
+async def test_a_post_whose_deadline_has_passed_sends_nothing(nursery: trio.Nursery) -> None:
+    server = await start(nursery, always(OK))
+    pool = connections_to(server)
+    assert (await pool.post(b"1", HEADERS)).status == 200
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await pool.post(b"2", HEADERS)
+    assert scope.cancelled_caught
+    assert (await pool.post(b"3", HEADERS)).status == 200
+    assert [r.body for r in server.requests] == [b"1", b"3"]
+    await pool.aclose()
+
+
 async def test_a_refused_connection_is_a_connect_error() -> None:
     pool = WebhookConnections(
         f"http://127.0.0.1:{unused_port()}/hooks",

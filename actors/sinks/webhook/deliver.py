@@ -32,7 +32,7 @@ from eyetok.clock import Clock
 from eyetok.errors import ConfigError
 from eyetok.messages import Deliver
 from eyetok.sinks.webhook import WebhookSinkConfig
-from eyetok.standard_webhooks import active_secrets, decode_secret, webhook_headers
+from eyetok.standard_webhooks import active_secrets, decode_secret, webhook_headers_by_keys
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited
 
@@ -82,7 +82,8 @@ def classify(status: int, headers: Mapping[str, str], *, now: datetime) -> Retry
 
 
 def _usable_msg_id(key: str) -> bool:
-    return bool(key) and key.isascii() and "." not in key and not any(c.isspace() for c in key)
+    # a key with no whitespace (str.isspace) splits into itself alone; "" into nothing
+    return key.isascii() and "." not in key and key.split() == [key]
 
 
 class WebhookSink:
@@ -100,9 +101,9 @@ class WebhookSink:
         clock: Clock,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        decode_secret(secret)
+        self._keys = {secret: decode_secret(secret)}  # decoded once, not per attempt
         if previous_secret is not None:
-            decode_secret(previous_secret)
+            self._keys[previous_secret] = decode_secret(previous_secret)
             if config.rotation_started is None:
                 raise ValueError("a previous secret needs the config's rotated_at")
         self.sink_id = sink_id
@@ -171,7 +172,8 @@ class WebhookSink:
         body = msgspec.json.encode(payload)
         now = self._clock.now()
         timestamp = math.floor(now.timestamp())
-        headers = webhook_headers(self.active_secrets(now), idempotency_key, timestamp, body)
+        keys = [self._keys[secret] for secret in self.active_secrets(now)]
+        headers = webhook_headers_by_keys(keys, idempotency_key, timestamp, body)
         headers["content-type"] = "application/json"
         try:
             answer = await self._connections.post(body, headers)
