@@ -116,3 +116,15 @@ def test_the_timestamp_is_the_text_structlogs_stamper_wrote(at: datetime) -> Non
         ns += 999  # nanoseconds below a microsecond are floored, as datetime.now floors
         got = stamp(None, "info", {})["timestamp"]
         assert got == instant.isoformat().replace("+00:00", "Z")
+
+
+def test_context_bound_with_structlog_is_still_merged(lines: io.StringIO) -> None:
+    logger = log.get("ingest")
+    logger.info("before")
+    with structlog.contextvars.bound_contextvars(request_id="req_1"):
+        logger.info("during")
+    logger.info("after")
+    before, during, after = (json.loads(line) for line in rendered(lines))
+    assert "request_id" not in before
+    assert during["request_id"] == "req_1"
+    assert "request_id" not in after
