@@ -603,6 +603,7 @@ def _incidents(settings: Settings, args: argparse.Namespace) -> int:
 def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     import trio
 
+    from eyetok.gc_threshold import space_out_collections
     from eyetok.malloc_arenas import (
         cap_malloc_arenas,
         fix_malloc_thresholds,
@@ -623,6 +624,7 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
         log_duckdb_allocator(allocator)
     cap_malloc_arenas()
     fix_malloc_thresholds()
+    space_out_collections()
     daemon = Daemon(settings, SystemClock(), host=host)
     failed = 0
     try:

@@ -199,12 +199,13 @@ class _Compiled:
     """The matchers of one :class:`Recognisers`, and which facts any of them reads."""
 
     __slots__ = (
+        "key_reads",
         "marks_of_nothing",
         "matchers",
-        "message_words",
+        "message_search",
         "source",
         "tag_keys",
-        "title_words",
+        "title_search",
     )
 
     def __init__(self, recognisers: Recognisers) -> None:
@@ -214,26 +215,52 @@ class _Compiled:
             for name in recognisers.__struct_fields__
         )
         self.tag_keys = frozenset(k for _, m in self.matchers for k in m.tag_keys_read())
-        self.title_words = frozenset(w for _, m in self.matchers for w in m.title_words())
-        self.message_words = frozenset(w for _, m in self.matchers for w in m.message_words())
+        self.title_search = _words_pattern(w for _, m in self.matchers for w in m.title_words())
+        self.message_search = _words_pattern(w for _, m in self.matchers for w in m.message_words())
+        # a tag key as sent -> its normalised form when a recogniser reads it, else None
+        # (labels repeat from alert to alert: ``instance``, ``job``, ``severity`` ...)
+        self.key_reads: dict[str, str | None] = {}
         # the marks when no fact can be read (the usual alert): the same for every such alert
         self.marks_of_nothing = frozenset(
             name for name, m in self.matchers if m.matches("", "", {}, "", "")
         )
 
+    def key_read(self, key: str) -> str | None:
+        """``key`` normalised when a recogniser reads that key, else None (remembered)."""
+        try:
+            return self.key_reads[key]
+        except KeyError:
+            pass
+        if len(self.key_reads) >= _KEY_READS_MAX:
+            self.key_reads.clear()
+        k = normalise(key)
+        read = self.key_reads[key] = k if k in self.tag_keys else None
+        return read
 
-def _may_match(text: str, words: frozenset[str]) -> bool:
+
+_KEY_READS_MAX = 4096  # distinct tag keys remembered per configuration (then forgotten)
+
+
+def _words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    """One search for any of ``words`` (None: no criterion reads this text)."""
+    unique = sorted(set(words))
+    if not unique:
+        return None
+    return re.compile("|".join(map(re.escape, unique)))
+
+
+def _may_match(text: str, search: re.Pattern[str] | None) -> bool:
     """False only when no title (or message) criterion can match ``text``, so it need not
     be normalised. A criterion's first word has no separator and no space in it, and
     normalising only turns separators into spaces, adds spaces between camelCase words
     and lowers the case: a word of the normalised text is a substring of the lowered
-    ASCII text. Non-ASCII text (where case folding may change lengths) is always read."""
-    if not words:
+    ASCII text (``search`` finds any of those words). Non-ASCII text (where case folding
+    may change lengths) is always read."""
+    if search is None:
         return False
     if not text.isascii():
         return True
-    lowered = text.lower()
-    return any(w in lowered for w in words)
+    return search.search(text.lower()) is not None
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -305,20 +332,21 @@ def marks_for(
     ``tags`` is a sequence of ``(key, value)`` pairs (a key may repeat) or a mapping.
     """
     compiled = _compiled(recognisers)
-    wanted = compiled.tag_keys
-    pairs = tags.items() if isinstance(tags, Mapping) else tags
+    reads = compiled.key_reads
+    # a tuple first: the isinstance check against the Mapping ABC costs more than the rest
+    pairs = tags if isinstance(tags, tuple) or not isinstance(tags, Mapping) else tags.items()
     seen: dict[str, set[str]] = {}
     for key, value in pairs:
-        k = normalise(key)
-        if k in wanted:  # a value no recogniser reads is not normalised
+        k = reads[key] if key in reads else compiled.key_read(key)
+        if k is not None:  # a value no recogniser reads is not normalised
             seen.setdefault(k, set()).add(normalise(value))
     by_key = {key: frozenset(values) for key, values in seen.items()}
     facts = (
-        normalise(title) if _may_match(title, compiled.title_words) else "",
-        normalise(message) if _may_match(message, compiled.message_words) else "",
+        normalise(title) if _may_match(title, compiled.title_search) else "",
+        normalise(message) if _may_match(message, compiled.message_search) else "",
         by_key,
-        normalise(issue_type),
-        normalise(issue_category),
+        normalise(issue_type) if issue_type else "",
+        normalise(issue_category) if issue_category else "",
     )
     if not any(facts):
         return compiled.marks_of_nothing

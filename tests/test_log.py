@@ -7,7 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -92,3 +92,39 @@ def test_a_logged_exception_is_one_field_on_the_same_line(lines: io.StringIO) ->
     [line] = rendered(lines)
     fields: dict[str, Any] = json.loads(line)
     assert "ValueError: broken on purpose" in fields["exception"]
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2026, 12, 5, 2, 53, 14, 123456, tzinfo=UTC),
+        datetime(2026, 12, 5, 2, 53, 14, tzinfo=UTC),  # no fraction, as isoformat writes it
+        datetime(2026, 12, 5, 2, 53, 14, 1, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2027, 1, 1, 0, 0, 0, 500000, tzinfo=UTC),
+        datetime(2028, 2, 29, 12, 0, 0, 42, tzinfo=UTC),
+    ],
+)
+def test_the_timestamp_is_the_text_structlogs_stamper_wrote(at: datetime) -> None:
+    """``TimeStamper(fmt="iso", utc=True)`` wrote ``datetime.now(UTC).isoformat()`` with
+    ``Z`` for ``+00:00``; the stamper that formats a second once gives the same text,
+    also for the instants after another second was formatted."""
+    stamp = log.UtcTimestamp(now_ns=lambda: ns)
+    before = at - timedelta(seconds=1, microseconds=7)
+    for instant in (before, at, at + timedelta(microseconds=1), at):
+        ns = (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1_000
+        ns += 999  # nanoseconds below a microsecond are floored, as datetime.now floors
+        got = stamp(None, "info", {})["timestamp"]
+        assert got == instant.isoformat().replace("+00:00", "Z")
+
+
+def test_context_bound_with_structlog_is_still_merged(lines: io.StringIO) -> None:
+    logger = log.get("ingest")
+    logger.info("before")
+    with structlog.contextvars.bound_contextvars(request_id="req_1"):
+        logger.info("during")
+    logger.info("after")
+    before, during, after = (json.loads(line) for line in rendered(lines))
+    assert "request_id" not in before
+    assert during["request_id"] == "req_1"
+    assert "request_id" not in after

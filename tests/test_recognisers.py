@@ -10,6 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eyetok import recognisers as rec_module
 from eyetok.recognisers import (
     DEFAULT_H12,
     DEFAULT_PAPER_GATE,
@@ -346,3 +347,21 @@ CUSTOM_FOR_SHORTCUTS = Recognisers(
     paper_gate=Recogniser(tag_keys=("CheckType",), title_prefix=("", "Straße")),
     synthetic_check=Recogniser(message_contains=("_",)),  # normalised to "": any message
 )
+
+
+def test_tags_read_the_same_as_pairs_a_list_or_a_mapping() -> None:
+    pairs = (("instance", "web-1:9100"), ("check.type", "synthetic"))
+    for tags in (pairs, list(pairs), dict(pairs)):
+        assert marks_for(DEFAULTS, title="", message="", tags=tags) == {"synthetic_check"}
+
+
+def test_tag_keys_past_the_remembered_ones_still_read() -> None:
+    """The tag keys read (or not) are remembered per configuration, at most a few thousand;
+    a flood of distinct keys forgets them and reads each again, with the same marks."""
+    custom = Recognisers(h12=Recogniser(tag_keys=("PaperRun",)))
+    many = tuple((f"label_{i}", "x") for i in range(rec_module._KEY_READS_MAX + 10))
+    assert marks_for(custom, title="", message="", tags=many) == frozenset()
+    assert len(rec_module._compiled(custom).key_reads) <= rec_module._KEY_READS_MAX
+    for key in ("paper_run", "paper-run", "PaperRun"):
+        assert marks_for(custom, title="", message="", tags=((key, "yes"),)) == {"h12"}
+        assert marks_for(custom, title="", message="", tags=((key, "off"),)) == frozenset()

@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--journal-timeout", type=float, default=30.0, help="seconds to wait for the journal"
     )
+    p.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        default=None,
+        help="attach py-spy to EyeTok during the measured requests; collapsed stacks to OUT "
+        "(OUT.SOURCE with --source both)",
+    )
     return p
 
 

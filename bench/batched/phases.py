@@ -32,6 +32,8 @@ from bench.ingest.processes import (
     clean_env,
     cpu_snapshot,
     start_ceiling,
+    start_py_spy,
+    stop_py_spy,
     wait_ready,
 )
 
@@ -83,6 +85,12 @@ def start_eyetok(workdir: Path, token: str, root: Path) -> Daemon:
         proc.stop()
         raise
     return Daemon(proc, port, workdir / "data", time.perf_counter() - t0)
+
+
+def _spy_path(args: argparse.Namespace, source: str) -> Path:
+    """``--py-spy OUT``: OUT itself for one source, OUT.SOURCE when both run."""
+    out = Path(args.py_spy)
+    return out.with_name(f"{out.name}.{source}") if args.source == "both" else out
 
 
 # --- phases --------------------------------------------------------------------------------
@@ -142,9 +150,14 @@ def phase_eyetok(
             run_raw(daemon.port, retarget(warm, 1, daemon.port), args.concurrency, 60.0)
         reqs = retarget(requests, 1, daemon.port)
         log(f"eyetok/{source}: {len(reqs)} requests at concurrency {args.concurrency}")
+        spy = start_py_spy(daemon.proc.pid, _spy_path(args, source)) if args.py_spy else None
         cpu0 = cpu_snapshot(daemon.proc.pid)
-        result = run_raw(daemon.port, reqs, args.concurrency, args.time_limit)
-        cpu1 = cpu_snapshot(daemon.proc.pid)
+        try:
+            result = run_raw(daemon.port, reqs, args.concurrency, args.time_limit)
+        finally:
+            cpu1 = cpu_snapshot(daemon.proc.pid)
+            if spy is not None:
+                stop_py_spy(spy)
         figures["peak_rss_burst_mb"] = round(sampler.peak / 2**20, 1)
         figures.update(summarise(result))
         answers = answer_figures(result)

@@ -63,7 +63,7 @@ class HerokuDrainHook:
         self,
         *,
         submit_batch: SubmitBatch,
-        answer: Callable[[Accepted], dict[str, object]],
+        answer: Callable[[Accepted], object],
         clock: Clock,
         new_id: Callable[[], str],
     ) -> None:

@@ -52,7 +52,7 @@ from eyetok.http.asgi import Receive, Scope, Send, header, send_json
 from eyetok.http.heroku_drain import HerokuDrainHook, check_media_type
 from eyetok.ids import random_hex
 from eyetok.incidents import NOTHING_OPEN
-from eyetok.messages import Accepted, IncidentAction, Signal
+from eyetok.messages import Accepted, IncidentAction, SevChannel, Severity, Signal
 from eyetok.metrics import signal_answered
 from eyetok.recognisers import Recognisers
 from eyetok.sources import alertmanager, generic, heroku_logs, probe, sentry
@@ -365,18 +365,29 @@ class Hooks:
         return await self._submit(signal)
 
 
-def _answer(accepted: Accepted) -> dict[str, object]:
-    answer: dict[str, object] = {
-        "signal_id": accepted.signal_id,
-        "incident_id": accepted.incident_id,
-        "severity": accepted.severity.value,
-        "sev_channel": accepted.sev_channel.value if accepted.sev_channel else None,
-        "action": accepted.action.value,
-        "rule": accepted.rule,
-    }
-    if accepted.action is IncidentAction.RESOLVE and accepted.incident_id is None:
-        answer["note"] = NOTHING_OPEN  # a resolve of nothing open: opened and sent nothing
-    return answer
+class SignalAnswer(msgspec.Struct, frozen=True):
+    """One accepted signal in a 202 (encoded as an object with these keys, in order;
+    a struct, not a dict: a batch answers a hundred of them)."""
+
+    signal_id: str
+    incident_id: str | None
+    severity: Severity
+    sev_channel: SevChannel | None
+    action: IncidentAction
+    rule: str
+
+
+class NothingOpenAnswer(SignalAnswer, frozen=True):
+    """A resolve of nothing open: opened and sent nothing, and says so."""
+
+    note: str = NOTHING_OPEN
+
+
+def _answer(accepted: Accepted) -> SignalAnswer:
+    a = accepted
+    if a.action is IncidentAction.RESOLVE and a.incident_id is None:
+        return NothingOpenAnswer(a.signal_id, None, a.severity, a.sev_channel, a.action, a.rule)
+    return SignalAnswer(a.signal_id, a.incident_id, a.severity, a.sev_channel, a.action, a.rule)
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
