@@ -232,8 +232,7 @@ def _may_match(text: str, words: frozenset[str]) -> bool:
         return False
     if not text.isascii():
         return True
-    lowered = text.lower()
-    return any(w in lowered for w in words)
+    return any(map(text.lower().__contains__, words))
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -306,7 +305,8 @@ def marks_for(
     """
     compiled = _compiled(recognisers)
     wanted = compiled.tag_keys
-    pairs = tags.items() if isinstance(tags, Mapping) else tags
+    # a tuple first: Mapping's isinstance check (an ABC) costs more than the loop below
+    pairs = tags if isinstance(tags, tuple) or not isinstance(tags, Mapping) else tags.items()
     seen: dict[str, set[str]] = {}
     for key, value in pairs:
         k = normalise(key)
