@@ -44,16 +44,17 @@ def decode_json(
     """``body`` decoded as ``shape``; anything else raises :class:`MalformedPayloadError`
     starting with ``what``. ``invalid(what, msgspec_text)`` words a wrong shape (default:
     :func:`validation_message`)."""
-    if not body.strip():
+    if not body or body.isspace():  # what strip() would empty, without copying the body
         raise MalformedPayloadError(f"{what}: the body is empty (expected JSON)")
     if body.startswith(_BOM):
         raise MalformedPayloadError(
             f"{what}: the body starts with a byte-order mark; send UTF-8 JSON without one"
         )
-    try:  # msgspec checks only the strings it keeps, not those of fields it skips
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedPayloadError(f"{what}: invalid UTF-8 at byte {exc.start}") from exc
+    if not body.isascii():  # ASCII is UTF-8; isascii() neither copies nor decodes
+        try:  # msgspec checks only the strings it keeps, not those of fields it skips
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedPayloadError(f"{what}: invalid UTF-8 at byte {exc.start}") from exc
     try:
         return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as exc:

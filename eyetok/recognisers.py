@@ -69,29 +69,54 @@ __all__ = [
     "normalise",
 ]
 
-_SEPARATORS = re.compile(r"[\s_.\-]+")
 _SAYS_NO = frozenset({"", "false", "no", "0", "none", "off"})
-
-
-_CAMEL_ASCII = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_LOWER_OR_DIGIT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_UPPER_AS_ZERO = bytes(0 if 65 <= b <= 90 else 1 for b in range(256))  # A-Z -> 0
 
 
 @functools.lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
-    """``PaperGate``, ``paper_gate``, ``paper-gate``, ``Paper  gate`` -> ``paper gate``."""
-    if text.isascii():
-        spaced = _CAMEL_ASCII.sub(" ", text)
-    else:
-        out: list[str] = []
-        for i, char in enumerate(text):
-            if i and char.isupper():
-                before = text[i - 1]
-                after = text[i + 1] if i + 1 < len(text) else ""
-                if before.islower() or before.isdigit() or (before.isupper() and after.islower()):
-                    out.append(" ")
-            out.append(char)
-        spaced = "".join(out)
-    return _SEPARATORS.sub(" ", spaced).strip().casefold()
+    """``PaperGate``, ``paper_gate``, ``paper-gate``, ``Paper  gate`` -> ``paper gate``.
+
+    A space goes before every capital that follows a small letter or a digit, and before
+    the last capital of a run followed by a small letter (``HTTPError`` -> ``HTTP
+    Error``); then every run of whitespace, ``_``, ``.`` and ``-`` is one space, the
+    ends are trimmed and the case folded. Done with string methods, not regular
+    expressions: a Heroku H12 title (a whole router log line, a new one per request) took
+    five times as long and more through ``re``."""
+    spaced = _camel_spaced_ascii(text) if text.isascii() else _camel_spaced(text)
+    return " ".join(spaced.replace("_", " ").replace(".", " ").replace("-", " ").split()).casefold()
+
+
+def _camel_spaced_ascii(text: str) -> str:
+    capitals = text.encode("ascii").translate(_UPPER_AS_ZERO)
+    at = capitals.find(0, 1)
+    if at < 0:
+        return text
+    pieces: list[str] = []
+    last = 0
+    while at >= 0:
+        before = text[at - 1]
+        if before in _LOWER_OR_DIGIT or ("A" <= before <= "Z" and text[at + 1 : at + 2].islower()):
+            pieces.append(text[last:at])
+            last = at
+        at = capitals.find(0, at + 1)
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return " ".join(pieces)
+
+
+def _camel_spaced(text: str) -> str:
+    out: list[str] = []
+    for i, char in enumerate(text):
+        if i and char.isupper():
+            before = text[i - 1]
+            after = text[i + 1] if i + 1 < len(text) else ""
+            if before.islower() or before.isdigit() or (before.isupper() and after.islower()):
+                out.append(" ")
+        out.append(char)
+    return "".join(out)
 
 
 class Recogniser(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

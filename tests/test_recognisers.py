@@ -182,6 +182,31 @@ def test_normalise_reads_case_and_separators_alike(text: str, normal: str) -> No
     assert normalise(text) == normal
 
 
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATOR_RUN = re.compile(r"[\s_.\-]+")
+
+
+def _normalised_by_re(text: str) -> str:
+    """The reading :func:`normalise` documents, in regular expressions (ASCII text; its
+    non-ASCII branch is the same code either way)."""
+    return _SEPARATOR_RUN.sub(" ", _CAMEL_BOUNDARY.sub(" ", text)).strip().casefold()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet='aZbY09 _.-\t\n\x0b\x1cAbCDeFGhIJKlMN=[]"/', max_size=40))
+def test_normalise_without_re_reads_ascii_text_as_the_regular_expressions_do(text: str) -> None:
+    assert normalise.__wrapped__(text) == _normalised_by_re(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_normalise_trims_and_joins_on_whatever_re_calls_whitespace(text: str) -> None:
+    spaced = normalise.__wrapped__(text)
+    assert spaced == _SEPARATOR_RUN.sub(" ", spaced).strip()  # no run left, no ends
+    if text.isascii():
+        assert spaced == _normalised_by_re(text)
+
+
 @pytest.mark.parametrize(
     "tags",
     [

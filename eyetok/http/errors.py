@@ -12,8 +12,9 @@ replace that:
   at the boundary where the alternative is an HTML page; ``trio.Cancelled`` is not an
   ``Exception`` and passes.
 
-:func:`json_answers` does the same for a raw ASGI app (the hooks), where an unexpected
-exception would otherwise reach hypercorn, which answers an empty 500.
+:func:`answer_failure` does the same for a raw ASGI app (the hooks, through
+``eyetok/http/front.py``), where an unexpected exception would otherwise reach hypercorn,
+which answers an empty 500.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from eyetok import log
-from eyetok.http.asgi import ASGIApp, Message, Receive, Scope, Send, send_json
+from eyetok.http.asgi import Scope, Send, send_json
 
 _log = log.get("http")
 
@@ -77,34 +78,19 @@ def add_json_errors(app: QuartTrio) -> None:
     app.register_error_handler(Exception, unexpected_error)
 
 
-def json_answers(app: ASGIApp) -> ASGIApp:
-    """``app`` whose unexpected exceptions are logged as one ``request_failed`` line and
-    answered with a JSON 500 (when no answer has started; else the connection is cut)."""
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await app(scope, receive, tracking_send)
-        except Exception as exc:
-            if started:
-                raise  # hypercorn logs it (one line, eyetok/log.py) and cuts the connection
-            _log.error(
-                "request_failed",
-                method=scope.get("method"),
-                path=scope.get("path"),
-                error=type(exc).__name__,
-                exc_info=exc,
-            )
-            await send_json(
-                send,
-                500,
-                {"error": f"internal error ({type(exc).__name__}); logged as request_failed"},
-            )
-
-    return guarded
+async def answer_failure(scope: Scope, send: Send, exc: Exception) -> None:
+    """Log ``exc``, which a raw ASGI app (the hooks) did not expect, as one
+    ``request_failed`` line and answer it with a JSON 500 (the caller checks that no
+    answer has started; after one, hypercorn cuts the connection)."""
+    _log.error(
+        "request_failed",
+        method=scope.get("method"),
+        path=scope.get("path"),
+        error=type(exc).__name__,
+        exc_info=exc,
+    )
+    await send_json(
+        send,
+        500,
+        {"error": f"internal error ({type(exc).__name__}); logged as request_failed"},
+    )

@@ -61,6 +61,7 @@ from eyetok.webhook_ids import AcceptedWebhookIds, WebhookKey
 MAX_BODY = 1024 * 1024
 BATCH_SOURCES = ("probe", "generic", "alertmanager")
 DRAIN_SOURCES = (heroku_logs.SOURCE,)  # /hooks/heroku-logs/{tenant}: a Heroku log drain
+_TENANT_NAMED = BATCH_SOURCES + DRAIN_SOURCES  # the hooks whose path must name a tenant
 
 Submit = Callable[[Signal], Awaitable[Accepted]]
 # a batch's signals -> the accepted ones in payload order, and why the rest was refused
@@ -121,7 +122,7 @@ class Hooks:
         path: str = scope["path"].rstrip("/")
         parts = path.split("/")  # ["", "hooks", source, tenant?]
         source = parts[2] if len(parts) in (3, 4) else ""
-        if source in BATCH_SOURCES + DRAIN_SOURCES and len(parts) == 3:
+        if source in _TENANT_NAMED and len(parts) == 3:
             await send_json(
                 send,
                 404,
@@ -131,7 +132,7 @@ class Hooks:
                 },
             )
             return
-        if source != "sentry" and source not in BATCH_SOURCES + DRAIN_SOURCES:
+        if source != "sentry" and source not in _TENANT_NAMED:
             await send_json(send, 404, {"error": f"no hook at {path}"})
             return
         if scope["method"] != "POST":
@@ -398,10 +399,15 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
                 raise PayloadTooLargeError(f"body of {declared} bytes is over the 1 MiB limit")
         except ValueError as exc:
             raise MalformedPayloadError(f"Content-Length {declared!r} is not a number") from exc
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body = bytes(message.get("body", b""))  # the usual webhook: all in one message
+        if len(body) > MAX_BODY:
+            raise PayloadTooLargeError("body is over the 1 MiB limit")
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise MalformedPayloadError("client disconnected before the body was complete")
         chunk = message.get("body", b"")
@@ -411,6 +417,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        message = await receive()
 
 
 async def _discard(receive: Receive) -> None:

@@ -93,7 +93,7 @@ _PERFORMANCE_DATASETS = frozenset(
 
 def sign(body: bytes, secret: str) -> str:
     """The ``Sentry-Hook-Signature`` Sentry sends: hex HMAC-SHA256 of the raw body."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode("utf-8"), body, hashlib.sha256).hex()
 
 
 def verify(body: bytes, signature: str | None, secret: str) -> bool:

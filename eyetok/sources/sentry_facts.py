@@ -124,7 +124,7 @@ def event_draft(
     regression = (
         event.is_regression is True
         or event.is_regression_camel is True
-        or any(w in rule_text for w in _REGRESSION_RULE_WORDS)
+        or any(map(rule_text.__contains__, _REGRESSION_RULE_WORDS))
     )
     performance = event.type == "transaction"
     said_new = event.is_new if event.is_new is not None else event.is_new_camel
@@ -133,7 +133,7 @@ def event_draft(
     elif said_new is not None:
         is_new = said_new
     else:
-        is_new = True if any(w in rule_text for w in _NEW_ISSUE_RULE_WORDS) else None
+        is_new = True if any(map(rule_text.__contains__, _NEW_ISSUE_RULE_WORDS)) else None
     return Draft(
         resource=resource,
         action=action,
@@ -210,7 +210,7 @@ def unhandled(
 
 
 def unhandled_by_tags(tags: Iterable[tuple[str, str]]) -> bool | None:
-    pairs = tuple(tags)
+    pairs = tags if isinstance(tags, tuple) else tuple(tags)
     handled = tag(pairs, "handled").lower()
     if handled in ("no", "false"):
         return True
@@ -226,7 +226,7 @@ def users_affected(
 ) -> int | None:
     if user and any(v not in (None, "", {}) for v in user.values()):
         return 1
-    pairs = tuple(tags)
+    pairs = tags if isinstance(tags, tuple) else tuple(tags)
     if tag(pairs, "user") or tag(pairs, "sentry:user"):
         return 1
     return None
@@ -251,7 +251,11 @@ def issue_tags(tags: list[tuple[str, str] | _IssueTag] | None) -> tuple[tuple[st
 
 
 def tag(tags: Iterable[tuple[str, str]], key: str) -> str:
-    return next((v for k, v in tags if k == key), "")
+    """The value of the first tag named ``key`` ("" when none is)."""
+    for k, v in tags:  # a loop, not next() over a generator: run several times per event
+        if k == key:
+            return v
+    return ""
 
 
 def level(raw: str | None) -> str:
@@ -275,4 +279,8 @@ def performance_level(name: str, performance: bool) -> str:
 
 
 def first(*values: str | None) -> str:
-    return next((v for v in values if v), "")
+    """The first value that is not None or empty ("" when none is)."""
+    for value in values:
+        if value:
+            return value
+    return ""
