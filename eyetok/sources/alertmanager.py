@@ -81,6 +81,7 @@ from msgspec.structs import replace as _replace
 from eyetok.messages import Severity, Signal, SignalKind
 from eyetok.recognisers import Recognisers, marks_for
 from eyetok.sources.generic import SEVERITY_FACTS, decode
+from eyetok.sources.shared import shared_signal
 
 __all__ = ["SEVERITY_LABELS", "AlertmanagerPayload", "normalise", "severity_of"]
 
@@ -139,19 +140,8 @@ def normalise(
 ) -> list[Signal]:
     """Decode one Alertmanager notification; one :class:`Signal` per alert."""
     payload: AlertmanagerPayload = decode(body, AlertmanagerPayload, "alertmanager webhook")
-    # what every alert of the notification shares; each signal is this with its own fields
-    # (msgspec's replace is several times cheaper than building a Signal by keyword)
-    shared = Signal(
-        signal_id="",
-        tenant=tenant,
-        source="alertmanager",
-        resource="alertmanager",
-        action="",
-        kind=SignalKind.ALERT,
-        dedup_key="",
-        title="",
-        received_at=received_at,
-        is_metric_alert=True,
+    shared = shared_signal(
+        "alertmanager", tenant=tenant, received_at=received_at, is_metric_alert=True
     )
     return [_signal(alert, shared, new_id, recognisers) for alert in payload.alerts]
 

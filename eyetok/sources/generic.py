@@ -59,6 +59,7 @@ from msgspec.structs import replace as _replace
 from eyetok.decoding import decode_json
 from eyetok.messages import Severity, Signal, SignalKind
 from eyetok.recognisers import Recognisers, marks_for
+from eyetok.sources.shared import shared_signal
 
 __all__ = [
     "SEVERITY_FACTS",
@@ -110,19 +111,7 @@ def normalise(
     """Decode one generic alert or an array of them; one :class:`Signal` each."""
     payload: GenericAlert | list[GenericAlert] = decode(body, _Payload, "generic alert")
     alerts = payload if isinstance(payload, list) else [payload]
-    # what every alert of the body shares; each signal is this with its own fields
-    # (msgspec's replace is several times cheaper than building a Signal by keyword)
-    shared = Signal(
-        signal_id="",
-        tenant=tenant,
-        source="generic",
-        resource="generic",
-        action="",
-        kind=SignalKind.ALERT,
-        dedup_key="",
-        title="",
-        received_at=received_at,
-    )
+    shared = shared_signal("generic", tenant=tenant, received_at=received_at)
     return [_signal(alert, shared, new_id, recognisers) for alert in alerts]
 
 

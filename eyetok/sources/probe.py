@@ -46,6 +46,7 @@ from msgspec.structs import replace as _replace
 from eyetok.errors import MalformedPayloadError
 from eyetok.messages import Signal, SignalKind
 from eyetok.sources.generic import NonEmpty, decode
+from eyetok.sources.shared import shared_signal
 
 __all__ = ["ProbeVerdict", "normalise"]
 
@@ -78,19 +79,7 @@ def normalise(
 ) -> list[Signal]:
     """Decode one probe verdict or an array of them; one :class:`Signal` each."""
     payload: ProbeVerdict | list[ProbeVerdict] = decode(body, _Payload, "probe verdict")
-    # what every verdict of the body shares; each signal is this with its own fields
-    # (msgspec's replace is several times cheaper than building a Signal by keyword)
-    shared = Signal(
-        signal_id="",
-        tenant=tenant,
-        source="probe",
-        resource="probe",
-        action="",
-        kind=SignalKind.ALERT,
-        dedup_key="",
-        title="",
-        received_at=received_at,
-    )
+    shared = shared_signal("probe", tenant=tenant, received_at=received_at)
     if isinstance(payload, list):
         return [_signal(v, f"$[{i}]", shared, new_id) for i, v in enumerate(payload)]
     return [_signal(payload, "$", shared, new_id)]

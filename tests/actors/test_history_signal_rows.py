@@ -48,6 +48,35 @@ def _signal(n: int) -> tuple[Signal, Routing]:
     return signal, Routing(severity=Severity.HIGH, rule="r", sev_channel=None, business_hours=True)
 
 
+def _signal_row(
+    signal: Signal, routing: Routing, incident_id: str, incident_json: str | None = None
+) -> SignalRow:
+    """The row of ``signal`` as the history actor writes it (``incident_json``: as a build
+    from before issue 20 wrote it)."""
+    return SignalRow(
+        signal_id=signal.signal_id,
+        tenant=signal.tenant,
+        source=signal.source,
+        resource=signal.resource,
+        action=signal.action,
+        kind=signal.kind.value,
+        dedup_key=signal.dedup_key,
+        title=signal.title,
+        level=signal.level,
+        received_at=NOW,
+        journalled_at=NOW,
+        severity=routing.severity.value,
+        rule=routing.rule,
+        sev_channel=None,
+        business_hours=True,
+        incident_action=IncidentAction.OPEN.value,
+        incident_id=incident_id,
+        cluster_key=None,
+        signal_json=msgspec.json.encode(signal).decode(),
+        incident_json=incident_json,
+    )
+
+
 async def _run(store: HistoryStore, journal: Journal, messages: list[Any]) -> None:
     """Start the history actor on ``journal``, journal ``messages``, materialise, stop."""
     history_tx, history_rx = trio.open_memory_channel[Any](16)
@@ -112,28 +141,7 @@ async def test_a_frame_journalled_with_the_incident_copy_replays_it(
     signal, routing = _signal(7)
     incident = deliver("acme", 7, at=NOW).incident
     incident_json = msgspec.json.encode(incident).decode()
-    older = SignalRow(
-        signal_id=signal.signal_id,
-        tenant="acme",
-        source=signal.source,
-        resource=signal.resource,
-        action=signal.action,
-        kind=signal.kind.value,
-        dedup_key=signal.dedup_key,
-        title=signal.title,
-        level=signal.level,
-        received_at=NOW,
-        journalled_at=NOW,
-        severity=routing.severity.value,
-        rule=routing.rule,
-        sev_channel=None,
-        business_hours=True,
-        incident_action=IncidentAction.OPEN.value,
-        incident_id=incident.incident_id,
-        cluster_key=None,
-        signal_json=msgspec.json.encode(signal).decode(),
-        incident_json=incident_json,
-    )
+    older = _signal_row(signal, routing, incident.incident_id, incident_json)
     frame = Frame(signals=[older], snapshots=[snapshot_row(incident, recorded_at=NOW, seq=1)])
     journal = Journal(tmp_path / "journal")
     journal.append(msgspec.msgpack.encode(frame))  # a crash before it reached DuckDB
@@ -158,27 +166,7 @@ class _SignalRowBefore(msgspec.Struct, frozen=True):
 
 def test_a_frame_journalled_now_still_decodes_in_a_build_from_before() -> None:
     signal, routing = _signal(3)
-    row = SignalRow(
-        signal_id=signal.signal_id,
-        tenant="acme",
-        source=signal.source,
-        resource=signal.resource,
-        action=signal.action,
-        kind=signal.kind.value,
-        dedup_key=signal.dedup_key,
-        title=signal.title,
-        level=signal.level,
-        received_at=NOW,
-        journalled_at=NOW,
-        severity=routing.severity.value,
-        rule=routing.rule,
-        sev_channel=None,
-        business_hours=True,
-        incident_action=IncidentAction.OPEN.value,
-        incident_id="inc_acme_3",
-        cluster_key=None,
-        signal_json="{}",
-    )
+    row = _signal_row(signal, routing, "inc_acme_3")
     payload = msgspec.msgpack.encode(Frame(signals=[row]))
     before = msgspec.msgpack.decode(payload, type=dict[str, list[_SignalRowBefore]])
     assert before["signals"] == [_SignalRowBefore(signal_id=signal.signal_id, incident_json=None)]
