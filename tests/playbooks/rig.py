@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from actors.playbooks import PlaybooksDeps, run_playbooks
 from eyetok.clock import SystemClock
@@ -155,10 +156,13 @@ class Rig:
         await self.click("approve", "prp_none", "slack:nobody (U0NOBODY)")
 
     async def until(self, holds: Callable[[], object]) -> None:
-        """Wait for what the actor's calls (in flight) lead to: ``holds()`` true."""
+        """Wait for what the actor's calls (in flight) lead to: ``holds()`` true, and then
+        for every task to be blocked, so that what the actor sends right after (an event's
+        audit line and its thread posts are two sends) has reached the history too."""
         with trio.fail_after(15):
             while not holds():  # noqa: ASYNC110 - the actor answers through the history
                 await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
 
     def audited(self, event: str, incident_id: str | None = None) -> int:
         return sum(

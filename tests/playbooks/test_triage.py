@@ -57,7 +57,13 @@ async def test_sev3_triage_runs_and_posts_without_pinging_anyone(
         await rig.start(nursery)
         opened = incident("inc_warn", channel=SevChannel.SEV3, rule="warning", title="Retry")
         await rig.tell(change(opened, tags=TAGS))
-        await rig.until(lambda: rig.audited("playbook_triage_ran") == 2)
+        # the audit lines and the thread posts are separate sends: wait for all of them
+        await rig.until(
+            lambda: (
+                rig.audited("playbook_triage_ran") == 2
+                and sum("Checked `" in p for p in rig.posts) == 2
+            )
+        )
         [latest] = sentry.calls
         assert (latest.method, latest.path) == ("GET", "/api/0/issues/6120480017/events/latest/")
         assert latest.headers["authorization"] == f"Bearer {sentry.token}"
