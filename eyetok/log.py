@@ -109,12 +109,15 @@ def _actor_from_logger_name(
 
 
 def configure(level: str = "info") -> None:
+    """JSON lines on stdout at ``level``. The processor chain is replaced in place: a
+    module-level logger bound before this call (``_log = log.get(...)`` at import) holds
+    the configuration's list itself, so it renders JSON too instead of structlog's
+    default console lines (and ``structlog.testing.capture_logs``, which also edits that
+    list in place, still sees it)."""
+    processors = structlog.get_config()["processors"]
+    processors[:] = [*_SHARED, structlog.processors.format_exc_info, _render_json]
     structlog.configure(
-        processors=[
-            *_SHARED,
-            structlog.processors.format_exc_info,
-            _render_json,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,

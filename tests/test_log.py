@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ def lines() -> Iterator[io.StringIO]:
     """What ``eyetok run``'s configuration writes; the configuration before is restored
     (the same processor list: loggers bound at import hold it, and capture_logs edits it)."""
     saved = structlog.get_config()
+    chain = list(saved["processors"])  # configure() edits that very list
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     out = io.StringIO()
@@ -29,6 +32,7 @@ def lines() -> Iterator[io.StringIO]:
     try:
         yield out
     finally:
+        saved["processors"][:] = chain
         structlog.configure(**saved)
         root.handlers, root.level = handlers, level
 
@@ -128,3 +132,19 @@ def test_context_bound_with_structlog_is_still_merged(lines: io.StringIO) -> Non
     assert "request_id" not in before
     assert during["request_id"] == "req_1"
     assert "request_id" not in after
+
+
+def test_a_logger_bound_at_import_before_configure_writes_json_too() -> None:
+    """A module's ``_log = log.get(...)`` runs at import, maybe before ``configure``: a
+    fresh interpreter imports one such module first, then configures, then logs."""
+    script = (
+        "from eyetok.http import errors\n"
+        "from eyetok import log\n"
+        "log.configure('info')\n"
+        "errors._log.error('request_failed', path='/readyz')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    [line] = done.stdout.splitlines()
+    assert json.loads(line)["event"] == "request_failed"
