@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -627,8 +627,10 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
     space_out_collections()
     daemon = Daemon(settings, SystemClock(), host=host)
     failed = 0
+    # the loop's log lines go out once a scheduler pass, in one write (eyetok/log.py)
+    lines = cast("trio.abc.Instrument", log.LINES)  # duck-typed, so log.py needs no trio
     try:
-        trio.run(daemon.run)
+        trio.run(daemon.run, instruments=[lines])
     except* CrashLoopError as group:
         log.get("supervisor").error("supervisor_gave_up", reason=str(group.exceptions[0]))
         failed = 1
@@ -641,6 +643,8 @@ def _run(settings: Settings, host: str, credentials: dict[str, object]) -> int:
             failed = 1
     except* KeyboardInterrupt:
         pass
+    finally:
+        log.LINES.flush()  # after_run wrote them, unless trio itself failed before it
     return failed
 
 
