@@ -19,7 +19,8 @@ lines the event loop renders during one scheduler pass are written together, wit
 ``write()``, just before the loop next waits for I/O (a line on stdout cost a system call
 and, with the GIL given up for it, a wait behind the DuckDB thread). So a line of the loop's
 is out at most one loop tick after it was rendered; nothing else delays it, and a SIGKILL
-loses at most the lines of the pass under way when it landed. A line from another thread
+loses at most the lines of the pass under way when it landed (at most 256: a pass that
+renders more writes them 256 at a time). A line from another thread
 is written at once, after the loop's pending lines, so every thread's lines keep their
 order and the file keeps the order they were rendered in. The pending lines are written
 when the loop ends (``after_run``) and again in ``eyetok run``'s ``finally``, so a clean
@@ -128,7 +129,8 @@ class Lines:
     ``info``... each write one rendered line), and a trio instrument: while a loop runs
     with it (``trio.run(..., instruments=[LINES])``), the loop thread's lines wait in
     ``_pending`` for that pass's end, :meth:`before_io_wait`, and go out in one write.
-    Bound on loss: a SIGKILL drops the lines of the one pass under way, nothing older."""
+    Bound on loss: a SIGKILL drops the lines of the one pass under way (at most
+    ``MAX_PENDING``), nothing older."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out
@@ -141,6 +143,11 @@ class Lines:
         if threading.get_ident() == self._loop_thread:
             with self._lock:
                 self._pending.append(message)
+                if len(self._pending) < MAX_PENDING:
+                    return
+                message = "\n".join(self._pending)  # a long pass: bound memory and loss
+                self._pending = []
+                self._write(message + "\n")
             return
         with self._lock:
             pending = self._pending
@@ -183,6 +190,9 @@ class Lines:
         self._loop_thread = None
         self.flush()
 
+
+MAX_PENDING = 256
+"""The most lines a pass keeps back: a pass that renders more writes every 256."""
 
 LINES = Lines()
 

@@ -227,3 +227,20 @@ def test_eyetok_and_library_lines_share_the_writer_and_its_order(configured: log
         ("hypercorn.error", "connection lost"),
         ("delivery", "delivery_sent"),
     ]
+
+
+def test_a_long_pass_writes_its_lines_in_bounded_batches() -> None:
+    """A pass that never yields (a long synchronous start-up step) keeps back no more than
+    ``MAX_PENDING`` lines: that bounds its memory and what a SIGKILL could lose."""
+    out = Out()
+    lines = log.Lines(out)
+    total = 2 * log.MAX_PENDING + 3
+
+    async def main() -> None:
+        for i in range(total):
+            lines.msg(f"line {i}")
+        assert [w.count("\n") for w in out.writes] == [log.MAX_PENDING, log.MAX_PENDING]
+
+    run_with(lines, main)
+    assert [w.count("\n") for w in out.writes] == [log.MAX_PENDING, log.MAX_PENDING, 3]
+    assert out.getvalue().splitlines() == [f"line {i}" for i in range(total)]
