@@ -16,15 +16,17 @@ Every line goes through one writer, :data:`LINES`. Outside ``eyetok run`` (and o
 thread but the event loop's) it writes each line as it comes, as ``print`` did. Under
 ``eyetok run`` the writer is also a trio instrument (:meth:`Lines.before_io_wait`): the
 lines the event loop renders during one scheduler pass are written together, with one
-``write()``, just before the loop next waits for I/O (a line on stdout cost a system call
-and, with the GIL given up for it, a wait behind the DuckDB thread). So a line of the loop's
-is out at most one loop tick after it was rendered; nothing else delays it, and a SIGKILL
-loses at most the lines of the pass under way when it landed (at most 256: a pass that
-renders more writes them 256 at a time). A line from another thread
-is written at once, after the loop's pending lines, so every thread's lines keep their
-order and the file keeps the order they were rendered in. The pending lines are written
-when the loop ends (``after_run``) and again in ``eyetok run``'s ``finally``, so a clean
-stop, a crash and an interrupt all leave nothing behind.
+``write()``, just before the loop next waits for I/O. (``print`` made two system calls a
+line with ``PYTHONUNBUFFERED`` set, as the benches and Heroku's Python buildpack run us,
+and gave up the GIL for each, to wait behind the DuckDB thread for it back: about 4 writes
+per accepted webhook, now about 1.) So a line of the loop's is out at most one loop tick
+after it was rendered, nothing else delays it, and a SIGKILL loses at most the lines of
+the pass under way when it landed (at most ``MAX_PENDING``: a longer pass writes them 256
+at a time). A line from another thread is written at once, after the loop's pending
+lines, so every thread's lines keep their order and stdout keeps the order they were
+rendered in. The pending lines are written when the loop ends (``after_run``) and again
+in ``eyetok run``'s ``finally``, so a clean stop (SIGTERM), a crash and an interrupt all
+leave nothing behind.
 """
 
 from __future__ import annotations
