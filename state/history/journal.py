@@ -282,8 +282,14 @@ def append_rows(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> N
     by_type: dict[type[msgspec.Struct], list[msgspec.Struct]] = {}
     for row in rows:
         by_type.setdefault(type(row), []).append(row)
-    for row_type, group in by_type.items():
-        con.execute(_SQL[row_type], [_ENCODER.encode(group).decode()])
+    append_tables(con, list(by_type.values()))
+
+
+def append_tables(con: duckdb.DuckDBPyConnection, tables: list[list[msgspec.Struct]]) -> None:
+    """Insert rows grouped by table already (each list: rows of one type), one statement
+    per list."""
+    for group in tables:
+        con.execute(_SQL[type(group[0])], [_ENCODER.encode(group).decode()])
 
 
 # --- building rows from domain values (the history actor and rehydration share these) ---
