@@ -93,7 +93,7 @@ from state.history.journal import (
     TenantConfigRow,
     TenantTokenRow,
     VerificationRow,
-    append_rows,
+    append_tables,
     delivery_row,
     handshake_row,
     snapshot_row,
@@ -212,6 +212,12 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
 
 def _frame_of(rows: list[msgspec.Struct]) -> Frame:
     frame = Frame()
+    _file_rows(frame, rows)
+    return frame
+
+
+def _file_rows(frame: Frame, rows: list[msgspec.Struct]) -> None:
+    """Append ``rows`` to ``frame``'s list of their table, in order."""
     for row in rows:
         match row:
             case SignalRow():
@@ -240,11 +246,68 @@ def _frame_of(rows: list[msgspec.Struct]) -> Frame:
                 frame.tenant_config.append(row)
             case HandshakeRow():
                 frame.handshakes.append(row)
-    return frame
+
+
+def _tables_of(frames: list[Frame]) -> list[list[msgspec.Struct]]:
+    """The rows of ``frames`` table by table (in each, frame order then row order): what
+    :func:`append_tables` inserts, one statement per table."""
+    tables: list[list[msgspec.Struct]] = []
+    for name in Frame.__struct_fields__:
+        rows: list[msgspec.Struct] = []
+        for frame in frames:
+            rows.extend(getattr(frame, name))
+        if rows:
+            tables.append(rows)
+    return tables
 
 
 _frame_encoder = msgspec.msgpack.Encoder()
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
+
+
+def _file_signal(frame: Frame, message: JournalSignal, now: datetime, seq: int) -> None:
+    """The rows of one decided signal, straight into ``frame``'s lists: its signal row, its
+    incident's snapshot (not a second copy in the signal row), the audit row of an
+    audit-only signal, its outbox rows."""
+    s, r, action, inc = message.signal, message.routing, message.action, message.incident
+    frame.signals.append(
+        SignalRow(
+            signal_id=s.signal_id,
+            tenant=s.tenant,
+            source=s.source,
+            resource=s.resource,
+            action=s.action,
+            kind=s.kind.value,
+            dedup_key=s.dedup_key,
+            title=s.title,
+            level=s.level,
+            received_at=s.received_at,
+            journalled_at=now,
+            severity=r.severity.value,
+            rule=r.rule,
+            sev_channel=r.sev_channel.value if r.sev_channel else None,
+            business_hours=r.business_hours,
+            incident_action=action.value,
+            incident_id=inc.incident_id if inc else None,
+            cluster_key=s.cluster_key,
+            signal_json=_encode(s).decode(),
+        )
+    )
+    if inc is not None:
+        frame.snapshots.append(snapshot_row(inc, recorded_at=now, seq=seq))
+    if action is IncidentAction.AUDIT:
+        frame.audits.append(
+            AuditRow(
+                logged_at=now,
+                tenant=s.tenant,
+                event="signal_audit_only",
+                detail=f"{s.resource}/{s.action} level={s.level} rule={r.rule}: {s.title}",
+                incident_id=None,
+                signal_id=s.signal_id,
+            )
+        )
+    if message.deliveries:
+        frame.deliveries.extend(delivery_row(d, origin=s.signal_id) for d in message.deliveries)
 
 
 def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.Struct]:
@@ -253,45 +316,10 @@ def _rows_for(message: HistoryMessage, now: datetime, seq: int) -> list[msgspec.
     match message:
         case JournalSignals(items=items):
             return [row for i, item in enumerate(items) for row in _rows_for(item, now, seq + i)]
-        case JournalSignal(signal=s, routing=r, action=action, incident=inc, deliveries=plan):
-            rows: list[msgspec.Struct] = [
-                SignalRow(
-                    signal_id=s.signal_id,
-                    tenant=s.tenant,
-                    source=s.source,
-                    resource=s.resource,
-                    action=s.action,
-                    kind=s.kind.value,
-                    dedup_key=s.dedup_key,
-                    title=s.title,
-                    level=s.level,
-                    received_at=s.received_at,
-                    journalled_at=now,
-                    severity=r.severity.value,
-                    rule=r.rule,
-                    sev_channel=r.sev_channel.value if r.sev_channel else None,
-                    business_hours=r.business_hours,
-                    incident_action=action.value,
-                    incident_id=inc.incident_id if inc else None,
-                    cluster_key=s.cluster_key,
-                    signal_json=_encode(s).decode(),
-                )
-            ]
-            if inc is not None:  # the signal's incident: its snapshot, not a second copy
-                rows.append(snapshot_row(inc, recorded_at=now, seq=seq))
-            if action is IncidentAction.AUDIT:
-                rows.append(
-                    AuditRow(
-                        logged_at=now,
-                        tenant=s.tenant,
-                        event="signal_audit_only",
-                        detail=f"{s.resource}/{s.action} level={s.level} rule={r.rule}: {s.title}",
-                        incident_id=None,
-                        signal_id=s.signal_id,
-                    )
-                )
-            rows.extend(delivery_row(d, origin=s.signal_id) for d in plan)
-            return rows
+        case JournalSignal():
+            frame = Frame()
+            _file_signal(frame, message, now, seq)
+            return frame.rows()
         case DeliveryFinished():
             return [
                 OutcomeRow(
@@ -387,16 +415,17 @@ async def run_history(
     # actor rebuilds its state from it.
     applied = await store.read(queries.wal_applied)
     frames = await trio.to_thread.run_sync(lambda: list(read_frames(journal.directory, applied)))
-    replay = [row for _, payload in frames for row in _frame_decoder.decode(payload).rows()]
+    replay = [_frame_decoder.decode(payload) for _, payload in frames]
     position = frames[-1][0] if frames else applied
     if position > applied:
         replayed_at = clock.now()  # read here: a trio-anchored clock cannot be read in a thread
         await store.write(lambda con: _materialise(con, replay, position, replayed_at))
-        logger.info("journal_replayed", rows=len(replay), segment=position.segment)
+        rows = sum(len(table) for table in _tables_of(replay))
+        logger.info("journal_replayed", rows=rows, segment=position.segment)
     journal.forget_before(position)
     seq = await store.read(queries.last_snapshot_seq)
     pending = await store.read(queries.pending_deliveries)
-    unmaterialised: list[msgspec.Struct] = []
+    unmaterialised: list[Frame] = []  # journalled, not yet in DuckDB
     journalled_to = journal.position
     fsync_limiter = trio.CapacityLimiter(1)
 
@@ -415,13 +444,19 @@ async def run_history(
         confirmation to wait for before the 202s, if any signal waits."""
         nonlocal seq, journalled_to
         now = clock.now()
-        rows: list[msgspec.Struct] = []
+        frame = Frame()
+        filed = False  # a row in the frame: FlushHistory alone writes none
         for message in _flat(batch):
             seq += 1
-            rows.extend(_rows_for(message, now, seq))
-        if not rows:
+            if type(message) is JournalSignal:  # most of them: straight into the frame
+                _file_signal(frame, message, now, seq)
+                filed = True
+            elif rows := _rows_for(message, now, seq):
+                _file_rows(frame, rows)
+                filed = True
+        if not filed:
             return None
-        payload = _frame_encoder.encode(_frame_of(rows))
+        payload = _frame_encoder.encode(frame)
         confirmed: _Confirmation | None = None
         if deps.durable:
             changes: list[MirrorMessage] = list(_mirrored(batch, now))
@@ -440,7 +475,7 @@ async def run_history(
         METRICS.journal_commit.observe(trio.current_time() - started)
         for message in batch:
             observe_history(message)
-        unmaterialised.extend(rows)
+        unmaterialised.append(frame)
         return confirmed
 
     async def settle(
@@ -495,9 +530,9 @@ async def run_history(
         nonlocal unmaterialised
         if not unmaterialised:
             return
-        rows, unmaterialised = unmaterialised, []
+        frames, unmaterialised = unmaterialised, []
         upto, now = journalled_to, clock.now()
-        await store.write(lambda con: _materialise(con, rows, upto, now))
+        await store.write(lambda con: _materialise(con, frames, upto, now))
         journal.forget_before(upto)
 
     async def materialise_periodically() -> None:
@@ -561,9 +596,9 @@ def _duckdb_held(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def _materialise(
-    con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct], upto: Position, now: datetime
+    con: duckdb.DuckDBPyConnection, frames: list[Frame], upto: Position, now: datetime
 ) -> None:
-    append_rows(con, rows)
+    append_tables(con, _tables_of(frames))
     con.execute("INSERT INTO wal_applied VALUES (?, ?, ?)", [upto.segment, upto.offset, now])
 
 

@@ -6,6 +6,7 @@ ET business hours (ADR-0091): Monday to Friday, 08:00 inclusive to 18:30 exclusi
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,13 +50,31 @@ def _parse_hhmm(value: str, field: str) -> time:
 ET_BUSINESS_HOURS = BusinessWindow()
 
 
+# The last answer: a batch hook's signals share one receipt instant, and each asks.
+# One tuple, replaced whole, so a reader in another thread never pairs mismatched parts.
+_last: tuple[datetime, BusinessWindow, bool] | None = None
+
+
 def is_business_hours(at: datetime, window: BusinessWindow = ET_BUSINESS_HOURS) -> bool:
     """Whether the aware instant ``at`` falls inside ``window`` in the window's own zone."""
+    global _last
+    last = _last
+    if last is not None and last[1] is window and last[0] == at and at.tzinfo is not None:
+        return last[2]
     if at.tzinfo is None:
         raise ValueError("is_business_hours needs an aware datetime")
-    local = at.astimezone(ZoneInfo(window.zone))
-    if _DAYS[local.weekday()] not in window.days:
-        return False
-    start = _parse_hhmm(window.start, "business_hours.start")
-    end = _parse_hhmm(window.end, "business_hours.end")
-    return start <= local.time() < end
+    zone, start, end = _bounds(window)
+    local = at.astimezone(zone)
+    inside = _DAYS[local.weekday()] in window.days and start <= local.time() < end
+    _last = (at, window, inside)
+    return inside
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(window: BusinessWindow) -> tuple[ZoneInfo, time, time]:
+    """The window's zone and its start and end times, parsed once per window."""
+    return (
+        ZoneInfo(window.zone),
+        _parse_hhmm(window.start, "business_hours.start"),
+        _parse_hhmm(window.end, "business_hours.end"),
+    )

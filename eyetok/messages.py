@@ -58,7 +58,7 @@ class IncidentAction(enum.StrEnum):
     AUDIT = "audit"
 
 
-class Signal(msgspec.Struct, frozen=True, kw_only=True):
+class Signal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One inbound alert, normalised from whatever source sent it.
 
     ``received_at`` is stamped once at ingest and carried everywhere after.
@@ -96,7 +96,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     webhook_signals: int = 0
 
 
-class Routing(msgspec.Struct, frozen=True, kw_only=True):
+class Routing(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The severity decision for one signal: which rule matched and how loud it is."""
 
     severity: Severity
@@ -175,7 +175,7 @@ class Reply(Generic[T]):
         return self._value
 
 
-class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+class Accepted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The answer ingest gives once a signal is durably journalled."""
 
     signal_id: str

@@ -49,20 +49,34 @@ class Filters:
     actor: str | None = None
 
     def match(self, record: Mapping[str, Any]) -> bool:
+        """Whether the line's fields match; a batch's line (``decisions``: an entry per
+        signal, as its own line would have been) matches when the line or an entry does
+        for severity and incident."""
+        entries = [record, *_decisions(record)]
         if self.severity is not None:
             wanted = self.severity.lower()
-            values = (record.get(k) for k in ("severity", "sev_channel", "level"))
+            values = (e.get(k) for e in entries for k in ("severity", "sev_channel", "level"))
             if not any(isinstance(v, str) and v.lower() == wanted for v in values):
                 return False
         if self.tenant is not None and record.get("tenant") != self.tenant:
             return False
-        if self.incident is not None and record.get("incident_id") != self.incident:
+        if self.incident is not None and all(
+            e.get("incident_id") != self.incident for e in entries
+        ):
             return False
         return self.actor is None or record.get("actor") == self.actor
 
     @property
     def active(self) -> bool:
         return any(v is not None for v in (self.severity, self.tenant, self.incident, self.actor))
+
+
+def _decisions(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The per-signal entries of a batch's line (``incidents_decided``), else none."""
+    found = record.get("decisions")
+    if not isinstance(found, list):
+        return []
+    return [entry for entry in found if isinstance(entry, Mapping)]
 
 
 @dataclass(frozen=True)

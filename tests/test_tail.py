@@ -145,3 +145,23 @@ def test_the_command_reads_stdin_and_never_dies_on_a_bad_line() -> None:
     assert as_json.returncode == 0
     [line] = as_json.stdout.decode().splitlines()
     assert json.loads(line)["anomaly_id"] == "anm_2b7e4c19a0d3f866"
+
+
+def test_a_batch_line_matches_by_any_of_its_decisions() -> None:
+    line = {
+        "actor": "incidents",
+        "tenant": "acme",
+        "event": "incidents_decided",
+        "level": "info",
+        "decisions": [
+            {"event": "incident_opened", "incident_id": "inc_a", "severity": "low"},
+            {"event": "incident_opened", "incident_id": "inc_b", "sev_channel": "SEV1"},
+            {"event": "resolve_of_nothing_open", "signal_id": "sig_c"},
+        ],
+    }
+    assert Filters(incident="inc_b").match(line)
+    assert Filters(severity="sev1").match(line)
+    assert Filters(severity="low", tenant="acme").match(line)
+    assert not Filters(incident="inc_z").match(line)
+    assert not Filters(severity="critical").match(line)
+    assert not Filters(incident="inc_a", tenant="globex").match(line)

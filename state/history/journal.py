@@ -17,7 +17,7 @@ from eyetok.suppression import describe
 from eyetok.verification import HandshakeEvent, PendingHandshake, Verification
 
 
-class SignalRow(msgspec.Struct, frozen=True):
+class SignalRow(msgspec.Struct, frozen=True, gc=False):
     """A signal as journalled. ``incident_json`` is written NULL (the column stays, and
     rows journalled before carry it): the signal's incident as it stood after the signal
     is the ``incident_snapshots`` row of the same ``incident_id`` recorded in the same
@@ -47,7 +47,7 @@ class SignalRow(msgspec.Struct, frozen=True):
     incident_json: str | None = None
 
 
-class SnapshotRow(msgspec.Struct, frozen=True):
+class SnapshotRow(msgspec.Struct, frozen=True, gc=False):
     incident_id: str
     tenant: str
     dedup_key: str
@@ -65,12 +65,12 @@ class SnapshotRow(msgspec.Struct, frozen=True):
     snapshot_json: str
 
 
-class RoutedRow(msgspec.Struct, frozen=True):
+class RoutedRow(msgspec.Struct, frozen=True, gc=False):
     signal_id: str
     routed_at: datetime
 
 
-class DeliveryRow(msgspec.Struct, frozen=True):
+class DeliveryRow(msgspec.Struct, frozen=True, gc=False):
     delivery_id: str
     signal_id: str
     tenant: str
@@ -84,7 +84,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     deliver_json: str
 
 
-class OutcomeRow(msgspec.Struct, frozen=True):
+class OutcomeRow(msgspec.Struct, frozen=True, gc=False):
     delivery_id: str
     outcome: str
     attempts: int
@@ -95,7 +95,7 @@ class OutcomeRow(msgspec.Struct, frozen=True):
     thread_ref: str
 
 
-class AuditRow(msgspec.Struct, frozen=True):
+class AuditRow(msgspec.Struct, frozen=True, gc=False):
     logged_at: datetime
     tenant: str
     event: str
@@ -104,7 +104,7 @@ class AuditRow(msgspec.Struct, frozen=True):
     signal_id: str | None
 
 
-class VerificationRow(msgspec.Struct, frozen=True):
+class VerificationRow(msgspec.Struct, frozen=True, gc=False):
     sink_id: str
     sink_type: str
     tenant: str
@@ -120,7 +120,7 @@ class VerificationRow(msgspec.Struct, frozen=True):
     verification_json: str
 
 
-class HandshakeRow(msgspec.Struct, frozen=True):
+class HandshakeRow(msgspec.Struct, frozen=True, gc=False):
     """A handshake opened or closed (``key``: the SHA-256 of its secret, never the secret)."""
 
     key: str
@@ -135,7 +135,7 @@ class HandshakeRow(msgspec.Struct, frozen=True):
     handshake_json: str
 
 
-class DrillReceiptRow(msgspec.Struct, frozen=True):
+class DrillReceiptRow(msgspec.Struct, frozen=True, gc=False):
     receipt_id: str
     scenario: str
     tenant: str
@@ -148,7 +148,7 @@ class DrillReceiptRow(msgspec.Struct, frozen=True):
     receipt_json: str
 
 
-class SuppressionRow(msgspec.Struct, frozen=True):
+class SuppressionRow(msgspec.Struct, frozen=True, gc=False):
     cluster_id: str
     event: str  # fired | cleared | acknowledged
     logged_at: datetime
@@ -181,7 +181,7 @@ def suppression_row(r: SuppressionRecorded) -> SuppressionRow:
     )
 
 
-class AnomalyRow(msgspec.Struct, frozen=True):
+class AnomalyRow(msgspec.Struct, frozen=True, gc=False):
     anomaly_id: str
     kind: str
     tenant: str
@@ -191,7 +191,7 @@ class AnomalyRow(msgspec.Struct, frozen=True):
     flagged_at: datetime
 
 
-class AnomalyNoteRow(msgspec.Struct, frozen=True):
+class AnomalyNoteRow(msgspec.Struct, frozen=True, gc=False):
     anomaly_id: str
     verdict: str
     note: str
@@ -199,7 +199,7 @@ class AnomalyNoteRow(msgspec.Struct, frozen=True):
     noted_at: datetime
 
 
-class TenantTokenRow(msgspec.Struct, frozen=True):
+class TenantTokenRow(msgspec.Struct, frozen=True, gc=False):
     token_id: str
     tenant: str
     token_hash: str
@@ -211,7 +211,7 @@ class TenantTokenRow(msgspec.Struct, frozen=True):
     token_json: str
 
 
-class TenantConfigRow(msgspec.Struct, frozen=True):
+class TenantConfigRow(msgspec.Struct, frozen=True, gc=False):
     tenant: str
     kind: str
     key: str
@@ -282,8 +282,14 @@ def append_rows(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> N
     by_type: dict[type[msgspec.Struct], list[msgspec.Struct]] = {}
     for row in rows:
         by_type.setdefault(type(row), []).append(row)
-    for row_type, group in by_type.items():
-        con.execute(_SQL[row_type], [_ENCODER.encode(group).decode()])
+    append_tables(con, list(by_type.values()))
+
+
+def append_tables(con: duckdb.DuckDBPyConnection, tables: list[list[msgspec.Struct]]) -> None:
+    """Insert rows grouped by table already (each list: rows of one type), one statement
+    per list."""
+    for group in tables:
+        con.execute(_SQL[type(group[0])], [_ENCODER.encode(group).decode()])
 
 
 # --- building rows from domain values (the history actor and rehydration share these) ---

@@ -70,7 +70,10 @@ def test_a_drain_through_eyetok_run(tmp_path: Path, fake_slack: FakeSlack) -> No
         assert (sev1.text or "").startswith("[SEV1] raxx-prod worker: R15 Memory quota vastly")
         code, _ = daemon.terminate()
         assert code == 0
-    assert len(daemon.events("incident_opened")) == 2  # the ordinary lines opened nothing
+    # a drain's frames are a batch: its decisions are logged in one line, an entry each
+    decided = [e for line in daemon.events("incidents_decided") for e in _entries(line)]
+    opened = [e for e in decided if e["event"] == "incident_opened"]
+    assert len(opened) == 2  # the ordinary lines opened nothing
     # the restarted daemon's quiet period (10 ms) has passed for both stored incidents
     config.write_text(CONFIG % 0.01)
     posted = len(fake_slack.posts)
@@ -94,3 +97,9 @@ def test_a_drain_through_eyetok_run(tmp_path: Path, fake_slack: FakeSlack) -> No
         "heroku:raxx-prod:H12:web",
         "heroku:raxx-prod:R15:worker",
     ]
+
+
+def _entries(line: dict[str, object]) -> list[dict[str, object]]:
+    decisions = line["decisions"]
+    assert isinstance(decisions, list)
+    return decisions
