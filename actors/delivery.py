@@ -21,6 +21,7 @@ than ``delivery.unverified_hold_s`` ends ``refused_unverified`` and is reported.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import zlib
 from collections import OrderedDict, deque
@@ -611,12 +612,23 @@ async def run_delivery(
                     for d in slot:
                         await finish(d, "refused", attempts, f"payload_rejected {exc}")
                     break
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(ATTEMPT_DEADLINE_S) as attempt:
-                        result = await sink.send(payload, idempotency_key=head.delivery_id)
-                    if attempt.cancelled_caught:
-                        result = Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
-                    wait = await settle(slot, result, attempts, thread, retrying_since)
+                # One scope per attempt: shielded, with the attempt's deadline until the
+                # answer is in, then none while its outcome is recorded.
+                sent: Outcome | None = None
+                deadline = trio.current_time() + ATTEMPT_DEADLINE_S
+                with trio.CancelScope(shield=True, deadline=deadline) as attempt:
+                    sent = await sink.send(payload, idempotency_key=head.delivery_id)
+                    if not attempt.cancel_called:
+                        attempt.deadline = math.inf
+                        wait = await settle(slot, sent, attempts, thread, retrying_since)
+                result = (
+                    sent
+                    if sent is not None
+                    else Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
+                )
+                if attempt.cancel_called:  # the deadline passed (an answer may be in even so)
+                    with trio.CancelScope(shield=True):
+                        wait = await settle(slot, result, attempts, thread, retrying_since)
                 record_breaker(breaker, result, lane.key)
                 if wait is None:
                     break
