@@ -21,6 +21,7 @@ than ``delivery.unverified_hold_s`` ends ``refused_unverified`` and is reported.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import zlib
 from collections import OrderedDict, deque
@@ -587,8 +588,9 @@ async def run_delivery(
                 late = f"delayed {how_late(delay)}: sink `{sink_id}` was awaiting verification"
                 head = msgspec.structs.replace(head, late=late)
             incident_id = head.incident.incident_id
-            thread = threads.get((sink_id, target, incident_id)) if sink.threads() else None
-            if head.rewrite is not None and sink.threads():
+            threading = sink.threads()
+            thread = threads.get((sink_id, target, incident_id)) if threading else None
+            if head.rewrite is not None and threading:
                 head = await rewrite_of(head, head.rewrite)
             attempts = 0
             while True:
@@ -611,12 +613,27 @@ async def run_delivery(
                     for d in slot:
                         await finish(d, "refused", attempts, f"payload_rejected {exc}")
                     break
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(ATTEMPT_DEADLINE_S) as attempt:
-                        result = await sink.send(payload, idempotency_key=head.delivery_id)
-                    if attempt.cancelled_caught:
-                        result = Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
-                    wait = await settle(slot, result, attempts, thread, retrying_since)
+                # One scope per attempt: shielded, with the attempt's deadline until the
+                # answer is in, then none while its outcome is recorded.
+                sent: Outcome | None = None
+                deadline = trio.current_time() + ATTEMPT_DEADLINE_S
+                with trio.CancelScope(shield=True, deadline=deadline) as attempt:
+                    sent = await sink.send(payload, idempotency_key=head.delivery_id)
+                    if not attempt.cancel_called:
+                        attempt.deadline = math.inf
+                        wait = await settle(
+                            slot, sent, attempts, thread, retrying_since, threading=threading
+                        )
+                result = (
+                    sent
+                    if sent is not None
+                    else Retry(reason=f"no answer within {ATTEMPT_DEADLINE_S:.0f}s")
+                )
+                if attempt.cancel_called:  # the deadline passed (an answer may be in even so)
+                    with trio.CancelScope(shield=True):
+                        wait = await settle(
+                            slot, result, attempts, thread, retrying_since, threading=threading
+                        )
                 record_breaker(breaker, result, lane.key)
                 if wait is None:
                     break
@@ -645,6 +662,8 @@ async def run_delivery(
         attempts: int,
         thread: str | None,
         retrying_since: datetime,
+        *,
+        threading: bool,
     ) -> float | None:
         """Record a final outcome (None), or say how long to wait before the next attempt:
         until the maximum age, never counting attempts against it."""
@@ -653,7 +672,8 @@ async def run_delivery(
         incident_id = head.incident.incident_id
         match result:
             case Delivered(external_ref=ref):
-                if thread is None and head.action is IncidentAction.OPEN:
+                # only a sink that threads looks a thread up (a webhook's ref opens none)
+                if threading and thread is None and head.action is IncidentAction.OPEN:
                     threads.learn((sink_id, target, incident_id), ref, at=clock.now())
                 for d in slot:
                     await finish(d, "delivered", attempts, "", ref, thread or ref)

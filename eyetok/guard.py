@@ -42,13 +42,21 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def _may_hold_ipv6(text: str) -> bool:
+    """Whether ``text`` may hold an IPv6 literal :data:`_IPV6` finds: one written out in
+    full has eight groups (seven colons), a shorter one has ``::`` (the pattern takes no
+    embedded IPv4 part). An RFC 3339 timestamp's two colons are neither."""
+    return "::" in text or text.count(":") >= 7
+
+
 def ip_literals(text: str) -> list[str]:
-    # An IPv4 match holds three dots, an IPv6 match two colons: most text lacks them, and
-    # counting is far cheaper than the patterns (the IPv6 one tries every position).
+    # An IPv4 match holds three dots, an IPv6 literal seven colons or a "::": most text
+    # lacks them, and counting is far cheaper than the patterns (the IPv6 one tries every
+    # position).
     found = []
     if text.count(".") >= 3:
         found += [m.group(0) for m in _IPV4.finditer(text) if _is_ip(m.group(0))]
-    if text.count(":") >= 2:
+    if _may_hold_ipv6(text):
         found += [
             m.group(0) for m in _IPV6.finditer(text) if ":" in m.group(0) and _is_ip(m.group(0))
         ]
@@ -80,6 +88,9 @@ _WORD = re.compile(r"[\w-]+")
 # hex digit, dot, colon or hyphen (only ``no-internals``' ``[^"]*`` spans it, and what
 # that finds is looked at again string by string).
 _SEPARATOR = "\x00"
+# Up to this many tenants, looking for each other tenant's id in the payload's text is
+# cheaper than splitting the text into words (a word that names one is a substring too).
+_FEW_TENANTS = 16
 
 
 def check(
@@ -133,7 +144,7 @@ def _any_ip_literal(strings: list[str]) -> bool:
     patterns across every string. (The same finding as over the joined strings: no
     pattern matches across :data:`_SEPARATOR`.)"""
     for text in strings:
-        if (text.count(".") >= 3 or text.count(":") >= 2) and ip_literals(text):
+        if (text.count(".") >= 3 or _may_hold_ipv6(text)) and ip_literals(text):
             return True
     return False
 
@@ -152,6 +163,10 @@ def _suspect(
         return True
     if tenant == operator_tenant:
         return False
+    if len(tenants) <= _FEW_TENANTS and not any(
+        t in text for t in tenants if t != tenant and t != operator_tenant and len(t) >= 3
+    ):
+        return False  # no other tenant's id is even a substring: none is named
     named = set(_WORD.findall(text))
     named &= tenants
     named.discard(tenant)

@@ -186,6 +186,48 @@ def test_the_scan_refuses_exactly_what_the_walk_refuses(
 
 
 @pytest.mark.parametrize(
+    "text", ["2001:db8:0:0:0:0:0:1", "at 1:2:3:4:5:6:7:8 now", "1:2:3:4:5:6:7", "12:30:45"]
+)
+def test_an_ipv6_literal_without_a_double_colon_is_found_by_its_seven_colons(text: str) -> None:
+    assert ip_literals(text) == _ip_literals_by_the_patterns_alone(text)
+    assert _any_ip_literal([text]) == bool(_ip_literals_by_the_patterns_alone(text))
+
+
+_MANY_TENANTS = TENANTS + tuple(f"tenant-{n:02d}" for n in range(20))
+
+
+@pytest.mark.parametrize("tenants", [TENANTS, _MANY_TENANTS], ids=["few", "many"])
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("globex is down", {"globex"}),
+        ("acme-globex", set()),  # one run of word characters and hyphens: not globex
+        ("globexample", set()),
+        ("glo bex", set()),
+        ("tenant-07 x", {"tenant-07"}),
+        ("acme", set()),
+    ],
+)
+def test_a_foreign_tenant_is_found_among_few_tenants_and_among_many(
+    tenants: tuple[str, ...], text: str, names: set[str]
+) -> None:
+    def verdict(check_fn: Callable[..., None]) -> str | None:
+        try:
+            check_fn(
+                {"text": text},
+                tenant="acme",
+                tenants=frozenset(tenants),
+                operator_tenant="operator",
+            )
+        except PayloadRejectedError as exc:
+            return exc.rule
+        return None
+
+    named = names & set(tenants)
+    assert verdict(check) == verdict(_check_each) == ("no-foreign-tenant" if named else None)
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         {"a": "10.0.0", "b": "1"},  # no address across two strings
