@@ -24,13 +24,14 @@ T = TypeVar("T")
 CHECKPOINT_THRESHOLD = "64MB"
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool (state/history/buffers.py restores it)
 # What DuckDB may keep in memory once a write transaction is done. Appends live in its
-# buffer pool until a checkpoint (up to CHECKPOINT_THRESHOLD of WAL: ~25 MB of RSS per
-# 5,000 webhooks, ~75 MB before the first checkpoint); past this they go to its
-# temporary directory and the cached table blocks are dropped. Not the memory limit
-# itself: the start-up reads of a 1 M-signal history need more room than this (an
-# anti-join ran out of memory at 16 MB, bench/history_growth.py), and get it back at
-# once. 5,000-webhook burst: peak RSS -10 MB, 10,000 rows replayed: -30 MB, CPU per
-# row unchanged (issue 20); 8 MB cost 20 % more CPU per row.
+# buffer pool until a checkpoint (up to CHECKPOINT_THRESHOLD of WAL: 24 MB per 5,000
+# webhooks, ~75 MB before the first checkpoint, and the checkpointed blocks stay cached
+# after it); past this they go to its temporary directory (history.duckdb.tmp) and the
+# cached table blocks are dropped. Not the memory limit itself: the start-up reads of a
+# 1 M-signal history need more room (an anti-join ran out of memory at a 16 MB limit,
+# bench/history_growth.py) and keep it. Peak RSS through the 5,000-webhook burst -10 MB;
+# the rows of 10,000 and 20,000 webhooks replayed: -31 MB and -51 MB; CPU per row within
+# noise. 12 MB saved 3.5 MB more and 8 MB 6 MB more, for 10-20 % more CPU per row.
 HELD_AFTER_WRITE = "16MB"
 
 
