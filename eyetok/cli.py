@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     drill_run = drill_commands.add_parser(
         "run", help="run a drill scenario and keep its receipt (exit 1 when a step fails)"
     )
-    from harness.run import add_arguments
+    from harness.drill_options import add_arguments
 
     add_arguments(drill_run)
     people_cli.add_commands(commands, daemon_url)

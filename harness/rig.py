@@ -58,14 +58,6 @@ HANDSHAKES_WITHIN_S = 60.0
 STOP_WITHIN_S = 30.0
 DOWN_FOREVER = 100_000  # scripted failures: more than any drill makes
 
-# Deliberately broken invariants (``--break``), for testing the drill itself.
-BREAKAGES = {
-    "suppression": "the suppression window is disabled (suppression.enabled: false)",
-    "budgets": "budgets are off (budgets.enabled: false)",
-    "sink": "the drill PagerDuty service is down for the whole drill and never recovers",
-    "clock": "the daemon judges business hours in UTC (faults.business_hours_in_utc)",
-}
-
 
 class RigError(Exception):
     """The rig could not be set up (named: which peer, sink or handshake)."""

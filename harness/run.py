@@ -13,9 +13,8 @@ import argparse
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
-from pathlib import Path
 
 import msgspec
 import trio
@@ -23,51 +22,12 @@ import trio
 from eyetok.clock import Clock, SystemClock
 from eyetok.receipts import Receipt, Step, encode_receipt
 from harness.front_door import FrontDoorError
-from harness.rig import BREAKAGES, DaemonStarter, RigError, RigOptions, daemon_process, open_rig
-from harness.scenarios import NAMES, SCENARIOS
+from harness.rig import DaemonStarter, RigError, RigOptions, daemon_process, open_rig
+from harness.scenarios import SCENARIOS
 from harness.steps import Steps, receipt_of
 from schedules.drills import FLAVOURS
 
 INTERRUPTED = 130  # the exit status of a drill ended by Ctrl-C (128 + SIGINT)
-
-
-def _instant(text: str) -> datetime:
-    """An ISO 8601 instant with its offset, in UTC."""
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant") from exc
-    if at.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
-    return at.astimezone(UTC)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", choices=NAMES, help="the scenario, or all of them in order")
-    parser.add_argument("--url", help="a running daemon (default: start one with local peers)")
-    parser.add_argument("--receipt", type=Path, help="write the JSON receipt here")
-    parser.add_argument("--json", action="store_true", help="print the receipt, not a summary")
-    parser.add_argument("--tenant", default="drill", help="the drill tenant (default: drill)")
-    parser.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="mark the hour-boundary steps skipped instead of waiting for the hour",
-    )
-    parser.add_argument(
-        "--monthly-slot",
-        type=_instant,
-        help="the monthly-drill slot this run is (the daemon's schedule passes it)",
-    )
-    parser.add_argument(
-        "--break",
-        dest="breaks",
-        action="append",
-        default=[],
-        choices=sorted(BREAKAGES),
-        help="test the drill itself: break an invariant on purpose in the daemon it starts ("
-        + "; ".join(f"{k}: {v}" for k, v in BREAKAGES.items())
-        + ")",
-    )
 
 
 class DrillInterrupted(Exception):

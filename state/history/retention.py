@@ -21,6 +21,7 @@ the size of the retention window, not of everything ever received.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Callable
@@ -34,7 +35,14 @@ import trio
 
 from eyetok.errors import StateError
 from eyetok.retention import Horizons, RetentionOptions, horizons
-from state.history.store import HistoryStore
+from state.history.store import MEMORY_LIMIT, HistoryStore
+
+# The memory limit of a prune's closing CHECKPOINT: it rewrites the row groups the prune
+# deleted from, and under the store's limit it kept them all in memory: pruning half of a
+# 1 M-signal history peaked at 239 MB RSS (85 MB before), 21 MB left cached; at 32 MB,
+# 132 MB and 1 MB, in the same 4.9 s (issue 20). The blocks it writes go to the file as
+# it goes; nothing it needs is lost by evicting them.
+CHECKPOINT_MEMORY = "32MB"
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS retention_log (
@@ -352,8 +360,18 @@ def finish(con: duckdb.DuckDBPyConnection, run: Run, now: datetime) -> dict[str,
 
 
 def checkpoint(con: duckdb.DuckDBPyConnection) -> int:
-    """CHECKPOINT; the bytes of the file's free blocks afterwards (0 in memory)."""
-    con.execute("CHECKPOINT")
+    """CHECKPOINT under a memory limit of :data:`CHECKPOINT_MEMORY` (at DuckDB's own
+    limit once more should that run out of memory), then the limit restored; the bytes of
+    the file's free blocks afterwards (0 in memory)."""
+    with contextlib.suppress(duckdb.Error):  # nothing is pinned between statements
+        con.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY}'")
+    try:
+        con.execute("CHECKPOINT")
+    except duckdb.OutOfMemoryException:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("CHECKPOINT")
+    finally:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     row = con.execute(
         "SELECT block_size * free_blocks FROM pragma_database_size() "
         "WHERE database_name = current_database()"

@@ -285,3 +285,67 @@ async def test_an_archive_that_cannot_be_written_stops_the_prune_before_any_dele
     with pytest.raises(StateError, match="/proc/eyetok-archive"):
         await retention.prune(store, options, lambda: T0 + 100 * DAY)
     assert await _count(store, "SELECT count(*) FROM signals") == 1
+
+
+async def test_the_prune_checkpoint_runs_under_its_own_memory_limit_and_restores_the_store_s(
+    store: HistoryStore,
+) -> None:
+    def limit(con: duckdb.DuckDBPyConnection) -> Any:
+        return con.execute("SELECT current_setting('memory_limit')").fetchone()
+
+    rows = [row for n in range(3000) for row in delivered_signal_rows("acme", n, at=T0)]
+    await store.write(lambda con: append_rows(con, rows))
+    await store.read(retention.checkpoint)
+    before = await store.read(limit)
+    seen: list[Any] = []
+    real = retention.checkpoint
+
+    class Watched:  # the connection, noting the memory limit a CHECKPOINT runs under
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self.con = con
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql == "CHECKPOINT":
+                seen.append(limit(self.con))
+            return self.con.execute(sql, *args)
+
+    def checkpoint(con: duckdb.DuckDBPyConnection) -> int:
+        return real(Watched(con))  # type: ignore[arg-type]
+
+    retention_checkpoint, retention.checkpoint = retention.checkpoint, checkpoint
+    try:
+        report = await retention.prune(store, RetentionOptions(), lambda: T0 + 100 * DAY)
+    finally:
+        retention.checkpoint = retention_checkpoint
+    assert report is not None
+    assert report.free_bytes > 0
+    scratch = duckdb.connect(":memory:")
+    scratch.execute(f"SET memory_limit = '{retention.CHECKPOINT_MEMORY}'")
+    assert seen == [limit(scratch)]  # (DuckDB shows 32MB as "30.5 MiB")
+    assert seen != [before]
+    assert await store.read(limit) == before
+
+
+def test_a_prune_checkpoint_out_of_memory_is_run_again_at_the_store_s_limit() -> None:
+    class Con:
+        def __init__(self) -> None:
+            self.statements: list[str] = []
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            self.statements.append(sql)
+            if sql == "CHECKPOINT" and self.statements.count("CHECKPOINT") == 1:
+                raise duckdb.OutOfMemoryException("could not allocate block")
+            return self
+
+        def fetchone(self) -> tuple[int]:
+            return (4096,)
+
+    con = Con()
+    assert retention.checkpoint(con) == 4096  # type: ignore[arg-type]
+    assert con.statements[:5] == [
+        f"SET memory_limit = '{retention.CHECKPOINT_MEMORY}'",
+        "CHECKPOINT",
+        f"SET memory_limit = '{retention.MEMORY_LIMIT}'",
+        "CHECKPOINT",
+        f"SET memory_limit = '{retention.MEMORY_LIMIT}'",
+    ]
