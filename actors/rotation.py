@@ -73,7 +73,8 @@ class RotationDeps:
     store: HistoryStore
     sealer: Sealer | None  # None: EYETOK_SECRETS_KEY unset, every rotation refused
     database_url: str | None = None  # the mirror of the secret store
-    dns_server: tuple[str, int] = ("127.0.0.1", 53)  # where DKIM records are looked up
+    # where DKIM records are looked up; None: the host's resolver, read at the first lookup
+    dns_server: tuple[str, int] | None = ("127.0.0.1", 53)
     txt_every_s: float = 300.0
     txt_for_s: float = 86_400.0
 
@@ -378,7 +379,7 @@ async def run_rotation(
         rotation: cs.StoredRotation, name: str, value: str, scope: trio.CancelScope
     ) -> None:
         """Look the new selector's record up until it is published, then switch."""
-        host, port = deps.dns_server
+        host, port = txt.nameserver(deps.dns_server)
         deadline = trio.current_time() + deps.txt_for_s
         problem = "not published yet"
         with scope:

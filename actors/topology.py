@@ -599,16 +599,6 @@ def _not_durable(reason: str) -> OverloadedError:
     )
 
 
-def _system_resolver() -> tuple[str, int]:
-    """The first nameserver of the host's resolver configuration (/etc/resolv.conf)."""
-    import dns.resolver
-
-    try:
-        return (str(dns.resolver.Resolver().nameservers[0]), 53)
-    except (dns.resolver.NoResolverConfiguration, IndexError):
-        return ("127.0.0.1", 53)
-
-
 def schedule_commands(
     entries: tuple[ScheduleEntry, ...],
     verification: trio.MemorySendChannel[VerificationMessage],
@@ -818,7 +808,7 @@ def build(
                 store=store,
                 sinks=sinks,
                 public_url=settings.public_url,
-                dns_server=settings.dns_resolver or _system_resolver(),
+                dns_server=settings.dns_resolver,
                 txt_every_s=settings.verification.txt_every_s,
                 txt_for_s=settings.verification.txt_for_s,
             ),
@@ -835,7 +825,7 @@ def build(
                 store=store,
                 sealer=sealer_of(settings),
                 database_url=settings.database_url,
-                dns_server=settings.dns_resolver or _system_resolver(),
+                dns_server=settings.dns_resolver,
                 txt_every_s=settings.verification.txt_every_s,
                 txt_for_s=settings.verification.txt_for_s,
             ),

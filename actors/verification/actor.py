@@ -71,7 +71,8 @@ class VerificationDeps:
     store: HistoryStore
     sinks: dict[str, Sink]
     public_url: str  # where magic links and OAuth callbacks point
-    dns_server: tuple[str, int] = ("127.0.0.1", 53)
+    # where TXT records are looked up; None: the host's resolver, read at the first lookup
+    dns_server: tuple[str, int] | None = ("127.0.0.1", 53)
     txt_every_s: float = 300.0
     txt_for_s: float = 86_400.0
     http_transport: httpx.AsyncBaseTransport | None = None

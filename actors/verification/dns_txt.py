@@ -51,7 +51,7 @@ async def start(
 async def poll(ledger: Ledger, polled: PendingHandshake) -> None:
     """Poll the TXT record until it holds the nonce or the handshake expires (a poll
     resumed after a restart polls for what is left of it)."""
-    host, port = ledger.deps.dns_server
+    host, port = txt.nameserver(ledger.deps.dns_server)
     left = max(0.0, (polled.expires_at - ledger.clock.now()).total_seconds())
     verdict = await txt.poll_txt_hash(
         polled.txt_name,

@@ -61,7 +61,7 @@ async def reverify(ledger: Ledger, at: datetime, client: httpx.AsyncClient) -> N
             continue
         match config:
             case WebhookSinkConfig():
-                host, port = ledger.deps.dns_server
+                host, port = txt.nameserver(ledger.deps.dns_server)
                 name = txt.record_name(config.url)
                 try:
                     values = await txt.lookup_txt(name, nameserver=host, port=port)

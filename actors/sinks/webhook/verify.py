@@ -20,6 +20,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -40,6 +41,27 @@ from actors.sinks.webhook.config import (
 from eyetok.errors import EyeTokError
 
 _TRY_TIMEOUT_S = 2.0  # one query to the nameserver (dnspython's own default)
+
+
+def nameserver(configured: tuple[str, int] | None) -> tuple[str, int]:
+    """Where TXT records are looked up: ``configured`` (EYETOK_DNS_RESOLVER), else the
+    host's resolver, read at the first lookup that needs it (:func:`_system_resolver`)."""
+    return configured if configured is not None else _system_resolver()
+
+
+@functools.cache
+def _system_resolver() -> tuple[str, int]:
+    """The first nameserver of the host's resolver configuration (/etc/resolv.conf).
+
+    Read here, at the first DNS TXT handshake, re-check or DKIM lookup, not when the
+    daemon starts: dnspython (about 2 MB RSS) is loaded by a daemon that looks a record
+    up, not by every daemon (issue 20)."""
+    import dns.resolver
+
+    try:
+        return (str(dns.resolver.Resolver().nameservers[0]), 53)
+    except (dns.resolver.NoResolverConfiguration, IndexError):
+        return ("127.0.0.1", 53)
 
 
 class DnsLookupError(EyeTokError):
