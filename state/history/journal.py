@@ -285,11 +285,29 @@ def append_rows(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> N
     append_tables(con, list(by_type.values()))
 
 
+STATEMENT_BYTES = 8 * 2**20
+"""The most JSON text one insert statement parses. A backlog in one text (a restart's
+journal replay, or what a burst of batched hooks journalled while the last
+materialisation ran: 85 MB for 40,000 rows) made DuckDB ask for a 256 MiB allocation
+that its memory limit refused, and the history actor crashed and replayed again."""
+
+
 def append_tables(con: duckdb.DuckDBPyConnection, tables: list[list[msgspec.Struct]]) -> None:
     """Insert rows grouped by table already (each list: rows of one type), one statement
-    per list."""
+    per list, or per part of a list whose text is over :data:`STATEMENT_BYTES` (halved
+    until it fits; in order, in the caller's one transaction)."""
     for group in tables:
-        con.execute(_SQL[type(group[0])], [_ENCODER.encode(group).decode()])
+        _append(con, group)
+
+
+def _append(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> None:
+    text = _ENCODER.encode(rows)
+    if len(text) > STATEMENT_BYTES and len(rows) > 1:
+        half = len(rows) // 2
+        _append(con, rows[:half])
+        _append(con, rows[half:])
+        return
+    con.execute(_SQL[type(rows[0])], [text.decode()])
 
 
 # --- building rows from domain values (the history actor and rehydration share these) ---
