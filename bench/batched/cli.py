@@ -163,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def lost_alerts(report: dict[str, Any]) -> int:
-    """Accepted alerts the journal files or ``signals`` lack (a broken 202 promise)."""
+    """Accepted alerts in neither the journal files (at the look after the burst) nor
+    ``signals`` after the stop: a broken 202 promise. Without journal files to look at,
+    every accepted alert ``signals`` lacks counts."""
     lost = 0
     for part in report["sources"].values():
         eye = part.get("eyetok") or {}
         j, m = eye.get("journalled") or {}, eye.get("materialised") or {}
-        lost += int(j.get("missing", 0) or 0)
-        if "expected" in m:
+        if j.get("journal_files") and "in_neither" in m:
+            lost += int(m["in_neither"])
+        elif "expected" in m:
             lost += m["expected"] - m["accepted_in_signals"]
+        else:
+            lost += int(j.get("missing", 0) or 0)
     return lost

@@ -181,7 +181,8 @@ def phase_eyetok(
         figures["exit_code"] = code
         figures["peak_rss_mb"] = round(sampler.stop() / 2**20, 1)
     db = daemon.data_dir / "history.duckdb"
-    figures["materialised"] = materialised(db, ids)
+    journalled = figures.get("journalled") or {}
+    figures["materialised"] = materialised(db, ids, journalled.pop("missing_ids", frozenset()))
     journal = journal_stats(db)
     journal.pop("lanes", None)
     figures["journal"] = journal

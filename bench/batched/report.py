@@ -95,6 +95,12 @@ def source_lines(source: str, part: dict[str, Any]) -> list[str]:
             f"after the last answer (reading them took {j['scan_ms']} ms; a 202 follows the "
             "fsync, so this checks rather than waits)"
         )
+        moved = (e.get("materialised") or {}).get("checkpointed_out_of_journal", 0)
+        if moved:
+            lines.append(
+                f"  and {moved:,} more had left the journal files at a checkpoint: they are "
+                "in history.duckdb (counted after SIGTERM, below)"
+            )
     elif j:
         lines.append("  journalled: no journal-*.wal files found under <data>/journal")
     m = e.get("materialised") or {}
@@ -104,6 +110,11 @@ def source_lines(source: str, part: dict[str, Any]) -> list[str]:
             f"{m['accepted_in_signals']}/{m['expected']} in history.duckdb signals "
             f"({m['signals_rows']} rows with the warm-up), deliveries planned {m['deliveries']}"
         )
+        if "in_neither" in m and m["accepted_in_signals"] < m["expected"]:
+            lines.append(
+                f"  the other {m['expected'] - m['accepted_in_signals']:,} were in the journal "
+                f"files (the next start materialises them); in neither: {m['in_neither']:,}"
+            )
     elif m:
         lines.append(f"  history.duckdb: {m.get('error')}")
     g = e.get("journal") or {}
