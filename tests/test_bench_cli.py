@@ -5,6 +5,8 @@ option parser runs here; the bench itself measures, outside the test suite."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +42,28 @@ def test_the_batched_script_and_module_take_the_same_options() -> None:
     assert script == _help("-m", "bench.batched")
     for option in ("--requests", "--source", "--skip-ceiling", "--skip-alertmanager", "--json"):
         assert option in script, option
+
+
+_SHOWN = re.compile(r"`python bench/(?P<script>\w+)\.py(?P<args>[^`]*)`")
+
+
+def _shown_commands() -> list[tuple[str, list[str]]]:
+    """Every ``python bench/<script>.py ...`` the READMEs show (a span may wrap lines)."""
+    found = []
+    for doc in ("README.md", "bench/README.md"):
+        for m in _SHOWN.finditer((ROOT / doc).read_text(encoding="utf-8")):
+            found.append((m["script"], shlex.split(m["args"])))
+    return found
+
+
+def test_every_bench_command_the_docs_show_is_one_its_parser_takes() -> None:
+    from bench.batched.cli import _parser as batched_parser
+    from bench.ingest.cli import _parser as ingest_parser
+
+    parsers = {"ingest": ingest_parser(), "batched": batched_parser()}
+    shown = _shown_commands()
+    assert ("batched", ["--source", "alertmanager", "-r", "1000", "--skip-alertmanager"]) in shown
+    for script, args in shown:
+        assert (ROOT / "bench" / f"{script}.py").is_file(), script
+        if script in parsers:
+            parsers[script].parse_args(args)  # exits (fails the test) on an option it lacks
