@@ -67,6 +67,40 @@ def read_frames(directory: Path, after: Position) -> Iterator[tuple[Position, by
             yield Position(segment, offset), payload
 
 
+def read_span(
+    directory: Path, after: Position, upto: Position, max_bytes: int
+) -> tuple[list[bytes], Position]:
+    """The intact frames past ``after`` that end at or before ``upto``, oldest first, as
+    many as fit in ``max_bytes`` of payload (at least one), and where the next read
+    starts: just after the last frame read, or ``upto`` once none is left before it.
+    Reads only those frames' bytes, not their whole segment (up to 64 MB), and nothing
+    past ``upto``: the journal may be writing there meanwhile."""
+    payloads: list[bytes] = []
+    size = 0
+    for segment in segments(directory):
+        if segment < after.segment or segment > upto.segment:
+            continue
+        offset = after.offset if segment == after.segment else 0
+        with _segment_path(directory, segment).open("rb") as f:
+            f.seek(offset)
+            while segment < upto.segment or offset < upto.offset:
+                header = f.read(_HEADER.size)
+                if len(header) < _HEADER.size:
+                    break
+                length, crc = _HEADER.unpack(header)
+                if payloads and size + length > max_bytes:
+                    return payloads, Position(segment, offset)
+                payload = f.read(length)
+                if len(payload) < length or zlib.crc32(payload) != crc:
+                    break  # a torn frame: the segment ends here
+                payloads.append(payload)
+                size += length
+                offset += _HEADER.size + length
+        if payloads and size >= max_bytes:
+            return payloads, Position(segment, offset)
+    return payloads, upto
+
+
 class Journal:
     """The append side. Blocking; the history actor calls it from a worker thread."""
 
