@@ -6,7 +6,10 @@ only then answers ingest (the 202) and hands the planned deliveries to the deliv
 actor. While one fsync is in its worker thread the next batch gathers in the inbox, so
 under load many requests share one commit. A second task of this actor materialises
 journalled rows into the DuckDB tables every ``materialise_every_s`` (DuckDB commits
-cost milliseconds of CPU each, so they are batched far larger than the fsyncs).
+cost milliseconds of CPU each, so they are batched far larger than the fsyncs). The
+frames waiting for it are held in memory up to ``backlog_bytes``; past that, while DuckDB
+is behind, they wait in the journal files and are read back from there
+(state/history/backlog.py).
 
 Postgres durability (``durable``, for a data directory that does not survive a crash):
 a commit also hands its Postgres changes (incident snapshots, outbox rows, closings,
@@ -43,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TypeVar, assert_never
 
 import duckdb
@@ -79,6 +83,7 @@ from eyetok.messages import (
 )
 from eyetok.metrics import METRICS, observe_history
 from state.history import queries
+from state.history.backlog import LIMIT_BYTES, Backlog
 from state.history.journal import (
     AnomalyNoteRow,
     AnomalyRow,
@@ -103,7 +108,7 @@ from state.history.journal import (
     verification_row,
 )
 from state.history.store import HistoryStore
-from state.history.wal import Journal, Position, read_frames
+from state.history.wal import Journal, Position
 
 MAX_BATCH = 4096
 # Journalled batches handed over while an older one still waits for Postgres: none. The
@@ -173,6 +178,7 @@ class HistoryDeps:
     mirrored: bool = False  # with DATABASE_URL: every commit is also sent to the mirror
     durable: bool = False  # postgres durability: a 202 waits for the mirror's commit too
     durable_wait_s: float = 5.0  # the longest a commit waits for Postgres to confirm
+    backlog_bytes: int = LIMIT_BYTES  # frames held in memory for DuckDB, at most
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True):
@@ -411,22 +417,15 @@ async def run_history(
 ) -> None:
     logger = log.get("history")
     store, journal = deps.store, deps.journal
-    # Whatever the journal holds past the applied position reaches DuckDB before any
-    # actor rebuilds its state from it.
     applied = await store.read(queries.wal_applied)
-    frames = await trio.to_thread.run_sync(lambda: list(read_frames(journal.directory, applied)))
-    replay = [_frame_decoder.decode(payload) for _, payload in frames]
-    position = frames[-1][0] if frames else applied
-    if position > applied:
-        replayed_at = clock.now()  # read here: a trio-anchored clock cannot be read in a thread
-        await store.write(lambda con: _materialise(con, replay, position, replayed_at))
-        rows = sum(len(table) for table in _tables_of(replay))
-        logger.info("journal_replayed", rows=rows, segment=position.segment)
-    journal.forget_before(position)
-    seq = await store.read(queries.last_snapshot_seq)
-    pending = await store.read(queries.pending_deliveries)
-    unmaterialised: list[Frame] = []  # journalled, not yet in DuckDB
+    # Journalled, not yet in DuckDB: at start, whatever the journal holds past the applied
+    # position (read back from its files below); then held in memory up to a bound.
+    backlog = Backlog[Frame](
+        journal.directory, applied, limit_bytes=deps.backlog_bytes, decode=_frame_decoder.decode
+    )
     journalled_to = journal.position
+    seq = 0  # the last snapshot's, read once the replay is in DuckDB
+    materialising = trio.Lock()  # one materialisation at a time: each takes the oldest
     fsync_limiter = trio.CapacityLimiter(1)
 
     def take(first: HistoryMessage | None) -> list[HistoryMessage]:
@@ -475,7 +474,15 @@ async def run_history(
         METRICS.journal_commit.observe(trio.current_time() - started)
         for message in batch:
             observe_history(message)
-        unmaterialised.append(frame)
+        if backlog.add(frame, len(payload), journalled_to):
+            logger.info(
+                "history_backlog_spilled",
+                held_bytes=backlog.held_bytes,
+                limit_bytes=backlog.limit_bytes,
+                frame_bytes=len(payload),
+                why="DuckDB is behind the journal: the frames from this one on wait in the "
+                "journal files, not in memory, and are read back from there",
+            )
         return confirmed
 
     async def settle(
@@ -526,19 +533,45 @@ async def run_history(
             await settle(journalled.batch, not_durable, answered=answered)
             unsettled.remove(journalled)
 
-    async def materialise() -> None:
-        nonlocal unmaterialised
-        if not unmaterialised:
-            return
-        frames, unmaterialised = unmaterialised, []
-        upto, now = journalled_to, clock.now()
-        await store.write(lambda con: _materialise(con, frames, upto, now))
-        journal.forget_before(upto)
+    async def materialise() -> int:
+        """Everything journalled so far into DuckDB (and what is journalled meanwhile, if
+        it is held in memory), one transaction per bound's worth of frames; the rows."""
+        rows = 0
+        async with materialising:
+            target = journalled_to
+            while backlog.behind(target):
+                now = clock.now()  # here: a trio-anchored clock cannot be read in a thread
+                held = backlog.held()
+                if held is not None:
+                    frames, upto = held
+                    write = partial(_materialise, frames=frames, upto=upto, now=now)
+                else:
+                    write = partial(_read_back, backlog=backlog, upto=journalled_to, now=now)
+                upto, written = await store.write(write)
+                rows += written
+                journal.forget_before(upto)
+                spill = backlog.applied_to(upto, journalled_to)
+                if spill is not None:
+                    logger.info(
+                        "history_backlog_caught_up",
+                        frames=spill.frames,
+                        payload_bytes=spill.payload_bytes,
+                        why="DuckDB has every frame the journal files held: frames are "
+                        "held in memory again",
+                    )
+        return rows
 
     async def materialise_periodically() -> None:
         while True:
             await trio.sleep(deps.materialise_every_s)
             await materialise()
+
+    # Whatever the journal holds past the applied position reaches DuckDB before any
+    # actor rebuilds its state from it.
+    if replayed := await materialise():
+        logger.info("journal_replayed", rows=replayed, segment=backlog.applied.segment)
+    seq = await store.read(queries.last_snapshot_seq)
+    pending = await store.read(queries.pending_deliveries)
 
     try:
         async with trio.open_nursery() as nursery:
@@ -596,10 +629,25 @@ def _duckdb_held(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def _materialise(
-    con: duckdb.DuckDBPyConnection, frames: list[Frame], upto: Position, now: datetime
-) -> None:
-    append_tables(con, _tables_of(frames))
+    con: duckdb.DuckDBPyConnection, *, frames: list[Frame], upto: Position, now: datetime
+) -> tuple[Position, int]:
+    """Insert ``frames``' rows and record that the journal is applied up to ``upto`` (one
+    transaction: the caller's); ``upto`` and the rows."""
+    tables = _tables_of(frames)
+    append_tables(con, tables)
     con.execute("INSERT INTO wal_applied VALUES (?, ?, ?)", [upto.segment, upto.offset, now])
+    return upto, sum(map(len, tables))
+
+
+def _read_back(
+    con: duckdb.DuckDBPyConnection, *, backlog: Backlog[Frame], upto: Position, now: datetime
+) -> tuple[Position, int]:
+    """The next frames the journal files hold past what DuckDB has (up to ``upto``, at most
+    the backlog's bound) into DuckDB; where they end and their rows."""
+    frames, reached = backlog.read_back(upto)
+    if not frames:  # nothing left there (a start with nothing to replay)
+        return reached, 0
+    return _materialise(con, frames=frames, upto=reached, now=now)
 
 
 def _accepted(message: JournalSignal, not_durable: str | None = None) -> Accepted:
