@@ -1,7 +1,8 @@
 """A backlog materialised at once (a restart's journal replay, or the rows a burst of
-batched hooks journalled while the last materialisation ran) is inserted in statements of
-bounded size: one insert of every row parsed a text DuckDB's memory limit refused
-("failed to allocate data of size 256.0 MiB") and the history actor crashed."""
+batched hooks journalled while the last materialisation ran) goes in whole, in order: one
+JSON insert of every row once parsed a text DuckDB's memory limit refused ("failed to
+allocate data of size 256.0 MiB") and the history actor crashed; the appenders flush a
+bounded number of rows at a time."""
 
 from __future__ import annotations
 
@@ -48,10 +49,10 @@ async def test_a_backlog_larger_than_the_memory_limit_allows_in_one_text_goes_in
         store.close()
 
 
-async def test_rows_split_over_statements_keep_their_order(
+async def test_rows_split_over_flushes_keep_their_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal, "STATEMENT_BYTES", 10_000)  # a handful of rows each
+    monkeypatch.setattr(journal, "FLUSH_ROWS", 7)  # 15 flushes
     store = HistoryStore(tmp_path / "history.duckdb")
     rows = _rows(101)
     try:
