@@ -68,6 +68,7 @@ class _History:
     def __init__(self, store: HistoryStore) -> None:
         self.store = store
         self.messages: list[HistoryMessage] = []
+        self.escalated = trio.Event()  # set once an escalation was planned
 
     async def post(self, deliver: Deliver) -> None:
         await self.store.write(lambda con: append_rows(con, [delivery_row(deliver, origin="t")]))
@@ -79,6 +80,8 @@ class _History:
                 case FlushHistory(reply=reply):
                     reply.send(True)
                 case PlanDeliveries(deliveries=plan):
+                    if self.escalations():
+                        self.escalated.set()
                     for deliver in plan:
                         await self.post(deliver)
                 case AuditRecorded():
@@ -149,7 +152,15 @@ async def test_unacknowledged_it_escalates_once_at_fifteen_minutes(
         await trio.sleep(15 * 60 - 1)
         assert history.escalations() == []
         await trio.sleep(2)
+        # At 15:00 the actor's 30 s scan falls due too and reads DuckDB in a worker thread:
+        # on a loaded machine MockClock's autojump (50 ms of real time with every task
+        # blocked) can wake this test before that thread is done. So wait for the
+        # escalation (bounded) and check when the actor decided it instead.
+        with trio.fail_after(60):
+            await history.escalated.wait()
         [escalated] = history.escalations()
+        due = ANCHOR + timedelta(minutes=15)
+        assert due <= escalated.planned_at < due + timedelta(seconds=30)
         assert escalated.destination.target == "#oncall-secondary"
         assert escalated.acknowledge == "digest:dlv_review1"  # the secondary can ack it too
         assert escalated.notice is not None
