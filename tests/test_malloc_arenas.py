@@ -81,7 +81,8 @@ import _duckdb
 lib = ctypes.CDLL(_duckdb.__file__)
 decay = ctypes.c_ssize_t.in_dll(lib, "duckdb_je_opt_dirty_decay_ms").value
 muzzy = ctypes.c_ssize_t.in_dll(lib, "duckdb_je_opt_muzzy_decay_ms").value
-print(set_to, decay, muzzy)
+arenas = ctypes.c_uint.in_dll(lib, "duckdb_je_opt_narenas").value
+print(set_to, decay, muzzy, arenas)
 """
 
 
@@ -98,13 +99,13 @@ def _probe(extra_env: dict[str, str]) -> list[str]:
     return done.stdout.splitlines()[-1].split()  # after the daemon's log line
 
 
-def test_duckdbs_jemalloc_returns_freed_pages_at_once() -> None:
-    assert _probe({}) == [DUCKDB_ALLOCATOR, "0", "0"]
+def test_duckdbs_jemalloc_returns_freed_pages_at_once_and_keeps_one_arena() -> None:
+    assert _probe({}) == [DUCKDB_ALLOCATOR, "0", "0", "1"]
 
 
 def test_the_operators_duckdb_allocator_setting_wins() -> None:
-    setting = "dirty_decay_ms:250,muzzy_decay_ms:500"
-    assert _probe({DUCKDB_ALLOCATOR_ENV: setting}) == ["None", "250", "500"]
+    setting = "dirty_decay_ms:250,muzzy_decay_ms:500,narenas:2"
+    assert _probe({DUCKDB_ALLOCATOR_ENV: setting}) == ["None", "250", "500", "2"]
 
 
 def test_too_late_once_duckdb_is_imported() -> None:
