@@ -29,10 +29,13 @@ MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool (state/history/buffers.py restore
 # after it); past this they go to its temporary directory (history.duckdb.tmp) and the
 # cached table blocks are dropped. Not the memory limit itself: the start-up reads of a
 # 1 M-signal history need more room (an anti-join ran out of memory at a 16 MB limit,
-# bench/history_growth.py) and keep it. Peak RSS through the 5,000-webhook burst -10 MB;
-# the rows of 10,000 and 20,000 webhooks replayed: -31 MB and -51 MB; CPU per row within
-# noise. 12 MB saved 3.5 MB more and 8 MB 6 MB more, for 10-20 % more CPU per row.
-HELD_AFTER_WRITE = "16MB"
+# bench/history_growth.py) and keep it. Peak RSS through the 5,000-webhook burst -10 MB
+# at 16 MB; the rows of 10,000 and 20,000 webhooks replayed: -31 MB and -51 MB; CPU per
+# row within noise. 8 MB: 4.9 MB lower peak through that burst than 16 MB (seven
+# interleaved pairs: 127.4-130.1 -> 121.6-128.2 MB), server CPU per request 1,209 vs
+# 1,179 us on average and its other threads (DuckDB's) 439 vs 433 us: a replay of rows
+# alone had measured 10-20 % more CPU per row, not seen per request. 4 MB held no less.
+HELD_AFTER_WRITE = "8MB"
 
 
 class HistoryStore:

@@ -68,7 +68,7 @@ async def test_a_write_leaves_at_most_held_after_write_cached_and_loses_nothing(
         )
         # ~40 MB appended, not checkpointed (below the 64 MB WAL threshold): what stays cached
         # is capped, the rest is in DuckDB's temporary directory
-        assert await store.read(held_kib) <= 16_000_000 // 1024
+        assert await store.read(held_kib) <= 8_000_000 // 1024
         assert (
             await store.read(
                 lambda con: con.execute("SELECT current_setting('memory_limit')").fetchone()
