@@ -113,6 +113,7 @@ def phase_burst(
             )
         time.sleep(0.2)
         figures["rss_ready_mb"] = round(sampler.last / 2**20, 1)
+        figures["rss_anon_ready_mb"] = round(sampler.last_anon / 2**20, 1)
         watch.skip_existing()
         reqs = retarget(requests, 1, daemon.port)
         if args.warmup:
@@ -137,6 +138,7 @@ def phase_burst(
         figures["fake_slack_cpu_cores"] = fake["fake_slack_cpu_cores"]
         figures["rss_after_burst_mb"] = round(sampler.last / 2**20, 1)
         figures["peak_rss_burst_mb"] = round(sampler.peak / 2**20, 1)
+        figures["peak_rss_anon_burst_mb"] = round(sampler.peak_anon / 2**20, 1)
         figures["memory_at_peak"] = memory_map(daemon.proc.pid)
         log(
             f"eyetok: {figures['accepted_per_s']} accepted/s, p50 {figures['p50_ms']} ms, "
@@ -181,6 +183,8 @@ def phase_burst(
     figures["journal"] = journal_stats(daemon.data_dir / "data" / "history.duckdb")
     figures["actors_held_at_stop"] = held_at_stop(daemon.log_path)
     figures["peak_rss_mb"] = round(peak / 2**20, 1)
+    figures["peak_rss_anon_mb"] = round(sampler.peak_anon / 2**20, 1)
+    figures["peak_rss_file_mb"] = round(sampler.peak_file / 2**20, 1)
     figures["slack_rate_per_channel"] = args.slack_rate if config else 1.0
     figures["ready_s"] = round(daemon.ready_s, 2)
     figures["switch_interval"] = args.switch_interval

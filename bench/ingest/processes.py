@@ -24,13 +24,19 @@ from tests.verify import ROOT_TOKEN, SLACK_SIGNING_SECRET, verify_slack_sync
 
 
 class RssSampler:
-    """Peak RSS of a process and all its descendants, sampled every ``interval_s``."""
+    """Peak RSS of a process and all its descendants, sampled every ``interval_s``; and
+    apart, the anonymous part (``RssAnon``: the Python heap, malloc's arenas, DuckDB's
+    buffers) and the file-backed part (``RssFile`` and shared memory: the libraries'
+    pages), each with its own peak (not necessarily at the same sample)."""
 
     def __init__(self, pid: int, interval_s: float = 0.05) -> None:
         self.pid = pid
         self.interval_s = interval_s
         self.peak = 0
         self.last = 0
+        self.peak_anon = 0
+        self.last_anon = 0
+        self.peak_file = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
@@ -46,19 +52,25 @@ class RssSampler:
             return
         children: list[psutil.Process] = []
         while not self._stop.is_set():
-            total = 0
+            total = shared = 0
             try:
-                total = proc.memory_info().rss
+                info = proc.memory_info()
+                total, shared = info.rss, info.shared  # shared: RssFile + RssShmem
                 # Listing descendants scans /proc (~2 ms here): refresh it once a second.
                 if self.samples % max(1, round(1.0 / self.interval_s)) == 0:
                     children = proc.children(recursive=True)
                 for child in children:
                     with contextlib.suppress(psutil.Error):
-                        total += child.memory_info().rss
+                        info = child.memory_info()
+                        total += info.rss
+                        shared += info.shared
             except psutil.Error:
                 return
             self.last = total
             self.peak = max(self.peak, total)
+            self.last_anon = total - shared
+            self.peak_anon = max(self.peak_anon, total - shared)
+            self.peak_file = max(self.peak_file, shared)
             self.samples += 1
             self._stop.wait(self.interval_s)
 

@@ -117,6 +117,15 @@ def text_report(report: dict[str, Any]) -> str:
                 f"{e.get('ready_s')} s; stopped (SIGTERM) in {e.get('stop_s')} s, "
                 f"exit {e.get('exit_code')}"
             )
+            if e.get("peak_rss_anon_mb") is not None:
+                lines.append(
+                    f"    of which anonymous (RssAnon: Python heap, malloc, DuckDB buffers): "
+                    f"{e.get('rss_anon_ready_mb')} MB ready, "
+                    f"{e.get('peak_rss_anon_burst_mb')} MB peak during the HTTP burst, "
+                    f"{e.get('peak_rss_anon_mb')} MB peak until all posts were in; "
+                    f"file-backed (RssFile: the libraries' pages) {e.get('peak_rss_file_mb')} MB "
+                    f"at most"
+                )
             lines += footprint_lines(e)
             lines.append(f"  SEV channels answered: {e.get('sev_channels')}")
             x = e.get("e2e") or {}
