@@ -106,40 +106,18 @@ class HistoryStore:
 
     def _after_write(self, checkpoint: bool) -> None:
         """Lower the memory limit to :data:`HELD_AFTER_WRITE` for a moment (the buffer
-        manager evicts down to it); CHECKPOINT if asked (under :data:`CHECKPOINT_MEMORY`,
-        or under :data:`MEMORY_LIMIT` should DuckDB not have evicted down that far); the
-        limit restored. Nothing is pinned between transactions; should DuckDB refuse
-        anyway, the write stands and the limit is restored all the same."""
-        refused = ""
+        manager evicts down to it), CHECKPOINT if asked (:func:`checkpoint_under`
+        :data:`CHECKPOINT_MEMORY`), and restore it. Nothing is pinned between
+        transactions; should DuckDB refuse to evict anyway, the write stands and the limit
+        is restored all the same."""
         try:
-            self._con.execute(f"SET memory_limit = '{HELD_AFTER_WRITE}'")
+            if checkpoint:
+                checkpoint_under(self._con, CHECKPOINT_MEMORY)
+            else:
+                _evict(self._con)
+                self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         except duckdb.Error as exc:
-            refused = str(exc).splitlines()[0] or type(exc).__name__
-        evicted = not refused
-        failed: duckdb.Error | None = None
-        if checkpoint:
-            try:
-                if evicted:
-                    self._con.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY}'")
-                else:
-                    log.get("history").warning(
-                        "history_checkpoint_under_full_limit",
-                        limit=MEMORY_LIMIT,
-                        refused=refused,
-                        why=f"DuckDB could not evict down to {HELD_AFTER_WRITE}: a "
-                        f"checkpoint out of memory under {CHECKPOINT_MEMORY} would be fatal",
-                    )
-                    self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-                self._con.execute("CHECKPOINT")
-            except duckdb.Error as exc:
-                failed = exc
-        try:
-            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        except duckdb.Error as exc:
-            if failed is None:
-                raise StateError(f"history memory limit not restored: {exc}") from exc
-        if failed is not None:
-            raise StateError(f"history checkpoint failed: {failed}") from failed
+            raise StateError(f"history checkpoint failed: {exc}") from exc
 
     def _wal_bytes(self) -> int:
         if self.path is None:  # in memory: no WAL, nothing to checkpoint
@@ -156,3 +134,46 @@ class HistoryStore:
             if self._wal_bytes():
                 self._after_write(checkpoint=True)
         self._con.close()
+
+
+def checkpoint_under(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """CHECKPOINT under the memory limit ``limit``, then the store's limit restored.
+
+    Only once DuckDB has evicted down to :data:`HELD_AFTER_WRITE`: a checkpoint that runs
+    out of memory is fatal to DuckDB (it invalidates the database, so it cannot be run
+    again under more), and what stays pinned must leave the checkpoint its room. Should
+    DuckDB not evict that far, the checkpoint runs under :data:`MEMORY_LIMIT`, logged."""
+    refused = _evict(con)
+    failed: duckdb.Error | None = None
+    try:
+        if not refused:
+            con.execute(f"SET memory_limit = '{limit}'")
+        else:
+            log.get("history").warning(
+                "history_checkpoint_under_full_limit",
+                limit=MEMORY_LIMIT,
+                refused=refused,
+                why=f"DuckDB could not evict down to {HELD_AFTER_WRITE}: a checkpoint "
+                f"out of memory under {limit} would be fatal",
+            )
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        failed = exc
+    try:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    except duckdb.Error:
+        if failed is None:
+            raise
+    if failed is not None:
+        raise failed
+
+
+def _evict(con: duckdb.DuckDBPyConnection) -> str:
+    """The memory limit lowered to :data:`HELD_AFTER_WRITE` (DuckDB evicts down to it or
+    refuses); "" if it did, else its refusal. The limit is left lowered."""
+    try:
+        con.execute(f"SET memory_limit = '{HELD_AFTER_WRITE}'")
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0] or type(exc).__name__
+    return ""
