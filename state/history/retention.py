@@ -21,7 +21,6 @@ the size of the retention window, not of everything ever received.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import trio
 
 from eyetok.errors import StateError
 from eyetok.retention import Horizons, RetentionOptions, horizons
-from state.history.store import MEMORY_LIMIT, HistoryStore
+from state.history.store import HistoryStore, checkpoint_under
 
 # The memory limit of a prune's closing CHECKPOINT: it rewrites the row groups the prune
 # deleted from, and under the store's limit it kept them all in memory: pruning half of a
@@ -360,18 +359,11 @@ def finish(con: duckdb.DuckDBPyConnection, run: Run, now: datetime) -> dict[str,
 
 
 def checkpoint(con: duckdb.DuckDBPyConnection) -> int:
-    """CHECKPOINT under a memory limit of :data:`CHECKPOINT_MEMORY` (at DuckDB's own
-    limit once more should that run out of memory), then the limit restored; the bytes of
-    the file's free blocks afterwards (0 in memory)."""
-    with contextlib.suppress(duckdb.Error):  # nothing is pinned between statements
-        con.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY}'")
-    try:
-        con.execute("CHECKPOINT")
-    except duckdb.OutOfMemoryException:
-        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        con.execute("CHECKPOINT")
-    finally:
-        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    """CHECKPOINT under a memory limit of :data:`CHECKPOINT_MEMORY` (the store's, should
+    DuckDB not evict first: a checkpoint out of memory is fatal to it, never run again;
+    state/history/store.py), then the limit restored; the bytes of the file's free
+    blocks afterwards (0 in memory)."""
+    checkpoint_under(con, CHECKPOINT_MEMORY)
     row = con.execute(
         "SELECT block_size * free_blocks FROM pragma_database_size() "
         "WHERE database_name = current_database()"

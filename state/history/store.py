@@ -17,14 +17,31 @@ from typing import TypeVar
 import duckdb
 import trio
 
+from eyetok import log
 from eyetok.errors import StateError
 from state.history.schema import SCHEMA_VERSION, STATEMENTS
 
 T = TypeVar("T")
-CHECKPOINT_THRESHOLD = "64MB"
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool (state/history/buffers.py restores it)
+# DuckDB's own checkpoint in a COMMIT is off (its threshold: past any WAL we write); a
+# write checkpoints after its COMMIT once the WAL holds this much. At DuckDB's default
+# (16 MB: about 7,000 Alertmanager signals) materialising a batched burst cost 68-72 us
+# of CPU per signal, checkpoints included; at 64 MB, 56-59 us (4 runs each, 1,500 rows
+# per commit, bench/batched.py's rows). Opening after a crash replays at most this much
+# WAL (and one write's): 0.5 s of CPU for 63 MB here.
+CHECKPOINT_EVERY = 64 * 2**20
+NO_AUTOMATIC_CHECKPOINT = "1TB"
+# The memory limit of that checkpoint. Under the store's limit it filled the buffer pool
+# with the row groups it rewrote: +170 MB RSS inside one COMMIT, the peak of a batched
+# burst (bench/batched.py --source alertmanager -r 2000: 480 MB). Its blocks go to the
+# file as it goes and nothing it needs is lost by evicting them. A checkpoint that runs
+# out of memory is fatal to DuckDB (the database is invalidated; no retry is possible),
+# so it gets 4x what the batched burst's checkpoints were seen to need (16 MB passed,
+# 8 MB killed the daemon), and only when DuckDB could first evict down to
+# HELD_AFTER_WRITE (what stays pinned is small); else it runs under MEMORY_LIMIT, logged.
+CHECKPOINT_MEMORY = "64MB"
 # What DuckDB may keep in memory once a write transaction is done. Appends live in its
-# buffer pool until a checkpoint (up to CHECKPOINT_THRESHOLD of WAL: 24 MB per 5,000
+# buffer pool until a checkpoint (up to CHECKPOINT_EVERY of WAL: 24 MB per 5,000
 # webhooks, ~75 MB before the first checkpoint, and the checkpointed blocks stay cached
 # after it); past this they go to its temporary directory (history.duckdb.tmp) and the
 # cached table blocks are dropped. Not the memory limit itself: the start-up reads of a
@@ -53,12 +70,7 @@ class HistoryStore:
             # shares two cores with the HTTP front.
             self._con.execute("SET threads = 1")
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-            # DuckDB checkpoints its own WAL into the file past this size. At the default
-            # (16 MB: about 7,000 Alertmanager signals) materialising a batched burst
-            # cost 68-72 us of CPU per signal, checkpoints included; at 64 MB, 56-59 us
-            # (4 runs each, 1,500 rows per commit, bench/batched.py's rows). Opening
-            # after a crash replays at most this much WAL: 0.5 s of CPU for 63 MB here.
-            self._con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            self._con.execute(f"SET checkpoint_threshold = '{NO_AUTOMATIC_CHECKPOINT}'")
             for statement in STATEMENTS:
                 self._con.execute(statement)
             if not self._con.execute("SELECT count(*) FROM schema_version").fetchall()[0][0]:
@@ -92,20 +104,79 @@ class HistoryStore:
             self._con.execute("COMMIT")
         except duckdb.Error as exc:
             raise StateError(f"history write failed: {exc}") from exc
-        self._give_back_buffers()
+        self._after_write(self._wal_bytes() >= CHECKPOINT_EVERY)
         return result
 
-    def _give_back_buffers(self) -> None:
+    def _after_write(self, checkpoint: bool) -> None:
         """Lower the memory limit to :data:`HELD_AFTER_WRITE` for a moment (the buffer
-        manager evicts down to it) and restore it. Nothing is pinned between
-        transactions; should DuckDB refuse anyway, the write stands and the limit is
-        restored all the same."""
-        with contextlib.suppress(duckdb.Error):
-            self._con.execute(f"SET memory_limit = '{HELD_AFTER_WRITE}'")
+        manager evicts down to it), CHECKPOINT if asked (:func:`checkpoint_under`
+        :data:`CHECKPOINT_MEMORY`), and restore it. Nothing is pinned between
+        transactions; should DuckDB refuse to evict anyway, the write stands and the limit
+        is restored all the same."""
         try:
-            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+            if checkpoint:
+                checkpoint_under(self._con, CHECKPOINT_MEMORY)
+            else:
+                _evict(self._con)
+                self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         except duckdb.Error as exc:
-            raise StateError(f"history memory limit not restored: {exc}") from exc
+            raise StateError(f"history checkpoint failed: {exc}") from exc
+
+    def _wal_bytes(self) -> int:
+        if self.path is None:  # in memory: no WAL, nothing to checkpoint
+            return 0
+        try:
+            return self.path.with_name(self.path.name + ".wal").stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def close(self) -> None:
+        """Checkpoint what the WAL holds the same way as a write does (DuckDB's own on
+        close would run under :data:`MEMORY_LIMIT`), then close."""
+        with contextlib.suppress(StateError):  # then DuckDB's own checkpoint tries
+            if self._wal_bytes():
+                self._after_write(checkpoint=True)
         self._con.close()
+
+
+def checkpoint_under(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """CHECKPOINT under the memory limit ``limit``, then the store's limit restored.
+
+    Only once DuckDB has evicted down to :data:`HELD_AFTER_WRITE`: a checkpoint that runs
+    out of memory is fatal to DuckDB (it invalidates the database, so it cannot be run
+    again under more), and what stays pinned must leave the checkpoint its room. Should
+    DuckDB not evict that far, the checkpoint runs under :data:`MEMORY_LIMIT`, logged."""
+    refused = _evict(con)
+    failed: duckdb.Error | None = None
+    try:
+        if not refused:
+            con.execute(f"SET memory_limit = '{limit}'")
+        else:
+            log.get("history").warning(
+                "history_checkpoint_under_full_limit",
+                limit=MEMORY_LIMIT,
+                refused=refused,
+                why=f"DuckDB could not evict down to {HELD_AFTER_WRITE}: a checkpoint "
+                f"out of memory under {limit} would be fatal",
+            )
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        failed = exc
+    try:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    except duckdb.Error:
+        if failed is None:
+            raise
+    if failed is not None:
+        raise failed
+
+
+def _evict(con: duckdb.DuckDBPyConnection) -> str:
+    """The memory limit lowered to :data:`HELD_AFTER_WRITE` (DuckDB evicts down to it or
+    refuses); "" if it did, else its refusal. The limit is left lowered."""
+    try:
+        con.execute(f"SET memory_limit = '{HELD_AFTER_WRITE}'")
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0] or type(exc).__name__
+    return ""

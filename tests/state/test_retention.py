@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pytest
+import structlog
 import trio
 import trio.testing
 
@@ -21,6 +22,7 @@ from eyetok.errors import ConfigError, StateError
 from eyetok.messages import Incident, Severity
 from eyetok.retention import RetentionOptions
 from state.history import retention
+from state.history import store as store_module
 from state.history.journal import AuditRow, TenantConfigRow, append_rows, snapshot_row
 from state.history.store import HistoryStore
 from tests.actors.history_rows import delivered_signal_rows
@@ -326,26 +328,32 @@ async def test_the_prune_checkpoint_runs_under_its_own_memory_limit_and_restores
     assert await store.read(limit) == before
 
 
-def test_a_prune_checkpoint_out_of_memory_is_run_again_at_the_store_s_limit() -> None:
+def test_a_prune_checkpoint_runs_under_the_store_s_limit_when_duckdb_cannot_evict_first() -> None:
+    # A checkpoint out of memory is fatal to DuckDB (the database invalidated): it is never
+    # tried under the low limit unless DuckDB could evict down to HELD_AFTER_WRITE first.
+    held = f"SET memory_limit = '{store_module.HELD_AFTER_WRITE}'"
+
     class Con:
         def __init__(self) -> None:
             self.statements: list[str] = []
 
         def execute(self, sql: str, *args: Any) -> Any:
             self.statements.append(sql)
-            if sql == "CHECKPOINT" and self.statements.count("CHECKPOINT") == 1:
-                raise duckdb.OutOfMemoryException("could not allocate block")
+            if sql == held:
+                raise duckdb.OutOfMemoryException("Failed to change memory limit")
             return self
 
         def fetchone(self) -> tuple[int]:
             return (4096,)
 
     con = Con()
-    assert retention.checkpoint(con) == 4096  # type: ignore[arg-type]
-    assert con.statements[:5] == [
-        f"SET memory_limit = '{retention.CHECKPOINT_MEMORY}'",
+    with structlog.testing.capture_logs() as logs:
+        assert retention.checkpoint(con) == 4096  # type: ignore[arg-type]
+    assert con.statements[:4] == [
+        held,
+        f"SET memory_limit = '{store_module.MEMORY_LIMIT}'",
         "CHECKPOINT",
-        f"SET memory_limit = '{retention.MEMORY_LIMIT}'",
-        "CHECKPOINT",
-        f"SET memory_limit = '{retention.MEMORY_LIMIT}'",
+        f"SET memory_limit = '{store_module.MEMORY_LIMIT}'",
     ]
+    assert "CHECKPOINT" not in con.statements[4:]
+    assert [e["event"] for e in logs] == ["history_checkpoint_under_full_limit"]
