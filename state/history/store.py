@@ -59,18 +59,23 @@ class HistoryStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         try:
+            # The limits from the first moment: opening a file a crash left replays its WAL
+            # (up to CHECKPOINT_EVERY and one write) and checkpoints it inside connect(),
+            # which otherwise ran under DuckDB's default limit, 80 % of the machine's RAM.
+            # One worker thread and a small buffer pool: the history is append-mostly and
+            # shares two cores with the HTTP front.
+            config: dict[str, str | bool | int | float | list[str]] = {
+                "memory_limit": MEMORY_LIMIT,
+                "threads": 1,
+                "checkpoint_threshold": NO_AUTOMATIC_CHECKPOINT,
+            }
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.is_new = not self.path.exists()
-                self._con = duckdb.connect(str(self.path))
+                self._con = duckdb.connect(str(self.path), config=config)
             else:
                 self.is_new = True
-                self._con = duckdb.connect(":memory:")
-            # One worker thread and a small buffer pool: the history is append-mostly and
-            # shares two cores with the HTTP front.
-            self._con.execute("SET threads = 1")
-            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-            self._con.execute(f"SET checkpoint_threshold = '{NO_AUTOMATIC_CHECKPOINT}'")
+                self._con = duckdb.connect(":memory:", config=config)
             for statement in STATEMENTS:
                 self._con.execute(statement)
             if not self._con.execute("SELECT count(*) FROM schema_version").fetchall()[0][0]:

@@ -165,3 +165,25 @@ async def test_close_checkpoints_under_checkpoint_memory_and_loses_nothing(
         assert await store.read(lambda con: con.execute(COUNT).fetchall()) == [(1_000,)]
     finally:
         store.close()
+
+
+async def test_a_file_a_crash_left_opens_under_the_stores_limits(tmp_path: Path) -> None:
+    """A WAL a crash left (no checkpoint ran) is replayed when the store opens the file:
+    every row is there, and the store's limits hold (connect() itself gets them, so the
+    replay does not run under DuckDB's default of 80 % of the machine's RAM)."""
+    store = HistoryStore(tmp_path / "history.duckdb")
+    await store.write(lambda con: con.execute(INSERT.format(n=2_000)))
+    wal = tmp_path / "history.duckdb.wal"
+    assert wal.stat().st_size > 0  # no checkpoint in the COMMIT: the rows wait in the WAL
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("history.duckdb", "history.duckdb.wal"):  # the files as a kill -9 leaves them
+        (crashed / name).write_bytes((tmp_path / name).read_bytes())
+    store.close()
+    reopened = HistoryStore(crashed / "history.duckdb")
+    settings = reopened._con.execute(
+        """SELECT current_setting('memory_limit'), current_setting('threads'),
+                  (SELECT count(*) FROM audit_log)"""
+    ).fetchone()
+    assert settings == (_shown(store_module.MEMORY_LIMIT)[0], 1, 2_000)
+    reopened.close()
