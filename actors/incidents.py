@@ -218,8 +218,9 @@ async def run_incidents(
                 if action is IncidentAction.RESOLVE
                 else "incident_opened",
                 "incident_id": incident.incident_id,
-                "severity": incident.severity.value,
-                "sev_channel": incident.sev_channel.value if incident.sev_channel else None,
+                # str() of a StrEnum is its value, without the enum's ``value`` property
+                "severity": str(incident.severity),
+                "sev_channel": str(incident.sev_channel) if incident.sev_channel else None,
                 "rule": routing.rule,
                 "known_to_eyetok": known,
                 "dedup_key": incident.dedup_key,
