@@ -445,8 +445,9 @@ async def run_incidents(
                     changes = tuple(decided(signal, lines=lines) for signal in signals)
                     log_decided(lines, len(signals))
                     for signal in signals:
-                        track(key_of(signal))
-                        quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
+                        key = key_of(signal)
+                        track(key)
+                        quiet.track(key, open_incidents.get(key))
                     await forward(outbox, IncidentsChanged(changes=changes, reply=batch_reply))
                 case AcknowledgeIncident():
                     await acknowledge(message)

@@ -366,7 +366,18 @@ def classify(
     (decides newness when the payload does not).
     """
     rule = _matched(signal, known, rules)
-    channel, business = sev_channel_for(rule.severity, signal.received_at, window)
-    return Routing(
-        severity=rule.severity, rule=rule.name, sev_channel=channel, business_hours=business
-    )
+    business = is_business_hours(signal.received_at, window)
+    # a Routing is frozen and made of these three alone: one per combination is shared
+    key = (rule.severity, rule.name, business)
+    routing = _ROUTINGS.get(key)
+    if routing is None:
+        if len(_ROUTINGS) >= _MATCHED_MAX:
+            _ROUTINGS.clear()
+        channel, _ = sev_channel_for(rule.severity, signal.received_at, window)
+        routing = _ROUTINGS[key] = Routing(
+            severity=rule.severity, rule=rule.name, sev_channel=channel, business_hours=business
+        )
+    return routing
+
+
+_ROUTINGS: dict[tuple[Severity, str, bool], Routing] = {}

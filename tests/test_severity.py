@@ -11,9 +11,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from eyetok import severity as severity_module
-from eyetok.messages import SevChannel, Severity, Signal, SignalKind
+from eyetok.messages import Routing, SevChannel, Severity, Signal, SignalKind
 from eyetok.recognisers import Recognisers
 from eyetok.severity import (
     CANONICAL_RULES,
@@ -24,6 +25,7 @@ from eyetok.severity import (
     classify,
     facts_of,
     match_rule,
+    sev_channel_for,
     why,
 )
 from eyetok.sources import sentry
@@ -532,9 +534,16 @@ def test_classify_remembers_a_rule_per_table_and_answers_as_the_table_does() -> 
         )
         for rules in (CANONICAL_RULES, custom):
             expected = match_rule(facts_of(s, known=known), rules)
-            for _ in range(2):  # decided, then remembered
-                routing = classify(s, known=known, rules=rules)
-                assert (routing.rule, routing.severity) == (expected.name, expected.severity)
+            for at in (IN_HOURS, OUT_OF_HOURS):
+                channel, business = sev_channel_for(expected.severity, at)
+                for _ in range(2):  # decided, then remembered
+                    routing = classify(replace(s, received_at=at), known=known, rules=rules)
+                    assert routing == Routing(
+                        severity=expected.severity,
+                        rule=expected.name,
+                        sev_channel=channel,
+                        business_hours=business,
+                    )
     remembered = severity_module._MATCHED[id(CANONICAL_RULES)][1]
     assert 0 < len(remembered) <= severity_module._MATCHED_MAX
     for users in range(severity_module._MATCHED_MAX + 10):
