@@ -218,8 +218,9 @@ async def run_incidents(
                 if action is IncidentAction.RESOLVE
                 else "incident_opened",
                 "incident_id": incident.incident_id,
-                "severity": incident.severity.value,
-                "sev_channel": incident.sev_channel.value if incident.sev_channel else None,
+                # str() of a StrEnum is its value, without the enum's ``value`` property
+                "severity": str(incident.severity),
+                "sev_channel": str(incident.sev_channel) if incident.sev_channel else None,
                 "rule": routing.rule,
                 "known_to_eyetok": known,
                 "dedup_key": incident.dedup_key,
@@ -444,8 +445,9 @@ async def run_incidents(
                     changes = tuple(decided(signal, lines=lines) for signal in signals)
                     log_decided(lines, len(signals))
                     for signal in signals:
-                        track(key_of(signal))
-                        quiet.track(key_of(signal), open_incidents.get(key_of(signal)))
+                        key = key_of(signal)
+                        track(key)
+                        quiet.track(key, open_incidents.get(key))
                     await forward(outbox, IncidentsChanged(changes=changes, reply=batch_reply))
                 case AcknowledgeIncident():
                     await acknowledge(message)

@@ -54,7 +54,6 @@ are refused, and a recogniser that is named replaces its default as a whole.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping
 
 import msgspec
@@ -184,12 +183,12 @@ class _Matcher:
     def tag_keys_read(self) -> set[str]:
         return {k for k, _ in self.tags} | set(self.tag_keys)
 
-    def title_words(self) -> set[str]:
-        """The first word of every title criterion (see :func:`_may_match`)."""
-        return {n.split(" ", 1)[0] for n in (*self.title_contains, *self.title_prefix)}
+    def title_words(self) -> list[tuple[str, ...]]:
+        """What a title must hold for a title criterion to match (see :func:`_may_match`)."""
+        return _word_groups(self.title_contains, self.title_prefix)
 
-    def message_words(self) -> set[str]:
-        return {n.split(" ", 1)[0] for n in (*self.message_contains, *self.message_prefix)}
+    def message_words(self) -> list[tuple[str, ...]]:
+        return _word_groups(self.message_contains, self.message_prefix)
 
     def matches(
         self,
@@ -227,10 +226,10 @@ class _Compiled:
         "key_reads",
         "marks_of_nothing",
         "matchers",
-        "message_search",
+        "message_groups",
         "source",
         "tag_keys",
-        "title_search",
+        "title_groups",
     )
 
     def __init__(self, recognisers: Recognisers) -> None:
@@ -240,8 +239,8 @@ class _Compiled:
             for name in recognisers.__struct_fields__
         )
         self.tag_keys = frozenset(k for _, m in self.matchers for k in m.tag_keys_read())
-        self.title_search = _words_pattern(w for _, m in self.matchers for w in m.title_words())
-        self.message_search = _words_pattern(w for _, m in self.matchers for w in m.message_words())
+        self.title_groups = _groups(g for _, m in self.matchers for g in m.title_words())
+        self.message_groups = _groups(g for _, m in self.matchers for g in m.message_words())
         # a tag key as sent -> its normalised form when a recogniser reads it, else None
         # (labels repeat from alert to alert: ``instance``, ``job``, ``severity`` ...)
         self.key_reads: dict[str, str | None] = {}
@@ -266,26 +265,41 @@ class _Compiled:
 _KEY_READS_MAX = 4096  # distinct tag keys remembered per configuration (then forgotten)
 
 
-def _words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
-    """One search for any of ``words`` (None: no criterion reads this text)."""
-    unique = sorted(set(words))
-    if not unique:
-        return None
-    return re.compile("|".join(map(re.escape, unique)))
+def _word_groups(contains: tuple[str, ...], prefixes: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The words a text must hold for one of these criteria to match: the first word of
+    every ``contains`` needle, all of them; or the first word of one prefix."""
+    groups: list[tuple[str, ...]] = [(p.split(" ", 1)[0],) for p in prefixes]
+    if contains:
+        groups.append(tuple(sorted({n.split(" ", 1)[0] for n in contains})))
+    return groups
 
 
-def _may_match(text: str, search: re.Pattern[str] | None) -> bool:
+def _groups(groups: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], ...] | None:
+    """The distinct groups, fewest words first (None: no criterion reads this text)."""
+    unique = sorted(set(groups), key=lambda g: (len(g), g))
+    return tuple(unique) if unique else None
+
+
+def _may_match(text: str, groups: tuple[tuple[str, ...], ...] | None) -> bool:
     """False only when no title (or message) criterion can match ``text``, so it need not
     be normalised. A criterion's first word has no separator and no space in it, and
     normalising only turns separators into spaces, adds spaces between camelCase words
     and lowers the case: a word of the normalised text is a substring of the lowered
-    ASCII text (``search`` finds any of those words). Non-ASCII text (where case folding
-    may change lengths) is always read."""
-    if search is None:
+    ASCII text. A ``*_contains`` criterion needs every needle, so every needle's first
+    word (a group); a prefix needs its own. Non-ASCII text (where case folding may change
+    lengths) is always read."""
+    if groups is None:
         return False
     if not text.isascii():
         return True
-    return search.search(text.lower()) is not None
+    lowered = text.lower()
+    for group in groups:
+        for word in group:
+            if word not in lowered:
+                break
+        else:
+            return True
+    return False
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -365,17 +379,18 @@ def marks_for(
         k = reads[key] if key in reads else compiled.key_read(key)
         if k is not None:  # a value no recogniser reads is not normalised
             seen.setdefault(k, set()).add(normalise(value))
-    by_key = {key: frozenset(values) for key, values in seen.items()}
-    facts = (
-        normalise(title) if _may_match(title, compiled.title_search) else "",
-        normalise(message) if _may_match(message, compiled.message_search) else "",
-        by_key,
-        normalise(issue_type) if issue_type else "",
-        normalise(issue_category) if issue_category else "",
-    )
-    if not any(facts):
+    title_read = normalise(title) if _may_match(title, compiled.title_groups) else ""
+    message_read = normalise(message) if _may_match(message, compiled.message_groups) else ""
+    type_read = normalise(issue_type) if issue_type else ""
+    category_read = normalise(issue_category) if issue_category else ""
+    if not (seen or title_read or message_read or type_read or category_read):
         return compiled.marks_of_nothing
-    return frozenset(name for name, matcher in compiled.matchers if matcher.matches(*facts))
+    by_key = {key: frozenset(values) for key, values in seen.items()}
+    return frozenset(
+        name
+        for name, matcher in compiled.matchers
+        if matcher.matches(title_read, message_read, by_key, type_read, category_read)
+    )
 
 
 def _recogniser(recognisers: Recognisers, name: str) -> Recogniser:

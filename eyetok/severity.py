@@ -245,6 +245,59 @@ def match_rule(facts: Facts, rules: tuple[Rule, ...] = CANONICAL_RULES) -> Rule:
     return DEFAULT_RULE
 
 
+# What :func:`classify` decided for each combination of the facts the rules read, per
+# rule table (a table is immutable: the answer for the same facts never changes). The
+# signals of a batch repeat a few combinations; one look-up replaces a pass over the
+# table (about 1.5 us a signal, microbench). Bounded: a table's answers are forgotten past the
+# maximum, and tables (a config reload makes new ones) past theirs.
+_MemoKey = tuple[
+    SignalKind,
+    str,
+    frozenset[str],
+    bool | None,
+    bool,
+    bool | None,
+    str,
+    int | None,
+    bool,
+    bool,
+    bool,
+]
+_MATCHED: dict[int, tuple[tuple[Rule, ...], dict[_MemoKey, Rule]]] = {}
+_MATCHED_MAX = 4096
+_TABLES_MAX = 16
+
+
+def _matched(signal: Signal, known: bool, rules: tuple[Rule, ...]) -> Rule:
+    """``match_rule(facts_of(signal, known=known), rules)``, remembered."""
+    table = _MATCHED.get(id(rules))
+    if table is None or table[0] is not rules:
+        if len(_MATCHED) >= _TABLES_MAX:
+            _MATCHED.clear()
+        table = _MATCHED[id(rules)] = (rules, {})
+    memo = table[1]
+    s = signal
+    key = (
+        s.kind,
+        s.level,
+        s.marks,
+        s.is_new,
+        known,
+        s.unhandled,
+        s.environment,
+        s.users_affected,
+        s.is_regression,
+        s.is_metric_alert,
+        s.is_performance,
+    )
+    rule = memo.get(key)
+    if rule is None:
+        if len(memo) >= _MATCHED_MAX:
+            memo.clear()
+        rule = memo[key] = match_rule(facts_of(signal, known=known), rules)
+    return rule
+
+
 class RuleMiss(msgspec.Struct, frozen=True, kw_only=True):
     """A louder rule above the one that matched, and the first condition that failed."""
 
@@ -312,8 +365,19 @@ def classify(
     ``known``: EyeTok has an open or recently resolved incident for the signal's key
     (decides newness when the payload does not).
     """
-    rule = match_rule(facts_of(signal, known=known), rules)
-    channel, business = sev_channel_for(rule.severity, signal.received_at, window)
-    return Routing(
-        severity=rule.severity, rule=rule.name, sev_channel=channel, business_hours=business
-    )
+    rule = _matched(signal, known, rules)
+    business = is_business_hours(signal.received_at, window)
+    # a Routing is frozen and made of these three alone: one per combination is shared
+    key = (rule.severity, rule.name, business)
+    routing = _ROUTINGS.get(key)
+    if routing is None:
+        if len(_ROUTINGS) >= _MATCHED_MAX:
+            _ROUTINGS.clear()
+        channel, _ = sev_channel_for(rule.severity, signal.received_at, window)
+        routing = _ROUTINGS[key] = Routing(
+            severity=rule.severity, rule=rule.name, sev_channel=channel, business_hours=business
+        )
+    return routing
+
+
+_ROUTINGS: dict[tuple[Severity, str, bool], Routing] = {}

@@ -7,6 +7,7 @@ import os
 import re
 import threading
 
+from eyetok import ids as ids_module
 from eyetok.http.hooks import new_signal_id
 from eyetok.ids import random_hex
 from eyetok.incidents import new_incident_id
@@ -50,3 +51,18 @@ def test_a_forked_child_does_not_repeat_the_parents_bytes() -> None:
     parent = random_hex(16)
     assert len(child) == 32
     assert child != parent
+
+
+def test_ids_of_every_length_across_reads_never_share_bytes() -> None:
+    """Each id takes its own 16-byte slot of a read, whatever its length, and a read that
+    runs out (or one another thread replaced) makes a new one: across several reads, no
+    two ids start alike, each has the length asked, and past 16 bytes they come whole
+    from the OS."""
+    made = [random_hex(4 + i % 13) for i in range(3 * ids_module._SLOTS + 7)]
+    assert [len(h) for h in made] == [2 * (4 + i % 13) for i in range(len(made))]
+    assert len({h[:8] for h in made}) == len(made)  # two ids on one slot would start alike
+    stale = ids_module._SOURCE._read  # a thread that read this tuple before a new read
+    fresh = random_hex(16)
+    ids_module._SOURCE._read = stale  # ... and put back an older one: its slots move on
+    assert random_hex(16) not in (fresh, stale[1][:32])
+    assert len(random_hex(17)) == 34

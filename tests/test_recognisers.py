@@ -390,3 +390,20 @@ def test_tag_keys_past_the_remembered_ones_still_read() -> None:
     for key in ("paper_run", "paper-run", "PaperRun"):
         assert marks_for(custom, title="", message="", tags=((key, "yes"),)) == {"h12"}
         assert marks_for(custom, title="", message="", tags=((key, "off"),)) == frozenset()
+
+
+def test_a_text_without_every_word_a_contains_criterion_needs_is_not_read() -> None:
+    """A title or message is normalised and read only when it holds, lower-cased, the
+    first word of every needle of a ``*_contains`` criterion or of one prefix: an
+    Alertmanager description that mentions "requests" but not H12 is not read, one with
+    both is, and the marks are the plain reading's either way."""
+    groups = rec_module._compiled(DEFAULTS).message_groups
+    plain = "5xx responses are 6.2% of requests on raptor-api-7 for the last 5 minutes."
+    assert not rec_module._may_match(plain, groups)
+    assert rec_module._may_match("H12 Request timeout on web.1", groups)
+    assert rec_module._may_match("at=error code=H12 desc=RequestTimeout", groups)
+    assert rec_module._may_match("Synthetic check failed", groups)
+    assert rec_module._may_match("Zeitüberschreitung", groups)  # not ASCII: always read
+    assert marks(message=plain) == frozenset()
+    assert marks(message="at=error code=H12 desc=RequestTimeout") == {"h12"}
+    assert marks(message="desc=RequestTimeout code=h12") == {"h12"}  # any order

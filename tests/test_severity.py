@@ -11,17 +11,21 @@ from typing import Any
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
-from eyetok.messages import SevChannel, Severity, Signal, SignalKind
+from eyetok import severity as severity_module
+from eyetok.messages import Routing, SevChannel, Severity, Signal, SignalKind
 from eyetok.recognisers import Recognisers
 from eyetok.severity import (
     CANONICAL_RULES,
     DEFAULT_RULE,
     Condition,
     Facts,
+    Rule,
     classify,
     facts_of,
     match_rule,
+    sev_channel_for,
     why,
 )
 from eyetok.sources import sentry
@@ -491,3 +495,62 @@ def test_holds_says_what_the_checks_say_for_every_rule() -> None:
     for facts in _every_facts():
         for condition in conditions:
             assert condition.holds(facts) == all(ok for ok, _ in condition.checks(facts))
+
+
+def test_classify_remembers_a_rule_per_table_and_answers_as_the_table_does() -> None:
+    """``classify`` remembers the rule each combination of facts got, per rule table: the
+    first and the remembered answer are what a pass over the table gives, across every
+    fact the rules read, for the canonical table and a custom one; a flood of distinct
+    combinations forgets them (bounded) and still answers alike."""
+    custom = (
+        Rule(
+            name="staging-quiet", severity=LOW, when=Condition(environments=frozenset({"staging"}))
+        ),
+        *CANONICAL_RULES,
+    )
+    grid = itertools.product(
+        (SignalKind.ALERT, SignalKind.RESOLVE),
+        ("fatal", "error", "warning", "info"),
+        (frozenset(), frozenset({"h12"}), frozenset({"declared_high"})),
+        (None, False, True),  # is_new as the payload says
+        (False, True),  # known to EyeTok
+        (None, True),  # unhandled
+        ("production", "staging"),
+        (None, 0, 3),  # users affected
+        (False, True),  # is_regression, is_metric_alert, is_performance together
+    )
+    for kind, level, marks, new, known, unhandled, env, users, flag in grid:
+        s = signal(
+            kind=kind,
+            level=level,
+            marks=marks,
+            is_new=new,
+            unhandled=unhandled,
+            environment=env,
+            users_affected=users,
+            is_regression=flag,
+            is_metric_alert=flag,
+            is_performance=not flag,
+        )
+        for rules in (CANONICAL_RULES, custom):
+            expected = match_rule(facts_of(s, known=known), rules)
+            for at in (IN_HOURS, OUT_OF_HOURS):
+                channel, business = sev_channel_for(expected.severity, at)
+                for _ in range(2):  # decided, then remembered
+                    routing = classify(replace(s, received_at=at), known=known, rules=rules)
+                    assert routing == Routing(
+                        severity=expected.severity,
+                        rule=expected.name,
+                        sev_channel=channel,
+                        business_hours=business,
+                    )
+    remembered = severity_module._MATCHED[id(CANONICAL_RULES)][1]
+    assert 0 < len(remembered) <= severity_module._MATCHED_MAX
+    for users in range(severity_module._MATCHED_MAX + 10):
+        assert classify(signal(users_affected=users, **NEW_UNHANDLED_PROD_NO_USERS)).rule == (
+            "error-new-unhandled-production" if users else "default"
+        )
+    assert len(remembered) <= severity_module._MATCHED_MAX
+
+
+NEW_UNHANDLED_PROD_NO_USERS = {k: v for k, v in NEW_UNHANDLED_PROD.items() if k != "users_affected"}

@@ -127,6 +127,9 @@ def severity_of(labels: dict[str, str]) -> Severity:
     label = labels.get("severity")
     if label is None:
         return Severity.MEDIUM
+    found = SEVERITY_LABELS.get(label)  # the usual label, already stripped and lower case
+    if found is not None:
+        return found
     return SEVERITY_LABELS.get(label.strip().lower(), Severity.MEDIUM)
 
 
