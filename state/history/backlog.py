@@ -9,12 +9,17 @@ without bound in memory (``bench/batched.py --source alertmanager -r 2000``: 100
 116 MB of frames journalled while the previous materialisation ran, 7 s for one
 transaction of them, EyeTok's peak RSS 676 MB, on a 512 MB dyno).
 
-Here at most ``limit_bytes`` of frames (their journal payload's size) are in memory, held
-or being materialised. Past it a frame stays in the journal files only, where it is
-already durable, and every later frame with it until DuckDB has caught up; the
-materialisation reads them back, ``limit_bytes`` at a time, one DuckDB transaction each
-(its rows and ``wal_applied`` together), in journal order. On start everything past
-``wal_applied`` is read back the same way (the replay).
+Here at most ``limit_bytes`` of frames (their journal payload's size) are held in memory
+(twice that while a write of held frames is under way when a spill drops them). A frame
+that would pass it is left in the journal files only, where it is already durable, with
+every frame held (they are there too); the materialisation reads that stretch of the
+journal back, ``limit_bytes`` at a time, one DuckDB transaction each (its rows and
+``wal_applied`` together), in journal order, and the frames journalled meanwhile are held
+again as long as they fit: they follow the stretch. (The first version left every later
+frame in the journal until DuckDB had caught up with the journal's end, which under a
+steady stream of single webhooks it never did: every frame was read back and decoded
+twice, +150 us of CPU per webhook.) On start everything past ``wal_applied`` is read back
+the same way (the replay).
 
 One task at a time materialises (the caller's lock); :meth:`Backlog.add` and the
 bookkeeping run on the event loop, :meth:`Backlog.read_back` in a worker thread.
@@ -52,8 +57,9 @@ class Spill:
 
 
 class Backlog(Generic[F]):
-    """Frames journalled and not yet in DuckDB, oldest first: first those held in memory,
-    then (once ``limit_bytes`` was reached) those only in the journal files."""
+    """Frames journalled and not yet in DuckDB, oldest first: first those only in the
+    journal files (past :attr:`applied`, up to the spill's end), then those held in
+    memory, which follow them in the journal."""
 
     def __init__(
         self,
@@ -69,42 +75,67 @@ class Backlog(Generic[F]):
         self.applied = applied  # every frame before it is in DuckDB
         self._held: list[tuple[Position, int, F]] = []  # (end, payload size, frame)
         self.held_bytes = 0
-        # Frames past what is held may be in the journal files only. True at start: the
-        # journal may hold frames past ``applied`` (a crash or a stop before DuckDB).
-        self.in_journal = True
+        # The frames from ``applied`` up to here are in the journal files only. None at
+        # start: up to wherever the journal ends (a crash or a stop before DuckDB).
+        self._spill_to: Position | None = None
+        self._spilling = False  # a spill (not the start's replay) is being read back
         self._spilled_frames = 0
         self._spilled_bytes = 0
 
     def add(self, frame: F, size: int, end: Position) -> bool:
         """Frame ``frame`` (``size`` bytes of payload, ending at ``end``) was journalled:
-        hold it, or leave it in the journal files if holding it would pass the limit, or
-        if earlier frames were left there. True when this frame started leaving them."""
-        if not self.in_journal and self.held_bytes + size <= self.limit_bytes:
+        hold it, or, if holding it would pass the limit, leave it in the journal files
+        with every frame held (they are there too: read back in order, after the ones
+        already left there). True when this frame started a spill."""
+        if self._spill_to is not None and self.held_bytes + size <= self.limit_bytes:
             self._held.append((end, size, frame))
             self.held_bytes += size
             return False
-        started = not self.in_journal
-        self.in_journal = True
-        self._spilled_frames += 1
-        self._spilled_bytes += size
+        started = self._spill_to is not None and not self._spilling
+        if self._spill_to is not None:  # at start the replay reads up to the journal's end
+            self._spilling = True
+            self._spill_to = end
+        self._spilled_frames += len(self._held) + 1
+        self._spilled_bytes += self.held_bytes + size
+        self._held.clear()
+        self.held_bytes = 0
         return started
 
+    def replayed(self) -> None:
+        """The start's replay is done (DuckDB has the journal up to :attr:`applied`, or it
+        had it already): frames journalled from now on are held."""
+        if self._spill_to is None:
+            self._spill_to = self.applied
+            self._spilled_frames = self._spilled_bytes = 0
+
+    def _journal_first(self, position: Position) -> bool:
+        """Whether frames only in the journal files come next (up to ``position`` at
+        start)."""
+        spill_to = position if self._spill_to is None else self._spill_to
+        return self.applied < spill_to
+
     def behind(self, position: Position) -> bool:
-        """Whether DuckDB misses a frame journalled before ``position``."""
-        return bool(self._held) or (self.in_journal and self.applied < position)
+        """Whether DuckDB misses a frame journalled before ``position`` (not one journalled
+        since: a materialisation that took those too ran one small transaction after
+        another, a COMMIT's fixed cost each, while webhooks kept coming)."""
+        held_before = bool(self._held) and self._held[0][0] <= position
+        return held_before or self._journal_first(position)
 
     def held(self) -> tuple[list[F], Position] | None:
-        """The frames held, oldest first, and the position just after the last; they stay
-        held (and counted) until :meth:`applied_to` says DuckDB has them."""
-        if not self._held:
+        """The frames held, oldest first, and the position just after the last, once no
+        frame before them is left in the journal files; they stay held (and counted)
+        until :meth:`applied_to` says DuckDB has them or a spill drops them (a write of
+        them under way goes on: at most twice the limit is in memory then)."""
+        if not self._held or self._spill_to is None or self.applied < self._spill_to:
             return None
         return [frame for _, _, frame in self._held], self._held[-1][0]
 
     def read_back(self, upto: Position) -> tuple[list[F], Position]:
-        """Blocking: the frames past :attr:`applied` that end at or before ``upto`` (where
-        the journal had fsynced to), at most ``limit_bytes`` of them, decoded, and where
-        they end. Only once nothing is held (the held frames come first)."""
-        assert not self._held, "held frames precede the ones in the journal files"
+        """Blocking: the frames past :attr:`applied` that only the journal files hold and
+        that end at or before ``upto`` (where the journal had fsynced to), at most
+        ``limit_bytes`` of them, decoded, and where they end."""
+        if self._spill_to is not None:
+            upto = min(upto, self._spill_to)
         payloads, reached = read_span(self.directory, self.applied, upto, self.limit_bytes)
         payloads.reverse()
         frames: list[F] = []
@@ -114,17 +145,20 @@ class Backlog(Generic[F]):
 
     def applied_to(self, position: Position, journalled_to: Position) -> Spill | None:
         """DuckDB committed every frame up to ``position``; the journal has written up to
-        ``journalled_to``. The spill that ended here, if DuckDB caught up with one: frames
-        are held in memory again from the next one on."""
+        ``journalled_to``. The spill that ended here, if DuckDB caught up with one."""
         self.applied = position
         done = 0
         while done < len(self._held) and self._held[done][0] <= position:
             self.held_bytes -= self._held[done][1]
             done += 1
         del self._held[:done]
-        if not self.in_journal or self._held or position < journalled_to:
+        if self._spill_to is None:  # the start's replay: done once it reached the end
+            if position >= journalled_to:
+                self.replayed()
             return None
-        self.in_journal = False
+        if not self._spilling or position < self._spill_to:
+            return None
+        self._spilling = False
         spill = Spill(self._spilled_frames, self._spilled_bytes)
         self._spilled_frames = self._spilled_bytes = 0
-        return spill if spill.frames else None
+        return spill

@@ -25,35 +25,59 @@ def test_frames_past_the_bound_stay_in_the_journal_and_come_back_in_order(
         end = journal.append(payload)
         started.append(backlog.add(payload, len(payload), end))
         assert backlog.held_bytes <= 350
-    assert started == [False, False, False, True, *[False] * 6]  # the fourth passed the bound
-
-    held = backlog.held()
-    assert held is not None
-    frames, upto = held
-    assert frames == [_frame(0), _frame(1), _frame(2)]
-    assert backlog.applied_to(upto, journal.position) is None  # seven still in the journal
-    assert backlog.held() is None
-    assert backlog.held_bytes == 0
+    # the fourth passed the bound: it and the three held are left in the journal; 4-6 are
+    # held after them, the eighth passes it again (the same spill, longer), 8-9 are held
+    assert started == [False, False, False, True, *[False] * 6]
+    assert backlog.held() is None  # the journal's stretch comes first
 
     got: list[bytes] = []
+    spills = []
     while backlog.behind(journal.position):
-        frames, upto = backlog.read_back(journal.position)
-        assert 1 <= len(frames) <= 3  # a bound's worth at a time
+        held = backlog.held()
+        if held is not None:
+            frames, upto = held
+        else:
+            frames, upto = backlog.read_back(journal.position)
+            assert 1 <= len(frames) <= 3  # a bound's worth at a time
         got += frames
-        spill = backlog.applied_to(upto, journal.position)
-    assert got == [_frame(n) for n in range(3, 10)]
-    assert spill == Spill(frames=7, payload_bytes=700)
+        spills.append(backlog.applied_to(upto, journal.position))
+    assert got == [_frame(n) for n in range(10)]
+    assert [s for s in spills if s is not None] == [Spill(frames=8, payload_bytes=800)]
+    assert backlog.held_bytes == 0
 
-    # caught up: the next frame is held again
+    # caught up: the next frame is held
     end = journal.append(_frame(10))
     assert backlog.add(_frame(10), 100, end) is False
     assert backlog.held() == ([_frame(10)], end)
     journal.close()
 
 
+def test_a_steady_stream_is_held_again_right_after_a_spill(tmp_path: Path) -> None:
+    """While DuckDB reads a spill back, the frames journalled meanwhile are held (they
+    follow the spill in the journal), not left in the journal until it catches up with
+    a journal that never stops growing."""
+    journal = Journal(tmp_path)
+    backlog = Backlog[bytes](tmp_path, Position(0, 0), limit_bytes=250, decode=bytes)
+    backlog.applied_to(journal.position, journal.position)
+    ends = [journal.append(_frame(n)) for n in range(3)]
+    assert [backlog.add(_frame(n), 100, ends[n]) for n in range(3)] == [False, False, True]
+    frames, upto = backlog.read_back(journal.position)
+    assert frames == [_frame(0), _frame(1)]
+    nxt = journal.append(_frame(3))  # journalled while that read-back is written
+    assert backlog.add(_frame(3), 100, nxt) is False
+    assert backlog.held_bytes == 100
+    assert backlog.applied_to(upto, journal.position) is None  # the third is still there
+    frames, upto = backlog.read_back(journal.position)
+    assert frames == [_frame(2)]  # only the spill's stretch, not the held fourth
+    assert backlog.applied_to(upto, journal.position) == Spill(frames=3, payload_bytes=300)
+    assert backlog.held() == ([_frame(3)], nxt)
+    journal.close()
+
+
 def test_held_frames_stay_counted_until_duckdb_has_them(tmp_path: Path) -> None:
     """A materialisation under way keeps its frames counted: those journalled meanwhile
-    are held only while the two together fit the bound."""
+    are held only while the two together fit the bound; past it the ones held are left
+    in the journal with the new one (the write under way goes on)."""
     journal = Journal(tmp_path)
     backlog = Backlog[bytes](tmp_path, Position(0, 0), limit_bytes=250, decode=bytes)
     backlog.applied_to(journal.position, journal.position)
@@ -65,9 +89,11 @@ def test_held_frames_stay_counted_until_duckdb_has_them(tmp_path: Path) -> None:
     assert backlog.add(_frame(1), 100, second) is False
     third = journal.append(_frame(2))
     assert backlog.add(_frame(2), 100, third) is True  # 300 bytes would be held
+    assert backlog.held_bytes == 0  # the second and third are left in the journal
     assert backlog.applied_to(first, journal.position) is None
-    assert backlog.held() == ([_frame(1)], second)
-    assert backlog.held_bytes == 100
+    assert backlog.held() is None
+    frames, upto = backlog.read_back(journal.position)
+    assert (frames, upto) == ([_frame(1), _frame(2)], third)
     journal.close()
 
 
