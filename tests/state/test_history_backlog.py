@@ -115,3 +115,25 @@ def test_at_start_the_journal_past_the_applied_position_is_read_back(tmp_path: P
     end = again.append(_frame(6))
     assert backlog.add(_frame(6), 100, end) is False
     again.close()
+
+
+def test_a_materialisation_stops_at_the_frames_journalled_before_it_began(
+    tmp_path: Path,
+) -> None:
+    """Frames journalled while a materialisation runs wait for the next one: taking them
+    too ran one small transaction after another under a steady stream."""
+    journal = Journal(tmp_path)
+    backlog = Backlog[bytes](tmp_path, Position(0, 0), limit_bytes=1_000, decode=bytes)
+    backlog.replayed()  # nothing to replay: no write ran
+    first = journal.append(_frame(0))
+    assert backlog.add(_frame(0), 100, first) is False
+    target = journal.position  # where the materialisation began
+    held = backlog.held()
+    assert held == ([_frame(0)], first)
+    second = journal.append(_frame(1))  # journalled while it writes
+    assert backlog.add(_frame(1), 100, second) is False
+    assert backlog.applied_to(first, journal.position) is None
+    assert not backlog.behind(target)  # this materialisation is done
+    assert backlog.behind(journal.position)  # the next one takes the second
+    assert backlog.held() == ([_frame(1)], second)
+    journal.close()
