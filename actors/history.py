@@ -557,8 +557,7 @@ async def run_history(
                         "history_backlog_caught_up",
                         frames=spill.frames,
                         payload_bytes=spill.payload_bytes,
-                        why="DuckDB has every frame the journal files held: frames are "
-                        "held in memory again",
+                        why="DuckDB has every frame the spill left in the journal files",
                     )
         return rows
 

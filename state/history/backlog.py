@@ -81,6 +81,7 @@ class Backlog(Generic[F]):
         self._spilling = False  # a spill (not the start's replay) is being read back
         self._spilled_frames = 0
         self._spilled_bytes = 0
+        self._taken_to = applied  # the end of the frames the last held() handed out
 
     def add(self, frame: F, size: int, end: Position) -> bool:
         """Frame ``frame`` (``size`` bytes of payload, ending at ``end``) was journalled:
@@ -95,8 +96,11 @@ class Backlog(Generic[F]):
         if self._spill_to is not None:  # at start the replay reads up to the journal's end
             self._spilling = True
             self._spill_to = end
-        self._spilled_frames += len(self._held) + 1
-        self._spilled_bytes += self.held_bytes + size
+        # counted as left in the journal: the new frame and the held ones no write of
+        # :meth:`held` has taken (a write under way still applies those)
+        left = [held for at, held, _ in self._held if at > self._taken_to]
+        self._spilled_frames += len(left) + 1
+        self._spilled_bytes += sum(left) + size
         self._held.clear()
         self.held_bytes = 0
         return started
@@ -128,7 +132,8 @@ class Backlog(Generic[F]):
         them under way goes on: at most twice the limit is in memory then)."""
         if not self._held or self._spill_to is None or self.applied < self._spill_to:
             return None
-        return [frame for _, _, frame in self._held], self._held[-1][0]
+        self._taken_to = self._held[-1][0]
+        return [frame for _, _, frame in self._held], self._taken_to
 
     def read_back(self, upto: Position) -> tuple[list[F], Position]:
         """Blocking: the frames past :attr:`applied` that only the journal files hold and

@@ -94,6 +94,8 @@ def test_held_frames_stay_counted_until_duckdb_has_them(tmp_path: Path) -> None:
     assert backlog.held() is None
     frames, upto = backlog.read_back(journal.position)
     assert (frames, upto) == ([_frame(1), _frame(2)], third)
+    # the spill counts what it left in the journal, not the first (its write was under way)
+    assert backlog.applied_to(upto, journal.position) == Spill(frames=2, payload_bytes=200)
     journal.close()
 
 
