@@ -60,6 +60,7 @@ TRICKLE_FIXTURES = (
 )
 SLACK_TOKEN = "xoxb-test"
 TARGET_RATIO = 0.9
+TARGET_CPU_RATIO = 1.5  # server CPU per accepted request <= 1.5 x the ceiling's (issue 20)
 TARGET_E2E_P99_MS = 1000.0
 TARGET_RSS_MB = 120.0
 SEV_CHANNELS = ("SEV1", "SEV2", "SEV2.5", "SEV3")

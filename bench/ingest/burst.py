@@ -63,6 +63,7 @@ def phase_ceiling(
         figures_rss = sampler.stop()
         proc.stop(5.0)
     figures["peak_rss_mb"] = round(figures_rss / 2**20, 1)
+    figures.update(cpu_to_exit(proc, cpu0, figures["answered"]))
     log(
         f"ceiling: {figures['accepted_per_s']} accepted/s, p50 {figures['p50_ms']} ms, "
         f"p99 {figures['p99_ms']} ms, peak RSS {figures['peak_rss_mb']} MB"
@@ -180,6 +181,7 @@ def phase_burst(
         code = daemon.proc.stop(40.0)
         figures["stop_s"] = round(time.perf_counter() - t_stop, 2)
         figures["exit_code"] = code
+    figures.update(cpu_to_exit(daemon.proc, cpu0, figures["answered"]))
     figures["journal"] = journal_stats(daemon.data_dir / "data" / "history.duckdb")
     figures["actors_held_at_stop"] = held_at_stop(daemon.log_path)
     figures["peak_rss_mb"] = round(peak / 2**20, 1)
@@ -261,3 +263,13 @@ def phase_trickle(
     finally:
         figures["exit_code"] = daemon.proc.stop(40.0)
     return figures
+
+
+def cpu_to_exit(proc: Proc, cpu0: dict[str, float], answered: int) -> dict[str, float]:
+    """Server CPU per request from the burst's first request to the process's exit: what the
+    HTTP window leaves for later (deliveries, a materialisation, the flush at SIGTERM)
+    counted too. Empty when the process was killed or never reaped."""
+    if proc.cpu_s_at_exit is None or not answered:
+        return {}
+    cpu = proc.cpu_s_at_exit - cpu0["total"]
+    return {"server_cpu_us_per_request_to_exit": round(cpu * 1e6 / answered, 1)}

@@ -111,29 +111,47 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     files: list[Any] = field(default_factory=list)
+    cpu_s_at_exit: float | None = None
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def stop(self, grace_s: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``grace_s``; the exit code (None if killed)."""
+        """SIGTERM, then SIGKILL after ``grace_s``; the exit code (None if killed).
+
+        The process is reaped with ``wait4`` so its whole-life CPU (all threads, until exit:
+        the work it finishes after SIGTERM included) lands in :attr:`cpu_s_at_exit`."""
         code = self.popen.poll()
         if code is None:
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(signal.SIGTERM)
-            try:
-                code = self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
+            code = self._reap(grace_s)
+            if code is None:
                 with contextlib.suppress(ProcessLookupError):
                     self.popen.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.popen.wait(timeout=5.0)
+                self._reap(5.0)
                 code = None
         for f in self.files:
             with contextlib.suppress(OSError):
                 f.close()
         return code
+
+    def _reap(self, timeout_s: float) -> int | None:
+        """Wait up to ``timeout_s`` for the exit; record its rusage. The exit code, or None."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                pid, status, usage = os.wait4(self.popen.pid, os.WNOHANG)
+            except ChildProcessError:  # already reaped (by poll())
+                return self.popen.returncode
+            if pid:
+                self.cpu_s_at_exit = usage.ru_utime + usage.ru_stime
+                self.popen.returncode = os.waitstatus_to_exitcode(status)
+                return self.popen.returncode
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
 
 
 def _read_json_line(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> dict[str, Any]:

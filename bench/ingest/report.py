@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.ingest import TARGET_E2E_P99_MS, TARGET_RATIO, TARGET_RSS_MB, WEBHOOK_SINK, durability
+from bench.ingest import (
+    TARGET_CPU_RATIO,
+    TARGET_E2E_P99_MS,
+    TARGET_RATIO,
+    TARGET_RSS_MB,
+    WEBHOOK_SINK,
+    durability,
+)
 from bench.ingest.footprint import footprint_lines
 
 
@@ -68,10 +75,13 @@ def text_report(report: dict[str, Any]) -> str:
             c.get("client_cpu_us_per_request"),
             e.get("client_cpu_us_per_request"),
         )
+        cpu_ratio = report["figures"].get("cpu_ratio")
         row(
             "server CPU/request (us)",
             c.get("server_cpu_us_per_request"),
             e.get("server_cpu_us_per_request"),
+            f"{cpu_ratio:.2f}" if cpu_ratio is not None else "-",
+            f"<= {TARGET_CPU_RATIO} x ceiling  {_verdict(report['verdicts'].get('cpu'))}",
         )
         row(
             "  main thread (event loop)",
@@ -82,6 +92,14 @@ def text_report(report: dict[str, Any]) -> str:
             "  other threads",
             c.get("server_other_threads_cpu_us_per_request"),
             e.get("server_other_threads_cpu_us_per_request"),
+        )
+        exit_ratio = report["figures"].get("cpu_ratio_to_exit")
+        row(
+            "  burst start to exit",
+            c.get("server_cpu_us_per_request_to_exit"),
+            e.get("server_cpu_us_per_request_to_exit"),
+            f"{exit_ratio:.2f}" if exit_ratio is not None else "-",
+            "(work left after the window and the flush at SIGTERM counted)",
         )
         row("server CPU (cores busy)", c.get("server_cpu_cores"), e.get("server_cpu_cores"))
         if eye is not None:
@@ -310,6 +328,19 @@ def judge(report: dict[str, Any]) -> None:
     if ceil and eye and ceil.get("accepted_per_s"):
         figures["accepted_ratio"] = round(eye["accepted_per_s"] / ceil["accepted_per_s"], 3)
         verdicts["throughput"] = figures["accepted_ratio"] >= TARGET_RATIO
+    if ceil and eye and ceil.get("server_cpu_us_per_request"):
+        figures["cpu_ratio"] = round(
+            eye["server_cpu_us_per_request"] / ceil["server_cpu_us_per_request"], 3
+        )
+        verdicts["cpu"] = figures["cpu_ratio"] <= TARGET_CPU_RATIO
+        if eye.get("server_cpu_us_per_request_to_exit") and ceil.get(
+            "server_cpu_us_per_request_to_exit"
+        ):
+            figures["cpu_ratio_to_exit"] = round(
+                eye["server_cpu_us_per_request_to_exit"]
+                / ceil["server_cpu_us_per_request_to_exit"],
+                3,
+            )
     if eye:
         verdicts["rss"] = eye["peak_rss_mb"] <= TARGET_RSS_MB
         p99 = (eye.get("e2e") or {}).get("p99_ms")
