@@ -1,11 +1,12 @@
 """TLS client contexts: one of each kind per process, made on the first https connection.
 
 A context costs OpenSSL's initialisation and, above all, loading a CA bundle into it:
-about 2 MB of RSS for the first and 1 MB for each further one, and milliseconds of CPU
-(issue 20). Every httpx client made its own at construction, whether or not it ever
+about 1.8 MB of RSS for the first and 0.8 MB for each further one here, and milliseconds
+of CPU (issue 20). Every httpx client made its own at construction, whether or not it ever
 spoke https, so a configuration talking only to plain-http peers paid it at start-up
-several times over. Here each kind is made once, when something first asks for it, and
-shared; verification is exactly as strict as the context each site made before:
+(twice by default: the verification and playbooks actors' clients). Here each kind is
+made once, when something first asks for it, and shared; verification is exactly as
+strict as the context each site made before:
 
 - :func:`certifi_context`: certifi's bundle, host names checked, HTTP/1.1 offered (ALPN).
   The webhook sink's transport; httpx's own default when no ``SSL_CERT_*`` variable is
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -38,7 +40,7 @@ _lock = threading.Lock()
 _made: dict[tuple[str, str], ssl.SSLContext] = {}
 
 
-def _once(key: tuple[str, str], make: Any) -> ssl.SSLContext:
+def _once(key: tuple[str, str], make: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     with _lock:
         context = _made.get(key)
         if context is None:
