@@ -35,6 +35,7 @@ from eyetok.oncall.pagerduty import PagerDutyApiError, PagerDutyRest
 from eyetok.oncall.plan import layer_users, plan
 from eyetok.oncall.roles import ROOT_OPERATOR, RoleSource
 from eyetok.oncall.settings import OncallSource
+from eyetok.tls import OnDemandClient
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,17 @@ async def run_oncall(
             on_call=current,
         )
 
-    async def locked_sync(client: httpx.AsyncClient, by: str) -> OncallSyncAnswer:
+    async def locked_sync(client: OnDemandClient, by: str) -> OncallSyncAnswer:
         async with one_at_a_time:
-            return await sync(client, by)
+            return await sync(client(), by)
 
-    async def every_slot(client: httpx.AsyncClient) -> None:
+    async def every_slot(client: OnDemandClient) -> None:
         while True:
             await clock.sleep_until(next_slot(clock.now(), source.every_s))
             await locked_sync(client, "schedule:oncall-sync")
 
     async with (
-        httpx.AsyncClient(transport=deps.http_transport, trust_env=False) as client,
+        OnDemandClient(transport=deps.http_transport, trust_env=False) as client,
         trio.open_nursery() as nursery,
     ):
         nursery.start_soon(every_slot, client)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-import httpx
 import msgspec
 import trio
 
@@ -57,6 +56,7 @@ from eyetok.playbooks.ledger import (
     eyetok_proposer,
     new_event_id,
 )
+from eyetok.tls import OnDemandClient
 from state.playbooks.record import IntentNotRecorded, PlaybookRecord
 
 
@@ -175,9 +175,7 @@ async def run_playbooks(
             )
         )
     async with (
-        httpx.AsyncClient(
-            timeout=registry.integrations.timeout_s, follow_redirects=False
-        ) as client,
+        OnDemandClient(timeout=registry.integrations.timeout_s, follow_redirects=False) as client,
         _closed_after(book),
         trio.open_nursery() as work,
     ):
@@ -188,7 +186,7 @@ async def run_playbooks(
 
         async def call(what: Call) -> Result:
             async with calling:
-                return await perform(what, registry, client, now_s=int(clock.now().timestamp()))
+                return await perform(what, registry, client(), now_s=int(clock.now().timestamp()))
 
         async def run(proposal: Proposal, said: dict[str, object]) -> None:
             result = await call(proposal.call)

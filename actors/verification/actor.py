@@ -60,6 +60,7 @@ from eyetok.sinks.email import EmailSinkConfig
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
 from eyetok.sinks.slack import SlackSinkConfig
 from eyetok.sinks.webhook import WebhookSinkConfig
+from eyetok.tls import OnDemandClient
 from eyetok.verification import Verification, VerificationStatus
 from state.history import queries
 from state.history.store import HistoryStore
@@ -169,7 +170,7 @@ async def run_verification(
 
     try:
         async with (
-            httpx.AsyncClient(transport=deps.http_transport, timeout=15.0) as client,
+            OnDemandClient(transport=deps.http_transport, timeout=15.0) as client,
             trio.open_nursery() as nursery,
         ):
             await sweeps.resume(ledger, nursery)
@@ -192,7 +193,7 @@ async def run_verification(
                     case OAuthCallback():
                         try:
                             message.reply.send(
-                                await oauth_pkce.called_back(ledger, message, client)
+                                await oauth_pkce.called_back(ledger, message, client())
                             )
                         except SinkRemovedError as exc:
                             message.reply.send(ledger.gone(exc))

@@ -4,6 +4,7 @@ cadence runs its handshake again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
@@ -44,10 +45,11 @@ async def resume(ledger: Ledger, nursery: trio.Nursery) -> None:
         ledger.logger.info("handshakes_resumed", **resumed)
 
 
-async def reverify(ledger: Ledger, at: datetime, client: httpx.AsyncClient) -> None:
+async def reverify(ledger: Ledger, at: datetime, client: Callable[[], httpx.AsyncClient]) -> None:
     """Every sink whose verification is older than its cadence runs its handshake
     again: the TXT record is looked up again, the PagerDuty token refreshed; Slack and
-    email need a person, so they are marked due and the gate keeps refusing."""
+    email need a person, so they are marked due and the gate keeps refusing. ``client``
+    makes the HTTP client on its first call: only a token refresh needs one."""
     record, row = ledger.record, ledger.row
     for sink_id, config in ledger.settings.sinks.items():
         current = ledger.latest.get(sink_id)
@@ -94,7 +96,7 @@ async def reverify(ledger: Ledger, at: datetime, client: httpx.AsyncClient) -> N
                     continue
                 try:
                     renewed = await refresh(
-                        config, refresh_token=tokens.refresh_token, client=client, now=at
+                        config, refresh_token=tokens.refresh_token, client=client(), now=at
                     )
                 except OAuthError as exc:
                     await record(

@@ -18,6 +18,8 @@ from bench.ingest.processes import clean_env
 
 # Libraries that only some configurations need: loaded by a daemon without PagerDuty,
 # email, a vault, a Postgres mirror or webhook sinks, each is a regression (issue 20).
+# smtplib and httptools: the email and webhook sinks' transports (the sink registry,
+# actors/sinks/__init__.py, imports a kind's client only for a sink of that kind).
 OPTIONAL = (
     "boto3",
     "requests",
@@ -28,6 +30,8 @@ OPTIONAL = (
     "dns",
     "pydantic",
     "scim2_models",
+    "smtplib",
+    "httptools",
 )
 _FIRST_PARTY = ("actors", "eyetok", "state", "schedules", "harness")
 _PROBE = (

@@ -30,6 +30,7 @@ from eyetok.http.people import PeopleDesk, authorised
 from eyetok.http.slack_interactions import ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RESOLVE_VIEW
 from eyetok.messages import ApiAnswer, Incident
 from eyetok.playbooks.posts import ACKNOWLEDGE_ESCALATION_ACTION, PLAYBOOK_ACTIONS
+from eyetok.tls import httpx_context
 
 SLACK_RESPONSE_ORIGINS = ("https://hooks.slack.com",)
 
@@ -105,7 +106,8 @@ def slack_action_gate(
         if response_url and _origin(response_url) in origins:
             message = {"response_type": "ephemeral", "replace_original": False, "text": text}
             try:
-                async with httpx.AsyncClient(timeout=5.0) as client:
+                # the process's one TLS context (eyetok/tls.py), not one per refusal
+                async with httpx.AsyncClient(timeout=5.0, verify=httpx_context()) as client:
                     answer = await client.post(response_url, json=message)
                 logger.info("slack_refusal_told", user=slack_user, status=answer.status_code)
             except httpx.HTTPError as exc:

@@ -24,6 +24,7 @@ from actors.sinks.email.render import EmailMessageSpec, one_line, render
 from eyetok.guard import scrub
 from eyetok.messages import Deliver
 from eyetok.sinks.email import EmailSinkConfig, SmtpEndpoint, is_address, parse_smtp_url
+from eyetok.tls import system_context
 
 __all__ = ["EmailSink", "build_message", "classify"]
 
@@ -132,7 +133,9 @@ class EmailSink:
         self.config = config
         self.endpoint = endpoint
         self.rate_per_target: float | None = rate if rate is not None and rate > 0 else None
-        self._ssl_context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        # the system's store, the process's one such context (eyetok/tls.py), made at the
+        # first TLS connection (none for a sink the configuration never sends through)
+        self._ssl_context = ssl_context
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(WORKER_THREADS)
 
     @classmethod
@@ -190,6 +193,9 @@ class EmailSink:
 
     # --- in the worker thread ---------------------------------------------------------
 
+    def _tls(self) -> ssl.SSLContext:
+        return self._ssl_context if self._ssl_context is not None else system_context()
+
     def _connect(self) -> smtplib.SMTP:
         endpoint = self.endpoint
         if endpoint.implicit_tls:
@@ -197,7 +203,7 @@ class EmailSink:
                 endpoint.host,
                 endpoint.port,
                 timeout=self.config.timeout_s,
-                context=self._ssl_context,
+                context=self._tls(),
             )
         return smtplib.SMTP(endpoint.host, endpoint.port, timeout=self.config.timeout_s)
 
@@ -224,7 +230,7 @@ class EmailSink:
         smtp.ehlo_or_helo_if_needed()
         tls = endpoint.implicit_tls
         if not tls and smtp.has_extn("starttls"):
-            smtp.starttls(context=self._ssl_context)
+            smtp.starttls(context=self._tls())
             smtp.ehlo_or_helo_if_needed()  # starttls() forgets the first EHLO
             tls = True
         if endpoint.username:

@@ -28,6 +28,7 @@ from eyetok.errors import ConfigError
 from eyetok.guard import scrub
 from eyetok.messages import Deliver
 from eyetok.sinks.pagerduty import PagerDutySinkConfig
+from eyetok.tls import OnDemandClient
 
 __all__ = ["PagerDutySink", "classify", "retry_after_s"]
 
@@ -123,10 +124,14 @@ class PagerDutySink:
         self._routing_key = routing_key.strip()
         self._url = events_url or config.events_url
         self._timeout = httpx.Timeout(config.timeout_s)
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
+        self._given = client
+        # made at the first event, with the process's one TLS context (eyetok/tls.py)
+        self._made = OnDemandClient(
             timeout=self._timeout, follow_redirects=False, headers={"User-Agent": "EyeTok"}
         )
+
+    def _client(self) -> httpx.AsyncClient:
+        return self._given if self._given is not None else self._made()
 
     def threads(self) -> bool:
         return False
@@ -138,7 +143,7 @@ class PagerDutySink:
         assert isinstance(payload, PagerDutyEvent)
         body = msgspec.json.encode(payload)
         try:
-            response = await self._client.post(
+            response = await self._client().post(
                 self._url, content=body, headers=_JSON, timeout=self._timeout
             )
         except httpx.TimeoutException as exc:
@@ -154,5 +159,4 @@ class PagerDutySink:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this sink made it."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._made.aclose()

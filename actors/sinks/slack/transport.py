@@ -30,12 +30,14 @@ import threading
 import time
 import urllib.error
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
-from ssl import SSLContext, create_default_context
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import Request
 
 from slack_sdk import WebClient
+
+from eyetok.tls import system_context
 
 KEEPALIVE_S = 30.0  # an idle connection older than this is closed, not reused
 
@@ -50,7 +52,9 @@ class SlackConnections:
         self._host = parts.hostname or ""
         self._port = parts.port
         self._timeout = timeout
-        self._ssl = ssl if ssl is not None else (create_default_context() if self._https else None)
+        # the process's one system-store context (eyetok/tls.py), made by the first https
+        # pool, not one per pool
+        self._ssl = ssl if ssl is not None else (system_context() if self._https else None)
         self._size = size
         self._lock = threading.Lock()
         self._idle: list[tuple[HTTPConnection, float]] = []  # (connection, idle since)

@@ -53,9 +53,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-import certifi
 import httptools
 import trio
+
+from eyetok.tls import certifi_context
 
 KEEPALIVE_S = 30.0  # an idle connection older than this is closed, not reused
 MAX_IDLE = 8  # idle connections kept per sink (the delivery actor's lanes per destination)
@@ -227,10 +228,9 @@ class _Connection:
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """Verifies chain and host name against certifi's bundle; offers only HTTP/1.1."""
-    context = ssl.create_default_context(cafile=certifi.where())
-    context.set_alpn_protocols(["http/1.1"])
-    return context
+    """Verifies chain and host name against certifi's bundle; offers only HTTP/1.1. The
+    process's one such context (eyetok/tls.py), made by the first https sink."""
+    return certifi_context()
 
 
 class WebhookConnections:
