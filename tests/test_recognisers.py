@@ -407,3 +407,18 @@ def test_a_text_without_every_word_a_contains_criterion_needs_is_not_read() -> N
     assert marks(message=plain) == frozenset()
     assert marks(message="at=error code=H12 desc=RequestTimeout") == {"h12"}
     assert marks(message="desc=RequestTimeout code=h12") == {"h12"}  # any order
+
+
+def test_a_flood_of_unique_titles_leaves_few_remembered() -> None:
+    """A title unique to each signal (an H12 router line) never repeats: through a
+    5,000-signal burst the normalise cache keeps at most a few hundred of them, and a
+    text that repeats is still answered from it."""
+    normalise.cache_clear()
+    for n in range(5_000):
+        title = f'at=error code=H12 desc="Request timeout" path=/r/{n} request_id=req-{n}'
+        marks(title=title, message="Request timeout")
+    assert normalise.cache_info().currsize <= 512
+    assert normalise("Request timeout") == "request timeout"
+    before = normalise.cache_info().hits
+    assert normalise("Request timeout") == "request timeout"
+    assert normalise.cache_info().hits == before + 1
