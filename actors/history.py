@@ -276,40 +276,43 @@ def _file_signal(frame: Frame, message: JournalSignal, now: datetime, seq: int) 
     incident's snapshot (not a second copy in the signal row), the audit row of an
     audit-only signal, its outbox rows."""
     s, r, action, inc = message.signal, message.routing, message.action, message.incident
+    # positional, in SignalRow's field order: a 19-field struct built by keyword cost about
+    # 2.9 us of CPU, by position 0.5 (msgspec, a batch hook's hundred signals each); str()
+    # of a StrEnum is its value, without the enum's ``value`` property
     frame.signals.append(
         SignalRow(
-            signal_id=s.signal_id,
-            tenant=s.tenant,
-            source=s.source,
-            resource=s.resource,
-            action=s.action,
-            kind=s.kind.value,
-            dedup_key=s.dedup_key,
-            title=s.title,
-            level=s.level,
-            received_at=s.received_at,
-            journalled_at=now,
-            severity=r.severity.value,
-            rule=r.rule,
-            sev_channel=r.sev_channel.value if r.sev_channel else None,
-            business_hours=r.business_hours,
-            incident_action=action.value,
-            incident_id=inc.incident_id if inc else None,
-            cluster_key=s.cluster_key,
-            signal_json=_encode(s).decode(),
+            s.signal_id,
+            s.tenant,
+            s.source,
+            s.resource,
+            s.action,
+            str(s.kind),
+            s.dedup_key,
+            s.title,
+            s.level,
+            s.received_at,
+            now,  # journalled_at
+            str(r.severity),
+            r.rule,
+            str(r.sev_channel) if r.sev_channel else None,
+            r.business_hours,
+            str(action),  # incident_action
+            inc.incident_id if inc else None,
+            s.cluster_key,
+            _encode(s).decode(),  # signal_json
         )
     )
     if inc is not None:
         frame.snapshots.append(snapshot_row(inc, recorded_at=now, seq=seq))
     if action is IncidentAction.AUDIT:
         frame.audits.append(
-            AuditRow(
-                logged_at=now,
-                tenant=s.tenant,
-                event="signal_audit_only",
-                detail=f"{s.resource}/{s.action} level={s.level} rule={r.rule}: {s.title}",
-                incident_id=None,
-                signal_id=s.signal_id,
+            AuditRow(  # logged_at, tenant, event, detail, incident_id, signal_id
+                now,
+                s.tenant,
+                "signal_audit_only",
+                f"{s.resource}/{s.action} level={s.level} rule={r.rule}: {s.title}",
+                None,
+                s.signal_id,
             )
         )
     if message.deliveries:

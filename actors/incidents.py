@@ -263,7 +263,12 @@ async def run_incidents(
 
     def track(key: IncidentKey) -> None:
         incident = open_incidents.get(key)
-        due = loop_due(incident, escalation_of(incident)) if incident is not None else None
+        # only an open SEV1 has a step of the loop to take (loop_due says None for any
+        # other, and its tenant's escalation need not be looked up: most signals of a batch)
+        if incident is None or incident.sev_channel is not SevChannel.SEV1:
+            pending.discard(key)
+            return
+        due = loop_due(incident, escalation_of(incident))
         if due is None:
             pending.discard(key)
         else:

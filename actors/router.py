@@ -72,6 +72,8 @@ def plan(
     policy = settings.tenants[incident.tenant].policy
     types = sink_types if sink_types is not None else settings.sink_types()
     destinations = destinations_for(policy, incident.sev_channel, types)
+    if not destinations:  # a channel the tenant routes nowhere: no playbook to look for
+        return ()
     playbook = (
         settings.playbooks.match(
             incident, source=change.signal.source, tags=dict(change.signal.tags)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -111,9 +111,12 @@ def decide(
         return IncidentAction.UPDATE, updated
     # An open incident outlives its signal: the fields that repeat across incidents (a
     # tenant, a culprit, an environment, a project, a level) are kept as one shared string
-    # each, not one copy per incident decoded from each payload.
+    # each, not one copy per incident decoded from each payload. Built as a copy of
+    # _OPENING (every field a signal sets, replaced): msgspec builds a 30-field struct
+    # by keyword at over twice the CPU of a replace (a batch hook opens a hundred).
     shared = sys.intern
-    opened = Incident(
+    opened = _replace(
+        _OPENING,
         incident_id=new_id(),
         tenant=shared(signal.tenant),
         dedup_key=signal.dedup_key,
@@ -121,10 +124,8 @@ def decide(
         severity=routing.severity,
         sev_channel=routing.sev_channel,
         rule=routing.rule,
-        status="open",
         opened_at=now,
         last_seen_at=now,
-        event_count=1,
         url=signal.url,
         culprit=shared(signal.culprit),
         environment=shared(signal.environment),
@@ -132,6 +133,23 @@ def decide(
         level=shared(signal.level),
     )
     return IncidentAction.OPEN, opened
+
+
+_replace = msgspec.structs.replace
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_OPENING = Incident(  # what decide's openings are copies of: status open, seen once
+    incident_id="",
+    tenant="",
+    dedup_key="",
+    title="",
+    severity=Severity.MEDIUM,
+    sev_channel=None,
+    rule="",
+    status="open",
+    opened_at=_EPOCH,
+    last_seen_at=_EPOCH,
+    event_count=1,
+)
 
 
 def apply(

@@ -49,9 +49,10 @@ def destinations_for(
     policy: Policy, channel: SevChannel | None, sink_types: dict[str, str]
 ) -> tuple[Destination, ...]:
     """The destinations of ``channel`` under ``policy``; ``sink_types`` maps sink id -> type."""
-    if channel is None:
+    routes = policy.routes.get(channel) if channel is not None else None
+    if not routes:  # no channel, or one routed nowhere (a tenant without routes: all)
         return ()
     return tuple(
         Destination(sink_id=route.sink, sink_type=sink_types[route.sink], target=route.target)
-        for route in policy.routes.get(channel, ())
+        for route in routes
     )

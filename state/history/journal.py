@@ -300,22 +300,24 @@ _encode = msgspec.json.Encoder().encode
 
 
 def snapshot_row(inc: Incident, *, recorded_at: datetime, seq: int) -> SnapshotRow:
+    # positional, in field order (by keyword it cost several times more: a snapshot per
+    # signal of a batch); str() of a StrEnum is its value
     return SnapshotRow(
-        incident_id=inc.incident_id,
-        tenant=inc.tenant,
-        dedup_key=inc.dedup_key,
-        status=inc.status,
-        severity=inc.severity.value,
-        sev_channel=inc.sev_channel.value if inc.sev_channel else None,
-        rule=inc.rule,
-        title=inc.title,
-        opened_at=inc.opened_at,
-        last_seen_at=inc.last_seen_at,
-        resolved_at=inc.resolved_at,
-        event_count=inc.event_count,
-        recorded_at=recorded_at,
-        seq=seq,
-        snapshot_json=_encode(inc).decode(),
+        inc.incident_id,
+        inc.tenant,
+        inc.dedup_key,
+        inc.status,
+        str(inc.severity),
+        str(inc.sev_channel) if inc.sev_channel else None,
+        inc.rule,
+        inc.title,
+        inc.opened_at,
+        inc.last_seen_at,
+        inc.resolved_at,
+        inc.event_count,
+        recorded_at,
+        seq,
+        _encode(inc).decode(),  # snapshot_json
     )
 
 
