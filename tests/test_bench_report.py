@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import httpx
 
 from bench.ingest.burst import cpu_to_exit
-from bench.ingest.processes import Proc
+from bench.ingest.processes import Proc, start_ceiling
 from bench.ingest.report import judge
 
 BUSY_THEN_WAIT = (
@@ -66,3 +69,18 @@ def test_the_cpu_verdict_is_eyetoks_cpu_per_request_over_the_ceilings() -> None:
     assert over["verdicts"]["cpu"] is False  # type: ignore[index]
     # no ceiling figure to exit: no ratio to exit either
     assert "cpu_ratio_to_exit" not in within["figures"]  # type: ignore[operator]
+
+
+def test_the_ceiling_takes_a_secret_and_a_token_that_begin_with_a_dash(tmp_path: Path) -> None:
+    proc, port = start_ceiling("-secret", tmp_path, token="-token")
+    try:
+        url = f"http://127.0.0.1:{port}/hooks/alertmanager/acme"
+        body = b'{"alerts": []}'
+        right = httpx.post(url, headers={"Authorization": "Bearer -token"}, content=body)
+        wrong = httpx.post(url, headers={"Authorization": "Bearer token"}, content=body)
+        assert wrong.status_code == 401
+        assert right.status_code != 401
+    finally:
+        proc.stop(5.0)
+        if proc.popen.stdout is not None:
+            proc.popen.stdout.close()

@@ -179,9 +179,10 @@ def start_ceiling(secret: str, workdir: Path, *, token: str | None = None) -> tu
     workdir.mkdir(parents=True, exist_ok=True)
     err = (workdir / "ceiling.stderr").open("ab")
     argv = [sys.executable, str(ROOT / "bench" / "ceiling_app.py"), "--host", HOST]
-    argv += ["--port", "0", "--secret", secret]
+    # "--opt=value": a random secret or token may begin with "-" (1 in 64 of token_urlsafe)
+    argv += ["--port", "0", f"--secret={secret}"]
     if token is not None:
-        argv += ["--token", token]
+        argv.append(f"--token={token}")
     popen = subprocess.Popen(argv, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=err)
     proc = Proc("ceiling", popen, [err])
     try:
