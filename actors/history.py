@@ -124,14 +124,16 @@ _T = TypeVar("_T")
 # machine whatever its size, against about 70 us per signal (the rows of a webhook). Every
 # 0.25 s, at 65 webhooks/s, that fixed cost was most of the CPU of the history's thread.
 # So the actor looks every ``materialise_every_s`` and materialises once this much journal
-# payload is held (at most a look's worth past it: memory bounded by bytes, whatever the
-# rate), else once ``MATERIALISE_WAIT_S`` has passed since the last one (DuckDB at most
-# that stale for readers that do not flush). 512 KiB is what a quarter of a second of
-# single webhooks holds at 400 a second (5.2 KB of payload each): at that rate and above a
-# materialisation is no larger than when it ran every 0.25 s; below it, up to a second's
-# worth, 512 KiB at most (and a look's worth).
-MATERIALISE_BYTES = 512 * 1024
-MATERIALISE_WAIT_S = 1.0
+# payload is held (at most a look's worth past it: bounded by bytes, whatever the rate),
+# else once ``MATERIALISE_WAIT_S`` has passed since the last one (DuckDB at most that stale
+# for readers that do not flush). A larger transaction holds more at once (its payloads,
+# DuckDB's copies of its rows): 512 KiB or 1 s cut the history's threads' CPU per webhook
+# by ~40 % at ~100 webhooks/s but raised the 5,000-webhook burst's peak RSS by ~2 MB
+# (bench/ingest.py, 3 pairs each). 256 KiB is the payload of 50 webhooks (5.2 KB each), a
+# quarter of a second's at 200 a second: above that rate the schedule is as before; below
+# it a transaction gathers up to 0.5 s or 256 KiB (peak RSS within noise, 2 pairs).
+MATERIALISE_BYTES = 256 * 1024
+MATERIALISE_WAIT_S = 0.5
 
 _encode = msgspec.json.Encoder().encode
 
