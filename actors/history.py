@@ -5,11 +5,12 @@ them into rows, appends them as one frame to the write-ahead journal (one fsync)
 only then answers ingest (the 202) and hands the planned deliveries to the delivery
 actor. While one fsync is in its worker thread the next batch gathers in the inbox, so
 under load many requests share one commit. A second task of this actor materialises
-journalled rows into the DuckDB tables every ``materialise_every_s`` (DuckDB commits
-cost milliseconds of CPU each, so they are batched far larger than the fsyncs). The
-frames waiting for it are held in memory up to ``backlog_bytes``; past that, while DuckDB
-is behind, they wait in the journal files and are read back from there
-(state/history/backlog.py).
+journalled rows into the DuckDB tables once ``materialise_bytes`` of frames wait for it
+or ``materialise_wait_s`` after the last time, looking every ``materialise_every_s``
+(DuckDB commits cost milliseconds of CPU each, so they are batched far larger than the
+fsyncs). The frames waiting for it are held in memory, as journalled (msgpack), up to
+``backlog_bytes``; past that, while DuckDB is behind, they wait in the journal files and
+are read back from there (state/history/backlog.py).
 
 Postgres durability (``durable``, for a data directory that does not survive a crash):
 a commit also hands its Postgres changes (incident snapshots, outbox rows, closings,
@@ -87,6 +88,7 @@ from state.history.backlog import LIMIT_BYTES, Backlog
 from state.history.journal import (
     AnomalyNoteRow,
     AnomalyRow,
+    Appends,
     AuditRow,
     DeliveryRow,
     DrillReceiptRow,
@@ -98,7 +100,6 @@ from state.history.journal import (
     TenantConfigRow,
     TenantTokenRow,
     VerificationRow,
-    append_tables,
     delivery_row,
     handshake_row,
     snapshot_row,
@@ -117,6 +118,22 @@ MAX_BATCH = 4096
 SETTLE_QUEUE = 0
 
 _T = TypeVar("_T")
+
+# A materialisation is a DuckDB transaction: BEGIN, one appender flush per table, the
+# wal_applied row, COMMIT, the buffer give-back; about 19 ms of CPU on a loaded 2-core
+# machine whatever its size, against about 70 us per signal (the rows of a webhook). Every
+# 0.25 s, at 65 webhooks/s, that fixed cost was most of the CPU of the history's thread.
+# So the actor looks every ``materialise_every_s`` and materialises once this much journal
+# payload is held (at most a look's worth past it: bounded by bytes, whatever the rate),
+# else once ``MATERIALISE_WAIT_S`` has passed since the last one (DuckDB at most that stale
+# for readers that do not flush). A larger transaction holds more at once (its payloads,
+# DuckDB's copies of its rows): 512 KiB or 1 s cut the history's threads' CPU per webhook
+# by ~40 % at ~100 webhooks/s but raised the 5,000-webhook burst's peak RSS by ~2 MB
+# (bench/ingest.py, 3 pairs each). 256 KiB is the payload of 50 webhooks (5.2 KB each), a
+# quarter of a second's at 200 a second: above that rate the schedule is as before; below
+# it a transaction gathers up to 0.5 s or 256 KiB (peak RSS within noise, 2 pairs).
+MATERIALISE_BYTES = 256 * 1024
+MATERIALISE_WAIT_S = 0.5
 
 _encode = msgspec.json.Encoder().encode
 
@@ -174,7 +191,9 @@ class _Journalled:
 class HistoryDeps:
     store: HistoryStore
     journal: Journal
-    materialise_every_s: float = 0.25
+    materialise_every_s: float = 0.25  # how often it looks whether to materialise
+    materialise_bytes: int = MATERIALISE_BYTES  # held: materialise at the next look
+    materialise_wait_s: float = MATERIALISE_WAIT_S  # else at the first look this long after
     mirrored: bool = False  # with DATABASE_URL: every commit is also sent to the mirror
     durable: bool = False  # postgres durability: a 202 waits for the mirror's commit too
     durable_wait_s: float = 5.0  # the longest a commit waits for Postgres to confirm
@@ -267,6 +286,7 @@ def _tables_of(frames: list[Frame]) -> list[list[msgspec.Struct]]:
     return tables
 
 
+_TABLE_FIELDS = Frame.__struct_fields__
 _frame_encoder = msgspec.msgpack.Encoder()
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
 
@@ -423,8 +443,10 @@ async def run_history(
     applied = await store.read(queries.wal_applied)
     # Journalled, not yet in DuckDB: at start, whatever the journal holds past the applied
     # position (read back from its files below); then held in memory up to a bound.
-    backlog = Backlog[Frame](
-        journal.directory, applied, limit_bytes=deps.backlog_bytes, decode=_frame_decoder.decode
+    # The frames as journalled (their payloads: a quarter smaller than decoded, and one
+    # object each), decoded one at a time by the materialisation in its worker thread.
+    backlog = Backlog[bytes](
+        journal.directory, applied, limit_bytes=deps.backlog_bytes, decode=bytes
     )
     journalled_to = journal.position
     seq = 0  # the last snapshot's, read once the replay is in DuckDB
@@ -478,7 +500,7 @@ async def run_history(
         for message in batch:
             observe_history(message)
         held_bytes = backlog.held_bytes
-        if backlog.add(frame, len(payload), journalled_to):
+        if backlog.add(payload, len(payload), journalled_to):
             logger.info(
                 "history_backlog_spilled",
                 held_bytes=held_bytes,
@@ -547,8 +569,8 @@ async def run_history(
                 now = clock.now()  # here: a trio-anchored clock cannot be read in a thread
                 held = backlog.held()
                 if held is not None:
-                    frames, upto = held
-                    write = partial(_materialise, frames=frames, upto=upto, now=now)
+                    payloads, upto = held
+                    write = partial(_materialise, payloads=payloads, upto=upto, now=now)
                 else:
                     write = partial(_read_back, backlog=backlog, upto=journalled_to, now=now)
                 upto, written = await store.write(write)
@@ -565,9 +587,13 @@ async def run_history(
         return rows
 
     async def materialise_periodically() -> None:
+        last = trio.current_time()
         while True:
             await trio.sleep(deps.materialise_every_s)
-            await materialise()
+            now = trio.current_time()
+            if backlog.due(deps.materialise_bytes) or now - last >= deps.materialise_wait_s:
+                last = now
+                await materialise()
 
     # Whatever the journal holds past the applied position reaches DuckDB before any
     # actor rebuilds its state from it.
@@ -635,25 +661,35 @@ def _duckdb_held(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def _materialise(
-    con: duckdb.DuckDBPyConnection, *, frames: list[Frame], upto: Position, now: datetime
+    con: duckdb.DuckDBPyConnection, *, payloads: list[bytes], upto: Position, now: datetime
 ) -> tuple[Position, int]:
-    """Insert ``frames``' rows and record that the journal is applied up to ``upto`` (one
-    transaction: the caller's); ``upto`` and the rows."""
-    tables = _tables_of(frames)
-    append_tables(con, tables)
+    """Insert the rows of the frames journalled as ``payloads`` and record that the journal
+    is applied up to ``upto`` (one transaction: the caller's); ``upto`` and the rows. The
+    frames are decoded one at a time and each dropped once its rows are handed to the
+    appenders: at most one is in memory decoded beside the payloads held for DuckDB."""
+    appends = Appends(con)
+    rows = 0
+    for payload in payloads:
+        frame = _frame_decoder.decode(payload)
+        for name in _TABLE_FIELDS:
+            table = getattr(frame, name)
+            if table:
+                appends.add(table)
+                rows += len(table)
+    appends.flush()
     con.execute("INSERT INTO wal_applied VALUES (?, ?, ?)", [upto.segment, upto.offset, now])
-    return upto, sum(map(len, tables))
+    return upto, rows
 
 
 def _read_back(
-    con: duckdb.DuckDBPyConnection, *, backlog: Backlog[Frame], upto: Position, now: datetime
+    con: duckdb.DuckDBPyConnection, *, backlog: Backlog[bytes], upto: Position, now: datetime
 ) -> tuple[Position, int]:
     """The next frames the journal files hold past what DuckDB has (up to ``upto``, at most
     the backlog's bound) into DuckDB; where they end and their rows."""
-    frames, reached = backlog.read_back(upto)
-    if not frames:  # nothing left there (a start with nothing to replay)
+    payloads, reached = backlog.read_back(upto)
+    if not payloads:  # nothing left there (a start with nothing to replay)
         return reached, 0
-    return _materialise(con, frames=frames, upto=reached, now=now)
+    return _materialise(con, payloads=payloads, upto=reached, now=now)
 
 
 def _accepted(message: JournalSignal, not_durable: str | None = None) -> Accepted:

@@ -2,7 +2,8 @@
 the journal files and read back from there.
 
 The history actor journals every group commit (fsynced before its 202) and materialises
-the frames into DuckDB every quarter of a second, in a worker thread. A materialisation
+the frames into DuckDB in a worker thread, once enough of them wait (:meth:`Backlog.due`)
+or a second after the last time. A materialisation
 of a large backlog takes seconds, and ingest keeps journalling meanwhile: under a
 sustained burst of batched hooks DuckDB fell behind and the frames waiting for it grew
 without bound in memory (``bench/batched.py --source alertmanager -r 2000``: 100,000 rows,
@@ -117,6 +118,16 @@ class Backlog(Generic[F]):
         start)."""
         spill_to = position if self._spill_to is None else self._spill_to
         return self.applied < spill_to
+
+    def due(self, min_bytes: int) -> bool:
+        """Whether a materialisation should not wait: ``min_bytes`` of frames are held, or
+        frames only the journal files hold (a spill, the start's replay) are to be read
+        back."""
+        return (
+            self.held_bytes >= min_bytes
+            or self._spill_to is None
+            or (self.applied < self._spill_to)
+        )
 
     def behind(self, position: Position) -> bool:
         """Whether DuckDB misses a frame journalled before ``position`` (not one journalled

@@ -262,36 +262,82 @@ a few thousand rows at a time, in order, in the caller's one transaction."""
 def append_tables(con: duckdb.DuckDBPyConnection, tables: list[list[msgspec.Struct]]) -> None:
     """Insert rows grouped by table already (each list: rows of one type), through one
     DuckDB appender per table, flushed every :data:`FLUSH_ROWS` rows."""
+    appends = Appends(con)
     for group in tables:
-        _append(con, group)
+        appends.add(group)
+    appends.flush()
 
 
-def _append(con: duckdb.DuckDBPyConnection, rows: list[msgspec.Struct]) -> None:
-    """Each row's fields, in column order, through the table's appender (kept per
-    connection: making one costs about as much as flushing 100 signal rows). Python
-    values go in as they are: a datetime becomes the TIMESTAMPTZ of its instant (a naive
-    one is read in the session time zone, as its ISO text cast was). Before, every table's
-    rows went in as one JSON text, unnested by ``from_json`` in an INSERT: DuckDB parsed,
-    bound and constant-folded that statement each time, 1-2.6 ms per table whatever its
-    size, and its rows cost twice what the appender's do (bench/history_append.py)."""
-    table = _TABLES[type(rows[0])]
-    kept = _appenders.get(con)
-    if kept is None:
-        kept = _appenders[con] = {}
-    appender = kept.get(table)
-    if appender is None:
-        appender = kept[table] = con.appender(table)
-    # An appender refuses to flush while a result of execute() is unfinished (a caller's
-    # fetchone() in the same transaction: rehydration's emptiness check); run it to its
-    # end, as the next execute() would have (a no-op when there is none: 0.2 us).
-    con.complete()
-    for start in range(0, len(rows), FLUSH_ROWS):
+class Appends:
+    """Rows handed to their tables' appenders as they come, flushed every
+    :data:`FLUSH_ROWS` rows of a table and at :meth:`flush`: a materialisation hands over
+    one journal frame's rows at a time (a frame decoded, its rows appended, the frame
+    dropped) and still flushes each table once, in the caller's one transaction. Rows of a
+    table go in in the order they were handed over.
+
+    Each table's appender is kept per connection: making one costs about as much as
+    flushing 100 signal rows. Python values go in as they are: a datetime becomes the
+    TIMESTAMPTZ of its instant (a naive one is read in the session time zone, as its ISO
+    text cast was). Before, every table's rows went in as one JSON text, unnested by
+    ``from_json`` in an INSERT: DuckDB parsed, bound and constant-folded that statement
+    each time, 1-2.6 ms per table whatever its size, and its rows cost twice what the
+    appender's do (bench/history_append.py). Should anything fail, every appender handed
+    rows here is cleared: nothing of a failed write is left for the next flush."""
+
+    __slots__ = ("_con", "_kept", "_pending")
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        kept = _appenders.get(con)
+        if kept is None:
+            kept = _appenders[con] = {}
+        self._con = con
+        self._kept = kept
+        self._pending: dict[str, int] = {}  # table: rows appended since its last flush
+        # An appender refuses to flush while a result of execute() is unfinished (a
+        # caller's fetchone() in the same transaction: rehydration's emptiness check); run
+        # it to its end, as the next execute() would have (a no-op when there is none).
+        con.complete()
+
+    def add(self, rows: list[msgspec.Struct]) -> None:
+        """Append ``rows`` (all of one row type) to their table."""
+        if not rows:
+            return
+        table = _TABLES[type(rows[0])]
+        appender = self._kept.get(table)
+        if appender is None:
+            appender = self._kept[table] = self._con.appender(table)
+        pending = self._pending.get(table, 0)
+        self._pending[table] = pending
         try:
-            appender.append_rows(map(_astuple, rows[start : start + FLUSH_ROWS]))
-            appender.flush()
+            start = 0
+            while start < len(rows):
+                part = rows[start : start + FLUSH_ROWS - pending]
+                appender.append_rows(map(_astuple, part))
+                start += len(part)
+                pending += len(part)
+                if pending >= FLUSH_ROWS:
+                    appender.flush()
+                    pending = 0
+                self._pending[table] = pending
         except BaseException:
-            appender.clear()  # nothing of a failed write is left for the next flush
+            self.clear()
             raise
+
+    def flush(self) -> None:
+        """Flush every table that has rows appended since its last flush."""
+        try:
+            for table, pending in self._pending.items():
+                if pending:
+                    self._kept[table].flush()
+                    self._pending[table] = 0
+        except BaseException:
+            self.clear()
+            raise
+
+    def clear(self) -> None:
+        """Drop what every appender handed rows here holds unflushed."""
+        for table in self._pending:
+            self._kept[table].clear()
 
 
 # --- building rows from domain values (the history actor and rehydration share these) ---

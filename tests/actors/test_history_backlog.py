@@ -15,8 +15,9 @@ import msgspec
 import pytest
 import structlog
 import trio
+import trio.testing
 
-from actors.history import Frame, HistoryDeps, run_history
+from actors.history import Frame, HistoryDeps, _file_signal, run_history
 from eyetok.clock import FixedClock
 from eyetok.messages import (
     Accepted,
@@ -198,3 +199,53 @@ async def test_a_backlog_left_by_a_crash_is_replayed_a_bound_at_a_time_in_order(
     assert replayed["rows"] == 20
     assert not [e for e in logs if e["event"].startswith("history_backlog_")]
     assert segments(tmp_path / "journal") == [journal.position.segment]  # the old one is gone
+
+
+async def test_it_materialises_once_enough_is_held_or_a_while_after_the_last_time(
+    store: HistoryStore, tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A DuckDB transaction costs milliseconds of CPU whatever its size: the actor looks
+    every ``materialise_every_s`` but writes only once ``materialise_bytes`` of frames are
+    held or ``materialise_wait_s`` has passed since the last write (it wrote at every look
+    before, a handful of webhooks per transaction at a modest rate)."""
+    one = Frame()
+    _file_signal(one, _signal(0), NOW, 1)
+    frame_bytes = len(msgspec.msgpack.encode(one))  # one signal's frame, as journalled
+    history_tx, history_rx = trio.open_memory_channel[Any](16)
+    delivery_tx, _delivery_rx = trio.open_memory_channel[Any](16)
+    mirror_tx, _mirror_rx = trio.open_memory_channel[Any](16)
+    journal = Journal(tmp_path / "journal")
+
+    async def journal_one(n: int) -> None:
+        accepted = Reply[Accepted]()
+        await history_tx.send(_signal(n, accepted))
+        with trio.fail_after(10):
+            await accepted.wait()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(run_history, clock=FixedClock(NOW)),
+            HistoryDeps(
+                store=store,
+                journal=journal,
+                materialise_every_s=0.25,
+                materialise_bytes=2 * frame_bytes,
+                materialise_wait_s=10.0,
+            ),
+            history_rx,
+            delivery_tx,
+            mirror_tx,
+        )
+        await journal_one(0)
+        await trio.sleep(5)  # twenty looks, one frame held: nothing written
+        assert await _signal_ids(store) == []
+        assert await _transactions(store) == 0
+        await trio.sleep(6)  # ten seconds after the start: written
+        assert await _signal_ids(store) == ["sig_acme_000"]
+        await journal_one(1)
+        await journal_one(2)  # two frames held: written at the next look
+        await trio.sleep(0.5)
+        assert await _signal_ids(store) == ["sig_acme_000", "sig_acme_001", "sig_acme_002"]
+        assert await _transactions(store) == 2
+        nursery.cancel_scope.cancel()
+    journal.close()

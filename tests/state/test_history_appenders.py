@@ -138,3 +138,33 @@ async def test_rows_go_in_after_a_result_left_unfinished(tmp_path: Path) -> None
         assert got == [([5],)]
     finally:
         store.close()
+
+
+async def test_rows_handed_over_frame_by_frame_go_in_in_order_across_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A materialisation hands each table's rows over one journal frame at a time; each
+    table keeps their order, through the flushes every FLUSH_ROWS rows and at the end."""
+    monkeypatch.setattr(journal, "FLUSH_ROWS", 3)
+    store = HistoryStore(tmp_path / "history.duckdb")
+    audit = _row(AuditRow, none=True)
+
+    def frame_by_frame(con: duckdb.DuckDBPyConnection) -> None:
+        appends = journal.Appends(con)
+        for first in range(0, 10, 2):  # five frames of two snapshots and one audit row
+            appends.add([_snapshot(first), _snapshot(first + 1)])
+            appends.add([msgspec.structs.replace(audit, event=str(first))])
+        appends.add([_snapshot(n) for n in range(10, 17)])  # one frame past two flushes
+        appends.flush()
+
+    try:
+        await store.write(frame_by_frame)
+        got = await store.read(
+            lambda con: con.execute(
+                "SELECT (SELECT list(event_count ORDER BY rowid) FROM incident_snapshots), "
+                "(SELECT list(event ORDER BY rowid) FROM audit_log)"
+            ).fetchall()
+        )
+        assert got == [(list(range(17)), ["0", "2", "4", "6", "8"])]
+    finally:
+        store.close()

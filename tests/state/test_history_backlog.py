@@ -139,3 +139,27 @@ def test_a_materialisation_stops_at_the_frames_journalled_before_it_began(
     assert backlog.behind(journal.position)  # the next one takes the second
     assert backlog.held() == ([_frame(1)], second)
     journal.close()
+
+
+def test_a_materialisation_is_due_once_enough_is_held_or_the_journal_holds_frames_first(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path)
+    backlog = Backlog[bytes](tmp_path, Position(0, 0), limit_bytes=250, decode=bytes)
+    assert backlog.due(1_000)  # the start's replay comes first, whatever is held
+    backlog.replayed()
+    assert not backlog.due(150)
+    for n in range(2):
+        end = journal.append(_frame(n))
+        assert backlog.add(_frame(n), 100, end) is False
+        assert backlog.due(150) is (n == 1)  # 100 bytes held, then 200
+    end = journal.append(_frame(2))
+    assert backlog.add(_frame(2), 100, end) is True  # past the bound: a spill
+    assert backlog.held_bytes == 0
+    assert backlog.due(150)  # the journal's stretch is read back at once
+    spill = None
+    while spill is None:
+        _frames, upto = backlog.read_back(journal.position)
+        spill = backlog.applied_to(upto, journal.position)  # a Spill once caught up
+    assert not backlog.due(150)
+    journal.close()
