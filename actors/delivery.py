@@ -33,7 +33,7 @@ import msgspec
 import trio
 
 from actors.breaker import Breaker
-from actors.forward import forward
+from actors.forward import Inbox, forward
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
 from actors.tenants import api_sinks, effective_settings
 from actors.thread_refs import ThreadRefs
@@ -716,7 +716,9 @@ async def run_delivery(
                 assert_never(result)
 
     async def dispatch(nursery: trio.Nursery) -> None:
-        async for message in inbox:
+        # the deliveries already waiting are put on their lanes without a schedule point
+        # each (actors/forward.py): the lanes then take them a pass later, together
+        async for message in Inbox(inbox):
             match message:
                 case VerificationChanged():
                     sink_id = message.verification.sink_id
