@@ -139,6 +139,14 @@ class _Lane:
         return slot
 
 
+# the line a delivery's end logs, by its outcome (else delivery_dead)
+_FINISHED_EVENTS = {
+    "delivered": "delivery_sent",
+    "refused": "delivery_refused",
+    "refused_unverified": "delivery_refused_unverified",
+}
+
+
 def dead_notice(
     deliver: Deliver, detail: str, deps: DeliveryDeps, now: datetime, *, outcome: str = "dead"
 ) -> Deliver:
@@ -485,11 +493,7 @@ async def run_delivery(
         # no schedule point of its own (actors/forward.py): the lane checkpointed in the
         # attempt's I/O, and any other outcome's audit record below is a plain send
         await forward(to_history, closed)
-        event = {
-            "delivered": "delivery_sent",
-            "refused": "delivery_refused",
-            "refused_unverified": "delivery_refused_unverified",
-        }.get(outcome, "delivery_dead")
+        event = _FINISHED_EVENTS.get(outcome, "delivery_dead")
         if detail.startswith("payload_rejected"):
             event = "payload_rejected"
         report = outcome == "dead" and deliver.notice is None and deps.notices is not None
@@ -502,13 +506,12 @@ async def run_delivery(
             delivery_id=deliver.delivery_id,
             tenant=deliver.tenant,
             incident_id=deliver.incident.incident_id,
-            severity=deliver.incident.severity.value,
-            sev_channel=deliver.incident.sev_channel.value
-            if deliver.incident.sev_channel
-            else None,
+            # str() of a StrEnum is its value, without the enum's ``value`` property
+            severity=str(deliver.incident.severity),
+            sev_channel=str(deliver.incident.sev_channel) if deliver.incident.sev_channel else None,
             sink=deliver.destination.sink_id,
             target=deliver.destination.target,
-            action=deliver.action.value,
+            action=str(deliver.action),
             attempts=attempts,
             latency_ms=round(latency_ms, 1),
             detail=detail or None,
