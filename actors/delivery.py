@@ -33,7 +33,7 @@ import msgspec
 import trio
 
 from actors.breaker import Breaker
-from actors.forward import forward
+from actors.forward import Inbox, forward
 from actors.sinks.base import Delivered, Outcome, Permanent, Retry, Sink
 from actors.tenants import api_sinks, effective_settings
 from actors.thread_refs import ThreadRefs
@@ -137,6 +137,14 @@ class _Lane:
         if head.action is IncidentAction.UPDATE and head.step is None:
             self.update_slots.pop(head.incident.incident_id, None)
         return slot
+
+
+# the line a delivery's end logs, by its outcome (else delivery_dead)
+_FINISHED_EVENTS = {
+    "delivered": "delivery_sent",
+    "refused": "delivery_refused",
+    "refused_unverified": "delivery_refused_unverified",
+}
 
 
 def dead_notice(
@@ -485,11 +493,7 @@ async def run_delivery(
         # no schedule point of its own (actors/forward.py): the lane checkpointed in the
         # attempt's I/O, and any other outcome's audit record below is a plain send
         await forward(to_history, closed)
-        event = {
-            "delivered": "delivery_sent",
-            "refused": "delivery_refused",
-            "refused_unverified": "delivery_refused_unverified",
-        }.get(outcome, "delivery_dead")
+        event = _FINISHED_EVENTS.get(outcome, "delivery_dead")
         if detail.startswith("payload_rejected"):
             event = "payload_rejected"
         report = outcome == "dead" and deliver.notice is None and deps.notices is not None
@@ -502,13 +506,12 @@ async def run_delivery(
             delivery_id=deliver.delivery_id,
             tenant=deliver.tenant,
             incident_id=deliver.incident.incident_id,
-            severity=deliver.incident.severity.value,
-            sev_channel=deliver.incident.sev_channel.value
-            if deliver.incident.sev_channel
-            else None,
+            # str() of a StrEnum is its value, without the enum's ``value`` property
+            severity=str(deliver.incident.severity),
+            sev_channel=str(deliver.incident.sev_channel) if deliver.incident.sev_channel else None,
             sink=deliver.destination.sink_id,
             target=deliver.destination.target,
-            action=deliver.action.value,
+            action=str(deliver.action),
             attempts=attempts,
             latency_ms=round(latency_ms, 1),
             detail=detail or None,
@@ -716,7 +719,9 @@ async def run_delivery(
                 assert_never(result)
 
     async def dispatch(nursery: trio.Nursery) -> None:
-        async for message in inbox:
+        # the deliveries already waiting are put on their lanes without a schedule point
+        # each (actors/forward.py): the lanes then take them a pass later, together
+        async for message in Inbox(inbox):
             match message:
                 case VerificationChanged():
                     sink_id = message.verification.sink_id

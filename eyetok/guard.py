@@ -65,7 +65,10 @@ def ip_literals(text: str) -> list[str]:
 
 def scrub(text: str) -> str:
     """Upstream text with every IP literal replaced by ``[ip]``."""
-    for literal in sorted(set(ip_literals(text)), key=len, reverse=True):
+    found = ip_literals(text)
+    if not found:  # most text: returned as it is
+        return text
+    for literal in sorted(set(found), key=len, reverse=True):
         text = text.replace(literal, "[ip]")
     return text
 
@@ -113,8 +116,12 @@ def check(
 
 def _strings(value: object, into: list[str]) -> bool:
     """Append every string in ``value`` (a container; keys aside) to ``into``; True as
-    soon as a key breaks ``one-event`` or ``no-internals``."""
-    if isinstance(value, Mapping):
+    soon as a key breaks ``one-event`` or ``no-internals``. A dict, a list or a tuple
+    (what ``msgspec.to_builtins`` makes) is told apart by its exact type, and a leaf
+    (None, a number) is not looked into: ``isinstance`` against the ``Mapping`` ABC, asked
+    of every field, was most of a payload's guard (any other mapping still goes through
+    it)."""
+    if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
         for key, item in value.items():
             name = str(key).lower()
             if name in _INTERNAL_KEYS:
@@ -126,15 +133,20 @@ def _strings(value: object, into: list[str]) -> bool:
                 return True
             if isinstance(item, str):
                 into.append(item)
-            elif _strings(item, into):
+            elif type(item) not in _LEAVES and _strings(item, into):
                 return True
     elif isinstance(value, list | tuple):
         for item in value:
             if isinstance(item, str):
                 into.append(item)
-            elif _strings(item, into):
+            elif type(item) not in _LEAVES and _strings(item, into):
                 return True
     return False
+
+
+# values that hold no string and are no container: not walked into
+_LEAVES = frozenset({type(None), int, float, bool})
+_NOT_MAPPINGS = _LEAVES | {list, tuple, str}
 
 
 def _any_ip_literal(strings: list[str]) -> bool:
@@ -143,8 +155,8 @@ def _any_ip_literal(strings: list[str]) -> bool:
     payload a URL's dots and the timestamps' colons would pass them and run both
     patterns across every string. (The same finding as over the joined strings: no
     pattern matches across :data:`_SEPARATOR`.)"""
-    for text in strings:
-        if (text.count(".") >= 3 or _may_hold_ipv6(text)) and ip_literals(text):
+    for text in strings:  # _may_hold_ipv6 written out: a call per string cost more
+        if (text.count(".") >= 3 or "::" in text or text.count(":") >= 7) and ip_literals(text):
             return True
     return False
 

@@ -143,11 +143,12 @@ def observe_history(message: HistoryMessage) -> None:
                 (item.routing.severity, item.routing.sev_channel) for item in items
             )
             for (severity, sev_channel), count in decisions.items():
-                label = sev_channel.value if sev_channel else "none"
-                METRICS.routing.of(severity.value, label).inc(count)
+                label = str(sev_channel) if sev_channel else "none"
+                METRICS.routing.of(str(severity), label).inc(count)
         case JournalSignal(routing=routing):
-            channel = routing.sev_channel.value if routing.sev_channel else "none"
-            METRICS.routing.of(routing.severity.value, channel).inc()
+            # str() of a StrEnum is its value, without the enum's ``value`` property
+            channel = str(routing.sev_channel) if routing.sev_channel else "none"
+            METRICS.routing.of(str(routing.severity), channel).inc()
         case DeliveryFinished(sink_type=sink_type, outcome=outcome, latency_ms=latency_ms):
             METRICS.deliveries.of(sink_type, outcome).inc()
             METRICS.delivery_latency.of(sink_type).observe(latency_ms / 1000.0)

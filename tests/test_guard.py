@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -239,3 +240,20 @@ def test_a_foreign_tenant_is_found_among_few_tenants_and_among_many(
 )
 def test_two_strings_never_make_one_finding(payload: object) -> None:
     check(payload, tenant="acme", tenants=TENANTS, operator_tenant="operator")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        MappingProxyType({"data": MappingProxyType({"pid": 7})}),
+        MappingProxyType({"blocks": ({"text": "at 192.0.2.17"},)}),
+        {"flags": [True, 1.5, None, 3], "data": MappingProxyType({"alerts": [1, 2]})},
+        ({"title": "run_history crashed"}, [MappingProxyType({"t": "globex is down"})]),
+        {"ok": MappingProxyType({"title": "fine", "n": 2.5, "up": False})},
+    ],
+)
+def test_any_mapping_and_sequence_is_looked_into_and_leaves_are_not(payload: object) -> None:
+    # the scan tells a dict, list or tuple apart by its exact type: any other mapping
+    # still goes through the Mapping ABC, and a number or a bool holds no string
+    for tenant in ("acme", "operator"):
+        assert _verdict(check, payload, tenant) == _verdict(_check_each, payload, tenant)

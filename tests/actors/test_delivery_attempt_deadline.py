@@ -125,3 +125,34 @@ async def test_a_drain_during_an_attempt_waits_for_it_and_its_record(
     [done] = _finished(drain(history))
     assert (done.delivery_id, done.outcome, done.attempts) == (alert.delivery_id, "delivered", 1)
     assert sink.sent == [alert.delivery_id]
+
+
+async def test_the_deliveries_waiting_in_the_inbox_are_laned_before_a_lane_sends(
+    nursery: trio.Nursery, store: HistoryStore
+) -> None:
+    # the inbox is read as the pipeline's actors read theirs (actors/forward.py): what
+    # waits there goes onto its lanes without a schedule point per message, so the
+    # lanes send once all are laned (a schedule point per message let the first lane
+    # send while the rest still waited in the inbox)
+    sink = _SlowSink(*[0.0] * 8)
+    inbox, history, _ = await _start(nursery, store, sink)
+    waiting_at_send: list[int] = []
+    send = sink.send
+    all_sent = trio.Event()
+
+    async def counting_send(payload: object, *, idempotency_key: str) -> Outcome:
+        waiting_at_send.append(inbox.statistics().current_buffer_used)
+        outcome = await send(payload, idempotency_key=idempotency_key)
+        if len(sink.sent) == len(alerts):
+            all_sent.set()
+        return outcome
+
+    sink.send = counting_send  # type: ignore[method-assign]
+    alerts = [deliver("acme", n, at=datetime.now(UTC)) for n in range(8)]
+    for alert in alerts:
+        inbox.send_nowait(alert)
+    with trio.fail_after(5):
+        await all_sent.wait()
+    assert sorted(sink.sent) == sorted(a.delivery_id for a in alerts)  # a lane each
+    assert waiting_at_send == [0] * len(alerts)
+    assert len(_finished(drain(history))) == len(alerts)

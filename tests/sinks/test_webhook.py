@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
 
 from actors.sinks.base import Delivered, Permanent, Retry, Sink
 from actors.sinks.webhook.deliver import WebhookSink, classify, retry_after_s
-from actors.sinks.webhook.render import IncidentData, NoticeData, WebhookPayload, render
+from actors.sinks.webhook.render import IncidentData, NoticeData, WebhookPayload, iso, render
 from eyetok import guard
 from eyetok.clock import FixedClock
 from eyetok.errors import ConfigError
@@ -430,3 +430,28 @@ def test_payload_struct_round_trips_as_json() -> None:
     document = msgspec.json.decode(msgspec.json.encode(payload))
     assert document["data"]["severity"] == "high"
     assert isinstance(payload, WebhookPayload)
+
+
+@pytest.mark.parametrize(
+    ("last_seen", "resolved"),
+    [
+        (OPENED, OPENED),  # one instant throughout
+        (OPENED.astimezone(timezone(timedelta(hours=2))), None),  # the same instant elsewhere
+        (OPENED + timedelta(microseconds=1), OPENED + timedelta(microseconds=1)),
+        (OPENED + timedelta(minutes=5), OPENED + timedelta(minutes=9)),
+        (OPENED.replace(tzinfo=None), OPENED.replace(tzinfo=None)),  # naive: written afresh
+    ],
+)
+def test_every_timestamp_is_its_own_instant_written_once_or_reused(
+    last_seen: datetime, resolved: datetime | None
+) -> None:
+    for action in IncidentAction:
+        deliver = make_deliver(action)
+        incident = msgspec.structs.replace(
+            deliver.incident, last_seen_at=last_seen, resolved_at=resolved
+        )
+        data = render(msgspec.structs.replace(deliver, incident=incident)).data
+        assert isinstance(data, IncidentData)
+        assert data.opened_at == iso(OPENED)
+        assert data.last_seen_at == iso(last_seen)
+        assert data.resolved_at == (iso(resolved) if resolved else None)

@@ -68,6 +68,15 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _iso_again(moment: datetime, written: datetime, text: str) -> str:
+    """``iso(moment)``, reusing ``text`` (``iso(written)``) when both are the same
+    instant: aware datetimes that compare equal are one instant in UTC (a naive one is
+    written afresh)."""
+    if moment.tzinfo is not None and written.tzinfo is not None and moment == written:
+        return text
+    return iso(moment)
+
+
 def render(deliver: Deliver) -> WebhookPayload:
     if deliver.notice is not None:
         return WebhookPayload(
@@ -77,16 +86,25 @@ def render(deliver: Deliver) -> WebhookPayload:
             late=deliver.late,
         )
     incident = deliver.incident
+    # an instant written once: the event's timestamp is one of the incident's, and a
+    # new incident was last seen when it opened
+    opened_at = iso(incident.opened_at)
+    last_seen_at = _iso_again(incident.last_seen_at, incident.opened_at, opened_at)
+    resolved_at = (
+        _iso_again(incident.resolved_at, incident.last_seen_at, last_seen_at)
+        if incident.resolved_at
+        else None
+    )
     match deliver.action:
         case IncidentAction.OPEN:
-            happened = incident.opened_at
+            timestamp = opened_at
         case IncidentAction.RESOLVE:
-            happened = incident.resolved_at or incident.last_seen_at
+            timestamp = resolved_at or last_seen_at
         case IncidentAction.UPDATE | IncidentAction.AUDIT:
-            happened = incident.last_seen_at
+            timestamp = last_seen_at
     return WebhookPayload(
         type=_EVENT_TYPES[deliver.action],
-        timestamp=iso(happened),
+        timestamp=timestamp,
         data=IncidentData(
             incident_id=incident.incident_id,
             tenant=incident.tenant,
@@ -96,9 +114,9 @@ def render(deliver: Deliver) -> WebhookPayload:
             status=incident.status,
             rule=deliver.rule,
             event_count=incident.event_count,
-            opened_at=iso(incident.opened_at),
-            last_seen_at=iso(incident.last_seen_at),
-            resolved_at=iso(incident.resolved_at) if incident.resolved_at else None,
+            opened_at=opened_at,
+            last_seen_at=last_seen_at,
+            resolved_at=resolved_at,
             url=scrub(incident.url),
             environment=scrub(incident.environment),
             project=scrub(incident.project),
