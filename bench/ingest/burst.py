@@ -41,12 +41,16 @@ from bench.ingest.processes import (
     start_py_spy,
     stop_py_spy,
 )
+from bench.ingest.task_cpu import TaskWindow, recorder_prefix
 
 
 def phase_ceiling(
     args: argparse.Namespace, factory: RequestFactory, requests: list[Request], workdir: Path
 ) -> dict[str, Any]:
-    proc, port = start_ceiling(factory.secret, workdir)
+    steps_out = workdir / "ceiling.task-steps"
+    prefix = recorder_prefix(steps_out) if args.task_cpu else None
+    proc, port = start_ceiling(factory.secret, workdir, prefix=prefix)
+    window = TaskWindow(proc.pid, steps_out) if args.task_cpu else None
     sampler = RssSampler(proc.pid).start()
     try:
         reqs = retarget(requests, 1, port)
@@ -54,11 +58,17 @@ def phase_ceiling(
             warm = retarget(factory.batch("c", args.warmup, BURST_FIXTURES, 1), 1, port)
             run_load(args.client, port, warm, args.concurrency, 60.0)
         log(f"ceiling: {len(reqs)} requests at concurrency {args.concurrency} -> :{port}")
+        if window is not None:
+            window.mark()
         cpu0 = cpu_snapshot(proc.pid)
         result = run_load(args.client, port, reqs, args.concurrency, args.time_limit)
         cpu1 = cpu_snapshot(proc.pid)
+        if window is not None:
+            window.mark()
         figures = summarise(result)
         figures.update(cpu_figures(cpu0, cpu1, figures["answered"], figures["seconds"], "server_"))
+        if window is not None:
+            figures["task_cpu"] = window.per_request(figures["answered"])
     finally:
         figures_rss = sampler.stop()
         proc.stop(5.0)
@@ -84,6 +94,9 @@ def phase_burst(
     config = burst_config(args, hook)
     profile = workdir / "eyetok.cprofile" if args.profile else None
     prefix = args.daemon_prefix.split() if args.daemon_prefix else None
+    steps_out = workdir / f"{workdir.name}.task-steps"
+    if getattr(args, "task_cpu", False):
+        prefix = recorder_prefix(steps_out)
     extra_env = dict(kv.split("=", 1) for kv in args.daemon_env)
     if hook is not None:
         extra_env[WEBHOOK_SECRET_ENV] = hook.secret
@@ -98,6 +111,7 @@ def phase_burst(
         switch_interval=args.switch_interval,
         extra_env=extra_env,
     )
+    window = TaskWindow(daemon.proc.pid, steps_out) if getattr(args, "task_cpu", False) else None
     sampler = RssSampler(daemon.proc.pid).start()
     figures: dict[str, Any] = {"sink": "webhook" if hook is not None else "slack"}
     figures["imports"] = import_footprint()
@@ -124,6 +138,8 @@ def phase_burst(
         mono_to_wall = time.time() - time.monotonic()
         log(f"eyetok: {len(reqs)} requests at concurrency {args.concurrency} -> :{daemon.port}")
         spy = start_py_spy(daemon.proc.pid, Path(args.py_spy)) if args.py_spy else None
+        if window is not None:
+            window.mark()
         cpu0, slack0 = cpu_snapshot(daemon.proc.pid), cpu_snapshot(slack.pid)
         try:
             result = run_load(args.client, daemon.port, reqs, args.concurrency, args.time_limit)
@@ -131,8 +147,12 @@ def phase_burst(
             cpu1, slack1 = cpu_snapshot(daemon.proc.pid), cpu_snapshot(slack.pid)
             if spy is not None:
                 stop_py_spy(spy)
+            if window is not None:
+                window.mark()
         figures.update(summarise(result))
         n_ok, secs = figures["answered"], figures["seconds"]
+        if window is not None:
+            figures["task_cpu"] = window.per_request(n_ok)
         figures.update(cpu_figures(cpu0, cpu1, n_ok, secs, "server_"))
         fake = cpu_figures(slack0, slack1, n_ok, secs, "fake_slack_")
         figures["fake_slack_cpu_us_per_request"] = fake["fake_slack_cpu_us_per_request"]

@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         "(the postgres-mode burst: OUT.postgres)",
     )
     p.add_argument(
+        "--task-cpu",
+        action="store_true",
+        help="run the ceiling and the burst daemon under bench/task_steps.py and print the "
+        "event loop's CPU per request task by task (the recorder adds CPU of its own)",
+    )
+    p.add_argument(
         "--switch-interval",
         type=float,
         default=None,
@@ -147,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("-n and -c must be at least 1")
     if args.warmup is None:
         args.warmup = args.concurrency
+    if args.task_cpu and (args.daemon_prefix or args.profile or args.switch_interval):
+        raise SystemExit(
+            "--task-cpu runs the daemon under its own recorder: not with "
+            "--daemon-prefix, --profile or --switch-interval"
+        )
     import hypercorn
     import trio
 

@@ -173,9 +173,11 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-def start_ceiling(secret: str, workdir: Path, *, token: str | None = None) -> tuple[Proc, int]:
+def start_ceiling(
+    secret: str, workdir: Path, *, token: str | None = None, prefix: list[str] | None = None
+) -> tuple[Proc, int]:
     """The bare ASGI ceiling on a free port; ``token``: the bearer token its batch hooks
-    (``bench/batched.py``) require."""
+    (``bench/batched.py``) require; ``prefix``: prepended to its argv (a recorder)."""
     workdir.mkdir(parents=True, exist_ok=True)
     err = (workdir / "ceiling.stderr").open("ab")
     argv = [sys.executable, str(ROOT / "bench" / "ceiling_app.py"), "--host", HOST]
@@ -183,6 +185,7 @@ def start_ceiling(secret: str, workdir: Path, *, token: str | None = None) -> tu
     argv += ["--port", "0", f"--secret={secret}"]
     if token is not None:
         argv.append(f"--token={token}")
+    argv = (prefix or []) + argv
     popen = subprocess.Popen(argv, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=err)
     proc = Proc("ceiling", popen, [err])
     try:

@@ -11,6 +11,7 @@ from bench.ingest import (
     TARGET_RSS_MB,
     WEBHOOK_SINK,
     durability,
+    task_cpu,
 )
 from bench.ingest.footprint import footprint_lines
 
@@ -164,6 +165,8 @@ def text_report(report: dict[str, Any]) -> str:
                     f"  Slack posts/s while draining: {x.get('posts_per_s')}; by channel "
                     f"{x.get('by_channel')}",
                 ]
+    if (ceil or {}).get("task_cpu") or (eye or {}).get("task_cpu"):
+        lines += task_cpu.report_lines((ceil or {}).get("task_cpu"), (eye or {}).get("task_cpu"))
     if eye is not None and report.get("eyetok_postgres") is not None:
         lines += durability.report_lines(
             eye, report["eyetok_postgres"], report["figures"].get("durability") or {}
