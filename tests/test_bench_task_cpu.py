@@ -16,7 +16,8 @@ from bench.ingest.task_cpu import TaskWindow, per_request, recorder_prefix, repo
 _HANDLE = "hypercorn.trio.task_group._handle"
 
 # An actor under EyeTok's own supervisor, busy for a while, then the totals asked for
-# (SIGUSR2 to itself, as the bench sends it) and the run ended.
+# (SIGUSR2 to itself, as the bench sends it: Python runs the handler in this thread before
+# its next bytecode, so the file is written before the run ends).
 _SUPERVISED = """
 import os, signal, trio
 from actors.supervisor import ChildSpec, Restart, Supervisor
@@ -31,8 +32,7 @@ async def main():
     supervisor = Supervisor()
     async with trio.open_nursery() as nursery:
         await supervisor.start(nursery, [ChildSpec("echo", echo, Restart.TRANSIENT)])
-    os.kill(os.getpid(), signal.SIGUSR2)
-    await trio.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGUSR2)  # its handler runs before the next bytecode
 
 trio.run(main)
 """
