@@ -3,7 +3,7 @@ the journal files and read back from there.
 
 The history actor journals every group commit (fsynced before its 202) and materialises
 the frames into DuckDB in a worker thread, once enough of them wait (:meth:`Backlog.due`)
-or a second after the last time. A materialisation
+or half a second after the last time (``actors/history.py``). A materialisation
 of a large backlog takes seconds, and ingest keeps journalling meanwhile: under a
 sustained burst of batched hooks DuckDB fell behind and the frames waiting for it grew
 without bound in memory (``bench/batched.py --source alertmanager -r 2000``: 100,000 rows,
