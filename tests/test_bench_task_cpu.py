@@ -85,7 +85,10 @@ def test_the_ceilings_requests_show_up_per_request_in_its_window(tmp_path: Path)
     assert handle["cpu_us"] > 0
     in_steps = sum(t["cpu_us"] for t in figures["tasks"].values())
     assert abs(in_steps + figures["outside_steps_us"] - figures["thread_us"]) < 1.0
-    assert any("HTTP request" in line for line in report_lines(figures, None))
+    lines = report_lines(figures, None)
+    assert any("HTTP request" in line for line in lines)
+    steps = sum(t["steps"] for t in figures["tasks"].values())
+    assert f"task steps per request: ceiling {steps:.1f}, EyeTok -;" in lines[-1]
 
 
 def test_the_window_is_the_difference_of_its_ends_divided_by_the_requests() -> None:

@@ -120,7 +120,8 @@ def report_lines(ceiling: dict[str, Any] | None, eyetok: dict[str, Any] | None) 
     lines = [
         "",
         "event loop CPU per request by task (--task-cpu: a trio Instrument reads the "
-        "thread's CPU clock around every task step; it adds about 1 us per step)",
+        "thread's CPU clock around every task step; its own cost, several us per step, "
+        "is mostly in the scheduler row)",
         f"  {'task':58}{'ceiling us':>10} {'steps':>6}{'EyeTok us':>11} {'steps':>6}",
     ]
     for name in names:
@@ -142,8 +143,15 @@ def report_lines(ceiling: dict[str, Any] | None, eyetok: dict[str, Any] | None) 
     )
     lines.append(f"  {'event loop thread, all':58}{total(c, 'thread_us')}  {total(e, 'thread_us')}")
     passes = (
-        f"  scheduler passes per request: ceiling {c.get('passes', '-')}, "
-        f"EyeTok {e.get('passes', '-')}"
+        f"  task steps per request: ceiling {_steps(c)}, EyeTok {_steps(e)}; scheduler passes "
+        f"per request: ceiling {c.get('passes', '-')}, EyeTok {e.get('passes', '-')}"
     )
     lines.append(passes)
     return lines
+
+
+def _steps(side: dict[str, Any]) -> str:
+    """All task steps per request on one side ("-" when it was not recorded)."""
+    if not side["tasks"]:
+        return "-"
+    return f"{sum(t['steps'] for t in side['tasks'].values()):.1f}"
